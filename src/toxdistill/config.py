@@ -1,0 +1,246 @@
+"""Typed configuration, read from YAML. Every default has a reason next to it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ToxdistillError
+
+DAVIDSON_SHA256 = "fcb8bc7c68120ae4af04a5b9acd58585513ede11e1548ebf36a5c2040b6f6281"
+PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
+
+
+class _Strict(BaseModel):
+    # Unknown keys are almost always typos; failing loudly beats silently training the wrong thing.
+    model_config = ConfigDict(extra="forbid")
+
+
+class CleanConfig(_Strict):
+    unescape_html: bool = True  # the tweets carry "&amp;" and "&#128514;" as literal text
+    normalize_mentions: bool = True  # "@someone" -> "@user": handles are noise, and a privacy leak in logs
+    normalize_urls: bool = True  # "http://t.co/xyz" -> "http": the short-link hash carries no signal
+    strip_rt: bool = False  # "RT" is informative about retweets; keep it unless asked
+    collapse_whitespace: bool = True
+
+
+class DataConfig(_Strict):
+    # "davidson" resolves --data, then $TOXDISTILL_DATA, then the cache, then a checked download.
+    source: Literal["davidson", "file"] = "davidson"
+    path: str | None = None
+    format: Literal["auto", "csv", "jsonl"] = "auto"
+    text_col: str = "tweet"
+    label_col: str = "class"
+    label_names: list[str] = ["hate speech", "offensive", "neither"]
+    # Maps raw label values (as strings) to class ids; None means the values already are 0..K-1.
+    label_map: dict[str, int] | None = None
+    sha256: str | None = DAVIDSON_SHA256
+    clean: CleanConfig = CleanConfig()
+    val_size: float = 0.1  # 80/10/10: ~2,478 test tweets, ~143 of them hate
+    test_size: float = 0.1
+    max_length: int = 128  # p99 tweet is ~82 tokens, so 128 truncates almost nothing
+    # --quick keeps this many rows (stratified) so that a smoke run takes minutes, not an hour.
+    quick_rows: int = 2400
+
+    @field_validator("label_names")
+    @classmethod
+    def _two_or_more(cls, v: list[str]) -> list[str]:
+        if len(v) < 2 or len(set(v)) != len(v):
+            raise ValueError("label_names needs at least two distinct names")
+        return v
+
+
+class TrainConfig(_Strict):
+    epochs: float = 3.0
+    lr: float = 5e-5
+    batch_size: int = 32  # small batches give more updates per epoch, which helps the rare hate class
+    eval_batch_size: int = 128
+    warmup_ratio: float = 0.06  # RoBERTa's recipe; protects the random head from big early steps
+    weight_decay: float = 0.01
+    # Geometric per-layer decay: lr(layer l) = lr * decay**(L - l); None disables it.
+    layer_lr_decay: float | None = None
+    freeze_layers: int = 0  # freeze the embeddings and the lowest k layers (0 = none)
+    # None, "balanced", or explicit per-class weights for the hard-label cross-entropy.
+    class_weights: Literal["balanced"] | list[float] | None = None
+    group_by_length: bool = True  # tweets average ~30 tokens; grouping cuts padding about 3x
+    grad_accum: int = 1
+    max_grad_norm: float = 1.0
+    bf16: bool = False  # turn on for GPUs; CPU bf16 autocast is slower than fp32 here
+    best_metric: str = "f1_macro"  # accuracy is dominated by "offensive"; macro F1 tracks the hate class
+
+    @field_validator("layer_lr_decay")
+    @classmethod
+    def _decay_range(cls, v: float | None) -> float | None:
+        if v is not None and not 0 < v <= 1:
+            raise ValueError("layer_lr_decay must be in (0, 1]")
+        return v
+
+
+class DistillConfig(_Strict):
+    temperature: float = 2.0  # softens the teacher enough to expose the hate/offensive confusion
+    w_ce: float = 1.0  # hard labels keep the student honest where the teacher is wrong
+    w_kd: float = 1.0  # KL is T^2-scaled, so it is on the same gradient scale as w_ce
+    w_cos: float = 0.5  # aligns the [CLS] state that the pooler and head were trained on
+
+    @field_validator("temperature")
+    @classmethod
+    def _positive_t(cls, v: float) -> float:
+        if v <= 0:
+            raise ValueError("temperature must be > 0")
+        return v
+
+
+class LoraConfig(_Strict):
+    r: int = 8  # the LoRA paper's rank that matched full fine-tuning on GLUE
+    alpha: int = 16  # alpha = 2r keeps the effective scale at 2 as r changes
+    dropout: float = 0.1
+    # Every attention and feed-forward linear layer: adapting only query/value underfits small models.
+    target_modules: list[str] = ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"]
+
+    @field_validator("r")
+    @classmethod
+    def _positive_r(cls, v: int) -> int:
+        if v <= 0:
+            raise ValueError("LoRA r must be > 0")
+        return v
+
+
+StageKind = Literal["finetune", "distill", "lora", "distill-lora"]
+
+
+class StageConfig(_Strict):
+    """One trained model. The run trains them in the order given."""
+
+    name: str
+    kind: StageKind
+    enabled: bool = True
+    # distill / lora-on-student: "odd", "even", or 1-based teacher layer numbers.
+    layers: Literal["odd", "even"] | list[int] | None = None
+    # lora: "pretrained" (the checkpoint the teacher starts from) or "teacher" (the fine-tuned one).
+    # distill-lora: the name of a distill stage to start from.
+    base: str | None = None
+    train: TrainConfig | None = None  # None inherits the run's train defaults
+    distill: DistillConfig | None = None
+    lora: LoraConfig | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        import re
+
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", v) or ".." in v:
+            raise ValueError(f"stage name {v!r} must be letters, digits, '-', '_' or '.'")
+        return v
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> StageConfig:
+        if self.kind == "distill" and self.layers is None:
+            raise ValueError(f"stage {self.name!r}: a distill stage needs 'layers' (odd, even or a list)")
+        if self.kind == "distill-lora" and not self.base:
+            raise ValueError(f"stage {self.name!r}: distill-lora needs 'base', the name of a distill stage")
+        return self
+
+
+class TeacherConfig(_Strict):
+    # A hub id, a local folder, or the packaged offline MiniLM.
+    model: str = PACKAGED_MINILM
+    train: TrainConfig = TrainConfig(epochs=3.0, lr=1e-4)
+
+
+class Config(_Strict):
+    name: str = "davidson-minilm"
+    seed: int = 42
+    output_dir: str = "runs"
+    data: DataConfig = DataConfig()
+    teacher: TeacherConfig = TeacherConfig()
+    baseline: bool = True  # the TF-IDF floor every transformer must beat
+    train: TrainConfig = TrainConfig()  # defaults for student and LoRA stages
+    distill: DistillConfig = DistillConfig()
+    lora: LoraConfig = LoraConfig()
+    stages: list[StageConfig] = Field(
+        default_factory=lambda: [
+            StageConfig(name="odd", kind="distill", layers="odd"),
+            StageConfig(name="even", kind="distill", layers="even"),
+        ]
+    )
+    threads: int | None = None  # None: torch's default (all cores)
+    checkpoint_every_epoch: bool = True
+
+    @model_validator(mode="after")
+    def _unique_stage_names(self) -> Config:
+        names = [s.name for s in self.stages]
+        reserved = {"teacher", "tfidf-lr"}
+        dup = {n for n in names if names.count(n) > 1} | (set(names) & reserved)
+        if dup:
+            raise ValueError(f"stage names must be unique and not 'teacher'/'tfidf-lr': {sorted(dup)}")
+        distill_names = {s.name for s in self.stages if s.kind == "distill"}
+        for s in self.stages:
+            if s.kind == "distill-lora" and s.base not in distill_names:
+                raise ValueError(
+                    f"stage {s.name!r}: distill-lora base {s.base!r} is not a distill stage "
+                    f"(distill stages: {sorted(distill_names) or 'none'})"
+                )
+        return self
+
+    # --- resolved views -------------------------------------------------
+    def stage_train(self, stage: StageConfig) -> TrainConfig:
+        return stage.train or self.train
+
+    def stage_distill(self, stage: StageConfig) -> DistillConfig:
+        return stage.distill or self.distill
+
+    def stage_lora(self, stage: StageConfig) -> LoraConfig:
+        return stage.lora or self.lora
+
+    def fingerprint(self) -> str:
+        """Hash of everything that changes results, so a run folder can refuse a different config."""
+        d = self.model_dump(mode="json")
+        d.pop("output_dir", None)
+        d.pop("threads", None)
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    return f"config {source}: {loc}: {msg}"
+
+
+def load_config(path: str | Path | None = None, overrides: dict | None = None) -> Config:
+    """Load a YAML config (or the defaults) and apply dotted overrides."""
+    raw: dict = {}
+    source = "defaults"
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        if not p.is_file():
+            raise ToxdistillError(f"config file not found: {p}", "pass an existing YAML file to --config")
+        try:
+            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            line = getattr(getattr(e, "problem_mark", None), "line", None)
+            where = f" (line {line + 1})" if line is not None else ""
+            raise ToxdistillError(f"config {p} is not valid YAML{where}", "fix the syntax and retry") from None
+        if not isinstance(raw, dict):
+            raise ToxdistillError(f"config {p} must be a YAML mapping", "see configs/davidson-minilm.yaml")
+    for key, value in (overrides or {}).items():
+        node = raw
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as e:
+        raise ToxdistillError(_format_validation_error(e, source), "see configs/davidson-minilm.yaml for valid keys") from None

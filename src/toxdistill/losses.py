@@ -1,0 +1,56 @@
+"""Distillation losses as pure tensor functions."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def kd_kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Soft-target loss of Hinton et al. (2015).
+
+    ``T² · KL(softmax(t/T) ‖ softmax(s/T))``, averaged over the batch, where ``t`` and ``s`` are the
+    teacher's and the student's logits. The ``T²`` factor keeps the gradient scale of this term
+    independent of ``T`` (the soft gradients shrink as ``1/T²``).
+    """
+    t = temperature
+    log_p_s = F.log_softmax(student_logits / t, dim=-1)
+    log_p_t = F.log_softmax(teacher_logits.to(student_logits.dtype) / t, dim=-1)
+    return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * (t * t)
+
+
+def cosine_loss(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor) -> torch.Tensor:
+    """``mean_i (1 − cos(h_s,i, h_t,i))`` over the batch; both states have the same hidden size."""
+    cos = F.cosine_similarity(student_hidden, teacher_hidden.to(student_hidden.dtype), dim=-1)
+    return (1.0 - cos).mean()
+
+
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, class_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Hard-label CE, optionally class-weighted: ``Σ_i w_{y_i} · CE_i / Σ_i w_{y_i}``."""
+    w = None if class_weights is None else class_weights.to(logits.dtype)
+    return F.cross_entropy(logits, labels, weight=w)
+
+
+def distillation_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    student_hidden: torch.Tensor,
+    teacher_hidden: torch.Tensor,
+    temperature: float = 2.0,
+    w_ce: float = 1.0,
+    w_kd: float = 1.0,
+    w_cos: float = 0.5,
+    class_weights: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The full student objective.
+
+    ``L = w_ce · CE(s, y) + w_kd · T² · KL(softmax(t/T) ‖ softmax(s/T)) + w_cos · (1 − cos(h_s, h_t))``
+
+    with ``h`` the final-layer [CLS] hidden state. Returns the loss and its parts (as floats, for logs).
+    """
+    ce = cross_entropy(student_logits, labels, class_weights)
+    kd = kd_kl_loss(student_logits, teacher_logits, temperature)
+    cos = cosine_loss(student_hidden, teacher_hidden)
+    total = w_ce * ce + w_kd * kd + w_cos * cos
+    return total, {"ce": float(ce.detach()), "kd": float(kd.detach()), "cos": float(cos.detach())}

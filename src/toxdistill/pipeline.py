@@ -1,0 +1,406 @@
+"""`toxdistill run`: split → baseline → teacher → students / LoRA → evaluation → report.
+
+Every stage writes its output folder atomically; a folder that exists is a finished stage and is
+not redone unless forced. Training stages checkpoint every epoch in ``work/<stage>`` and resume.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .calibrate import ece, fit_offsets, fit_temperature
+from .config import Config, StageConfig, TrainConfig
+from .data import Split, load_dataset, make_or_load_split, resolve_data_path
+from .errors import ToxdistillError
+from .evaluate import classification_metrics, evaluate_predictor, plot_confusion
+from .io import atomic_dir, atomic_write_json, atomic_write_text, run_lock
+from .predict import META_FILE, Predictor, read_meta, softmax
+
+log = logging.getLogger(__name__)
+
+BASELINE = "tfidf-lr"
+TEACHER = "teacher"
+
+
+def _say(msg: str) -> None:
+    print(f"[toxdistill] {msg}", flush=True)
+
+
+@dataclass
+class RunContext:
+    cfg: Config
+    run_dir: Path
+    split: Split
+    quick: bool = False
+    forced: set[str] = field(default_factory=set)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def model_dir(self, name: str) -> Path:
+        return self.run_dir / "models" / name
+
+    def work_dir(self, name: str) -> Path:
+        return self.run_dir / "work" / name
+
+    def done(self, name: str) -> bool:
+        return (self.model_dir(name) / META_FILE).is_file() and name not in self.forced and "all" not in self.forced
+
+
+# ---------------------------------------------------------------- helpers
+def _dir_size_mb(folder: Path) -> float:
+    files = [f for f in folder.iterdir() if f.is_file() and f.suffix in {".safetensors", ".npz", ".onnx"}]
+    return sum(f.stat().st_size for f in files) / 2**20
+
+
+def _quick_train(cfg: TrainConfig, quick: bool) -> TrainConfig:
+    return cfg.model_copy(update={"epochs": 1.0}) if quick else cfg
+
+
+def _finish_model(
+    ctx: RunContext,
+    name: str,
+    out: Path,
+    meta: dict,
+    predictor,
+    params: tuple[int, int],
+) -> dict:
+    """The one evaluation path: metrics, calibration, offsets, plots, and the model's metadata file."""
+    split = ctx.split
+    metrics, val_logits, test_logits = evaluate_predictor(predictor, split.val, split.test)
+    label_names = split.test.label_names
+    # Calibration and decision offsets are fitted on validation only, then judged on test.
+    t = fit_temperature(val_logits, split.val.labels)
+    offsets = fit_offsets(val_logits / t, split.val.labels)
+    tuned_preds = (test_logits / t + np.asarray(offsets)).argmax(-1)
+    tuned = classification_metrics(split.test.labels, tuned_preds, label_names)
+    metrics["tuned"] = {k: tuned[k] for k in ("accuracy", "f1_weighted", "f1_macro", "f1_per_class", "confusion_matrix")}
+    metrics["ece"] = ece(softmax(test_logits), split.test.labels)
+    metrics["ece_calibrated"] = ece(softmax(test_logits / t), split.test.labels)
+    meta.update(
+        {
+            "name": name,
+            "label_names": label_names,
+            "max_length": ctx.cfg.data.max_length,
+            "calibration": {"temperature": t, "offsets": offsets},
+            "metrics": metrics,
+            "params": params[0],
+            "trainable_params": params[1],
+            "size_mb": _dir_size_mb(out),
+            "toxdistill_version": __version__,
+        }
+    )
+    np.save(out / "test_logits.npy", test_logits.astype(np.float32))
+    np.save(out / "val_logits.npy", val_logits.astype(np.float32))
+    plot_confusion(metrics["confusion_matrix"], label_names, f"{name} (test)", out / "confusion.png")
+    atomic_write_json(out / META_FILE, meta)
+    return meta
+
+
+def _save_hf(model, tokenizer, out: Path) -> None:
+    model.save_pretrained(str(out), safe_serialization=True)
+    tokenizer.save_pretrained(str(out))
+
+
+# ---------------------------------------------------------------- stages
+def stage_baseline(ctx: RunContext) -> None:
+    from .baseline import TfidfLR
+
+    with atomic_dir(ctx.model_dir(BASELINE)) as out:
+        t0 = time.perf_counter()
+        m = TfidfLR(ctx.split.train.label_names, ctx.cfg.seed).fit(ctx.split.train)
+        train_s = time.perf_counter() - t0
+        m.save(out)
+        logits, _ = m.logits(ctx.split.train.texts)
+        from .evaluate import ce_loss
+
+        n_params = int(m.clf.coef_.size + m.clf.intercept_.size)
+        meta = {
+            "kind": "baseline",
+            "layers": None,
+            "train": {"train_loss": ce_loss(logits, ctx.split.train.labels), "train_runtime_s": train_s},
+        }
+        _finish_model(ctx, BASELINE, out, meta, m, (n_params, n_params))
+
+
+def _load_teacher_pretrained(ctx: RunContext):
+    from .teacher import load_classifier
+
+    return load_classifier(ctx.cfg.teacher.model, ctx.split.train.label_names, ctx.cfg.seed)
+
+
+def _train_and_save(
+    ctx: RunContext,
+    name: str,
+    kind: str,
+    model,
+    tokenizer,
+    train_cfg: TrainConfig,
+    *,
+    layers: list[int] | None,
+    stage_cfg: dict,
+    distill=None,
+    lora_save=False,
+    extra_meta: dict | None = None,
+) -> None:
+    from .lora import count_params, save_lora
+    from .train import train_model
+
+    teacher_outputs = None
+    if distill is not None:
+        teacher_outputs = _teacher_cache(ctx, tokenizer)
+    params = count_params(model)
+    hist = train_model(
+        model,
+        tokenizer,
+        ctx.split.train,
+        ctx.split.val,
+        _quick_train(train_cfg, ctx.quick),
+        ctx.work_dir(name),
+        seed=ctx.cfg.seed,
+        max_length=ctx.cfg.data.max_length,
+        n_layers=model.config.num_hidden_layers,
+        distill=distill,
+        teacher_outputs=teacher_outputs,
+    )
+    trainer = hist.pop("trainer")
+    with atomic_dir(ctx.model_dir(name)) as out:
+        trained = trainer.model
+        if lora_save:
+            if (ctx.work_dir(name) / "base").is_dir():
+                shutil.move(str(ctx.work_dir(name) / "base"), str(out / "base"))
+            trained = save_lora(trained, tokenizer, out)
+        else:
+            _save_hf(trained, tokenizer, out)
+        meta = {
+            "kind": kind,
+            "layers": layers,
+            "train": hist,
+            "stage": stage_cfg,
+            "throughput_note": "merged LoRA weights" if lora_save else None,
+            **(extra_meta or {}),
+        }
+        del trainer, trained, model
+        predictor = Predictor.load(out, threads=ctx.cfg.threads)
+        _finish_model(ctx, name, out, meta, predictor, params)
+    shutil.rmtree(ctx.work_dir(name), ignore_errors=True)
+
+
+def _teacher_cache(ctx: RunContext, tokenizer):
+    from .teacher import load_classifier
+    from .train import EncodedDataset, load_or_build_teacher_cache, teacher_cache_key
+
+    tdir = ctx.model_dir(TEACHER)
+    key = teacher_cache_key(tdir, ctx.split.fingerprint(), ctx.cfg.data.max_length)
+    cache_file = ctx.run_dir / "cache" / f"teacher-{key}.safetensors"
+    if cache_file.is_file():
+        from safetensors.torch import load_file
+
+        t = load_file(str(cache_file))
+        return t["logits"], t["cls"]
+    teacher, ttok = load_classifier(str(tdir), ctx.split.train.label_names, ctx.cfg.seed)
+    enc = EncodedDataset(ctx.split.train, ttok, ctx.cfg.data.max_length)
+    for stale in (ctx.run_dir / "cache").glob("teacher-*.safetensors"):
+        stale.unlink()
+    return load_or_build_teacher_cache(cache_file, teacher, enc, ttok.pad_token_id or 0)
+
+
+def stage_teacher(ctx: RunContext, name: str = TEACHER, train_cfg: TrainConfig | None = None) -> None:
+    model, tok = _load_teacher_pretrained(ctx)
+    tc = train_cfg or ctx.cfg.teacher.train
+    _train_and_save(
+        ctx, name, "teacher" if name == TEACHER else "finetune", model, tok, tc,
+        layers=list(range(1, model.config.num_hidden_layers + 1)),
+        stage_cfg={"model": ctx.cfg.teacher.model, "train": tc.model_dump()},
+    )
+
+
+def stage_distill(ctx: RunContext, st: StageConfig) -> None:
+    from .students import build_student, resolve_layers
+    from .teacher import load_classifier
+
+    teacher, tok = load_classifier(str(ctx.model_dir(TEACHER)), ctx.split.train.label_names, ctx.cfg.seed)
+    layers = resolve_layers(st.layers, teacher.config.num_hidden_layers)
+    student = build_student(teacher, layers)
+    del teacher
+    _train_and_save(
+        ctx, st.name, "student", student, tok, ctx.cfg.stage_train(st),
+        layers=layers, distill=ctx.cfg.stage_distill(st),
+        stage_cfg=st.model_dump(mode="json") | {"train": ctx.cfg.stage_train(st).model_dump(),
+                                                  "distill": ctx.cfg.stage_distill(st).model_dump()},
+    )
+
+
+def stage_lora(ctx: RunContext, st: StageConfig) -> None:
+    from .lora import add_lora
+    from .students import build_student, resolve_layers
+    from .teacher import load_classifier
+
+    lcfg = ctx.cfg.stage_lora(st)
+    base_kind = st.base or "pretrained"
+    distill = None
+    if st.kind == "distill-lora":
+        base_model, tok = load_classifier(str(ctx.model_dir(st.base)), ctx.split.train.label_names, ctx.cfg.seed)
+        layers = read_meta(ctx.model_dir(st.base)).get("layers")
+        distill = ctx.cfg.stage_distill(st)
+        base_desc = f"models/{st.base}"
+    else:
+        if base_kind == "pretrained":
+            base_model, tok = _load_teacher_pretrained(ctx)
+            base_desc = ctx.cfg.teacher.model
+        elif base_kind == "teacher":
+            base_model, tok = load_classifier(str(ctx.model_dir(TEACHER)), ctx.split.train.label_names, ctx.cfg.seed)
+            base_desc = "models/teacher"
+        else:
+            raise ToxdistillError(f"stage {st.name!r}: lora base {base_kind!r} is unknown", "use 'pretrained' or 'teacher'")
+        n = base_model.config.num_hidden_layers
+        layers = list(range(1, n + 1))
+        if st.layers is not None:
+            layers = resolve_layers(st.layers, n)
+            base_model = build_student(base_model, layers)
+            base_desc += f" layers {layers}"
+    if st.kind != "distill-lora" and st.layers is not None:
+        # A student base exists nowhere else; keep it so PeftModel.from_pretrained(base, adapter) works.
+        _save_hf(base_model, tok, ctx.work_dir(st.name) / "base")
+        base_desc = f"base/ ({base_desc})"
+    peft_model = add_lora(base_model, lcfg)
+    total = sum(p.numel() for p in peft_model.parameters())
+    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    _say(f"{st.name}: LoRA r={lcfg.r} on {base_desc}: {trainable:,} trainable of {total:,} ({trainable / total:.2%})")
+    _train_and_save(
+        ctx, st.name, "lora", peft_model, tok, ctx.cfg.stage_train(st),
+        layers=layers, distill=distill, lora_save=True,
+        stage_cfg=st.model_dump(mode="json") | {"train": ctx.cfg.stage_train(st).model_dump(), "lora": lcfg.model_dump()},
+        extra_meta={"adapter_base": base_desc, "lora_share": trainable / total},
+    )
+
+
+def stage_finetune(ctx: RunContext, st: StageConfig) -> None:
+    stage_teacher(ctx, st.name, ctx.cfg.stage_train(st))
+
+
+# ---------------------------------------------------------------- report
+def collect_results(run_dir: Path) -> list[dict]:
+    rows = []
+    models = run_dir / "models"
+    for d in sorted(models.iterdir()) if models.is_dir() else []:
+        meta = read_meta(d)
+        if not meta.get("metrics"):
+            continue
+        m = meta["metrics"]
+        rows.append(
+            {
+                "name": meta["name"],
+                "kind": meta["kind"],
+                "layers": meta.get("layers"),
+                "accuracy": m["accuracy"],
+                "f1_weighted": m["f1_weighted"],
+                "f1_macro": m["f1_macro"],
+                "f1_per_class": m["f1_per_class"],
+                "precision_per_class": m["precision_per_class"],
+                "recall_per_class": m["recall_per_class"],
+                "confusion_matrix": m["confusion_matrix"],
+                "train_loss": meta["train"]["train_loss"],
+                "val_loss": m["val_loss"],
+                "test_loss": m["test_loss"],
+                "params": meta["params"],
+                "trainable_params": meta["trainable_params"],
+                "size_mb": meta["size_mb"],
+                "throughput_sps": m["throughput_sps"],
+                "train_runtime_s": meta["train"].get("train_runtime_s"),
+                "tuned": m.get("tuned"),
+                "ece": m.get("ece"),
+                "ece_calibrated": m.get("ece_calibrated"),
+                "temperature": meta.get("calibration", {}).get("temperature"),
+            }
+        )
+    return rows
+
+
+def run(
+    cfg: Config,
+    data_path: str | None = None,
+    quick: bool = False,
+    name: str | None = None,
+    force: list[str] | None = None,
+) -> Path:
+    """Run every stage that is not finished yet; return the run folder."""
+    run_name = name or (f"{cfg.name}-quick" if quick else cfg.name)
+    run_dir = Path(cfg.output_dir) / run_name
+    forced = set(force or [])
+    known = {"split", BASELINE, TEACHER, "report", "all", *(s.name for s in cfg.stages)}
+    unknown = forced - known
+    if unknown:
+        raise ToxdistillError(f"--force {sorted(unknown)[0]!r} is not a stage", f"stages: {', '.join(sorted(known))}")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    with run_lock(run_dir):
+        saved_cfg = run_dir / "config.yaml"
+        fp_file = run_dir / "config.fingerprint"
+        fp = cfg.fingerprint() + (":quick" if quick else "")
+        if fp_file.is_file() and fp_file.read_text().strip() != fp:
+            if "all" not in forced:
+                raise ToxdistillError(
+                    f"run folder {run_dir} was made with a different config",
+                    "use --name NEW for a new run, or --force all to redo this one",
+                )
+        if "all" in forced:
+            for sub in ("models", "work", "cache", "plots"):
+                shutil.rmtree(run_dir / sub, ignore_errors=True)
+            (run_dir / "split.json").unlink(missing_ok=True)
+        atomic_write_text(saved_cfg, cfg.to_yaml())
+        atomic_write_text(fp_file, fp)
+
+        t0 = time.perf_counter()
+        path = resolve_data_path(cfg.data, data_path)
+        ds = load_dataset(path, cfg.data)
+        if "split" in forced:
+            (run_dir / "split.json").unlink(missing_ok=True)
+        split = make_or_load_split(ds, run_dir / "split.json", cfg.data, cfg.seed, quick)
+        ctx = RunContext(cfg, run_dir, split, quick, forced)
+        timings_file = run_dir / "timings.json"
+        ctx.timings = json.loads(timings_file.read_text()) if timings_file.is_file() else {}
+        ctx.timings["split"] = time.perf_counter() - t0
+        _say(f"data: {path} → train {len(split.train)}, val {len(split.val)}, test {len(split.test)}")
+
+        plan: list[tuple[str, callable]] = []
+        if cfg.baseline:
+            plan.append((BASELINE, lambda: stage_baseline(ctx)))
+        plan.append((TEACHER, lambda: stage_teacher(ctx)))
+        for st in cfg.stages:
+            if not st.enabled:
+                continue
+            fn = {"distill": stage_distill, "lora": stage_lora, "distill-lora": stage_lora, "finetune": stage_finetune}[st.kind]
+            plan.append((st.name, (lambda f, s: lambda: f(ctx, s))(fn, st)))
+        for k, (stage, fn) in enumerate(plan, 1):
+            if ctx.done(stage):
+                _say(f"[{k}/{len(plan)}] {stage}: done already (use --force {stage} to redo)")
+                continue
+            _say(f"[{k}/{len(plan)}] {stage}: training")
+            s0 = time.perf_counter()
+            fn()
+            ctx.timings[stage] = time.perf_counter() - s0
+            atomic_write_json(timings_file, ctx.timings)
+            m = read_meta(ctx.model_dir(stage))["metrics"]
+            _say(
+                f"[{k}/{len(plan)}] {stage}: acc {m['accuracy']:.3f}  F1w {m['f1_weighted']:.3f}  "
+                f"F1m {m['f1_macro']:.3f}  hate F1 {list(m['f1_per_class'].values())[0]:.3f}  "
+                f"({ctx.timings[stage]:.0f}s)"
+            )
+        s0 = time.perf_counter()
+        from .report import write_report
+
+        results = collect_results(run_dir)
+        atomic_write_json(run_dir / "results.json", results)
+        write_report(run_dir, results, cfg, ctx.timings, quick=quick)
+        ctx.timings["report"] = time.perf_counter() - s0
+        atomic_write_json(timings_file, ctx.timings)
+        _say(f"report: {run_dir / 'report.md'}")
+    return run_dir

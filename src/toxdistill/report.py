@@ -1,0 +1,134 @@
+"""report.md, written from the numbers of one run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .config import Config
+from .io import atomic_write_text
+
+
+def _f(x, nd=3) -> str:
+    return "—" if x is None else f"{x:.{nd}f}"
+
+
+def _hate(r: dict) -> float:
+    return list(r["f1_per_class"].values())[0]
+
+
+def _order(results: list[dict]) -> list[dict]:
+    rank = {"baseline": 0, "teacher": 1, "finetune": 2, "student": 3, "lora": 4}
+    return sorted(results, key=lambda r: (rank.get(r["kind"], 9), r["name"]))
+
+
+def analysis(results: list[dict]) -> list[str]:
+    """Statements derived from this run's numbers only."""
+    by = {r["name"]: r for r in results}
+    out: list[str] = []
+    base = by.get("tfidf-lr")
+    teacher = by.get("teacher")
+    trans = [r for r in results if r["kind"] != "baseline"]
+    if base and trans:
+        beat = [r["name"] for r in trans if r["f1_weighted"] > base["f1_weighted"]]
+        lose = [r["name"] for r in trans if r["f1_weighted"] <= base["f1_weighted"]]
+        out.append(
+            f"- **Floor.** tfidf-lr reaches weighted F1 {_f(base['f1_weighted'])}; "
+            + (f"{len(beat)} of {len(trans)} transformer rows beat it" if beat else "no transformer row beats it")
+            + (f" ({', '.join(lose)} do not)." if lose else ".")
+        )
+    if "odd" in by and "even" in by:
+        o, e = by["odd"], by["even"]
+        win = "even" if e["f1_weighted"] > o["f1_weighted"] else "odd"
+        out.append(
+            f"- **Layer sets.** odd {_f(o['f1_weighted'])} vs even {_f(e['f1_weighted'])} weighted F1 "
+            f"(macro {_f(o['f1_macro'])} vs {_f(e['f1_macro'])}); {win} is ahead by "
+            f"{abs(e['f1_weighted'] - o['f1_weighted']) * 100:.2f} points on {sum(sum(r) for r in o['confusion_matrix'])} "
+            "test tweets."
+        )
+    if teacher:
+        for r in trans:
+            if r["name"] == "teacher":
+                continue
+            d = (r["f1_weighted"] - teacher["f1_weighted"]) * 100
+            dm = (r["f1_macro"] - teacher["f1_macro"]) * 100
+            sp = r["throughput_sps"] / teacher["throughput_sps"] if teacher["throughput_sps"] else float("nan")
+            out.append(
+                f"- **{r['name']}** vs teacher: {d:+.2f} weighted-F1 points, {dm:+.2f} macro-F1 points, "
+                f"{sp:.2f}× the teacher's throughput, {r['trainable_params'] / max(r['params'], 1):.2%} of its "
+                "parameters trained."
+            )
+    if trans:
+        best = max(trans, key=lambda r: (r.get("tuned") or r)["f1_per_class"][list(r["f1_per_class"])[0]])
+        t = best.get("tuned") or best
+        out.append(
+            f"- **Hate class.** best hate F1 is {best['name']}'s: {_f(_hate(best))} at argmax, "
+            f"{_f(list(t['f1_per_class'].values())[0])} with validation-tuned offsets."
+        )
+        eces = [(r["name"], r.get("ece"), r.get("ece_calibrated")) for r in trans if r.get("ece") is not None]
+        if eces:
+            worst = max(eces, key=lambda x: x[2])
+            out.append(
+                f"- **Calibration.** after temperature scaling the worst ECE is {worst[0]}'s {_f(worst[2])} "
+                f"(before: {_f(worst[1])})."
+            )
+    return out
+
+
+def write_report(run_dir: Path, results: list[dict], cfg: Config, timings: dict, quick: bool = False) -> None:
+    rows = _order(results)
+    lines = [f"# toxdistill report: {run_dir.name}", ""]
+    if quick:
+        lines += ["> **Quick smoke run** on a small stratified subset, one epoch per stage: not a result.", ""]
+    lines += [
+        f"Teacher `{cfg.teacher.model}`, seed {cfg.seed}. Every row is evaluated by the same code on the same "
+        "saved test split. LoRA rows are measured merged.",
+        "",
+        "| Model | Train Loss | Validation Loss | Test Accuracy | Test F1 |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['name']} | {_f(r['train_loss'], 4)} | {_f(r['val_loss'], 4)} | {_f(r['accuracy'], 4)} | "
+            f"{_f(r['f1_weighted'], 4)} |"
+        )
+    names = list(rows[0]["f1_per_class"]) if rows else []
+    lines += [
+        "",
+        "Train loss is each model's own training objective (the distillation loss for students), "
+        "so compare validation and test losses across rows, not train losses.",
+        "",
+        "## Full results",
+        "",
+        "| Model | kind | layers | acc | F1 weighted | F1 macro | "
+        + " | ".join(f"F1 {n}" for n in names)
+        + " | tuned F1 macro | tuned hate F1 | ECE → calibrated | params | trainable | size MB | samples/s |",
+        "|---|---|---|---|---|---|" + "---|" * len(names) + "---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        t = r.get("tuned") or {}
+        layers = ",".join(map(str, r["layers"])) if r.get("layers") else "—"
+        lines.append(
+            f"| {r['name']} | {r['kind']} | {layers} | {_f(r['accuracy'])} | {_f(r['f1_weighted'])} | "
+            f"{_f(r['f1_macro'])} | "
+            + " | ".join(_f(r["f1_per_class"][n]) for n in names)
+            + f" | {_f(t.get('f1_macro'))} | {_f(list(t['f1_per_class'].values())[0] if t else None)} | "
+            f"{_f(r.get('ece'))} → {_f(r.get('ece_calibrated'))} | {r['params']:,} | {r['trainable_params']:,} "
+            f"({r['trainable_params'] / max(r['params'], 1):.1%}) | {r['size_mb']:.1f} | {r['throughput_sps']:.0f} |"
+        )
+    lines += ["", "## Per-class precision / recall", ""]
+    lines += ["| Model | " + " | ".join(f"P/R {n}" for n in names) + " |", "|---|" + "---|" * len(names)]
+    for r in rows:
+        lines.append(
+            f"| {r['name']} | "
+            + " | ".join(f"{r['precision_per_class'][n]:.2f} / {r['recall_per_class'][n]:.2f}" for n in names)
+            + " |"
+        )
+    lines += ["", "## Confusion matrices (test)", ""]
+    for r in rows:
+        lines.append(f"![{r['name']}](models/{r['name']}/confusion.png)")
+    lines += ["", "## Wall time per stage", "", "| stage | seconds |", "|---|---|"]
+    for k, v in timings.items():
+        lines.append(f"| {k} | {v:.0f} |")
+    lines.append(f"| **total** | {sum(timings.values()):.0f} |")
+    lines += ["", "## Analysis", "", *analysis(results), ""]
+    atomic_write_text(run_dir / "report.md", "\n".join(lines))

@@ -1,0 +1,124 @@
+"""Shared fixtures: tiny random BERTs built in code (loaded once per session) and a tiny run folder."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+DAVIDSON = Path(os.environ.get("TOXDISTILL_TEST_DATA", REPO.parent / "shared" / "data" / "davidson" / "labeled_data.csv"))
+LABELS = ["hate speech", "offensive", "neither"]
+
+
+def tiny_bert(n_layers: int = 4, hidden: int = 32, seed: int = 0):
+    """A random BertForSequenceClassification small enough to train in a second."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    cfg = BertConfig(
+        vocab_size=30522,  # the bert-base-uncased vocabulary, so the packaged tokenizer fits
+        hidden_size=hidden,
+        num_hidden_layers=n_layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=64,
+        num_labels=3,
+        id2label=dict(enumerate(LABELS)),
+        label2id={n: i for i, n in enumerate(LABELS)},
+    )
+    model = BertForSequenceClassification(cfg)
+    model.eval()
+    return model
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    from toxdistill.teacher import resolve_model_path
+
+    return AutoTokenizer.from_pretrained(resolve_model_path("packaged:all-MiniLM-L6-v2"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tokenizer) -> Path:
+    """A save_pretrained folder of a tiny 4-layer BERT, with toxdistill metadata."""
+    d = tmp_path_factory.mktemp("tiny") / "tiny-bert"
+    model = tiny_bert()
+    model.save_pretrained(d)
+    tokenizer.save_pretrained(d)
+    (d / "toxdistill.json").write_text(json.dumps({"name": "tiny-bert", "kind": "teacher", "label_names": LABELS, "max_length": 64}))
+    return d
+
+
+SAMPLE_TEXTS = [
+    "you are a wonderful person",
+    "I hate all of you so much, get out of this country",
+    "this is trash and so are you",
+    "what a lovely day at the beach with my family and friends",
+    "lol",
+    "a much much longer text " * 20,
+]
+
+
+def make_tiny_run(root: Path, tokenizer, names=("teacher", "odd", "even", "lora-teacher")) -> Path:
+    """A run folder like `toxdistill run` writes, with tiny models and made-up metrics."""
+    run = root / "tiny-run"
+    for k, name in enumerate(names):
+        d = run / "models" / name
+        n_layers = 4 if name in ("teacher", "lora-teacher") else 2
+        model = tiny_bert(n_layers=n_layers, seed=k)
+        model.save_pretrained(d)
+        tokenizer.save_pretrained(d)
+        kind = {"teacher": "teacher", "lora-teacher": "lora"}.get(name, "student")
+        cm = [[5, 3, 2], [1, 80, 4], [0, 5, 20]]
+        meta = {
+            "name": name,
+            "kind": kind,
+            "layers": list(range(1, n_layers + 1)),
+            "label_names": LABELS,
+            "max_length": 64,
+            "calibration": {"temperature": 1.0, "offsets": [0.0, 0.0, 0.0]},
+            "params": sum(p.numel() for p in model.parameters()),
+            "trainable_params": sum(p.numel() for p in model.parameters()),
+            "size_mb": 4.0,
+            "train": {"train_loss": 0.5},
+            "metrics": {
+                "accuracy": 0.88 - 0.01 * k,
+                "f1_weighted": 0.87 - 0.01 * k,
+                "f1_macro": 0.70 - 0.01 * k,
+                "f1_per_class": {"hate speech": 0.3, "offensive": 0.9, "neither": 0.8},
+                "precision_per_class": {n: 0.8 for n in LABELS},
+                "recall_per_class": {n: 0.8 for n in LABELS},
+                "confusion_matrix": cm,
+                "val_loss": 0.4,
+                "test_loss": 0.41,
+                "throughput_sps": 500.0 - 50 * k,
+            },
+        }
+        (d / "toxdistill.json").write_text(json.dumps(meta))
+    results = [json.loads((run / "models" / n / "toxdistill.json").read_text()) for n in names]
+    (run / "results.json").write_text(
+        json.dumps([{"name": r["name"], "kind": r["kind"], **r["metrics"]} for r in results])
+    )
+    (run / "config.yaml").write_text("name: tiny-run\n")
+    return run
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tokenizer) -> Path:
+    return make_tiny_run(tmp_path_factory.mktemp("runs"), tokenizer)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
