@@ -15,7 +15,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
-DAVIDSON = Path(os.environ.get("TOXDISTILL_TEST_DATA", REPO.parent / "shared" / "data" / "davidson" / "labeled_data.csv"))
+DAVIDSON = Path(
+    os.environ.get("TOXDISTILL_TEST_DATA", REPO.parent / "shared" / "data" / "davidson" / "labeled_data.csv")
+)
 LABELS = ["hate speech", "offensive", "neither"]
 
 
@@ -56,7 +58,9 @@ def tiny_model_dir(tmp_path_factory, tokenizer) -> Path:
     model = tiny_bert()
     model.save_pretrained(d)
     tokenizer.save_pretrained(d)
-    (d / "toxdistill.json").write_text(json.dumps({"name": "tiny-bert", "kind": "teacher", "label_names": LABELS, "max_length": 64}))
+    (d / "toxdistill.json").write_text(
+        json.dumps({"name": "tiny-bert", "kind": "teacher", "label_names": LABELS, "max_length": 64})
+    )
     return d
 
 

@@ -35,8 +35,13 @@ class TfidfLR:
         folder.mkdir(parents=True, exist_ok=True)
         vocab = {k: int(v) for k, v in self.vec.vocabulary_.items()}
         (folder / "vocab.json").write_text(json.dumps({"label_names": self.label_names, "vocabulary": vocab}))
-        np.savez(folder / "weights.npz", idf=self.vec.idf_, coef=self.clf.coef_, intercept=self.clf.intercept_,
-                 classes=self.clf.classes_)
+        np.savez(
+            folder / "weights.npz",
+            idf=self.vec.idf_,
+            coef=self.clf.coef_,
+            intercept=self.clf.intercept_,
+            classes=self.clf.classes_,
+        )
 
     @classmethod
     def load(cls, folder: Path) -> TfidfLR:

@@ -42,16 +42,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="show library logs")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    r = sub.add_parser("run", help="split → baseline → teacher → students/LoRA → report", description=(
-        "Run every stage of the pipeline that is not finished yet. Finished stages are kept; an interrupted "
-        "training stage resumes from its last epoch checkpoint."))
-    r.add_argument("--config", default=None, help="YAML config (default: configs/davidson-minilm.yaml if present, else built-in defaults)")
+    r = sub.add_parser(
+        "run",
+        help="split → baseline → teacher → students/LoRA → report",
+        description=(
+            "Run every stage of the pipeline that is not finished yet. Finished stages are kept; an interrupted "
+            "training stage resumes from its last epoch checkpoint."
+        ),
+    )
+    r.add_argument(
+        "--config",
+        default=None,
+        help="YAML config (default: configs/davidson-minilm.yaml if present, else built-in defaults)",
+    )
     r.add_argument("--data", default=None, help="path to the data file (overrides $TOXDISTILL_DATA and the config)")
     r.add_argument("--quick", action="store_true", help="smoke run: small stratified subset, one epoch per stage")
     r.add_argument("--name", default=None, help="run folder name under output_dir (default: config name)")
     r.add_argument("--output-dir", default=None, help="where run folders go (default: config output_dir, 'runs')")
-    r.add_argument("--force", action="append", default=[], metavar="STAGE", help="redo STAGE (repeatable; 'all' redoes everything)")
-    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value, e.g. teacher.train.epochs=2")
+    r.add_argument(
+        "--force", action="append", default=[], metavar="STAGE", help="redo STAGE (repeatable; 'all' redoes everything)"
+    )
+    r.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. teacher.train.epochs=2",
+    )
     r.set_defaults(func=cmd_run)
 
     for extra in _extra_commands():
@@ -72,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(a, "command", None):
         parser.print_help()
         return 2
-    logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if a.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     if not a.verbose:
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -94,7 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         print("toxdistill: error: out of memory — lower the batch size (--set train.batch_size=16)", file=sys.stderr)
         return 1
     except OSError as e:
-        print(f"toxdistill: error: {e.strerror or e} ({getattr(e, 'filename', '') or ''}) — check the path and permissions", file=sys.stderr)
+        print(
+            f"toxdistill: error: {e.strerror or e} ({getattr(e, 'filename', '') or ''}) — check the path and permissions",
+            file=sys.stderr,
+        )
         return 1
 
 

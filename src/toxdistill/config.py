@@ -100,7 +100,14 @@ class LoraConfig(_Strict):
     alpha: int = 16  # alpha = 2r keeps the effective scale at 2 as r changes
     dropout: float = 0.1
     # Every attention and feed-forward linear layer: adapting only query/value underfits small models.
-    target_modules: list[str] = ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"]
+    target_modules: list[str] = [
+        "query",
+        "key",
+        "value",
+        "attention.output.dense",
+        "intermediate.dense",
+        "output.dense",
+    ]
 
     @field_validator("r")
     @classmethod
@@ -198,14 +205,34 @@ class Config(_Strict):
         return stage.lora or self.lora
 
     def fingerprint(self) -> str:
-        """Hash of everything that changes results, so a run folder can refuse a different config."""
-        d = self.model_dump(mode="json")
-        d.pop("output_dir", None)
-        d.pop("threads", None)
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+        """Hash of what every model depends on (data, split, seed, teacher). A run folder refuses a change here."""
+        d = self.model_dump(mode="json", include={"data", "seed", "teacher"})
+        return _hash(d)
+
+    def stage_fingerprint(self, name: str) -> str:
+        """Hash of one stage's resolved settings; a finished stage with another hash must be forced to redo."""
+        if name == "teacher":
+            return self.fingerprint()
+        if name == "tfidf-lr":
+            return _hash({"data": self.data.model_dump(mode="json"), "seed": self.seed})
+        st = next(s for s in self.stages if s.name == name)
+        d = {
+            "global": self.fingerprint(),
+            "stage": st.model_dump(mode="json", exclude={"enabled"}),
+            "train": self.stage_train(st).model_dump(mode="json"),
+            "distill": self.stage_distill(st).model_dump(mode="json"),
+            "lora": self.stage_lora(st).model_dump(mode="json"),
+        }
+        if st.kind == "distill-lora" and st.base:
+            d["base"] = self.stage_fingerprint(st.base)
+        return _hash(d)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _hash(d) -> str:
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _format_validation_error(err: ValidationError, source: str) -> str:
@@ -243,4 +270,6 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
     try:
         return Config.model_validate(raw)
     except ValidationError as e:
-        raise ToxdistillError(_format_validation_error(e, source), "see configs/davidson-minilm.yaml for valid keys") from None
+        raise ToxdistillError(
+            _format_validation_error(e, source), "see configs/davidson-minilm.yaml for valid keys"
+        ) from None

@@ -59,7 +59,9 @@ def resolve_data_path(cfg: DataConfig, cli_path: str | None = None, download: bo
         try:
             return _download(DAVIDSON_URL, cached, cfg.sha256)
         except OSError as e:
-            raise ToxdistillError(f"could not download the Davidson data ({e.__class__.__name__})", HOW_TO_PROVIDE) from None
+            raise ToxdistillError(
+                f"could not download the Davidson data ({e.__class__.__name__})", HOW_TO_PROVIDE
+            ) from None
     raise ToxdistillError("no data file found", HOW_TO_PROVIDE)
 
 
@@ -172,9 +174,7 @@ def load_dataset(path: Path, cfg: DataConfig) -> Dataset:
         mapped = raw_labels.astype(str).map(cfg.label_map)
         bad = raw_labels[mapped.isna()].astype(str).unique()[:3]
         if len(bad):
-            raise ToxdistillError(
-                f"{path.name}: labels {list(bad)} are not in data.label_map", "add them to label_map"
-            )
+            raise ToxdistillError(f"{path.name}: labels {list(bad)} are not in data.label_map", "add them to label_map")
         labels = mapped.to_numpy(dtype=np.int64)
     else:
         numeric = pd.to_numeric(raw_labels, errors="coerce")

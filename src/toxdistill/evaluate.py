@@ -68,7 +68,12 @@ def plot_confusion(cm: list[list[int]], label_names: list[str], title: str, path
     for i in range(len(label_names)):
         for j in range(len(label_names)):
             ax.text(
-                j, i, f"{cm_arr[i, j]}\n{norm[i, j]:.0%}", ha="center", va="center", fontsize=8,
+                j,
+                i,
+                f"{cm_arr[i, j]}\n{norm[i, j]:.0%}",
+                ha="center",
+                va="center",
+                fontsize=8,
                 color="white" if norm[i, j] > 0.5 else "black",
             )
     ax.set_xticks(range(len(label_names)), label_names, rotation=20)

@@ -25,7 +25,9 @@ def cosine_loss(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor) -> t
     return (1.0 - cos).mean()
 
 
-def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, class_weights: torch.Tensor | None = None) -> torch.Tensor:
+def cross_entropy(
+    logits: torch.Tensor, labels: torch.Tensor, class_weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """Hard-label CE, optionally class-weighted: ``Σ_i w_{y_i} · CE_i / Σ_i w_{y_i}``."""
     w = None if class_weights is None else class_weights.to(logits.dtype)
     return F.cross_entropy(logits, labels, weight=w)

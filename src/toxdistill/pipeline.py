@@ -6,6 +6,7 @@ not redone unless forced. Training stages checkpoint every epoch in ``work/<stag
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
@@ -20,6 +21,7 @@ from . import __version__
 from .calibrate import ece, fit_offsets, fit_temperature
 from .config import Config, StageConfig, TrainConfig
 from .data import Split, load_dataset, make_or_load_split, resolve_data_path
+from .dist import dist
 from .errors import ToxdistillError
 from .evaluate import classification_metrics, evaluate_predictor, plot_confusion
 from .io import atomic_dir, atomic_write_json, atomic_write_text, run_lock
@@ -32,7 +34,8 @@ TEACHER = "teacher"
 
 
 def _say(msg: str) -> None:
-    print(f"[toxdistill] {msg}", flush=True)
+    if dist().is_main:
+        print(f"[toxdistill] {msg}", flush=True)
 
 
 @dataclass
@@ -81,12 +84,15 @@ def _finish_model(
     offsets = fit_offsets(val_logits / t, split.val.labels)
     tuned_preds = (test_logits / t + np.asarray(offsets)).argmax(-1)
     tuned = classification_metrics(split.test.labels, tuned_preds, label_names)
-    metrics["tuned"] = {k: tuned[k] for k in ("accuracy", "f1_weighted", "f1_macro", "f1_per_class", "confusion_matrix")}
+    metrics["tuned"] = {
+        k: tuned[k] for k in ("accuracy", "f1_weighted", "f1_macro", "f1_per_class", "confusion_matrix")
+    }
     metrics["ece"] = ece(softmax(test_logits), split.test.labels)
     metrics["ece_calibrated"] = ece(softmax(test_logits / t), split.test.labels)
     meta.update(
         {
             "name": name,
+            "fingerprint": ctx.cfg.stage_fingerprint(name),
             "label_names": label_names,
             "max_length": ctx.cfg.data.max_length,
             "calibration": {"temperature": t, "offsets": offsets},
@@ -96,6 +102,11 @@ def _finish_model(
             "size_mb": _dir_size_mb(out),
             "toxdistill_version": __version__,
         }
+    )
+    from .plots import reliability_diagram
+
+    reliability_diagram(
+        softmax(test_logits), softmax(test_logits / t), split.test.labels, out / "reliability.png", f"{name} (test)"
     )
     np.save(out / "test_logits.npy", test_logits.astype(np.float32))
     np.save(out / "val_logits.npy", val_logits.astype(np.float32))
@@ -171,6 +182,9 @@ def _train_and_save(
         teacher_outputs=teacher_outputs,
     )
     trainer = hist.pop("trainer")
+    if not dist().is_main:  # rank 0 alone saves and evaluates; the others wait for the finished folder
+        dist().barrier()
+        return
     with atomic_dir(ctx.model_dir(name)) as out:
         trained = trainer.model
         if lora_save:
@@ -191,6 +205,7 @@ def _train_and_save(
         predictor = Predictor.load(out, threads=ctx.cfg.threads)
         _finish_model(ctx, name, out, meta, predictor, params)
     shutil.rmtree(ctx.work_dir(name), ignore_errors=True)
+    dist().barrier()
 
 
 def _teacher_cache(ctx: RunContext, tokenizer):
@@ -200,23 +215,34 @@ def _teacher_cache(ctx: RunContext, tokenizer):
     tdir = ctx.model_dir(TEACHER)
     key = teacher_cache_key(tdir, ctx.split.fingerprint(), ctx.cfg.data.max_length)
     cache_file = ctx.run_dir / "cache" / f"teacher-{key}.safetensors"
+    if not dist().is_main:
+        dist().barrier()  # rank 0 builds the cache once; everyone else reads its file
     if cache_file.is_file():
         from safetensors.torch import load_file
 
         t = load_file(str(cache_file))
+        if dist().is_main:
+            dist().barrier()
         return t["logits"], t["cls"]
     teacher, ttok = load_classifier(str(tdir), ctx.split.train.label_names, ctx.cfg.seed)
     enc = EncodedDataset(ctx.split.train, ttok, ctx.cfg.data.max_length)
     for stale in (ctx.run_dir / "cache").glob("teacher-*.safetensors"):
         stale.unlink()
-    return load_or_build_teacher_cache(cache_file, teacher, enc, ttok.pad_token_id or 0)
+    out = load_or_build_teacher_cache(cache_file, teacher, enc, ttok.pad_token_id or 0)
+    dist().barrier()
+    return out
 
 
 def stage_teacher(ctx: RunContext, name: str = TEACHER, train_cfg: TrainConfig | None = None) -> None:
     model, tok = _load_teacher_pretrained(ctx)
     tc = train_cfg or ctx.cfg.teacher.train
     _train_and_save(
-        ctx, name, "teacher" if name == TEACHER else "finetune", model, tok, tc,
+        ctx,
+        name,
+        "teacher" if name == TEACHER else "finetune",
+        model,
+        tok,
+        tc,
         layers=list(range(1, model.config.num_hidden_layers + 1)),
         stage_cfg={"model": ctx.cfg.teacher.model, "train": tc.model_dump()},
     )
@@ -231,10 +257,16 @@ def stage_distill(ctx: RunContext, st: StageConfig) -> None:
     student = build_student(teacher, layers)
     del teacher
     _train_and_save(
-        ctx, st.name, "student", student, tok, ctx.cfg.stage_train(st),
-        layers=layers, distill=ctx.cfg.stage_distill(st),
-        stage_cfg=st.model_dump(mode="json") | {"train": ctx.cfg.stage_train(st).model_dump(),
-                                                  "distill": ctx.cfg.stage_distill(st).model_dump()},
+        ctx,
+        st.name,
+        "student",
+        student,
+        tok,
+        ctx.cfg.stage_train(st),
+        layers=layers,
+        distill=ctx.cfg.stage_distill(st),
+        stage_cfg=st.model_dump(mode="json")
+        | {"train": ctx.cfg.stage_train(st).model_dump(), "distill": ctx.cfg.stage_distill(st).model_dump()},
     )
 
 
@@ -259,7 +291,9 @@ def stage_lora(ctx: RunContext, st: StageConfig) -> None:
             base_model, tok = load_classifier(str(ctx.model_dir(TEACHER)), ctx.split.train.label_names, ctx.cfg.seed)
             base_desc = "models/teacher"
         else:
-            raise ToxdistillError(f"stage {st.name!r}: lora base {base_kind!r} is unknown", "use 'pretrained' or 'teacher'")
+            raise ToxdistillError(
+                f"stage {st.name!r}: lora base {base_kind!r} is unknown", "use 'pretrained' or 'teacher'"
+            )
         n = base_model.config.num_hidden_layers
         layers = list(range(1, n + 1))
         if st.layers is not None:
@@ -268,16 +302,25 @@ def stage_lora(ctx: RunContext, st: StageConfig) -> None:
             base_desc += f" layers {layers}"
     if st.kind != "distill-lora" and st.layers is not None:
         # A student base exists nowhere else; keep it so PeftModel.from_pretrained(base, adapter) works.
-        _save_hf(base_model, tok, ctx.work_dir(st.name) / "base")
+        if dist().is_main:
+            _save_hf(base_model, tok, ctx.work_dir(st.name) / "base")
         base_desc = f"base/ ({base_desc})"
     peft_model = add_lora(base_model, lcfg)
     total = sum(p.numel() for p in peft_model.parameters())
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
     _say(f"{st.name}: LoRA r={lcfg.r} on {base_desc}: {trainable:,} trainable of {total:,} ({trainable / total:.2%})")
     _train_and_save(
-        ctx, st.name, "lora", peft_model, tok, ctx.cfg.stage_train(st),
-        layers=layers, distill=distill, lora_save=True,
-        stage_cfg=st.model_dump(mode="json") | {"train": ctx.cfg.stage_train(st).model_dump(), "lora": lcfg.model_dump()},
+        ctx,
+        st.name,
+        "lora",
+        peft_model,
+        tok,
+        ctx.cfg.stage_train(st),
+        layers=layers,
+        distill=distill,
+        lora_save=True,
+        stage_cfg=st.model_dump(mode="json")
+        | {"train": ctx.cfg.stage_train(st).model_dump(), "lora": lcfg.model_dump()},
         extra_meta={"adapter_base": base_desc, "lora_share": trainable / total},
     )
 
@@ -286,11 +329,61 @@ def stage_finetune(ctx: RunContext, st: StageConfig) -> None:
     stage_teacher(ctx, st.name, ctx.cfg.stage_train(st))
 
 
+def _check_stage_fingerprints(cfg: Config, run_dir: Path, forced: set[str]) -> None:
+    """A finished stage trained with other settings is refused rather than silently reported as current."""
+    stages = [BASELINE, TEACHER, *(s.name for s in cfg.stages)]
+    for name in stages:
+        meta = read_meta(run_dir / "models" / name)
+        stored = meta.get("fingerprint")
+        if stored and stored != cfg.stage_fingerprint(name) and name not in forced:
+            raise ToxdistillError(
+                f"stage {name!r} in {run_dir} was trained with different settings",
+                f"use --force {name} to retrain it, or --name NEW for a new run",
+            )
+
+
+def _remove_partial_writes(run_dir: Path) -> None:
+    """Temporary files and folders left by a killed run are never results; clear them on restart."""
+    for p in [*run_dir.glob(".*.tmp"), *run_dir.glob("*/.*.tmp"), *run_dir.glob("*/.*.old")]:
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+
+
+def _main_only(fn) -> None:
+    if dist().is_main:
+        fn()
+    dist().barrier()
+
+
+def _preflight(cfg: Config) -> None:
+    """Fail before any training on what can be checked up front: the teacher exists, layer sets fit it."""
+    from transformers import AutoConfig
+
+    from .students import resolve_layers
+    from .teacher import resolve_model_path
+
+    path = resolve_model_path(cfg.teacher.model)
+    try:
+        n_layers = AutoConfig.from_pretrained(path, trust_remote_code=False).num_hidden_layers
+    except (OSError, ValueError) as e:
+        raise ToxdistillError(
+            f"cannot load teacher {cfg.teacher.model!r}: {str(e).splitlines()[0][:160]}",
+            "offline? use the packaged teacher (configs/davidson-minilm.yaml) or a local folder",
+        ) from None
+    for st in cfg.stages:
+        if st.enabled and st.layers is not None:
+            resolve_layers(st.layers, n_layers)
+
+
 # ---------------------------------------------------------------- report
 def collect_results(run_dir: Path) -> list[dict]:
     rows = []
     models = run_dir / "models"
     for d in sorted(models.iterdir()) if models.is_dir() else []:
+        if d.name.startswith("."):  # a temporary folder from an interrupted write, never a finished model
+            continue
         meta = read_meta(d)
         if not meta.get("metrics"):
             continue
@@ -324,6 +417,42 @@ def collect_results(run_dir: Path) -> list[dict]:
     return rows
 
 
+def _backfill_reliability(run_dir: Path, results: list[dict], labels: np.ndarray) -> None:
+    """Models finished by an older toxdistill have no reliability diagram; draw it from the saved logits."""
+    from .plots import reliability_diagram
+
+    for r in results:
+        d = run_dir / "models" / r["name"]
+        if not (d / "reliability.png").is_file() and (d / "test_logits.npy").is_file():
+            lg = np.load(d / "test_logits.npy")
+            t = r.get("temperature") or 1.0
+            reliability_diagram(softmax(lg), softmax(lg / t), labels, d / "reliability.png", f"{r['name']} (test)")
+
+
+def significance(run_dir: Path, results: list[dict], labels: np.ndarray, seed: int, n_boot: int = 1000) -> dict:
+    """95% bootstrap intervals for every model and paired-bootstrap p-values for the report's comparisons.
+
+    On argmax predictions, the same ones the headline metrics use; all models share the resamples.
+    """
+    from .stats import bootstrap_table, compare_models, default_pairs
+
+    preds = {r["name"]: np.load(run_dir / "models" / r["name"] / "test_logits.npy").argmax(-1) for r in results}
+    k = len(results[0]["f1_per_class"]) if results else 3
+    return {
+        "n_boot": n_boot,
+        "ci": bootstrap_table(labels, preds, n_boot=n_boot, seed=seed, n_classes=k),
+        "comparisons": compare_models(
+            labels,
+            preds,
+            default_pairs(list(preds)),
+            metrics=["f1_weighted", "f1_macro", "f1_hate"],
+            n_boot=n_boot,
+            seed=seed,
+            n_classes=k,
+        ),
+    }
+
+
 def run(
     cfg: Config,
     data_path: str | None = None,
@@ -341,28 +470,35 @@ def run(
         raise ToxdistillError(f"--force {sorted(unknown)[0]!r} is not a stage", f"stages: {', '.join(sorted(known))}")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    with run_lock(run_dir):
+    d = dist()
+    with run_lock(run_dir) if d.is_main else contextlib.nullcontext():
         saved_cfg = run_dir / "config.yaml"
         fp_file = run_dir / "config.fingerprint"
         fp = cfg.fingerprint() + (":quick" if quick else "")
-        if fp_file.is_file() and fp_file.read_text().strip() != fp:
-            if "all" not in forced:
-                raise ToxdistillError(
-                    f"run folder {run_dir} was made with a different config",
-                    "use --name NEW for a new run, or --force all to redo this one",
-                )
-        if "all" in forced:
+        if fp_file.is_file() and fp_file.read_text().strip() != fp and "all" not in forced:
+            raise ToxdistillError(
+                f"run folder {run_dir} was made with a different data, seed or teacher config",
+                "use --name NEW for a new run, or --force all to redo this one",
+            )
+        if "all" in forced and d.is_main:
             for sub in ("models", "work", "cache", "plots"):
                 shutil.rmtree(run_dir / sub, ignore_errors=True)
             (run_dir / "split.json").unlink(missing_ok=True)
-        atomic_write_text(saved_cfg, cfg.to_yaml())
-        atomic_write_text(fp_file, fp)
+        _check_stage_fingerprints(cfg, run_dir, forced)
+        if d.is_main:
+            _remove_partial_writes(run_dir)
+        if d.is_main:
+            atomic_write_text(saved_cfg, cfg.to_yaml())
+            atomic_write_text(fp_file, fp)
 
         t0 = time.perf_counter()
         path = resolve_data_path(cfg.data, data_path)
         ds = load_dataset(path, cfg.data)
-        if "split" in forced:
+        if "split" in forced and d.is_main:
             (run_dir / "split.json").unlink(missing_ok=True)
+        if d.is_main:
+            make_or_load_split(ds, run_dir / "split.json", cfg.data, cfg.seed, quick)
+        d.barrier()
         split = make_or_load_split(ds, run_dir / "split.json", cfg.data, cfg.seed, quick)
         ctx = RunContext(cfg, run_dir, split, quick, forced)
         timings_file = run_dir / "timings.json"
@@ -370,23 +506,31 @@ def run(
         ctx.timings["split"] = time.perf_counter() - t0
         _say(f"data: {path} → train {len(split.train)}, val {len(split.val)}, test {len(split.test)}")
 
+        _preflight(cfg)
         plan: list[tuple[str, callable]] = []
         if cfg.baseline:
-            plan.append((BASELINE, lambda: stage_baseline(ctx)))
+            plan.append((BASELINE, lambda: _main_only(lambda: stage_baseline(ctx))))
         plan.append((TEACHER, lambda: stage_teacher(ctx)))
         for st in cfg.stages:
             if not st.enabled:
                 continue
-            fn = {"distill": stage_distill, "lora": stage_lora, "distill-lora": stage_lora, "finetune": stage_finetune}[st.kind]
+            fn = {"distill": stage_distill, "lora": stage_lora, "distill-lora": stage_lora, "finetune": stage_finetune}[
+                st.kind
+            ]
             plan.append((st.name, (lambda f, s: lambda: f(ctx, s))(fn, st)))
         for k, (stage, fn) in enumerate(plan, 1):
             if ctx.done(stage):
                 _say(f"[{k}/{len(plan)}] {stage}: done already (use --force {stage} to redo)")
                 continue
             _say(f"[{k}/{len(plan)}] {stage}: training")
+            if stage in forced and d.is_main:
+                shutil.rmtree(ctx.work_dir(stage), ignore_errors=True)  # a forced stage starts fresh, no resume
+            d.barrier()
             s0 = time.perf_counter()
             fn()
             ctx.timings[stage] = time.perf_counter() - s0
+            if not d.is_main:
+                continue
             atomic_write_json(timings_file, ctx.timings)
             m = read_meta(ctx.model_dir(stage))["metrics"]
             _say(
@@ -394,12 +538,17 @@ def run(
                 f"F1m {m['f1_macro']:.3f}  hate F1 {list(m['f1_per_class'].values())[0]:.3f}  "
                 f"({ctx.timings[stage]:.0f}s)"
             )
+        if not d.is_main:
+            return run_dir
         s0 = time.perf_counter()
         from .report import write_report
 
         results = collect_results(run_dir)
+        _backfill_reliability(run_dir, results, split.test.labels)
         atomic_write_json(run_dir / "results.json", results)
-        write_report(run_dir, results, cfg, ctx.timings, quick=quick)
+        sig = significance(run_dir, results, split.test.labels, cfg.seed)
+        atomic_write_json(run_dir / "significance.json", sig)
+        write_report(run_dir, results, cfg, ctx.timings, quick=quick, significance=sig)
         ctx.timings["report"] = time.perf_counter() - s0
         atomic_write_json(timings_file, ctx.timings)
         _say(f"report: {run_dir / 'report.md'}")

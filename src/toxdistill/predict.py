@@ -32,6 +32,29 @@ def read_meta(model_dir: Path) -> dict:
     return {}
 
 
+def find_clean_config(model_dir: Path, meta: dict | None = None):
+    """The ``data.clean`` settings the model was trained with: from its metadata (exports record it),
+    else from the run's config.yaml when the folder sits in ``runs/<name>/models|export/``."""
+    from .config import CleanConfig
+
+    raw = (meta or {}).get("clean") or ((meta or {}).get("export") or {}).get("clean")
+    if isinstance(raw, dict):
+        try:
+            return CleanConfig.model_validate(raw)
+        except ValueError:
+            log.warning("ignoring unreadable clean settings in %s", model_dir)
+    model_dir = Path(model_dir).resolve()
+    run_cfg = model_dir.parent.parent / "config.yaml"
+    if model_dir.parent.name in ("models", "export") and run_cfg.is_file():
+        from .config import load_config
+
+        try:
+            return load_config(run_cfg).data.clean
+        except ToxdistillError:
+            log.warning("cannot read %s; texts are not cleaned", run_cfg)
+    return None
+
+
 def softmax(x: np.ndarray) -> np.ndarray:
     z = x - x.max(axis=-1, keepdims=True)
     e = np.exp(z)
@@ -44,17 +67,25 @@ class TorchBackend:
     def __init__(self, model_dir: Path, allow_pickle: bool = False):
         import torch
         from transformers import AutoModelForSequenceClassification
+        from transformers.utils import logging as hf_logging
 
         from .teacher import check_safetensors
 
         check_safetensors(str(model_dir), allow_pickle)
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # a "Loading weights" bar per model is noise in every caller
         try:
             self.model = AutoModelForSequenceClassification.from_pretrained(
                 str(model_dir), use_safetensors=not allow_pickle or None, trust_remote_code=False
             )
         except Exception as e:  # noqa: BLE001 - any load failure is a user-facing bad folder
             msg = str(e).splitlines()[0][:160] if str(e) else e.__class__.__name__
-            raise ToxdistillError(f"cannot load model from {model_dir}: {msg}", "check the folder is complete") from None
+            raise ToxdistillError(
+                f"cannot load model from {model_dir}: {msg}", "check the folder is complete"
+            ) from None
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
         self.model.eval()
         self._torch = torch
         self.config = self.model.config
@@ -77,16 +108,37 @@ class OnnxBackend:
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
+        # One request runs one graph: parallel branches are rare in an encoder, extra pools only cost.
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(str(model_file), opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001
-            raise ToxdistillError(f"cannot load {model_file}: {str(e).splitlines()[0][:160]}", "re-export the model") from None
+            msg = str(e).splitlines()[0][:160] if str(e) else e.__class__.__name__
+            raise ToxdistillError(f"cannot load {model_file}: {msg}", "re-export the model") from None
+        self.model_file = Path(model_file)
         self.inputs = {i.name for i in self.session.get_inputs()}
 
     def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
-        feed = {k: v.astype(np.int64) for k, v in batch.items() if k in self.inputs}
-        return self.session.run(None, feed)[0].astype(np.float32)
+        feed = {k: np.asarray(v, dtype=np.int64) for k, v in batch.items() if k in self.inputs}
+        return np.asarray(self.session.run(None, feed)[0], dtype=np.float32)
+
+
+def find_onnx_file(model_dir: Path, meta: dict | None = None) -> Path | None:
+    """The folder's ONNX graph: the one its export record names, else the only ``*.onnx`` file."""
+    model_dir = Path(model_dir)
+    named = ((meta or {}).get("export") or {}).get("file")
+    if named and (model_dir / named).is_file():
+        return model_dir / named
+    files = sorted(model_dir.glob("*.onnx"))
+    if len(files) > 1:
+        raise ToxdistillError(
+            f"{model_dir} holds {len(files)} .onnx files ({', '.join(f.name for f in files)})",
+            "keep one model per folder, as 'toxdistill export' writes it",
+        )
+    return files[0] if files else None
 
 
 class Predictor:
@@ -101,6 +153,25 @@ class Predictor:
         offsets = cal.get("offsets")
         self.offsets = np.asarray(offsets, dtype=np.float32) if offsets is not None else None
         self._input_names = set(getattr(tokenizer, "model_input_names", None) or ["input_ids", "attention_mask"])
+        self.model_dir: Path | None = None
+        # The text cleaning the model was trained with (mentions -> @user, ...); None when unknown.
+        self.clean_config = None
+
+    @property
+    def backend_name(self) -> str:
+        return getattr(self.backend, "name", "none")
+
+    def prepare(self, texts: Sequence[str]) -> list[str]:
+        """Raw texts cleaned the way the training data was (``data.clean`` of the run), if that is known.
+
+        ``logits`` does not clean: evaluation passes texts that are already clean. Callers holding raw
+        user text (bulk predict, serving) call this first.
+        """
+        if self.clean_config is None:
+            return list(texts)
+        from .data import clean_text
+
+        return [clean_text(t, self.clean_config) for t in texts]
 
     @classmethod
     def load(
@@ -108,22 +179,26 @@ class Predictor:
     ) -> Predictor:
         model_dir = Path(model_dir)
         if not model_dir.is_dir():
-            raise ToxdistillError(f"model folder not found: {model_dir}", "give a folder written by toxdistill or save_pretrained")
-        if threads:
+            raise ToxdistillError(
+                f"model folder not found: {model_dir}", "give a folder written by toxdistill or save_pretrained"
+            )
+        if backend not in ("auto", "torch", "onnx"):
+            raise ToxdistillError(f"unknown backend {backend!r}", "use auto, torch or onnx")
+        meta = read_meta(model_dir)
+        onnx_file = find_onnx_file(model_dir, meta)
+        if backend == "auto":
+            backend = "onnx" if onnx_file is not None else "torch"
+        if threads and backend == "torch":
             import torch
 
             torch.set_num_threads(threads)
-        meta = read_meta(model_dir)
-        onnx_files = sorted(model_dir.glob("*.onnx"))
-        if backend == "auto":
-            backend = "onnx" if onnx_files else "torch"
         from .teacher import load_tokenizer
 
         tokenizer = load_tokenizer(str(model_dir))
         if backend == "onnx":
-            if not onnx_files:
+            if onnx_file is None:
                 raise ToxdistillError(f"{model_dir} has no .onnx file", "run 'toxdistill export' first")
-            be = OnnxBackend(onnx_files[0], threads)
+            be = OnnxBackend(onnx_file, threads)
             cfg = json.loads((model_dir / "config.json").read_text()) if (model_dir / "config.json").is_file() else {}
             id2label = cfg.get("id2label") or {}
             max_pos = cfg.get("max_position_embeddings", 512)
@@ -132,14 +207,17 @@ class Predictor:
             id2label = be.config.id2label
             max_pos = be.config.max_position_embeddings
         label_names = meta.get("label_names") or [id2label[k] for k in sorted(id2label, key=int)]
-        max_length = int(meta.get("max_length") or min(max_pos, 512))
+        max_length = min(int(meta.get("max_length") or 512), int(max_pos or 512))
         if tokenizer.vocab_size and be.name == "torch" and tokenizer.vocab_size > be.config.vocab_size:
             raise ToxdistillError(
                 f"{model_dir}: tokenizer vocabulary ({tokenizer.vocab_size}) is larger than the model's "
                 f"({be.config.vocab_size})",
                 "save the tokenizer that belongs to this model",
             )
-        return cls(be, tokenizer, label_names, max_length, meta)
+        pred = cls(be, tokenizer, label_names, max_length, meta)
+        pred.model_dir = model_dir
+        pred.clean_config = find_clean_config(model_dir, meta)
+        return pred
 
     # ------------------------------------------------------------------ core
     def encode(self, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray]:

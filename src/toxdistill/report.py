@@ -21,7 +21,24 @@ def _order(results: list[dict]) -> list[dict]:
     return sorted(results, key=lambda r: (rank.get(r["kind"], 9), r["name"]))
 
 
-def analysis(results: list[dict]) -> list[str]:
+def _comparison(sig: dict | None, a: str, b: str, metric: str) -> dict | None:
+    for c in (sig or {}).get("comparisons", []):
+        if c["a"] == a and c["b"] == b and c["metric"] == metric:
+            return c
+    return None
+
+
+def _sig_words(c: dict | None) -> str:
+    if c is None:
+        return ""
+    verdict = "significant" if c["p_holm"] < 0.05 else "not significant"
+    return (
+        f" (Δ {c['diff'] * 100:+.2f} points, 95% CI [{c['low'] * 100:+.2f}, {c['high'] * 100:+.2f}], "
+        f"p = {c['p_value']:.3f}, Holm p = {c['p_holm']:.3f}: {verdict})"
+    )
+
+
+def analysis(results: list[dict], sig: dict | None = None) -> list[str]:
     """Statements derived from this run's numbers only."""
     by = {r["name"]: r for r in results}
     out: list[str] = []
@@ -43,7 +60,9 @@ def analysis(results: list[dict]) -> list[str]:
             f"- **Layer sets.** odd {_f(o['f1_weighted'])} vs even {_f(e['f1_weighted'])} weighted F1 "
             f"(macro {_f(o['f1_macro'])} vs {_f(e['f1_macro'])}); {win} is ahead by "
             f"{abs(e['f1_weighted'] - o['f1_weighted']) * 100:.2f} points on {sum(sum(r) for r in o['confusion_matrix'])} "
-            "test tweets."
+            "test tweets. Odd − even in macro F1"
+            + (_sig_words(_comparison(sig, "odd", "even", "f1_macro")) or " (no bootstrap run)")
+            + "."
         )
     if teacher:
         for r in trans:
@@ -53,7 +72,8 @@ def analysis(results: list[dict]) -> list[str]:
             dm = (r["f1_macro"] - teacher["f1_macro"]) * 100
             sp = r["throughput_sps"] / teacher["throughput_sps"] if teacher["throughput_sps"] else float("nan")
             out.append(
-                f"- **{r['name']}** vs teacher: {d:+.2f} weighted-F1 points, {dm:+.2f} macro-F1 points, "
+                f"- **{r['name']}** vs teacher: {d:+.2f} weighted-F1 points, {dm:+.2f} macro-F1 points"
+                f"{_sig_words(_comparison(sig, r['name'], 'teacher', 'f1_macro'))}, "
                 f"{sp:.2f}× the teacher's throughput, {r['trainable_params'] / max(r['params'], 1):.2%} of its "
                 "parameters trained."
             )
@@ -74,7 +94,14 @@ def analysis(results: list[dict]) -> list[str]:
     return out
 
 
-def write_report(run_dir: Path, results: list[dict], cfg: Config, timings: dict, quick: bool = False) -> None:
+def write_report(
+    run_dir: Path,
+    results: list[dict],
+    cfg: Config,
+    timings: dict,
+    quick: bool = False,
+    significance: dict | None = None,
+) -> None:
     rows = _order(results)
     lines = [f"# toxdistill report: {run_dir.name}", ""]
     if quick:
@@ -123,12 +150,42 @@ def write_report(run_dir: Path, results: list[dict], cfg: Config, timings: dict,
             + " | ".join(f"{r['precision_per_class'][n]:.2f} / {r['recall_per_class'][n]:.2f}" for n in names)
             + " |"
         )
-    lines += ["", "## Confusion matrices (test)", ""]
+    if significance:
+        ci = significance["ci"]
+        lines += [
+            "",
+            f"## Uncertainty: 95% bootstrap intervals ({significance['n_boot']} resamples of the test split)",
+            "",
+            "| Model | accuracy | F1 weighted | F1 macro | F1 hate |",
+            "|---|---|---|---|---|",
+        ]
+        for r in rows:
+            c = ci.get(r["name"], {})
+            cells = [
+                f"{c[m]['point']:.3f} [{c[m]['low']:.3f}, {c[m]['high']:.3f}]" if m in c else "—"
+                for m in ("accuracy", "f1_weighted", "f1_macro", "f1_hate")
+            ]
+            lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
+        lines += [
+            "",
+            "### Are the differences real? (paired bootstrap, Δ = first − second, Holm-adjusted per metric)",
+            "",
+            "| pair | metric | Δ points | 95% CI | p | Holm p |",
+            "|---|---|---|---|---|---|",
+        ]
+        for c in significance["comparisons"]:
+            lines.append(
+                f"| {c['a']} − {c['b']} | {c['metric']} | {c['diff'] * 100:+.2f} | "
+                f"[{c['low'] * 100:+.2f}, {c['high'] * 100:+.2f}] | {c['p_value']:.3f} | {c['p_holm']:.3f} |"
+            )
+    lines += ["", "## Confusion matrices and reliability diagrams (test)", ""]
     for r in rows:
-        lines.append(f"![{r['name']}](models/{r['name']}/confusion.png)")
+        rel = f" ![{r['name']} reliability](models/{r['name']}/reliability.png)"
+        has_rel = (run_dir / "models" / r["name"] / "reliability.png").is_file()
+        lines.append(f"![{r['name']}](models/{r['name']}/confusion.png)" + (rel if has_rel else ""))
     lines += ["", "## Wall time per stage", "", "| stage | seconds |", "|---|---|"]
     for k, v in timings.items():
         lines.append(f"| {k} | {v:.0f} |")
     lines.append(f"| **total** | {sum(timings.values()):.0f} |")
-    lines += ["", "## Analysis", "", *analysis(results), ""]
+    lines += ["", "## Analysis", "", *analysis(results, significance), ""]
     atomic_write_text(run_dir / "report.md", "\n".join(lines))

@@ -54,7 +54,9 @@ def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
     try:
         return AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     except (OSError, ValueError) as e:
-        raise ToxdistillError(f"cannot load a tokenizer from {path}: {str(e).splitlines()[0][:160]}", "check the model folder") from None
+        raise ToxdistillError(
+            f"cannot load a tokenizer from {path}: {str(e).splitlines()[0][:160]}", "check the model folder"
+        ) from None
 
 
 def load_classifier(

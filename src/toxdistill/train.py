@@ -19,10 +19,8 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
     Trainer,
-    TrainerCallback,
     TrainingArguments,
 )
-from transformers.trainer_utils import get_last_checkpoint
 
 from .config import DistillConfig, TrainConfig
 from .data import Dataset
@@ -255,15 +253,24 @@ def load_or_build_teacher_cache(
 
 
 # ---------------------------------------------------------------- the loop
-class EpochLossCallback(TrainerCallback):
-    """Keeps each epoch's mean training loss (the Trainer logs it once per epoch)."""
+_CKPT = re.compile(r"^checkpoint-(\d+)$")
+_CKPT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
 
-    def __init__(self):
-        self.epoch_losses: list[float] = []
 
-    def on_log(self, args, state, control, logs=None, **kw):
-        if logs and "loss" in logs:
-            self.epoch_losses.append(float(logs["loss"]))
+def last_complete_checkpoint(work_dir: Path) -> str | None:
+    """The newest checkpoint that was written in full.
+
+    The Trainer writes checkpoint folders in place, so a run killed while saving leaves one without
+    its trainer state; resuming from it would crash. Such folders are skipped.
+    """
+    if not work_dir.is_dir():
+        return None
+    found = []
+    for d in work_dir.iterdir():
+        m = _CKPT.match(d.name)
+        if m and d.is_dir() and all((d / f).is_file() for f in _CKPT_FILES):
+            found.append((int(m.group(1)), d))
+    return str(max(found)[1]) if found else None
 
 
 def _metrics_for_trainer(eval_pred) -> dict[str, float]:
@@ -294,6 +301,8 @@ def train_model(
     pad_to: int | None = None,
     progress: bool = True,
     max_steps: int = -1,
+    trainer_cls: type[ToxTrainer] | None = None,
+    trainer_kwargs: dict | None = None,
 ) -> dict:
     """Train in place (resuming from ``work_dir`` checkpoints) and return the loss history.
 
@@ -332,7 +341,6 @@ def train_model(
         dataloader_num_workers=0,
         use_cpu=not torch.cuda.is_available(),
     )
-    losses = EpochLossCallback()
     kw = dict(
         model=model,
         args=args,
@@ -340,25 +348,27 @@ def train_model(
         eval_dataset=val_enc,
         data_collator=Collator(tokenizer.pad_token_id or 0, pad_to),
         compute_metrics=_metrics_for_trainer,
-        callbacks=[losses],
         class_weights=weights,
         train_cfg=cfg,
         n_layers=n_layers,
     )
+    kw.update(trainer_kwargs or {})
     if distill is not None:
         assert teacher_outputs is not None, "distillation needs the cached teacher outputs"
-        trainer = DistillationTrainer(
+        trainer = (trainer_cls or DistillationTrainer)(
             **kw, teacher_logits=teacher_outputs[0], teacher_cls=teacher_outputs[1], distill=distill
         )
     else:
-        trainer = ToxTrainer(**kw)
-    last = get_last_checkpoint(str(work_dir)) if Path(work_dir).is_dir() else None
+        trainer = (trainer_cls or ToxTrainer)(**kw)
+    last = last_complete_checkpoint(Path(work_dir))
     if last:
         log.info("resuming from %s", last)
     result = trainer.train(resume_from_checkpoint=last)
+    # From the Trainer's own history, which a resumed run restores from its checkpoint.
+    epoch_losses = [float(h["loss"]) for h in trainer.state.log_history if "loss" in h]
     return {
-        "train_loss": losses.epoch_losses[-1] if losses.epoch_losses else float(result.training_loss),
-        "epoch_losses": losses.epoch_losses,
+        "train_loss": epoch_losses[-1] if epoch_losses else float(result.training_loss),
+        "epoch_losses": epoch_losses,
         "train_runtime_s": float(result.metrics.get("train_runtime", 0.0)),
         "train_samples_per_second": float(result.metrics.get("train_samples_per_second", 0.0)),
         "best_checkpoint": trainer.state.best_model_checkpoint,

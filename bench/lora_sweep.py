@@ -1,0 +1,106 @@
+"""LoRA learning-rate sweep on the validation split (the evidence behind the config's LoRA lr).
+
+    python bench/lora_sweep.py --data ../shared/data/davidson/labeled_data.csv \
+        --lrs 1e-4 3e-4 1e-3 3e-3 --rows 6000 --epochs 1 -o bench/results/lora_sweep.json
+
+LoRA on the *pretrained* teacher (the lora-teacher stage), one short run per learning rate on a
+stratified subset of the training split, scored on the full validation split. Full fine-tuning at the
+teacher's lr is run alongside as the reference, on the same rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="configs/davidson-minilm.yaml")
+    ap.add_argument("--data", default=None)
+    ap.add_argument("--lrs", type=float, nargs="+", default=[1e-4, 3e-4, 1e-3, 3e-3])
+    ap.add_argument("--rows", type=int, default=6000, help="training rows (stratified subset of the train split)")
+    ap.add_argument("--epochs", type=float, default=1.0)
+    ap.add_argument("--full-ft-lr", type=float, default=None, help="reference full fine-tune lr (default: teacher's)")
+    ap.add_argument("-o", "--out", default="bench/results/lora_sweep.json")
+    a = ap.parse_args()
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+    from toxdistill.config import load_config
+    from toxdistill.data import load_dataset, make_or_load_split, resolve_data_path, stratified_subsample
+    from toxdistill.evaluate import ce_loss, classification_metrics
+    from toxdistill.lora import add_lora, count_params
+    from toxdistill.predict import Predictor
+    from toxdistill.teacher import load_classifier
+    from toxdistill.train import train_model
+
+    cfg = load_config(a.config)
+    ds = load_dataset(resolve_data_path(cfg.data, a.data), cfg.data)
+    with tempfile.TemporaryDirectory() as tmp:
+        split = make_or_load_split(ds, Path(tmp) / "split.json", cfg.data, cfg.seed)
+    train = split.train.subset(stratified_subsample(split.train.labels, split.train.ids, a.rows, cfg.seed))
+    lora_stage = next(s for s in cfg.stages if s.kind == "lora" and (s.base or "pretrained") == "pretrained")
+    base_train = cfg.stage_train(lora_stage)
+    runs = [("lora", lr) for lr in a.lrs] + [("full", a.full_ft_lr or cfg.teacher.train.lr)]
+    rows = []
+    for kind, lr in runs:
+        model, tok = load_classifier(cfg.teacher.model, split.train.label_names, cfg.seed)
+        if kind == "lora":
+            model = add_lora(model, cfg.stage_lora(lora_stage))
+        total, trainable = count_params(model)
+        tcfg = base_train.model_copy(update={"lr": lr, "epochs": a.epochs})
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory() as work:
+            hist = train_model(
+                model,
+                tok,
+                train,
+                split.val,
+                tcfg,
+                Path(work) / "w",
+                seed=cfg.seed,
+                max_length=cfg.data.max_length,
+                n_layers=model.config.num_hidden_layers,
+                progress=False,
+            )
+            trained = hist["trainer"].model
+            if kind == "lora":
+                trained = trained.merge_and_unload()
+            trained.save_pretrained(Path(work) / "m")
+            tok.save_pretrained(Path(work) / "m")
+            logits, _ = Predictor.load(Path(work) / "m").logits(split.val.texts)
+        m = classification_metrics(split.val.labels, logits.argmax(-1), split.val.label_names)
+        row = {
+            "kind": kind,
+            "lr": lr,
+            "epochs": a.epochs,
+            "train_rows": len(train),
+            "val_loss": ce_loss(logits, split.val.labels),
+            "val_accuracy": m["accuracy"],
+            "val_f1_weighted": m["f1_weighted"],
+            "val_f1_macro": m["f1_macro"],
+            "val_f1_hate": m["f1_per_class"][split.val.label_names[0]],
+            "trainable_share": trainable / total,
+            "seconds": time.perf_counter() - t0,
+        }
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"config": a.config, "rows": rows}, indent=2) + "\n")
+    print("\n| run | lr | val F1 weighted | val F1 macro | val hate F1 | val loss |\n|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['kind']} | {r['lr']:.0e} | {r['val_f1_weighted']:.3f} | {r['val_f1_macro']:.3f} | "
+            f"{r['val_f1_hate']:.3f} | {r['val_loss']:.3f} |"
+        )
+    best = max((r for r in rows if r["kind"] == "lora"), key=lambda r: r["val_f1_macro"])
+    print(f"\nbest LoRA lr by validation macro F1: {best['lr']:.0e}")
+
+
+if __name__ == "__main__":
+    main()

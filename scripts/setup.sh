@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Set up .venv with the CPU build of torch first: an unpinned torch pulled in by another package
+# would fetch gigabytes of CUDA wheels on a CPU-only machine. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
+.venv/bin/python -m pip install -q --disable-pip-version-check "torch==${TORCH_VERSION:-2.13.0}"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[onnx,serve,dev]"
+echo "toxdistill set up in .venv ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"

@@ -1,0 +1,365 @@
+"""The models a server holds: found in a run folder, loaded once, safe to share between request threads.
+
+Nothing here imports FastAPI, so the CLI can check the folder (and fail fast with one line) before the
+optional web dependencies are even needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..errors import ToxdistillError
+from ..predict import META_FILE, Predictor, find_clean_config, read_meta
+
+log = logging.getLogger(__name__)
+
+BASELINE_FILES = ("vocab.json", "weights.npz")
+# A baseline has no token window; past this many words occlusion stops (the rest score 0).
+BASELINE_EXPLAIN_WORDS = 512
+_WORD = re.compile(r"\S+")
+
+
+class Scorer(Protocol):
+    label_names: list[str]
+    max_length: int
+    meta: dict
+
+    def logits(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]: ...
+    def prepare(self, texts: Sequence[str]) -> list[str]: ...
+    def probabilities(self, logits: np.ndarray) -> np.ndarray: ...
+    def decide(self, logits: np.ndarray) -> np.ndarray: ...
+
+
+class BaselineScorer:
+    """The TF-IDF baseline behind the Predictor interface, reusing the Predictor's calibration maths."""
+
+    def __init__(self, folder: Path, meta: dict):
+        from ..baseline import TfidfLR
+
+        self.model = TfidfLR.load(folder)
+        self.label_names = meta.get("label_names") or list(self.model.label_names)
+        self.max_length = BASELINE_EXPLAIN_WORDS
+        self.meta = meta
+        # A Predictor without backend or tokenizer is only used for probabilities()/decide()/prepare().
+        self._calib = Predictor(None, None, self.label_names, self.max_length, meta)
+        # It was fitted on cleaned training texts, like the transformer models.
+        self._calib.clean_config = find_clean_config(folder, meta)
+
+    def prepare(self, texts: Sequence[str]) -> list[str]:
+        return self._calib.prepare(texts)
+
+    def logits(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        return self.model.logits(list(texts))
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        return self._calib.probabilities(logits)
+
+    def decide(self, logits: np.ndarray) -> np.ndarray:
+        return self._calib.decide(logits)
+
+
+class MicroBatcher:
+    """Gathers small concurrent requests for one model into one forward pass.
+
+    A worker thread takes the first waiting job, then everything already queued, then keeps collecting
+    for up to ``wait_ms`` (or until ``max_batch`` texts); it runs them as one batch and hands each caller
+    its own rows. Under load the queue fills while the model is busy, so batches form even with
+    ``wait_ms=0``; a lone request pays at most ``wait_ms`` extra latency.
+    """
+
+    def __init__(
+        self, run: Callable[[list[str]], tuple[np.ndarray, np.ndarray]], wait_ms: float, max_batch: int, name: str = ""
+    ):
+        self._run = run
+        self.wait_s = max(0.0, wait_ms) / 1000.0
+        self.max_batch = max_batch
+        self.batches = 0  # forward passes made, for tests and logs
+        self.jobs = 0
+        self._q: queue.Queue[tuple[list[str], Future] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name=f"batcher-{name}", daemon=True)
+        self._thread.start()
+
+    def submit(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        fut: Future = Future()
+        self._q.put((texts, fut))
+        return fut.result()
+
+    def close(self) -> None:
+        self._q.put(None)
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        stop = False
+        while not stop:
+            first = self._q.get()
+            if first is None:
+                return
+            jobs = [first]
+            n = len(first[0])
+            deadline = time.monotonic() + self.wait_s
+            while n < self.max_batch:
+                try:
+                    # Non-blocking once the deadline has passed: still take what is already queued.
+                    nxt = (
+                        self._q.get(timeout=max(0.0, deadline - time.monotonic()))
+                        if self.wait_s
+                        else self._q.get_nowait()
+                    )
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                jobs.append(nxt)
+                n += len(nxt[0])
+            texts = [t for job, _ in jobs for t in job]
+            try:
+                logits, truncated = self._run(texts)
+            except BaseException as e:  # noqa: BLE001 - every waiting caller must hear about the failure
+                for _, fut in jobs:
+                    fut.set_exception(e)
+                continue
+            self.batches += 1
+            self.jobs += len(jobs)
+            start = 0
+            for job, fut in jobs:
+                end = start + len(job)
+                fut.set_result((logits[start:end], truncated[start:end]))
+                start = end
+        # Anything that arrived after the stop signal still gets an answer.
+        while True:
+            try:
+                job = self._q.get_nowait()
+            except queue.Empty:
+                return
+            if job is not None:
+                job[1].set_exception(RuntimeError("server is shutting down"))
+
+
+@dataclass
+class ServedModel:
+    name: str
+    folder: Path
+    scorer: Scorer
+    meta: dict
+    # Fast tokenizers raise "Already borrowed" when two threads change truncation at once, and two
+    # forward passes on the same model would fight over the same cores anyway: one at a time per model.
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    batcher: MicroBatcher | None = None
+
+    @property
+    def label_names(self) -> list[str]:
+        return self.scorer.label_names
+
+    @property
+    def metrics(self) -> dict:
+        return self.meta.get("metrics") or {}
+
+    @property
+    def f1_macro(self) -> float | None:
+        return _num(self.metrics.get("f1_macro"))
+
+    @property
+    def throughput(self) -> float | None:
+        return _num(self.metrics.get("throughput_sps"))
+
+    @property
+    def confusion_png(self) -> Path | None:
+        f = self.folder / "confusion.png"
+        return f if f.is_file() else None
+
+    def prepare(self, texts: Sequence[str]) -> list[str]:
+        """Clean raw user text the way the model's training data was cleaned (mentions, URLs, HTML)."""
+        prep = getattr(self.scorer, "prepare", None)
+        return prep(texts) if prep is not None else list(texts)
+
+    def logits(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """Logits for raw texts. Every path (API, page, micro-batcher, file upload) comes through here,
+        so every path cleans the same way; cleaning runs outside the lock (it touches no model state)."""
+        texts = self.prepare(texts)
+        with self.lock:
+            return self.scorer.logits(texts, batch_size)
+
+    def logits_batched(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Small requests go through the micro-batcher when there is one."""
+        if self.batcher is not None and len(texts) <= self.batcher.max_batch:
+            return self.batcher.submit(texts)
+        return self.logits(texts)
+
+    def results(self, logits: np.ndarray, truncated: np.ndarray) -> list[dict]:
+        probs = self.scorer.probabilities(logits)
+        ids = self.scorer.decide(logits)
+        names = self.label_names
+        return [
+            {
+                "label": names[int(c)],
+                "label_id": int(c),
+                "probabilities": {n: float(p) for n, p in zip(names, row)},
+                "truncated": bool(t),
+            }
+            for c, row, t in zip(ids, probs, truncated)
+        ]
+
+    def classify(self, texts: list[str], explain: bool = False) -> list[dict]:
+        if not explain:
+            return self.results(*self.logits_batched(texts))
+        out = []
+        for text in texts:
+            res, scores = self.explain(text)
+            res["word_scores"] = scores
+            out.append(res)
+        return out
+
+    def explain_budget(self, text: str) -> int:
+        """How many occluded variants explaining ``text`` costs."""
+        return min(len(_WORD.findall(text)), self.scorer.max_length)
+
+    def explain(self, text: str) -> tuple[dict, list[dict]]:
+        """The result for ``text`` and, per word, how much the predicted class's probability drops without it.
+
+        Words are cut from the raw text (what the user sees); the original and every variant are then
+        cleaned and go through the model in one call (one lock, length-sorted batches).
+        Each word is at least one token, so a word at position >= max_length is outside the model's window
+        and removing it cannot change anything: such words score 0 without being run.
+        """
+        words = _WORD.findall(text)
+        n = min(len(words), self.scorer.max_length)
+        variants = [" ".join(words[:i] + words[i + 1 :]) for i in range(n)]
+        logits, truncated = self.logits([text, *variants])
+        probs = self.scorer.probabilities(logits)
+        res = self.results(logits[:1], truncated[:1])[0]
+        c = res["label_id"]
+        drops = probs[0, c] - probs[1:, c]
+        scores = [{"word": w, "score": float(drops[i]) if i < n else 0.0} for i, w in enumerate(words)]
+        return res, scores
+
+    def info(self) -> dict[str, Any]:
+        m = self.metrics
+        return {
+            "name": self.name,
+            "kind": self.meta.get("kind"),
+            "layers": self.meta.get("layers"),
+            "label_names": self.label_names,
+            "max_length": self.scorer.max_length if self.meta.get("kind") != "baseline" else None,
+            "params": self.meta.get("params"),
+            "trainable_params": self.meta.get("trainable_params"),
+            "size_mb": _num(self.meta.get("size_mb")),
+            "throughput_sps": self.throughput,
+            "metrics": {
+                "accuracy": _num(m.get("accuracy")),
+                "f1_weighted": _num(m.get("f1_weighted")),
+                "f1_macro": _num(m.get("f1_macro")),
+                "f1_per_class": {k: float(v) for k, v in (m.get("f1_per_class") or {}).items()},
+            },
+        }
+
+
+def _num(x: Any) -> float | None:
+    try:
+        return None if x is None else float(x)
+    except (TypeError, ValueError):
+        return None
+
+
+def models_root(path: Path) -> Path:
+    """``runs/<name>`` holds its models in ``models/``; a bare models folder works too."""
+    return path / "models" if (path / "models").is_dir() else path
+
+
+def discover(path: str | Path) -> dict[str, Path]:
+    """Model folders in a run, by name, without loading anything."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ToxdistillError(
+            f"run folder not found: {path}", "give a folder written by 'toxdistill run', e.g. runs/<name>"
+        )
+    if (path / META_FILE).is_file():  # a single model folder
+        return {path.name: path}
+    root = models_root(path)
+    found = {
+        d.name: d
+        for d in sorted(root.iterdir())
+        # Hidden folders are atomic_dir's unfinished or replaced copies.
+        if d.is_dir() and not d.name.startswith(".") and (d / META_FILE).is_file()
+    }
+    if not found:
+        raise ToxdistillError(
+            f"no models in {root} (no sub-folder has a {META_FILE})",
+            "finish a 'toxdistill run' first, or point at runs/<name>",
+        )
+    return found
+
+
+def select(found: dict[str, Path], names: str | Sequence[str] | None) -> dict[str, Path]:
+    if not names:
+        return found
+    wanted = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
+    wanted = [n for n in wanted if n]
+    missing = [n for n in wanted if n not in found]
+    if missing:
+        raise ToxdistillError(f"no model named {', '.join(missing)} in this run", f"pick from: {', '.join(found)}")
+    return {n: found[n] for n in wanted}
+
+
+def load_models(
+    path: str | Path,
+    names: str | Sequence[str] | None = None,
+    threads: int | None = None,
+    backend: str = "auto",
+    batch_wait_ms: float | None = 5.0,
+    max_batch: int = 32,
+) -> dict[str, ServedModel]:
+    """Load every (or every named) model once. ``batch_wait_ms=None`` turns micro-batching off.
+
+    A folder that fails to load is skipped with a warning unless it was named explicitly; if nothing
+    loads, that is an error.
+    """
+    chosen = select(discover(path), names)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    out: dict[str, ServedModel] = {}
+    for name, folder in chosen.items():
+        meta = read_meta(folder)
+        try:
+            if all((folder / f).is_file() for f in BASELINE_FILES) and not (folder / "config.json").is_file():
+                scorer: Scorer = BaselineScorer(folder, meta)
+            else:
+                scorer = Predictor.load(folder, backend=backend, threads=threads)
+        except ToxdistillError as e:
+            if names:
+                raise
+            log.warning("skipping model %s: %s", name, e)
+            continue
+        model = ServedModel(name=name, folder=folder, scorer=scorer, meta=meta)
+        if batch_wait_ms is not None:
+            model.batcher = MicroBatcher(model.logits, batch_wait_ms, max_batch, name)
+        out[name] = model
+    if not out:
+        raise ToxdistillError(f"none of the models in {path} could be loaded", "run with -v to see why")
+    return out
+
+
+def default_model(models: dict[str, ServedModel]) -> str:
+    """The best test macro F1 among the transformer models (the baseline is the reference floor, and
+    only the default when it is all there is), so a client that names no model gets a balanced one."""
+    pool = [m for m in models.values() if m.meta.get("kind") != "baseline"] or list(models.values())
+    return max(pool, key=lambda m: m.f1_macro if m.f1_macro is not None else -1.0).name
+
+
+def close_models(models: dict[str, ServedModel]) -> None:
+    for m in models.values():
+        if m.batcher is not None:
+            m.batcher.close()

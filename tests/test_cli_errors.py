@@ -1,0 +1,162 @@
+"""Bad input to `toxdistill run`: one line on stderr, exit 2, no traceback, nothing damaged."""
+
+from pathlib import Path
+
+import pytest
+
+from toxdistill.cli import main
+
+
+def _run(argv, capsys):
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    return code, err
+
+
+def _cfg(tmp_path, body=""):
+    p = tmp_path / "c.yaml"
+    p.write_text("baseline: false\n" + body)
+    return p
+
+
+CASES = {
+    "missing data file": (["--data", "{tmp}/nope.csv"], "", "not found"),
+    "binary data": (["--data", "{tmp}/bin.csv"], "", "binary"),
+    "missing text column": (["--data", "{tmp}/cols.csv"], "", "no column 'tweet'"),
+    "labels outside classes": (["--data", "{tmp}/labels.csv"], "", "outside classes"),
+    "unknown config key": (["--data", "{tmp}/ok.csv"], "bogus: 1\n", "unknown key"),
+    "invalid yaml": (["--data", "{tmp}/ok.csv"], "teacher: [\n", "not valid YAML"),
+    "unreadable teacher path": (["--data", "{tmp}/ok.csv"], "teacher: {model: ./no/such/folder}\n", "not found"),
+    "impossible layer set": (["--data", "{tmp}/ok.csv"], "stages: [{name: s, kind: distill, layers: []}]\n", "empty"),
+    "unknown force stage": (["--data", "{tmp}/ok.csv", "--force", "nostage"], "", "is not a stage"),
+}
+
+
+@pytest.fixture
+def files(tmp_path):
+    (tmp_path / "bin.csv").write_bytes(b"\x00\xff\x00binary")
+    (tmp_path / "cols.csv").write_text("text,class\nhello,1\n")
+    (tmp_path / "labels.csv").write_text("tweet,class\nhello,7\n")
+    (tmp_path / "ok.csv").write_text("tweet,class\n" + "\n".join(f"text {i},{i % 3}" for i in range(30)) + "\n")
+    return tmp_path
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_run_bad_input(case, files, capsys):
+    args, cfg_body, msg = CASES[case]
+    args = [a.format(tmp=files) for a in args]
+    cfg = _cfg(files, cfg_body)
+    code, err = _run(["run", "--config", str(cfg), "--output-dir", str(files / "runs"), *args], capsys)
+    assert code == 2, err
+    assert len(err) == 1 and err[0].startswith("toxdistill: error:"), err
+    assert msg in err[0]
+    assert "Traceback" not in err[0]
+
+
+def test_run_refuses_a_folder_made_with_another_config(files, capsys):
+    run_dir = files / "runs" / "r"
+    (run_dir / "models" / "teacher").mkdir(parents=True)
+    keep = run_dir / "models" / "teacher" / "toxdistill.json"
+    keep.write_text('{"precious": true}')
+    (run_dir / "config.fingerprint").write_text("someotherconfig")
+    code, err = _run(
+        [
+            "run",
+            "--config",
+            str(_cfg(files)),
+            "--output-dir",
+            str(files / "runs"),
+            "--name",
+            "r",
+            "--data",
+            str(files / "ok.csv"),
+        ],
+        capsys,
+    )
+    assert code == 2 and "different data, seed or teacher config" in err[0] and "--force all" in err[0]
+    assert keep.read_text() == '{"precious": true}'
+    assert (run_dir / "config.fingerprint").read_text() == "someotherconfig"
+
+
+def test_run_refuses_a_folder_in_use(files, capsys):
+    import os
+    import subprocess
+
+    run_dir = files / "runs" / "busy"
+    run_dir.mkdir(parents=True)
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        (run_dir / ".lock").write_text(str(sleeper.pid))
+        code, err = _run(
+            [
+                "run",
+                "--config",
+                str(_cfg(files)),
+                "--output-dir",
+                str(files / "runs"),
+                "--name",
+                "busy",
+                "--data",
+                str(files / "ok.csv"),
+            ],
+            capsys,
+        )
+        assert code == 2 and "in use" in err[0]
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert os.path.exists(run_dir / ".lock")  # the live holder's lock is not removed
+
+
+def test_help_on_every_command(capsys):
+    from toxdistill.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name in sub.choices:
+        with pytest.raises(SystemExit) as e:
+            main([name, "--help"])
+        assert e.value.code == 0
+        assert "usage: toxdistill " + name in capsys.readouterr().out
+
+
+def test_no_command_prints_help(capsys):
+    assert main([]) == 2
+    assert "usage" in capsys.readouterr().out
+
+
+def test_missing_data_message_says_how_to_provide(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("TOXDISTILL_DATA", raising=False)
+    monkeypatch.setenv("TOXDISTILL_CACHE", str(tmp_path / "cache"))
+    import toxdistill.data as data
+
+    def offline(*a, **k):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(data.urllib.request, "urlopen", offline)
+    code, err = _run(["run", "--config", str(_cfg(tmp_path)), "--output-dir", str(tmp_path / "runs")], capsys)
+    assert code == 2 and "--data" in err[0] and "TOXDISTILL_DATA" in err[0]
+    assert not Path(tmp_path / "cache" / "davidson" / "labeled_data.csv").exists()
+
+
+def test_run_refuses_a_stage_trained_with_other_settings(files, capsys):
+    run_dir = files / "runs" / "s"
+    (run_dir / "models" / "odd").mkdir(parents=True)
+    meta = run_dir / "models" / "odd" / "toxdistill.json"
+    meta.write_text('{"name": "odd", "fingerprint": "from-an-older-lr"}')
+    code, err = _run(
+        [
+            "run",
+            "--config",
+            str(_cfg(files, "stages: [{name: odd, kind: distill, layers: odd}]\n")),
+            "--output-dir",
+            str(files / "runs"),
+            "--name",
+            "s",
+            "--data",
+            str(files / "ok.csv"),
+        ],
+        capsys,
+    )
+    assert code == 2 and "stage 'odd'" in err[0] and "--force odd" in err[0]
+    assert "older-lr" in meta.read_text()

@@ -1,0 +1,244 @@
+"""ONNX export: round-trip parity, int8, the self-describing folder, bad inputs, and the benchmark."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import LABELS, SAMPLE_TEXTS, make_tiny_run
+
+from toxdistill.cli import main
+
+pytest.importorskip("onnxruntime")
+
+
+def _run(argv, capsys):
+    code = main([str(a) for a in argv])
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def _assert_one_line_error(code, err):
+    assert code != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("toxdistill: error:"), err
+    assert "Traceback" not in err
+
+
+def _snapshot(folder: Path) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory, tiny_model_dir):
+    """fp32 and int8 exports of the tiny model, made once through the CLI."""
+    from toxdistill.cli import main as cli
+
+    root = tmp_path_factory.mktemp("exports")
+    fp32, int8 = root / "fp32", root / "int8"
+    assert cli(["export", str(tiny_model_dir), "--format", "onnx", "-o", str(fp32)]) == 0
+    assert cli(["export", str(tiny_model_dir), "--int8", "-o", str(int8)]) == 0
+    return fp32, int8
+
+
+def test_fp32_export_is_self_describing_and_matches_torch(exports, tiny_model_dir):
+    from toxdistill.predict import Predictor
+
+    fp32, _ = exports
+    assert {"model.onnx", "config.json", "tokenizer.json", "tokenizer_config.json", "toxdistill.json"} <= {
+        p.name for p in fp32.iterdir()
+    }
+    meta = json.loads((fp32 / "toxdistill.json").read_text())
+    assert meta["label_names"] == LABELS and meta["name"] == "tiny-bert"
+    rec = meta["export"]
+    assert rec["file"] == "model.onnx" and rec["quantization"] is None and rec["exporter"] in ("torchscript", "dynamo")
+    assert rec["parity"]["fp32"]["max_abs_diff"] <= 1e-4 and rec["parity"]["fp32"]["ok"]
+    cfg = json.loads((fp32 / "config.json").read_text())
+    assert [cfg["id2label"][str(i)] for i in range(3)] == LABELS
+
+    torch_pred = Predictor.load(tiny_model_dir, backend="torch")
+    onnx_pred = Predictor.load(fp32)  # auto picks ONNX from the folder
+    assert onnx_pred.backend_name == "onnx" and onnx_pred.label_names == LABELS
+    texts = SAMPLE_TEXTS * 3
+    for bs in (1, 4, 64):  # unpadded single texts and padded batches of different widths
+        ref, tr_ref = torch_pred.logits(texts, bs)
+        got, tr_got = onnx_pred.logits(texts, bs)
+        np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)
+        assert (tr_ref == tr_got).all()
+
+
+def test_int8_export_runs_and_reports_agreement(exports, capsys):
+    from toxdistill.predict import Predictor
+
+    _, int8 = exports
+    names = {p.name for p in int8.iterdir()}
+    assert "model.int8.onnx" in names and "model.onnx" not in names
+    rec = json.loads((int8 / "toxdistill.json").read_text())["export"]
+    assert rec["quantization"]["weights"] == "QInt8" and rec["quantization"]["per_channel"]
+    block = rec["parity"]["int8"]
+    assert 0.0 <= block["agreement"] <= 1.0 and block["n"] == 20
+    logits, _ = Predictor.load(int8).logits(SAMPLE_TEXTS)
+    assert logits.shape == (len(SAMPLE_TEXTS), 3) and np.isfinite(logits).all()
+
+
+def test_export_prints_agreement(tiny_model_dir, tmp_path, capsys):
+    code, out, _ = _run(["export", tiny_model_dir, "--int8", "-o", tmp_path / "e"], capsys)
+    assert code == 0
+    assert "fp32 ONNX vs torch: max |Δlogit|" in out and "int8 vs fp32: agreement" in out and "built-in sample" in out
+
+
+def _labelled_run(root: Path, tokenizer) -> tuple[Path, Path]:
+    """A run folder whose config points at a small made-up CSV, with a saved split."""
+    import yaml
+
+    from toxdistill.config import load_config
+    from toxdistill.data import load_dataset, make_or_load_split
+
+    run = make_tiny_run(root, tokenizer, names=("teacher",))
+    rng = np.random.default_rng(0)
+    words = ["nice", "day", "hate", "you", "people", "trash", "love", "game", "go", "away", "the", "best"]
+    rows = [
+        {"tweet": " ".join(rng.choice(words, rng.integers(2, 12))), "class": int(rng.integers(0, 3))}
+        for _ in range(400)
+    ]
+    data = root / "made_up.csv"
+    pd.DataFrame(rows).to_csv(data, index=False)
+    cfg = {"name": "tiny-run", "data": {"source": "file", "path": str(data), "sha256": None}}
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    c = load_config(run / "config.yaml")
+    make_or_load_split(load_dataset(data, c.data), run / "split.json", c.data, c.seed)
+    return run, data
+
+
+def test_export_in_a_run_checks_on_its_test_split(tmp_path, tokenizer, capsys):
+    run, _ = _labelled_run(tmp_path, tokenizer)
+    code, out, err = _run(["export", run / "models" / "teacher", "--int8", "--allow-drift"], capsys)
+    assert code == 0, err
+    dest = run / "export" / "teacher-onnx-int8"  # default: the run's export/ folder, not models/
+    assert (dest / "model.int8.onnx").is_file()
+    assert "test split of" in out and "weighted F1" in out
+    block = json.loads((dest / "toxdistill.json").read_text())["export"]["parity"]["int8"]
+    assert block["n"] == 40 and {"f1_weighted", "f1_weighted_ref", "f1_macro", "f1_weighted_drop_points"} <= set(block)
+    assert (run / "models").is_dir() and sorted(p.name for p in (run / "models").iterdir()) == ["teacher"]
+
+
+def test_default_output_names(tmp_path, tiny_model_dir, tiny_run):
+    from toxdistill.export import default_output
+
+    assert default_output(tiny_model_dir, False) == tiny_model_dir.with_name("tiny-bert-onnx")
+    assert default_output(tiny_model_dir, True) == tiny_model_dir.with_name("tiny-bert-onnx-int8")
+    assert default_output(tiny_run / "models" / "odd", True) == tiny_run / "export" / "odd-onnx-int8"
+
+
+@pytest.fixture
+def broken(tmp_path, tiny_model_dir):
+    def make(kind: str) -> Path:
+        d = tmp_path / kind
+        if kind == "missing":
+            return d
+        shutil.copytree(tiny_model_dir, d)
+        if kind == "no-weights":
+            (d / "model.safetensors").unlink()
+        elif kind == "truncated":
+            f = d / "model.safetensors"
+            f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+        elif kind == "bad-meta":
+            (d / "toxdistill.json").write_text("{not json")
+        return d
+
+    return make
+
+
+@pytest.mark.parametrize("kind", ["missing", "no-weights", "truncated", "bad-meta"])
+def test_export_bad_model_folder(kind, broken, exports, tmp_path, capsys):
+    src = broken(kind)
+    out = tmp_path / "previous-export"
+    shutil.copytree(exports[0], out)  # an existing output must survive a failed export untouched
+    before = _snapshot(out)
+    code, _, err = _run(["export", src, "-o", out], capsys)
+    _assert_one_line_error(code, err)
+    assert _snapshot(out) == before
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".previous-export")]  # no temp left
+
+
+def test_export_refuses_to_replace_a_foreign_folder(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    code, _, err = _run(["export", tiny_model_dir, "-o", out], capsys)
+    _assert_one_line_error(code, err)
+    assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_export_refuses_an_export(exports, tmp_path, capsys):
+    code, _, err = _run(["export", exports[0], "-o", tmp_path / "again"], capsys)
+    _assert_one_line_error(code, err)
+    assert "already an ONNX export" in err
+
+
+def test_export_option_errors(tiny_model_dir, capsys):
+    code, _, err = _run(["export", tiny_model_dir, "--int8-embeddings"], capsys)
+    _assert_one_line_error(code, err)
+
+
+def test_dynamo_exporter_matches_torch(tiny_model_dir, tmp_path, capsys):
+    pytest.importorskip("onnxscript")
+    code, out, err = _run(["export", tiny_model_dir, "--exporter", "dynamo", "-o", tmp_path / "d"], capsys)
+    assert code == 0, err
+    rec = json.loads((tmp_path / "d" / "toxdistill.json").read_text())["export"]
+    assert rec["exporter"] == "dynamo" and rec["parity"]["fp32"]["max_abs_diff"] <= 1e-4
+
+
+def test_bench_writes_json_plot_and_table(tmp_path, tokenizer, capsys):
+    run, data = _labelled_run(tmp_path, tokenizer)
+    shutil.copytree(run / "models" / "teacher", run / "models" / "half")
+    meta = json.loads((run / "models" / "half" / "toxdistill.json").read_text())
+    (run / "models" / "half" / "toxdistill.json").write_text(json.dumps({**meta, "name": "half", "kind": "student"}))
+    code, out, err = _run(
+        [
+            "bench",
+            run,
+            "--limit",
+            20,
+            "--latency-n",
+            5,
+            "--backends",
+            "torch-naive,torch-sorted,onnx-int8",
+            "--threads",
+            1,
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    res = json.loads((run / "bench.json").read_text())
+    assert (run / "bench.png").stat().st_size > 1000
+    assert {(r["model"], r["backend"]) for r in res["rows"]} == {
+        (m, b) for m in ("half", "teacher") for b in ("torch-naive", "torch-sorted", "onnx-int8")
+    }
+    assert res["matmul_peak_gflops"] > 0 and res["texts"]["n"] == 20
+    assert res["baseline"]["model"] == "teacher" and res["baseline"]["backend"] == "torch-naive"
+    for r in res["rows"]:
+        assert r["samples_per_s"] > 0 and r["latency_p50_ms"] > 0 and r["gflops_computed"] > 0
+    int8 = next(r for r in res["rows"] if r["backend"] == "onnx-int8")
+    assert int8["f1_macro_source"] == "int8 parity check"
+    assert "× naive T" in out and "samples/s" in out
+    # A second run reuses the exports.
+    code, out, _ = _run(
+        ["bench", run, "--limit", 5, "--latency-n", 2, "--backends", "onnx-int8", "--models", "half", "--no-plot"],
+        capsys,
+    )
+    assert code == 0 and "reusing" in out
+
+
+def test_bench_bad_inputs(tmp_path, tiny_run, capsys):
+    code, _, err = _run(["bench", tmp_path / "nope"], capsys)
+    _assert_one_line_error(code, err)
+    code, _, err = _run(["bench", tiny_run, "--models", "nosuch"], capsys)
+    _assert_one_line_error(code, err)
+    code, _, err = _run(["bench", tiny_run], capsys)  # no split.json: says how to get one
+    _assert_one_line_error(code, err)

@@ -1,0 +1,99 @@
+"""`toxdistill run --quick` end to end on the real Davidson CSV (a few minutes on 2 cores)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import DAVIDSON, REPO
+
+pytestmark = pytest.mark.integration
+
+REQUIRED_KEYS = {
+    "name",
+    "kind",
+    "layers",
+    "accuracy",
+    "f1_weighted",
+    "f1_macro",
+    "f1_per_class",
+    "train_loss",
+    "val_loss",
+    "test_loss",
+    "params",
+    "trainable_params",
+    "size_mb",
+    "throughput_sps",
+}
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    if not DAVIDSON.is_file():
+        pytest.skip(f"real data not found at {DAVIDSON}")
+    out = tmp_path_factory.mktemp("runs")
+    env = {**os.environ, "TOXDISTILL_DATA": str(DAVIDSON)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "toxdistill.cli",
+        "run",
+        "--quick",
+        "--config",
+        str(REPO / "configs/davidson-minilm.yaml"),
+        "--output-dir",
+        str(out),
+    ]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1500)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out / "davidson-minilm-quick", cmd, env
+
+
+def test_quick_run_writes_everything(quick_run):
+    run_dir, _, _ = quick_run
+    results = json.loads((run_dir / "results.json").read_text())
+    names = {r["name"] for r in results}
+    assert {"tfidf-lr", "teacher", "odd", "even", "lora-teacher", "lora-student", "distill-lora", "even-llrd"} <= names
+    for r in results:
+        assert set(r) >= REQUIRED_KEYS, r["name"]
+        assert 0 <= r["accuracy"] <= 1 and r["throughput_sps"] > 0
+    by = {r["name"]: r for r in results}
+    assert by["odd"]["layers"] == [1, 3, 5] and by["even"]["layers"] == [2, 4, 6]
+    assert by["lora-teacher"]["trainable_params"] / by["lora-teacher"]["params"] <= 0.02
+    report = (run_dir / "report.md").read_text()
+    assert "| Model | Train Loss | Validation Loss | Test Accuracy | Test F1 |" in report
+    split = json.loads((run_dir / "split.json").read_text())
+    assert split["source_sha256"].startswith("fcb8bc7c")
+    assert (run_dir / "config.yaml").is_file()
+    for name in names:
+        assert (run_dir / "models" / name / "confusion.png").stat().st_size > 1000
+
+
+def test_saved_model_loads_with_plain_transformers_and_agrees(quick_run):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from toxdistill.config import load_config
+    from toxdistill.data import load_dataset, make_or_load_split
+
+    run_dir, _, _ = quick_run
+    cfg = load_config(run_dir / "config.yaml")
+    split = make_or_load_split(load_dataset(DAVIDSON, cfg.data), run_dir / "split.json", cfg.data, cfg.seed)
+    for name in ("even", "lora-teacher"):
+        d = run_dir / "models" / name
+        model = AutoModelForSequenceClassification.from_pretrained(d).eval()
+        tok = AutoTokenizer.from_pretrained(d)
+        texts = split.test.texts[:64]
+        with torch.no_grad():
+            logits = model(**tok(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")).logits
+        saved = np.load(d / "test_logits.npy")[:64]
+        np.testing.assert_allclose(logits.numpy(), saved, atol=1e-4)
+
+
+def test_rerun_skips_finished_stages(quick_run):
+    run_dir, cmd, env = quick_run
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count("done already") == 8

@@ -1,0 +1,302 @@
+"""The Predictor (ordering, truncation, cleaning) and ``toxdistill predict`` (formats, streaming, errors)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import LABELS, SAMPLE_TEXTS
+
+from toxdistill.cli import main
+from toxdistill.predict import Predictor
+
+PRED_COLS = ["label", "label_id", "p_hate_speech", "p_offensive", "p_neither", "truncated"]
+
+
+def _run(argv, capsys):
+    code = main([str(a) for a in argv])
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def _texts(n: int = 37) -> list[str]:
+    rng = np.random.default_rng(1)
+    words = ["you", "are", "so", "great", "stupid", "people", "hate", "this", "day", "lol", "love", "it", "trash"]
+    return [" ".join(rng.choice(words, rng.integers(1, 25))) for _ in range(n)] + SAMPLE_TEXTS
+
+
+@pytest.fixture(scope="module")
+def pred(tiny_model_dir):
+    return Predictor.load(tiny_model_dir, backend="torch")
+
+
+# ------------------------------------------------------------------ Predictor
+def test_length_sorting_keeps_input_order(pred):
+    texts = _texts()
+    sorted_logits, sorted_trunc = pred.logits(texts, batch_size=8, sort=True)
+    plain_logits, plain_trunc = pred.logits(texts, batch_size=8, sort=False)
+    one_by_one = np.concatenate([pred.logits([t], batch_size=1)[0] for t in texts])
+    np.testing.assert_allclose(sorted_logits, plain_logits, atol=1e-5)
+    np.testing.assert_allclose(sorted_logits, one_by_one, atol=1e-5)
+    assert (sorted_trunc == plain_trunc).all()
+    # Reversing the input reverses the output: rows follow their texts, not the batch order.
+    rev, _ = pred.logits(texts[::-1], batch_size=8)
+    np.testing.assert_allclose(rev[::-1], sorted_logits, atol=1e-5)
+
+
+def test_truncation_is_flagged(pred):
+    logits, truncated = pred.logits(["short", "word " * 500, "also short"])
+    assert truncated.tolist() == [False, True, False]
+    assert pred.max_length == 64 and logits.shape == (3, 3)
+    assert pred.logits([])[0].shape == (0, 3)
+
+
+def test_classify_uses_calibration(pred):
+    out = pred.classify(["hello there", "you are trash"])
+    assert [set(o) for o in out] == [{"label", "label_id", "probabilities", "truncated"}] * 2
+    assert all(abs(sum(o["probabilities"].values()) - 1) < 1e-5 for o in out)
+
+
+def test_prepare_cleans_like_the_run(tiny_run, tiny_model_dir):
+    in_run = Predictor.load(tiny_run / "models" / "odd", backend="torch")
+    assert in_run.prepare(["@bob look &amp; see https://t.co/x"]) == ["@user look & see http"]
+    alone = Predictor.load(tiny_model_dir, backend="torch")  # no run config: texts as given
+    assert alone.prepare(["@bob"]) == ["@bob"]
+
+
+def test_unknown_backend_and_missing_onnx(tiny_model_dir):
+    from toxdistill.errors import ToxdistillError
+
+    with pytest.raises(ToxdistillError):
+        Predictor.load(tiny_model_dir, backend="tpu")
+    with pytest.raises(ToxdistillError, match="no .onnx"):
+        Predictor.load(tiny_model_dir, backend="onnx")
+
+
+# ------------------------------------------------------------------ predict: formats
+@pytest.fixture
+def inputs(tmp_path):
+    texts = _texts(25)
+    d = tmp_path / "in"
+    d.mkdir()
+    pd.DataFrame({"id": [f"{i:03d}" for i in range(len(texts))], "tweet": texts, "extra": "NA"}).to_csv(
+        d / "a.csv", index=False
+    )
+    (d / "a.jsonl").write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(texts)))
+    (d / "a.txt").write_text("\n".join(texts) + "\n\n")
+    return d, texts
+
+
+def test_predict_csv_keeps_columns_and_order(tiny_model_dir, inputs, tmp_path, capsys, pred):
+    d, texts = inputs
+    out = tmp_path / "out.csv"
+    code, _, err = _run(["predict", tiny_model_dir, d / "a.csv", "-o", out], capsys)
+    assert code == 0, err
+    df = pd.read_csv(out, dtype={"id": str}, keep_default_na=False)
+    assert list(df.columns) == ["id", "tweet", "extra", *PRED_COLS]
+    assert df["id"].tolist() == [f"{i:03d}" for i in range(len(texts))]  # values kept as written
+    assert df["tweet"].tolist() == texts and (df["extra"] == "NA").all()
+    logits, trunc = pred.logits(texts)
+    assert df["label_id"].tolist() == pred.decide(logits).tolist()
+    np.testing.assert_allclose(df[PRED_COLS[2:5]].to_numpy(), pred.probabilities(logits), atol=2e-6)
+    assert df["truncated"].tolist() == trunc.tolist()
+    assert set(df["label"]) <= set(LABELS)
+    assert "wrote 31 predictions" in err
+
+
+def test_chunked_equals_one_shot(tiny_model_dir, inputs, tmp_path, capsys):
+    d, _ = inputs
+    outs = []
+    for chunk in (1, 4, 1000):
+        out = tmp_path / f"out{chunk}.csv"
+        assert (
+            _run(["predict", tiny_model_dir, d / "a.csv", "-o", out, "--chunk-size", chunk, "--batch-size", 3], capsys)[
+                0
+            ]
+            == 0
+        )
+        outs.append(pd.read_csv(out))
+    for other in outs[1:]:
+        assert other.drop(columns=PRED_COLS[2:5]).equals(outs[0].drop(columns=PRED_COLS[2:5]))
+        np.testing.assert_allclose(other[PRED_COLS[2:5]], outs[0][PRED_COLS[2:5]], atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "src,out_name", [("a.jsonl", "o.jsonl"), ("a.txt", "o.csv"), ("a.jsonl", "o.csv"), ("a.txt", "o.jsonl")]
+)
+def test_predict_jsonl_and_text(tiny_model_dir, inputs, tmp_path, capsys, src, out_name):
+    d, texts = inputs
+    out = tmp_path / out_name
+    code, _, err = _run(["predict", tiny_model_dir, d / src, "-o", out, "--chunk-size", 7], capsys)
+    assert code == 0, err
+    df = pd.read_json(out, lines=True, dtype=False) if out_name.endswith(".jsonl") else pd.read_csv(out)
+    assert df["text"].tolist() == texts and len(df) == len(texts)  # blank lines of the .txt skipped
+    assert set(PRED_COLS) <= set(df.columns)
+    if src.endswith(".jsonl"):
+        assert df["id"].tolist() == list(range(len(texts)))
+
+
+@pytest.mark.parametrize("fmt", ["txt", "jsonl", "csv"])
+def test_predict_stdin(tiny_model_dir, inputs, tmp_path, capsys, monkeypatch, fmt):
+    d, texts = inputs
+    src = {"txt": "a.txt", "jsonl": "a.jsonl", "csv": "a.csv"}[fmt]
+    monkeypatch.setattr("sys.stdin", io.StringIO((d / src).read_text()))
+    out = tmp_path / "stdin.csv"
+    extra = ["--text-col", "tweet"] if fmt == "csv" else []  # CSV on stdin: --text-col says it is CSV
+    code, _, err = _run(["predict", tiny_model_dir, "-", "-o", out, *extra], capsys)
+    assert code == 0, err
+    df = pd.read_csv(out)
+    assert df[("tweet" if fmt == "csv" else "text")].tolist() == texts
+
+
+def test_predict_text_col_and_name_clash(tiny_model_dir, tmp_path, capsys):
+    src = tmp_path / "gold.csv"
+    pd.DataFrame({"comment": ["you are nice", "you are trash"], "label": ["neither", "offensive"]}).to_csv(
+        src, index=False
+    )
+    out = tmp_path / "o.csv"
+    code, _, err = _run(["predict", tiny_model_dir, src, "-o", out, "--text-col", "comment"], capsys)
+    assert code == 0, err
+    df = pd.read_csv(out)
+    assert df["label"].tolist() == ["neither", "offensive"]  # the input's gold labels are kept
+    assert {"pred_label", "pred_label_id", "pred_p_offensive"} <= set(df.columns)
+
+
+def test_predict_with_onnx_export(tiny_model_dir, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    exp = tmp_path / "exp"
+    assert _run(["export", tiny_model_dir, "-o", exp], capsys)[0] == 0
+    src = tmp_path / "t.txt"
+    src.write_text("\n".join(SAMPLE_TEXTS))
+    a, b = tmp_path / "torch.csv", tmp_path / "onnx.csv"
+    assert _run(["predict", tiny_model_dir, src, "-o", a], capsys)[0] == 0
+    code, _, err = _run(["predict", exp, src, "-o", b, "--threads", 1], capsys)
+    assert code == 0 and "onnx backend" in err
+    ta, tb = pd.read_csv(a), pd.read_csv(b)
+    assert ta["label"].tolist() == tb["label"].tolist()
+    np.testing.assert_allclose(ta[PRED_COLS[2:5]], tb[PRED_COLS[2:5]], atol=1e-5)
+
+
+# ------------------------------------------------------------------ predict: errors
+def _assert_failed_cleanly(code, err, out: Path, before: bytes):
+    assert code != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("toxdistill: error:"), err
+    assert "Traceback" not in err
+    assert out.read_bytes() == before  # the old output is untouched
+    assert not [p for p in out.parent.iterdir() if p.name.endswith(".part")]  # and no temp file is left
+
+
+def _make_bad(tmp_path: Path, kind: str) -> tuple[Path, list[str]]:
+    p = tmp_path / f"bad-{kind}"
+    if kind == "missing":
+        return tmp_path / "nope.csv", []
+    if kind == "empty":
+        p = p.with_suffix(".csv")
+        p.write_text("")
+    elif kind == "blank":
+        p = p.with_suffix(".txt")
+        p.write_text("\n\n  \n")
+    elif kind == "header-only":
+        p = p.with_suffix(".csv")
+        p.write_text("id,text\n")
+    elif kind == "missing-column":
+        p = p.with_suffix(".csv")
+        p.write_text("id,body\n1,hello\n")
+    elif kind == "wrong-text-col":
+        p = p.with_suffix(".csv")
+        p.write_text("id,text\n1,hello\n")
+        return p, ["--text-col", "comment"]
+    elif kind == "binary":
+        p = p.with_suffix(".csv")
+        p.write_bytes(b"PK\x03\x04\x00\x00\x08\x00" + bytes(range(256)) * 4)
+    elif kind == "latin1":
+        p = p.with_suffix(".txt")
+        p.write_bytes("caf\xe9 au lait\n".encode("latin-1"))
+    elif kind == "bad-json-late":  # fails in a later chunk: the first chunks were already scored
+        p = p.with_suffix(".jsonl")
+        p.write_text("".join(json.dumps({"text": f"row {i}"}) + "\n" for i in range(6)) + "{oops\n")
+        return p, ["--chunk-size", "2"]
+    elif kind == "bad-csv-late":
+        p = p.with_suffix(".csv")
+        p.write_text("text\n" + "".join(f"row {i}\n" for i in range(6)) + '"unclosed quote\n')
+        return p, ["--chunk-size", "2"]
+    elif kind == "jsonl-no-field":
+        p = p.with_suffix(".jsonl")
+        p.write_text('{"text": "a"}\n{"body": "b"}\n')
+    elif kind == "folder":
+        p.mkdir()
+    return p, []
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "missing",
+        "empty",
+        "blank",
+        "header-only",
+        "missing-column",
+        "wrong-text-col",
+        "binary",
+        "latin1",
+        "bad-json-late",
+        "bad-csv-late",
+        "jsonl-no-field",
+        "folder",
+    ],
+)
+def test_predict_bad_input(kind, tiny_model_dir, tmp_path, capsys):
+    src, extra = _make_bad(tmp_path, kind)
+    out = tmp_path / "out" / "existing.csv"
+    out.parent.mkdir()
+    out.write_text("previous results\n")
+    code, _, err = _run(["predict", tiny_model_dir, src, "-o", out, *extra], capsys)
+    _assert_failed_cleanly(code, err, out, b"previous results\n")
+
+
+def test_predict_bad_model_folder(tmp_path, capsys):
+    src = tmp_path / "t.txt"
+    src.write_text("hello\n")
+    out = tmp_path / "o.csv"
+    out.write_text("keep")
+    code, _, err = _run(["predict", tmp_path / "no-model", src, "-o", out], capsys)
+    _assert_failed_cleanly(code, err, out, b"keep")
+
+
+def test_predict_unwritable_output(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    src = tmp_path / "t.txt"
+    src.write_text("hello\n")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    out = locked / "o.csv"
+    out.write_text("keep")
+    locked.chmod(0o555)
+    try:
+        if os.geteuid() == 0:  # root ignores the mode bits: make the temp file creation fail instead
+
+            def refuse(*a, **k):
+                raise PermissionError(13, "Permission denied")
+
+            monkeypatch.setattr(tempfile, "mkstemp", refuse)
+        code, _, err = _run(["predict", tiny_model_dir, src, "-o", out], capsys)
+        _assert_failed_cleanly(code, err, out, b"keep")
+    finally:
+        locked.chmod(0o755)
+    code, _, err = _run(["predict", tiny_model_dir, src, "-o", tmp_path / "no-such-dir" / "o.csv"], capsys)
+    assert code != 0 and err.startswith("toxdistill: error:") and "does not exist" in err
+
+
+def test_predict_option_errors(tiny_model_dir, inputs, tmp_path, capsys):
+    d, _ = inputs
+    for extra in (["--batch-size", "0"], ["--threads", "0"]):
+        code, _, err = _run(["predict", tiny_model_dir, d / "a.csv", "-o", tmp_path / "o.csv", *extra], capsys)
+        assert code != 0 and err.startswith("toxdistill: error:")
+    code, _, err = _run(["predict", tiny_model_dir, d / "a.txt", "-o", tmp_path / "o.csv", "--text-col", "x"], capsys)
+    assert code != 0 and "plain text" in err

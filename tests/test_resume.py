@@ -1,0 +1,106 @@
+"""SIGKILL a run during teacher training and during distillation; the restarted run ends where an
+uninterrupted one does."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import DAVIDSON
+
+pytestmark = pytest.mark.integration
+
+CONFIG = """
+name: resume
+data: {quick_rows: 400}
+teacher: {model: "packaged:all-MiniLM-L6-v2", train: {epochs: 2, lr: 1.0e-4, batch_size: 16}}
+train: {epochs: 2, lr: 1.0e-4, batch_size: 16}
+threads: 2
+stages:
+  - {name: even, kind: distill, layers: even}
+"""
+# Measured on this machine, so they differ between runs; everything else must match.
+TIMING_KEYS = {"throughput_sps", "train_runtime_s"}
+
+
+def _cmd(cfg: Path, out: Path, name: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "toxdistill.cli",
+        "run",
+        "--quick",
+        "--config",
+        str(cfg),
+        "--output-dir",
+        str(out),
+        "--name",
+        name,
+    ]
+
+
+def _kill_when(proc: subprocess.Popen, ready, timeout=600) -> None:
+    t0 = time.time()
+    while not ready():
+        assert proc.poll() is None, "the run ended before the kill point"
+        assert time.time() - t0 < timeout
+        time.sleep(0.2)
+    time.sleep(1.0)  # land inside the next epoch, not exactly on the checkpoint
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def _checkpoint(work: Path):
+    return lambda: any(work.glob("checkpoint-*/trainer_state.json"))
+
+
+def _numbers(results: list[dict]) -> dict:
+    out = {}
+    for r in results:
+        for k, v in r.items():
+            if isinstance(v, (int, float)) and k not in TIMING_KEYS:
+                out[f"{r['name']}.{k}"] = v
+            elif isinstance(v, dict) and k in ("f1_per_class", "tuned"):
+                out[f"{r['name']}.{k}"] = json.dumps(v, sort_keys=True)
+    return out
+
+
+def test_kill_and_resume_gives_the_same_results(tmp_path):
+    if not DAVIDSON.is_file():
+        pytest.skip(f"real data not found at {DAVIDSON}")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(CONFIG)
+    out = tmp_path / "runs"
+    env = {**os.environ, "TOXDISTILL_DATA": str(DAVIDSON)}
+    quiet = dict(env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    ref = subprocess.run(_cmd(cfg, out, "straight"), capture_output=True, text=True, env=env, timeout=900)
+    assert ref.returncode == 0, ref.stderr[-2000:]
+
+    run_dir = out / "killed"
+    p = subprocess.Popen(_cmd(cfg, out, "killed"), **quiet)
+    _kill_when(p, _checkpoint(run_dir / "work" / "teacher"))
+    assert not (run_dir / "models" / "teacher" / "toxdistill.json").exists()  # killed mid-teacher
+
+    p = subprocess.Popen(_cmd(cfg, out, "killed"), **quiet)
+    _kill_when(p, _checkpoint(run_dir / "work" / "even"))
+    assert (run_dir / "models" / "teacher" / "toxdistill.json").exists()
+    assert not (run_dir / "models" / "even" / "toxdistill.json").exists()  # killed mid-distillation
+
+    final = subprocess.run(_cmd(cfg, out, "killed"), capture_output=True, text=True, env=env, timeout=900)
+    assert final.returncode == 0, final.stderr[-2000:]
+    assert "teacher: done already" in final.stdout  # the finished stage was kept
+
+    a = _numbers(json.loads((out / "straight" / "results.json").read_text()))
+    b = _numbers(json.loads((run_dir / "results.json").read_text()))
+    assert a.keys() == b.keys()
+    for k in a:
+        if isinstance(a[k], str):
+            assert a[k] == b[k], k
+        else:
+            assert b[k] == pytest.approx(a[k], abs=1e-6), k
+    assert not list(run_dir.glob("**/.*.tmp"))

@@ -1,0 +1,114 @@
+import numpy as np
+import pytest
+import torch
+from conftest import LABELS, tiny_bert
+
+from toxdistill.config import DistillConfig, TrainConfig
+from toxdistill.data import Dataset
+from toxdistill.train import (
+    DistillationTrainer,
+    EncodedDataset,
+    layerwise_param_groups,
+    teacher_cache_key,
+    train_model,
+)
+
+
+def _ds(n=48, seed=0):
+    rng = np.random.default_rng(seed)
+    words = ["good", "bad", "hate", "love", "you", "them", "nice", "awful", "the", "a"]
+    texts = [" ".join(rng.choice(words, size=rng.integers(2, 12))) for _ in range(n)]
+    return Dataset(np.arange(n), texts, rng.integers(0, 3, n), LABELS, "x")
+
+
+def test_layerwise_lr_groups_have_expected_rates():
+    model = tiny_bert(n_layers=4)
+    lr, decay = 1e-3, 0.5
+    groups = layerwise_param_groups(model, lr=lr, n_layers=4, decay=decay, weight_decay=0.01)
+    rate_of = {}
+    for g in groups:
+        for p in g["params"]:
+            rate_of[id(p)] = (g["lr"], g["weight_decay"])
+    named = dict(model.named_parameters())
+    assert rate_of[id(named["classifier.weight"])][0] == pytest.approx(lr)
+    assert rate_of[id(named["bert.pooler.dense.weight"])][0] == pytest.approx(lr)
+    for layer in range(4):  # layer l (0-based) is l+1 deep: lr * decay^(5 - (l+1))
+        w = named[f"bert.encoder.layer.{layer}.attention.self.query.weight"]
+        assert rate_of[id(w)][0] == pytest.approx(lr * decay ** (4 - layer))
+    assert rate_of[id(named["bert.embeddings.word_embeddings.weight"])][0] == pytest.approx(lr * decay**5)
+    assert rate_of[id(named["bert.encoder.layer.0.attention.output.LayerNorm.weight"])][1] == 0.0
+    assert rate_of[id(named["bert.encoder.layer.0.attention.self.query.weight"])][1] == 0.01
+
+
+def test_freeze_lowest_layers():
+    model = tiny_bert(n_layers=4)
+    groups = layerwise_param_groups(model, lr=1e-3, n_layers=4, freeze_layers=2)
+    in_groups = {id(p) for g in groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    assert id(named["bert.embeddings.word_embeddings.weight"]) not in in_groups
+    assert id(named["bert.encoder.layer.1.output.dense.weight"]) not in in_groups
+    assert id(named["bert.encoder.layer.2.output.dense.weight"]) in in_groups
+    assert not named["bert.encoder.layer.0.output.dense.weight"].requires_grad
+
+
+def test_trainer_optimizer_uses_llrd_groups(tmp_path, tokenizer):
+    model = tiny_bert(n_layers=2)
+    ds = _ds()
+    cfg = TrainConfig(epochs=1, lr=1e-3, batch_size=16, layer_lr_decay=0.5)
+    hist = train_model(model, tokenizer, ds, ds, cfg, tmp_path / "w", seed=0, max_length=32, n_layers=2)
+    # The linear schedule has decayed "lr" to 0 by now; "initial_lr" is what each group started from.
+    rates = sorted({g["initial_lr"] for g in hist["trainer"].optimizer.param_groups if g["params"]})
+    assert rates == pytest.approx([1e-3 * 0.5**3, 1e-3 * 0.5**2, 1e-3 * 0.5, 1e-3])
+
+
+def test_distillation_uses_cached_teacher_outputs(tmp_path, tokenizer):
+    """A cache that points away from the labels pulls the student's logits towards it."""
+    ds = _ds(64)
+    enc = EncodedDataset(ds, tokenizer, 32)
+    hidden = 32
+    fake_logits = torch.tensor([[0.0, 0.0, 8.0]]).repeat(len(ds), 1)  # teacher says "neither" for all
+    fake_cls = torch.ones(len(ds), hidden)
+    student = tiny_bert(n_layers=2)
+    cfg = TrainConfig(epochs=3, lr=3e-3, batch_size=16)
+    dcfg = DistillConfig(w_ce=0.0, w_kd=1.0, w_cos=0.0, temperature=1.0)
+    hist = train_model(
+        student,
+        tokenizer,
+        ds,
+        ds,
+        cfg,
+        tmp_path / "w",
+        seed=0,
+        max_length=32,
+        n_layers=2,
+        distill=dcfg,
+        teacher_outputs=(fake_logits, fake_cls),
+        train_enc=enc,
+    )
+    trainer = hist["trainer"]
+    assert isinstance(trainer, DistillationTrainer)
+    assert trainer.teacher_logits is fake_logits
+    with torch.no_grad():
+        b = tokenizer(ds.texts[:8], padding=True, return_tensors="pt")
+        preds = trainer.model(**b).logits.argmax(-1)
+    assert (preds == 2).all()
+
+
+def test_teacher_cache_key_changes_with_teacher_or_split(tmp_path):
+    t = tmp_path / "teacher"
+    t.mkdir()
+    (t / "model.safetensors").write_bytes(b"a" * 10)
+    k1 = teacher_cache_key(t, "split1", 128)
+    assert k1 == teacher_cache_key(t, "split1", 128)
+    assert k1 != teacher_cache_key(t, "split2", 128)
+    (t / "model.safetensors").write_bytes(b"b" * 11)
+    assert k1 != teacher_cache_key(t, "split1", 128)
+
+
+def test_length_grouped_sampler_covers_each_sample_once(tmp_path, tokenizer):
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    enc = EncodedDataset(_ds(203), tokenizer, 32)
+    sampler = LengthGroupedSampler(16, dataset=enc, lengths=[len(x) for x in enc.input_ids])
+    order = list(iter(sampler))
+    assert sorted(order) == list(range(203))
