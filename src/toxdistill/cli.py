@@ -40,6 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Distil a toxic-comment classifier into small, fast students; compare with LoRA; serve it.",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="show library logs")
+    p.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="allow loading pickle (*.bin) weights, which can run code: only for sources you trust",
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     r = sub.add_parser(
@@ -99,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
 
         warnings.filterwarnings("ignore")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    if a.allow_pickle:
+        from .teacher import set_allow_pickle
+
+        set_allow_pickle(True)
     if a.command == "run" and a.config is None and Path("configs/davidson-minilm.yaml").is_file():
         a.config = "configs/davidson-minilm.yaml"
     try:

@@ -74,6 +74,11 @@ class _Prefixed(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def close(self) -> None:
+        if self.rest is not None and self.rest is not getattr(sys.stdin, "buffer", None):
+            self.rest.close()
+        super().close()
+
     def readinto(self, b) -> int:
         if self.head:
             n = min(len(b), len(self.head))

@@ -487,13 +487,16 @@ def run(
         _check_stage_fingerprints(cfg, run_dir, forced)
         if d.is_main:
             _remove_partial_writes(run_dir)
-        if d.is_main:
-            atomic_write_text(saved_cfg, cfg.to_yaml())
-            atomic_write_text(fp_file, fp)
 
         t0 = time.perf_counter()
         path = resolve_data_path(cfg.data, data_path)
         ds = load_dataset(path, cfg.data)
+        _preflight(cfg)
+        # Written only once the data and the config have passed every check, so a failed start
+        # leaves no config behind that would block the corrected run.
+        if d.is_main:
+            atomic_write_text(saved_cfg, cfg.to_yaml())
+            atomic_write_text(fp_file, fp)
         if "split" in forced and d.is_main:
             (run_dir / "split.json").unlink(missing_ok=True)
         if d.is_main:
@@ -506,7 +509,6 @@ def run(
         ctx.timings["split"] = time.perf_counter() - t0
         _say(f"data: {path} → train {len(split.train)}, val {len(split.val)}, test {len(split.test)}")
 
-        _preflight(cfg)
         plan: list[tuple[str, callable]] = []
         if cfg.baseline:
             plan.append((BASELINE, lambda: _main_only(lambda: stage_baseline(ctx))))

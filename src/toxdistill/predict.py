@@ -69,8 +69,9 @@ class TorchBackend:
         from transformers import AutoModelForSequenceClassification
         from transformers.utils import logging as hf_logging
 
-        from .teacher import check_safetensors
+        from .teacher import check_safetensors, pickle_allowed
 
+        allow_pickle = pickle_allowed(allow_pickle)
         check_safetensors(str(model_dir), allow_pickle)
         bars = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()  # a "Loading weights" bar per model is noise in every caller

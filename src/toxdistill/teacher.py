@@ -34,8 +34,22 @@ def resolve_model_path(spec: str) -> str:
     return spec
 
 
+_ALLOW_PICKLE = False
+
+
+def set_allow_pickle(value: bool) -> None:
+    """``toxdistill --allow-pickle``: the one switch that lets any command load ``*.bin`` weights."""
+    global _ALLOW_PICKLE
+    _ALLOW_PICKLE = bool(value)
+
+
+def pickle_allowed(flag: bool = False) -> bool:
+    return flag or _ALLOW_PICKLE
+
+
 def check_safetensors(path: str, allow_pickle: bool = False) -> None:
     """Refuse pickle weights (``*.bin``) unless explicitly allowed: they can run code on load."""
+    allow_pickle = pickle_allowed(allow_pickle)
     p = Path(path)
     if not p.is_dir():
         return  # hub id: from_pretrained(use_safetensors=True) enforces it
@@ -44,7 +58,7 @@ def check_safetensors(path: str, allow_pickle: bool = False) -> None:
     if not has_st and has_bin and not allow_pickle:
         raise ToxdistillError(
             f"{p} holds only pickle weights (*.bin), which can run code when loaded",
-            "convert them to safetensors, or pass --allow-pickle if you trust the source",
+            "convert them to safetensors, or pass 'toxdistill --allow-pickle ...' if you trust the source",
         )
     if not has_st and not has_bin:
         raise ToxdistillError(f"{p} has no model weights (*.safetensors)", "point at a save_pretrained folder")
@@ -67,6 +81,7 @@ def load_classifier(
     The head is seeded so that two runs with the same seed start from the same weights.
     """
     path = resolve_model_path(spec)
+    allow_pickle = pickle_allowed(allow_pickle)
     check_safetensors(path, allow_pickle)
     torch.manual_seed(seed)
     id2label = dict(enumerate(label_names))

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -212,6 +213,17 @@ def create_app(models: dict[str, ServedModel], run_name: str = "toxdistill") -> 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse({"detail": exc.detail, **exc.extra}, status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # FastAPI answers an undecodable body (not UTF-8, not JSON) with 400; to clients that is just
+        # malformed JSON, which the API documents as 422.
+        if exc.status_code == 400 and request.url.path.startswith("/api/"):
+            msg = 'malformed JSON body: send UTF-8 JSON like {"texts": ["..."]}'
+            return JSONResponse(
+                {"detail": [{"loc": ["body"], "msg": msg, "type": "json_invalid"}], "message": msg}, status_code=422
+            )
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
