@@ -23,12 +23,9 @@ from pathlib import Path
 
 
 def _test_texts(run_dir: Path, limit: int = 2000) -> list[str]:
-    from toxdistill.config import load_config
-    from toxdistill.data import load_dataset, make_or_load_split, resolve_data_path
+    from toxdistill.export import load_test_split
 
-    cfg = load_config(run_dir / "config.yaml")
-    ds = load_dataset(resolve_data_path(cfg.data), cfg.data)
-    return make_or_load_split(ds, run_dir / "split.json", cfg.data, cfg.seed).test.texts[:limit]
+    return load_test_split(run_dir).texts[:limit]
 
 
 def _free_port() -> int:

@@ -83,12 +83,13 @@ def _bind(host: str, port: int) -> socket.socket:
 def cmd_serve(a: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .serve.models import close_models, discover, load_models, select
+    from .runs import find_models, select_models
+    from .serve.models import close_models, load_models
 
     if a.threads is not None and a.threads < 1:
         raise ToxdistillError(f"--threads {a.threads} must be at least 1", "leave it out to let torch decide")
     # Check the folder first: a typo should fail in a second, before any heavy import or model load.
-    select(discover(a.run), a.models)
+    select_models(find_models(a.run), a.models)
     missing = [pkg for pkg, mods in _NEEDS.items() if not any(importlib.util.find_spec(m) for m in mods)]
     if missing:
         raise ToxdistillError(f"serving needs {', '.join(missing)}, not installed", "pip install 'toxdistill[serve]'")

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ToxdistillError
-from .predict import META_FILE, Predictor, find_clean_config, read_meta
+from .predict import Predictor, find_clean_config, read_meta
+from .runs import find_models, select_models
 from .stats import bootstrap_mean_ci
 
 log = logging.getLogger(__name__)
@@ -28,38 +29,6 @@ MISSING_GROUP = "(missing)"
 
 
 # ---------------------------------------------------------------- run folder
-def find_models(run_dir: str | Path) -> dict[str, Path]:
-    """Model folders of a run (``runs/<name>/models/*`` with a toxdistill.json), by name; or one model folder."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise ToxdistillError(f"run folder not found: {run_dir}", "give a folder written by 'toxdistill run'")
-    if (run_dir / META_FILE).is_file():
-        return {run_dir.name: run_dir}
-    root = run_dir / "models" if (run_dir / "models").is_dir() else run_dir
-    found = {
-        d.name: d
-        for d in sorted(root.iterdir())
-        # Hidden folders are atomic_dir's unfinished or replaced copies.
-        if d.is_dir() and not d.name.startswith(".") and (d / META_FILE).is_file()
-    }
-    if not found:
-        raise ToxdistillError(
-            f"no models in {root} (no sub-folder has a {META_FILE})", "finish a 'toxdistill run' first"
-        )
-    return found
-
-
-def select_models(found: dict[str, Path], names: str | Sequence[str] | None) -> dict[str, Path]:
-    if not names:
-        return found
-    wanted = [n.strip() for n in names.split(",")] if isinstance(names, str) else [n.strip() for n in names]
-    wanted = list(dict.fromkeys(n for n in wanted if n))
-    missing = [n for n in wanted if n not in found]
-    if missing:
-        raise ToxdistillError(f"no model named {', '.join(missing)} in this run", f"pick from: {', '.join(found)}")
-    return {n: found[n] for n in wanted}
-
-
 def is_baseline_folder(folder: Path) -> bool:
     return all((folder / f).is_file() for f in BASELINE_FILES) and not (folder / "config.json").is_file()
 

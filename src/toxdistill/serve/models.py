@@ -20,7 +20,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import ToxdistillError
-from ..predict import META_FILE, Predictor, find_clean_config, read_meta
+from ..predict import Predictor, find_clean_config, read_meta
+from ..runs import find_models, select_models
 
 log = logging.getLogger(__name__)
 
@@ -272,46 +273,6 @@ def _num(x: Any) -> float | None:
         return None
 
 
-def models_root(path: Path) -> Path:
-    """``runs/<name>`` holds its models in ``models/``; a bare models folder works too."""
-    return path / "models" if (path / "models").is_dir() else path
-
-
-def discover(path: str | Path) -> dict[str, Path]:
-    """Model folders in a run, by name, without loading anything."""
-    path = Path(path)
-    if not path.is_dir():
-        raise ToxdistillError(
-            f"run folder not found: {path}", "give a folder written by 'toxdistill run', e.g. runs/<name>"
-        )
-    if (path / META_FILE).is_file():  # a single model folder
-        return {path.name: path}
-    root = models_root(path)
-    found = {
-        d.name: d
-        for d in sorted(root.iterdir())
-        # Hidden folders are atomic_dir's unfinished or replaced copies.
-        if d.is_dir() and not d.name.startswith(".") and (d / META_FILE).is_file()
-    }
-    if not found:
-        raise ToxdistillError(
-            f"no models in {root} (no sub-folder has a {META_FILE})",
-            "finish a 'toxdistill run' first, or point at runs/<name>",
-        )
-    return found
-
-
-def select(found: dict[str, Path], names: str | Sequence[str] | None) -> dict[str, Path]:
-    if not names:
-        return found
-    wanted = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
-    wanted = [n for n in wanted if n]
-    missing = [n for n in wanted if n not in found]
-    if missing:
-        raise ToxdistillError(f"no model named {', '.join(missing)} in this run", f"pick from: {', '.join(found)}")
-    return {n: found[n] for n in wanted}
-
-
 def load_models(
     path: str | Path,
     names: str | Sequence[str] | None = None,
@@ -325,7 +286,7 @@ def load_models(
     A folder that fails to load is skipped with a warning unless it was named explicitly; if nothing
     loads, that is an error.
     """
-    chosen = select(discover(path), names)
+    chosen = select_models(find_models(path), names)
     if threads:
         import torch
 
