@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LABELS, make_tiny_run, tiny_bert
 from toxdistill.cli import main
+
+from conftest import LABELS, make_tiny_run, tiny_bert
 
 
 def _digest(root: Path) -> dict[str, str]:

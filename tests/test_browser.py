@@ -11,6 +11,7 @@ import io
 from pathlib import Path
 
 import pytest
+
 from conftest import LABELS, REPO
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import LABELS, make_tiny_run
 
 from toxdistill.cli import main
 from toxdistill.config import CleanConfig
 from toxdistill.data import Dataset, clean_text
+
+from conftest import LABELS, make_tiny_run
 
 TEXTS = [
     "you are a wonderful person",

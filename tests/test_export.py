@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import LABELS, SAMPLE_TEXTS, make_tiny_run
 
 from toxdistill.cli import main
+
+from conftest import LABELS, SAMPLE_TEXTS, make_tiny_run
 
 pytest.importorskip("onnxruntime")
 

@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+
 from conftest import DAVIDSON, REPO
 
 pytestmark = pytest.mark.integration

@@ -1,9 +1,10 @@
 import numpy as np
 import torch
-from conftest import SAMPLE_TEXTS
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from toxdistill.predict import Predictor
+
+from conftest import SAMPLE_TEXTS
 
 
 def test_plain_transformers_matches_predictor(tiny_model_dir):

@@ -1,13 +1,14 @@
 import numpy as np
 import pytest
 import torch
-from conftest import LABELS, SAMPLE_TEXTS, tiny_bert
 from transformers import AutoModelForSequenceClassification
 
 from toxdistill.config import LoraConfig
 from toxdistill.errors import ToxdistillError
 from toxdistill.lora import add_lora, count_params, save_lora
 from toxdistill.predict import Predictor
+
+from conftest import LABELS, SAMPLE_TEXTS, tiny_bert
 
 
 @pytest.fixture

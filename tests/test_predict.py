@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import LABELS, SAMPLE_TEXTS
 
 from toxdistill.cli import main
 from toxdistill.predict import Predictor
+
+from conftest import LABELS, SAMPLE_TEXTS
 
 PRED_COLS = ["label", "label_id", "p_hate_speech", "p_offensive", "p_neither", "truncated"]
 

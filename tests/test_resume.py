@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from conftest import DAVIDSON
 
 pytestmark = pytest.mark.integration

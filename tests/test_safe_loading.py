@@ -3,11 +3,12 @@
 import pytest
 import torch
 
-from conftest import tiny_bert
 from toxdistill.cli import main
 from toxdistill.errors import ToxdistillError
 from toxdistill.predict import Predictor
 from toxdistill.teacher import load_classifier, set_allow_pickle
+
+from conftest import tiny_bert
 
 
 @pytest.fixture

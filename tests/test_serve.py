@@ -20,7 +20,6 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 
-from conftest import LABELS, SAMPLE_TEXTS  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 
 from toxdistill.cli import main  # noqa: E402
@@ -29,6 +28,8 @@ from toxdistill.serve.app import MAX_BODY_BYTES, create_app  # noqa: E402
 from toxdistill.serve.batch import MAX_ROWS, MAX_UPLOAD_BYTES  # noqa: E402
 from toxdistill.serve.models import MicroBatcher, close_models, load_models  # noqa: E402
 from toxdistill.serve.schemas import MAX_TEXTS  # noqa: E402
+
+from conftest import LABELS, SAMPLE_TEXTS  # noqa: E402
 
 # The smallest valid PNG (1x1), so the image route has a real file to send.
 PNG = bytes.fromhex(

@@ -1,9 +1,10 @@
 import pytest
 import torch
-from conftest import tiny_bert
 
 from toxdistill.errors import ToxdistillError
 from toxdistill.students import build_student, resolve_layers
+
+from conftest import tiny_bert
 
 
 @pytest.mark.parametrize(

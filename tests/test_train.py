@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import torch
-from conftest import LABELS, tiny_bert
 
 from toxdistill.config import DistillConfig, TrainConfig
 from toxdistill.data import Dataset
@@ -12,6 +11,8 @@ from toxdistill.train import (
     teacher_cache_key,
     train_model,
 )
+
+from conftest import LABELS, tiny_bert
 
 
 def _ds(n=48, seed=0):

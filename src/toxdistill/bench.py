@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ToxdistillError
-from .predict import META_FILE, Predictor, read_meta
+from .predict import Predictor, read_meta
 
 BACKENDS = ("torch-naive", "torch-sorted", "onnx-fp32", "onnx-int8")
 QUICK_LIMIT = 200
@@ -43,35 +43,20 @@ class BenchTexts:
 # ------------------------------------------------------------------ discovery
 def transformer_models(run_dir: Path) -> dict[str, Path]:
     """Model folders of the run that hold a transformer (config.json + safetensors), by name."""
-    root = Path(run_dir) / "models"
-    if not root.is_dir():
+    from .runs import find_models
+
+    run_dir = Path(run_dir)
+    if run_dir.is_dir() and not (run_dir / "models").is_dir():
         raise ToxdistillError(
             f"{run_dir} has no models/ folder", "give a run folder written by 'toxdistill run', e.g. runs/<name>"
         )
-    found = {
-        d.name: d
-        for d in sorted(root.iterdir())
-        if d.is_dir()
-        and not d.name.startswith(".")
-        and (d / "config.json").is_file()
-        and (d / META_FILE).is_file()
-        and any(d.glob("*.safetensors"))
-    }
-    if not found:
-        raise ToxdistillError(f"no transformer models in {root}", "finish a 'toxdistill run' first")
-    return found
+    return find_models(run_dir, transformers_only=True)
 
 
 def select_models(found: dict[str, Path], names: str | None) -> dict[str, Path]:
-    if not names:
-        return found
-    wanted = [n.strip() for n in names.split(",") if n.strip()]
-    missing = [n for n in wanted if n not in found]
-    if missing:
-        raise ToxdistillError(
-            f"no transformer model named {', '.join(missing)} in this run", f"pick from: {', '.join(found)}"
-        )
-    return {n: found[n] for n in wanted}
+    from .runs import select_models as select
+
+    return select(found, names)
 
 
 def run_texts(run_dir: Path, data: str | None = None) -> BenchTexts:
@@ -441,9 +426,16 @@ def plot_bench(result: dict, path: Path) -> Path:
             linewidth=0.5,
         )
     ax.set_xscale("log")
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if str(f"{v:g}")[0] in "25" else ""))
     ax.set_xlabel("throughput (samples/s, log scale)")
     ax.set_ylabel("macro F1 (test split)")
-    ax.set_title(f"{Path(result['run']).name}: quality vs CPU speed ({result['machine']['threads']} threads)")
+    ax.set_title(
+        f"{Path(result['run']).name}: quality vs CPU speed ({result['machine']['threads']} thread(s), {result['texts']['n']} texts)"
+    )
     ax.grid(True, which="both", alpha=0.3)
     from matplotlib.lines import Line2D
 

@@ -95,6 +95,8 @@ def _finish_model(
             "fingerprint": ctx.cfg.stage_fingerprint(name),
             "label_names": label_names,
             "max_length": ctx.cfg.data.max_length,
+            # Standalone copies of the folder (exports, serving) clean raw text the same way.
+            "clean": ctx.cfg.data.clean.model_dump(),
             "calibration": {"temperature": t, "offsets": offsets},
             "metrics": metrics,
             "params": params[0],
