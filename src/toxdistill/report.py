@@ -122,7 +122,9 @@ def write_report(
     lines += [
         "",
         "Train loss is each model's own training objective (the distillation loss for students), "
-        "so compare validation and test losses across rows, not train losses.",
+        "so compare validation and test losses across rows, not train losses. `samples/s` is measured on the "
+        "test split right after each stage (torch, length-sorted batches); for speed compared side by side "
+        "in one quiet run, see `bench.json` / `toxdistill bench`.",
         "",
         "## Full results",
         "",
