@@ -98,8 +98,14 @@ def main() -> None:
             f"| {r['kind']} | {r['lr']:.0e} | {r['val_f1_weighted']:.3f} | {r['val_f1_macro']:.3f} | "
             f"{r['val_f1_hate']:.3f} | {r['val_loss']:.3f} |"
         )
-    best = max((r for r in rows if r["kind"] == "lora"), key=lambda r: r["val_f1_macro"])
-    print(f"\nbest LoRA lr by validation macro F1: {best['lr']:.0e}")
+    lora_rows = [r for r in rows if r["kind"] == "lora"]
+    scores = {round(r["val_f1_macro"], 4) for r in lora_rows}
+    if len(scores) == 1:
+        # A tie means no arm learned anything yet (typically all predict the majority class).
+        print("\nno LoRA lr separated from the others at this budget: raise --rows or --epochs")
+    else:
+        best = max(lora_rows, key=lambda r: r["val_f1_macro"])
+        print(f"\nbest LoRA lr by validation macro F1: {best['lr']:.0e}")
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ pytestmark = pytest.mark.integration
 CONFIG = """
 name: resume
 data: {quick_rows: 400}
-teacher: {model: "packaged:all-MiniLM-L6-v2", train: {epochs: 2, lr: 1.0e-4, batch_size: 16}}
-train: {epochs: 2, lr: 1.0e-4, batch_size: 16}
+teacher: {model: "packaged:all-MiniLM-L6-v2", train: {epochs: 3, lr: 1.0e-4, batch_size: 16}}
+train: {epochs: 3, lr: 1.0e-4, batch_size: 16}
 threads: 2
 stages:
   - {name: even, kind: distill, layers: even}
@@ -49,8 +49,9 @@ def _kill_when(proc: subprocess.Popen, ready, timeout=600) -> None:
     while not ready():
         assert proc.poll() is None, "the run ended before the kill point"
         assert time.time() - t0 < timeout
-        time.sleep(0.2)
-    time.sleep(1.0)  # land inside the next epoch, not exactly on the checkpoint
+        time.sleep(0.05)
+    # At once: the next epoch has begun (or its first checkpoint is still being written), and two
+    # more epochs remain, so the stage cannot have finished.
     proc.send_signal(signal.SIGKILL)
     proc.wait()
 

@@ -257,6 +257,16 @@ _CKPT = re.compile(r"^checkpoint-(\d+)$")
 _CKPT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
 
 
+def _readable_json(path: Path) -> bool:
+    import json
+
+    try:
+        json.loads(path.read_text())
+        return True
+    except (OSError, ValueError):
+        return False
+
+
 def last_complete_checkpoint(work_dir: Path) -> str | None:
     """The newest checkpoint that was written in full.
 
@@ -268,7 +278,7 @@ def last_complete_checkpoint(work_dir: Path) -> str | None:
     found = []
     for d in work_dir.iterdir():
         m = _CKPT.match(d.name)
-        if m and d.is_dir() and all((d / f).is_file() for f in _CKPT_FILES):
+        if m and d.is_dir() and all((d / f).is_file() for f in _CKPT_FILES) and _readable_json(d / _CKPT_FILES[0]):
             found.append((int(m.group(1)), d))
     return str(max(found)[1]) if found else None
 
