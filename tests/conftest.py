@@ -155,6 +155,14 @@ def server(tiny_run: Path) -> Iterator[str]:
     close_models(models)
 
 
+@pytest.fixture(scope="session")
+def real_data_env() -> dict[str, str]:
+    """The environment for a subprocess run on the real Davidson CSV; skips when the file is absent."""
+    if not DAVIDSON.is_file():
+        pytest.skip(f"real data not found at {DAVIDSON}")
+    return {**os.environ, "TOXDISTILL_DATA": str(DAVIDSON)}
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

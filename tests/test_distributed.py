@@ -1,13 +1,10 @@
 """The quick pipeline under `torchrun --nproc_per_node 2` on CPU (gloo): one valid set of outputs."""
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
-
-from conftest import DAVIDSON
 
 pytestmark = pytest.mark.integration
 
@@ -21,12 +18,10 @@ stages:
 """
 
 
-def test_quick_pipeline_under_torchrun(tmp_path):
-    if not DAVIDSON.is_file():
-        pytest.skip(f"real data not found at {DAVIDSON}")
+def test_quick_pipeline_under_torchrun(tmp_path, real_data_env):
     cfg = tmp_path / "ddp.yaml"
     cfg.write_text(CONFIG)
-    env = {**os.environ, "TOXDISTILL_DATA": str(DAVIDSON), "OMP_NUM_THREADS": "1"}
+    env = {**real_data_env, "OMP_NUM_THREADS": "1"}
     cmd = [
         sys.executable,
         "-m",

@@ -1,7 +1,6 @@
 """`toxdistill run --quick` end to end on the real Davidson CSV (a few minutes on 2 cores)."""
 
 import json
-import os
 import subprocess
 import sys
 
@@ -31,11 +30,9 @@ REQUIRED_KEYS = {
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
-    if not DAVIDSON.is_file():
-        pytest.skip(f"real data not found at {DAVIDSON}")
+def quick_run(tmp_path_factory, real_data_env):
     out = tmp_path_factory.mktemp("runs")
-    env = {**os.environ, "TOXDISTILL_DATA": str(DAVIDSON)}
+    env = real_data_env
     cmd = [
         sys.executable,
         "-m",

@@ -2,7 +2,6 @@
 uninterrupted one does."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -10,8 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-
-from conftest import DAVIDSON
 
 pytestmark = pytest.mark.integration
 
@@ -71,13 +68,11 @@ def _numbers(results: list[dict]) -> dict:
     return out
 
 
-def test_kill_and_resume_gives_the_same_results(tmp_path):
-    if not DAVIDSON.is_file():
-        pytest.skip(f"real data not found at {DAVIDSON}")
+def test_kill_and_resume_gives_the_same_results(tmp_path, real_data_env):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(CONFIG)
     out = tmp_path / "runs"
-    env = {**os.environ, "TOXDISTILL_DATA": str(DAVIDSON)}
+    env = real_data_env
     quiet = dict(env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     ref = subprocess.run(_cmd(cfg, out, "straight"), capture_output=True, text=True, env=env, timeout=900)

@@ -168,7 +168,7 @@ def _train_and_save(
 
     teacher_outputs = None
     if distill is not None:
-        teacher_outputs = _teacher_cache(ctx, tokenizer)
+        teacher_outputs = _teacher_cache(ctx)
     params = count_params(model)
     hist = train_model(
         model,
@@ -210,29 +210,27 @@ def _train_and_save(
     dist().barrier()
 
 
-def _teacher_cache(ctx: RunContext, tokenizer):
+def _teacher_cache(ctx: RunContext):
+    from safetensors.torch import load_file
+
     from .teacher import load_classifier
     from .train import EncodedDataset, load_or_build_teacher_cache, teacher_cache_key
 
     tdir = ctx.model_dir(TEACHER)
     key = teacher_cache_key(tdir, ctx.split.fingerprint(), ctx.cfg.data.max_length)
     cache_file = ctx.run_dir / "cache" / f"teacher-{key}.safetensors"
-    if not dist().is_main:
-        dist().barrier()  # rank 0 builds the cache once; everyone else reads its file
-    if cache_file.is_file():
-        from safetensors.torch import load_file
-
-        t = load_file(str(cache_file))
-        if dist().is_main:
-            dist().barrier()
-        return t["logits"], t["cls"]
-    teacher, ttok = load_classifier(str(tdir), ctx.split.train.label_names, ctx.cfg.seed)
-    enc = EncodedDataset(ctx.split.train, ttok, ctx.cfg.data.max_length)
-    for stale in (ctx.run_dir / "cache").glob("teacher-*.safetensors"):
-        stale.unlink()
-    out = load_or_build_teacher_cache(cache_file, teacher, enc, ttok.pad_token_id or 0)
+    # Rank 0 builds the cache once (if missing); every other rank waits, then reads the file.
+    if dist().is_main and not cache_file.is_file():
+        teacher, ttok = load_classifier(str(tdir), ctx.split.train.label_names, ctx.cfg.seed)
+        enc = EncodedDataset(ctx.split.train, ttok, ctx.cfg.data.max_length)
+        for stale in (ctx.run_dir / "cache").glob("teacher-*.safetensors"):
+            stale.unlink()
+        out = load_or_build_teacher_cache(cache_file, teacher, enc, ttok.pad_token_id or 0)
+        dist().barrier()
+        return out
     dist().barrier()
-    return out
+    t = load_file(str(cache_file))
+    return t["logits"], t["cls"]
 
 
 def stage_teacher(ctx: RunContext, name: str = TEACHER, train_cfg: TrainConfig | None = None) -> None:
@@ -273,7 +271,7 @@ def stage_distill(ctx: RunContext, st: StageConfig) -> None:
 
 
 def stage_lora(ctx: RunContext, st: StageConfig) -> None:
-    from .lora import add_lora
+    from .lora import add_lora, count_params
     from .students import build_student, resolve_layers
     from .teacher import load_classifier
 
@@ -308,8 +306,7 @@ def stage_lora(ctx: RunContext, st: StageConfig) -> None:
             _save_hf(base_model, tok, ctx.work_dir(st.name) / "base")
         base_desc = f"base/ ({base_desc})"
     peft_model = add_lora(base_model, lcfg)
-    total = sum(p.numel() for p in peft_model.parameters())
-    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    total, trainable = count_params(peft_model)
     _say(f"{st.name}: LoRA r={lcfg.r} on {base_desc}: {trainable:,} trainable of {total:,} ({trainable / total:.2%})")
     _train_and_save(
         ctx,
@@ -539,7 +536,7 @@ def run(
             m = read_meta(ctx.model_dir(stage))["metrics"]
             _say(
                 f"[{k}/{len(plan)}] {stage}: acc {m['accuracy']:.3f}  F1w {m['f1_weighted']:.3f}  "
-                f"F1m {m['f1_macro']:.3f}  hate F1 {list(m['f1_per_class'].values())[0]:.3f}  "
+                f"F1m {m['f1_macro']:.3f}  hate F1 {next(iter(m['f1_per_class'].values())):.3f}  "
                 f"({ctx.timings[stage]:.0f}s)"
             )
         if not d.is_main:

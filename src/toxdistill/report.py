@@ -78,11 +78,11 @@ def analysis(results: list[dict], sig: dict | None = None) -> list[str]:
                 "parameters trained."
             )
     if trans:
-        best = max(trans, key=lambda r: (r.get("tuned") or r)["f1_per_class"][list(r["f1_per_class"])[0]])
+        best = max(trans, key=lambda r: _hate(r.get("tuned") or r))
         t = best.get("tuned") or best
         out.append(
             f"- **Hate class.** best hate F1 is {best['name']}'s: {_f(_hate(best))} at argmax, "
-            f"{_f(list(t['f1_per_class'].values())[0])} with validation-tuned offsets."
+            f"{_f(_hate(t))} with validation-tuned offsets."
         )
         eces = [(r["name"], r.get("ece"), r.get("ece_calibrated")) for r in trans if r.get("ece") is not None]
         if eces:
@@ -140,7 +140,7 @@ def write_report(
             f"| {r['name']} | {r['kind']} | {layers} | {_f(r['accuracy'])} | {_f(r['f1_weighted'])} | "
             f"{_f(r['f1_macro'])} | "
             + " | ".join(_f(r["f1_per_class"][n]) for n in names)
-            + f" | {_f(t.get('f1_macro'))} | {_f(list(t['f1_per_class'].values())[0] if t else None)} | "
+            + f" | {_f(t.get('f1_macro'))} | {_f(_hate(t) if t else None)} | "
             f"{_f(r.get('ece'))} → {_f(r.get('ece_calibrated'))} | {r['params']:,} | {r['trainable_params']:,} "
             f"({r['trainable_params'] / max(r['params'], 1):.1%}) | {r['size_mb']:.1f} | {r['throughput_sps']:.0f} |"
         )
