@@ -1,11 +1,12 @@
 """LoRA learning-rate sweep on the validation split (the evidence behind the config's LoRA lr).
 
     python bench/lora_sweep.py --data ../shared/data/davidson/labeled_data.csv \
-        --lrs 1e-4 3e-4 1e-3 3e-3 --rows 6000 --epochs 1 -o bench/results/lora_sweep.json
+        --lrs 3e-4 1e-3 3e-3 --rows 6000 --epochs 4 -o bench/results/lora_sweep.json
 
 LoRA on the *pretrained* teacher (the lora-teacher stage), one short run per learning rate on a
 stratified subset of the training split, scored on the full validation split. Full fine-tuning at the
-teacher's lr is run alongside as the reference, on the same rows.
+teacher's lr is run alongside as the reference, on the same rows. Give each arm at least ~750 steps
+(rows / batch_size · epochs): at 125 steps no LoRA arm had left the majority class yet.
 """
 
 from __future__ import annotations

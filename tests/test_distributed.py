@@ -1,4 +1,5 @@
-"""The quick pipeline under `torchrun --nproc_per_node 2` on CPU (gloo): one valid set of outputs."""
+"""The quick pipeline under `torchrun` and `accelerate launch` with 2 processes on CPU (gloo):
+DDP really trains across both, and exactly one valid set of outputs comes out."""
 
 import json
 import subprocess
@@ -18,18 +19,36 @@ stages:
 """
 
 
-def test_quick_pipeline_under_torchrun(tmp_path, real_data_env):
+LAUNCHERS = {
+    "torchrun": ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533"],
+    # On a machine without GPUs --multi_gpu still means "DDP through torch.distributed.run"; the
+    # processes pick gloo because there is no CUDA device.
+    "accelerate": [
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "29534",
+    ],
+}
+
+
+@pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
+def test_quick_pipeline_under_ddp_launcher(tmp_path, real_data_env, launcher):
     cfg = tmp_path / "ddp.yaml"
     cfg.write_text(CONFIG)
     env = {**real_data_env, "OMP_NUM_THREADS": "1"}
     cmd = [
         sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        "29533",
+        *LAUNCHERS[launcher],
         "-m",
         "toxdistill.cli",
         "run",
@@ -48,3 +67,6 @@ def test_quick_pipeline_under_torchrun(tmp_path, real_data_env):
     assert len(list((run_dir / "cache").glob("teacher-*.safetensors"))) == 1
     assert not list(run_dir.glob("**/.*.tmp"))  # no half-written files left by either rank
     assert not (run_dir / "work").exists() or not any((run_dir / "work").iterdir())
+    for model in ("teacher", "even"):  # both training stages ran as one 2-process DDP job
+        meta = json.loads((run_dir / "models" / model / "toxdistill.json").read_text())
+        assert meta["train"]["world_size"] == 2

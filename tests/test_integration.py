@@ -67,6 +67,10 @@ def test_quick_run_writes_everything(quick_run):
     assert (run_dir / "config.yaml").is_file()
     for name in names:
         assert (run_dir / "models" / name / "confusion.png").stat().st_size > 1000
+        assert (run_dir / "models" / name / "reliability.png").stat().st_size > 1000
+    for r in results:  # calibrated on validation: temperature, a class bias, and decision offsets
+        assert r["temperature"] > 0 and len(r["calibration_bias"]) == 3, r["name"]
+        assert 0 <= r["ece_calibrated"] <= 1 and r["tuned"]["f1_macro"] > 0
 
 
 def test_saved_model_loads_with_plain_transformers_and_agrees(quick_run):

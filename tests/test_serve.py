@@ -477,6 +477,19 @@ def test_batch_txt_one_comment_per_line(client):
     assert [x["text"] for x in _rows(r)] == ["first comment, with a comma", "second one", "third"]
 
 
+def test_batch_download_defuses_spreadsheet_formulas(client):
+    texts = ['=HYPERLINK("http://x.example","click")', "@user you idiot", "+1 agreed", "-2 for this", "plain text"]
+    r = client.post("/batch", files={"file": ("f.txt", "\n".join(texts).encode())}, data={"model": "odd"})
+    assert r.status_code == 200
+    rows = _rows(r)
+    assert [x["text"] for x in rows] == ["'" + t for t in texts[:4]] + ["plain text"]
+    # The prefix exists only in the download: the model scored the texts as uploaded.
+    want = classify(client, texts=texts, model="odd").json()["results"]
+    assert [x["label"] for x in rows] == [w["label"] for w in want]
+    for row, w in zip(rows, want):
+        assert float(row["p_neither"]) == pytest.approx(w["probabilities"]["neither"], abs=1e-4)
+
+
 def test_batch_limits_and_bad_files(client):
     too_many = "\n".join(f"comment {i}" for i in range(MAX_ROWS + 1)).encode()
     r = client.post("/batch", files={"file": ("many.txt", too_many)}, data={"model": "odd"})

@@ -4,9 +4,11 @@ import torch
 
 from toxdistill.config import DistillConfig, TrainConfig
 from toxdistill.data import Dataset
+from toxdistill.errors import ToxdistillError
 from toxdistill.train import (
     DistillationTrainer,
     EncodedDataset,
+    class_weight_tensor,
     layerwise_param_groups,
     teacher_cache_key,
     train_model,
@@ -113,3 +115,17 @@ def test_length_grouped_sampler_covers_each_sample_once(tmp_path, tokenizer):
     sampler = LengthGroupedSampler(16, dataset=enc, lengths=[len(x) for x in enc.input_ids])
     order = list(iter(sampler))
     assert sorted(order) == list(range(203))
+
+
+def test_class_weight_rules():
+    labels = np.array([0] * 10 + [1] * 70 + [2] * 20)
+    balanced = class_weight_tensor("balanced", labels, 3)
+    # sklearn's rule: N / (K n_c); each class then carries the same total weight.
+    assert torch.allclose(balanced, torch.tensor([100 / 30, 100 / 210, 100 / 60]))
+    assert torch.allclose(balanced * torch.tensor([10.0, 70.0, 20.0]), torch.full((3,), 100 / 3))
+    assert torch.allclose(class_weight_tensor("sqrt-balanced", labels, 3), balanced.sqrt())
+    assert class_weight_tensor(None, labels, 3) is None
+    assert torch.equal(class_weight_tensor([2.0, 1.0, 1.0], labels, 3), torch.tensor([2.0, 1.0, 1.0]))
+    with pytest.raises(ToxdistillError, match="2 values for 3 classes"):
+        class_weight_tensor([1.0, 1.0], labels, 3)
+    assert TrainConfig(class_weights="sqrt-balanced").class_weights == "sqrt-balanced"

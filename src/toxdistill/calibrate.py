@@ -1,4 +1,5 @@
-"""Post-hoc calibration on the validation split: temperature scaling and per-class decision offsets."""
+"""Post-hoc calibration on the validation split: temperature scaling with a class bias, and per-class
+decision offsets."""
 
 from __future__ import annotations
 
@@ -27,6 +28,50 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
         else:
             lo = a
     return float(np.exp((lo + hi) / 2))
+
+
+def fit_calibration(logits: np.ndarray, labels: np.ndarray) -> tuple[float, list[float]]:
+    """Bias-corrected temperature scaling (Alexandari et al., 2020): the T > 0 and per-class bias b
+    that minimise validation NLL of ``softmax(logits / T + b)``.
+
+    A temperature alone fixes over- or under-confidence but not a shift of the class priors, and
+    class-weighted training shifts them on purpose: with weights w_c the model learns roughly
+    ``p(c|x) · w_c``, so its probabilities overstate the up-weighted classes at every confidence
+    level. ``b`` learns that shift back (about ``-log w_c``); it stays near 0 for unweighted models.
+    The NLL is convex in (1/T, b), a multinomial logistic regression on the logits, so L-BFGS finds
+    the global minimum. ``b`` is reported with mean 0 (softmax ignores a constant).
+    """
+    from scipy.optimize import minimize
+
+    z = logits.astype(np.float64)
+    k = z.shape[1]
+    rows = np.arange(len(labels))
+
+    def objective(p: np.ndarray) -> tuple[float, np.ndarray]:
+        a, b = p[0], p[1:]
+        s = z * a + b
+        lp = log_softmax(s)
+        g = np.exp(lp)  # d NLL / d s = softmax(s) - onehot(y), averaged
+        g[rows, labels] -= 1.0
+        g /= len(labels)
+        return float(-lp[rows, labels].mean()), np.concatenate([[(g * z).sum()], g.sum(0)])
+
+    t0 = fit_temperature(logits, labels)
+    res = minimize(
+        objective,
+        np.concatenate([[1.0 / t0], np.zeros(k)]),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(1e-3, None)] + [(None, None)] * k,
+    )
+    a, b = res.x[0], res.x[1:]
+    return float(1.0 / a), [float(x) for x in b - b.mean()]
+
+
+def calibrated_logits(logits: np.ndarray, temperature: float, bias=None) -> np.ndarray:
+    """``logits / T + b``: softmax of this is the calibrated probability."""
+    z = logits / temperature
+    return z if bias is None else z + np.asarray(bias, dtype=z.dtype)
 
 
 def ece(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:

@@ -65,8 +65,9 @@ class TrainConfig(_Strict):
     # Geometric per-layer decay: lr(layer l) = lr * decay**(L - l); None disables it.
     layer_lr_decay: float | None = None
     freeze_layers: int = 0  # freeze the embeddings and the lowest k layers (0 = none)
-    # None, "balanced", or explicit per-class weights for the hard-label cross-entropy.
-    class_weights: Literal["balanced"] | list[float] | None = None
+    # None, "balanced" (N / (K n_c)), "sqrt-balanced" (its square root: a milder push towards rare
+    # classes that costs less accuracy), or explicit per-class weights for the hard-label cross-entropy.
+    class_weights: Literal["balanced", "sqrt-balanced"] | list[float] | None = None
     group_by_length: bool = True  # tweets average ~30 tokens; grouping cuts padding about 3x
     grad_accum: int = 1
     max_grad_norm: float = 1.0

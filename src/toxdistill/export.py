@@ -283,7 +283,7 @@ def _agreement_block(ref: np.ndarray, got: np.ndarray, ref_pred: Predictor, text
         "texts": texts.source,
         "n": len(a),
         "agreement": float((a == b).mean()),
-        # With the saved temperature and decision offsets, i.e. the labels users see.
+        # With the saved calibration and decision offsets, i.e. the labels users see.
         "agreement_decided": float((ref_pred.decide(ref) == ref_pred.decide(got)).mean()),
         "max_abs_diff": float(np.abs(ref - got).max()),
     }

@@ -381,7 +381,7 @@ def format_result(result: dict, max_groups: int = 30) -> str:
             ]
         )
     lines += ["", _table(header, rows)]
-    lines.append("(accuracy, CI and recall use each model's tuned decision: temperature + offsets)")
+    lines.append("(accuracy, CI and recall use each model's tuned decision: calibration + offsets)")
     if d.get("group_col"):
         lines += ["", f"by {d['group_col']!r}:"]
         gheader = ["group", "n", "accuracy", "bal. acc", *(f"recall {lab}" for lab in label_list)]

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .calibrate import ece, fit_offsets, fit_temperature
+from .calibrate import calibrated_logits, ece, fit_calibration, fit_offsets
 from .config import Config, StageConfig, TrainConfig
 from .data import Split, load_dataset, make_or_load_split, resolve_data_path
 from .dist import dist
@@ -67,6 +67,27 @@ def _quick_train(cfg: TrainConfig, quick: bool) -> TrainConfig:
     return cfg.model_copy(update={"epochs": 1.0}) if quick else cfg
 
 
+def _calibrate(name: str, out: Path, metrics: dict, val_logits, test_logits, split) -> dict:
+    """Calibration and decision offsets, fitted on validation only and judged on test; updates
+    ``metrics`` (tuned scores, ECE) and draws the reliability diagram. Returns the calibration record."""
+    label_names = split.test.label_names
+    t, bias = fit_calibration(val_logits, split.val.labels)
+    cal_test = calibrated_logits(test_logits, t, bias)
+    offsets = fit_offsets(calibrated_logits(val_logits, t, bias), split.val.labels)
+    tuned = classification_metrics(split.test.labels, (cal_test + np.asarray(offsets)).argmax(-1), label_names)
+    metrics["tuned"] = {
+        k: tuned[k] for k in ("accuracy", "f1_weighted", "f1_macro", "f1_per_class", "confusion_matrix")
+    }
+    metrics["ece"] = ece(softmax(test_logits), split.test.labels)
+    metrics["ece_calibrated"] = ece(softmax(cal_test), split.test.labels)
+    from .plots import reliability_diagram
+
+    reliability_diagram(
+        softmax(test_logits), softmax(cal_test), split.test.labels, out / "reliability.png", f"{name} (test)"
+    )
+    return {"temperature": t, "bias": bias, "offsets": offsets}
+
+
 def _finish_model(
     ctx: RunContext,
     name: str,
@@ -79,16 +100,7 @@ def _finish_model(
     split = ctx.split
     metrics, val_logits, test_logits = evaluate_predictor(predictor, split.val, split.test)
     label_names = split.test.label_names
-    # Calibration and decision offsets are fitted on validation only, then judged on test.
-    t = fit_temperature(val_logits, split.val.labels)
-    offsets = fit_offsets(val_logits / t, split.val.labels)
-    tuned_preds = (test_logits / t + np.asarray(offsets)).argmax(-1)
-    tuned = classification_metrics(split.test.labels, tuned_preds, label_names)
-    metrics["tuned"] = {
-        k: tuned[k] for k in ("accuracy", "f1_weighted", "f1_macro", "f1_per_class", "confusion_matrix")
-    }
-    metrics["ece"] = ece(softmax(test_logits), split.test.labels)
-    metrics["ece_calibrated"] = ece(softmax(test_logits / t), split.test.labels)
+    calibration = _calibrate(name, out, metrics, val_logits, test_logits, split)
     meta.update(
         {
             "name": name,
@@ -97,7 +109,7 @@ def _finish_model(
             "max_length": ctx.cfg.data.max_length,
             # Standalone copies of the folder (exports, serving) clean raw text the same way.
             "clean": ctx.cfg.data.clean.model_dump(),
-            "calibration": {"temperature": t, "offsets": offsets},
+            "calibration": calibration,
             "metrics": metrics,
             "params": params[0],
             "trainable_params": params[1],
@@ -105,16 +117,27 @@ def _finish_model(
             "toxdistill_version": __version__,
         }
     )
-    from .plots import reliability_diagram
-
-    reliability_diagram(
-        softmax(test_logits), softmax(test_logits / t), split.test.labels, out / "reliability.png", f"{name} (test)"
-    )
     np.save(out / "test_logits.npy", test_logits.astype(np.float32))
     np.save(out / "val_logits.npy", val_logits.astype(np.float32))
     plot_confusion(metrics["confusion_matrix"], label_names, f"{name} (test)", out / "confusion.png")
     atomic_write_json(out / META_FILE, meta)
     return meta
+
+
+def _recalibrate_older_models(run_dir: Path, split) -> None:
+    """Models finished by a toxdistill that calibrated with a temperature alone get the current
+    calibration, refitted from their saved validation and test logits (no retraining, no re-scoring)."""
+    models = run_dir / "models"
+    for d in sorted(models.iterdir()) if models.is_dir() else []:
+        if d.name.startswith(".") or not (d / "val_logits.npy").is_file() or not (d / META_FILE).is_file():
+            continue
+        meta = read_meta(d)
+        if "bias" in (meta.get("calibration") or {}) or not meta.get("metrics"):
+            continue
+        val_logits, test_logits = np.load(d / "val_logits.npy"), np.load(d / "test_logits.npy")
+        meta["calibration"] = _calibrate(meta["name"], d, meta["metrics"], val_logits, test_logits, split)
+        atomic_write_json(d / META_FILE, meta)
+        _say(f"{meta['name']}: recalibrated from its saved logits (temperature + class bias)")
 
 
 def _save_hf(model, tokenizer, out: Path) -> None:
@@ -411,21 +434,10 @@ def collect_results(run_dir: Path) -> list[dict]:
                 "ece": m.get("ece"),
                 "ece_calibrated": m.get("ece_calibrated"),
                 "temperature": meta.get("calibration", {}).get("temperature"),
+                "calibration_bias": meta.get("calibration", {}).get("bias"),
             }
         )
     return rows
-
-
-def _backfill_reliability(run_dir: Path, results: list[dict], labels: np.ndarray) -> None:
-    """Models finished by an older toxdistill have no reliability diagram; draw it from the saved logits."""
-    from .plots import reliability_diagram
-
-    for r in results:
-        d = run_dir / "models" / r["name"]
-        if not (d / "reliability.png").is_file() and (d / "test_logits.npy").is_file():
-            lg = np.load(d / "test_logits.npy")
-            t = r.get("temperature") or 1.0
-            reliability_diagram(softmax(lg), softmax(lg / t), labels, d / "reliability.png", f"{r['name']} (test)")
 
 
 def significance(run_dir: Path, results: list[dict], labels: np.ndarray, seed: int, n_boot: int = 1000) -> dict:
@@ -544,8 +556,8 @@ def run(
         s0 = time.perf_counter()
         from .report import write_report
 
+        _recalibrate_older_models(run_dir, split)
         results = collect_results(run_dir)
-        _backfill_reliability(run_dir, results, split.test.labels)
         atomic_write_json(run_dir / "results.json", results)
         sig = significance(run_dir, results, split.test.labels, cfg.seed)
         atomic_write_json(run_dir / "significance.json", sig)

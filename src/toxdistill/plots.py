@@ -37,7 +37,7 @@ def reliability_diagram(
     title: str,
     n_bins: int = 15,
 ) -> Path:
-    """Accuracy against confidence before and after temperature scaling, with ECE in the legend.
+    """Accuracy against confidence before and after calibration (temperature + class bias), with ECE in the legend.
 
     Top: per-bin accuracy bars for both probability sets over the diagonal (a perfectly calibrated model
     has its bars on the diagonal; bars below it are over-confident). Bottom: how many rows fall in each
@@ -53,7 +53,7 @@ def reliability_diagram(
     labels = np.asarray(labels)
     sets = [
         ("before", probs_before, "#d62728"),
-        ("after T-scaling", probs_after, "#1f77b4"),
+        ("calibrated", probs_after, "#1f77b4"),
     ]
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     width = (edges[1] - edges[0]) / 2

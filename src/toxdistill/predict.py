@@ -2,7 +2,7 @@
 
 It sorts inputs by length into batches (padding is most of the cost on tweets), returns results in
 input order, truncates to the model's maximum length and says so, and applies the model's saved
-calibration (temperature) and decision offsets. The backend (torch or ONNX Runtime) is picked from
+calibration (temperature and class bias) and decision offsets. The backend (torch or ONNX Runtime) is picked from
 the folder.
 """
 
@@ -151,6 +151,8 @@ class Predictor:
         self.meta = meta or {}
         cal = self.meta.get("calibration") or {}
         self.temperature = float(cal.get("temperature", 1.0))
+        bias = cal.get("bias")  # absent in folders calibrated by temperature alone
+        self.bias = np.asarray(bias, dtype=np.float32) if bias is not None else None
         offsets = cal.get("offsets")
         self.offsets = np.asarray(offsets, dtype=np.float32) if offsets is not None else None
         self._input_names = set(getattr(tokenizer, "model_input_names", None) or ["input_ids", "attention_mask"])
@@ -262,13 +264,18 @@ class Predictor:
             out[sel] = self.backend(batch)
         return out, truncated
 
+    def calibrated(self, logits: np.ndarray) -> np.ndarray:
+        """``logits / T + b``, with the temperature and class bias fitted on validation."""
+        z = logits / self.temperature
+        return z if self.bias is None else z + self.bias
+
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
-        """Calibrated probabilities: ``softmax(logits / T)``."""
-        return softmax(logits / self.temperature)
+        """Calibrated probabilities: ``softmax(logits / T + b)``."""
+        return softmax(self.calibrated(logits))
 
     def decide(self, logits: np.ndarray) -> np.ndarray:
-        """Class ids: ``argmax(logits / T + offsets)``; offsets were tuned on validation for macro F1."""
-        z = logits / self.temperature
+        """Class ids: ``argmax(logits / T + b + offsets)``; offsets were tuned on validation for macro F1."""
+        z = self.calibrated(logits)
         if self.offsets is not None:
             z = z + self.offsets
         return z.argmax(-1)

@@ -88,7 +88,8 @@ def analysis(results: list[dict], sig: dict | None = None) -> list[str]:
         if eces:
             worst = max(eces, key=lambda x: x[2])
             out.append(
-                f"- **Calibration.** after temperature scaling the worst ECE is {worst[0]}'s {_f(worst[2])} "
+                f"- **Calibration.** after calibration (temperature + class bias, fitted on validation) the worst "
+                f"test ECE is {worst[0]}'s {_f(worst[2])} "
                 f"(before: {_f(worst[1])})."
             )
     return out
@@ -185,9 +186,10 @@ def write_report(
         rel = f" ![{r['name']} reliability](models/{r['name']}/reliability.png)"
         has_rel = (run_dir / "models" / r["name"] / "reliability.png").is_file()
         lines.append(f"![{r['name']}](models/{r['name']}/confusion.png)" + (rel if has_rel else ""))
-    lines += ["", "## Wall time per stage", "", "| stage | seconds |", "|---|---|"]
+    lines += ["", "## Wall time per stage", "", "| stage | seconds | minutes |", "|---|---|---|"]
     for k, v in timings.items():
-        lines.append(f"| {k} | {v:.0f} |")
-    lines.append(f"| **total** | {sum(timings.values()):.0f} |")
+        lines.append(f"| {k} | {v:.0f} | {v / 60:.1f} |")
+    total = sum(timings.values())
+    lines.append(f"| **total** | {total:.0f} | {total / 60:.1f} |")
     lines += ["", "## Analysis", "", *analysis(results, significance), ""]
     atomic_write_text(run_dir / "report.md", "\n".join(lines))

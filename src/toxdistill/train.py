@@ -81,13 +81,15 @@ class Collator:
 
 
 def class_weight_tensor(spec, labels: np.ndarray, n_classes: int) -> torch.Tensor | None:
-    """``balanced`` gives w_c = N / (K · n_c), sklearn's rule; a list is used as given."""
+    """``balanced`` gives w_c = N / (K · n_c), sklearn's rule; ``sqrt-balanced`` gives its square root;
+    a list is used as given."""
     if spec is None:
         return None
-    if spec == "balanced":
+    if spec in ("balanced", "sqrt-balanced"):
         counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
         counts[counts == 0] = 1.0
-        return torch.tensor(len(labels) / (n_classes * counts), dtype=torch.float32)
+        w = len(labels) / (n_classes * counts)
+        return torch.tensor(np.sqrt(w) if spec == "sqrt-balanced" else w, dtype=torch.float32)
     if len(spec) != n_classes:
         from .errors import ToxdistillError
 
@@ -382,5 +384,6 @@ def train_model(
         "train_runtime_s": float(result.metrics.get("train_runtime", 0.0)),
         "train_samples_per_second": float(result.metrics.get("train_samples_per_second", 0.0)),
         "best_checkpoint": trainer.state.best_model_checkpoint,
+        "world_size": int(trainer.args.world_size),  # > 1 under torchrun / accelerate launch (DDP)
         "trainer": trainer,
     }

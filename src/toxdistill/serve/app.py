@@ -253,7 +253,8 @@ def create_app(models: dict[str, ServedModel], run_name: str = "toxdistill") -> 
         },
     )
     def api_classify(req: ClassifyRequest) -> dict:
-        """Labels use the model's tuned decision offsets; probabilities are temperature-calibrated.
+        """Labels use the model's tuned decision offsets; probabilities are calibrated
+        (temperature and class bias fitted on validation).
         With ``explain``, each word gets the drop in the predicted class's probability when it is removed."""
         texts = req.text_list()
         if len(texts) > MAX_TEXTS:

@@ -67,12 +67,23 @@ def _csv_column(text: str, column: str | None) -> tuple[list[str], str]:
     return [r[idx] if idx < len(r) else "" for r in rows[1:]], header[idx]
 
 
+# A cell starting with one of these runs as a formula when a moderator opens the download in a
+# spreadsheet (CSV injection); uploaded texts are untrusted, so they are defused as OWASP advises.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _spreadsheet_safe(text: str) -> str:
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
 def write_csv(texts: list[str], results: list[dict], label_names: list[str]) -> str:
+    """The browser download. Texts that a spreadsheet would run as formulas get a leading ``'``;
+    ``toxdistill predict`` (a data pipeline, not a spreadsheet export) writes texts unchanged."""
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["text", "label", *[f"p_{_slug(n)}" for n in label_names]])
     for t, r in zip(texts, results):
-        w.writerow([t, r["label"], *[f"{r['probabilities'][n]:.6f}" for n in label_names]])
+        w.writerow([_spreadsheet_safe(t), r["label"], *[f"{r['probabilities'][n]:.6f}" for n in label_names]])
     return buf.getvalue()
 
 

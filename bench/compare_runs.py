@@ -1,0 +1,76 @@
+"""Paired comparison of the same models in two runs that share a split (an A/B of a config change).
+
+    python bench/compare_runs.py runs/davidson-minilm runs/davidson-minilm-v1 \
+        -o bench/results/class_weights_ab.json
+
+For every model folder present in both runs: the paired-bootstrap difference A − B on the shared test
+split (1,000 resamples, Holm-adjusted per metric), for accuracy, weighted F1, macro F1 and hate F1. The
+runs must have the same test rows, which they do when data and seed are the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run_a")
+    ap.add_argument("run_b")
+    ap.add_argument("--n-boot", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("-o", "--out", default=None)
+    a = ap.parse_args()
+
+    from toxdistill.config import load_config
+    from toxdistill.data import load_dataset, resolve_data_path
+    from toxdistill.stats import compare_models
+
+    ra, rb = Path(a.run_a), Path(a.run_b)
+    sa, sb = (json.loads((r / "split.json").read_text()) for r in (ra, rb))
+    if sa["test"] != sb["test"] or sa["source_sha256"] != sb["source_sha256"]:
+        raise SystemExit("error: the two runs do not share a test split; a paired comparison needs the same rows")
+    cfg = load_config(ra / "config.yaml")
+    ds = load_dataset(resolve_data_path(cfg.data, None), cfg.data)
+    pos = {int(i): k for k, i in enumerate(ds.ids)}
+    y = ds.labels[[pos[int(i)] for i in sa["test"]]]
+    names = sorted(
+        d.name
+        for d in (ra / "models").iterdir()
+        if (d / "test_logits.npy").is_file() and (rb / "models" / d.name / "test_logits.npy").is_file()
+    )
+    preds = {}
+    for n in list(names):
+        pa = np.load(ra / "models" / n / "test_logits.npy").argmax(-1)
+        pb = np.load(rb / "models" / n / "test_logits.npy").argmax(-1)
+        if (pa == pb).all():  # the same model in both runs (e.g. the baseline): nothing to test
+            print(f"{n}: identical predictions in both runs, left out")
+            names.remove(n)
+            continue
+        preds[f"{n}@A"], preds[f"{n}@B"] = pa, pb
+    rows = compare_models(
+        y,
+        preds,
+        [(f"{n}@A", f"{n}@B") for n in names],
+        metrics=["accuracy", "f1_weighted", "f1_macro", "f1_hate"],
+        n_boot=a.n_boot,
+        seed=a.seed,
+        n_classes=len(ds.label_names),
+    )
+    print(f"A = {ra}, B = {rb}; Δ = A − B in points, 95% CI, p (Holm p)\n")
+    print("| model | metric | A | B | Δ | 95% CI | p | Holm p |\n|---|---|---|---|---|---|---|---|")
+    for r in sorted(rows, key=lambda r: (r["metric"], r["a"])):
+        print(
+            f"| {r['a'][:-2]} | {r['metric']} | {r['a_value']:.3f} | {r['b_value']:.3f} | {100 * r['diff']:+.2f} | "
+            f"[{100 * r['low']:+.2f}, {100 * r['high']:+.2f}] | {r['p_value']:.3f} | {r['p_holm']:.3f} |"
+        )
+    if a.out:
+        Path(a.out).write_text(json.dumps({"run_a": str(ra), "run_b": str(rb), "rows": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
