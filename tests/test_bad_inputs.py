@@ -115,6 +115,7 @@ CASES: dict[str, tuple[list[str], str]] = {
         "even number",
     ),
     "run: config missing config file": (RUN + ["--config", "{w}/none.yaml", "--data", "{w}/ok.csv"], "not found"),
+    "run: zero seeds": (RUN + ["--seeds", "0", "--data", "{w}/ok.csv"], "at least 1"),
     # ---- run: model folders and outputs
     "run: teacher folder missing": (RUN + ["--config", "{w}/noteacher.yaml", "--data", "{w}/ok.csv"], "not found"),
     "run: output dir unwritable": (

@@ -43,6 +43,8 @@ def quick_run(tmp_path_factory, real_data_env):
         str(REPO / "configs/davidson-minilm.yaml"),
         "--output-dir",
         str(out),
+        "--seeds",
+        "2",  # every distill stage once more with seed 43: the mean ± std path, at quick-run cost
     ]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1500)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -68,6 +70,17 @@ def test_quick_run_writes_everything(quick_run):
     for name in names:
         assert (run_dir / "models" / name / "confusion.png").stat().st_size > 1000
         assert (run_dir / "models" / name / "reliability.png").stat().st_size > 1000
+    # --seeds 2: the distill stages again with seed 43, outside models/ (not report rows, not served).
+    seeds = json.loads((run_dir / "seeds.json").read_text())
+    assert set(seeds) == {"odd", "even", "even-llrd"}
+    for name, s in seeds.items():
+        assert s["seeds"] == [42, 43]
+        again = json.loads((run_dir / "seeds" / "seed43" / name / "toxdistill.json").read_text())["metrics"]
+        assert s["f1_macro"]["values"] == [by[name]["f1_macro"], again["f1_macro"]]
+        assert s["f1_macro"]["mean"] == pytest.approx(np.mean(s["f1_macro"]["values"]))
+        assert s["f1_macro"]["std"] == pytest.approx(np.std(s["f1_macro"]["values"], ddof=1))
+    assert "## Seed variation" in report and "| even | 42, 43 |" in report
+    assert not (run_dir / "models" / "seeds").exists()
     for r in results:  # calibrated on validation: temperature, a class bias, and decision offsets
         assert r["temperature"] > 0 and len(r["calibration_bias"]) == 3, r["name"]
         assert 0 <= r["ece_calibrated"] <= 1 and r["tuned"]["f1_macro"] > 0
@@ -98,4 +111,4 @@ def test_rerun_skips_finished_stages(quick_run):
     run_dir, cmd, env = quick_run
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.count("done already") == 8
+    assert r.stdout.count("done already") == 8 + 3  # the 8 stages and the 3 seed-43 repeats

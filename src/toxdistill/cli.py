@@ -28,6 +28,10 @@ def cmd_run(a: argparse.Namespace) -> int:
     from .pipeline import run
 
     cfg = load_config(a.config, _parse_set(a.set))
+    if a.seeds is not None:
+        if a.seeds < 1:
+            raise ToxdistillError(f"--seeds {a.seeds}: need at least 1", "e.g. --seeds 3")
+        cfg = cfg.model_copy(update={"seeds": a.seeds})
     if a.output_dir:
         cfg = cfg.model_copy(update={"output_dir": a.output_dir})
     run(cfg, data_path=a.data, quick=a.quick, name=a.name, force=a.force)
@@ -66,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--output-dir", default=None, help="where run folders go (default: config output_dir, 'runs')")
     r.add_argument(
         "--force", action="append", default=[], metavar="STAGE", help="redo STAGE (repeatable; 'all' redoes everything)"
+    )
+    r.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        metavar="N",
+        help="train every student (distill) stage with N seeds and report mean ± std (default: config 'seeds', 1)",
     )
     r.add_argument(
         "--set",

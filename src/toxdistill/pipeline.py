@@ -57,6 +57,24 @@ class RunContext:
         return (self.model_dir(name) / META_FILE).is_file() and name not in self.forced and "all" not in self.forced
 
 
+def seed_dir(run_dir: Path, seed: int) -> Path:
+    return run_dir / "seeds" / f"seed{seed}"
+
+
+@dataclass
+class SeedContext(RunContext):
+    """A repeat of the student stages with another training seed: same split, teacher and cache; its
+    models go to ``seeds/seed<N>/`` so that they are neither report rows nor served."""
+
+    def model_dir(self, name: str) -> Path:
+        if name == TEACHER:
+            return super().model_dir(name)
+        return seed_dir(self.run_dir, self.cfg.seed) / name
+
+    def work_dir(self, name: str) -> Path:
+        return self.run_dir / "work" / f"seed{self.cfg.seed}" / name
+
+
 # ---------------------------------------------------------------- helpers
 def _dir_size_mb(folder: Path) -> float:
     files = [f for f in folder.iterdir() if f.is_file() and f.suffix in {".safetensors", ".npz", ".onnx"}]
@@ -366,7 +384,13 @@ def _check_stage_fingerprints(cfg: Config, run_dir: Path, forced: set[str]) -> N
 
 def _remove_partial_writes(run_dir: Path) -> None:
     """Temporary files and folders left by a killed run are never results; clear them on restart."""
-    for p in [*run_dir.glob(".*.tmp"), *run_dir.glob("*/.*.tmp"), *run_dir.glob("*/.*.old")]:
+    for p in [
+        *run_dir.glob(".*.tmp"),
+        *run_dir.glob("*/.*.tmp"),
+        *run_dir.glob("*/.*.old"),
+        *run_dir.glob("seeds/*/.*.tmp"),
+        *run_dir.glob("seeds/*/.*.old"),
+    ]:
         if p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
         else:
@@ -440,6 +464,34 @@ def collect_results(run_dir: Path) -> list[dict]:
     return rows
 
 
+def seed_summary(run_dir: Path, cfg: Config) -> dict:
+    """Mean ± sample std over seeds for every distill stage that has more than one finished seed."""
+    metrics = {
+        "accuracy": lambda m: m["accuracy"],
+        "f1_weighted": lambda m: m["f1_weighted"],
+        "f1_macro": lambda m: m["f1_macro"],
+        "f1_hate": lambda m: next(iter(m["f1_per_class"].values())),
+    }
+    out = {}
+    for st in cfg.stages:
+        if st.kind != "distill" or not st.enabled:
+            continue
+        dirs = [run_dir / "models" / st.name] + [seed_dir(run_dir, cfg.seed + k) / st.name for k in range(1, cfg.seeds)]
+        found = [(d, read_meta(d)["metrics"]) for d in dirs if (d / META_FILE).is_file()]
+        if len(found) < 2:
+            continue
+        seeds = [cfg.seed + k for k, d in enumerate(dirs) if (d / META_FILE).is_file()]
+        out[st.name] = {"seeds": seeds} | {
+            k: {
+                "values": [fn(m) for _, m in found],
+                "mean": float(np.mean([fn(m) for _, m in found])),
+                "std": float(np.std([fn(m) for _, m in found], ddof=1)),
+            }
+            for k, fn in metrics.items()
+        }
+    return out
+
+
 def significance(run_dir: Path, results: list[dict], labels: np.ndarray, seed: int, n_boot: int = 1000) -> dict:
     """95% bootstrap intervals for every model and paired-bootstrap p-values for the report's comparisons.
 
@@ -492,7 +544,7 @@ def run(
                 "use --name NEW for a new run, or --force all to redo this one",
             )
         if "all" in forced and d.is_main:
-            for sub in ("models", "work", "cache", "plots"):
+            for sub in ("models", "seeds", "work", "cache", "plots"):
                 shutil.rmtree(run_dir / sub, ignore_errors=True)
             (run_dir / "split.json").unlink(missing_ok=True)
         _check_stage_fingerprints(cfg, run_dir, forced)
@@ -551,6 +603,27 @@ def run(
                 f"F1m {m['f1_macro']:.3f}  hate F1 {next(iter(m['f1_per_class'].values())):.3f}  "
                 f"({ctx.timings[stage]:.0f}s)"
             )
+        for k_seed in range(1, cfg.seeds):
+            sctx = SeedContext(cfg.model_copy(update={"seed": cfg.seed + k_seed}), run_dir, split, quick, forced)
+            for st in cfg.stages:
+                if st.kind != "distill" or not st.enabled:
+                    continue
+                label = f"{st.name}@seed{cfg.seed + k_seed}"
+                if sctx.done(st.name):
+                    _say(f"{label}: done already")
+                    continue
+                _say(f"{label}: training")
+                d.barrier()
+                s0 = time.perf_counter()
+                stage_distill(sctx, st)
+                ctx.timings[label] = time.perf_counter() - s0
+                if d.is_main:
+                    atomic_write_json(timings_file, ctx.timings)
+                    m = read_meta(sctx.model_dir(st.name))["metrics"]
+                    _say(
+                        f"{label}: acc {m['accuracy']:.3f}  F1w {m['f1_weighted']:.3f}  F1m {m['f1_macro']:.3f}  "
+                        f"({ctx.timings[label]:.0f}s)"
+                    )
         if not d.is_main:
             return run_dir
         s0 = time.perf_counter()
@@ -561,7 +634,10 @@ def run(
         atomic_write_json(run_dir / "results.json", results)
         sig = significance(run_dir, results, split.test.labels, cfg.seed)
         atomic_write_json(run_dir / "significance.json", sig)
-        write_report(run_dir, results, cfg, ctx.timings, quick=quick, significance=sig)
+        seeds = seed_summary(run_dir, cfg)
+        if seeds:
+            atomic_write_json(run_dir / "seeds.json", seeds)
+        write_report(run_dir, results, cfg, ctx.timings, quick=quick, significance=sig, seeds=seeds)
         ctx.timings["report"] = time.perf_counter() - s0
         atomic_write_json(timings_file, ctx.timings)
         _say(f"report: {run_dir / 'report.md'}")

@@ -102,6 +102,7 @@ def write_report(
     timings: dict,
     quick: bool = False,
     significance: dict | None = None,
+    seeds: dict | None = None,
 ) -> None:
     rows = _order(results)
     lines = [f"# toxdistill report: {run_dir.name}", ""]
@@ -186,6 +187,22 @@ def write_report(
         rel = f" ![{r['name']} reliability](models/{r['name']}/reliability.png)"
         has_rel = (run_dir / "models" / r["name"] / "reliability.png").is_file()
         lines.append(f"![{r['name']}](models/{r['name']}/confusion.png)" + (rel if has_rel else ""))
+    if seeds:
+        lines += [
+            "",
+            "## Seed variation (students trained again with other seeds; mean ± sample std)",
+            "",
+            "The rows above are the first seed. Same split, teacher and cache; only the training order and "
+            "dropout change.",
+            "",
+            "| stage | seeds | accuracy | F1 weighted | F1 macro | F1 hate |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, s in seeds.items():
+            cells = " | ".join(
+                f"{s[k]['mean']:.4f} ± {s[k]['std']:.4f}" for k in ("accuracy", "f1_weighted", "f1_macro", "f1_hate")
+            )
+            lines.append(f"| {name} | {', '.join(map(str, s['seeds']))} | {cells} |")
     lines += ["", "## Wall time per stage", "", "| stage | seconds | minutes |", "|---|---|---|"]
     for k, v in timings.items():
         lines.append(f"| {k} | {v:.0f} | {v / 60:.1f} |")
