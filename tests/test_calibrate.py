@@ -6,8 +6,8 @@ import shutil
 import numpy as np
 import pytest
 
-from toxdistill.calibrate import calibrated_logits, ece, fit_calibration, fit_offsets, fit_temperature, nll
-from toxdistill.predict import Predictor, softmax
+from toxdistill.calibrate import ece, fit_calibration, fit_offsets, fit_temperature, nll
+from toxdistill.predict import Predictor, calibrated_logits, softmax
 
 from conftest import SAMPLE_TEXTS
 

@@ -68,12 +68,6 @@ def fit_calibration(logits: np.ndarray, labels: np.ndarray) -> tuple[float, list
     return float(1.0 / a), [float(x) for x in b - b.mean()]
 
 
-def calibrated_logits(logits: np.ndarray, temperature: float, bias=None) -> np.ndarray:
-    """``logits / T + b``: softmax of this is the calibrated probability."""
-    z = logits / temperature
-    return z if bias is None else z + np.asarray(bias, dtype=z.dtype)
-
-
 def ece(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
     """Expected calibration error of the top-class confidence, ``n_bins`` equal-width bins."""
     conf = probs.max(-1)

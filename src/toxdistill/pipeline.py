@@ -18,14 +18,14 @@ import numpy as np
 import torch
 
 from . import __version__
-from .calibrate import calibrated_logits, ece, fit_calibration, fit_offsets
+from .calibrate import ece, fit_calibration, fit_offsets
 from .config import Config, StageConfig, TrainConfig
 from .data import Split, load_dataset, make_or_load_split, resolve_data_path
 from .dist import dist
 from .errors import ToxdistillError
 from .evaluate import classification_metrics, evaluate_predictor, plot_confusion
 from .io import atomic_dir, atomic_write_json, atomic_write_text, run_lock
-from .predict import META_FILE, Predictor, read_meta, softmax
+from .predict import META_FILE, Predictor, calibrated_logits, read_meta, softmax
 
 log = logging.getLogger(__name__)
 

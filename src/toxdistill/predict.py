@@ -61,6 +61,13 @@ def softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def calibrated_logits(logits: np.ndarray, temperature: float, bias=None) -> np.ndarray:
+    """``logits / T + b``: softmax of this is the calibrated probability. Fitted by
+    ``calibrate.fit_calibration``; lives here so that serving needs no scipy or sklearn."""
+    z = logits / temperature
+    return z if bias is None else z + np.asarray(bias, dtype=z.dtype)
+
+
 class TorchBackend:
     name = "torch"
 
@@ -266,8 +273,7 @@ class Predictor:
 
     def calibrated(self, logits: np.ndarray) -> np.ndarray:
         """``logits / T + b``, with the temperature and class bias fitted on validation."""
-        z = logits / self.temperature
-        return z if self.bias is None else z + self.bias
+        return calibrated_logits(logits, self.temperature, self.bias)
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         """Calibrated probabilities: ``softmax(logits / T + b)``."""
