@@ -476,19 +476,16 @@ def seed_summary(run_dir: Path, cfg: Config) -> dict:
     for st in cfg.stages:
         if st.kind != "distill" or not st.enabled:
             continue
-        dirs = [run_dir / "models" / st.name] + [seed_dir(run_dir, cfg.seed + k) / st.name for k in range(1, cfg.seeds)]
-        found = [(d, read_meta(d)["metrics"]) for d in dirs if (d / META_FILE).is_file()]
+        dirs = {cfg.seed: run_dir / "models" / st.name} | {
+            cfg.seed + k: seed_dir(run_dir, cfg.seed + k) / st.name for k in range(1, cfg.seeds)
+        }
+        found = {seed: read_meta(d)["metrics"] for seed, d in dirs.items() if (d / META_FILE).is_file()}
         if len(found) < 2:
             continue
-        seeds = [cfg.seed + k for k, d in enumerate(dirs) if (d / META_FILE).is_file()]
-        out[st.name] = {"seeds": seeds} | {
-            k: {
-                "values": [fn(m) for _, m in found],
-                "mean": float(np.mean([fn(m) for _, m in found])),
-                "std": float(np.std([fn(m) for _, m in found], ddof=1)),
-            }
-            for k, fn in metrics.items()
-        }
+        out[st.name] = {"seeds": list(found)}
+        for k, fn in metrics.items():
+            values = [fn(m) for m in found.values()]
+            out[st.name][k] = {"values": values, "mean": float(np.mean(values)), "std": float(np.std(values, ddof=1))}
     return out
 
 
@@ -572,58 +569,41 @@ def run(
         ctx.timings["split"] = time.perf_counter() - t0
         _say(f"data: {path} → train {len(split.train)}, val {len(split.val)}, test {len(split.test)}")
 
-        plan: list[tuple[str, callable]] = []
+        # (label, context, stage name, fn): the seed repeats of the distill stages are plan steps like any
+        # other, in their own SeedContext, so they resume, skip and --force the same way.
+        plan: list[tuple[str, RunContext, str, callable]] = []
         if cfg.baseline:
-            plan.append((BASELINE, lambda: _main_only(lambda: stage_baseline(ctx))))
-        plan.append((TEACHER, lambda: stage_teacher(ctx)))
-        for st in cfg.stages:
-            if not st.enabled:
+            plan.append((BASELINE, ctx, BASELINE, lambda: _main_only(lambda: stage_baseline(ctx))))
+        plan.append((TEACHER, ctx, TEACHER, lambda: stage_teacher(ctx)))
+        fns = {"distill": stage_distill, "lora": stage_lora, "distill-lora": stage_lora, "finetune": stage_finetune}
+        enabled = [st for st in cfg.stages if st.enabled]
+        for st in enabled:
+            plan.append((st.name, ctx, st.name, (lambda f, c, s: lambda: f(c, s))(fns[st.kind], ctx, st)))
+        for k_seed in range(1, cfg.seeds):
+            sctx = SeedContext(cfg.model_copy(update={"seed": cfg.seed + k_seed}), run_dir, split, quick, forced)
+            for st in (st for st in enabled if st.kind == "distill"):
+                label = f"{st.name}@seed{sctx.cfg.seed}"
+                plan.append((label, sctx, st.name, (lambda c, s: lambda: stage_distill(c, s))(sctx, st)))
+        for k, (label, sctx, stage, fn) in enumerate(plan, 1):
+            if sctx.done(stage):
+                _say(f"[{k}/{len(plan)}] {label}: done already (use --force {stage} to redo)")
                 continue
-            fn = {"distill": stage_distill, "lora": stage_lora, "distill-lora": stage_lora, "finetune": stage_finetune}[
-                st.kind
-            ]
-            plan.append((st.name, (lambda f, s: lambda: f(ctx, s))(fn, st)))
-        for k, (stage, fn) in enumerate(plan, 1):
-            if ctx.done(stage):
-                _say(f"[{k}/{len(plan)}] {stage}: done already (use --force {stage} to redo)")
-                continue
-            _say(f"[{k}/{len(plan)}] {stage}: training")
+            _say(f"[{k}/{len(plan)}] {label}: training")
             if stage in forced and d.is_main:
-                shutil.rmtree(ctx.work_dir(stage), ignore_errors=True)  # a forced stage starts fresh, no resume
+                shutil.rmtree(sctx.work_dir(stage), ignore_errors=True)  # a forced stage starts fresh, no resume
             d.barrier()
             s0 = time.perf_counter()
             fn()
-            ctx.timings[stage] = time.perf_counter() - s0
+            ctx.timings[label] = time.perf_counter() - s0
             if not d.is_main:
                 continue
             atomic_write_json(timings_file, ctx.timings)
-            m = read_meta(ctx.model_dir(stage))["metrics"]
+            m = read_meta(sctx.model_dir(stage))["metrics"]
             _say(
-                f"[{k}/{len(plan)}] {stage}: acc {m['accuracy']:.3f}  F1w {m['f1_weighted']:.3f}  "
+                f"[{k}/{len(plan)}] {label}: acc {m['accuracy']:.3f}  F1w {m['f1_weighted']:.3f}  "
                 f"F1m {m['f1_macro']:.3f}  hate F1 {next(iter(m['f1_per_class'].values())):.3f}  "
-                f"({ctx.timings[stage]:.0f}s)"
+                f"({ctx.timings[label]:.0f}s)"
             )
-        for k_seed in range(1, cfg.seeds):
-            sctx = SeedContext(cfg.model_copy(update={"seed": cfg.seed + k_seed}), run_dir, split, quick, forced)
-            for st in cfg.stages:
-                if st.kind != "distill" or not st.enabled:
-                    continue
-                label = f"{st.name}@seed{cfg.seed + k_seed}"
-                if sctx.done(st.name):
-                    _say(f"{label}: done already")
-                    continue
-                _say(f"{label}: training")
-                d.barrier()
-                s0 = time.perf_counter()
-                stage_distill(sctx, st)
-                ctx.timings[label] = time.perf_counter() - s0
-                if d.is_main:
-                    atomic_write_json(timings_file, ctx.timings)
-                    m = read_meta(sctx.model_dir(st.name))["metrics"]
-                    _say(
-                        f"{label}: acc {m['accuracy']:.3f}  F1w {m['f1_weighted']:.3f}  F1m {m['f1_macro']:.3f}  "
-                        f"({ctx.timings[label]:.0f}s)"
-                    )
         if not d.is_main:
             return run_dir
         s0 = time.perf_counter()
