@@ -160,3 +160,15 @@ def test_run_refuses_a_stage_trained_with_other_settings(files, capsys):
     )
     assert code == 2 and "stage 'odd'" in err[0] and "--force odd" in err[0]
     assert "older-lr" in meta.read_text()
+
+
+def test_run_refuses_a_seed_repeat_trained_with_other_settings(files, capsys):
+    run_dir = files / "runs" / "s"
+    (run_dir / "seeds" / "seed43" / "odd").mkdir(parents=True)
+    meta = run_dir / "seeds" / "seed43" / "odd" / "toxdistill.json"
+    meta.write_text('{"name": "odd", "fingerprint": "from-an-older-lr"}')
+    argv = ["run", "--config", str(_cfg(files, "stages: [{name: odd, kind: distill, layers: odd}]\n"))]
+    argv += ["--output-dir", str(files / "runs"), "--name", "s", "--data", str(files / "ok.csv"), "--seeds", "2"]
+    code, err = _run(argv, capsys)
+    assert code == 2 and "stage 'odd'" in err[0] and "seed43" in err[0] and "--force odd" in err[0]
+    assert "older-lr" in meta.read_text()

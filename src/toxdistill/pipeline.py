@@ -371,13 +371,15 @@ def stage_finetune(ctx: RunContext, st: StageConfig) -> None:
 
 def _check_stage_fingerprints(cfg: Config, run_dir: Path, forced: set[str]) -> None:
     """A finished stage trained with other settings is refused rather than silently reported as current."""
-    stages = [BASELINE, TEACHER, *(s.name for s in cfg.stages)]
-    for name in stages:
-        meta = read_meta(run_dir / "models" / name)
-        stored = meta.get("fingerprint")
-        if stored and stored != cfg.stage_fingerprint(name) and name not in forced:
+    stages = [(run_dir / "models", cfg, name) for name in (BASELINE, TEACHER, *(s.name for s in cfg.stages))]
+    for k in range(1, cfg.seeds):  # the seed repeats of the distill stages too
+        scfg = cfg.model_copy(update={"seed": cfg.seed + k})
+        stages += [(seed_dir(run_dir, scfg.seed), scfg, s.name) for s in cfg.stages if s.kind == "distill"]
+    for models, c, name in stages:
+        stored = read_meta(models / name).get("fingerprint")
+        if stored and stored != c.stage_fingerprint(name) and name not in forced:
             raise ToxdistillError(
-                f"stage {name!r} in {run_dir} was trained with different settings",
+                f"stage {name!r} in {models} was trained with different settings",
                 f"use --force {name} to retrain it, or --name NEW for a new run",
             )
 
