@@ -36,8 +36,7 @@ def main() -> None:
         raise SystemExit("error: the two runs do not share a test split; a paired comparison needs the same rows")
     cfg = load_config(ra / "config.yaml")
     ds = load_dataset(resolve_data_path(cfg.data, None), cfg.data)
-    pos = {int(i): k for k, i in enumerate(ds.ids)}
-    y = ds.labels[[pos[int(i)] for i in sa["test"]]]
+    y = ds.subset(np.asarray(sa["test"])).labels
     names = sorted(
         d.name
         for d in (ra / "models").iterdir()
