@@ -33,7 +33,7 @@ def main() -> None:
 
     from toxdistill.config import load_config
     from toxdistill.data import load_dataset, make_or_load_split, resolve_data_path, stratified_subsample
-    from toxdistill.evaluate import ce_loss, classification_metrics
+    from toxdistill.evaluate import ce_loss, classification_metrics, hate_f1
     from toxdistill.lora import add_lora, count_params
     from toxdistill.predict import Predictor
     from toxdistill.teacher import load_classifier
@@ -84,7 +84,7 @@ def main() -> None:
             "val_accuracy": m["accuracy"],
             "val_f1_weighted": m["f1_weighted"],
             "val_f1_macro": m["f1_macro"],
-            "val_f1_hate": m["f1_per_class"][split.val.label_names[0]],
+            "val_f1_hate": hate_f1(m),
             "trainable_share": trainable / total,
             "seconds": time.perf_counter() - t0,
         }

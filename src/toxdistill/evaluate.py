@@ -21,6 +21,11 @@ def ce_loss(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(-log_softmax(logits.astype(np.float64))[np.arange(len(labels)), labels].mean())
 
 
+def hate_f1(metrics: dict) -> float:
+    """F1 of the first class. Class 0 is hate speech in Davidson's coding, and configs keep that order."""
+    return next(iter(metrics["f1_per_class"].values()))
+
+
 def classification_metrics(labels: np.ndarray, preds: np.ndarray, label_names: list[str]) -> dict:
     k = list(range(len(label_names)))
     p, r, f, s = precision_recall_fscore_support(labels, preds, labels=k, zero_division=0)

@@ -23,7 +23,7 @@ from .config import Config, StageConfig, TrainConfig
 from .data import Split, load_dataset, make_or_load_split, resolve_data_path
 from .dist import dist
 from .errors import ToxdistillError
-from .evaluate import classification_metrics, evaluate_predictor, plot_confusion
+from .evaluate import classification_metrics, evaluate_predictor, hate_f1, plot_confusion
 from .io import atomic_dir, atomic_write_json, atomic_write_text, run_lock
 from .predict import META_FILE, Predictor, calibrated_logits, read_meta, softmax
 
@@ -472,7 +472,7 @@ def seed_summary(run_dir: Path, cfg: Config) -> dict:
         "accuracy": lambda m: m["accuracy"],
         "f1_weighted": lambda m: m["f1_weighted"],
         "f1_macro": lambda m: m["f1_macro"],
-        "f1_hate": lambda m: next(iter(m["f1_per_class"].values())),
+        "f1_hate": hate_f1,
     }
     out = {}
     for st in cfg.stages:
@@ -603,7 +603,7 @@ def run(
             m = read_meta(sctx.model_dir(stage))["metrics"]
             _say(
                 f"[{k}/{len(plan)}] {label}: acc {m['accuracy']:.3f}  F1w {m['f1_weighted']:.3f}  "
-                f"F1m {m['f1_macro']:.3f}  hate F1 {next(iter(m['f1_per_class'].values())):.3f}  "
+                f"F1m {m['f1_macro']:.3f}  hate F1 {hate_f1(m):.3f}  "
                 f"({ctx.timings[label]:.0f}s)"
             )
         if not d.is_main:

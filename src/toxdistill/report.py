@@ -5,15 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from .config import Config
+from .evaluate import hate_f1
 from .io import atomic_write_text
 
 
 def _f(x, nd=3) -> str:
     return "—" if x is None else f"{x:.{nd}f}"
-
-
-def _hate(r: dict) -> float:
-    return list(r["f1_per_class"].values())[0]
 
 
 def _order(results: list[dict]) -> list[dict]:
@@ -78,11 +75,11 @@ def analysis(results: list[dict], sig: dict | None = None) -> list[str]:
                 "parameters trained."
             )
     if trans:
-        best = max(trans, key=lambda r: _hate(r.get("tuned") or r))
+        best = max(trans, key=lambda r: hate_f1(r.get("tuned") or r))
         t = best.get("tuned") or best
         out.append(
-            f"- **Hate class.** best hate F1 is {best['name']}'s: {_f(_hate(best))} at argmax, "
-            f"{_f(_hate(t))} with validation-tuned offsets."
+            f"- **Hate class.** best hate F1 is {best['name']}'s: {_f(hate_f1(best))} at argmax, "
+            f"{_f(hate_f1(t))} with validation-tuned offsets."
         )
         eces = [(r["name"], r.get("ece"), r.get("ece_calibrated")) for r in trans if r.get("ece") is not None]
         if eces:
@@ -142,7 +139,7 @@ def write_report(
             f"| {r['name']} | {r['kind']} | {layers} | {_f(r['accuracy'])} | {_f(r['f1_weighted'])} | "
             f"{_f(r['f1_macro'])} | "
             + " | ".join(_f(r["f1_per_class"][n]) for n in names)
-            + f" | {_f(t.get('f1_macro'))} | {_f(_hate(t) if t else None)} | "
+            + f" | {_f(t.get('f1_macro'))} | {_f(hate_f1(t) if t else None)} | "
             f"{_f(r.get('ece'))} → {_f(r.get('ece_calibrated'))} | {r['params']:,} | {r['trainable_params']:,} "
             f"({r['trainable_params'] / max(r['params'], 1):.1%}) | {r['size_mb']:.1f} | {r['throughput_sps']:.0f} |"
         )
