@@ -4,8 +4,12 @@
         -o bench/results/class_weights_ab.json
 
 For every model folder present in both runs: the paired-bootstrap difference A − B on the shared test
-split (1,000 resamples, Holm-adjusted per metric), for accuracy, weighted F1, macro F1 and hate F1. The
-runs must have the same test rows, which they do when data and seed are the same.
+split (1,000 resamples, Holm-adjusted per metric), for accuracy, weighted F1, macro F1 and hate F1; then
+the same models' argmax scores on validation, and on validation and test pooled. The runs must have the
+same split rows, which they do when data and seed are the same.
+
+Choose a config change on validation and let test confirm it. With ~140 hate tweets per split, the two
+splits can disagree on the sign of a hate-F1 change; the pooled table then says which way it leans.
 """
 
 from __future__ import annotations
@@ -28,15 +32,17 @@ def main() -> None:
 
     from toxdistill.config import load_config
     from toxdistill.data import load_dataset, resolve_data_path
+    from toxdistill.evaluate import hate_f1, val_headline
     from toxdistill.stats import compare_models
 
     ra, rb = Path(a.run_a), Path(a.run_b)
     sa, sb = (json.loads((r / "split.json").read_text()) for r in (ra, rb))
-    if sa["test"] != sb["test"] or sa["source_sha256"] != sb["source_sha256"]:
-        raise SystemExit("error: the two runs do not share a test split; a paired comparison needs the same rows")
+    if sa["test"] != sb["test"] or sa["val"] != sb["val"] or sa["source_sha256"] != sb["source_sha256"]:
+        raise SystemExit("error: the two runs do not share a split; a paired comparison needs the same rows")
     cfg = load_config(ra / "config.yaml")
     ds = load_dataset(resolve_data_path(cfg.data, None), cfg.data)
     y = ds.subset(np.asarray(sa["test"])).labels
+    y_val = ds.subset(np.asarray(sa["val"])).labels
     names = sorted(
         d.name
         for d in (ra / "models").iterdir()
@@ -67,8 +73,37 @@ def main() -> None:
             f"| {r['a'][:-2]} | {r['metric']} | {r['a_value']:.3f} | {r['b_value']:.3f} | {100 * r['diff']:+.2f} | "
             f"[{100 * r['low']:+.2f}, {100 * r['high']:+.2f}] | {r['p_value']:.3f} | {r['p_holm']:.3f} |"
         )
+    # A config change is chosen on validation; test only confirms it. Both splits, side by side:
+    val = {
+        n: {
+            side: val_headline(np.load(r / "models" / n / "val_logits.npy"), y_val, ds.label_names)
+            for side, r in (("A", ra), ("B", rb))
+        }
+        for n in names
+    }
+    # Validation and test pooled: twice the hate tweets, so half the variance of either split alone.
+    # Slightly optimistic for both arms alike (each picked its best epoch on validation), so it ranks
+    # A against B; it is not an estimate to quote for either.
+    y_both = np.concatenate([y_val, y])
+    pooled = {
+        n: {
+            side: val_headline(
+                np.concatenate([np.load(r / "models" / n / f"{s}_logits.npy") for s in ("val", "test")]),
+                y_both,
+                ds.label_names,
+            )
+            for side, r in (("A", ra), ("B", rb))
+        }
+        for n in names
+    }
+    for title, table in (("validation", val), ("validation + test pooled", pooled)):
+        print(f"\n{title} (argmax): A vs B\n\n| model | F1 weighted | F1 macro | hate F1 |\n|---|---|---|---|")
+        for n, v in table.items():
+            cells = [f"{v['A'][k]:.3f} vs {v['B'][k]:.3f}" for k in ("f1_weighted", "f1_macro")]
+            print(f"| {n} | {' | '.join(cells)} | {hate_f1(v['A']):.3f} vs {hate_f1(v['B']):.3f} |")
     if a.out:
-        Path(a.out).write_text(json.dumps({"run_a": str(ra), "run_b": str(rb), "rows": rows}, indent=2) + "\n")
+        out = {"run_a": str(ra), "run_b": str(rb), "rows": rows, "val": val, "pooled_val_test": pooled}
+        Path(a.out).write_text(json.dumps(out, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -84,6 +84,8 @@ def test_quick_run_writes_everything(quick_run):
     for r in results:  # calibrated on validation: temperature, a class bias, and decision offsets
         assert r["temperature"] > 0 and len(r["calibration_bias"]) == 3, r["name"]
         assert 0 <= r["ece_calibrated"] <= 1 and r["tuned"]["f1_macro"] > 0
+        assert 0 <= r["val"]["f1_macro"] <= 1, r["name"]  # validation scores sit beside the test ones
+    assert "## Validation beside test" in report
 
 
 def test_saved_model_loads_with_plain_transformers_and_agrees(quick_run):

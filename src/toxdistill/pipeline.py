@@ -23,7 +23,7 @@ from .config import Config, StageConfig, TrainConfig
 from .data import Split, load_dataset, make_or_load_split, resolve_data_path
 from .dist import dist
 from .errors import ToxdistillError
-from .evaluate import classification_metrics, evaluate_predictor, hate_f1, plot_confusion
+from .evaluate import classification_metrics, evaluate_predictor, hate_f1, plot_confusion, val_headline
 from .io import atomic_dir, atomic_write_json, atomic_write_text, run_lock
 from .predict import META_FILE, Predictor, calibrated_logits, read_meta, softmax
 
@@ -142,20 +142,26 @@ def _finish_model(
     return meta
 
 
-def _recalibrate_older_models(run_dir: Path, split) -> None:
-    """Models finished by a toxdistill that calibrated with a temperature alone get the current
-    calibration, refitted from their saved validation and test logits (no retraining, no re-scoring)."""
+def _update_older_models(run_dir: Path, split) -> None:
+    """Models finished by an older toxdistill get what the current one records, computed from their
+    saved validation and test logits (no retraining, no re-scoring): calibration with a class bias
+    where they have a temperature alone, and validation scores where they have none."""
     models = run_dir / "models"
     for d in sorted(models.iterdir()) if models.is_dir() else []:
         if d.name.startswith(".") or not (d / "val_logits.npy").is_file() or not (d / META_FILE).is_file():
             continue
         meta = read_meta(d)
-        if "bias" in (meta.get("calibration") or {}) or not meta.get("metrics"):
+        metrics = meta.get("metrics")
+        recalibrate = "bias" not in (meta.get("calibration") or {})
+        if not metrics or not (recalibrate or "val" not in metrics):
             continue
         val_logits, test_logits = np.load(d / "val_logits.npy"), np.load(d / "test_logits.npy")
-        meta["calibration"] = _calibrate(meta["name"], d, meta["metrics"], val_logits, test_logits, split)
+        if recalibrate:
+            meta["calibration"] = _calibrate(meta["name"], d, metrics, val_logits, test_logits, split)
+            _say(f"{meta['name']}: recalibrated from its saved logits (temperature + class bias)")
+        if "val" not in metrics:
+            metrics["val"] = val_headline(val_logits, split.val.labels, split.val.label_names)
         atomic_write_json(d / META_FILE, meta)
-        _say(f"{meta['name']}: recalibrated from its saved logits (temperature + class bias)")
 
 
 def _save_hf(model, tokenizer, out: Path) -> None:
@@ -457,6 +463,7 @@ def collect_results(run_dir: Path) -> list[dict]:
                 "throughput_sps": m["throughput_sps"],
                 "train_runtime_s": meta["train"].get("train_runtime_s"),
                 "tuned": m.get("tuned"),
+                "val": m.get("val"),
                 "ece": m.get("ece"),
                 "ece_calibrated": m.get("ece_calibrated"),
                 "temperature": meta.get("calibration", {}).get("temperature"),
@@ -611,7 +618,7 @@ def run(
         s0 = time.perf_counter()
         from .report import write_report
 
-        _recalibrate_older_models(run_dir, split)
+        _update_older_models(run_dir, split)
         results = collect_results(run_dir)
         atomic_write_json(run_dir / "results.json", results)
         sig = significance(run_dir, results, split.test.labels, cfg.seed)

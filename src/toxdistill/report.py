@@ -81,6 +81,16 @@ def analysis(results: list[dict], sig: dict | None = None) -> list[str]:
             f"- **Hate class.** best hate F1 is {best['name']}'s: {_f(hate_f1(best))} at argmax, "
             f"{_f(hate_f1(t))} with validation-tuned offsets."
         )
+        with_val = [r for r in trans if r.get("val")]
+        if with_val:
+            gaps = [(hate_f1(r["val"]) - hate_f1(r)) * 100 for r in with_val]
+            test_hate = [hate_f1(r) * 100 for r in with_val]
+            out.append(
+                f"  On validation the same {len(with_val)} models score hate F1 "
+                f"{min(hate_f1(r['val']) for r in with_val):.3f}–{max(hate_f1(r['val']) for r in with_val):.3f}; "
+                f"validation − test is {min(gaps):+.1f} to {max(gaps):+.1f} points per model, against a "
+                f"{max(test_hate) - min(test_hate):.1f}-point spread between models on test."
+            )
         eces = [(r["name"], r.get("ece"), r.get("ece_calibrated")) for r in trans if r.get("ece") is not None]
         if eces:
             worst = max(eces, key=lambda x: x[2])
@@ -151,6 +161,23 @@ def write_report(
             + " | ".join(f"{r['precision_per_class'][n]:.2f} / {r['recall_per_class'][n]:.2f}" for n in names)
             + " |"
         )
+    if any(r.get("val") for r in rows):
+        lines += [
+            "",
+            "## Validation beside test (argmax)",
+            "",
+            "Two splits of the same size drawn from the same data. Where a model's two scores differ by more "
+            "than two models differ on one split, the split decides the ranking, not the model.",
+            "",
+            "| Model | val F1 weighted | test F1 weighted | val F1 macro | test F1 macro | val hate F1 | test hate F1 |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in rows:
+            v = r.get("val") or {}
+            lines.append(
+                f"| {r['name']} | {_f(v.get('f1_weighted'))} | {_f(r['f1_weighted'])} | {_f(v.get('f1_macro'))} | "
+                f"{_f(r['f1_macro'])} | {_f(hate_f1(v) if v else None)} | {_f(hate_f1(r))} |"
+            )
     if significance:
         ci = significance["ci"]
         lines += [

@@ -1,0 +1,89 @@
+"""report.md's analysis is computed from the run's numbers, and older run folders are brought up to date
+from their saved logits."""
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from toxdistill.evaluate import classification_metrics, hate_f1, val_headline
+from toxdistill.pipeline import _update_older_models
+from toxdistill.predict import META_FILE
+from toxdistill.report import analysis
+
+NAMES = ["hate speech", "offensive", "neither"]
+
+
+def _row(name: str, kind: str, test_hate: float, val_hate: float | None) -> dict:
+    per_class = {"hate speech": test_hate, "offensive": 0.94, "neither": 0.89}
+    row = {
+        "name": name,
+        "kind": kind,
+        "f1_weighted": 0.90,
+        "f1_macro": float(np.mean(list(per_class.values()))),
+        "f1_per_class": per_class,
+        "throughput_sps": 100.0,
+        "params": 10,
+        "trainable_params": 10,
+    }
+    if val_hate is not None:
+        row["val"] = {"f1_per_class": {**per_class, "hate speech": val_hate}}
+    return row
+
+
+def test_hate_analysis_sets_the_split_gap_against_the_model_spread():
+    rows = [
+        _row("tfidf-lr", "baseline", 0.30, 0.35),
+        _row("teacher", "teacher", 0.44, 0.52),
+        _row("even", "student", 0.47, 0.51),
+    ]
+    text = "\n".join(analysis(rows))
+    # transformer rows only: val 0.51-0.52, gaps +8.0 (teacher) and +4.0 (even), test spread 3.0 points
+    assert "the same 2 models score hate F1 0.510–0.520" in text
+    assert "+4.0 to +8.0 points per model, against a 3.0-point spread" in text
+
+
+def test_analysis_without_validation_scores_says_nothing_about_them():
+    rows = [_row("teacher", "teacher", 0.44, None), _row("even", "student", 0.47, None)]
+    text = "\n".join(analysis(rows))
+    assert "Hate class" in text and "On validation" not in text
+
+
+def test_older_model_folders_get_validation_scores_and_a_class_bias(tmp_path):
+    rng = np.random.default_rng(0)
+    y_val, y_test = rng.integers(0, 3, 300), rng.integers(0, 3, 300)
+    # logits that lean towards the label, so the scores are not trivial
+    val_logits = rng.normal(size=(300, 3)) + 2.0 * np.eye(3)[y_val]
+    test_logits = rng.normal(size=(300, 3)) + 2.0 * np.eye(3)[y_test]
+    d = tmp_path / "models" / "even"
+    d.mkdir(parents=True)
+    np.save(d / "val_logits.npy", val_logits.astype(np.float32))
+    np.save(d / "test_logits.npy", test_logits.astype(np.float32))
+    metrics = classification_metrics(y_test, test_logits.argmax(-1), NAMES)
+    old = {"name": "even", "kind": "student", "calibration": {"temperature": 1.3}, "metrics": metrics}
+    (d / META_FILE).write_text(json.dumps(old))
+    split = SimpleNamespace(
+        val=SimpleNamespace(labels=y_val, label_names=NAMES), test=SimpleNamespace(labels=y_test, label_names=NAMES)
+    )
+
+    _update_older_models(tmp_path, split)
+
+    meta = json.loads((d / META_FILE).read_text())
+    want = classification_metrics(y_val, val_logits.astype(np.float32).argmax(-1), NAMES)
+    assert meta["metrics"]["val"]["f1_macro"] == pytest.approx(want["f1_macro"])
+    assert hate_f1(meta["metrics"]["val"]) == pytest.approx(hate_f1(want))
+    assert len(meta["calibration"]["bias"]) == 3 and meta["calibration"]["temperature"] > 0
+    assert meta["metrics"]["f1_macro"] == metrics["f1_macro"]  # test scores are not touched
+    assert (d / "reliability.png").is_file()
+
+    # up to date now: a second pass rewrites nothing
+    before = (d / META_FILE).stat().st_mtime_ns
+    _update_older_models(tmp_path, split)
+    assert (d / META_FILE).stat().st_mtime_ns == before
+
+
+def test_val_headline_keeps_the_headline_scores_only():
+    y = np.array([0, 1, 2, 1])
+    v = val_headline(np.eye(3)[y], y, NAMES)
+    assert set(v) == {"accuracy", "f1_weighted", "f1_macro", "f1_per_class"} and v["accuracy"] == 1.0
