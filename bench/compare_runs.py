@@ -48,10 +48,15 @@ def main() -> None:
         for d in (ra / "models").iterdir()
         if (d / "test_logits.npy").is_file() and (rb / "models" / d.name / "test_logits.npy").is_file()
     )
+    runs = {"A": ra, "B": rb}
+    logits = {
+        (n, side): {s: np.load(r / "models" / n / f"{s}_logits.npy") for s in ("val", "test")}
+        for n in names
+        for side, r in runs.items()
+    }
     preds = {}
     for n in list(names):
-        pa = np.load(ra / "models" / n / "test_logits.npy").argmax(-1)
-        pb = np.load(rb / "models" / n / "test_logits.npy").argmax(-1)
+        pa, pb = (logits[n, side]["test"].argmax(-1) for side in runs)
         if (pa == pb).all():  # the same model in both runs (e.g. the baseline): nothing to test
             print(f"{n}: identical predictions in both runs, left out")
             names.remove(n)
@@ -73,29 +78,18 @@ def main() -> None:
             f"| {r['a'][:-2]} | {r['metric']} | {r['a_value']:.3f} | {r['b_value']:.3f} | {100 * r['diff']:+.2f} | "
             f"[{100 * r['low']:+.2f}, {100 * r['high']:+.2f}] | {r['p_value']:.3f} | {r['p_holm']:.3f} |"
         )
-    # A config change is chosen on validation; test only confirms it. Both splits, side by side:
-    val = {
-        n: {
-            side: val_headline(np.load(r / "models" / n / "val_logits.npy"), y_val, ds.label_names)
-            for side, r in (("A", ra), ("B", rb))
-        }
-        for n in names
-    }
-    # Validation and test pooled: twice the hate tweets, so half the variance of either split alone.
-    # Slightly optimistic for both arms alike (each picked its best epoch on validation), so it ranks
-    # A against B; it is not an estimate to quote for either.
+    # A config change is chosen on validation; test only confirms it. So validation too, and validation
+    # and test pooled: twice the hate tweets, so half the variance of either split alone. The pooled scores
+    # are slightly optimistic for both arms alike (each picked its best epoch on validation), so they rank
+    # A against B; they are not an estimate to quote for either.
     y_both = np.concatenate([y_val, y])
-    pooled = {
-        n: {
-            side: val_headline(
-                np.concatenate([np.load(r / "models" / n / f"{s}_logits.npy") for s in ("val", "test")]),
-                y_both,
-                ds.label_names,
-            )
-            for side, r in (("A", ra), ("B", rb))
-        }
-        for n in names
-    }
+    val: dict = {n: {} for n in names}
+    pooled: dict = {n: {} for n in names}
+    for n in names:
+        for side in runs:
+            lg = logits[n, side]
+            val[n][side] = val_headline(lg["val"], y_val, ds.label_names)
+            pooled[n][side] = val_headline(np.concatenate([lg["val"], lg["test"]]), y_both, ds.label_names)
     for title, table in (("validation", val), ("validation + test pooled", pooled)):
         print(f"\n{title} (argmax): A vs B\n\n| model | F1 weighted | F1 macro | hate F1 |\n|---|---|---|---|")
         for n, v in table.items():
