@@ -81,15 +81,15 @@ def analysis(results: list[dict], sig: dict | None = None) -> list[str]:
             f"- **Hate class.** best hate F1 is {best['name']}'s: {_f(hate_f1(best))} at argmax, "
             f"{_f(hate_f1(t))} with validation-tuned offsets."
         )
-        with_val = [r for r in trans if r.get("val")]
-        if with_val:
-            gaps = [(hate_f1(r["val"]) - hate_f1(r)) * 100 for r in with_val]
-            test_hate = [hate_f1(r) * 100 for r in with_val]
+        pairs = [(hate_f1(r["val"]), hate_f1(r)) for r in trans if r.get("val")]  # (validation, test)
+        if pairs:
+            gaps = [(v - t) * 100 for v, t in pairs]
+            val_hate, test_hate = zip(*pairs)
             out.append(
-                f"  On validation the same {len(with_val)} models score hate F1 "
-                f"{min(hate_f1(r['val']) for r in with_val):.3f}–{max(hate_f1(r['val']) for r in with_val):.3f}; "
+                f"  On validation the same {len(pairs)} models score hate F1 "
+                f"{min(val_hate):.3f}–{max(val_hate):.3f}; "
                 f"validation − test is {min(gaps):+.1f} to {max(gaps):+.1f} points per model, against a "
-                f"{max(test_hate) - min(test_hate):.1f}-point spread between models on test."
+                f"{(max(test_hate) - min(test_hate)) * 100:.1f}-point spread between models on test."
             )
         eces = [(r["name"], r.get("ece"), r.get("ece_calibrated")) for r in trans if r.get("ece") is not None]
         if eces:
