@@ -90,3 +90,30 @@ def test_generic_jsonl_with_label_map(tmp_path):
     cfg = DataConfig(text_col="text", label_col="y", label_names=["toxic", "fine"], label_map={"toxic": 0, "fine": 1})
     ds = load_dataset(p, cfg)
     assert ds.labels.tolist() == [0, 1]
+
+
+VOTES = DataConfig(vote_cols=["h", "o", "n"])
+
+
+def test_vote_shares_read_and_kept_aligned_through_subset(tmp_path):
+    rows = ["a tweet,0,2,1,0", '"   ",1,0,3,0', "another,1,0,3,0", "third,2,1,1,4"]
+    ds = load_dataset(_csv(tmp_path, rows, "tweet,class,h,o,n"), VOTES)
+    assert ds.texts == ["a tweet", "another", "third"]  # the empty row is dropped with its votes
+    np.testing.assert_allclose(ds.votes, [[2 / 3, 1 / 3, 0], [0, 1, 0], [1 / 6, 1 / 6, 4 / 6]], rtol=1e-6)
+    sub = ds.subset(np.array([ds.ids[2], ds.ids[0]]))
+    np.testing.assert_allclose(sub.votes, ds.votes[[2, 0]])
+    assert load_dataset(_csv(tmp_path, rows, "tweet,class,h,o,n"), DataConfig()).votes is None
+
+
+@pytest.mark.parametrize(
+    "row,header,msg",
+    [
+        ("x,0,1,1,-1", "tweet,class,h,o,n", "negative or all zero"),
+        ("x,0,0,0,0", "tweet,class,h,o,n", "negative or all zero"),
+        ("x,0,1,y,0", "tweet,class,h,o,n", "missing"),
+        ("x,0,1,1", "tweet,class,h,o", "no column 'n'"),
+    ],
+)
+def test_bad_vote_columns(tmp_path, row, header, msg):
+    with pytest.raises(ToxdistillError, match=msg):
+        load_dataset(_csv(tmp_path, [row], header), VOTES)

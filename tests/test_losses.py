@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from toxdistill.losses import cosine_loss, distillation_loss, kd_kl_loss
+from toxdistill.losses import cosine_loss, cross_entropy, distillation_loss, kd_kl_loss
 
 
 def _softmax(v):
@@ -57,3 +57,35 @@ def test_class_weighted_ce_in_distillation():
     plain, _ = distillation_loss(s, s, y, zero + 1, zero + 1, w_kd=0, w_cos=0)
     weighted, _ = distillation_loss(s, s, y, zero + 1, zero + 1, w_kd=0, w_cos=0, class_weights=w)
     assert weighted.item() == pytest.approx(plain.item(), rel=1e-6)  # one class present: weights cancel
+
+
+def test_soft_target_ce_reduces_to_hard_ce_and_matches_its_formula():
+    torch.manual_seed(0)
+    logits = torch.randn(6, 3)
+    y = torch.tensor([0, 1, 2, 1, 1, 0])
+    w = torch.tensor([2.5, 0.6, 1.2])
+    onehot = torch.nn.functional.one_hot(y, 3).float()
+    for weights in (None, w):
+        assert cross_entropy(logits, onehot, weights).item() == pytest.approx(
+            cross_entropy(logits, y, weights).item(), rel=1e-6
+        )
+    q = torch.softmax(torch.randn(6, 3), -1)
+    logp = torch.log_softmax(logits, -1)
+    by_hand = -(q * w * logp).sum() / (q * w).sum()
+    assert cross_entropy(logits, q, w).item() == pytest.approx(by_hand.item(), rel=1e-6)
+    # Unweighted, the gradient vanishes where the model's distribution equals the target.
+    at_target = torch.log(q).requires_grad_(True)
+    cross_entropy(at_target, q).backward()
+    assert at_target.grad.abs().max().item() < 1e-6
+
+
+def test_distillation_loss_takes_soft_targets():
+    s = torch.tensor([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0]])
+    h = torch.ones(2, 4)
+    y = torch.tensor([0, 1])
+    hard, _ = distillation_loss(s, s, y, h, h, w_kd=0, w_cos=0)
+    same, _ = distillation_loss(s, s, torch.nn.functional.one_hot(y, 3).float(), h, h, w_kd=0, w_cos=0)
+    soft, parts = distillation_loss(s, s, torch.full((2, 3), 1 / 3), h, h, w_kd=0, w_cos=0)
+    assert same.item() == pytest.approx(hard.item(), rel=1e-6)
+    assert soft.item() > hard.item()  # a uniform target disagrees with these confident logits
+    assert parts["ce"] == pytest.approx(soft.item(), rel=1e-6)

@@ -10,6 +10,7 @@ from toxdistill.train import (
     EncodedDataset,
     class_weight_tensor,
     layerwise_param_groups,
+    soft_target_tensor,
     teacher_cache_key,
     train_model,
 )
@@ -129,3 +130,32 @@ def test_class_weight_rules():
     with pytest.raises(ToxdistillError, match="2 values for 3 classes"):
         class_weight_tensor([1.0, 1.0], labels, 3)
     assert TrainConfig(class_weights="sqrt-balanced").class_weights == "sqrt-balanced"
+
+
+def test_soft_targets_mix_labels_and_votes():
+    ds = _ds(5)
+    ds.votes = np.tile(np.array([[0.5, 0.5, 0.0]], dtype=np.float32), (5, 1))
+    assert soft_target_tensor(ds, 0.0) is None
+    t = soft_target_tensor(ds, 0.25)
+    expected = 0.75 * np.eye(3)[ds.labels] + 0.25 * ds.votes
+    np.testing.assert_allclose(t.numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(t.sum(1).numpy(), 1.0, rtol=1e-6)
+    with pytest.raises(ToxdistillError, match="vote_cols"):
+        soft_target_tensor(_ds(5), 0.5)
+
+
+def test_training_follows_the_votes_and_validation_the_labels(tmp_path, tokenizer):
+    """Votes that all say "neither" pull the model there, whatever the majority labels say."""
+    ds = _ds(64)
+    ds.votes = np.tile(np.array([[0.0, 0.0, 1.0]], dtype=np.float32), (len(ds), 1))
+    cfg = TrainConfig(epochs=3, lr=3e-3, batch_size=16, soft_labels=1.0)
+    hist = train_model(tiny_bert(n_layers=2), tokenizer, ds, ds, cfg, tmp_path / "w", seed=0, max_length=32, n_layers=2)
+    trainer = hist["trainer"]
+    with torch.no_grad():
+        b = tokenizer(ds.texts[:8], padding=True, return_tensors="pt")
+        assert (trainer.model(**b).logits.argmax(-1) == 2).all()
+    labels = torch.tensor(ds.labels[:4])
+    trainer.model.eval()
+    assert trainer.training_targets(trainer.model, labels, torch.arange(4)) is labels
+    trainer.model.train()
+    assert torch.equal(trainer.training_targets(trainer.model, labels, torch.arange(4)), trainer.soft_targets[:4])

@@ -40,6 +40,9 @@ class DataConfig(_Strict):
     # Maps raw label values (as strings) to class ids; None means the values already are 0..K-1.
     label_map: dict[str, int] | None = None
     sha256: str | None = DAVIDSON_SHA256
+    # Columns holding each row's annotator vote counts, one per class in label_names order (Davidson:
+    # hate_speech, offensive_language, neither). Needed only by train.soft_labels.
+    vote_cols: list[str] | None = None
     clean: CleanConfig = CleanConfig()
     val_size: float = 0.1  # 80/10/10: ~2,478 test tweets, ~143 of them hate
     test_size: float = 0.1
@@ -53,6 +56,12 @@ class DataConfig(_Strict):
         if len(v) < 2 or len(set(v)) != len(v):
             raise ValueError("label_names needs at least two distinct names")
         return v
+
+    @model_validator(mode="after")
+    def _one_vote_col_per_class(self) -> DataConfig:
+        if self.vote_cols is not None and len(self.vote_cols) != len(self.label_names):
+            raise ValueError(f"vote_cols has {len(self.vote_cols)} columns for {len(self.label_names)} label_names")
+        return self
 
 
 class TrainConfig(_Strict):
@@ -73,6 +82,9 @@ class TrainConfig(_Strict):
     max_grad_norm: float = 1.0
     bf16: bool = False  # turn on for GPUs; CPU bf16 autocast is slower than fp32 here
     best_metric: str = "f1_macro"  # accuracy is dominated by "offensive"; macro F1 tracks the hate class
+    # Weight a of the annotators' vote shares in the training target: (1 - a) one-hot(label) + a votes.
+    # 0 = majority labels only. Needs data.vote_cols. Validation loss and every metric stay on majority labels.
+    soft_labels: float = Field(default=0.0, ge=0.0, le=1.0)
 
     @field_validator("layer_lr_decay")
     @classmethod
@@ -198,6 +210,16 @@ class Config(_Strict):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _soft_labels_need_votes(self) -> Config:
+        if self.data.vote_cols is None:
+            cfgs = {"teacher.train": self.teacher.train, "train": self.train}
+            cfgs.update({f"stage {s.name!r}": s.train for s in self.stages if s.train is not None})
+            for where, tc in cfgs.items():
+                if tc.soft_labels > 0:
+                    raise ValueError(f"{where}.soft_labels needs data.vote_cols (the annotator count columns)")
+        return self
+
     # --- resolved views -------------------------------------------------
     def stage_train(self, stage: StageConfig) -> TrainConfig:
         return stage.train or self.train
@@ -211,14 +233,14 @@ class Config(_Strict):
     def fingerprint(self) -> str:
         """Hash of what every model depends on (data, split, seed, teacher). A run folder refuses a change here."""
         d = self.model_dump(mode="json", include={"data", "seed", "teacher"})
-        return _hash(d)
+        return _hash(_drop_new_defaults(d))
 
     def stage_fingerprint(self, name: str) -> str:
         """Hash of one stage's resolved settings; a finished stage with another hash must be forced to redo."""
         if name == "teacher":
             return self.fingerprint()
         if name == "tfidf-lr":
-            return _hash({"data": self.data.model_dump(mode="json"), "seed": self.seed})
+            return _hash(_drop_new_defaults({"data": self.data.model_dump(mode="json"), "seed": self.seed}))
         st = next(s for s in self.stages if s.name == name)
         d = {
             "global": self.fingerprint(),
@@ -229,10 +251,23 @@ class Config(_Strict):
         }
         if st.kind == "distill-lora" and st.base:
             d["base"] = self.stage_fingerprint(st.base)
-        return _hash(d)
+        return _hash(_drop_new_defaults(d))
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+# Settings added after run folders already existed. At their default they are left out of fingerprints, so
+# that a run folder made before them keeps its finished stages; set to anything else, they count.
+_NEW_DEFAULTS = {"vote_cols": None, "soft_labels": 0.0}
+
+
+def _drop_new_defaults(d):
+    if isinstance(d, dict):
+        return {k: _drop_new_defaults(v) for k, v in d.items() if not (k in _NEW_DEFAULTS and v == _NEW_DEFAULTS[k])}
+    if isinstance(d, list):
+        return [_drop_new_defaults(v) for v in d]
+    return d
 
 
 def _hash(d) -> str:

@@ -110,6 +110,8 @@ class Dataset:
     labels: np.ndarray
     label_names: list[str]
     source_sha256: str
+    # Per-row share of annotator votes for each class (rows sum to 1), when data.vote_cols names the counts.
+    votes: np.ndarray | None = None
 
     def subset(self, ids: np.ndarray) -> Dataset:
         pos = {int(i): k for k, i in enumerate(self.ids)}
@@ -120,6 +122,7 @@ class Dataset:
             labels=self.labels[idx],
             label_names=self.label_names,
             source_sha256=self.source_sha256,
+            votes=None if self.votes is None else self.votes[idx],
         )
 
     def __len__(self) -> int:
@@ -155,11 +158,11 @@ def read_table(path: Path, fmt: str = "auto") -> pd.DataFrame:
 
 def load_dataset(path: Path, cfg: DataConfig) -> Dataset:
     df = read_table(path, cfg.format)
-    missing = [c for c in (cfg.text_col, cfg.label_col) if c not in df.columns]
+    missing = [c for c in (cfg.text_col, cfg.label_col, *(cfg.vote_cols or [])) if c not in df.columns]
     if missing:
         raise ToxdistillError(
             f"{path.name} has no column {missing[0]!r} (columns: {', '.join(map(str, df.columns[:8]))})",
-            "set data.text_col / data.label_col in the config",
+            "set data.text_col / data.label_col / data.vote_cols in the config",
         )
     # The Davidson file's unnamed first column is its row id; other files use their row number.
     ids = df["Unnamed: 0"].to_numpy() if "Unnamed: 0" in df.columns else np.arange(len(df))
@@ -208,7 +211,22 @@ def load_dataset(path: Path, cfg: DataConfig) -> Dataset:
         labels=labels[keep_arr],
         label_names=list(cfg.label_names),
         source_sha256=sha256_file(path),
+        votes=None if cfg.vote_cols is None else _vote_shares(df, cfg, path)[keep_arr],
     )
+
+
+def _vote_shares(df: pd.DataFrame, cfg: DataConfig, path: Path) -> np.ndarray:
+    """Each row's annotator counts per class (``data.vote_cols``, in class order), divided by their sum."""
+    counts = df[cfg.vote_cols].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.isnan(counts).any(1) | (counts < 0).any(1) | (counts.sum(1) <= 0)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ToxdistillError(
+            f"{path.name}: {int(bad.sum())} rows have vote counts that are missing, negative or all zero "
+            f"(first: row {row + 2})",
+            "data.vote_cols must name non-negative counts, one column per class",
+        )
+    return (counts / counts.sum(1, keepdims=True)).astype(np.float32)
 
 
 def stratified_split(

@@ -28,9 +28,17 @@ def cosine_loss(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor) -> t
 def cross_entropy(
     logits: torch.Tensor, labels: torch.Tensor, class_weights: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Hard-label CE, optionally class-weighted: ``Σ_i w_{y_i} · CE_i / Σ_i w_{y_i}``."""
+    """Class-weighted CE against class ids ``(N,)`` or target distributions ``q`` of shape ``(N, K)``.
+
+    ``Σ_i Σ_c w_c q_ic (−log p_ic) / Σ_i Σ_c w_c q_ic`` with ``p = softmax(logits)`` and ``w = 1`` when
+    unweighted. For class ids ``q_i`` is one-hot and this is ``Σ_i w_{y_i} · CE_i / Σ_i w_{y_i}``, torch's
+    weighted mean, so soft targets keep the loss on the scale of the hard-label one.
+    """
     w = None if class_weights is None else class_weights.to(logits.dtype)
-    return F.cross_entropy(logits, labels, weight=w)
+    if not labels.is_floating_point():
+        return F.cross_entropy(logits, labels, weight=w)
+    wq = labels.to(logits.dtype) * (1.0 if w is None else w)
+    return -(wq * F.log_softmax(logits, dim=-1)).sum() / wq.sum()
 
 
 def distillation_loss(
@@ -49,7 +57,8 @@ def distillation_loss(
 
     ``L = w_ce · CE(s, y) + w_kd · T² · KL(softmax(t/T) ‖ softmax(s/T)) + w_cos · (1 − cos(h_s, h_t))``
 
-    with ``h`` the final-layer [CLS] hidden state. Returns the loss and its parts (as floats, for logs).
+    with ``h`` the final-layer [CLS] hidden state and ``y`` class ids or target distributions (see
+    ``cross_entropy``). Returns the loss and its parts (as floats, for logs).
     """
     ce = cross_entropy(student_logits, labels, class_weights)
     kd = kd_kl_loss(student_logits, teacher_logits, temperature)

@@ -97,6 +97,18 @@ def class_weight_tensor(spec, labels: np.ndarray, n_classes: int) -> torch.Tenso
     return torch.tensor(spec, dtype=torch.float32)
 
 
+def soft_target_tensor(ds: Dataset, weight: float) -> torch.Tensor | None:
+    """``(1 − a) · one-hot(y) + a · votes`` per row, or None when ``a = 0`` (train on class ids)."""
+    if weight <= 0:
+        return None
+    if ds.votes is None:
+        from .errors import ToxdistillError
+
+        raise ToxdistillError("soft_labels needs annotator vote counts", "set data.vote_cols in the config")
+    onehot = np.eye(len(ds.label_names), dtype=np.float32)[ds.labels]
+    return torch.from_numpy((1.0 - weight) * onehot + weight * ds.votes.astype(np.float32))
+
+
 # ---------------------------------------------------------------- layer-wise lr decay
 _LAYER_NUM = re.compile(r"(?:^|\.)(?:layer|layers)\.(\d+)\.")
 
@@ -142,8 +154,17 @@ def layerwise_param_groups(
 class ToxTrainer(Trainer):
     """Hard-label (optionally class-weighted) CE, and layer-wise lr groups."""
 
-    def __init__(self, *args, class_weights: torch.Tensor | None = None, train_cfg: TrainConfig, n_layers: int, **kw):
+    def __init__(
+        self,
+        *args,
+        class_weights: torch.Tensor | None = None,
+        train_cfg: TrainConfig,
+        n_layers: int,
+        soft_targets: torch.Tensor | None = None,
+        **kw,
+    ):
         self.class_weights = class_weights
+        self.soft_targets = soft_targets  # (n_train, K) training targets, looked up by "idx"
         self.train_cfg = train_cfg
         self.n_layers = n_layers
         super().__init__(*args, **kw)
@@ -161,10 +182,16 @@ class ToxTrainer(Trainer):
             self.optimizer = torch.optim.AdamW(groups, lr=self.args.learning_rate)
         return self.optimizer
 
+    def training_targets(self, model, labels: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
+        """Class ids, or the soft targets of these train rows; validation always scores the class ids."""
+        if self.soft_targets is None or not model.training or idx is None:
+            return labels
+        return self.soft_targets[idx.cpu()].to(labels.device)
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
-        inputs.pop("idx", None)
-        labels = inputs.pop("labels")
+        idx = inputs.pop("idx", None)
+        labels = self.training_targets(model, inputs.pop("labels"), idx)
         outputs = model(**inputs)
         loss = cross_entropy(outputs.logits, labels, self.class_weights)
         return (loss, outputs) if return_outputs else loss
@@ -191,7 +218,7 @@ class DistillationTrainer(ToxTrainer):
         loss, self.loss_parts = distillation_loss(
             outputs.logits,
             self.teacher_logits[idx].to(outputs.logits.device),
-            labels,
+            self.training_targets(model, labels, idx),
             outputs.hidden_states[-1][:, 0],
             self.teacher_cls[idx].to(outputs.logits.device),
             temperature=d.temperature,
@@ -323,6 +350,7 @@ def train_model(
     train_enc = train_enc or EncodedDataset(train_ds, tokenizer, max_length)
     val_enc = EncodedDataset(val_ds, tokenizer, max_length)
     weights = class_weight_tensor(cfg.class_weights, train_ds.labels, len(train_ds.label_names))
+    soft = soft_target_tensor(train_ds, cfg.soft_labels)
     args = TrainingArguments(
         output_dir=str(work_dir),
         num_train_epochs=cfg.epochs,
@@ -361,6 +389,7 @@ def train_model(
         data_collator=Collator(tokenizer.pad_token_id or 0, pad_to),
         compute_metrics=_metrics_for_trainer,
         class_weights=weights,
+        soft_targets=soft,
         train_cfg=cfg,
         n_layers=n_layers,
     )
