@@ -87,3 +87,27 @@ def test_val_headline_keeps_the_headline_scores_only():
     y = np.array([0, 1, 2, 1])
     v = val_headline(np.eye(3)[y], y, NAMES)
     assert set(v) == {"accuracy", "f1_weighted", "f1_macro", "f1_per_class"} and v["accuracy"] == 1.0
+
+
+def test_seed_summary_reads_every_matching_seed_folder(tmp_path):
+    """A later run without --seeds keeps the table; a seed trained under other stage settings is left out."""
+    from toxdistill.config import Config, StageConfig
+    from toxdistill.pipeline import seed_dir, seed_summary
+
+    cfg = Config(stages=[StageConfig(name="odd", kind="distill", layers="odd")])  # seeds = 1
+
+    def finished(folder, seed, f1, fingerprint=None):
+        folder.mkdir(parents=True)
+        fp = fingerprint or cfg.model_copy(update={"seed": seed}).stage_fingerprint("odd")
+        metrics = {"accuracy": 0.9, "f1_weighted": 0.9, "f1_macro": f1, "f1_per_class": dict.fromkeys(NAMES, f1)}
+        (folder / META_FILE).write_text(json.dumps({"fingerprint": fp, "metrics": metrics}))
+
+    finished(tmp_path / "models" / "odd", 42, 0.70)
+    assert seed_summary(tmp_path, cfg) == {}  # one seed: nothing to summarise
+    finished(seed_dir(tmp_path, 43) / "odd", 43, 0.74)
+    finished(seed_dir(tmp_path, 44) / "odd", 44, 0.99, fingerprint="stale")
+    out = seed_summary(tmp_path, cfg)["odd"]
+    assert out["seeds"] == [42, 43]
+    assert out["f1_macro"]["values"] == [0.70, 0.74]
+    assert out["f1_macro"]["mean"] == pytest.approx(0.72)
+    assert out["f1_hate"]["std"] == pytest.approx(np.std([0.70, 0.74], ddof=1))

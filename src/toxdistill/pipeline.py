@@ -474,7 +474,11 @@ def collect_results(run_dir: Path) -> list[dict]:
 
 
 def seed_summary(run_dir: Path, cfg: Config) -> dict:
-    """Mean ± sample std over seeds for every distill stage that has more than one finished seed."""
+    """Mean ± sample std over seeds for every distill stage that has more than one finished seed.
+
+    Every finished seed folder counts, whatever ``cfg.seeds`` is now, so a later run without ``--seeds``
+    keeps the table. A folder trained under other stage settings (its fingerprint differs) does not.
+    """
     metrics = {
         "accuracy": lambda m: m["accuracy"],
         "f1_weighted": lambda m: m["f1_weighted"],
@@ -485,10 +489,17 @@ def seed_summary(run_dir: Path, cfg: Config) -> dict:
     for st in cfg.stages:
         if st.kind != "distill" or not st.enabled:
             continue
-        dirs = {cfg.seed: run_dir / "models" / st.name} | {
-            cfg.seed + k: seed_dir(run_dir, cfg.seed + k) / st.name for k in range(1, cfg.seeds)
-        }
-        found = {seed: read_meta(d)["metrics"] for seed, d in dirs.items() if (d / META_FILE).is_file()}
+        dirs = {cfg.seed: run_dir / "models" / st.name}
+        for d in sorted((run_dir / "seeds").glob(f"seed*/{st.name}")):
+            seed = d.parent.name.removeprefix("seed")
+            if seed.isdigit() and int(seed) != cfg.seed:
+                dirs[int(seed)] = d
+        found = {}
+        for seed, d in sorted(dirs.items()):
+            if (d / META_FILE).is_file():
+                meta = read_meta(d)
+                if meta.get("fingerprint") == cfg.model_copy(update={"seed": seed}).stage_fingerprint(st.name):
+                    found[seed] = meta["metrics"]
         if len(found) < 2:
             continue
         out[st.name] = {"seeds": list(found)}
