@@ -125,25 +125,33 @@ def mlm_adapt(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default="configs/davidson-minilm.yaml")
+    ap.add_argument("--config", default=None, help="config (default: the run's config.yaml)")
     ap.add_argument("--data", default=None, help="data file (default: $TOXDISTILL_DATA, then the cache)")
     ap.add_argument("--run", required=True, help="run folder whose split.json gives the training texts")
-    ap.add_argument("--out", required=True, help="where the adapted encoder folder goes")
+    ap.add_argument("--out", required=True, help="where the adapted encoder folder goes (a new folder)")
+    ap.add_argument("--force", action="store_true", help="replace --out if it exists")
     ap.add_argument("--epochs", type=float, default=3.0)
     ap.add_argument("--lr", type=float, default=1e-4)
     a = ap.parse_args()
 
     from toxdistill.config import load_config
     from toxdistill.data import load_dataset, make_or_load_split, resolve_data_path
+    from toxdistill.errors import ToxdistillError
 
-    cfg = load_config(a.config)
-    split_file = Path(a.run) / "split.json"
+    run, out = Path(a.run), Path(a.out)
+    split_file = run / "split.json"
     if not split_file.is_file():
         raise SystemExit(f"error: {split_file} not found; run 'toxdistill run' first (the split is its first step)")
-    ds = load_dataset(resolve_data_path(cfg.data, a.data), cfg.data)
-    split = make_or_load_split(ds, split_file, cfg.data, cfg.seed)
+    if out.exists() and any(out.iterdir()) and not a.force:
+        raise SystemExit(f"error: {out} exists and is not empty; pick a new --out or pass --force to replace it")
+    try:
+        cfg = load_config(a.config or run / "config.yaml")
+        ds = load_dataset(resolve_data_path(cfg.data, a.data), cfg.data)
+        split = make_or_load_split(ds, split_file, cfg.data, cfg.seed)
+    except ToxdistillError as e:
+        raise SystemExit(f"error: {e}") from None
     t0 = time.perf_counter()
-    hist = mlm_adapt(cfg.teacher.model, split.train.texts, Path(a.out), epochs=a.epochs, lr=a.lr, seed=cfg.seed)
+    hist = mlm_adapt(cfg.teacher.model, split.train.texts, out, epochs=a.epochs, lr=a.lr, seed=cfg.seed)
     print(json.dumps({**hist, "wall_s": round(time.perf_counter() - t0, 1), "rows": len(split.train)}))
 
 

@@ -1,5 +1,6 @@
 """Bad input to `toxdistill run`: one line on stderr, exit 2, no traceback, nothing damaged."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -172,3 +173,34 @@ def test_run_refuses_a_seed_repeat_trained_with_other_settings(files, capsys):
     code, err = _run(argv, capsys)
     assert code == 2 and "stage 'odd'" in err[0] and "seed43" in err[0] and "--force odd" in err[0]
     assert "older-lr" in meta.read_text()
+
+
+def test_forcing_a_stage_drops_its_old_seed_repeats(files, monkeypatch):
+    """`--force odd` without --seeds: seed folders of the old odd would otherwise sit in the Seed table."""
+    from toxdistill import pipeline
+    from toxdistill.config import load_config
+
+    cfg = load_config(
+        _cfg(files, "stages: [{name: odd, kind: distill, layers: odd}, {name: even, kind: distill, layers: even}]\n")
+    )
+    cfg = cfg.model_copy(update={"output_dir": str(files / "runs")})
+    run_dir = files / "runs" / cfg.name
+    teacher = run_dir / "models" / "teacher"
+    teacher.mkdir(parents=True)
+    (teacher / "toxdistill.json").write_text(
+        json.dumps({"name": "teacher", "fingerprint": cfg.stage_fingerprint("teacher")})
+    )
+    for name in ("odd", "even"):
+        (run_dir / "seeds" / "seed43" / name).mkdir(parents=True)
+
+    class Stop(Exception):
+        pass
+
+    def retrain(ctx, st):
+        assert not (run_dir / "seeds" / "seed43" / "odd").exists()  # gone before the new odd trains
+        raise Stop
+
+    monkeypatch.setattr(pipeline, "stage_distill", retrain)
+    with pytest.raises(Stop):
+        pipeline.run(cfg, data_path=str(files / "ok.csv"), force=["odd"])
+    assert (run_dir / "seeds" / "seed43" / "even").is_dir()  # not forced: kept

@@ -49,18 +49,43 @@ def test_overrides_and_fingerprint():
     assert a.fingerprint() == load_config(REPO / "configs" / "davidson-minilm.yaml", {"output_dir": "x"}).fingerprint()
 
 
-def test_new_settings_at_their_default_keep_old_fingerprints():
-    """Run folders made before data.vote_cols / train.soft_labels existed must keep their finished stages."""
-    from toxdistill.config import _hash
+# Fingerprints of the shipped offline config, as every release since run folders existed computed them.
+# If this changes, every user's run folder refuses its finished stages: change it on purpose or not at all.
+PINNED = {
+    "teacher": "728ee54ead509477",
+    "tfidf-lr": "97d6091d0e415e00",
+    "odd": "f155772078230b27",
+    "even": "c5cc984ce6fbbf80",
+    "even-llrd": "c139979ae28312c1",
+    "lora-teacher": "0cd7a6c99239f8bf",
+    "lora-student": "beda61564ba25e26",
+    "distill-lora": "3c98b981d122f5fb",
+}
 
-    cfg = load_config(REPO / "configs" / "davidson-minilm.yaml")
-    before = cfg.model_dump(mode="json", include={"data", "seed", "teacher"})
-    del before["data"]["vote_cols"], before["teacher"]["train"]["soft_labels"]
-    assert cfg.fingerprint() == _hash(before)
-    votes = load_config(REPO / "configs" / "davidson-minilm.yaml", {"data.vote_cols": ["a", "b", "c"]})
-    assert votes.fingerprint() != cfg.fingerprint()
-    soft = load_config(
-        REPO / "configs" / "davidson-minilm.yaml", {"data.vote_cols": ["a", "b", "c"], "train.soft_labels": 0.5}
-    )
-    assert soft.fingerprint() == votes.fingerprint()  # a student setting: only the stages change
-    assert soft.stage_fingerprint("odd") != votes.stage_fingerprint("odd")
+
+def _fps(**overrides):
+    cfg = load_config(REPO / "configs" / "davidson-minilm.yaml", overrides)
+    return {name: cfg.stage_fingerprint(name) for name in PINNED}
+
+
+def test_fingerprints_are_stable_and_votes_count_only_where_they_train():
+    assert _fps() == PINNED
+    votes = ["hate_speech", "offensive_language", "neither"]
+    assert _fps(**{"data.vote_cols": votes}) == PINNED  # named but unused: nothing to redo
+    soft = _fps(**{"data.vote_cols": votes, "train.soft_labels": 0.5})
+    changed = {n for n in PINNED if soft[n] != PINNED[n]}
+    # The stages that take the run-wide train block, and distill-lora, whose base is the even student.
+    assert changed == {"odd", "even", "distill-lora"}
+    other_cols = _fps(**{"data.vote_cols": ["a", "b", "c"], "train.soft_labels": 0.5})
+    assert other_cols["odd"] != soft["odd"] and other_cols["teacher"] == PINNED["teacher"]
+    teacher_soft = _fps(**{"data.vote_cols": votes, "teacher.train.soft_labels": 1.0})
+    assert all(teacher_soft[n] != PINNED[n] for n in PINNED if n != "tfidf-lr")
+    assert teacher_soft["tfidf-lr"] == PINNED["tfidf-lr"]
+
+
+def test_set_indexes_lists_and_rejects_bad_paths():
+    cfg = load_config(REPO / "configs" / "davidson-minilm.yaml", {"stages.2.train.lr": 3e-4})
+    assert cfg.stages[2].train.lr == 3e-4
+    for key, msg in (("stages.x.lr", "not an index"), ("stages.99.lr", "not an index"), ("seed.x", "holds a value")):
+        with pytest.raises(ToxdistillError, match=msg):
+            load_config(REPO / "configs" / "davidson-minilm.yaml", {key: 1})

@@ -110,10 +110,16 @@ def test_vote_shares_read_and_kept_aligned_through_subset(tmp_path):
     [
         ("x,0,1,1,-1", "tweet,class,h,o,n", "negative or all zero"),
         ("x,0,0,0,0", "tweet,class,h,o,n", "negative or all zero"),
-        ("x,0,1,y,0", "tweet,class,h,o,n", "missing"),
+        ("x,0,1,y,0", "tweet,class,h,o,n", "not numbers"),
+        ("x,0,inf,1,0", "tweet,class,h,o,n", "not numbers"),
         ("x,0,1,1", "tweet,class,h,o", "no column 'n'"),
     ],
 )
 def test_bad_vote_columns(tmp_path, row, header, msg):
     with pytest.raises(ToxdistillError, match=msg):
         load_dataset(_csv(tmp_path, [row], header), VOTES)
+
+
+def test_votes_of_dropped_rows_are_not_checked(tmp_path):
+    ds = load_dataset(_csv(tmp_path, ['"  ",0,,,', "kept,1,0,3,0"], "tweet,class,h,o,n"), VOTES)
+    assert ds.texts == ["kept"] and ds.votes.tolist() == [[0.0, 1.0, 0.0]]

@@ -230,44 +230,40 @@ class Config(_Strict):
     def stage_lora(self, stage: StageConfig) -> LoraConfig:
         return stage.lora or self.lora
 
+    # data.vote_cols and train.soft_labels came after run folders already existed. They enter a hash only
+    # where they change training (soft_labels > 0), so older run folders keep their finished stages.
     def fingerprint(self) -> str:
         """Hash of what every model depends on (data, split, seed, teacher). A run folder refuses a change here."""
-        d = self.model_dump(mode="json", include={"data", "seed", "teacher"})
-        return _hash(_drop_new_defaults(d))
+        exclude = {"data": {"vote_cols"}} if self.teacher.train.soft_labels == 0 else {}
+        if self.teacher.train.soft_labels == 0:
+            exclude["teacher"] = {"train": {"soft_labels"}}
+        return _hash(self.model_dump(mode="json", include={"data", "seed", "teacher"}, exclude=exclude))
 
     def stage_fingerprint(self, name: str) -> str:
         """Hash of one stage's resolved settings; a finished stage with another hash must be forced to redo."""
         if name == "teacher":
             return self.fingerprint()
         if name == "tfidf-lr":
-            return _hash(_drop_new_defaults({"data": self.data.model_dump(mode="json"), "seed": self.seed}))
+            return _hash({"data": self.data.model_dump(mode="json", exclude={"vote_cols"}), "seed": self.seed})
         st = next(s for s in self.stages if s.name == name)
+        tc = self.stage_train(st)
+        soft = {"soft_labels"} if tc.soft_labels == 0 else set()
+        own_train = {"train": soft} if st.train is not None and soft else {}
         d = {
             "global": self.fingerprint(),
-            "stage": st.model_dump(mode="json", exclude={"enabled"}),
-            "train": self.stage_train(st).model_dump(mode="json"),
+            "stage": st.model_dump(mode="json", exclude={"enabled": True, **own_train}),
+            "train": tc.model_dump(mode="json", exclude=soft),
             "distill": self.stage_distill(st).model_dump(mode="json"),
             "lora": self.stage_lora(st).model_dump(mode="json"),
         }
         if st.kind == "distill-lora" and st.base:
             d["base"] = self.stage_fingerprint(st.base)
-        return _hash(_drop_new_defaults(d))
+        if tc.soft_labels > 0:
+            d["vote_cols"] = self.data.vote_cols
+        return _hash(d)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
-
-
-# Settings added after run folders already existed. At their default they are left out of fingerprints, so
-# that a run folder made before them keeps its finished stages; set to anything else, they count.
-_NEW_DEFAULTS = {"vote_cols": None, "soft_labels": 0.0}
-
-
-def _drop_new_defaults(d):
-    if isinstance(d, dict):
-        return {k: _drop_new_defaults(v) for k, v in d.items() if not (k in _NEW_DEFAULTS and v == _NEW_DEFAULTS[k])}
-    if isinstance(d, list):
-        return [_drop_new_defaults(v) for v in d]
-    return d
 
 
 def _hash(d) -> str:
@@ -281,6 +277,28 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
     return f"config {source}: {loc}: {msg}"
+
+
+def _set_dotted(raw: dict, key: str, value) -> None:
+    """``a.b.c=v`` into nested mappings; a number indexes a list (``stages.0.train.lr=1e-4``)."""
+    parts = key.split(".")
+    node = raw
+    for k, part in enumerate(parts):
+        last = k == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ToxdistillError(
+                    f"--set {key}: {part!r} is not an index of a {len(node)}-item list", "use e.g. stages.0.train.lr"
+                )
+            part = int(part)
+        elif not isinstance(node, dict):
+            raise ToxdistillError(f"--set {key}: {parts[k - 1]!r} holds a value, not a mapping", "check the key")
+        if last:
+            node[part] = value
+        else:
+            if isinstance(node, dict) and node.get(part) is None:
+                node[part] = {}
+            node = node[part]
 
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> Config:
@@ -301,11 +319,7 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
         if not isinstance(raw, dict):
             raise ToxdistillError(f"config {p} must be a YAML mapping", "see configs/davidson-minilm.yaml")
     for key, value in (overrides or {}).items():
-        node = raw
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
+        _set_dotted(raw, key, value)
     try:
         return Config.model_validate(raw)
     except ValidationError as e:

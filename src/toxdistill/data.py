@@ -211,19 +211,18 @@ def load_dataset(path: Path, cfg: DataConfig) -> Dataset:
         labels=labels[keep_arr],
         label_names=list(cfg.label_names),
         source_sha256=sha256_file(path),
-        votes=None if cfg.vote_cols is None else _vote_shares(df, cfg, path)[keep_arr],
+        votes=None if cfg.vote_cols is None else _vote_shares(df.iloc[keep_arr], cfg, path, ids[keep_arr]),
     )
 
 
-def _vote_shares(df: pd.DataFrame, cfg: DataConfig, path: Path) -> np.ndarray:
+def _vote_shares(df: pd.DataFrame, cfg: DataConfig, path: Path, ids: np.ndarray) -> np.ndarray:
     """Each row's annotator counts per class (``data.vote_cols``, in class order), divided by their sum."""
     counts = df[cfg.vote_cols].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
-    bad = np.isnan(counts).any(1) | (counts < 0).any(1) | (counts.sum(1) <= 0)
+    bad = ~np.isfinite(counts).all(1) | (counts < 0).any(1) | (counts.sum(1) <= 0)
     if bad.any():
-        row = int(np.flatnonzero(bad)[0])
         raise ToxdistillError(
-            f"{path.name}: {int(bad.sum())} rows have vote counts that are missing, negative or all zero "
-            f"(first: row {row + 2})",
+            f"{path.name}: {int(bad.sum())} rows have vote counts that are missing, not numbers, negative or "
+            f"all zero (first: row id {int(ids[np.flatnonzero(bad)[0]])})",
             "data.vote_cols must name non-negative counts, one column per class",
         )
     return (counts / counts.sum(1, keepdims=True)).astype(np.float32)

@@ -37,8 +37,9 @@ def cross_entropy(
     w = None if class_weights is None else class_weights.to(logits.dtype)
     if not labels.is_floating_point():
         return F.cross_entropy(logits, labels, weight=w)
-    wq = labels.to(logits.dtype) * (1.0 if w is None else w)
-    return -(wq * F.log_softmax(logits, dim=-1)).sum() / wq.sum()
+    # In fp32: under bf16 autocast, rounding the targets would bias the loss.
+    wq = labels.float() * (1.0 if class_weights is None else class_weights.float())
+    return -(wq * F.log_softmax(logits.float(), dim=-1)).sum() / wq.sum()
 
 
 def distillation_loss(

@@ -611,6 +611,9 @@ def run(
             _say(f"[{k}/{len(plan)}] {label}: training")
             if stage in forced and d.is_main:
                 shutil.rmtree(sctx.work_dir(stage), ignore_errors=True)  # a forced stage starts fresh, no resume
+                if sctx is ctx:  # its seed repeats describe the model being replaced; --seeds N retrains them
+                    for old in run_dir.glob(f"seeds/seed*/{stage}"):
+                        shutil.rmtree(old, ignore_errors=True)
             d.barrier()
             s0 = time.perf_counter()
             fn()

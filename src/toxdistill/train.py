@@ -152,7 +152,7 @@ def layerwise_param_groups(
 
 # ---------------------------------------------------------------- trainers
 class ToxTrainer(Trainer):
-    """Hard-label (optionally class-weighted) CE, and layer-wise lr groups."""
+    """Class-weighted CE on the labels (or on soft targets while training), and layer-wise lr groups."""
 
     def __init__(
         self,
