@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import shutil
 import time
 from pathlib import Path
@@ -22,9 +21,8 @@ from pathlib import Path
 import torch
 from transformers import Trainer
 
+from toxdistill.io import atomic_dir
 from toxdistill.teacher import check_safetensors, load_tokenizer, resolve_model_path
-
-log = logging.getLogger(__name__)
 
 
 def _masked_only_loss(model, inputs) -> torch.Tensor:
@@ -112,13 +110,9 @@ def mlm_adapt(
     report = base.load_state_dict(trainer.model.base_model.state_dict(), strict=False)
     if report.unexpected_keys or any("pooler" not in k for k in report.missing_keys):
         raise RuntimeError(f"encoder weights did not line up: {report}")
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    base.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.replace(out_dir)
+    with atomic_dir(Path(out_dir)) as tmp:
+        base.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
     shutil.rmtree(work, ignore_errors=True)
     return {"mlm_epoch_losses": losses, "train_runtime_s": float(result.metrics.get("train_runtime", 0.0))}
 

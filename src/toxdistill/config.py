@@ -234,9 +234,8 @@ class Config(_Strict):
     # where they change training (soft_labels > 0), so older run folders keep their finished stages.
     def fingerprint(self) -> str:
         """Hash of what every model depends on (data, split, seed, teacher). A run folder refuses a change here."""
-        exclude = {"data": {"vote_cols"}} if self.teacher.train.soft_labels == 0 else {}
-        if self.teacher.train.soft_labels == 0:
-            exclude["teacher"] = {"train": {"soft_labels"}}
+        votes_unused = self.teacher.train.soft_labels == 0
+        exclude = {"data": {"vote_cols"}, "teacher": {"train": {"soft_labels"}}} if votes_unused else {}
         return _hash(self.model_dump(mode="json", include={"data", "seed", "teacher"}, exclude=exclude))
 
     def stage_fingerprint(self, name: str) -> str:

@@ -205,13 +205,14 @@ def load_dataset(path: Path, cfg: DataConfig) -> Dataset:
     if not keep:
         raise ToxdistillError(f"{path.name}: every text is empty", f"check data.text_col ({cfg.text_col!r})")
     keep_arr = np.asarray(keep)
+    kept_ids = np.asarray(ids)[keep_arr].astype(np.int64)
     return Dataset(
-        ids=np.asarray(ids)[keep_arr].astype(np.int64),
+        ids=kept_ids,
         texts=texts,
         labels=labels[keep_arr],
         label_names=list(cfg.label_names),
         source_sha256=sha256_file(path),
-        votes=None if cfg.vote_cols is None else _vote_shares(df.iloc[keep_arr], cfg, path, ids[keep_arr]),
+        votes=None if cfg.vote_cols is None else _vote_shares(df.iloc[keep_arr], cfg, path, kept_ids),
     )
 
 

@@ -34,8 +34,8 @@ def cross_entropy(
     unweighted. For class ids ``q_i`` is one-hot and this is ``Σ_i w_{y_i} · CE_i / Σ_i w_{y_i}``, torch's
     weighted mean, so soft targets keep the loss on the scale of the hard-label one.
     """
-    w = None if class_weights is None else class_weights.to(logits.dtype)
     if not labels.is_floating_point():
+        w = None if class_weights is None else class_weights.to(logits.dtype)
         return F.cross_entropy(logits, labels, weight=w)
     # In fp32: under bf16 autocast, rounding the targets would bias the loss.
     wq = labels.float() * (1.0 if class_weights is None else class_weights.float())

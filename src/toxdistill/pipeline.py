@@ -152,14 +152,17 @@ def _update_older_models(run_dir: Path, split) -> None:
             continue
         meta = read_meta(d)
         metrics = meta.get("metrics")
+        if not metrics:
+            continue
         recalibrate = "bias" not in (meta.get("calibration") or {})
-        if not metrics or not (recalibrate or "val" not in metrics):
+        add_val = "val" not in metrics
+        if not (recalibrate or add_val):
             continue
         val_logits, test_logits = np.load(d / "val_logits.npy"), np.load(d / "test_logits.npy")
         if recalibrate:
             meta["calibration"] = _calibrate(meta["name"], d, metrics, val_logits, test_logits, split)
             _say(f"{meta['name']}: recalibrated from its saved logits (temperature + class bias)")
-        if "val" not in metrics:
+        if add_val:
             metrics["val"] = val_headline(val_logits, split.val.labels, split.val.label_names)
         atomic_write_json(d / META_FILE, meta)
 

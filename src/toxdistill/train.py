@@ -24,6 +24,7 @@ from transformers import (
 
 from .config import DistillConfig, TrainConfig
 from .data import Dataset
+from .errors import ToxdistillError
 from .losses import cross_entropy, distillation_loss
 
 log = logging.getLogger(__name__)
@@ -91,8 +92,6 @@ def class_weight_tensor(spec, labels: np.ndarray, n_classes: int) -> torch.Tenso
         w = len(labels) / (n_classes * counts)
         return torch.tensor(np.sqrt(w) if spec == "sqrt-balanced" else w, dtype=torch.float32)
     if len(spec) != n_classes:
-        from .errors import ToxdistillError
-
         raise ToxdistillError(f"class_weights has {len(spec)} values for {n_classes} classes", "give one per class")
     return torch.tensor(spec, dtype=torch.float32)
 
@@ -102,8 +101,6 @@ def soft_target_tensor(ds: Dataset, weight: float) -> torch.Tensor | None:
     if weight <= 0:
         return None
     if ds.votes is None:
-        from .errors import ToxdistillError
-
         raise ToxdistillError("soft_labels needs annotator vote counts", "set data.vote_cols in the config")
     onehot = np.eye(len(ds.label_names), dtype=np.float32)[ds.labels]
     return torch.from_numpy((1.0 - weight) * onehot + weight * ds.votes.astype(np.float32))
