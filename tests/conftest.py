@@ -65,6 +65,16 @@ def tiny_model_dir(tmp_path_factory, tokenizer) -> Path:
     return d
 
 
+def tiny_dataset(n: int = 48, seed: int = 0):
+    """Made-up rows of a few words with random labels: enough to run training code, not to learn."""
+    from toxdistill.data import Dataset
+
+    rng = np.random.default_rng(seed)
+    words = ["good", "bad", "hate", "love", "you", "them", "nice", "awful", "the", "a"]
+    texts = [" ".join(rng.choice(words, size=rng.integers(2, 12))) for _ in range(n)]
+    return Dataset(np.arange(n), texts, rng.integers(0, 3, n), LABELS, "x")
+
+
 SAMPLE_TEXTS = [
     "you are a wonderful person",
     "I hate all of you so much, get out of this country",
@@ -166,3 +176,45 @@ def real_data_env() -> dict[str, str]:
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+FAMILIES = ("bert", "roberta", "mpnet", "deberta-v2", "electra", "distilbert")
+
+
+def tiny_family(family: str, n_layers: int = 4, hidden: int = 32, seed: int = 0, id2label: dict | None = None):
+    """A random sequence classifier of one encoder family, sized to train in a second.
+
+    The vocabulary fits the packaged BERT tokenizer (30,522 ids), and pad id 0 is its [PAD], so every family
+    reads that tokenizer's batches the way it reads its own.
+    """
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    torch.manual_seed(seed)
+    id2label = id2label or dict(enumerate(LABELS))
+    common = {"num_labels": len(id2label), "id2label": id2label, "label2id": {v: k for k, v in id2label.items()}}
+    common["pad_token_id"] = 0
+    if family == "distilbert":
+        kw = {
+            "dim": hidden,
+            "n_layers": n_layers,
+            "n_heads": 2,
+            "hidden_dim": 2 * hidden,
+            "max_position_embeddings": 130,
+        }
+    else:
+        kw = {
+            "hidden_size": hidden,
+            "num_hidden_layers": n_layers,
+            "num_attention_heads": 2,
+            "intermediate_size": 2 * hidden,
+            "max_position_embeddings": 130,  # RoBERTa and MPNet count positions from pad id + 1
+        }
+    if family == "electra":
+        kw["embedding_size"] = hidden // 2  # ELECTRA's own embeddings_project between embeddings and encoder
+    if family == "deberta-v2":
+        kw.update(relative_attention=True, pos_att_type=["p2c", "c2p"], position_buckets=16, type_vocab_size=0)
+        kw.update(position_biased_input=False, norm_rel_ebd="layer_norm", pooler_hidden_size=hidden)
+    cfg = AutoConfig.for_model(family, vocab_size=30522, **kw, **common)
+    model = AutoModelForSequenceClassification.from_config(cfg)
+    model.eval()
+    return model

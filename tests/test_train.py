@@ -3,7 +3,6 @@ import pytest
 import torch
 
 from toxdistill.config import DistillConfig, TrainConfig
-from toxdistill.data import Dataset
 from toxdistill.errors import ToxdistillError
 from toxdistill.train import (
     DistillationTrainer,
@@ -15,14 +14,7 @@ from toxdistill.train import (
     train_model,
 )
 
-from conftest import LABELS, tiny_bert
-
-
-def _ds(n=48, seed=0):
-    rng = np.random.default_rng(seed)
-    words = ["good", "bad", "hate", "love", "you", "them", "nice", "awful", "the", "a"]
-    texts = [" ".join(rng.choice(words, size=rng.integers(2, 12))) for _ in range(n)]
-    return Dataset(np.arange(n), texts, rng.integers(0, 3, n), LABELS, "x")
+from conftest import tiny_bert, tiny_dataset
 
 
 def test_layerwise_lr_groups_have_expected_rates():
@@ -57,7 +49,7 @@ def test_freeze_lowest_layers():
 
 def test_trainer_optimizer_uses_llrd_groups(tmp_path, tokenizer):
     model = tiny_bert(n_layers=2)
-    ds = _ds()
+    ds = tiny_dataset()
     cfg = TrainConfig(epochs=1, lr=1e-3, batch_size=16, layer_lr_decay=0.5)
     hist = train_model(model, tokenizer, ds, ds, cfg, tmp_path / "w", seed=0, max_length=32, n_layers=2)
     # The linear schedule has decayed "lr" to 0 by now; "initial_lr" is what each group started from.
@@ -67,7 +59,7 @@ def test_trainer_optimizer_uses_llrd_groups(tmp_path, tokenizer):
 
 def test_distillation_uses_cached_teacher_outputs(tmp_path, tokenizer):
     """A cache that points away from the labels pulls the student's logits towards it."""
-    ds = _ds(64)
+    ds = tiny_dataset(64)
     enc = EncodedDataset(ds, tokenizer, 32)
     hidden = 32
     fake_logits = torch.tensor([[0.0, 0.0, 8.0]]).repeat(len(ds), 1)  # teacher says "neither" for all
@@ -112,7 +104,7 @@ def test_teacher_cache_key_changes_with_teacher_or_split(tmp_path):
 def test_length_grouped_sampler_covers_each_sample_once(tmp_path, tokenizer):
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
-    enc = EncodedDataset(_ds(203), tokenizer, 32)
+    enc = EncodedDataset(tiny_dataset(203), tokenizer, 32)
     sampler = LengthGroupedSampler(16, dataset=enc, lengths=[len(x) for x in enc.input_ids])
     order = list(iter(sampler))
     assert sorted(order) == list(range(203))
@@ -133,7 +125,7 @@ def test_class_weight_rules():
 
 
 def test_soft_targets_mix_labels_and_votes():
-    ds = _ds(5)
+    ds = tiny_dataset(5)
     ds.votes = np.tile(np.array([[0.5, 0.5, 0.0]], dtype=np.float32), (5, 1))
     assert soft_target_tensor(ds, 0.0) is None
     t = soft_target_tensor(ds, 0.25)
@@ -141,12 +133,12 @@ def test_soft_targets_mix_labels_and_votes():
     np.testing.assert_allclose(t.numpy(), expected, rtol=1e-6)
     np.testing.assert_allclose(t.sum(1).numpy(), 1.0, rtol=1e-6)
     with pytest.raises(ToxdistillError, match="vote_cols"):
-        soft_target_tensor(_ds(5), 0.5)
+        soft_target_tensor(tiny_dataset(5), 0.5)
 
 
 def test_training_follows_the_votes_and_validation_the_labels(tmp_path, tokenizer):
     """Votes that all say "neither" pull the model there, whatever the majority labels say."""
-    ds = _ds(64)
+    ds = tiny_dataset(64)
     ds.votes = np.tile(np.array([[0.0, 0.0, 1.0]], dtype=np.float32), (len(ds), 1))
     cfg = TrainConfig(epochs=3, lr=3e-3, batch_size=16, soft_labels=1.0)
     hist = train_model(tiny_bert(n_layers=2), tokenizer, ds, ds, cfg, tmp_path / "w", seed=0, max_length=32, n_layers=2)

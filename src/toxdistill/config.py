@@ -11,9 +11,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ToxdistillError
+from .packaged import PACKAGED_MINILM
 
 DAVIDSON_SHA256 = "fcb8bc7c68120ae4af04a5b9acd58585513ede11e1548ebf36a5c2040b6f6281"
-PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
 
 
 class _Strict(BaseModel):
@@ -112,15 +112,8 @@ class LoraConfig(_Strict):
     r: int = 8  # the LoRA paper's rank that matched full fine-tuning on GLUE
     alpha: int = 16  # alpha = 2r keeps the effective scale at 2 as r changes
     dropout: float = 0.1
-    # Every attention and feed-forward linear layer: adapting only query/value underfits small models.
-    target_modules: list[str] = [
-        "query",
-        "key",
-        "value",
-        "attention.output.dense",
-        "intermediate.dense",
-        "output.dense",
-    ]
+    # None: the family's defaults (families.LORA_TARGETS), every attention and feed-forward linear layer.
+    target_modules: list[str] | None = None
 
     @field_validator("r")
     @classmethod
@@ -141,6 +134,8 @@ class StageConfig(_Strict):
     enabled: bool = True
     # distill / lora-on-student: "odd", "even", or 1-based teacher layer numbers.
     layers: Literal["odd", "even"] | list[int] | None = None
+    # distill: a pretrained model (another family, its own tokenizer) as the student instead of teacher layers.
+    student: str | None = None
     # lora: "pretrained" (the checkpoint the teacher starts from) or "teacher" (the fine-tuned one).
     # distill-lora: the name of a distill stage to start from.
     base: str | None = None
@@ -159,17 +154,32 @@ class StageConfig(_Strict):
 
     @model_validator(mode="after")
     def _kind_fields(self) -> StageConfig:
-        if self.kind == "distill" and self.layers is None:
-            raise ValueError(f"stage {self.name!r}: a distill stage needs 'layers' (odd, even or a list)")
+        if self.student is not None and self.layers is not None:
+            raise ValueError(f"stage {self.name!r}: give 'layers' (teacher layers) or 'student' (a model), not both")
+        if self.student is not None and self.kind != "distill":
+            raise ValueError(f"stage {self.name!r}: 'student' is for distill stages")
+        if self.kind == "distill" and self.layers is None and self.student is None:
+            raise ValueError(
+                f"stage {self.name!r}: a distill stage needs 'layers' (odd, even or a list) or 'student' (a model)"
+            )
         if self.kind == "distill-lora" and not self.base:
             raise ValueError(f"stage {self.name!r}: distill-lora needs 'base', the name of a distill stage")
         return self
 
 
 class TeacherConfig(_Strict):
-    # A hub id, a local folder, or the packaged offline MiniLM.
+    # A hub id, a local folder, or a packaged offline model (packaged:all-MiniLM-L6-v2, packaged:all-mpnet-base-v2).
     model: str = PACKAGED_MINILM
-    train: TrainConfig = TrainConfig(epochs=3.0, lr=1e-4)
+    # None: ``model`` is already a fine-tuned classifier of these classes; it is used as it is, not trained.
+    train: TrainConfig | None = TrainConfig(epochs=3.0, lr=1e-4)
+    # The given teacher's label names → data.label_names, where they differ (e.g. {hateful: hate speech}).
+    label_map: dict[str, str] | None = None
+    # The checkpoint a given teacher was fine-tuned from: where LoRA (base: pretrained) and finetune stages
+    # start. None: ``model`` when the teacher is trained here.
+    pretrained: str | None = None
+
+    def pretrained_model(self) -> str | None:
+        return self.pretrained or (self.model if self.train is not None else None)
 
 
 class Config(_Strict):
@@ -211,12 +221,25 @@ class Config(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _given_teacher_needs_pretrained(self) -> Config:
+        if self.teacher.pretrained_model() is None:
+            for s in self.stages:
+                if s.enabled and (
+                    s.kind == "finetune" or (s.kind == "lora" and (s.base or "pretrained") == "pretrained")
+                ):
+                    raise ValueError(
+                        f"stage {s.name!r} starts from the pretrained checkpoint, but the teacher is given "
+                        "(teacher.train: null): set teacher.pretrained, or use base: teacher"
+                    )
+        return self
+
+    @model_validator(mode="after")
     def _soft_labels_need_votes(self) -> Config:
         if self.data.vote_cols is None:
             cfgs = {"teacher.train": self.teacher.train, "train": self.train}
             cfgs.update({f"stage {s.name!r}": s.train for s in self.stages if s.train is not None})
             for where, tc in cfgs.items():
-                if tc.soft_labels > 0:
+                if tc is not None and tc.soft_labels > 0:
                     raise ValueError(f"{where}.soft_labels needs data.vote_cols (the annotator count columns)")
         return self
 
@@ -232,10 +255,15 @@ class Config(_Strict):
 
     # data.vote_cols and train.soft_labels came after run folders already existed. They enter a hash only
     # where they change training (soft_labels > 0), so older run folders keep their finished stages.
+    # Settings added later enter a hash only when set, so run folders made before them keep their fingerprints.
     def fingerprint(self) -> str:
         """Hash of what every model depends on (data, split, seed, teacher). A run folder refuses a change here."""
-        votes_unused = self.teacher.train.soft_labels == 0
-        exclude = {"data": {"vote_cols"}, "teacher": {"train": {"soft_labels"}}} if votes_unused else {}
+        t = self.teacher
+        votes_unused = t.train is None or t.train.soft_labels == 0
+        exclude: dict = {"data": {"vote_cols"}, "teacher": {"train": {"soft_labels"}}} if votes_unused else {}
+        unset = {k for k in ("label_map", "pretrained") if getattr(t, k) is None}
+        if unset:
+            exclude.setdefault("teacher", {}).update(dict.fromkeys(unset, True))
         return _hash(self.model_dump(mode="json", include={"data", "seed", "teacher"}, exclude=exclude))
 
     def stage_fingerprint(self, name: str) -> str:
@@ -248,12 +276,14 @@ class Config(_Strict):
         tc = self.stage_train(st)
         soft = {"soft_labels"} if tc.soft_labels == 0 else set()
         own_train = {"train": soft} if st.train is not None and soft else {}
+        unset_stage = {"student": True} if st.student is None else {}
+        unset_lora = {"target_modules"} if self.stage_lora(st).target_modules is None else set()
         d = {
             "global": self.fingerprint(),
-            "stage": st.model_dump(mode="json", exclude={"enabled": True, **own_train}),
+            "stage": st.model_dump(mode="json", exclude={"enabled": True, **own_train, **unset_stage}),
             "train": tc.model_dump(mode="json", exclude=soft),
             "distill": self.stage_distill(st).model_dump(mode="json"),
-            "lora": self.stage_lora(st).model_dump(mode="json"),
+            "lora": self.stage_lora(st).model_dump(mode="json", exclude=unset_lora),
         }
         if st.kind == "distill-lora" and st.base:
             d["base"] = self.stage_fingerprint(st.base)

@@ -186,8 +186,10 @@ def export_graph(model, tokenizer, path: Path, exporter: str = "auto", opset: in
     """
     import torch
 
+    from .families import forward_inputs
+
     wanted = getattr(tokenizer, "model_input_names", None) or ONNX_INPUTS[:2]
-    names = [n for n in ONNX_INPUTS if n in wanted]
+    names = [n for n in ONNX_INPUTS if n in wanted and n in forward_inputs(model)]
     if names[:2] != ["input_ids", "attention_mask"]:
         raise ToxdistillError(
             f"the tokenizer's inputs {list(wanted)} are not a BERT-like encoder's",

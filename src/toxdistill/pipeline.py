@@ -196,7 +196,9 @@ def stage_baseline(ctx: RunContext) -> None:
 def _load_teacher_pretrained(ctx: RunContext):
     from .teacher import load_classifier
 
-    return load_classifier(ctx.cfg.teacher.model, ctx.split.train.label_names, ctx.cfg.seed)
+    spec = ctx.cfg.teacher.pretrained_model()
+    assert spec is not None, "Config validation requires teacher.pretrained where a stage needs it"
+    return load_classifier(spec, ctx.split.train.label_names, ctx.cfg.seed)
 
 
 def _train_and_save(
@@ -214,6 +216,7 @@ def _train_and_save(
     extra_meta: dict | None = None,
 ) -> None:
     from .lora import count_params, save_lora
+    from .students import detach_hidden_projection
     from .train import train_model
 
     teacher_outputs = None
@@ -239,9 +242,12 @@ def _train_and_save(
         return
     with atomic_dir(ctx.model_dir(name)) as out:
         trained = trainer.model
+        detach_hidden_projection(trained)
         if lora_save:
             if (ctx.work_dir(name) / "base").is_dir():
-                shutil.move(str(ctx.work_dir(name) / "base"), str(out / "base"))
+                shutil.copytree(
+                    ctx.work_dir(name) / "base", out / "base"
+                )  # copied: a retry after a failed save keeps it
             trained = save_lora(trained, tokenizer, out)
         else:
             _save_hf(trained, tokenizer, out)
@@ -260,22 +266,38 @@ def _train_and_save(
     dist().barrier()
 
 
+def _cache_file(ctx: RunContext, tdir: Path) -> Path:
+    from .train import teacher_cache_key
+
+    key = teacher_cache_key(tdir, ctx.split.fingerprint(), ctx.cfg.data.max_length)
+    return ctx.run_dir / "cache" / f"teacher-{key}.safetensors"
+
+
+def _build_teacher_cache(ctx: RunContext, tdir: Path, teacher=None, ttok=None):
+    """Rank 0 only: the teacher's logits and final first-token states on the training rows, computed once."""
+    from .families import forward_inputs
+    from .teacher import load_classifier
+    from .train import EncodedDataset, load_or_build_teacher_cache
+
+    cache_file = _cache_file(ctx, tdir)
+    if teacher is None:
+        teacher, ttok = load_classifier(str(tdir), ctx.split.train.label_names, ctx.cfg.seed)
+    tt = "token_type_ids" in forward_inputs(teacher)
+    enc = EncodedDataset(ctx.split.train, ttok, ctx.cfg.data.max_length, token_types=tt)
+    for stale in (ctx.run_dir / "cache").glob("teacher-*.safetensors"):
+        if stale != cache_file:
+            stale.unlink()
+    return load_or_build_teacher_cache(cache_file, teacher, enc, ttok.pad_token_id or 0)
+
+
 def _teacher_cache(ctx: RunContext):
     from safetensors.torch import load_file
 
-    from .teacher import load_classifier
-    from .train import EncodedDataset, load_or_build_teacher_cache, teacher_cache_key
-
     tdir = ctx.model_dir(TEACHER)
-    key = teacher_cache_key(tdir, ctx.split.fingerprint(), ctx.cfg.data.max_length)
-    cache_file = ctx.run_dir / "cache" / f"teacher-{key}.safetensors"
+    cache_file = _cache_file(ctx, tdir)
     # Rank 0 builds the cache once (if missing); every other rank waits, then reads the file.
     if dist().is_main and not cache_file.is_file():
-        teacher, ttok = load_classifier(str(tdir), ctx.split.train.label_names, ctx.cfg.seed)
-        enc = EncodedDataset(ctx.split.train, ttok, ctx.cfg.data.max_length)
-        for stale in (ctx.run_dir / "cache").glob("teacher-*.safetensors"):
-            stale.unlink()
-        out = load_or_build_teacher_cache(cache_file, teacher, enc, ttok.pad_token_id or 0)
+        out = _build_teacher_cache(ctx, tdir)
         dist().barrier()
         return out
     dist().barrier()
@@ -283,9 +305,40 @@ def _teacher_cache(ctx: RunContext):
     return t["logits"], t["cls"]
 
 
+def stage_given_teacher(ctx: RunContext) -> None:
+    """``teacher.train: null``: the user's fine-tuned classifier, relabelled to the data's classes, saved
+    as the run's teacher and evaluated like a trained one. Its train loss comes from the teacher cache,
+    which the students need anyway."""
+    from .evaluate import ce_loss
+    from .lora import count_params
+    from .teacher import load_given_classifier
+
+    tcfg = ctx.cfg.teacher
+    labels = ctx.split.train.label_names
+    model, tok = load_given_classifier(tcfg.model, labels, tcfg.label_map)
+    with atomic_dir(ctx.model_dir(TEACHER)) as out:
+        _save_hf(model, tok, out)
+        # The cache key is the files' names, sizes and times, which the folder's rename keeps.
+        logits, _ = _build_teacher_cache(ctx, out, model, tok)
+        n = model.config.num_hidden_layers
+        meta = {
+            "kind": "teacher",
+            "layers": list(range(1, n + 1)),
+            "train": {"train_loss": ce_loss(logits.numpy(), ctx.split.train.labels), "train_runtime_s": 0.0},
+            "stage": {"model": tcfg.model, "train": None, "label_map": tcfg.label_map},
+            "given": True,
+        }
+        params = count_params(model)
+        del model
+        _finish_model(ctx, TEACHER, out, meta, Predictor.load(out, threads=ctx.cfg.threads), (params[0], 0))
+
+
 def stage_teacher(ctx: RunContext, name: str = TEACHER, train_cfg: TrainConfig | None = None) -> None:
-    model, tok = _load_teacher_pretrained(ctx)
     tc = train_cfg or ctx.cfg.teacher.train
+    if tc is None:
+        _main_only(lambda: stage_given_teacher(ctx))
+        return
+    model, tok = _load_teacher_pretrained(ctx)
     _train_and_save(
         ctx,
         name,
@@ -294,17 +347,26 @@ def stage_teacher(ctx: RunContext, name: str = TEACHER, train_cfg: TrainConfig |
         tok,
         tc,
         layers=list(range(1, model.config.num_hidden_layers + 1)),
-        stage_cfg={"model": ctx.cfg.teacher.model, "train": tc.model_dump()},
+        stage_cfg={"model": ctx.cfg.teacher.pretrained_model(), "train": tc.model_dump()},
     )
 
 
 def stage_distill(ctx: RunContext, st: StageConfig) -> None:
-    from .students import build_student, resolve_layers
+    from .students import attach_hidden_projection, build_student, resolve_layers
     from .teacher import load_classifier
 
-    teacher, tok = load_classifier(str(ctx.model_dir(TEACHER)), ctx.split.train.label_names, ctx.cfg.seed)
-    layers = resolve_layers(st.layers, teacher.config.num_hidden_layers)
-    student = build_student(teacher, layers)
+    labels = ctx.split.train.label_names
+    teacher, tok = load_classifier(str(ctx.model_dir(TEACHER)), labels, ctx.cfg.seed)
+    extra = {}
+    if st.student is not None:
+        # Another model, with its own tokenizer: the cached teacher outputs are keyed by training row.
+        student, tok = load_classifier(st.student, labels, ctx.cfg.seed)
+        layers = list(range(1, student.config.num_hidden_layers + 1))
+        projected = attach_hidden_projection(student, int(teacher.config.hidden_size))
+        extra = {"student_model": st.student, "hidden_projection": projected}
+    else:
+        layers = resolve_layers(st.layers, teacher.config.num_hidden_layers)
+        student = build_student(teacher, layers)
     del teacher
     _train_and_save(
         ctx,
@@ -317,13 +379,14 @@ def stage_distill(ctx: RunContext, st: StageConfig) -> None:
         distill=ctx.cfg.stage_distill(st),
         stage_cfg=st.model_dump(mode="json")
         | {"train": ctx.cfg.stage_train(st).model_dump(), "distill": ctx.cfg.stage_distill(st).model_dump()},
+        extra_meta=extra,
     )
 
 
 def stage_lora(ctx: RunContext, st: StageConfig) -> None:
     from .lora import add_lora, count_params
     from .students import build_student, resolve_layers
-    from .teacher import load_classifier
+    from .teacher import load_classifier, load_model_config
 
     lcfg = ctx.cfg.stage_lora(st)
     base_kind = st.base or "pretrained"
@@ -336,7 +399,7 @@ def stage_lora(ctx: RunContext, st: StageConfig) -> None:
     else:
         if base_kind == "pretrained":
             base_model, tok = _load_teacher_pretrained(ctx)
-            base_desc = ctx.cfg.teacher.model
+            base_desc = str(ctx.cfg.teacher.pretrained_model())
         elif base_kind == "teacher":
             base_model, tok = load_classifier(str(ctx.model_dir(TEACHER)), ctx.split.train.label_names, ctx.cfg.seed)
             base_desc = "models/teacher"
@@ -350,12 +413,19 @@ def stage_lora(ctx: RunContext, st: StageConfig) -> None:
             layers = resolve_layers(st.layers, n)
             base_model = build_student(base_model, layers)
             base_desc += f" layers {layers}"
-    if st.kind != "distill-lora" and st.layers is not None:
-        # A student base exists nowhere else; keep it so PeftModel.from_pretrained(base, adapter) works.
-        if dist().is_main:
-            _save_hf(base_model, tok, ctx.work_dir(st.name) / "base")
-        base_desc = f"base/ ({base_desc})"
+    # Every adapter keeps its exact base beside it (``<model>/base``), so that the folder loads with plain
+    # peft from any directory and after it is moved: a path to the base would break on either.
+    if dist().is_main:
+        _save_hf(base_model, tok, ctx.work_dir(st.name) / "base")
+    base_desc = f"base/ ({base_desc})"
     peft_model = add_lora(base_model, lcfg)
+    if distill is not None:
+        from .students import attach_hidden_projection
+
+        teacher_hidden = int(load_model_config(str(ctx.model_dir(TEACHER))).hidden_size)
+        # After peft froze the model, so the new projection trains. Adapter checkpoints do not hold it: a
+        # resumed distill-lora stage on a student of another hidden size restarts its projection.
+        attach_hidden_projection(peft_model.get_base_model(), teacher_hidden)
     total, trainable = count_params(peft_model)
     _say(f"{st.name}: LoRA r={lcfg.r} on {base_desc}: {trainable:,} trainable of {total:,} ({trainable / total:.2%})")
     _train_and_save(
@@ -415,23 +485,41 @@ def _main_only(fn) -> None:
 
 
 def _preflight(cfg: Config) -> None:
-    """Fail before any training on what can be checked up front: the teacher exists, layer sets fit it."""
-    from transformers import AutoConfig
-
+    """Fail before any training on what can be checked from configs alone: the teacher exists (and, when
+    given, is a classifier of these classes), layer sets fit it, named students have the right label count,
+    and every LoRA stage's family has target modules."""
+    from .families import is_classifier, lora_targets
     from .students import resolve_layers
-    from .teacher import resolve_model_path
+    from .teacher import check_given_classifier, load_model_config, resolve_model_path
 
-    path = resolve_model_path(cfg.teacher.model)
-    try:
-        n_layers = AutoConfig.from_pretrained(path, trust_remote_code=False).num_hidden_layers
-    except (OSError, ValueError) as e:
-        raise ToxdistillError(
-            f"cannot load teacher {cfg.teacher.model!r}: {str(e).splitlines()[0][:160]}",
-            "offline? use the packaged teacher (configs/davidson-minilm.yaml) or a local folder",
-        ) from None
-    for st in cfg.stages:
-        if st.enabled and st.layers is not None:
-            resolve_layers(st.layers, n_layers)
+    labels = cfg.data.label_names
+    t = cfg.teacher
+    path = resolve_model_path(t.model)
+    tconf = load_model_config(path)
+    if t.train is None:
+        check_given_classifier(path, labels, t.label_map)
+    pre = t.pretrained_model()
+    pre_conf = load_model_config(resolve_model_path(pre)) if pre and pre != t.model else tconf
+    family = {"teacher": tconf.model_type, "pretrained": pre_conf.model_type}
+    for st in (s for s in cfg.stages if s.enabled):
+        if st.layers is not None:
+            src = pre_conf if st.kind == "lora" and (st.base or "pretrained") == "pretrained" else tconf
+            resolve_layers(st.layers, src.num_hidden_layers)
+        family[st.name] = tconf.model_type
+        if st.student is not None:
+            sconf = load_model_config(resolve_model_path(st.student))
+            family[st.name] = sconf.model_type
+            if is_classifier(sconf) and sconf.num_labels != len(labels):
+                raise ToxdistillError(
+                    f"stage {st.name!r}: student {st.student} is a classifier of {sconf.num_labels} labels; "
+                    f"the data has {len(labels)}",
+                    "give a classifier of these classes or a bare pretrained encoder",
+                )
+        if st.kind in ("lora", "distill-lora"):
+            try:
+                lora_targets(family.get(st.base or "pretrained", tconf.model_type), cfg.stage_lora(st).target_modules)
+            except ToxdistillError as e:
+                raise ToxdistillError(f"stage {st.name!r}: {e.problem}", e.fix) from None
 
 
 # ---------------------------------------------------------------- report

@@ -76,6 +76,7 @@ class TorchBackend:
         from transformers import AutoModelForSequenceClassification
         from transformers.utils import logging as hf_logging
 
+        from .families import forward_inputs
         from .teacher import check_safetensors, pickle_allowed
 
         allow_pickle = pickle_allowed(allow_pickle)
@@ -97,11 +98,12 @@ class TorchBackend:
         self.model.eval()
         self._torch = torch
         self.config = self.model.config
+        self.inputs = set(forward_inputs(self.model))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         torch = self._torch
         with torch.inference_mode():
-            out = self.model(**{k: torch.from_numpy(v) for k, v in batch.items()})
+            out = self.model(**{k: torch.from_numpy(v) for k, v in batch.items() if k in self.inputs})
         return out.logits.float().numpy()
 
 

@@ -66,8 +66,30 @@ def build_student(teacher: PreTrainedModel, layers: list[int]) -> PreTrainedMode
         else:
             src = key
         if src not in teacher_sd:
-            raise ToxdistillError(f"teacher has no weight {src!r} for the student", "use a BERT-style teacher")
+            raise ToxdistillError(
+                f"teacher has no weight {src!r} for the student", "use an encoder whose layers are '...layer.N...'"
+            )
         new_sd[key] = teacher_sd[src].detach().clone()
     student.load_state_dict(new_sd, strict=True)
     student.eval()
     return student
+
+
+def attach_hidden_projection(student: PreTrainedModel, teacher_hidden: int) -> bool:
+    """A student of another hidden size gets ``kd_projection`` (student → teacher size) for the cosine term.
+
+    It lives on the model so that the optimizer trains it and epoch checkpoints (and resume) keep it;
+    ``detach_hidden_projection`` removes it before the student is saved. Returns whether one was added.
+    """
+    h = int(student.config.hidden_size)
+    if h == teacher_hidden:
+        return False
+    student.kd_projection = torch.nn.Linear(h, teacher_hidden)
+    return True
+
+
+def detach_hidden_projection(model) -> None:
+    """Training-only: the saved student is a plain classifier without the projection."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if hasattr(inner, "kd_projection"):
+        del inner.kd_projection

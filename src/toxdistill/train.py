@@ -25,6 +25,7 @@ from transformers import (
 from .config import DistillConfig, TrainConfig
 from .data import Dataset
 from .errors import ToxdistillError
+from .families import forward_inputs
 from .losses import cross_entropy, distillation_loss
 
 log = logging.getLogger(__name__)
@@ -34,10 +35,11 @@ log = logging.getLogger(__name__)
 class EncodedDataset(TorchDataset):
     """Pre-tokenised rows. ``idx`` is the row's position, used to look up cached teacher outputs."""
 
-    def __init__(self, ds: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int):
+    def __init__(self, ds: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int, token_types: bool = True):
         enc = tokenizer(ds.texts, truncation=True, max_length=max_length)
         self.input_ids: list[list[int]] = enc["input_ids"]
-        self.token_type_ids = enc.get("token_type_ids")
+        # Only for a model that takes them (families.forward_inputs); others would swallow them unused.
+        self.token_type_ids = enc.get("token_type_ids") if token_types else None
         self.labels = ds.labels
 
     def __len__(self) -> int:
@@ -212,11 +214,15 @@ class DistillationTrainer(ToxTrainer):
         labels = inputs.pop("labels")
         outputs = model(**inputs, output_hidden_states=True)
         d = self.distill
+        hidden = outputs.hidden_states[-1][:, 0]  # the first token's final state, in every family
+        proj = getattr(self.model, "kd_projection", None)  # a student of another hidden size
+        if proj is not None:
+            hidden = proj(hidden)
         loss, self.loss_parts = distillation_loss(
             outputs.logits,
             self.teacher_logits[idx].to(outputs.logits.device),
             self.training_targets(model, labels, idx),
-            outputs.hidden_states[-1][:, 0],
+            hidden,
             self.teacher_cls[idx].to(outputs.logits.device),
             temperature=d.temperature,
             w_ce=d.w_ce,
@@ -344,8 +350,9 @@ def train_model(
 
     The best epoch on validation ``cfg.best_metric`` is loaded at the end.
     """
-    train_enc = train_enc or EncodedDataset(train_ds, tokenizer, max_length)
-    val_enc = EncodedDataset(val_ds, tokenizer, max_length)
+    token_types = "token_type_ids" in forward_inputs(model)
+    train_enc = train_enc or EncodedDataset(train_ds, tokenizer, max_length, token_types)
+    val_enc = EncodedDataset(val_ds, tokenizer, max_length, token_types)
     weights = class_weight_tensor(cfg.class_weights, train_ds.labels, len(train_ds.label_names))
     soft = soft_target_tensor(train_ds, cfg.soft_labels)
     args = TrainingArguments(
