@@ -31,9 +31,9 @@ def main() -> None:
     a = ap.parse_args()
 
     from toxdistill.config import load_config
-    from toxdistill.data import load_dataset, resolve_data_path
-    from toxdistill.evaluate import hate_f1, val_headline
-    from toxdistill.stats import compare_models
+    from toxdistill.data.dataset import load_dataset, resolve_data_path
+    from toxdistill.evaluation.metrics import hate_f1, val_headline
+    from toxdistill.evaluation.stats import compare_models
 
     ra, rb = Path(a.run_a), Path(a.run_b)
     sa, sb = (json.loads((r / "split.json").read_text()) for r in (ra, rb))

@@ -23,7 +23,7 @@ from pathlib import Path
 
 
 def _test_texts(run_dir: Path, limit: int = 2000) -> list[str]:
-    from toxdistill.export import load_test_split
+    from toxdistill.inference.export import load_test_split
 
     return load_test_split(run_dir).texts[:limit]
 

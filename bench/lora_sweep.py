@@ -32,12 +32,13 @@ def main() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
     from toxdistill.config import load_config
-    from toxdistill.data import load_dataset, make_or_load_split, resolve_data_path, stratified_subsample
-    from toxdistill.evaluate import ce_loss, classification_metrics, hate_f1
-    from toxdistill.lora import add_lora, count_params
-    from toxdistill.predict import Predictor
-    from toxdistill.teacher import load_classifier
-    from toxdistill.train import train_model
+    from toxdistill.data.dataset import load_dataset, resolve_data_path
+    from toxdistill.data.split import make_or_load_split, stratified_subsample
+    from toxdistill.evaluation.metrics import ce_loss, classification_metrics, hate_f1
+    from toxdistill.inference.predict import Predictor
+    from toxdistill.models.lora import add_lora, count_params
+    from toxdistill.models.teacher import load_classifier
+    from toxdistill.training.trainer import train_model
 
     cfg = load_config(a.config)
     ds = load_dataset(resolve_data_path(cfg.data, a.data), cfg.data)

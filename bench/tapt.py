@@ -22,7 +22,7 @@ import torch
 from transformers import Trainer
 
 from toxdistill.io import atomic_dir
-from toxdistill.teacher import check_safetensors, load_tokenizer, resolve_model_path
+from toxdistill.models.teacher import check_safetensors, load_tokenizer, resolve_model_path
 
 
 def _masked_only_loss(model, inputs) -> torch.Tensor:
@@ -129,7 +129,8 @@ def main() -> None:
     a = ap.parse_args()
 
     from toxdistill.config import load_config
-    from toxdistill.data import load_dataset, make_or_load_split, resolve_data_path
+    from toxdistill.data.dataset import load_dataset, resolve_data_path
+    from toxdistill.data.split import make_or_load_split
     from toxdistill.errors import ToxdistillError
 
     run, out = Path(a.run), Path(a.out)

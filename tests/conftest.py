@@ -47,7 +47,7 @@ def tiny_bert(n_layers: int = 4, hidden: int = 32, seed: int = 0):
 def tokenizer():
     from transformers import AutoTokenizer
 
-    from toxdistill.teacher import resolve_model_path
+    from toxdistill.models.teacher import resolve_model_path
 
     return AutoTokenizer.from_pretrained(resolve_model_path("packaged:all-MiniLM-L6-v2"))
 
@@ -67,7 +67,7 @@ def tiny_model_dir(tmp_path_factory, tokenizer) -> Path:
 
 def tiny_dataset(n: int = 48, seed: int = 0):
     """Made-up rows of a few words with random labels: enough to run training code, not to learn."""
-    from toxdistill.data import Dataset
+    from toxdistill.data.dataset import Dataset
 
     rng = np.random.default_rng(seed)
     words = ["good", "bad", "hate", "love", "you", "them", "nice", "awful", "the", "a"]

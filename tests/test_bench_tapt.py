@@ -4,7 +4,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from toxdistill.teacher import load_classifier
+from toxdistill.models.teacher import load_classifier
 
 from conftest import LABELS, REPO, SAMPLE_TEXTS
 

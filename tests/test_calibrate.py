@@ -6,8 +6,8 @@ import shutil
 import numpy as np
 import pytest
 
-from toxdistill.calibrate import ece, fit_calibration, fit_offsets, fit_temperature, nll
-from toxdistill.predict import Predictor, calibrated_logits, softmax
+from toxdistill.evaluation.calibrate import ece, fit_calibration, fit_offsets, fit_temperature, nll
+from toxdistill.inference.predict import Predictor, calibrated_logits, softmax
 
 from conftest import SAMPLE_TEXTS
 

@@ -129,7 +129,7 @@ def test_no_command_prints_help(capsys):
 def test_missing_data_message_says_how_to_provide(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("TOXDISTILL_DATA", raising=False)
     monkeypatch.setenv("TOXDISTILL_CACHE", str(tmp_path / "cache"))
-    import toxdistill.data as data
+    import toxdistill.data.dataset as data
 
     def offline(*a, **k):
         raise OSError("network unreachable")
@@ -177,8 +177,8 @@ def test_run_refuses_a_seed_repeat_trained_with_other_settings(files, capsys):
 
 def test_forcing_a_stage_drops_its_old_seed_repeats(files, monkeypatch):
     """`--force odd` without --seeds: seed folders of the old odd would otherwise sit in the Seed table."""
-    from toxdistill import pipeline
     from toxdistill.config import load_config
+    from toxdistill.pipeline import plan, stages
 
     cfg = load_config(
         _cfg(files, "stages: [{name: odd, kind: distill, layers: odd}, {name: even, kind: distill, layers: even}]\n")
@@ -200,7 +200,7 @@ def test_forcing_a_stage_drops_its_old_seed_repeats(files, monkeypatch):
         assert not (run_dir / "seeds" / "seed43" / "odd").exists()  # gone before the new odd trains
         raise Stop
 
-    monkeypatch.setattr(pipeline, "stage_distill", retrain)
+    monkeypatch.setattr(stages, "stage_distill", retrain)
     with pytest.raises(Stop):
-        pipeline.run(cfg, data_path=str(files / "ok.csv"), force=["odd"])
+        plan.run(cfg, data_path=str(files / "ok.csv"), force=["odd"])
     assert (run_dir / "seeds" / "seed43" / "even").is_dir()  # not forced: kept

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from toxdistill.config import CleanConfig, DataConfig
-from toxdistill.data import clean_text, load_dataset, make_or_load_split, stratified_split
+from toxdistill.data.dataset import clean_text, load_dataset
+from toxdistill.data.split import make_or_load_split, stratified_split
 from toxdistill.errors import ToxdistillError
 
 

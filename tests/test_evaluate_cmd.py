@@ -11,7 +11,7 @@ import pytest
 
 from toxdistill.cli import main
 from toxdistill.config import CleanConfig
-from toxdistill.data import Dataset, clean_text
+from toxdistill.data.dataset import Dataset, clean_text
 
 from conftest import LABELS, make_tiny_run
 
@@ -37,7 +37,7 @@ GROUPS = ["a", "b", "a", "b", "a", "b", "a", "b", "a", "b", "a", None]
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, tokenizer) -> Path:
-    from toxdistill.baseline import TfidfLR
+    from toxdistill.models.baseline import TfidfLR
 
     run = make_tiny_run(tmp_path_factory.mktemp("evalrun"), tokenizer, names=("teacher", "odd"))
     # Big offsets on "odd": its tuned decision is always "hate speech", its argmax is not.
@@ -66,8 +66,8 @@ def run(tmp_path_factory, tokenizer) -> Path:
 @pytest.fixture(scope="module")
 def expected(run) -> dict[str, dict[str, np.ndarray]]:
     """Tuned and argmax class ids per model, computed independently of the command."""
-    from toxdistill.baseline import TfidfLR
-    from toxdistill.predict import Predictor
+    from toxdistill.inference.predict import Predictor
+    from toxdistill.models.baseline import TfidfLR
 
     cleaned = [clean_text(t, CleanConfig()) for t in TEXTS]
     out = {}

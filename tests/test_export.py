@@ -48,7 +48,7 @@ def exports(tmp_path_factory, tiny_model_dir):
 
 
 def test_fp32_export_is_self_describing_and_matches_torch(exports, tiny_model_dir):
-    from toxdistill.predict import Predictor
+    from toxdistill.inference.predict import Predictor
 
     fp32, _ = exports
     assert {"model.onnx", "config.json", "tokenizer.json", "tokenizer_config.json", "toxdistill.json"} <= {
@@ -74,7 +74,7 @@ def test_fp32_export_is_self_describing_and_matches_torch(exports, tiny_model_di
 
 
 def test_int8_export_runs_and_reports_agreement(exports, capsys):
-    from toxdistill.predict import Predictor
+    from toxdistill.inference.predict import Predictor
 
     _, int8 = exports
     names = {p.name for p in int8.iterdir()}
@@ -98,7 +98,8 @@ def _labelled_run(root: Path, tokenizer) -> tuple[Path, Path]:
     import yaml
 
     from toxdistill.config import load_config
-    from toxdistill.data import load_dataset, make_or_load_split
+    from toxdistill.data.dataset import load_dataset
+    from toxdistill.data.split import make_or_load_split
 
     run = make_tiny_run(root, tokenizer, names=("teacher",))
     rng = np.random.default_rng(0)
@@ -129,7 +130,7 @@ def test_export_in_a_run_checks_on_its_test_split(tmp_path, tokenizer, capsys):
 
 
 def test_default_output_names(tmp_path, tiny_model_dir, tiny_run):
-    from toxdistill.export import default_output
+    from toxdistill.inference.export import default_output
 
     assert default_output(tiny_model_dir, False) == tiny_model_dir.with_name("tiny-bert-onnx")
     assert default_output(tiny_model_dir, True) == tiny_model_dir.with_name("tiny-bert-onnx-int8")

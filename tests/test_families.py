@@ -10,11 +10,11 @@ import torch
 
 from toxdistill.config import DistillConfig, LoraConfig, TrainConfig
 from toxdistill.errors import ToxdistillError
-from toxdistill.families import LORA_TARGETS, forward_inputs, label_order, relabel
-from toxdistill.lora import add_lora, count_params
-from toxdistill.predict import Predictor
-from toxdistill.students import attach_hidden_projection, build_student, detach_hidden_projection
-from toxdistill.train import EncodedDataset, compute_teacher_outputs, train_model
+from toxdistill.inference.predict import Predictor
+from toxdistill.models.families import LORA_TARGETS, forward_inputs, label_order, relabel
+from toxdistill.models.lora import add_lora, count_params
+from toxdistill.models.students import attach_hidden_projection, build_student, detach_hidden_projection
+from toxdistill.training.trainer import EncodedDataset, compute_teacher_outputs, train_model
 
 from conftest import FAMILIES, LABELS, SAMPLE_TEXTS, tiny_dataset, tiny_family
 

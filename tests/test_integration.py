@@ -93,7 +93,8 @@ def test_saved_model_loads_with_plain_transformers_and_agrees(quick_run):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from toxdistill.config import load_config
-    from toxdistill.data import load_dataset, make_or_load_split
+    from toxdistill.data.dataset import load_dataset
+    from toxdistill.data.split import make_or_load_split
 
     run_dir, _, _ = quick_run
     cfg = load_config(run_dir / "config.yaml")

@@ -2,7 +2,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from toxdistill.predict import Predictor
+from toxdistill.inference.predict import Predictor
 
 from conftest import SAMPLE_TEXTS
 

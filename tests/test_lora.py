@@ -5,8 +5,8 @@ from transformers import AutoModelForSequenceClassification
 
 from toxdistill.config import LoraConfig
 from toxdistill.errors import ToxdistillError
-from toxdistill.lora import add_lora, count_params, save_lora
-from toxdistill.predict import Predictor
+from toxdistill.inference.predict import Predictor
+from toxdistill.models.lora import add_lora, count_params, save_lora
 
 from conftest import LABELS, SAMPLE_TEXTS, tiny_bert
 

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from toxdistill.losses import cosine_loss, cross_entropy, distillation_loss, kd_kl_loss
+from toxdistill.training.losses import cosine_loss, cross_entropy, distillation_loss, kd_kl_loss
 
 
 def _softmax(v):

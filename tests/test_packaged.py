@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from toxdistill import packaged
 from toxdistill.errors import ToxdistillError
+from toxdistill.models import packaged
 
 
 def _fake_parts(site: Path, n_parts: int = 5, weights: bytes = b"weights " * 5000) -> str:

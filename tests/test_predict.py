@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from toxdistill.cli import main
-from toxdistill.predict import Predictor
+from toxdistill.inference.predict import Predictor
 
 from conftest import LABELS, SAMPLE_TEXTS
 

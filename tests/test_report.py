@@ -7,10 +7,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from toxdistill.evaluate import classification_metrics, hate_f1, val_headline
-from toxdistill.pipeline import _update_older_models
-from toxdistill.predict import META_FILE
-from toxdistill.report import analysis
+from toxdistill.evaluation.metrics import classification_metrics, hate_f1, val_headline
+from toxdistill.evaluation.report import analysis
+from toxdistill.inference.predict import META_FILE
+from toxdistill.pipeline.results import update_older_models
 
 NAMES = ["hate speech", "offensive", "neither"]
 
@@ -67,7 +67,7 @@ def test_older_model_folders_get_validation_scores_and_a_class_bias(tmp_path):
         val=SimpleNamespace(labels=y_val, label_names=NAMES), test=SimpleNamespace(labels=y_test, label_names=NAMES)
     )
 
-    _update_older_models(tmp_path, split)
+    update_older_models(tmp_path, split)
 
     meta = json.loads((d / META_FILE).read_text())
     want = classification_metrics(y_val, val_logits.astype(np.float32).argmax(-1), NAMES)
@@ -79,7 +79,7 @@ def test_older_model_folders_get_validation_scores_and_a_class_bias(tmp_path):
 
     # up to date now: a second pass rewrites nothing
     before = (d / META_FILE).stat().st_mtime_ns
-    _update_older_models(tmp_path, split)
+    update_older_models(tmp_path, split)
     assert (d / META_FILE).stat().st_mtime_ns == before
 
 
@@ -92,7 +92,8 @@ def test_val_headline_keeps_the_headline_scores_only():
 def test_seed_summary_reads_every_matching_seed_folder(tmp_path):
     """A later run without --seeds keeps the table; a seed trained under other stage settings is left out."""
     from toxdistill.config import Config, StageConfig
-    from toxdistill.pipeline import seed_dir, seed_summary
+    from toxdistill.pipeline.results import seed_summary
+    from toxdistill.pipeline.stages import seed_dir
 
     cfg = Config(stages=[StageConfig(name="odd", kind="distill", layers="odd")])  # seeds = 1
 

@@ -5,8 +5,8 @@ import torch
 
 from toxdistill.cli import main
 from toxdistill.errors import ToxdistillError
-from toxdistill.predict import Predictor
-from toxdistill.teacher import load_classifier, set_allow_pickle
+from toxdistill.inference.predict import Predictor
+from toxdistill.models.teacher import load_classifier, set_allow_pickle
 
 from conftest import tiny_bert
 

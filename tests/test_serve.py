@@ -22,12 +22,12 @@ pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from toxdistill.cli import main  # noqa: E402
-from toxdistill.predict import Predictor  # noqa: E402
-from toxdistill.serve.app import MAX_BODY_BYTES, create_app  # noqa: E402
-from toxdistill.serve.batch import MAX_ROWS, MAX_UPLOAD_BYTES  # noqa: E402
-from toxdistill.serve.models import MicroBatcher, close_models, load_models  # noqa: E402
-from toxdistill.serve.schemas import MAX_TEXTS  # noqa: E402
+from toxdistill.cli import main
+from toxdistill.inference.predict import Predictor
+from toxdistill.serve.app import MAX_BODY_BYTES, create_app
+from toxdistill.serve.batch import MAX_ROWS, MAX_UPLOAD_BYTES
+from toxdistill.serve.models import MicroBatcher, close_models, load_models
+from toxdistill.serve.schemas import MAX_TEXTS
 
 from conftest import LABELS, SAMPLE_TEXTS  # noqa: E402
 
@@ -43,7 +43,7 @@ NAMES = ["even", "lora-teacher", "odd", "teacher"]
 def served_run(tiny_run: Path, tmp_path_factory) -> Path:
     """A copy of the tiny run with what real runs also hold: confusion images, a TF-IDF baseline,
     and folders the server must skip (an unfinished atomic write, a folder without metadata)."""
-    from toxdistill.baseline import TfidfLR
+    from toxdistill.models.baseline import TfidfLR
 
     run = tmp_path_factory.mktemp("serve") / "tiny-run"
     shutil.copytree(tiny_run, run)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
-from toxdistill import stats
-from toxdistill.calibrate import ece
+from toxdistill.evaluation import stats
+from toxdistill.evaluation.calibrate import ece
 
 
 def _noisy(y: np.ndarray, p_right: float, rng: np.random.Generator, k: int = 3) -> np.ndarray:
@@ -158,7 +158,7 @@ def test_bootstrap_mean_ci(rng):
 
 
 def test_reliability_diagram_writes_png(tmp_path, rng):
-    from toxdistill.plots import reliability_bins, reliability_diagram
+    from toxdistill.evaluation.plots import reliability_bins, reliability_diagram
 
     logits = rng.normal(size=(300, 3)) * 3
     labels = rng.integers(0, 3, 300)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from toxdistill.errors import ToxdistillError
-from toxdistill.students import build_student, resolve_layers
+from toxdistill.models.students import build_student, resolve_layers
 
 from conftest import tiny_bert
 

@@ -4,7 +4,7 @@ import torch
 
 from toxdistill.config import DistillConfig, TrainConfig
 from toxdistill.errors import ToxdistillError
-from toxdistill.train import (
+from toxdistill.training.trainer import (
     DistillationTrainer,
     EncodedDataset,
     class_weight_tensor,

@@ -10,8 +10,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import ToxdistillError
-from .packaged import PACKAGED_MINILM
+from toxdistill.errors import ToxdistillError
+from toxdistill.models.packaged import PACKAGED_MINILM
 
 DAVIDSON_SHA256 = "fcb8bc7c68120ae4af04a5b9acd58585513ede11e1548ebf36a5c2040b6f6281"
 

@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import ToxdistillError
+from toxdistill.errors import ToxdistillError
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import ToxdistillError
-from .predict import META_FILE
+from toxdistill.errors import ToxdistillError
+from toxdistill.inference.predict import META_FILE
 
 
 def is_transformer(folder: Path) -> bool:

@@ -14,11 +14,11 @@ __all__ = ["create_app", "load_models"]
 def __getattr__(name: str) -> Any:
     # Lazy, so importing the package (e.g. for the CLI's --help) does not pull in FastAPI.
     if name == "create_app":
-        from .app import create_app
+        from toxdistill.serve.app import create_app
 
         return create_app
     if name == "load_models":
-        from .models import load_models
+        from toxdistill.serve.models import load_models
 
         return load_models
     raise AttributeError(name)

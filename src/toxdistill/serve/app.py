@@ -21,10 +21,10 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .. import __version__
-from .batch import MAX_ROWS, MAX_UPLOAD_BYTES, BatchError, download_name, read_texts, write_csv
-from .models import ServedModel, default_model
-from .schemas import MAX_TEXTS, ClassifyRequest, ClassifyResponse, ErrorResponse, Health, ModelsResponse
+from toxdistill import __version__
+from toxdistill.serve.batch import MAX_ROWS, MAX_UPLOAD_BYTES, BatchError, download_name, read_texts, write_csv
+from toxdistill.serve.models import ServedModel, default_model
+from toxdistill.serve.schemas import MAX_TEXTS, ClassifyRequest, ClassifyResponse, ErrorResponse, Health, ModelsResponse
 
 HERE = Path(__file__).parent
 MAX_BODY_BYTES = 1024 * 1024

@@ -19,9 +19,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..errors import ToxdistillError
-from ..predict import Predictor, find_clean_config, read_meta
-from ..runs import find_models, select_models
+from toxdistill.errors import ToxdistillError
+from toxdistill.inference.predict import Predictor, find_clean_config, read_meta
+from toxdistill.runs import find_models, select_models
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class BaselineScorer:
     """The TF-IDF baseline behind the Predictor interface, reusing the Predictor's calibration maths."""
 
     def __init__(self, folder: Path, meta: dict):
-        from ..baseline import TfidfLR
+        from toxdistill.models.baseline import TfidfLR
 
         self.model = TfidfLR.load(folder)
         self.label_names = meta.get("label_names") or list(self.model.label_names)

@@ -1,0 +1,74 @@
+"""The thin command line: parse, call one function, turn user errors into one line and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from toxdistill.cli import bench, evaluate, export, predict, run, serve
+from toxdistill.errors import ToxdistillError
+
+# Each command module registers its parser and imports its heavy dependencies only when it runs.
+_COMMANDS = (run, evaluate, export, predict, bench, serve)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="toxdistill",
+        description="Distil a toxic-comment classifier into small, fast students; compare with LoRA; serve it.",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="show library logs")
+    p.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="allow loading pickle (*.bin) weights, which can run code: only for sources you trust",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    for command in _COMMANDS:
+        command.register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    if not getattr(a, "command", None):
+        parser.print_help()
+        return 2
+    logging.basicConfig(
+        level=logging.INFO if a.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    if not a.verbose:
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        import warnings
+
+        warnings.filterwarnings("ignore")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    if a.allow_pickle:
+        from toxdistill.models.teacher import set_allow_pickle
+
+        set_allow_pickle(True)
+    if a.command == "run" and a.config is None and Path("configs/davidson-minilm.yaml").is_file():
+        a.config = "configs/davidson-minilm.yaml"
+    try:
+        return a.func(a)
+    except ToxdistillError as e:
+        print(f"toxdistill: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("toxdistill: interrupted; finished stages are kept, rerun to resume", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("toxdistill: error: out of memory — lower the batch size (--set train.batch_size=16)", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(
+            f"toxdistill: error: {e.strerror or e} ({getattr(e, 'filename', '') or ''}) — check the path and permissions",
+            file=sys.stderr,
+        )
+        return 1

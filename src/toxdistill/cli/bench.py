@@ -1,0 +1,75 @@
+"""``toxdistill bench``: CPU inference speed of every model × backend of a run, on its test split."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub) -> None:
+    from toxdistill.inference.bench import BACKENDS, QUICK_LIMIT
+
+    p = sub.add_parser(
+        "bench",
+        help="inference benchmark: throughput, latency and GFLOP/s of every model × backend in a run",
+        description=(
+            "Benchmark every transformer model of RUN_DIR on its test split, in one run on the same texts: "
+            "torch fp32 naive (random order, padded batches), torch fp32 length-sorted, ONNX fp32 and ONNX int8 "
+            "(exported into RUN_DIR/export/, reused while the weights are unchanged). Prints a table of ratios "
+            "against the naive teacher, writes bench.json and bench.png (macro F1 vs samples/s) into the run."
+        ),
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder, e.g. runs/davidson-minilm")
+    p.add_argument(
+        "--models", default=None, metavar="A,B", help="only these models (comma-separated; default: all transformers)"
+    )
+    p.add_argument(
+        "--backends", default=",".join(BACKENDS), metavar="A,B", help=f"backends to run (default: {','.join(BACKENDS)})"
+    )
+    p.add_argument(
+        "-o", "--output", default=None, help="bench JSON (default: RUN_DIR/bench.json; the plot goes next to it)"
+    )
+    p.add_argument(
+        "--limit", type=int, default=None, metavar="N", help="bench on N texts of the test split (random, seeded)"
+    )
+    p.add_argument("--quick", action="store_true", help=f"same as --limit {QUICK_LIMIT}")
+    p.add_argument(
+        "--threads", type=int, default=None, help="CPU threads for torch and ONNX Runtime (default: all cores)"
+    )
+    p.add_argument("--batch-size", type=int, default=64, help="texts per batch for throughput (default: 64)")
+    p.add_argument("--latency-n", type=int, default=200, help="single texts timed for latency (default: 200)")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="the run's data file, to rebuild its test split (default: as 'toxdistill run' finds it)",
+    )
+    p.add_argument("--no-plot", action="store_true", help="skip bench.png")
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(a: argparse.Namespace) -> int:
+    from toxdistill.errors import ToxdistillError
+    from toxdistill.inference.bench import QUICK_LIMIT, run_bench
+
+    limit = a.limit if a.limit is not None else (QUICK_LIMIT if a.quick else None)
+    for flag, v in (
+        ("--limit", limit),
+        ("--threads", a.threads),
+        ("--batch-size", a.batch_size),
+        ("--latency-n", a.latency_n),
+    ):
+        if v is not None and v < 1:
+            raise ToxdistillError(f"{flag} {v} must be at least 1", "see toxdistill bench --help")
+    backends = tuple(b.strip() for b in a.backends.split(",") if b.strip())
+    run_bench(
+        a.run_dir,
+        models=a.models,
+        backends=backends,
+        limit=limit,
+        threads=a.threads,
+        batch_size=a.batch_size,
+        latency_n=a.latency_n,
+        data=a.data,
+        output=a.output,
+        plot=not a.no_plot,
+    )
+    return 0

@@ -1,0 +1,92 @@
+"""``toxdistill evaluate RUN --data FILE --map LABEL=CLASS,...``: a run's models on an external labelled set."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from toxdistill.errors import ToxdistillError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="score a run's models on an external labelled set (CSV/JSONL)",
+        description=(
+            "Score every model of a run on an external labelled file whose labels map onto sets of model "
+            "classes: a prediction is correct when its class is in the set mapped from the row's label. "
+            "Prints accuracy (with a 95% bootstrap interval), balanced accuracy and per-label recall per "
+            "model, and per group with --group-col; writes the full result as JSON."
+        ),
+        epilog=(
+            "example: toxdistill evaluate runs/davidson-minilm --data hatecheck.csv --text-col test_case "
+            "--label-col label_gold --map 'hateful=hate speech' --map 'non-hateful=offensive,neither' "
+            "--group-col functionality"
+        ),
+    )
+    p.add_argument("run", help="run folder written by 'toxdistill run' (e.g. runs/davidson-minilm)")
+    p.add_argument("--data", required=True, metavar="FILE", help="labelled CSV or JSONL file")
+    p.add_argument(
+        "--format", choices=("auto", "csv", "jsonl"), default="auto", help="file format (default: by suffix)"
+    )
+    p.add_argument("--text-col", default="text", help="column with the texts (default: text)")
+    p.add_argument("--label-col", default="label", help="column with the labels (default: label)")
+    p.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="LABEL=CLASS[,CLASS...]",
+        help=(
+            "the model classes that are a correct answer for LABEL (names or ids; '*' = any); repeat per label. "
+            "Labels that are model class names or ids need none"
+        ),
+    )
+    p.add_argument("--group-col", default=None, help="also report accuracy and recall per value of this column")
+    p.add_argument("--models", default=None, metavar="A,B", help="only these models (comma-separated names)")
+    p.add_argument(
+        "-o", "--output", default=None, metavar="OUT.json", help="result file (default: RUN/external-<file stem>.json)"
+    )
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for inference (default: torch's choice)")
+    p.add_argument("--batch-size", type=int, default=64, help="texts per forward pass (default: 64)")
+    p.add_argument(
+        "--backend", choices=("auto", "torch", "onnx"), default="auto", help="auto: ONNX when the folder has one"
+    )
+    p.add_argument(
+        "--no-clean", action="store_true", help="score texts as given (default: cleaned like the run's training data)"
+    )
+    p.add_argument(
+        "--n-boot", type=int, default=1000, help="bootstrap resamples for the accuracy interval (0: none; default 1000)"
+    )
+    p.set_defaults(func=cmd_evaluate)
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from toxdistill.evaluation.external import evaluate_external, format_result
+    from toxdistill.io import atomic_write_json
+
+    for flag, value, low in (("--threads", a.threads, 1), ("--batch-size", a.batch_size, 1), ("--n-boot", a.n_boot, 0)):
+        if value is not None and value < low:
+            raise ToxdistillError(f"{flag} {value} must be at least {low}", f"pass {flag} {max(low, 1)} or more")
+    data = Path(a.data)
+    out = Path(a.output) if a.output else Path(a.run) / f"external-{data.stem}.json"
+    result = evaluate_external(
+        a.run,
+        data,
+        text_col=a.text_col,
+        label_col=a.label_col,
+        label_map=a.map,
+        group_col=a.group_col,
+        models=a.models,
+        threads=a.threads,
+        batch_size=a.batch_size,
+        clean=not a.no_clean,
+        fmt=a.format,
+        backend=a.backend,
+        n_boot=a.n_boot,
+        progress=lambda msg: print(f"[toxdistill] evaluate {msg}", file=sys.stderr, flush=True),
+    )
+    atomic_write_json(out, result)
+    print(format_result(result))
+    print(f"\nwritten: {out}")
+    return 0

@@ -1,0 +1,409 @@
+"""``toxdistill predict``: score a CSV, JSONL or text file (or stdin) in bounded memory.
+
+Input is read in chunks (pandas ``read_csv(chunksize=...)``, or line by line), each chunk is scored by the
+one ``Predictor`` (length-sorted batches, input order kept) and appended to a temporary file next to the
+output. Only a complete run is renamed onto ``-o``; an error leaves any existing output untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from toxdistill.errors import ToxdistillError
+
+TEXT_COLUMNS = ("text", "tweet")  # used when --text-col is not given
+JSONL_SUFFIXES = {".jsonl", ".ndjson", ".json"}
+HEAD_BYTES = 1 << 16
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="score a CSV / JSONL / text file (or stdin) with a model; streams, so any size works",
+        description=(
+            "Score every text in INPUT with MODEL_DIR (a model folder or an ONNX export) and write the rows in "
+            "input order with label, label_id, p_<class> and truncated columns. INPUT is a CSV (text column: "
+            "--text-col, else a column named text or tweet), JSONL (one object per line; field --text-col or "
+            "text), plain text (one text per line; blank lines skipped) or - for stdin. The output is CSV, or "
+            "JSONL when -o ends with .jsonl; it appears only when complete."
+        ),
+    )
+    p.add_argument("model_dir", metavar="MODEL_DIR", help="model folder, e.g. runs/<name>/models/odd or an export")
+    p.add_argument("input", metavar="INPUT", help="input file (.csv, .tsv, .jsonl, .txt) or - for stdin")
+    p.add_argument("-o", "--output", required=True, help="output file (.csv, or .jsonl)")
+    p.add_argument("--text-col", default=None, help="CSV column / JSONL field holding the text")
+    p.add_argument(
+        "--format",
+        default="auto",
+        choices=["auto", "csv", "tsv", "jsonl", "txt"],
+        help="input format (default: from the suffix)",
+    )
+    p.add_argument("--batch-size", type=int, default=64, help="texts per forward pass (default: 64)")
+    p.add_argument(
+        "--chunk-size", type=int, default=8192, help="rows read, scored and written at a time (default: 8192)"
+    )
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for inference (default: all cores)")
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "torch", "onnx"],
+        help="default: onnx if the folder has a .onnx file",
+    )
+    p.add_argument("--no-clean", action="store_true", help="score texts as given, without the run's data.clean steps")
+    p.add_argument(
+        "--progress", default="auto", choices=["auto", "on", "off"], help="progress bar on stderr (auto: on a terminal)"
+    )
+    p.set_defaults(func=cmd_predict)
+
+
+# ------------------------------------------------------------------ input
+class _Prefixed(io.RawIOBase):
+    """A byte stream that replays ``head`` (already read, to sniff the input) and then reads the rest."""
+
+    def __init__(self, head: bytes, rest):
+        self.head, self.rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        if self.rest is not None and self.rest is not getattr(sys.stdin, "buffer", None):
+            self.rest.close()
+        super().close()
+
+    def readinto(self, b) -> int:
+        if self.head:
+            n = min(len(b), len(self.head))
+            b[:n] = self.head[:n]
+            self.head = self.head[n:]
+            return n
+        if self.rest is None:
+            return 0
+        data = self.rest.read1(len(b)) if hasattr(self.rest, "read1") else self.rest.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
+def _open_input(spec: str) -> tuple[str, bytes, io.BufferedReader]:
+    """(display name, first bytes, a byte stream from the start)."""
+    if spec == "-":
+        raw = getattr(sys.stdin, "buffer", None)
+        if raw is None:  # a text stream (tests, embedding): encode it
+            raw = io.BytesIO(sys.stdin.read().encode("utf-8"))
+        name = "<stdin>"
+    else:
+        path = Path(spec)
+        if path.is_dir():
+            raise ToxdistillError(f"input {path} is a folder", "give a file")
+        if not path.is_file():
+            raise ToxdistillError(f"input file not found: {path}", "check the path")
+        try:
+            raw = open(path, "rb")  # noqa: SIM115 - closed by the caller through the returned stream
+        except OSError as e:
+            raise ToxdistillError(f"cannot read {path}: {e.strerror}", "check its permissions") from None
+        name = str(path)
+    head = raw.read(HEAD_BYTES)
+    if not head.strip():
+        raise ToxdistillError(f"input {name} is empty", "give a file with at least one text")
+    if b"\x00" in head:
+        raise ToxdistillError(f"input {name} looks binary (it has NUL bytes)", "give a UTF-8 CSV, JSONL or text file")
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if e.start < len(head) - 4:  # a multi-byte character cut at the end of the sniffed block is fine
+            raise ToxdistillError(f"input {name} is not UTF-8 text", "re-encode it as UTF-8 (iconv -t utf-8)") from None
+    return name, head, io.BufferedReader(_Prefixed(head, raw), buffer_size=HEAD_BYTES)
+
+
+def _detect_format(spec: str, fmt: str, head: bytes, text_col: str | None) -> str:
+    if fmt != "auto":
+        return fmt
+    suffix = Path(spec).suffix.lower() if spec != "-" else ""
+    if suffix == ".csv":
+        return "csv"
+    if suffix == ".tsv":
+        return "tsv"
+    if suffix in JSONL_SUFFIXES:
+        return "jsonl"
+    first = head.lstrip().split(b"\n", 1)[0].strip()
+    if first.startswith(b"{"):
+        return "jsonl"
+    if spec == "-" and text_col:
+        return "csv"
+    return "txt"
+
+
+def _pick_column(columns: list[str], wanted: str | None, name: str, what: str) -> str:
+    if wanted is not None:
+        if wanted not in columns:
+            shown = ", ".join(map(str, columns[:8])) + (" …" if len(columns) > 8 else "")
+            raise ToxdistillError(f"{name} has no {what} {wanted!r} ({what}s: {shown})", "pass the right --text-col")
+        return wanted
+    for c in TEXT_COLUMNS:
+        if c in columns:
+            return c
+    lower = {str(c).lower(): c for c in columns}
+    for c in TEXT_COLUMNS:
+        if c in lower:
+            return lower[c]
+    shown = ", ".join(map(str, columns[:8])) + (" …" if len(columns) > 8 else "")
+    raise ToxdistillError(f"{name} has no 'text' or 'tweet' {what} ({what}s: {shown})", "pass --text-col NAME")
+
+
+def _read_csv(stream, name: str, sep: str, text_col: str | None, chunk: int) -> Iterator[tuple[list[str], object]]:
+    """Chunks of (texts, DataFrame of the input columns, all as strings exactly as in the file)."""
+    import pandas as pd
+
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+    try:
+        reader = pd.read_csv(text, sep=sep, chunksize=chunk, dtype=str, keep_default_na=False, na_filter=False)
+        col = None
+        rows = 0
+        for df in reader:
+            if col is None:
+                col = _pick_column([str(c) for c in df.columns], text_col, name, "column")
+            if len(df):
+                rows += len(df)
+                yield df[col].tolist(), df
+        if not rows:  # a header and no rows
+            raise ToxdistillError(f"input {name} has a header but no rows", "give a file with at least one text")
+    except UnicodeDecodeError:
+        raise ToxdistillError(f"input {name} is not UTF-8 text", "re-encode it as UTF-8 (iconv -t utf-8)") from None
+    except pd.errors.EmptyDataError:
+        raise ToxdistillError(f"input {name} is empty", "give a file with a header and rows") from None
+    except (pd.errors.ParserError, ValueError) as e:
+        first = (str(e).splitlines() or [e.__class__.__name__])[0]
+        raise ToxdistillError(
+            f"input {name} is not valid {'TSV' if sep == chr(9) else 'CSV'}: {first}", "check the format"
+        ) from None
+
+
+def _lines(stream, name: str) -> Iterator[tuple[int, str]]:
+    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline=None)
+    lineno = 0
+    try:
+        for lineno, line in enumerate(text, 1):  # noqa: B007 - lineno is used in the error below
+            yield lineno, line.rstrip("\n")
+    except UnicodeDecodeError:
+        raise ToxdistillError(
+            f"input {name} is not UTF-8 text (near line {lineno + 1})", "re-encode it as UTF-8"
+        ) from None
+
+
+def _read_jsonl(stream, name: str, text_col: str | None, chunk: int) -> Iterator[tuple[list[str], list[dict]]]:
+    rows: list[dict] = []
+    field = text_col
+    for lineno, line in _lines(stream, name):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ToxdistillError(
+                f"{name} line {lineno} is not valid JSON ({e.msg})", "give one JSON object per line"
+            ) from None
+        if not isinstance(obj, dict):
+            raise ToxdistillError(
+                f"{name} line {lineno} is not a JSON object", 'give one object per line, e.g. {"text": "..."}'
+            )
+        if field is None:
+            field = _pick_column(list(obj), None, f"{name} line {lineno}", "field")
+        elif field not in obj:
+            raise ToxdistillError(f"{name} line {lineno} has no field {field!r}", "pass the right --text-col")
+        rows.append(obj)
+        if len(rows) >= chunk:
+            yield [_as_text(r[field]) for r in rows], rows
+            rows = []
+    if rows:
+        yield [_as_text(r[field]) for r in rows], rows
+
+
+def _read_txt(stream, name: str, chunk: int) -> Iterator[tuple[list[str], list[str]]]:
+    rows: list[str] = []
+    for _, line in _lines(stream, name):
+        line = line.rstrip("\r")
+        if not line.strip():
+            continue
+        rows.append(line)
+        if len(rows) >= chunk:
+            yield rows, rows
+            rows = []
+    if rows:
+        yield rows, rows
+
+
+def _as_text(v) -> str:
+    if v is None:
+        return ""
+    return v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else str(v)
+
+
+# ------------------------------------------------------------------ output
+def _output_columns(label_names: list[str]) -> list[str]:
+    return ["label", "label_id", *[f"p_{n.replace(' ', '_')}" for n in label_names], "truncated"]
+
+
+def _prediction_frame(pred, texts: list[str], batch_size: int, clean: bool):
+    import numpy as np
+    import pandas as pd
+
+    logits, truncated = pred.logits(pred.prepare(texts) if clean else texts, batch_size)
+    probs = pred.probabilities(logits)
+    ids = pred.decide(logits)
+    cols = _output_columns(pred.label_names)
+    out = {cols[0]: np.asarray(pred.label_names, dtype=object)[ids], cols[1]: ids.astype(np.int64)}
+    for k, c in enumerate(cols[2:-1]):
+        out[c] = np.round(probs[:, k].astype(np.float64), 6)
+    out[cols[-1]] = truncated
+    return pd.DataFrame(out), int(truncated.sum())
+
+
+def _json_default(o):
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    raise TypeError(f"not JSON serialisable: {type(o)}")
+
+
+def _write(f, left, preds, as_jsonl: bool, columns: list | None) -> list | None:
+    """Append one chunk; CSV keeps the first chunk's columns (JSONL objects may vary)."""
+    import pandas as pd
+
+    if as_jsonl:
+        lefts = left if isinstance(left, list) else left.to_dict("records")
+        for row, p in zip(lefts, preds.to_dict("records")):
+            f.write(json.dumps({**row, **p}, ensure_ascii=False, default=_json_default) + "\n")
+        return None
+    if isinstance(left, list):
+        left = pd.DataFrame.from_records(left)
+    frame = pd.concat([left, preds], axis=1)
+    if columns is not None:
+        frame = frame.reindex(columns=columns)
+    frame.to_csv(f, index=False, header=columns is None, lineterminator="\n")
+    return list(frame.columns)
+
+
+def _check_output(path: Path) -> None:
+    parent = path.parent
+    if path.is_dir():
+        raise ToxdistillError(f"output {path} is a folder", "give a file name, e.g. -o predictions.csv")
+    if not parent.is_dir():
+        raise ToxdistillError(f"output folder {parent} does not exist", "create it first")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ToxdistillError(f"cannot write to output folder {parent}", "check its permissions or pick another -o")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ToxdistillError(f"output {path} is not writable", "check its permissions or pick another -o")
+
+
+def cmd_predict(a: argparse.Namespace) -> int:
+    import pandas as pd
+
+    if a.batch_size < 1 or a.chunk_size < 1:
+        raise ToxdistillError(
+            "--batch-size and --chunk-size must be at least 1", "e.g. --batch-size 64 --chunk-size 8192"
+        )
+    if a.threads is not None and a.threads < 1:
+        raise ToxdistillError(f"--threads {a.threads} must be at least 1", "leave it out to use all cores")
+    out_path = Path(a.output)
+    _check_output(out_path)
+    as_jsonl = out_path.suffix.lower() in {".jsonl", ".ndjson"}
+    # Check the input before loading the model: a typo should fail in a second.
+    name, head, stream = _open_input(a.input)
+    with contextlib.closing(stream):
+        fmt = _detect_format(a.input, a.format, head, a.text_col)
+        if fmt in ("csv", "tsv"):
+            chunks = _read_csv(stream, name, "\t" if fmt == "tsv" else ",", a.text_col, a.chunk_size)
+        elif fmt == "jsonl":
+            chunks = _read_jsonl(stream, name, a.text_col, a.chunk_size)
+        else:
+            if a.text_col:
+                raise ToxdistillError(
+                    f"--text-col does not apply to plain text input {name}", "use a .csv or .jsonl file, or --format"
+                )
+            chunks = _read_txt(stream, name, a.chunk_size)
+        first = next(chunks, None)  # fails now on a bad header / missing column / bad first line
+        if first is None:
+            raise ToxdistillError(f"input {name} has no texts", "give a file with at least one text")
+
+        from toxdistill.inference.predict import Predictor
+
+        pred = Predictor.load(a.model_dir, backend=a.backend, threads=a.threads)
+        clean = not a.no_clean and pred.clean_config is not None
+        pred_cols = _output_columns(pred.label_names)
+
+        try:
+            fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".part")
+        except OSError as e:
+            raise ToxdistillError(
+                f"cannot write to output folder {out_path.parent}: {e.strerror}",
+                "check its permissions or pick another -o",
+            ) from None
+        n = n_trunc = 0
+        bar = None
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+                if a.progress != "off":
+                    from tqdm.auto import tqdm
+
+                    bar = tqdm(
+                        desc="predict",
+                        unit=" rows",
+                        unit_scale=True,
+                        disable=None if a.progress == "auto" else False,
+                        file=sys.stderr,
+                    )
+                prefix = columns = None
+                for texts, rows in _chain(first, chunks):
+                    preds, t = _prediction_frame(pred, texts, a.batch_size, clean)
+                    if fmt in ("csv", "tsv"):
+                        left = rows.reset_index(drop=True)
+                    elif fmt == "jsonl":
+                        left = rows  # the objects as read, written back unchanged (JSONL) or flattened (CSV)
+                    else:
+                        left = pd.DataFrame({"text": rows})
+                    if prefix is None:
+                        names = (
+                            set(map(str, left.columns)) if hasattr(left, "columns") else set().union(*map(set, rows))
+                        )
+                        # Input columns named like ours (a gold 'label', say) are kept; ours get a prefix.
+                        prefix = "pred_" if names & set(pred_cols) else ""
+                    preds.columns = [prefix + c for c in preds.columns]
+                    columns = _write(f, left, preds, as_jsonl, columns)
+                    n += len(preds)
+                    n_trunc += t
+                    if bar is not None:
+                        bar.update(len(preds))
+                if n == 0:
+                    raise ToxdistillError(f"input {name} has no texts", "give a file with at least one text")
+                f.flush()
+                os.fsync(f.fileno())
+            if bar is not None:
+                bar.close()
+                bar = None
+            os.replace(tmp, out_path)
+        except BaseException:
+            if bar is not None:
+                bar.close()
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    note = f"; {n_trunc} truncated to {pred.max_length} tokens" if n_trunc else ""
+    cleaned = " (cleaned as in training)" if clean else ""
+    print(
+        f"toxdistill: wrote {n} predictions{cleaned} to {out_path} ({pred.backend_name} backend{note})", file=sys.stderr
+    )
+    return 0
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest

@@ -1,0 +1,72 @@
+"""`toxdistill run`: the whole pipeline from one config."""
+
+from __future__ import annotations
+
+import argparse
+
+from toxdistill.errors import ToxdistillError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    r = sub.add_parser(
+        "run",
+        help="split → baseline → teacher → students/LoRA → report",
+        description=(
+            "Run every stage of the pipeline that is not finished yet. Finished stages are kept; an interrupted "
+            "training stage resumes from its last epoch checkpoint."
+        ),
+    )
+    r.add_argument(
+        "--config",
+        default=None,
+        help="YAML config (default: configs/davidson-minilm.yaml if present, else built-in defaults)",
+    )
+    r.add_argument("--data", default=None, help="path to the data file (overrides $TOXDISTILL_DATA and the config)")
+    r.add_argument("--quick", action="store_true", help="smoke run: small stratified subset, one epoch per stage")
+    r.add_argument("--name", default=None, help="run folder name under output_dir (default: config name)")
+    r.add_argument("--output-dir", default=None, help="where run folders go (default: config output_dir, 'runs')")
+    r.add_argument(
+        "--force", action="append", default=[], metavar="STAGE", help="redo STAGE (repeatable; 'all' redoes everything)"
+    )
+    r.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        metavar="N",
+        help="train every student (distill) stage with N seeds and report mean ± std (default: config 'seeds', 1)",
+    )
+    r.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. teacher.train.epochs=2 or stages.0.train.lr=3e-4 (a number indexes a list)",
+    )
+    r.set_defaults(func=cmd_run)
+
+
+def _parse_set(values: list[str]) -> dict:
+    import yaml
+
+    out = {}
+    for v in values:
+        if "=" not in v:
+            raise ToxdistillError(f"--set {v!r} is not KEY=VALUE", "e.g. --set teacher.train.epochs=2")
+        k, raw = v.split("=", 1)
+        out[k.strip()] = yaml.safe_load(raw)
+    return out
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    from toxdistill.config import load_config
+    from toxdistill.pipeline.plan import run
+
+    cfg = load_config(a.config, _parse_set(a.set))
+    if a.seeds is not None:
+        if a.seeds < 1:
+            raise ToxdistillError(f"--seeds {a.seeds}: need at least 1", "e.g. --seeds 3")
+        cfg = cfg.model_copy(update={"seeds": a.seeds})
+    if a.output_dir:
+        cfg = cfg.model_copy(update={"output_dir": a.output_dir})
+    run(cfg, data_path=a.data, quick=a.quick, name=a.name, force=a.force)
+    return 0

@@ -1,0 +1,138 @@
+"""``toxdistill serve RUN``: the web page and JSON API over a run's models."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import socket
+import sys
+
+from toxdistill.errors import ToxdistillError
+
+# pip name -> import names (python-multipart renamed its module; either works for Starlette).
+_NEEDS = {
+    "fastapi": ("fastapi",),
+    "uvicorn": ("uvicorn",),
+    "jinja2": ("jinja2",),
+    "python-multipart": ("python_multipart", "multipart"),
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="web page + JSON API over a run's models",
+        description=(
+            "Serve every model of a run (runs/<name>) as a web page (classify a comment, compare models, "
+            "upload a CSV/TXT file, model cards) and a JSON API (POST /api/classify, GET /api/models; "
+            "docs at /docs). Models load once at start-up."
+        ),
+    )
+    p.add_argument(
+        "run", help="run folder written by 'toxdistill run' (e.g. runs/davidson-minilm), or its models/ folder"
+    )
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1; 0.0.0.0 for every interface)"
+    )
+    p.add_argument("--port", type=int, default=5000, help="port (default: 5000; 0: any free port)")
+    p.add_argument("--models", default=None, metavar="A,B", help="serve only these models (comma-separated names)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for inference (default: torch's choice)")
+    p.add_argument(
+        "--backend",
+        choices=("auto", "torch", "onnx"),
+        default="auto",
+        help="auto: ONNX when the folder has an exported .onnx file",
+    )
+    p.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=5.0,
+        metavar="MS",
+        help="gather concurrent small requests for up to MS ms into one batch (default: 5; 0: only what is already waiting)",
+    )
+    p.add_argument("--no-batching", action="store_true", help="run every request on its own")
+    p.set_defaults(func=cmd_serve)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """Bind before serving so a busy port is a one-line error, not a uvicorn traceback."""
+    if not 0 <= port <= 65535:
+        raise ToxdistillError(f"--port {port} is out of range", "use 1-65535")
+    try:
+        family, _, _, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror:
+        raise ToxdistillError(
+            f"cannot resolve --host {host!r}", "use an address such as 127.0.0.1 or 0.0.0.0"
+        ) from None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(addr)
+    except OSError as e:
+        sock.close()
+        raise ToxdistillError(
+            f"cannot listen on {host}:{port}: {e.strerror or e}", "pick another --port or stop what is using it"
+        ) from None
+    # Listening now (uvicorn calls listen again, harmlessly) means connections made right after the
+    # "serving at" line wait in the backlog instead of being refused while uvicorn starts.
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def cmd_serve(a: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from toxdistill.runs import find_models, select_models
+    from toxdistill.serve.models import close_models, load_models
+
+    if a.threads is not None and a.threads < 1:
+        raise ToxdistillError(f"--threads {a.threads} must be at least 1", "leave it out to let torch decide")
+    # Check the folder first: a typo should fail in a second, before any heavy import or model load.
+    select_models(find_models(a.run), a.models)
+    missing = [pkg for pkg, mods in _NEEDS.items() if not any(importlib.util.find_spec(m) for m in mods)]
+    if missing:
+        raise ToxdistillError(f"serving needs {', '.join(missing)}, not installed", "pip install 'toxdistill[serve]'")
+    import uvicorn
+
+    from toxdistill.serve.app import create_app
+
+    sock = _bind(a.host, a.port)
+    models = None
+    try:
+        models = load_models(
+            a.run,
+            a.models,
+            threads=a.threads,
+            backend=a.backend,
+            batch_wait_ms=None if a.no_batching else a.batch_wait_ms,
+        )
+        run = Path(a.run).resolve()
+        run_name = run.parent.name if run.name == "models" else run.name
+        app = create_app(models, run_name=run_name)
+        shown = "localhost" if a.host in ("127.0.0.1", "::1") else f"[{a.host}]" if ":" in a.host else a.host
+        port = sock.getsockname()[1]  # the real one when --port 0 let the system pick
+        print(
+            f"toxdistill: serving {len(models)} model(s) ({', '.join(models)}) at http://{shown}:{port}/ — Ctrl+C to stop",
+            file=sys.stderr,
+        )
+        if a.host not in ("127.0.0.1", "::1", "localhost"):
+            print(
+                "toxdistill: note: there is no authentication; anyone who can reach this address can use it",
+                file=sys.stderr,
+            )
+        config = uvicorn.Config(
+            app,
+            log_level="info" if getattr(a, "verbose", False) else "warning",
+            access_log=getattr(a, "verbose", False),
+        )
+        try:
+            uvicorn.Server(config).run(sockets=[sock])
+        except KeyboardInterrupt:
+            # uvicorn re-raises Ctrl+C after its graceful shutdown; for a server that is a normal stop.
+            print("toxdistill: server stopped", file=sys.stderr)
+    finally:
+        sock.close()
+        if models:
+            close_models(models)
+    return 0

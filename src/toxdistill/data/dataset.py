@@ -1,0 +1,234 @@
+"""Data: find the file, read it and clean it."""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import logging
+import os
+import re
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from toxdistill.config import DataConfig
+from toxdistill.errors import ToxdistillError
+
+log = logging.getLogger(__name__)
+
+DAVIDSON_URL = (
+    "https://raw.githubusercontent.com/t-davidson/hate-speech-and-offensive-language/master/data/labeled_data.csv"
+)
+ENV_VAR = "TOXDISTILL_DATA"
+HOW_TO_PROVIDE = (
+    f"pass --data PATH/labeled_data.csv or set {ENV_VAR}; the file is the Davidson et al. 2017 "
+    "labeled_data.csv (github.com/t-davidson/hate-speech-and-offensive-language)"
+)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("TOXDISTILL_CACHE", Path.home() / ".cache" / "toxdistill"))
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def resolve_data_path(cfg: DataConfig, cli_path: str | None = None, download: bool = True) -> Path:
+    """--data, then $TOXDISTILL_DATA, then config path, then the cache, then a checked download."""
+    for candidate, origin in ((cli_path, "--data"), (os.environ.get(ENV_VAR), ENV_VAR), (cfg.path, "config data.path")):
+        if candidate:
+            p = Path(candidate).expanduser()
+            if not p.is_file():
+                raise ToxdistillError(f"data file from {origin} not found: {p}", HOW_TO_PROVIDE)
+            return p
+    if cfg.source == "file":
+        raise ToxdistillError("config data.source is 'file' but no path was given", HOW_TO_PROVIDE)
+    cached = cache_dir() / "davidson" / "labeled_data.csv"
+    if cached.is_file() and (cfg.sha256 is None or sha256_file(cached) == cfg.sha256):
+        return cached
+    if download:
+        try:
+            return _download(DAVIDSON_URL, cached, cfg.sha256)
+        except OSError as e:
+            raise ToxdistillError(
+                f"could not download the Davidson data ({e.__class__.__name__})", HOW_TO_PROVIDE
+            ) from None
+    raise ToxdistillError("no data file found", HOW_TO_PROVIDE)
+
+
+def _download(url: str, dest: Path, sha256: str | None) -> Path:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(".part")
+    log.info("downloading %s", url)
+    with urllib.request.urlopen(url, timeout=30) as r, open(tmp, "wb") as f:
+        f.write(r.read())
+    got = sha256_file(tmp)
+    if sha256 and got != sha256:
+        tmp.unlink(missing_ok=True)
+        raise ToxdistillError(f"downloaded data has sha256 {got[:12]}…, expected {sha256[:12]}…", HOW_TO_PROVIDE)
+    os.replace(tmp, dest)
+    return dest
+
+
+_MENTION = re.compile(r"@\w+")
+
+
+_URL = re.compile(r"https?://\S+|www\.\S+")
+
+
+_WS = re.compile(r"\s+")
+
+
+_RT = re.compile(r"^\s*RT\b:?\s*")
+
+
+def clean_text(text: str, cfg) -> str:
+    """Apply the switched-on cleaning steps. ``cfg`` is a CleanConfig."""
+    if cfg.unescape_html:
+        # Twice: some tweets are double-escaped ("&amp;#8220;").
+        text = html.unescape(html.unescape(text))
+    if cfg.normalize_urls:
+        text = _URL.sub("http", text)
+    if cfg.normalize_mentions:
+        text = _MENTION.sub("@user", text)
+    if cfg.strip_rt:
+        text = _RT.sub("", text)
+    if cfg.collapse_whitespace:
+        text = _WS.sub(" ", text).strip()
+    return text
+
+
+@dataclass
+class Dataset:
+    """Cleaned rows: ``ids`` are stable row ids from the source file."""
+
+    ids: np.ndarray
+    texts: list[str]
+    labels: np.ndarray
+    label_names: list[str]
+    source_sha256: str
+    # Per-row share of annotator votes for each class (rows sum to 1), when data.vote_cols names the counts.
+    votes: np.ndarray | None = None
+
+    def subset(self, ids: np.ndarray) -> Dataset:
+        pos = {int(i): k for k, i in enumerate(self.ids)}
+        idx = [pos[int(i)] for i in ids]
+        return Dataset(
+            ids=self.ids[idx],
+            texts=[self.texts[k] for k in idx],
+            labels=self.labels[idx],
+            label_names=self.label_names,
+            source_sha256=self.source_sha256,
+            votes=None if self.votes is None else self.votes[idx],
+        )
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def read_table(path: Path, fmt: str = "auto") -> pd.DataFrame:
+    """Read CSV or JSONL into a DataFrame, turning every parse failure into a one-line error."""
+    if fmt == "auto":
+        fmt = "jsonl" if path.suffix.lower() in {".jsonl", ".json", ".ndjson"} else "csv"
+    try:
+        head = path.read_bytes()[:4096]
+    except OSError as e:
+        raise ToxdistillError(f"cannot read {path}: {e.strerror}", "check the path and its permissions") from None
+    if not head.strip():
+        raise ToxdistillError(f"data file {path} is empty", "give a file with a header and rows")
+    if b"\x00" in head:
+        raise ToxdistillError(f"data file {path} looks binary, not {fmt.upper()}", "give a UTF-8 CSV or JSONL file")
+    try:
+        if fmt == "jsonl":
+            df = pd.read_json(path, lines=True)
+        else:
+            df = pd.read_csv(path, encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ToxdistillError(f"data file {path} is not UTF-8", "re-encode it as UTF-8 (iconv -t utf-8)") from None
+    except (ValueError, pd.errors.ParserError) as e:
+        first = str(e).splitlines()[0] if str(e) else e.__class__.__name__
+        raise ToxdistillError(f"data file {path} is not valid {fmt.upper()}: {first}", "check the format") from None
+    if df.empty:
+        raise ToxdistillError(f"data file {path} has no rows", "give a file with at least one labelled row")
+    return df
+
+
+def load_dataset(path: Path, cfg: DataConfig) -> Dataset:
+    df = read_table(path, cfg.format)
+    missing = [c for c in (cfg.text_col, cfg.label_col, *(cfg.vote_cols or [])) if c not in df.columns]
+    if missing:
+        raise ToxdistillError(
+            f"{path.name} has no column {missing[0]!r} (columns: {', '.join(map(str, df.columns[:8]))})",
+            "set data.text_col / data.label_col / data.vote_cols in the config",
+        )
+    # The Davidson file's unnamed first column is its row id; other files use their row number.
+    ids = df["Unnamed: 0"].to_numpy() if "Unnamed: 0" in df.columns else np.arange(len(df))
+    n_classes = len(cfg.label_names)
+    raw_labels = df[cfg.label_col]
+    if raw_labels.isna().any():
+        raise ToxdistillError(
+            f"{path.name}: {int(raw_labels.isna().sum())} rows have no label in {cfg.label_col!r}",
+            "fill or drop them",
+        )
+    if cfg.label_map is not None:
+        mapped = raw_labels.astype(str).map(cfg.label_map)
+        bad = raw_labels[mapped.isna()].astype(str).unique()[:3]
+        if len(bad):
+            raise ToxdistillError(f"{path.name}: labels {list(bad)} are not in data.label_map", "add them to label_map")
+        labels = mapped.to_numpy(dtype=np.int64)
+    else:
+        numeric = pd.to_numeric(raw_labels, errors="coerce")
+        bad_mask = numeric.isna() | ~numeric.isin(range(n_classes))
+        if bad_mask.any():
+            bad = raw_labels[bad_mask].astype(str).unique()[:3]
+            raise ToxdistillError(
+                f"{path.name}: labels {list(bad)} are outside classes 0..{n_classes - 1} ({', '.join(cfg.label_names)})",
+                "fix the labels or set data.label_map / data.label_names",
+            )
+        labels = numeric.to_numpy(dtype=np.int64)
+
+    texts_raw = df[cfg.text_col]
+    keep = []
+    texts = []
+    for k, t in enumerate(texts_raw):
+        if isinstance(t, str):
+            c = clean_text(t, cfg.clean)
+            if c:
+                keep.append(k)
+                texts.append(c)
+    dropped = len(df) - len(keep)
+    if dropped:
+        log.warning("dropped %d rows with empty or missing text", dropped)
+    if not keep:
+        raise ToxdistillError(f"{path.name}: every text is empty", f"check data.text_col ({cfg.text_col!r})")
+    keep_arr = np.asarray(keep)
+    kept_ids = np.asarray(ids)[keep_arr].astype(np.int64)
+    return Dataset(
+        ids=kept_ids,
+        texts=texts,
+        labels=labels[keep_arr],
+        label_names=list(cfg.label_names),
+        source_sha256=sha256_file(path),
+        votes=None if cfg.vote_cols is None else _vote_shares(df.iloc[keep_arr], cfg, path, kept_ids),
+    )
+
+
+def _vote_shares(df: pd.DataFrame, cfg: DataConfig, path: Path, ids: np.ndarray) -> np.ndarray:
+    """Each row's annotator counts per class (``data.vote_cols``, in class order), divided by their sum."""
+    counts = df[cfg.vote_cols].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(counts).all(1) | (counts < 0).any(1) | (counts.sum(1) <= 0)
+    if bad.any():
+        raise ToxdistillError(
+            f"{path.name}: {int(bad.sum())} rows have vote counts that are missing, not numbers, negative or "
+            f"all zero (first: row id {int(ids[np.flatnonzero(bad)[0]])})",
+            "data.vote_cols must name non-negative counts, one column per class",
+        )
+    return (counts / counts.sum(1, keepdims=True)).astype(np.float32)

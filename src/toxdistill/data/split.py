@@ -1,0 +1,92 @@
+"""The one seeded, stratified split that every model shares, saved as row ids."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from toxdistill.config import DataConfig
+from toxdistill.data.dataset import Dataset
+from toxdistill.errors import ToxdistillError
+
+
+def stratified_split(
+    labels: np.ndarray, ids: np.ndarray, val_size: float, test_size: float, seed: int
+) -> dict[str, np.ndarray]:
+    """Per-class seeded shuffle and cut, so each class lands within ±1 row of its share."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, list] = {"train": [], "val": [], "test": []}
+    for c in np.unique(labels):
+        cls_ids = ids[labels == c].copy()
+        rng.shuffle(cls_ids)
+        n = len(cls_ids)
+        n_test = int(round(n * test_size))
+        n_val = int(round(n * val_size))
+        out["test"].extend(cls_ids[:n_test])
+        out["val"].extend(cls_ids[n_test : n_test + n_val])
+        out["train"].extend(cls_ids[n_test + n_val :])
+    return {k: np.sort(np.asarray(v, dtype=np.int64)) for k, v in out.items()}
+
+
+def stratified_subsample(labels: np.ndarray, ids: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Keep about ``n`` rows with the class shares of the full data."""
+    if n >= len(ids):
+        return ids
+    frac = n / len(ids)
+    rng = np.random.default_rng(seed + 1)
+    keep = []
+    for c in np.unique(labels):
+        cls_ids = ids[labels == c].copy()
+        rng.shuffle(cls_ids)
+        keep.extend(cls_ids[: max(3, int(round(len(cls_ids) * frac)))])
+    return np.sort(np.asarray(keep, dtype=np.int64))
+
+
+@dataclass
+class Split:
+    train: Dataset
+    val: Dataset
+    test: Dataset
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256()
+        for part in (self.train, self.val, self.test):
+            h.update(part.ids.tobytes())
+            h.update("\x00".join(part.texts).encode())
+        return h.hexdigest()[:16]
+
+
+def make_or_load_split(ds: Dataset, split_file: Path, cfg: DataConfig, seed: int, quick: bool = False) -> Split:
+    """Load the saved split if there is one (so every command sees the same rows), else make and save it."""
+    if split_file.is_file():
+        saved = json.loads(split_file.read_text())
+        if saved["source_sha256"] != ds.source_sha256:
+            raise ToxdistillError(
+                f"the run's split was made from a different data file (sha256 {saved['source_sha256'][:12]}…)",
+                "use the original data file or a new run folder",
+            )
+        parts = {k: np.asarray(saved[k], dtype=np.int64) for k in ("train", "val", "test")}
+    else:
+        ids, labels = ds.ids, ds.labels
+        if quick:
+            ids = stratified_subsample(labels, ids, cfg.quick_rows, seed)
+            labels = ds.subset(ids).labels
+        parts = stratified_split(labels, ids, cfg.val_size, cfg.test_size, seed)
+        from toxdistill.io import atomic_write_text
+
+        atomic_write_text(
+            split_file,
+            json.dumps(
+                {
+                    "source_sha256": ds.source_sha256,
+                    "seed": seed,
+                    "quick": quick,
+                    **{k: v.tolist() for k, v in parts.items()},
+                }
+            ),
+        )
+    return Split(**{k: ds.subset(v) for k, v in parts.items()})

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, calibration, bootstrap statistics, plots, the report, and external test sets."""

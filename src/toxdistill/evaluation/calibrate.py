@@ -1,0 +1,121 @@
+"""Post-hoc calibration on the validation split: temperature scaling with a class bias, and per-class
+decision offsets."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from toxdistill.evaluation.metrics import log_softmax
+
+
+def nll(logits: np.ndarray, labels: np.ndarray, t: float) -> float:
+    return float(-log_softmax(logits.astype(np.float64) / t)[np.arange(len(labels)), labels].mean())
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The T > 0 that minimises validation NLL of ``softmax(logits / T)`` (Guo et al., 2017).
+
+    NLL is unimodal in log T, so a coarse log-grid then golden-section search is exact enough.
+    """
+    grid = np.exp(np.linspace(np.log(0.05), np.log(20.0), 61))
+    k = int(np.argmin([nll(logits, labels, t) for t in grid]))
+    lo, hi = np.log(grid[max(k - 1, 0)]), np.log(grid[min(k + 1, len(grid) - 1)])
+    g = (np.sqrt(5) - 1) / 2
+    for _ in range(40):
+        a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+        if nll(logits, labels, np.exp(a)) < nll(logits, labels, np.exp(b)):
+            hi = b
+        else:
+            lo = a
+    return float(np.exp((lo + hi) / 2))
+
+
+def fit_calibration(logits: np.ndarray, labels: np.ndarray) -> tuple[float, list[float]]:
+    """Bias-corrected temperature scaling (Alexandari et al., 2020): the T > 0 and per-class bias b
+    that minimise validation NLL of ``softmax(logits / T + b)``.
+
+    A temperature alone fixes over- or under-confidence but not a shift of the class priors, and
+    class-weighted training shifts them on purpose: with weights w_c the model learns roughly
+    ``p(c|x) · w_c``, so its probabilities overstate the up-weighted classes at every confidence
+    level. ``b`` learns that shift back (about ``-log w_c``); it stays near 0 for unweighted models.
+    The NLL is convex in (1/T, b), a multinomial logistic regression on the logits, so L-BFGS finds
+    the global minimum. ``b`` is reported with mean 0 (softmax ignores a constant).
+    """
+    from scipy.optimize import minimize
+
+    z = logits.astype(np.float64)
+    k = z.shape[1]
+    rows = np.arange(len(labels))
+
+    def objective(p: np.ndarray) -> tuple[float, np.ndarray]:
+        a, b = p[0], p[1:]
+        s = z * a + b
+        lp = log_softmax(s)
+        g = np.exp(lp)  # d NLL / d s = softmax(s) - onehot(y), averaged
+        g[rows, labels] -= 1.0
+        g /= len(labels)
+        return float(-lp[rows, labels].mean()), np.concatenate([[(g * z).sum()], g.sum(0)])
+
+    t0 = fit_temperature(logits, labels)
+    res = minimize(
+        objective,
+        np.concatenate([[1.0 / t0], np.zeros(k)]),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(1e-3, None)] + [(None, None)] * k,
+    )
+    a, b = res.x[0], res.x[1:]
+    return float(1.0 / a), [float(x) for x in b - b.mean()]
+
+
+def ece(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
+    """Expected calibration error of the top-class confidence, ``n_bins`` equal-width bins."""
+    conf = probs.max(-1)
+    correct = probs.argmax(-1) == labels
+    edges = np.linspace(0, 1, n_bins + 1)
+    total = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (conf > lo) & (conf <= hi)
+        if m.any():
+            total += m.mean() * abs(correct[m].mean() - conf[m].mean())
+    return float(total)
+
+
+def _macro_f1_batch(labels: np.ndarray, preds: np.ndarray, k: int) -> np.ndarray:
+    """Macro F1 for many prediction vectors at once: ``preds`` has shape (n_candidates, n)."""
+    f1s = []
+    for c in range(k):
+        tp = ((preds == c) & (labels == c)).sum(-1)
+        fp = ((preds == c) & (labels != c)).sum(-1)
+        fn = ((preds != c) & (labels == c)).sum(-1)
+        f1s.append(np.where(tp > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0))
+    return np.mean(f1s, axis=0)
+
+
+def fit_offsets(logits: np.ndarray, labels: np.ndarray, grid: np.ndarray | None = None, rounds: int = 3) -> list[float]:
+    """Additive per-class logit biases that maximise validation macro F1 (coordinate ascent).
+
+    The largest class keeps offset 0 (only differences matter). Ties go to the smaller offset so
+    that argmax is kept unless the data clearly says otherwise.
+    """
+    k = logits.shape[1]
+    grid = np.round(np.arange(-3.0, 3.01, 0.1), 2) if grid is None else grid
+    ref = int(np.bincount(labels, minlength=k).argmax())
+    off = np.zeros(k)
+    best = _macro_f1_batch(labels, (logits + off).argmax(-1)[None], k)[0]
+    for _ in range(rounds):
+        changed = False
+        for c in range(k):
+            if c == ref:
+                continue
+            cand = np.repeat(off[None], len(grid), 0)
+            cand[:, c] = grid
+            preds = (logits[None] + cand[:, None, :]).argmax(-1)
+            scores = _macro_f1_batch(labels, preds, k)
+            order = np.lexsort((np.abs(grid), -scores))
+            j = order[0]
+            if scores[j] > best + 1e-9:
+                best, off[c], changed = scores[j], grid[j], True
+        if not changed:
+            break
+    return [float(x) for x in off]

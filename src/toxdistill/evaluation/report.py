@@ -1,0 +1,236 @@
+"""report.md, written from the numbers of one run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from toxdistill.config import Config
+from toxdistill.evaluation.metrics import hate_f1
+from toxdistill.io import atomic_write_text
+
+
+def _f(x, nd=3) -> str:
+    return "—" if x is None else f"{x:.{nd}f}"
+
+
+def _order(results: list[dict]) -> list[dict]:
+    rank = {"baseline": 0, "teacher": 1, "finetune": 2, "student": 3, "lora": 4}
+    return sorted(results, key=lambda r: (rank.get(r["kind"], 9), r["name"]))
+
+
+def _comparison(sig: dict | None, a: str, b: str, metric: str) -> dict | None:
+    for c in (sig or {}).get("comparisons", []):
+        if c["a"] == a and c["b"] == b and c["metric"] == metric:
+            return c
+    return None
+
+
+def _sig_words(c: dict | None) -> str:
+    if c is None:
+        return ""
+    verdict = "significant" if c["p_holm"] < 0.05 else "not significant"
+    return (
+        f" (Δ {c['diff'] * 100:+.2f} points, 95% CI [{c['low'] * 100:+.2f}, {c['high'] * 100:+.2f}], "
+        f"p = {c['p_value']:.3f}, Holm p = {c['p_holm']:.3f}: {verdict})"
+    )
+
+
+def analysis(results: list[dict], sig: dict | None = None) -> list[str]:
+    """Statements derived from this run's numbers only."""
+    by = {r["name"]: r for r in results}
+    out: list[str] = []
+    base = by.get("tfidf-lr")
+    teacher = by.get("teacher")
+    trans = [r for r in results if r["kind"] != "baseline"]
+    if base and trans:
+        beat = [r["name"] for r in trans if r["f1_weighted"] > base["f1_weighted"]]
+        lose = [r["name"] for r in trans if r["f1_weighted"] <= base["f1_weighted"]]
+        out.append(
+            f"- **Floor.** tfidf-lr reaches weighted F1 {_f(base['f1_weighted'])}; "
+            + (f"{len(beat)} of {len(trans)} transformer rows beat it" if beat else "no transformer row beats it")
+            + (f" ({', '.join(lose)} do not)." if lose else ".")
+        )
+    if "odd" in by and "even" in by:
+        o, e = by["odd"], by["even"]
+        win = "even" if e["f1_weighted"] > o["f1_weighted"] else "odd"
+        out.append(
+            f"- **Layer sets.** odd {_f(o['f1_weighted'])} vs even {_f(e['f1_weighted'])} weighted F1 "
+            f"(macro {_f(o['f1_macro'])} vs {_f(e['f1_macro'])}); {win} is ahead by "
+            f"{abs(e['f1_weighted'] - o['f1_weighted']) * 100:.2f} points on {sum(sum(r) for r in o['confusion_matrix'])} "
+            "test tweets. Odd − even in macro F1"
+            + (_sig_words(_comparison(sig, "odd", "even", "f1_macro")) or " (no bootstrap run)")
+            + "."
+        )
+    if teacher:
+        for r in trans:
+            if r["name"] == "teacher":
+                continue
+            d = (r["f1_weighted"] - teacher["f1_weighted"]) * 100
+            dm = (r["f1_macro"] - teacher["f1_macro"]) * 100
+            sp = r["throughput_sps"] / teacher["throughput_sps"] if teacher["throughput_sps"] else float("nan")
+            out.append(
+                f"- **{r['name']}** vs teacher: {d:+.2f} weighted-F1 points, {dm:+.2f} macro-F1 points"
+                f"{_sig_words(_comparison(sig, r['name'], 'teacher', 'f1_macro'))}, "
+                f"{sp:.2f}× the teacher's throughput, {r['trainable_params'] / max(r['params'], 1):.2%} of its "
+                "parameters trained."
+            )
+    if trans:
+        best = max(trans, key=lambda r: hate_f1(r.get("tuned") or r))
+        t = best.get("tuned") or best
+        out.append(
+            f"- **Hate class.** best hate F1 is {best['name']}'s: {_f(hate_f1(best))} at argmax, "
+            f"{_f(hate_f1(t))} with validation-tuned offsets."
+        )
+        pairs = [(hate_f1(r["val"]), hate_f1(r)) for r in trans if r.get("val")]  # (validation, test)
+        if pairs:
+            gaps = [(v - t) * 100 for v, t in pairs]
+            val_hate, test_hate = zip(*pairs)
+            out.append(
+                f"  On validation the same {len(pairs)} models score hate F1 "
+                f"{min(val_hate):.3f}–{max(val_hate):.3f}; "
+                f"validation − test is {min(gaps):+.1f} to {max(gaps):+.1f} points per model, against a "
+                f"{(max(test_hate) - min(test_hate)) * 100:.1f}-point spread between models on test."
+            )
+        eces = [(r["name"], r.get("ece"), r.get("ece_calibrated")) for r in trans if r.get("ece") is not None]
+        if eces:
+            worst = max(eces, key=lambda x: x[2])
+            out.append(
+                f"- **Calibration.** after calibration (temperature + class bias, fitted on validation) the worst "
+                f"test ECE is {worst[0]}'s {_f(worst[2])} "
+                f"(before: {_f(worst[1])})."
+            )
+    return out
+
+
+def write_report(
+    run_dir: Path,
+    results: list[dict],
+    cfg: Config,
+    timings: dict,
+    quick: bool = False,
+    significance: dict | None = None,
+    seeds: dict | None = None,
+) -> None:
+    rows = _order(results)
+    lines = [f"# toxdistill report: {run_dir.name}", ""]
+    if quick:
+        lines += ["> **Quick smoke run** on a small stratified subset, one epoch per stage: not a result.", ""]
+    lines += [
+        f"Teacher `{cfg.teacher.model}`, seed {cfg.seed}. Every row is evaluated by the same code on the same "
+        "saved test split. LoRA rows are measured merged.",
+        "",
+        "| Model | Train Loss | Validation Loss | Test Accuracy | Test F1 |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['name']} | {_f(r['train_loss'], 4)} | {_f(r['val_loss'], 4)} | {_f(r['accuracy'], 4)} | "
+            f"{_f(r['f1_weighted'], 4)} |"
+        )
+    names = list(rows[0]["f1_per_class"]) if rows else []
+    lines += [
+        "",
+        "Train loss is each model's own training objective (the distillation loss for students), "
+        "so compare validation and test losses across rows, not train losses. `samples/s` is measured on the "
+        "test split right after each stage (torch, length-sorted batches); for speed compared side by side "
+        "in one quiet run, see `bench.json` / `toxdistill bench`.",
+        "",
+        "## Full results",
+        "",
+        "| Model | kind | layers | acc | F1 weighted | F1 macro | "
+        + " | ".join(f"F1 {n}" for n in names)
+        + " | tuned F1 macro | tuned hate F1 | ECE → calibrated | params | trainable | size MB | samples/s |",
+        "|---|---|---|---|---|---|" + "---|" * len(names) + "---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        t = r.get("tuned") or {}
+        layers = ",".join(map(str, r["layers"])) if r.get("layers") else "—"
+        lines.append(
+            f"| {r['name']} | {r['kind']} | {layers} | {_f(r['accuracy'])} | {_f(r['f1_weighted'])} | "
+            f"{_f(r['f1_macro'])} | "
+            + " | ".join(_f(r["f1_per_class"][n]) for n in names)
+            + f" | {_f(t.get('f1_macro'))} | {_f(hate_f1(t) if t else None)} | "
+            f"{_f(r.get('ece'))} → {_f(r.get('ece_calibrated'))} | {r['params']:,} | {r['trainable_params']:,} "
+            f"({r['trainable_params'] / max(r['params'], 1):.1%}) | {r['size_mb']:.1f} | {r['throughput_sps']:.0f} |"
+        )
+    lines += ["", "## Per-class precision / recall", ""]
+    lines += ["| Model | " + " | ".join(f"P/R {n}" for n in names) + " |", "|---|" + "---|" * len(names)]
+    for r in rows:
+        lines.append(
+            f"| {r['name']} | "
+            + " | ".join(f"{r['precision_per_class'][n]:.2f} / {r['recall_per_class'][n]:.2f}" for n in names)
+            + " |"
+        )
+    if any(r.get("val") for r in rows):
+        lines += [
+            "",
+            "## Validation beside test (argmax)",
+            "",
+            "Two splits of the same size drawn from the same data. Where a model's two scores differ by more "
+            "than two models differ on one split, the split decides the ranking, not the model.",
+            "",
+            "| Model | val F1 weighted | test F1 weighted | val F1 macro | test F1 macro | val hate F1 | test hate F1 |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in rows:
+            v = r.get("val") or {}
+            lines.append(
+                f"| {r['name']} | {_f(v.get('f1_weighted'))} | {_f(r['f1_weighted'])} | {_f(v.get('f1_macro'))} | "
+                f"{_f(r['f1_macro'])} | {_f(hate_f1(v) if v else None)} | {_f(hate_f1(r))} |"
+            )
+    if significance:
+        ci = significance["ci"]
+        lines += [
+            "",
+            f"## Uncertainty: 95% bootstrap intervals ({significance['n_boot']} resamples of the test split)",
+            "",
+            "| Model | accuracy | F1 weighted | F1 macro | F1 hate |",
+            "|---|---|---|---|---|",
+        ]
+        for r in rows:
+            c = ci.get(r["name"], {})
+            cells = [
+                f"{c[m]['point']:.3f} [{c[m]['low']:.3f}, {c[m]['high']:.3f}]" if m in c else "—"
+                for m in ("accuracy", "f1_weighted", "f1_macro", "f1_hate")
+            ]
+            lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
+        lines += [
+            "",
+            "### Are the differences real? (paired bootstrap, Δ = first − second, Holm-adjusted per metric)",
+            "",
+            "| pair | metric | Δ points | 95% CI | p | Holm p |",
+            "|---|---|---|---|---|---|",
+        ]
+        for c in significance["comparisons"]:
+            lines.append(
+                f"| {c['a']} − {c['b']} | {c['metric']} | {c['diff'] * 100:+.2f} | "
+                f"[{c['low'] * 100:+.2f}, {c['high'] * 100:+.2f}] | {c['p_value']:.3f} | {c['p_holm']:.3f} |"
+            )
+    lines += ["", "## Confusion matrices and reliability diagrams (test)", ""]
+    for r in rows:
+        rel = f" ![{r['name']} reliability](models/{r['name']}/reliability.png)"
+        has_rel = (run_dir / "models" / r["name"] / "reliability.png").is_file()
+        lines.append(f"![{r['name']}](models/{r['name']}/confusion.png)" + (rel if has_rel else ""))
+    if seeds:
+        lines += [
+            "",
+            "## Seed variation (students trained again with other seeds; mean ± sample std)",
+            "",
+            "The rows above are the first seed. Same split, teacher and cache; only the training order and "
+            "dropout change.",
+            "",
+            "| stage | seeds | accuracy | F1 weighted | F1 macro | F1 hate |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, s in seeds.items():
+            cells = " | ".join(
+                f"{s[k]['mean']:.4f} ± {s[k]['std']:.4f}" for k in ("accuracy", "f1_weighted", "f1_macro", "f1_hate")
+            )
+            lines.append(f"| {name} | {', '.join(map(str, s['seeds']))} | {cells} |")
+    lines += ["", "## Wall time per stage", "", "| stage | seconds | minutes |", "|---|---|---|"]
+    for k, v in timings.items():
+        lines.append(f"| {k} | {v:.0f} | {v / 60:.1f} |")
+    total = sum(timings.values())
+    lines.append(f"| **total** | {total:.0f} | {total / 60:.1f} |")
+    lines += ["", "## Analysis", "", *analysis(results, significance), ""]
+    atomic_write_text(run_dir / "report.md", "\n".join(lines))

@@ -1,0 +1,1 @@
+"""Inference: the one Predictor (torch or ONNX), ONNX export, and the speed benchmark."""

@@ -1,0 +1,456 @@
+"""Inference benchmark: every transformer model of a run × every CPU backend, on the run's test split.
+
+Backends, all through the one ``Predictor``:
+
+* ``torch-naive``  — fp32 torch, texts in random order, batches of 64 padded to their longest text
+  (what a plain ``model(**tokenizer(batch, padding=True))`` loop does);
+* ``torch-sorted`` — fp32 torch, texts sorted by length into batches (little padding);
+* ``onnx-fp32``    — ONNX Runtime on the fp32 export, sorted batches;
+* ``onnx-int8``    — ONNX Runtime on the int8 export (dynamic quantization), sorted batches.
+
+For each it measures throughput (samples/s over the whole text set, after one warm-up batch) and
+single-text latency (p50/p95 over N texts, one call each, tokenization included), and estimates the
+achieved GFLOP/s next to the machine's fp32 matmul peak measured in the same run. Exports are made into
+``runs/<name>/export/`` and reused while the source weights are unchanged.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from toxdistill.errors import ToxdistillError
+from toxdistill.inference.predict import Predictor, read_meta
+
+BACKENDS = ("torch-naive", "torch-sorted", "onnx-fp32", "onnx-int8")
+QUICK_LIMIT = 200
+
+
+@dataclass
+class BenchTexts:
+    texts: list[str]
+    labels: np.ndarray | None
+    source: str
+    label_names: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------ discovery
+def transformer_models(run_dir: Path) -> dict[str, Path]:
+    """Model folders of the run that hold a transformer (config.json + safetensors), by name."""
+    from toxdistill.runs import find_models
+
+    run_dir = Path(run_dir)
+    if run_dir.is_dir() and not (run_dir / "models").is_dir():
+        raise ToxdistillError(
+            f"{run_dir} has no models/ folder", "give a run folder written by 'toxdistill run', e.g. runs/<name>"
+        )
+    return find_models(run_dir, transformers_only=True)
+
+
+def select_models(found: dict[str, Path], names: str | None) -> dict[str, Path]:
+    from toxdistill.runs import select_models as select
+
+    return select(found, names)
+
+
+def run_texts(run_dir: Path, data: str | None = None) -> BenchTexts:
+    from toxdistill.inference.export import load_test_split
+
+    test = load_test_split(run_dir, data)
+    return BenchTexts(list(test.texts), np.asarray(test.labels), f"test split of {run_dir}", list(test.label_names))
+
+
+# ------------------------------------------------------------------ measurements
+def matmul_peak_gflops(n: int = 2048, reps: int = 5) -> float:
+    """Best-of-``reps`` fp32 GFLOP/s of one ``n``×``n`` matmul with torch's current thread count."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)  # warm-up
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+@dataclass
+class FlopModel:
+    """FLOPs of a BERT-style encoder forward: 2 × (encoder weights) per token, attention scores
+    (QKᵀ and AV: 4 × hidden per token pair per layer), and the pooler/classifier once per text."""
+
+    encoder_params: int
+    head_params: int
+    layers: int
+    hidden: int
+    total_params: int
+
+    @classmethod
+    def of(cls, model) -> FlopModel:
+        enc = head = total = 0
+        for name, p in model.named_parameters():
+            total += p.numel()
+            if "embeddings" in name:
+                continue
+            if ".encoder." in f".{name}":
+                enc += p.numel()
+            else:
+                head += p.numel()
+        cfg = model.config
+        return cls(enc, head, int(cfg.num_hidden_layers), int(cfg.hidden_size), total)
+
+    def flops(self, lengths: np.ndarray) -> float:
+        lengths = np.asarray(lengths, dtype=np.float64)
+        per_token = 2.0 * self.encoder_params * lengths.sum()
+        attention = 4.0 * self.layers * self.hidden * (lengths**2).sum()
+        return per_token + attention + 2.0 * self.head_params * len(lengths)
+
+
+def padded_lengths(lengths: np.ndarray, batch_size: int, sort: bool) -> np.ndarray:
+    """Per text, the length it is computed at once its batch is padded to the batch's longest text."""
+    order = np.argsort(lengths, kind="stable") if sort else np.arange(len(lengths))
+    out = np.empty_like(lengths)
+    for s in range(0, len(order), batch_size):
+        sel = order[s : s + batch_size]
+        out[sel] = lengths[sel].max()
+    return out
+
+
+def throughput(pred: Predictor, texts: list[str], batch_size: int, sort: bool) -> tuple[float, np.ndarray, float]:
+    """(samples/s, logits, seconds) for one pass over ``texts``, after a warm-up batch."""
+    pred.logits(texts[:batch_size], batch_size, sort=sort)
+    t = time.perf_counter()
+    logits, _ = pred.logits(texts, batch_size, sort=sort)
+    elapsed = time.perf_counter() - t
+    return len(texts) / elapsed, logits, elapsed
+
+
+def latency_ms(pred: Predictor, texts: list[str]) -> tuple[float, float]:
+    """p50 and p95 of one call per text (tokenization included), in milliseconds."""
+    for t in texts[:5]:
+        pred.logits([t], 1)
+    times = []
+    for t in texts:
+        s = time.perf_counter()
+        pred.logits([t], 1)
+        times.append(time.perf_counter() - s)
+    ms = 1000 * np.asarray(times)
+    return float(np.percentile(ms, 50)), float(np.percentile(ms, 95))
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+# ------------------------------------------------------------------ the benchmark
+def run_bench(
+    run_dir: str | Path,
+    models: str | None = None,
+    backends: tuple[str, ...] = BACKENDS,
+    limit: int | None = None,
+    threads: int | None = None,
+    batch_size: int = 64,
+    latency_n: int = 200,
+    data: str | None = None,
+    output: str | Path | None = None,
+    plot: bool = True,
+    seed: int = 0,
+    say=print,
+) -> dict:
+    import torch
+
+    from toxdistill.evaluation.metrics import classification_metrics
+    from toxdistill.inference.export import ParityTexts, default_output, export_is_current, export_model, parity_record
+    from toxdistill.io import atomic_write_json
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ToxdistillError(
+            f"run folder not found: {run_dir}", "give a folder written by 'toxdistill run', e.g. runs/<name>"
+        )
+    bad = [b for b in backends if b not in BACKENDS]
+    if bad:
+        raise ToxdistillError(f"unknown backend {bad[0]!r}", f"pick from: {', '.join(BACKENDS)}")
+    chosen = select_models(transformer_models(run_dir), models)
+    if any(b.startswith("onnx") for b in backends):
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            raise ToxdistillError(
+                "the onnx backends need onnxruntime, not installed", "pip install 'toxdistill[onnx]'"
+            ) from None
+    full = run_texts(run_dir, data)
+    if threads:
+        torch.set_num_threads(threads)
+    threads_used = threads or torch.get_num_threads()
+
+    # The same texts, in the same shuffled order, for every model and backend.
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(full.texts))
+    if limit:
+        order = order[:limit]
+    texts = [full.texts[i] for i in order]
+    labels = full.labels[order] if full.labels is not None else None
+    lat_texts = texts[: min(latency_n, len(texts))]
+    say(
+        f"bench: {len(chosen)} model(s) × {len(backends)} backend(s) on {len(texts)} texts ({full.source}), {threads_used} thread(s)"
+    )
+
+    peak = matmul_peak_gflops()
+    say(f"fp32 matmul peak (2048², torch, {threads_used} threads): {peak:.1f} GFLOP/s")
+
+    parity_texts = ParityTexts(full.texts, full.labels, full.source)
+    rows: list[dict] = []
+    teacher_layers = None
+    for name, folder in chosen.items():
+        meta = read_meta(folder)
+        metrics = meta.get("metrics") or {}
+        torch_pred = Predictor.load(folder, backend="torch", threads=threads)
+        fm = FlopModel.of(torch_pred.backend.model)
+        if name == "teacher":
+            teacher_layers = fm.layers
+        ids, _ = torch_pred.encode(texts)
+        lengths = np.array([len(x) for x in ids])
+        ref_logits = None
+        for backend in backends:
+            pred, f1_macro, f1_source, folder_used = torch_pred, metrics.get("f1_macro"), "model metrics", folder
+            if backend.startswith("onnx"):
+                int8 = backend == "onnx-int8"
+                out = default_output(folder, int8)
+                if export_is_current(out, folder, int8):
+                    say(f"[{name}] reusing {out}")
+                else:
+                    say(f"[{name}] exporting {backend} → {out}")
+                    export_model(
+                        folder,
+                        out,
+                        int8=int8,
+                        strict=False,
+                        texts=parity_texts,
+                        say=lambda m, n=name: say(f"[{n}]   {m}"),
+                    )
+                pred = Predictor.load(out, backend="onnx", threads=threads_used)
+                folder_used = out
+                par = parity_record(out).get("int8" if int8 else "fp32") or {}
+                if int8 and "f1_macro" in par:
+                    f1_macro, f1_source = par["f1_macro"], "int8 parity check"
+            sort = backend != "torch-naive"
+            sps, logits, elapsed = throughput(pred, texts, batch_size, sort)
+            p50, p95 = latency_ms(pred, lat_texts)
+            if backend == "torch-sorted" or (backend == "torch-naive" and ref_logits is None):
+                ref_logits = logits
+            useful = fm.flops(lengths)
+            computed = fm.flops(padded_lengths(lengths, batch_size, sort))
+            row = {
+                "model": name,
+                "kind": meta.get("kind"),
+                "layers": fm.layers,
+                "backend": backend,
+                "samples_per_s": sps,
+                "seconds": elapsed,
+                "latency_p50_ms": p50,
+                "latency_p95_ms": p95,
+                "gflops_useful": useful / elapsed / 1e9,
+                "gflops_computed": computed / elapsed / 1e9,
+                "pct_of_peak": 100 * computed / elapsed / 1e9 / peak,
+                "padding_overhead": computed / useful,
+                "f1_macro": f1_macro,
+                "f1_macro_source": f1_source,
+                "params": fm.total_params,
+                "non_embedding_params": fm.encoder_params + fm.head_params,
+                "size_mb": _size_mb(folder_used, backend),
+            }
+            if labels is not None:
+                row["f1_macro_bench"] = classification_metrics(labels, logits.argmax(-1), torch_pred.label_names)[
+                    "f1_macro"
+                ]
+            if ref_logits is not None and backend.startswith("onnx"):
+                row["agreement_with_torch"] = float((ref_logits.argmax(-1) == logits.argmax(-1)).mean())
+            rows.append(row)
+            say(
+                f"[{name}] {backend:<12} {sps:8.1f} samples/s   p50 {p50:6.2f} ms   p95 {p95:6.2f} ms   {row['gflops_computed']:6.1f} GFLOP/s"
+            )
+            if pred is not torch_pred:
+                del pred
+        del torch_pred
+        gc.collect()
+
+    base = _baseline(rows)
+    for r in rows:
+        r["x_naive_teacher"] = r["samples_per_s"] / base["samples_per_s"] if base else None
+    result = {
+        "run": str(run_dir),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": {
+            "cpu": _cpu_name(),
+            "cores": os.cpu_count(),
+            "threads": threads_used,
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "onnxruntime": _ort_version(),
+        },
+        "texts": {
+            "n": len(texts),
+            "source": full.source,
+            "limit": limit,
+            "mean_tokens": float(np.mean(lengths)) if rows else None,
+        },
+        "batch_size": batch_size,
+        "latency_n": len(lat_texts),
+        "matmul_peak_gflops": peak,
+        "baseline": {"model": base["model"], "backend": base["backend"], "samples_per_s": base["samples_per_s"]}
+        if base
+        else None,
+        "flops_note": "2 × non-embedding encoder params per token + 4·layers·hidden·len² attention + 2 × head params per text; "
+        "gflops_computed counts padded tokens (the work done), gflops_useful only real tokens",
+        "rows": rows,
+        "targets": _targets(rows, base, teacher_layers),
+    }
+    out = Path(output) if output else run_dir / "bench.json"
+    atomic_write_json(out, result)
+    if plot and rows:
+        result["plot"] = str(plot_bench(result, out.with_suffix(".png")))
+        atomic_write_json(out, result)
+    say("")
+    say(format_table(result))
+    say(f"\nwrote {out}" + (f" and {result['plot']}" if result.get("plot") else ""))
+    return result
+
+
+def _ort_version() -> str | None:
+    try:
+        import onnxruntime
+
+        return onnxruntime.__version__
+    except ImportError:
+        return None
+
+
+def _size_mb(folder: Path, backend: str) -> float:
+    files = list(folder.glob("*.onnx")) if backend.startswith("onnx") else list(folder.glob("*.safetensors"))
+    return sum(f.stat().st_size for f in files) / 2**20
+
+
+def _baseline(rows: list[dict]) -> dict | None:
+    for model in ("teacher", *(r["model"] for r in rows)):
+        for r in rows:
+            if r["model"] == model and r["backend"] == "torch-naive":
+                return r
+    return None
+
+
+def _targets(rows: list[dict], base: dict | None, teacher_layers: int | None) -> dict:
+    """The issue's goals, checked on these numbers (students: fewer layers than the teacher)."""
+    if not base or teacher_layers is None:
+        return {}
+    students = [r for r in rows if r["layers"] < teacher_layers]
+    out: dict = {}
+    if students:
+        best = max(students, key=lambda r: r["samples_per_s"])
+        out["fastest_student_x_naive_teacher"] = {
+            "model": best["model"],
+            "backend": best["backend"],
+            "value": best["samples_per_s"] / base["samples_per_s"],
+            "goal": 10.0,
+            "met": best["samples_per_s"] / base["samples_per_s"] >= 10.0,
+        }
+    t_sorted = next((r for r in rows if r["model"] == "teacher" and r["backend"] == "torch-sorted"), None)
+    s_sorted = [r for r in students if r["backend"] == "torch-sorted"]
+    if t_sorted and s_sorted:
+        ratios = {r["model"]: r["samples_per_s"] / t_sorted["samples_per_s"] for r in s_sorted}
+        out["student_sorted_x_teacher_sorted"] = {"per_model": ratios, "goal": 1.8, "met": min(ratios.values()) >= 1.8}
+    s_int8 = [r for r in students if r["backend"] == "onnx-int8"]
+    if s_int8:
+        p50 = {r["model"]: r["latency_p50_ms"] for r in s_int8}
+        out["student_int8_p50_ms"] = {"per_model": p50, "goal": 10.0, "met": max(p50.values()) < 10.0}
+    return out
+
+
+def format_table(result: dict) -> str:
+    head = f"{'model':<14} {'backend':<13} {'samples/s':>10} {'× naive T':>10} {'p50 ms':>8} {'p95 ms':>8} {'GFLOP/s':>8} {'% peak':>7} {'macro F1':>9}"
+    lines = [head, "-" * len(head)]
+    for r in result["rows"]:
+        x = f"{r['x_naive_teacher']:.2f}" if r.get("x_naive_teacher") else "-"
+        f1 = f"{r['f1_macro']:.3f}" if r.get("f1_macro") is not None else "-"
+        lines.append(
+            f"{r['model']:<14} {r['backend']:<13} {r['samples_per_s']:>10.1f} {x:>10} {r['latency_p50_ms']:>8.2f} "
+            f"{r['latency_p95_ms']:>8.2f} {r['gflops_computed']:>8.1f} {r['pct_of_peak']:>6.1f}% {f1:>9}"
+        )
+    lines.append(
+        f"peak: {result['matmul_peak_gflops']:.1f} GFLOP/s fp32 matmul; {result['texts']['n']} texts, "
+        f"batch {result['batch_size']}, {result['machine']['threads']} thread(s) on {result['machine']['cpu']} "
+        f"({result['machine']['cores']} cores)"
+    )
+    for key, t in result.get("targets", {}).items():
+        if "value" in t:
+            desc = f"{t['value']:.1f} ({t['model']}, {t['backend']})"
+        else:
+            desc = ", ".join(f"{k} {v:.2f}" for k, v in t["per_model"].items())
+        lines.append(f"target {key}: {desc}; goal {t['goal']} → {'met' if t['met'] else 'NOT met'}")
+    return "\n".join(lines)
+
+
+def plot_bench(result: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = {"torch-naive": "#999999", "torch-sorted": "#1f77b4", "onnx-fp32": "#2ca02c", "onnx-int8": "#d62728"}
+    markers = "os^vD<>pPhX*"
+    models = list(dict.fromkeys(r["model"] for r in result["rows"]))
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    for r in result["rows"]:
+        if r.get("f1_macro") is None:
+            continue
+        ax.scatter(
+            r["samples_per_s"],
+            r["f1_macro"],
+            color=colors.get(r["backend"], "black"),
+            marker=markers[models.index(r["model"]) % len(markers)],
+            s=60,
+            edgecolor="black",
+            linewidth=0.5,
+        )
+    ax.set_xscale("log")
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if str(f"{v:g}")[0] in "25" else ""))
+    ax.set_xlabel("throughput (samples/s, log scale)")
+    ax.set_ylabel("macro F1 (test split)")
+    ax.set_title(
+        f"{Path(result['run']).name}: quality vs CPU speed ({result['machine']['threads']} thread(s), {result['texts']['n']} texts)"
+    )
+    ax.grid(True, which="both", alpha=0.3)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=c, marker="o", linestyle="", label=b) for b, c in colors.items()]
+    handles += [
+        Line2D([], [], color="black", marker=markers[i % len(markers)], linestyle="", markerfacecolor="white", label=m)
+        for i, m in enumerate(models)
+    ]
+    ax.legend(handles=handles, loc="best", fontsize=8, ncol=2)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        fig.savefig(tmp, format="png", dpi=120)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    plt.close(fig)
+    return path

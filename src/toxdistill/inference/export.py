@@ -1,0 +1,484 @@
+"""ONNX export (fp32, or int8 with dynamic weight quantization) with a parity check.
+
+The exported folder describes itself: ``model.onnx`` (or ``model.int8.onnx``), the tokenizer files,
+``config.json`` (labels) and the source's ``toxdistill.json`` (metrics, calibration, max length) with
+an ``export`` record added: how it was made, from which weights, and how closely it matches them.
+
+The graph comes from ``torch.onnx.export``: the TorchScript exporter (``dynamo=False``) by default,
+because on these BERT encoders it exports in about a second, needs no ``onnxscript`` and gives the
+same graph speed as the dynamo exporter, which stays available (``exporter="dynamo"``) and is the
+fallback if TorchScript export ever fails. int8 uses ONNX Runtime's ``quantize_dynamic``: int8
+weights per output channel, activations quantized on the fly. By default only the encoder's MatMuls
+are quantized (that is where the time goes); the word-embedding table stays fp32 unless
+``int8_embeddings`` is set, which shrinks the file about 3x at a small cost in agreement.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from toxdistill.errors import ToxdistillError
+from toxdistill.inference.predict import META_FILE, Predictor, find_clean_config, read_meta
+
+log = logging.getLogger(__name__)
+
+FP32_TOLERANCE = 1e-4  # max |logit difference| between ONNX fp32 and torch
+MIN_INT8_AGREEMENT = 0.99  # share of texts where int8 and fp32 predict the same class
+MAX_INT8_F1_DROP = 0.5  # weighted F1 points int8 may lose against fp32
+ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+# Used when the model is not inside a run folder (or its data cannot be found): agreement only.
+SAMPLE_TEXTS = [
+    "you are a wonderful person and I am glad we met",
+    "I hate all of you, get out of this country",
+    "this is trash and so are you",
+    "what a lovely day at the beach with my family",
+    "lol",
+    "shut up you stupid idiot",
+    "@user thanks for the follow, have a great weekend",
+    "these people are animals and should be locked up",
+    "can't wait for the game tonight, let's go!!",
+    "that bitch stole my fries again",
+    "my grandma makes the best apple pie in the world",
+    "nobody asked for your opinion, loser",
+    "RT @user: new music video out now http",
+    "go back to where you came from",
+    "I love how the sky looks after it rains",
+    "ugh mondays are the worst",
+    "you people are all the same, disgusting",
+    "congrats on the new job, so proud of you",
+    "what the hell is wrong with you",
+    "a much longer message that goes on and on about nothing in particular " * 12,
+]
+
+
+@dataclass
+class ParityTexts:
+    texts: list[str]
+    labels: np.ndarray | None
+    source: str  # where the texts came from, for messages and the export record
+
+
+# ------------------------------------------------------------------ run folders and their test split
+def run_dir_of(model_dir: Path) -> Path | None:
+    """``runs/<name>`` for a model in ``runs/<name>/models/<m>`` (or ``export/<m>``), else None."""
+    model_dir = Path(model_dir)
+    if model_dir.name in ("", ".", ".."):
+        model_dir = model_dir.resolve()
+    run = model_dir.parent.parent
+    if model_dir.parent.name in ("models", "export") and (run / "config.yaml").is_file():
+        return run
+    return None
+
+
+def load_test_split(run_dir: Path, data: str | None = None):
+    """The run's test split (a ``data.Dataset``), rebuilt from its config.yaml and split.json."""
+    from toxdistill.config import load_config
+    from toxdistill.data.dataset import load_dataset, resolve_data_path
+    from toxdistill.data.split import make_or_load_split
+
+    run_dir = Path(run_dir)
+    split_file = run_dir / "split.json"
+    if not split_file.is_file():
+        raise ToxdistillError(f"{run_dir} has no split.json", "run 'toxdistill run' first")
+    cfg = load_config(run_dir / "config.yaml")
+    path = resolve_data_path(cfg.data, data, download=False)
+    ds = load_dataset(path, cfg.data)
+    return make_or_load_split(ds, split_file, cfg.data, cfg.seed).test
+
+
+def parity_texts(model_dir: Path, data: str | None = None, say=print) -> ParityTexts:
+    run = run_dir_of(model_dir)
+    if run is not None:
+        try:
+            test = load_test_split(run, data)
+            return ParityTexts(list(test.texts), np.asarray(test.labels), f"test split of {run}")
+        except ToxdistillError as e:
+            say(f"note: cannot rebuild the test split of {run} ({e.problem}); checking on the built-in sample")
+    return ParityTexts(list(SAMPLE_TEXTS), None, "built-in sample")
+
+
+# ------------------------------------------------------------------ helpers
+def weights_fingerprint(model_dir: Path) -> str:
+    """sha256 over the folder's weight files, so a cached export can tell it is stale."""
+    h = hashlib.sha256()
+    for f in sorted(Path(model_dir).glob("*.safetensors")):
+        h.update(f.name.encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def default_output(model_dir: Path, int8: bool) -> Path:
+    """``runs/<name>/export/<m>-onnx[-int8]`` for a run's model (so the run's models/ list stays
+    clean), else a sibling ``<MODEL_DIR>-onnx[-int8]``."""
+    model_dir = Path(model_dir)
+    suffix = "-onnx-int8" if int8 else "-onnx"
+    run = run_dir_of(model_dir)
+    if run is not None and model_dir.parent.name == "models":
+        return run / "export" / f"{model_dir.name}{suffix}"
+    return model_dir.with_name(model_dir.name + suffix)
+
+
+def _check_output(out: Path, model_dir: Path) -> None:
+    out_r, src_r = out.resolve(), model_dir.resolve()
+    if out_r == src_r or src_r in out_r.parents:
+        raise ToxdistillError(f"output {out} is inside the model folder", "pick another -o")
+    if out.exists():
+        if not out.is_dir():
+            raise ToxdistillError(f"output {out} exists and is not a folder", "pick another -o")
+        if any(out.iterdir()) and "export" not in read_meta(out):
+            # Replacing a previous export is fine; replacing anything else is not ours to do.
+            raise ToxdistillError(
+                f"output folder {out} exists and is not a toxdistill export", "pick another -o or remove it"
+            )
+
+
+def _versions() -> dict:
+    import onnx
+    import onnxruntime
+    import torch
+    import transformers
+
+    return {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Exporters and the quantizer warn loudly about things that do not apply here."""
+    loggers = [logging.getLogger(n) for n in ("", "onnxruntime", "torch.onnx", "torch.export", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for lg, lv in zip(loggers, levels):
+                lg.setLevel(lv)
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).splitlines() or [e.__class__.__name__])[0][:200]
+
+
+# ------------------------------------------------------------------ graph export and quantization
+def export_graph(model, tokenizer, path: Path, exporter: str = "auto", opset: int = 17) -> tuple[str, list[str], int]:
+    """Write ``model`` (a HF sequence classifier) to ``path`` as ONNX with dynamic batch and sequence axes.
+
+    Returns the exporter used, the graph's input names and its opset (the dynamo exporter needs 18+).
+    """
+    import torch
+
+    from toxdistill.models.families import forward_inputs
+
+    wanted = getattr(tokenizer, "model_input_names", None) or ONNX_INPUTS[:2]
+    names = [n for n in ONNX_INPUTS if n in wanted and n in forward_inputs(model)]
+    if names[:2] != ["input_ids", "attention_mask"]:
+        raise ToxdistillError(
+            f"the tokenizer's inputs {list(wanted)} are not a BERT-like encoder's",
+            "export needs input_ids and attention_mask",
+        )
+
+    class Logits(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+            given = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
+            return self.m(**{k: v for k, v in given.items() if v is not None}).logits
+
+    wrapper = Logits(model).eval()
+    # Two texts of different lengths: the example must carry padding, or a tracer could bake in
+    # "no mask needed" and the graph would be wrong on padded batches.
+    enc = tokenizer(
+        ["an example sentence for the export, long enough to need padding", "short"],
+        padding=True,
+        return_tensors="pt",
+    )
+    args = tuple(enc[n] for n in names)
+    order = ["torchscript", "dynamo"] if exporter == "auto" else [exporter]
+    errors = []
+    for how in order:
+        used_opset = opset if how == "torchscript" else max(opset, 18)
+        try:
+            with _quiet(), torch.inference_mode(False), torch.no_grad():
+                if how == "torchscript":
+                    torch.onnx.export(
+                        wrapper,
+                        args,
+                        str(path),
+                        dynamo=False,
+                        input_names=names,
+                        output_names=["logits"],
+                        dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names}, "logits": {0: "batch"}},
+                        opset_version=opset,
+                    )
+                else:
+                    try:
+                        import onnxscript  # noqa: F401
+                    except ImportError:
+                        raise RuntimeError("the dynamo exporter needs onnxscript (pip install onnxscript)") from None
+                    batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
+                    prog = torch.onnx.export(
+                        wrapper,
+                        args,
+                        dynamo=True,
+                        input_names=names,
+                        output_names=["logits"],
+                        dynamic_shapes={n: {0: batch, 1: seq} for n in names},
+                        opset_version=used_opset,
+                        verbose=False,
+                    )
+                    prog.save(str(path), external_data=False)
+            return how, names, used_opset
+        except Exception as e:  # noqa: BLE001 - try the next exporter, report all if none works
+            log.info("%s export failed: %s", how, e)
+            errors.append(f"{how}: {_first_line(e)}")
+            Path(path).unlink(missing_ok=True)
+    raise ToxdistillError(
+        f"ONNX export failed ({'; '.join(errors)})", "try --exporter dynamo or torchscript, or -v for details"
+    )
+
+
+def quantize_int8(src: Path, dst: Path, embeddings: bool = False) -> dict:
+    """Dynamic int8 quantization of the weights (per output channel); returns the settings used."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    op_types = ["MatMul"] + (["Gather"] if embeddings else [])
+    with _quiet():
+        quantize_dynamic(
+            str(src),
+            str(dst),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=op_types,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+    return {"method": "dynamic", "weights": "QInt8", "per_channel": True, "op_types": op_types}
+
+
+# ------------------------------------------------------------------ parity
+def _agreement_block(ref: np.ndarray, got: np.ndarray, ref_pred: Predictor, texts: ParityTexts, label_names) -> dict:
+    from toxdistill.evaluation.metrics import classification_metrics
+
+    a, b = ref.argmax(-1), got.argmax(-1)
+    out = {
+        "texts": texts.source,
+        "n": len(a),
+        "agreement": float((a == b).mean()),
+        # With the saved calibration and decision offsets, i.e. the labels users see.
+        "agreement_decided": float((ref_pred.decide(ref) == ref_pred.decide(got)).mean()),
+        "max_abs_diff": float(np.abs(ref - got).max()),
+    }
+    if texts.labels is not None:
+        m_ref = classification_metrics(texts.labels, a, label_names)
+        m_got = classification_metrics(texts.labels, b, label_names)
+        out.update(
+            f1_weighted_ref=m_ref["f1_weighted"],
+            f1_weighted=m_got["f1_weighted"],
+            f1_macro_ref=m_ref["f1_macro"],
+            f1_macro=m_got["f1_macro"],
+            accuracy=m_got["accuracy"],
+            f1_weighted_drop_points=100 * (m_ref["f1_weighted"] - m_got["f1_weighted"]),
+        )
+    return out
+
+
+def _describe(block: dict, what: str) -> str:
+    s = f"{what}: agreement {100 * block['agreement']:.2f}% on {block['n']} texts ({block['texts']})"
+    if "f1_weighted" in block:
+        s += (
+            f"; weighted F1 {100 * block['f1_weighted_ref']:.2f} → {100 * block['f1_weighted']:.2f}"
+            f" ({-block['f1_weighted_drop_points']:+.2f} points), macro F1 {100 * block['f1_macro_ref']:.2f}"
+            f" → {100 * block['f1_macro']:.2f}"
+        )
+    else:
+        s += "; no labels, so no F1"
+    return s
+
+
+def _fp32_parity(torch_pred, fp32_dir: Path, texts: ParityTexts, record: dict, batch_size: int, strict: bool, say):
+    """fp32 ONNX against torch, on length-sorted padded batches and on single unpadded texts."""
+    ref, _ = torch_pred.logits(texts.texts, batch_size)
+    fp32_pred = Predictor.load(fp32_dir, backend="onnx")
+    got, _ = fp32_pred.logits(texts.texts, batch_size)
+    single = texts.texts[:16]
+    ref1, _ = torch_pred.logits(single, 1)
+    got1, _ = fp32_pred.logits(single, 1)
+    block = _agreement_block(ref, got, torch_pred, texts, torch_pred.label_names)
+    block["max_abs_diff"] = max(block["max_abs_diff"], float(np.abs(ref1 - got1).max()))
+    block["tolerance"] = FP32_TOLERANCE
+    block["ok"] = block["max_abs_diff"] <= FP32_TOLERANCE
+    record["parity"] = {"fp32": block}
+    say(
+        f"fp32 ONNX vs torch: max |Δlogit| {block['max_abs_diff']:.1e} (tolerance {FP32_TOLERANCE:.0e}); "
+        + _describe(block, "predicted class")
+    )
+    if not block["ok"] and strict:
+        raise ToxdistillError(
+            f"ONNX fp32 logits differ from torch by {block['max_abs_diff']:.1e} (> {FP32_TOLERANCE:.0e})",
+            "try --exporter dynamo, or pass --allow-drift to keep it anyway",
+        )
+    return fp32_pred, got
+
+
+# ------------------------------------------------------------------ the export
+def export_model(
+    model_dir: str | Path,
+    out: str | Path | None = None,
+    int8: bool = False,
+    int8_embeddings: bool = False,
+    exporter: str = "auto",
+    opset: int = 17,
+    data: str | None = None,
+    strict: bool = True,
+    texts: ParityTexts | None = None,
+    batch_size: int = 64,
+    say=print,
+) -> Path:
+    """Export ``model_dir`` to ONNX (optionally int8) in ``out``, check parity, return the folder.
+
+    With ``strict`` a failed parity check (fp32 off by more than 1e-4; int8 agreeing on fewer than 99%
+    of the test texts or losing more than 0.5 weighted-F1 points) is an error and nothing is written.
+    The folder appears in one rename, so a half-written export is never visible.
+    """
+    from toxdistill.io import atomic_dir, atomic_write_json
+
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise ToxdistillError(
+            f"model folder not found: {model_dir}", "give a model folder, e.g. runs/<name>/models/odd"
+        )
+    meta = read_meta(model_dir)
+    if "export" in meta or (list(model_dir.glob("*.onnx")) and not list(model_dir.glob("*.safetensors"))):
+        raise ToxdistillError(f"{model_dir} is already an ONNX export", "export from the original model folder")
+    if meta.get("kind") == "baseline" or not (model_dir / "config.json").is_file():
+        raise ToxdistillError(
+            f"{model_dir} is not a transformer model folder (no config.json)", "export a teacher or student folder"
+        )
+    if exporter not in ("auto", "torchscript", "dynamo"):
+        raise ToxdistillError(f"unknown exporter {exporter!r}", "use auto, torchscript or dynamo")
+    out = Path(out) if out else default_output(model_dir, int8)
+    _check_output(out, model_dir)
+
+    t0 = time.perf_counter()
+    torch_pred = Predictor.load(model_dir, backend="torch")  # validates weights, config and tokenizer
+    model = torch_pred.backend.model
+    texts = texts or parity_texts(model_dir, data, say)
+    clean = find_clean_config(model_dir, meta)
+    label_names = torch_pred.label_names
+    fname = "model.int8.onnx" if int8 else "model.onnx"
+
+    def write_folder(folder: Path, record: dict) -> None:
+        torch_pred.tokenizer.save_pretrained(str(folder))
+        model.config.save_pretrained(str(folder))
+        atomic_write_json(
+            folder / META_FILE,
+            {**meta, "label_names": label_names, "max_length": torch_pred.max_length, "export": record},
+        )
+
+    record = {
+        "format": "onnx",
+        "file": fname,
+        "opset": opset,
+        "quantization": None,
+        "source": str(model_dir),
+        "source_sha256": weights_fingerprint(model_dir),
+        "clean": clean.model_dump() if clean is not None else None,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "versions": _versions(),
+    }
+    reuse = None
+    if int8 and exporter == "auto" and opset == 17:
+        cand = default_output(model_dir, False)
+        fp32_ok = (parity_record(cand).get("fp32") or {}).get("ok")
+        if cand.resolve() != out.resolve() and fp32_ok and export_is_current(cand, model_dir, False):
+            reuse = cand
+    with atomic_dir(out) as tmp:
+        fp32_dir = Path(tempfile.mkdtemp(dir=tmp.parent, prefix=f".{out.name}.fp32.")) if int8 else tmp
+        try:
+            if reuse is not None:
+                # int8 from the current fp32 export of the same weights: no second export or torch pass.
+                prev = read_meta(reuse)["export"]
+                record.update(
+                    exporter=prev["exporter"], inputs=prev["inputs"], opset=prev["opset"], fp32_from=str(reuse)
+                )
+                record["parity"] = {"fp32": prev["parity"]["fp32"]}
+                fp32_pred = Predictor.load(reuse, backend="onnx")
+                got, _ = fp32_pred.logits(texts.texts, batch_size)
+                graph = reuse / "model.onnx"
+                say(
+                    f"quantizing the fp32 export {reuse} (its parity: max |Δlogit| {prev['parity']['fp32']['max_abs_diff']:.1e})"
+                )
+            else:
+                graph = fp32_dir / "model.onnx"
+                how, names, used_opset = export_graph(model, torch_pred.tokenizer, graph, exporter, opset)
+                record.update(exporter=how, inputs=names, opset=used_opset, file="model.onnx")
+                write_folder(fp32_dir, record)
+                fp32_pred, got = _fp32_parity(torch_pred, fp32_dir, texts, record, batch_size, strict, say)
+            if int8:
+                record["quantization"] = quantize_int8(graph, tmp / fname, int8_embeddings)
+                record["file"] = fname
+                write_folder(tmp, record)
+                q, _ = Predictor.load(tmp, backend="onnx").logits(texts.texts, batch_size)
+                block = _agreement_block(got, q, fp32_pred, texts, label_names)
+                gated = texts.labels is not None  # a 20-text sample cannot support a 99% threshold
+                block["ok"] = bool(
+                    block["agreement"] >= MIN_INT8_AGREEMENT
+                    and block.get("f1_weighted_drop_points", 0.0) <= MAX_INT8_F1_DROP
+                )
+                block["thresholds"] = {"agreement": MIN_INT8_AGREEMENT, "f1_weighted_drop_points": MAX_INT8_F1_DROP}
+                record["parity"]["int8"] = block
+                say(_describe(block, "int8 vs fp32"))
+                if not block["ok"] and strict and gated:
+                    raise ToxdistillError(
+                        f"int8 model agrees with fp32 on {100 * block['agreement']:.2f}% and loses "
+                        f"{block.get('f1_weighted_drop_points', 0):.2f} weighted-F1 points (limits: ≥ 99%, ≤ 0.5)",
+                        "use the fp32 export, leave out --int8-embeddings, or pass --allow-drift to keep it anyway",
+                    )
+                if not block["ok"] and not gated:
+                    say("warning: int8 agreement is below 99% on the built-in sample")
+        finally:
+            if fp32_dir != tmp:
+                shutil.rmtree(fp32_dir, ignore_errors=True)
+        record["size_mb"] = (tmp / fname).stat().st_size / 2**20
+        record["export_seconds"] = time.perf_counter() - t0
+        write_folder(tmp, record)
+    say(f"wrote {out} ({fname}, {record['size_mb']:.1f} MB, {record['exporter']} exporter, opset {record['opset']})")
+    return out
+
+
+def export_is_current(out: Path, model_dir: Path, int8: bool, int8_embeddings: bool = False) -> bool:
+    """True when ``out`` holds an export of exactly these weights with these settings."""
+    meta = read_meta(out) if Path(out).is_dir() else {}
+    rec = meta.get("export") or {}
+    if not rec or not (Path(out) / rec.get("file", "")).is_file():
+        return False
+    q = rec.get("quantization")
+    if bool(q) != int8 or (q and ("Gather" in q.get("op_types", [])) != int8_embeddings):
+        return False
+    return rec.get("source_sha256") == weights_fingerprint(model_dir)
+
+
+def parity_record(folder: Path) -> dict:
+    return (read_meta(folder).get("export") or {}).get("parity") or {}

@@ -1,0 +1,303 @@
+"""One Predictor for evaluation, serving and bulk scoring.
+
+It sorts inputs by length into batches (padding is most of the cost on tweets), returns results in
+input order, truncates to the model's maximum length and says so, and applies the model's saved
+calibration (temperature and class bias) and decision offsets. The backend (torch or ONNX Runtime) is picked from
+the folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from toxdistill.errors import ToxdistillError
+
+log = logging.getLogger(__name__)
+
+META_FILE = "toxdistill.json"
+
+
+def read_meta(model_dir: Path) -> dict:
+    f = Path(model_dir) / META_FILE
+    if f.is_file():
+        try:
+            return json.loads(f.read_text())
+        except json.JSONDecodeError:
+            raise ToxdistillError(f"{f} is not valid JSON", "re-export or retrain the model") from None
+    return {}
+
+
+def find_clean_config(model_dir: Path, meta: dict | None = None):
+    """The ``data.clean`` settings the model was trained with: from its metadata (exports record it),
+    else from the run's config.yaml when the folder sits in ``runs/<name>/models|export/``."""
+    from toxdistill.config import CleanConfig
+
+    raw = (meta or {}).get("clean") or ((meta or {}).get("export") or {}).get("clean")
+    if isinstance(raw, dict):
+        try:
+            return CleanConfig.model_validate(raw)
+        except ValueError:
+            log.warning("ignoring unreadable clean settings in %s", model_dir)
+    model_dir = Path(model_dir).resolve()
+    run_cfg = model_dir.parent.parent / "config.yaml"
+    if model_dir.parent.name in ("models", "export") and run_cfg.is_file():
+        from toxdistill.config import load_config
+
+        try:
+            return load_config(run_cfg).data.clean
+        except ToxdistillError:
+            log.warning("cannot read %s; texts are not cleaned", run_cfg)
+    return None
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    z = x - x.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def calibrated_logits(logits: np.ndarray, temperature: float, bias=None) -> np.ndarray:
+    """``logits / T + b``: softmax of this is the calibrated probability. Fitted by
+    ``calibrate.fit_calibration``; lives here so that serving needs no scipy or sklearn."""
+    z = logits / temperature
+    return z if bias is None else z + np.asarray(bias, dtype=z.dtype)
+
+
+class TorchBackend:
+    name = "torch"
+
+    def __init__(self, model_dir: Path, allow_pickle: bool = False):
+        import torch
+        from transformers import AutoModelForSequenceClassification
+        from transformers.utils import logging as hf_logging
+
+        from toxdistill.models.families import forward_inputs
+        from toxdistill.models.teacher import check_safetensors, pickle_allowed
+
+        allow_pickle = pickle_allowed(allow_pickle)
+        check_safetensors(str(model_dir), allow_pickle)
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # a "Loading weights" bar per model is noise in every caller
+        try:
+            self.model = AutoModelForSequenceClassification.from_pretrained(
+                str(model_dir), use_safetensors=not allow_pickle or None, trust_remote_code=False
+            )
+        except Exception as e:  # noqa: BLE001 - any load failure is a user-facing bad folder
+            msg = str(e).splitlines()[0][:160] if str(e) else e.__class__.__name__
+            raise ToxdistillError(
+                f"cannot load model from {model_dir}: {msg}", "check the folder is complete"
+            ) from None
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
+        self.model.eval()
+        self._torch = torch
+        self.config = self.model.config
+        self.inputs = set(forward_inputs(self.model))
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            out = self.model(**{k: torch.from_numpy(v) for k, v in batch.items() if k in self.inputs})
+        return out.logits.float().numpy()
+
+
+class OnnxBackend:
+    name = "onnx"
+
+    def __init__(self, model_file: Path, threads: int | None = None):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ToxdistillError("onnxruntime is not installed", "pip install 'toxdistill[onnx]'") from None
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        # One request runs one graph: parallel branches are rare in an encoder, extra pools only cost.
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(model_file), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001
+            msg = str(e).splitlines()[0][:160] if str(e) else e.__class__.__name__
+            raise ToxdistillError(f"cannot load {model_file}: {msg}", "re-export the model") from None
+        self.model_file = Path(model_file)
+        self.inputs = {i.name for i in self.session.get_inputs()}
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        feed = {k: np.asarray(v, dtype=np.int64) for k, v in batch.items() if k in self.inputs}
+        return np.asarray(self.session.run(None, feed)[0], dtype=np.float32)
+
+
+def find_onnx_file(model_dir: Path, meta: dict | None = None) -> Path | None:
+    """The folder's ONNX graph: the one its export record names, else the only ``*.onnx`` file."""
+    model_dir = Path(model_dir)
+    named = ((meta or {}).get("export") or {}).get("file")
+    if named and (model_dir / named).is_file():
+        return model_dir / named
+    files = sorted(model_dir.glob("*.onnx"))
+    if len(files) > 1:
+        raise ToxdistillError(
+            f"{model_dir} holds {len(files)} .onnx files ({', '.join(f.name for f in files)})",
+            "keep one model per folder, as 'toxdistill export' writes it",
+        )
+    return files[0] if files else None
+
+
+class Predictor:
+    def __init__(self, backend, tokenizer, label_names: list[str], max_length: int, meta: dict | None = None):
+        self.backend = backend
+        self.tokenizer = tokenizer
+        self.label_names = label_names
+        self.max_length = max_length
+        self.meta = meta or {}
+        cal = self.meta.get("calibration") or {}
+        self.temperature = float(cal.get("temperature", 1.0))
+        bias = cal.get("bias")  # absent in folders calibrated by temperature alone
+        self.bias = np.asarray(bias, dtype=np.float32) if bias is not None else None
+        offsets = cal.get("offsets")
+        self.offsets = np.asarray(offsets, dtype=np.float32) if offsets is not None else None
+        self._input_names = set(getattr(tokenizer, "model_input_names", None) or ["input_ids", "attention_mask"])
+        self.model_dir: Path | None = None
+        # The text cleaning the model was trained with (mentions -> @user, ...); None when unknown.
+        self.clean_config = None
+
+    @property
+    def backend_name(self) -> str:
+        return getattr(self.backend, "name", "none")
+
+    def prepare(self, texts: Sequence[str]) -> list[str]:
+        """Raw texts cleaned the way the training data was (``data.clean`` of the run), if that is known.
+
+        ``logits`` does not clean: evaluation passes texts that are already clean. Callers holding raw
+        user text (bulk predict, serving) call this first.
+        """
+        if self.clean_config is None:
+            return list(texts)
+        from toxdistill.data.dataset import clean_text
+
+        return [clean_text(t, self.clean_config) for t in texts]
+
+    @classmethod
+    def load(
+        cls, model_dir: str | Path, backend: str = "auto", threads: int | None = None, allow_pickle: bool = False
+    ) -> Predictor:
+        model_dir = Path(model_dir)
+        if not model_dir.is_dir():
+            raise ToxdistillError(
+                f"model folder not found: {model_dir}", "give a folder written by toxdistill or save_pretrained"
+            )
+        if backend not in ("auto", "torch", "onnx"):
+            raise ToxdistillError(f"unknown backend {backend!r}", "use auto, torch or onnx")
+        meta = read_meta(model_dir)
+        onnx_file = find_onnx_file(model_dir, meta)
+        if backend == "auto":
+            backend = "onnx" if onnx_file is not None else "torch"
+        if threads and backend == "torch":
+            import torch
+
+            torch.set_num_threads(threads)
+        from toxdistill.models.teacher import load_tokenizer
+
+        tokenizer = load_tokenizer(str(model_dir))
+        if backend == "onnx":
+            if onnx_file is None:
+                raise ToxdistillError(f"{model_dir} has no .onnx file", "run 'toxdistill export' first")
+            be = OnnxBackend(onnx_file, threads)
+            cfg = json.loads((model_dir / "config.json").read_text()) if (model_dir / "config.json").is_file() else {}
+            id2label = cfg.get("id2label") or {}
+            max_pos = cfg.get("max_position_embeddings", 512)
+        else:
+            be = TorchBackend(model_dir, allow_pickle)
+            id2label = be.config.id2label
+            max_pos = be.config.max_position_embeddings
+        label_names = meta.get("label_names") or [id2label[k] for k in sorted(id2label, key=int)]
+        max_length = min(int(meta.get("max_length") or 512), int(max_pos or 512))
+        if tokenizer.vocab_size and be.name == "torch" and tokenizer.vocab_size > be.config.vocab_size:
+            raise ToxdistillError(
+                f"{model_dir}: tokenizer vocabulary ({tokenizer.vocab_size}) is larger than the model's "
+                f"({be.config.vocab_size})",
+                "save the tokenizer that belongs to this model",
+            )
+        pred = cls(be, tokenizer, label_names, max_length, meta)
+        pred.model_dir = model_dir
+        pred.clean_config = find_clean_config(model_dir, meta)
+        return pred
+
+    # ------------------------------------------------------------------ core
+    def encode(self, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray]:
+        """Token ids per text (truncated to ``max_length``) and a flag for the texts that were cut."""
+        enc = self.tokenizer(list(texts), truncation=False, add_special_tokens=True)["input_ids"]
+        truncated = np.array([len(x) > self.max_length for x in enc], dtype=bool)
+        if truncated.any():
+            cut = self.tokenizer(
+                [t for t, f in zip(texts, truncated) if f], truncation=True, max_length=self.max_length
+            )["input_ids"]
+            it = iter(cut)
+            enc = [next(it) if f else x for x, f in zip(enc, truncated)]
+            log.info("truncated %d of %d texts to %d tokens", int(truncated.sum()), len(texts), self.max_length)
+        return enc, truncated
+
+    def logits(
+        self, texts: Sequence[str], batch_size: int = 64, sort: bool = True, progress: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Raw logits in input order, and the truncation flags."""
+        if len(texts) == 0:
+            return np.zeros((0, len(self.label_names)), dtype=np.float32), np.zeros(0, dtype=bool)
+        ids, truncated = self.encode(texts)
+        order = np.argsort([len(x) for x in ids], kind="stable") if sort else np.arange(len(ids))
+        out = np.empty((len(ids), len(self.label_names)), dtype=np.float32)
+        pad = self.tokenizer.pad_token_id or 0
+        starts = range(0, len(ids), batch_size)
+        if progress:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc="predict", unit="batch")
+        for s in starts:
+            sel = order[s : s + batch_size]
+            width = max(len(ids[i]) for i in sel)
+            input_ids = np.full((len(sel), width), pad, dtype=np.int64)
+            mask = np.zeros((len(sel), width), dtype=np.int64)
+            for k, i in enumerate(sel):
+                input_ids[k, : len(ids[i])] = ids[i]
+                mask[k, : len(ids[i])] = 1
+            batch = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
+            batch = {k: v for k, v in batch.items() if k in self._input_names}
+            out[sel] = self.backend(batch)
+        return out, truncated
+
+    def calibrated(self, logits: np.ndarray) -> np.ndarray:
+        """``logits / T + b``, with the temperature and class bias fitted on validation."""
+        return calibrated_logits(logits, self.temperature, self.bias)
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities: ``softmax(logits / T + b)``."""
+        return softmax(self.calibrated(logits))
+
+    def decide(self, logits: np.ndarray) -> np.ndarray:
+        """Class ids: ``argmax(logits / T + b + offsets)``; offsets were tuned on validation for macro F1."""
+        z = self.calibrated(logits)
+        if self.offsets is not None:
+            z = z + self.offsets
+        return z.argmax(-1)
+
+    def classify(self, texts: Sequence[str], batch_size: int = 64) -> list[dict]:
+        logits, truncated = self.logits(texts, batch_size)
+        probs = self.probabilities(logits)
+        ids = self.decide(logits)
+        return [
+            {
+                "label": self.label_names[int(c)],
+                "label_id": int(c),
+                "probabilities": {n: float(p) for n, p in zip(self.label_names, row)},
+                "truncated": bool(t),
+            }
+            for c, row, t in zip(ids, probs, truncated)
+        ]

@@ -1,0 +1,1 @@
+"""`toxdistill run`: the plan (``plan``), its stages (``stages``) and the run's results (``results``)."""

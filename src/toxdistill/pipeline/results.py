@@ -1,0 +1,146 @@
+"""A run's results: the summary rows, seed variation, significance, and updates of older model folders."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from toxdistill.config import Config
+from toxdistill.evaluation.metrics import (
+    hate_f1,
+    val_headline,
+)
+from toxdistill.inference.predict import META_FILE, read_meta
+from toxdistill.io import atomic_write_json
+from toxdistill.pipeline.stages import calibrate_model, say
+
+log = logging.getLogger(__name__)
+
+
+def update_older_models(run_dir: Path, split) -> None:
+    """Models finished by an older toxdistill get what the current one records, computed from their
+    saved validation and test logits (no retraining, no re-scoring): calibration with a class bias
+    where they have a temperature alone, and validation scores where they have none."""
+    models = run_dir / "models"
+    for d in sorted(models.iterdir()) if models.is_dir() else []:
+        if d.name.startswith(".") or not (d / "val_logits.npy").is_file() or not (d / META_FILE).is_file():
+            continue
+        meta = read_meta(d)
+        metrics = meta.get("metrics")
+        if not metrics:
+            continue
+        recalibrate = "bias" not in (meta.get("calibration") or {})
+        add_val = "val" not in metrics
+        if not (recalibrate or add_val):
+            continue
+        val_logits, test_logits = np.load(d / "val_logits.npy"), np.load(d / "test_logits.npy")
+        if recalibrate:
+            meta["calibration"] = calibrate_model(meta["name"], d, metrics, val_logits, test_logits, split)
+            say(f"{meta['name']}: recalibrated from its saved logits (temperature + class bias)")
+        if add_val:
+            metrics["val"] = val_headline(val_logits, split.val.labels, split.val.label_names)
+        atomic_write_json(d / META_FILE, meta)
+
+
+# ---------------------------------------------------------------- report
+def collect_results(run_dir: Path) -> list[dict]:
+    rows = []
+    models = run_dir / "models"
+    for d in sorted(models.iterdir()) if models.is_dir() else []:
+        if d.name.startswith("."):  # a temporary folder from an interrupted write, never a finished model
+            continue
+        meta = read_meta(d)
+        if not meta.get("metrics"):
+            continue
+        m = meta["metrics"]
+        rows.append(
+            {
+                "name": meta["name"],
+                "kind": meta["kind"],
+                "layers": meta.get("layers"),
+                "accuracy": m["accuracy"],
+                "f1_weighted": m["f1_weighted"],
+                "f1_macro": m["f1_macro"],
+                "f1_per_class": m["f1_per_class"],
+                "precision_per_class": m["precision_per_class"],
+                "recall_per_class": m["recall_per_class"],
+                "confusion_matrix": m["confusion_matrix"],
+                "train_loss": meta["train"]["train_loss"],
+                "val_loss": m["val_loss"],
+                "test_loss": m["test_loss"],
+                "params": meta["params"],
+                "trainable_params": meta["trainable_params"],
+                "size_mb": meta["size_mb"],
+                "throughput_sps": m["throughput_sps"],
+                "train_runtime_s": meta["train"].get("train_runtime_s"),
+                "tuned": m.get("tuned"),
+                "val": m.get("val"),
+                "ece": m.get("ece"),
+                "ece_calibrated": m.get("ece_calibrated"),
+                "temperature": meta.get("calibration", {}).get("temperature"),
+                "calibration_bias": meta.get("calibration", {}).get("bias"),
+            }
+        )
+    return rows
+
+
+def seed_summary(run_dir: Path, cfg: Config) -> dict:
+    """Mean ± sample std over seeds for every distill stage that has more than one finished seed.
+
+    Every finished seed folder counts, whatever ``cfg.seeds`` is now, so a later run without ``--seeds``
+    keeps the table. A folder trained under other stage settings (its fingerprint differs) does not.
+    """
+    metrics = {
+        "accuracy": lambda m: m["accuracy"],
+        "f1_weighted": lambda m: m["f1_weighted"],
+        "f1_macro": lambda m: m["f1_macro"],
+        "f1_hate": hate_f1,
+    }
+    out = {}
+    for st in cfg.stages:
+        if st.kind != "distill" or not st.enabled:
+            continue
+        dirs = {cfg.seed: run_dir / "models" / st.name}
+        for d in sorted((run_dir / "seeds").glob(f"seed*/{st.name}")):
+            seed = d.parent.name.removeprefix("seed")
+            if seed.isdigit() and int(seed) != cfg.seed:
+                dirs[int(seed)] = d
+        found = {}
+        for seed, d in sorted(dirs.items()):
+            if (d / META_FILE).is_file():
+                meta = read_meta(d)
+                if meta.get("fingerprint") == cfg.model_copy(update={"seed": seed}).stage_fingerprint(st.name):
+                    found[seed] = meta["metrics"]
+        if len(found) < 2:
+            continue
+        out[st.name] = {"seeds": list(found)}
+        for k, fn in metrics.items():
+            values = [fn(m) for m in found.values()]
+            out[st.name][k] = {"values": values, "mean": float(np.mean(values)), "std": float(np.std(values, ddof=1))}
+    return out
+
+
+def significance(run_dir: Path, results: list[dict], labels: np.ndarray, seed: int, n_boot: int = 1000) -> dict:
+    """95% bootstrap intervals for every model and paired-bootstrap p-values for the report's comparisons.
+
+    On argmax predictions, the same ones the headline metrics use; all models share the resamples.
+    """
+    from toxdistill.evaluation.stats import bootstrap_table, compare_models, default_pairs
+
+    preds = {r["name"]: np.load(run_dir / "models" / r["name"] / "test_logits.npy").argmax(-1) for r in results}
+    k = len(results[0]["f1_per_class"]) if results else 3
+    return {
+        "n_boot": n_boot,
+        "ci": bootstrap_table(labels, preds, n_boot=n_boot, seed=seed, n_classes=k),
+        "comparisons": compare_models(
+            labels,
+            preds,
+            default_pairs(list(preds)),
+            metrics=["f1_weighted", "f1_macro", "f1_hate"],
+            n_boot=n_boot,
+            seed=seed,
+            n_classes=k,
+        ),
+    }

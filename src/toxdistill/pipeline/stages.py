@@ -1,0 +1,428 @@
+"""The pipeline's stages: baseline, teacher (trained or given), students, LoRA, each through the one
+evaluation path (``_finish_model``). A finished stage is a model folder written atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from toxdistill import __version__
+from toxdistill.config import Config, StageConfig, TrainConfig
+from toxdistill.data.split import Split
+from toxdistill.errors import ToxdistillError
+from toxdistill.evaluation.calibrate import ece, fit_calibration, fit_offsets
+from toxdistill.evaluation.metrics import (
+    classification_metrics,
+    evaluate_predictor,
+    plot_confusion,
+)
+from toxdistill.inference.predict import META_FILE, Predictor, calibrated_logits, read_meta, softmax
+from toxdistill.io import atomic_dir, atomic_write_json
+from toxdistill.training.dist import dist
+
+log = logging.getLogger(__name__)
+
+BASELINE = "tfidf-lr"
+TEACHER = "teacher"
+
+
+def say(msg: str) -> None:
+    if dist().is_main:
+        print(f"[toxdistill] {msg}", flush=True)
+
+
+@dataclass
+class RunContext:
+    cfg: Config
+    run_dir: Path
+    split: Split
+    quick: bool = False
+    forced: set[str] = field(default_factory=set)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def model_dir(self, name: str) -> Path:
+        return self.run_dir / "models" / name
+
+    def work_dir(self, name: str) -> Path:
+        return self.run_dir / "work" / name
+
+    def done(self, name: str) -> bool:
+        return (self.model_dir(name) / META_FILE).is_file() and name not in self.forced and "all" not in self.forced
+
+
+def seed_dir(run_dir: Path, seed: int) -> Path:
+    return run_dir / "seeds" / f"seed{seed}"
+
+
+@dataclass
+class SeedContext(RunContext):
+    """A repeat of the student stages with another training seed: same split, teacher and cache; its
+    models go to ``seeds/seed<N>/`` so that they are neither report rows nor served."""
+
+    def model_dir(self, name: str) -> Path:
+        if name == TEACHER:
+            return super().model_dir(name)
+        return seed_dir(self.run_dir, self.cfg.seed) / name
+
+    def work_dir(self, name: str) -> Path:
+        return self.run_dir / "work" / f"seed{self.cfg.seed}" / name
+
+
+# ---------------------------------------------------------------- helpers
+def _dir_size_mb(folder: Path) -> float:
+    files = [f for f in folder.iterdir() if f.is_file() and f.suffix in {".safetensors", ".npz", ".onnx"}]
+    return sum(f.stat().st_size for f in files) / 2**20
+
+
+def _quick_train(cfg: TrainConfig, quick: bool) -> TrainConfig:
+    return cfg.model_copy(update={"epochs": 1.0}) if quick else cfg
+
+
+def calibrate_model(name: str, out: Path, metrics: dict, val_logits, test_logits, split) -> dict:
+    """Calibration and decision offsets, fitted on validation only and judged on test; updates
+    ``metrics`` (tuned scores, ECE) and draws the reliability diagram. Returns the calibration record."""
+    label_names = split.test.label_names
+    t, bias = fit_calibration(val_logits, split.val.labels)
+    cal_test = calibrated_logits(test_logits, t, bias)
+    offsets = fit_offsets(calibrated_logits(val_logits, t, bias), split.val.labels)
+    tuned = classification_metrics(split.test.labels, (cal_test + np.asarray(offsets)).argmax(-1), label_names)
+    metrics["tuned"] = {
+        k: tuned[k] for k in ("accuracy", "f1_weighted", "f1_macro", "f1_per_class", "confusion_matrix")
+    }
+    metrics["ece"] = ece(softmax(test_logits), split.test.labels)
+    metrics["ece_calibrated"] = ece(softmax(cal_test), split.test.labels)
+    from toxdistill.evaluation.plots import reliability_diagram
+
+    reliability_diagram(
+        softmax(test_logits), softmax(cal_test), split.test.labels, out / "reliability.png", f"{name} (test)"
+    )
+    return {"temperature": t, "bias": bias, "offsets": offsets}
+
+
+def _finish_model(
+    ctx: RunContext,
+    name: str,
+    out: Path,
+    meta: dict,
+    predictor,
+    params: tuple[int, int],
+) -> dict:
+    """The one evaluation path: metrics, calibration, offsets, plots, and the model's metadata file."""
+    split = ctx.split
+    metrics, val_logits, test_logits = evaluate_predictor(predictor, split.val, split.test)
+    label_names = split.test.label_names
+    calibration = calibrate_model(name, out, metrics, val_logits, test_logits, split)
+    meta.update(
+        {
+            "name": name,
+            "fingerprint": ctx.cfg.stage_fingerprint(name),
+            "label_names": label_names,
+            "max_length": ctx.cfg.data.max_length,
+            # Standalone copies of the folder (exports, serving) clean raw text the same way.
+            "clean": ctx.cfg.data.clean.model_dump(),
+            "calibration": calibration,
+            "metrics": metrics,
+            "params": params[0],
+            "trainable_params": params[1],
+            "size_mb": _dir_size_mb(out),
+            "toxdistill_version": __version__,
+        }
+    )
+    np.save(out / "test_logits.npy", test_logits.astype(np.float32))
+    np.save(out / "val_logits.npy", val_logits.astype(np.float32))
+    plot_confusion(metrics["confusion_matrix"], label_names, f"{name} (test)", out / "confusion.png")
+    atomic_write_json(out / META_FILE, meta)
+    return meta
+
+
+def _save_hf(model, tokenizer, out: Path) -> None:
+    model.save_pretrained(str(out), safe_serialization=True)
+    tokenizer.save_pretrained(str(out))
+
+
+# ---------------------------------------------------------------- stages
+def stage_baseline(ctx: RunContext) -> None:
+    from toxdistill.models.baseline import TfidfLR
+
+    with atomic_dir(ctx.model_dir(BASELINE)) as out:
+        t0 = time.perf_counter()
+        m = TfidfLR(ctx.split.train.label_names, ctx.cfg.seed).fit(ctx.split.train)
+        train_s = time.perf_counter() - t0
+        m.save(out)
+        logits, _ = m.logits(ctx.split.train.texts)
+        from toxdistill.evaluation.metrics import ce_loss
+
+        n_params = int(m.clf.coef_.size + m.clf.intercept_.size)
+        meta = {
+            "kind": "baseline",
+            "layers": None,
+            "train": {"train_loss": ce_loss(logits, ctx.split.train.labels), "train_runtime_s": train_s},
+        }
+        _finish_model(ctx, BASELINE, out, meta, m, (n_params, n_params))
+
+
+def _load_teacher_pretrained(ctx: RunContext):
+    from toxdistill.models.teacher import load_classifier
+
+    spec = ctx.cfg.teacher.pretrained_model()
+    assert spec is not None, "Config validation requires teacher.pretrained where a stage needs it"
+    return load_classifier(spec, ctx.split.train.label_names, ctx.cfg.seed)
+
+
+def _train_and_save(
+    ctx: RunContext,
+    name: str,
+    kind: str,
+    model,
+    tokenizer,
+    train_cfg: TrainConfig,
+    *,
+    layers: list[int] | None,
+    stage_cfg: dict,
+    distill=None,
+    lora_save=False,
+    extra_meta: dict | None = None,
+) -> None:
+    from toxdistill.models.lora import count_params, save_lora
+    from toxdistill.models.students import detach_hidden_projection
+    from toxdistill.training.trainer import train_model
+
+    teacher_outputs = None
+    if distill is not None:
+        teacher_outputs = _teacher_cache(ctx)
+    params = count_params(model)
+    hist = train_model(
+        model,
+        tokenizer,
+        ctx.split.train,
+        ctx.split.val,
+        _quick_train(train_cfg, ctx.quick),
+        ctx.work_dir(name),
+        seed=ctx.cfg.seed,
+        max_length=ctx.cfg.data.max_length,
+        n_layers=model.config.num_hidden_layers,
+        distill=distill,
+        teacher_outputs=teacher_outputs,
+    )
+    trainer = hist.pop("trainer")
+    if not dist().is_main:  # rank 0 alone saves and evaluates; the others wait for the finished folder
+        dist().barrier()
+        return
+    with atomic_dir(ctx.model_dir(name)) as out:
+        trained = trainer.model
+        detach_hidden_projection(trained)
+        if lora_save:
+            if (ctx.work_dir(name) / "base").is_dir():
+                shutil.copytree(
+                    ctx.work_dir(name) / "base", out / "base"
+                )  # copied: a retry after a failed save keeps it
+            trained = save_lora(trained, tokenizer, out)
+        else:
+            _save_hf(trained, tokenizer, out)
+        meta = {
+            "kind": kind,
+            "layers": layers,
+            "train": hist,
+            "stage": stage_cfg,
+            "throughput_note": "merged LoRA weights" if lora_save else None,
+            **(extra_meta or {}),
+        }
+        del trainer, trained, model
+        predictor = Predictor.load(out, threads=ctx.cfg.threads)
+        _finish_model(ctx, name, out, meta, predictor, params)
+    shutil.rmtree(ctx.work_dir(name), ignore_errors=True)
+    dist().barrier()
+
+
+def _cache_file(ctx: RunContext, tdir: Path) -> Path:
+    from toxdistill.training.trainer import teacher_cache_key
+
+    key = teacher_cache_key(tdir, ctx.split.fingerprint(), ctx.cfg.data.max_length)
+    return ctx.run_dir / "cache" / f"teacher-{key}.safetensors"
+
+
+def _build_teacher_cache(ctx: RunContext, tdir: Path, teacher=None, ttok=None):
+    """Rank 0 only: the teacher's logits and final first-token states on the training rows, computed once."""
+    from toxdistill.models.families import forward_inputs
+    from toxdistill.models.teacher import load_classifier
+    from toxdistill.training.trainer import EncodedDataset, load_or_build_teacher_cache
+
+    cache_file = _cache_file(ctx, tdir)
+    if teacher is None:
+        teacher, ttok = load_classifier(str(tdir), ctx.split.train.label_names, ctx.cfg.seed)
+    tt = "token_type_ids" in forward_inputs(teacher)
+    enc = EncodedDataset(ctx.split.train, ttok, ctx.cfg.data.max_length, token_types=tt)
+    for stale in (ctx.run_dir / "cache").glob("teacher-*.safetensors"):
+        if stale != cache_file:
+            stale.unlink()
+    return load_or_build_teacher_cache(cache_file, teacher, enc, ttok.pad_token_id or 0)
+
+
+def _teacher_cache(ctx: RunContext):
+    from safetensors.torch import load_file
+
+    tdir = ctx.model_dir(TEACHER)
+    cache_file = _cache_file(ctx, tdir)
+    # Rank 0 builds the cache once (if missing); every other rank waits, then reads the file.
+    if dist().is_main and not cache_file.is_file():
+        out = _build_teacher_cache(ctx, tdir)
+        dist().barrier()
+        return out
+    dist().barrier()
+    t = load_file(str(cache_file))
+    return t["logits"], t["cls"]
+
+
+def stage_given_teacher(ctx: RunContext) -> None:
+    """``teacher.train: null``: the user's fine-tuned classifier, relabelled to the data's classes, saved
+    as the run's teacher and evaluated like a trained one. Its train loss comes from the teacher cache,
+    which the students need anyway."""
+    from toxdistill.evaluation.metrics import ce_loss
+    from toxdistill.models.lora import count_params
+    from toxdistill.models.teacher import load_given_classifier
+
+    tcfg = ctx.cfg.teacher
+    labels = ctx.split.train.label_names
+    model, tok = load_given_classifier(tcfg.model, labels, tcfg.label_map)
+    with atomic_dir(ctx.model_dir(TEACHER)) as out:
+        _save_hf(model, tok, out)
+        # The cache key is the files' names, sizes and times, which the folder's rename keeps.
+        logits, _ = _build_teacher_cache(ctx, out, model, tok)
+        n = model.config.num_hidden_layers
+        meta = {
+            "kind": "teacher",
+            "layers": list(range(1, n + 1)),
+            "train": {"train_loss": ce_loss(logits.numpy(), ctx.split.train.labels), "train_runtime_s": 0.0},
+            "stage": {"model": tcfg.model, "train": None, "label_map": tcfg.label_map},
+            "given": True,
+        }
+        params = count_params(model)
+        del model
+        _finish_model(ctx, TEACHER, out, meta, Predictor.load(out, threads=ctx.cfg.threads), (params[0], 0))
+
+
+def stage_teacher(ctx: RunContext, name: str = TEACHER, train_cfg: TrainConfig | None = None) -> None:
+    tc = train_cfg or ctx.cfg.teacher.train
+    if tc is None:
+        main_only(lambda: stage_given_teacher(ctx))
+        return
+    model, tok = _load_teacher_pretrained(ctx)
+    _train_and_save(
+        ctx,
+        name,
+        "teacher" if name == TEACHER else "finetune",
+        model,
+        tok,
+        tc,
+        layers=list(range(1, model.config.num_hidden_layers + 1)),
+        stage_cfg={"model": ctx.cfg.teacher.pretrained_model(), "train": tc.model_dump()},
+    )
+
+
+def stage_distill(ctx: RunContext, st: StageConfig) -> None:
+    from toxdistill.models.students import attach_hidden_projection, build_student, resolve_layers
+    from toxdistill.models.teacher import load_classifier
+
+    labels = ctx.split.train.label_names
+    teacher, tok = load_classifier(str(ctx.model_dir(TEACHER)), labels, ctx.cfg.seed)
+    extra = {}
+    if st.student is not None:
+        # Another model, with its own tokenizer: the cached teacher outputs are keyed by training row.
+        student, tok = load_classifier(st.student, labels, ctx.cfg.seed)
+        layers = list(range(1, student.config.num_hidden_layers + 1))
+        projected = attach_hidden_projection(student, int(teacher.config.hidden_size))
+        extra = {"student_model": st.student, "hidden_projection": projected}
+    else:
+        layers = resolve_layers(st.layers, teacher.config.num_hidden_layers)
+        student = build_student(teacher, layers)
+    del teacher
+    _train_and_save(
+        ctx,
+        st.name,
+        "student",
+        student,
+        tok,
+        ctx.cfg.stage_train(st),
+        layers=layers,
+        distill=ctx.cfg.stage_distill(st),
+        stage_cfg=st.model_dump(mode="json")
+        | {"train": ctx.cfg.stage_train(st).model_dump(), "distill": ctx.cfg.stage_distill(st).model_dump()},
+        extra_meta=extra,
+    )
+
+
+def stage_lora(ctx: RunContext, st: StageConfig) -> None:
+    from toxdistill.models.lora import add_lora, count_params
+    from toxdistill.models.students import build_student, resolve_layers
+    from toxdistill.models.teacher import load_classifier, load_model_config
+
+    lcfg = ctx.cfg.stage_lora(st)
+    base_kind = st.base or "pretrained"
+    distill = None
+    if st.kind == "distill-lora":
+        base_model, tok = load_classifier(str(ctx.model_dir(st.base)), ctx.split.train.label_names, ctx.cfg.seed)
+        layers = read_meta(ctx.model_dir(st.base)).get("layers")
+        distill = ctx.cfg.stage_distill(st)
+        base_desc = f"models/{st.base}"
+    else:
+        if base_kind == "pretrained":
+            base_model, tok = _load_teacher_pretrained(ctx)
+            base_desc = str(ctx.cfg.teacher.pretrained_model())
+        elif base_kind == "teacher":
+            base_model, tok = load_classifier(str(ctx.model_dir(TEACHER)), ctx.split.train.label_names, ctx.cfg.seed)
+            base_desc = "models/teacher"
+        else:
+            raise ToxdistillError(
+                f"stage {st.name!r}: lora base {base_kind!r} is unknown", "use 'pretrained' or 'teacher'"
+            )
+        n = base_model.config.num_hidden_layers
+        layers = list(range(1, n + 1))
+        if st.layers is not None:
+            layers = resolve_layers(st.layers, n)
+            base_model = build_student(base_model, layers)
+            base_desc += f" layers {layers}"
+    # Every adapter keeps its exact base beside it (``<model>/base``), so that the folder loads with plain
+    # peft from any directory and after it is moved: a path to the base would break on either.
+    if dist().is_main:
+        _save_hf(base_model, tok, ctx.work_dir(st.name) / "base")
+    base_desc = f"base/ ({base_desc})"
+    peft_model = add_lora(base_model, lcfg)
+    if distill is not None:
+        from toxdistill.models.students import attach_hidden_projection
+
+        teacher_hidden = int(load_model_config(str(ctx.model_dir(TEACHER))).hidden_size)
+        # After peft froze the model, so the new projection trains. Adapter checkpoints do not hold it: a
+        # resumed distill-lora stage on a student of another hidden size restarts its projection.
+        attach_hidden_projection(peft_model.get_base_model(), teacher_hidden)
+    total, trainable = count_params(peft_model)
+    say(f"{st.name}: LoRA r={lcfg.r} on {base_desc}: {trainable:,} trainable of {total:,} ({trainable / total:.2%})")
+    _train_and_save(
+        ctx,
+        st.name,
+        "lora",
+        peft_model,
+        tok,
+        ctx.cfg.stage_train(st),
+        layers=layers,
+        distill=distill,
+        lora_save=True,
+        stage_cfg=st.model_dump(mode="json")
+        | {"train": ctx.cfg.stage_train(st).model_dump(), "lora": lcfg.model_dump()},
+        extra_meta={"adapter_base": base_desc, "lora_share": trainable / total},
+    )
+
+
+def stage_finetune(ctx: RunContext, st: StageConfig) -> None:
+    stage_teacher(ctx, st.name, ctx.cfg.stage_train(st))
+
+
+def main_only(fn) -> None:
+    if dist().is_main:
+        fn()
+    dist().barrier()

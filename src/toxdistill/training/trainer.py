@@ -1,0 +1,422 @@
+"""Training: one Trainer for fine-tuning and LoRA, and a DistillationTrainer that overrides one method.
+
+Both sit on the Hugging Face Trainer, so checkpoint resume, length-grouped batches, warm-up with
+linear decay, best-on-validation and DDP under ``torchrun``/``accelerate launch`` come from there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch.utils.data import Dataset as TorchDataset
+from transformers import (
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainingArguments,
+)
+
+from toxdistill.config import DistillConfig, TrainConfig
+from toxdistill.data.dataset import Dataset
+from toxdistill.errors import ToxdistillError
+from toxdistill.models.families import forward_inputs
+from toxdistill.training.losses import cross_entropy, distillation_loss
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------- data plumbing
+class EncodedDataset(TorchDataset):
+    """Pre-tokenised rows. ``idx`` is the row's position, used to look up cached teacher outputs."""
+
+    def __init__(self, ds: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int, token_types: bool = True):
+        enc = tokenizer(ds.texts, truncation=True, max_length=max_length)
+        self.input_ids: list[list[int]] = enc["input_ids"]
+        # Only for a model that takes them (families.forward_inputs); others would swallow them unused.
+        self.token_type_ids = enc.get("token_type_ids") if token_types else None
+        self.labels = ds.labels
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def __getitem__(self, i: int) -> dict:
+        item = {"input_ids": self.input_ids[i], "labels": int(self.labels[i]), "idx": i}
+        if self.token_type_ids is not None:
+            item["token_type_ids"] = self.token_type_ids[i]
+        return item
+
+
+class Collator:
+    """Dynamic padding (to the longest in the batch) or fixed padding to ``pad_to`` (the naive set-up)."""
+
+    def __init__(self, pad_id: int, pad_to: int | None = None):
+        self.pad_id = pad_id
+        self.pad_to = pad_to
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        width = self.pad_to or max(len(r["input_ids"]) for r in rows)
+        n = len(rows)
+        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((n, width), dtype=torch.long)
+        has_tt = "token_type_ids" in rows[0]
+        tt = torch.zeros((n, width), dtype=torch.long) if has_tt else None
+        for k, r in enumerate(rows):
+            L = len(r["input_ids"])
+            ids[k, :L] = torch.tensor(r["input_ids"])
+            mask[k, :L] = 1
+            if has_tt:
+                tt[k, :L] = torch.tensor(r["token_type_ids"])
+        out = {
+            "input_ids": ids,
+            "attention_mask": mask,
+            "labels": torch.tensor([r["labels"] for r in rows]),
+            "idx": torch.tensor([r["idx"] for r in rows]),
+        }
+        if has_tt:
+            out["token_type_ids"] = tt
+        return out
+
+
+def class_weight_tensor(spec, labels: np.ndarray, n_classes: int) -> torch.Tensor | None:
+    """``balanced`` gives w_c = N / (K · n_c), sklearn's rule; ``sqrt-balanced`` gives its square root;
+    a list is used as given."""
+    if spec is None:
+        return None
+    if spec in ("balanced", "sqrt-balanced"):
+        counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+        counts[counts == 0] = 1.0
+        w = len(labels) / (n_classes * counts)
+        return torch.tensor(np.sqrt(w) if spec == "sqrt-balanced" else w, dtype=torch.float32)
+    if len(spec) != n_classes:
+        raise ToxdistillError(f"class_weights has {len(spec)} values for {n_classes} classes", "give one per class")
+    return torch.tensor(spec, dtype=torch.float32)
+
+
+def soft_target_tensor(ds: Dataset, weight: float) -> torch.Tensor | None:
+    """``(1 − a) · one-hot(y) + a · votes`` per row, or None when ``a = 0`` (train on class ids)."""
+    if weight <= 0:
+        return None
+    if ds.votes is None:
+        raise ToxdistillError("soft_labels needs annotator vote counts", "set data.vote_cols in the config")
+    onehot = np.eye(len(ds.label_names), dtype=np.float32)[ds.labels]
+    return torch.from_numpy((1.0 - weight) * onehot + weight * ds.votes.astype(np.float32))
+
+
+# ---------------------------------------------------------------- layer-wise lr decay
+_LAYER_NUM = re.compile(r"(?:^|\.)(?:layer|layers)\.(\d+)\.")
+
+
+def param_depth(name: str, n_layers: int) -> int:
+    """0 for embeddings, l+1 for encoder layer l (0-based), n_layers+1 for pooler/head/anything above."""
+    m = _LAYER_NUM.search(name)
+    if m:
+        return int(m.group(1)) + 1
+    if "embeddings" in name:
+        return 0
+    return n_layers + 1
+
+
+def layerwise_param_groups(
+    model: torch.nn.Module,
+    lr: float,
+    n_layers: int,
+    decay: float | None = None,
+    weight_decay: float = 0.01,
+    freeze_layers: int = 0,
+) -> list[dict]:
+    """Optimizer groups with ``lr · decay^(n_layers + 1 − depth)``; the head gets ``lr``.
+
+    ``freeze_layers = k`` stops gradients for the embeddings and encoder layers 1..k. Bias and
+    LayerNorm weights get no weight decay (BERT's recipe).
+    """
+    groups: dict[tuple[float, float], list] = {}
+    for name, p in model.named_parameters():
+        depth = param_depth(name, n_layers)
+        if freeze_layers and depth <= freeze_layers and "lora_" not in name:
+            p.requires_grad_(False)
+        if not p.requires_grad:
+            continue
+        scale = decay ** (n_layers + 1 - depth) if decay else 1.0
+        no_decay = name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name
+        key = (lr * scale, 0.0 if no_decay else weight_decay)
+        groups.setdefault(key, []).append(p)
+    return [{"params": ps, "lr": g_lr, "weight_decay": wd} for (g_lr, wd), ps in sorted(groups.items())]
+
+
+# ---------------------------------------------------------------- trainers
+class ToxTrainer(Trainer):
+    """Class-weighted CE on the labels (or on soft targets while training), and layer-wise lr groups."""
+
+    def __init__(
+        self,
+        *args,
+        class_weights: torch.Tensor | None = None,
+        train_cfg: TrainConfig,
+        n_layers: int,
+        soft_targets: torch.Tensor | None = None,
+        **kw,
+    ):
+        self.class_weights = class_weights
+        self.soft_targets = soft_targets  # (n_train, K) training targets, looked up by "idx"
+        self.train_cfg = train_cfg
+        self.n_layers = n_layers
+        super().__init__(*args, **kw)
+
+    def create_optimizer(self, model=None):
+        if self.optimizer is None:
+            groups = layerwise_param_groups(
+                self.model if model is None else model,
+                lr=self.args.learning_rate,
+                n_layers=self.n_layers,
+                decay=self.train_cfg.layer_lr_decay,
+                weight_decay=self.args.weight_decay,
+                freeze_layers=self.train_cfg.freeze_layers,
+            )
+            self.optimizer = torch.optim.AdamW(groups, lr=self.args.learning_rate)
+        return self.optimizer
+
+    def training_targets(self, model, labels: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
+        """Class ids, or the soft targets of these train rows; validation always scores the class ids."""
+        if self.soft_targets is None or not model.training or idx is None:
+            return labels
+        return self.soft_targets[idx.cpu()].to(labels.device)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inputs = dict(inputs)
+        idx = inputs.pop("idx", None)
+        labels = self.training_targets(model, inputs.pop("labels"), idx)
+        outputs = model(**inputs)
+        loss = cross_entropy(outputs.logits, labels, self.class_weights)
+        return (loss, outputs) if return_outputs else loss
+
+
+class DistillationTrainer(ToxTrainer):
+    """Adds soft-target KL and [CLS] cosine terms from cached teacher outputs (train rows only)."""
+
+    def __init__(self, *args, teacher_logits: torch.Tensor, teacher_cls: torch.Tensor, distill: DistillConfig, **kw):
+        self.teacher_logits = teacher_logits
+        self.teacher_cls = teacher_cls
+        self.distill = distill
+        self.loss_parts: dict[str, float] = {}
+        super().__init__(*args, **kw)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not model.training:  # validation: plain CE, so val loss is comparable across models
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        inputs = dict(inputs)
+        idx = inputs.pop("idx").cpu()
+        labels = inputs.pop("labels")
+        outputs = model(**inputs, output_hidden_states=True)
+        d = self.distill
+        hidden = outputs.hidden_states[-1][:, 0]  # the first token's final state, in every family
+        proj = getattr(self.model, "kd_projection", None)  # a student of another hidden size
+        if proj is not None:
+            hidden = proj(hidden)
+        loss, self.loss_parts = distillation_loss(
+            outputs.logits,
+            self.teacher_logits[idx].to(outputs.logits.device),
+            self.training_targets(model, labels, idx),
+            hidden,
+            self.teacher_cls[idx].to(outputs.logits.device),
+            temperature=d.temperature,
+            w_ce=d.w_ce,
+            w_kd=d.w_kd,
+            w_cos=d.w_cos,
+            class_weights=self.class_weights,
+        )
+        return (loss, outputs) if return_outputs else loss
+
+
+# ---------------------------------------------------------------- teacher cache
+def teacher_cache_key(teacher_dir: Path, split_fingerprint: str, max_length: int) -> str:
+    """Keyed by the teacher's weights and the split, so either changing invalidates the cache."""
+    h = hashlib.sha256()
+    for f in sorted(Path(teacher_dir).glob("*.safetensors")):
+        st = f.stat()
+        h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    h.update(f"{split_fingerprint}:{max_length}".encode())
+    return h.hexdigest()[:16]
+
+
+@torch.no_grad()
+def compute_teacher_outputs(
+    teacher: PreTrainedModel, enc: EncodedDataset, pad_id: int, batch_size: int = 128, progress: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and final [CLS] states for every row, teacher frozen in eval mode, length-sorted batches."""
+    from tqdm.auto import tqdm
+
+    teacher.eval()
+    order = np.argsort([len(x) for x in enc.input_ids], kind="stable")
+    collate = Collator(pad_id)
+    n = len(enc)
+    logits = torch.empty((n, teacher.config.num_labels), dtype=torch.float32)
+    cls = torch.empty((n, teacher.config.hidden_size), dtype=torch.float32)
+    for start in tqdm(range(0, n, batch_size), desc="teacher outputs", disable=not progress, unit="batch"):
+        rows = [enc[int(i)] for i in order[start : start + batch_size]]
+        b = collate(rows)
+        idx = b.pop("idx")
+        b.pop("labels")
+        out = teacher(**b, output_hidden_states=True)
+        logits[idx] = out.logits.float()
+        cls[idx] = out.hidden_states[-1][:, 0].float()
+    return logits, cls
+
+
+def load_or_build_teacher_cache(
+    cache_file: Path, teacher: PreTrainedModel, enc: EncodedDataset, pad_id: int, batch_size: int = 128
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Compute once, store as safetensors (no pickle), reuse for every student."""
+    if cache_file.is_file():
+        t = load_file(str(cache_file))
+        if t["logits"].shape[0] == len(enc):
+            return t["logits"], t["cls"]
+    logits, cls = compute_teacher_outputs(teacher, enc, pad_id, batch_size)
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache_file.with_name(f".{cache_file.name}.tmp")
+    save_file({"logits": logits.contiguous(), "cls": cls.contiguous()}, str(tmp))
+    tmp.replace(cache_file)
+    return logits, cls
+
+
+# ---------------------------------------------------------------- the loop
+_CKPT = re.compile(r"^checkpoint-(\d+)$")
+_CKPT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
+
+
+def _readable_json(path: Path) -> bool:
+    import json
+
+    try:
+        json.loads(path.read_text())
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def last_complete_checkpoint(work_dir: Path) -> str | None:
+    """The newest checkpoint that was written in full.
+
+    The Trainer writes checkpoint folders in place, so a run killed while saving leaves one without
+    its trainer state; resuming from it would crash. Such folders are skipped.
+    """
+    if not work_dir.is_dir():
+        return None
+    found = []
+    for d in work_dir.iterdir():
+        m = _CKPT.match(d.name)
+        if m and d.is_dir() and all((d / f).is_file() for f in _CKPT_FILES) and _readable_json(d / _CKPT_FILES[0]):
+            found.append((int(m.group(1)), d))
+    return str(max(found)[1]) if found else None
+
+
+def _metrics_for_trainer(eval_pred) -> dict[str, float]:
+    from sklearn.metrics import f1_score
+
+    logits, labels = eval_pred
+    preds = np.asarray(logits).argmax(-1)
+    return {
+        "accuracy": float((preds == labels).mean()),
+        "f1_macro": float(f1_score(labels, preds, average="macro")),
+        "f1_weighted": float(f1_score(labels, preds, average="weighted")),
+    }
+
+
+def train_model(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    train_ds: Dataset,
+    val_ds: Dataset,
+    cfg: TrainConfig,
+    work_dir: Path,
+    seed: int,
+    max_length: int,
+    n_layers: int,
+    distill: DistillConfig | None = None,
+    teacher_outputs: tuple[torch.Tensor, torch.Tensor] | None = None,
+    train_enc: EncodedDataset | None = None,
+    pad_to: int | None = None,
+    progress: bool = True,
+    max_steps: int = -1,
+    trainer_cls: type[ToxTrainer] | None = None,
+    trainer_kwargs: dict | None = None,
+) -> dict:
+    """Train in place (resuming from ``work_dir`` checkpoints) and return the loss history.
+
+    The best epoch on validation ``cfg.best_metric`` is loaded at the end.
+    """
+    token_types = "token_type_ids" in forward_inputs(model)
+    train_enc = train_enc or EncodedDataset(train_ds, tokenizer, max_length, token_types)
+    val_enc = EncodedDataset(val_ds, tokenizer, max_length, token_types)
+    weights = class_weight_tensor(cfg.class_weights, train_ds.labels, len(train_ds.label_names))
+    soft = soft_target_tensor(train_ds, cfg.soft_labels)
+    args = TrainingArguments(
+        output_dir=str(work_dir),
+        num_train_epochs=cfg.epochs,
+        max_steps=max_steps,
+        learning_rate=cfg.lr,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.eval_batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio of total steps in transformers 5
+        weight_decay=cfg.weight_decay,
+        lr_scheduler_type="linear",
+        max_grad_norm=cfg.max_grad_norm,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
+        eval_strategy="epoch" if max_steps < 0 else "no",
+        save_strategy="epoch" if max_steps < 0 else "no",
+        logging_strategy="epoch",
+        load_best_model_at_end=max_steps < 0,
+        metric_for_best_model=cfg.best_metric,
+        greater_is_better=cfg.best_metric != "loss",
+        save_total_limit=2,
+        save_only_model=False,  # optimizer state is kept so a killed run resumes exactly
+        seed=seed,
+        data_seed=seed,
+        bf16=cfg.bf16,
+        report_to="none",
+        disable_tqdm=not progress,
+        remove_unused_columns=False,  # keep "idx" for the teacher cache lookup
+        dataloader_num_workers=0,
+        use_cpu=not torch.cuda.is_available(),
+    )
+    kw = dict(
+        model=model,
+        args=args,
+        train_dataset=train_enc,
+        eval_dataset=val_enc,
+        data_collator=Collator(tokenizer.pad_token_id or 0, pad_to),
+        compute_metrics=_metrics_for_trainer,
+        class_weights=weights,
+        soft_targets=soft,
+        train_cfg=cfg,
+        n_layers=n_layers,
+    )
+    kw.update(trainer_kwargs or {})
+    if distill is not None:
+        assert teacher_outputs is not None, "distillation needs the cached teacher outputs"
+        trainer = (trainer_cls or DistillationTrainer)(
+            **kw, teacher_logits=teacher_outputs[0], teacher_cls=teacher_outputs[1], distill=distill
+        )
+    else:
+        trainer = (trainer_cls or ToxTrainer)(**kw)
+    last = last_complete_checkpoint(Path(work_dir))
+    if last:
+        log.info("resuming from %s", last)
+    result = trainer.train(resume_from_checkpoint=last)
+    # From the Trainer's own history, which a resumed run restores from its checkpoint.
+    epoch_losses = [float(h["loss"]) for h in trainer.state.log_history if "loss" in h]
+    return {
+        "train_loss": epoch_losses[-1] if epoch_losses else float(result.training_loss),
+        "epoch_losses": epoch_losses,
+        "train_runtime_s": float(result.metrics.get("train_runtime", 0.0)),
+        "train_samples_per_second": float(result.metrics.get("train_samples_per_second", 0.0)),
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "world_size": int(trainer.args.world_size),  # > 1 under torchrun / accelerate launch (DDP)
+        "trainer": trainer,
+    }
