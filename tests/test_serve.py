@@ -460,12 +460,16 @@ def test_batch_csv_picks_the_tweet_column(client):
         assert float(row["p_offensive"]) == pytest.approx(w["probabilities"]["offensive"], abs=1e-4)
 
 
-def test_batch_csv_named_column_and_first_column(client):
+def test_batch_csv_named_column_and_no_silent_fallback(client):
     data = b"a,b\nhello there,you idiot\n"
     r = client.post("/batch", files={"file": ("x.csv", data)}, data={"model": "odd", "column": "b"})
     assert r.status_code == 200 and _rows(r)[0]["text"] == "you idiot"
+    # No text/tweet/comment column and none named: refused, as `toxdistill predict` refuses the same file.
     r = client.post("/batch", files={"file": ("x.csv", data)}, data={"model": "odd"})
-    assert r.status_code == 200 and _rows(r)[0]["text"] == "hello there"
+    assert r.status_code == 422 and "no &#39;text&#39;, &#39;tweet&#39; or &#39;comment&#39; column" in r.text
+    assert "columns: a, b" in r.text
+    r = client.post("/batch", files={"file": ("x.csv", b"id,Comment\n1,you idiot\n")}, data={"model": "odd"})
+    assert r.status_code == 200 and _rows(r)[0]["text"] == "you idiot"  # any case of the known names
     r = client.post("/batch", files={"file": ("x.csv", data)}, data={"model": "odd", "column": "nope"})
     assert r.status_code == 422 and "no column" in r.text and 'id="batch-error"' in r.text
 
@@ -474,7 +478,8 @@ def test_batch_txt_one_comment_per_line(client):
     data = b"first comment, with a comma\n\n  second one  \nthird\n"
     r = client.post("/batch", files={"file": ("lines.txt", data, "text/plain")}, data={"model": "teacher"})
     assert r.status_code == 200
-    assert [x["text"] for x in _rows(r)] == ["first comment, with a comma", "second one", "third"]
+    # Lines are kept as written (as `toxdistill predict` writes them back); blank lines are skipped.
+    assert [x["text"] for x in _rows(r)] == ["first comment, with a comma", "  second one  ", "third"]
 
 
 def test_batch_download_defuses_spreadsheet_formulas(client):

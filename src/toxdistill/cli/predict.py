@@ -1,6 +1,6 @@
 """``toxdistill predict``: score a CSV, JSONL or text file (or stdin) in bounded memory.
 
-Input is read in chunks (pandas ``read_csv(chunksize=...)``, or line by line), each chunk is scored by the
+Input is read in chunks by the one reader (``data.readers``), each chunk is scored by the
 one ``Predictor`` (length-sorted batches, input order kept) and appended to a temporary file next to the
 output. Only a complete run is renamed onto ``-o``; an error leaves any existing output untouched.
 """
@@ -9,19 +9,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
+from toxdistill.data.readers import detect_format, open_input, read_chunks
 from toxdistill.errors import ToxdistillError
-
-TEXT_COLUMNS = ("text", "tweet")  # used when --text-col is not given
-JSONL_SUFFIXES = {".jsonl", ".ndjson", ".json"}
-HEAD_BYTES = 1 << 16
 
 
 def register(sub) -> None:
@@ -31,7 +26,7 @@ def register(sub) -> None:
         description=(
             "Score every text in INPUT with MODEL_DIR (a model folder or an ONNX export) and write the rows in "
             "input order with label, label_id, p_<class> and truncated columns. INPUT is a CSV (text column: "
-            "--text-col, else a column named text or tweet), JSONL (one object per line; field --text-col or "
+            "--text-col, else a column named text, tweet or comment), JSONL (one object per line; field --text-col or "
             "text), plain text (one text per line; blank lines skipped) or - for stdin. The output is CSV, or "
             "JSONL when -o ends with .jsonl; it appears only when complete."
         ),
@@ -62,188 +57,6 @@ def register(sub) -> None:
         "--progress", default="auto", choices=["auto", "on", "off"], help="progress bar on stderr (auto: on a terminal)"
     )
     p.set_defaults(func=cmd_predict)
-
-
-# ------------------------------------------------------------------ input
-class _Prefixed(io.RawIOBase):
-    """A byte stream that replays ``head`` (already read, to sniff the input) and then reads the rest."""
-
-    def __init__(self, head: bytes, rest):
-        self.head, self.rest = head, rest
-
-    def readable(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        if self.rest is not None and self.rest is not getattr(sys.stdin, "buffer", None):
-            self.rest.close()
-        super().close()
-
-    def readinto(self, b) -> int:
-        if self.head:
-            n = min(len(b), len(self.head))
-            b[:n] = self.head[:n]
-            self.head = self.head[n:]
-            return n
-        if self.rest is None:
-            return 0
-        data = self.rest.read1(len(b)) if hasattr(self.rest, "read1") else self.rest.read(len(b))
-        b[: len(data)] = data
-        return len(data)
-
-
-def _open_input(spec: str) -> tuple[str, bytes, io.BufferedReader]:
-    """(display name, first bytes, a byte stream from the start)."""
-    if spec == "-":
-        raw = getattr(sys.stdin, "buffer", None)
-        if raw is None:  # a text stream (tests, embedding): encode it
-            raw = io.BytesIO(sys.stdin.read().encode("utf-8"))
-        name = "<stdin>"
-    else:
-        path = Path(spec)
-        if path.is_dir():
-            raise ToxdistillError(f"input {path} is a folder", "give a file")
-        if not path.is_file():
-            raise ToxdistillError(f"input file not found: {path}", "check the path")
-        try:
-            raw = open(path, "rb")  # noqa: SIM115 - closed by the caller through the returned stream
-        except OSError as e:
-            raise ToxdistillError(f"cannot read {path}: {e.strerror}", "check its permissions") from None
-        name = str(path)
-    head = raw.read(HEAD_BYTES)
-    if not head.strip():
-        raise ToxdistillError(f"input {name} is empty", "give a file with at least one text")
-    if b"\x00" in head:
-        raise ToxdistillError(f"input {name} looks binary (it has NUL bytes)", "give a UTF-8 CSV, JSONL or text file")
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as e:
-        if e.start < len(head) - 4:  # a multi-byte character cut at the end of the sniffed block is fine
-            raise ToxdistillError(f"input {name} is not UTF-8 text", "re-encode it as UTF-8 (iconv -t utf-8)") from None
-    return name, head, io.BufferedReader(_Prefixed(head, raw), buffer_size=HEAD_BYTES)
-
-
-def _detect_format(spec: str, fmt: str, head: bytes, text_col: str | None) -> str:
-    if fmt != "auto":
-        return fmt
-    suffix = Path(spec).suffix.lower() if spec != "-" else ""
-    if suffix == ".csv":
-        return "csv"
-    if suffix == ".tsv":
-        return "tsv"
-    if suffix in JSONL_SUFFIXES:
-        return "jsonl"
-    first = head.lstrip().split(b"\n", 1)[0].strip()
-    if first.startswith(b"{"):
-        return "jsonl"
-    if spec == "-" and text_col:
-        return "csv"
-    return "txt"
-
-
-def _pick_column(columns: list[str], wanted: str | None, name: str, what: str) -> str:
-    if wanted is not None:
-        if wanted not in columns:
-            shown = ", ".join(map(str, columns[:8])) + (" …" if len(columns) > 8 else "")
-            raise ToxdistillError(f"{name} has no {what} {wanted!r} ({what}s: {shown})", "pass the right --text-col")
-        return wanted
-    for c in TEXT_COLUMNS:
-        if c in columns:
-            return c
-    lower = {str(c).lower(): c for c in columns}
-    for c in TEXT_COLUMNS:
-        if c in lower:
-            return lower[c]
-    shown = ", ".join(map(str, columns[:8])) + (" …" if len(columns) > 8 else "")
-    raise ToxdistillError(f"{name} has no 'text' or 'tweet' {what} ({what}s: {shown})", "pass --text-col NAME")
-
-
-def _read_csv(stream, name: str, sep: str, text_col: str | None, chunk: int) -> Iterator[tuple[list[str], object]]:
-    """Chunks of (texts, DataFrame of the input columns, all as strings exactly as in the file)."""
-    import pandas as pd
-
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
-    try:
-        reader = pd.read_csv(text, sep=sep, chunksize=chunk, dtype=str, keep_default_na=False, na_filter=False)
-        col = None
-        rows = 0
-        for df in reader:
-            if col is None:
-                col = _pick_column([str(c) for c in df.columns], text_col, name, "column")
-            if len(df):
-                rows += len(df)
-                yield df[col].tolist(), df
-        if not rows:  # a header and no rows
-            raise ToxdistillError(f"input {name} has a header but no rows", "give a file with at least one text")
-    except UnicodeDecodeError:
-        raise ToxdistillError(f"input {name} is not UTF-8 text", "re-encode it as UTF-8 (iconv -t utf-8)") from None
-    except pd.errors.EmptyDataError:
-        raise ToxdistillError(f"input {name} is empty", "give a file with a header and rows") from None
-    except (pd.errors.ParserError, ValueError) as e:
-        first = (str(e).splitlines() or [e.__class__.__name__])[0]
-        raise ToxdistillError(
-            f"input {name} is not valid {'TSV' if sep == chr(9) else 'CSV'}: {first}", "check the format"
-        ) from None
-
-
-def _lines(stream, name: str) -> Iterator[tuple[int, str]]:
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline=None)
-    lineno = 0
-    try:
-        for lineno, line in enumerate(text, 1):  # noqa: B007 - lineno is used in the error below
-            yield lineno, line.rstrip("\n")
-    except UnicodeDecodeError:
-        raise ToxdistillError(
-            f"input {name} is not UTF-8 text (near line {lineno + 1})", "re-encode it as UTF-8"
-        ) from None
-
-
-def _read_jsonl(stream, name: str, text_col: str | None, chunk: int) -> Iterator[tuple[list[str], list[dict]]]:
-    rows: list[dict] = []
-    field = text_col
-    for lineno, line in _lines(stream, name):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ToxdistillError(
-                f"{name} line {lineno} is not valid JSON ({e.msg})", "give one JSON object per line"
-            ) from None
-        if not isinstance(obj, dict):
-            raise ToxdistillError(
-                f"{name} line {lineno} is not a JSON object", 'give one object per line, e.g. {"text": "..."}'
-            )
-        if field is None:
-            field = _pick_column(list(obj), None, f"{name} line {lineno}", "field")
-        elif field not in obj:
-            raise ToxdistillError(f"{name} line {lineno} has no field {field!r}", "pass the right --text-col")
-        rows.append(obj)
-        if len(rows) >= chunk:
-            yield [_as_text(r[field]) for r in rows], rows
-            rows = []
-    if rows:
-        yield [_as_text(r[field]) for r in rows], rows
-
-
-def _read_txt(stream, name: str, chunk: int) -> Iterator[tuple[list[str], list[str]]]:
-    rows: list[str] = []
-    for _, line in _lines(stream, name):
-        line = line.rstrip("\r")
-        if not line.strip():
-            continue
-        rows.append(line)
-        if len(rows) >= chunk:
-            yield rows, rows
-            rows = []
-    if rows:
-        yield rows, rows
-
-
-def _as_text(v) -> str:
-    if v is None:
-        return ""
-    return v if isinstance(v, str) else json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else str(v)
 
 
 # ------------------------------------------------------------------ output
@@ -317,22 +130,14 @@ def cmd_predict(a: argparse.Namespace) -> int:
     _check_output(out_path)
     as_jsonl = out_path.suffix.lower() in {".jsonl", ".ndjson"}
     # Check the input before loading the model: a typo should fail in a second.
-    name, head, stream = _open_input(a.input)
-    with contextlib.closing(stream):
-        fmt = _detect_format(a.input, a.format, head, a.text_col)
-        if fmt in ("csv", "tsv"):
-            chunks = _read_csv(stream, name, "\t" if fmt == "tsv" else ",", a.text_col, a.chunk_size)
-        elif fmt == "jsonl":
-            chunks = _read_jsonl(stream, name, a.text_col, a.chunk_size)
-        else:
-            if a.text_col:
-                raise ToxdistillError(
-                    f"--text-col does not apply to plain text input {name}", "use a .csv or .jsonl file, or --format"
-                )
-            chunks = _read_txt(stream, name, a.chunk_size)
+    src = open_input(a.input)
+    with contextlib.closing(src):
+        fmt = detect_format(src, a.format, a.text_col)
+        chunks = read_chunks(src, fmt, a.text_col, a.chunk_size)
+        name = f"{src.what} {src.name}"
         first = next(chunks, None)  # fails now on a bad header / missing column / bad first line
         if first is None:
-            raise ToxdistillError(f"input {name} has no texts", "give a file with at least one text")
+            raise ToxdistillError(f"{name} has no texts", "give a file with at least one text")
 
         from toxdistill.inference.predict import Predictor
 
@@ -383,7 +188,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
                     if bar is not None:
                         bar.update(len(preds))
                 if n == 0:
-                    raise ToxdistillError(f"input {name} has no texts", "give a file with at least one text")
+                    raise ToxdistillError(f"{name} has no texts", "give a file with at least one text")
                 f.flush()
                 os.fsync(f.fileno())
             if bar is not None:

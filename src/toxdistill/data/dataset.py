@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from toxdistill.config import DataConfig
+from toxdistill.data.readers import read_frame, safe_text
 from toxdistill.errors import ToxdistillError
 
 log = logging.getLogger(__name__)
@@ -91,7 +92,9 @@ _RT = re.compile(r"^\s*RT\b:?\s*")
 
 
 def clean_text(text: str, cfg) -> str:
-    """Apply the switched-on cleaning steps. ``cfg`` is a CleanConfig."""
+    """Apply the switched-on cleaning steps. ``cfg`` is a CleanConfig. Unencodable code points (lone
+    surrogates, which only JSON can carry) become U+FFFD first, so any string is safe to tokenize."""
+    text = safe_text(text)
     if cfg.unescape_html:
         # Twice: some tweets are double-escaped ("&amp;#8220;").
         text = html.unescape(html.unescape(text))
@@ -134,35 +137,8 @@ class Dataset:
         return len(self.texts)
 
 
-def read_table(path: Path, fmt: str = "auto") -> pd.DataFrame:
-    """Read CSV or JSONL into a DataFrame, turning every parse failure into a one-line error."""
-    if fmt == "auto":
-        fmt = "jsonl" if path.suffix.lower() in {".jsonl", ".json", ".ndjson"} else "csv"
-    try:
-        head = path.read_bytes()[:4096]
-    except OSError as e:
-        raise ToxdistillError(f"cannot read {path}: {e.strerror}", "check the path and its permissions") from None
-    if not head.strip():
-        raise ToxdistillError(f"data file {path} is empty", "give a file with a header and rows")
-    if b"\x00" in head:
-        raise ToxdistillError(f"data file {path} looks binary, not {fmt.upper()}", "give a UTF-8 CSV or JSONL file")
-    try:
-        if fmt == "jsonl":
-            df = pd.read_json(path, lines=True)
-        else:
-            df = pd.read_csv(path, encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ToxdistillError(f"data file {path} is not UTF-8", "re-encode it as UTF-8 (iconv -t utf-8)") from None
-    except (ValueError, pd.errors.ParserError) as e:
-        first = str(e).splitlines()[0] if str(e) else e.__class__.__name__
-        raise ToxdistillError(f"data file {path} is not valid {fmt.upper()}: {first}", "check the format") from None
-    if df.empty:
-        raise ToxdistillError(f"data file {path} has no rows", "give a file with at least one labelled row")
-    return df
-
-
 def load_dataset(path: Path, cfg: DataConfig) -> Dataset:
-    df = read_table(path, cfg.format)
+    df = read_frame(path, cfg.format)
     missing = [c for c in (cfg.text_col, cfg.label_col, *(cfg.vote_cols or [])) if c not in df.columns]
     if missing:
         raise ToxdistillError(

@@ -248,7 +248,8 @@ def evaluate_external(
     run before any model loads, so a bad file or map fails in a second.
     """
     from toxdistill import __version__
-    from toxdistill.data.dataset import clean_text, read_table, sha256_file
+    from toxdistill.data.dataset import clean_text, sha256_file
+    from toxdistill.data.readers import read_frame
 
     data_path = Path(data_path)
     chosen = select_models(find_models(run_dir), models)
@@ -262,7 +263,7 @@ def evaluate_external(
 
     if not data_path.is_file():
         raise ToxdistillError(f"data file not found: {data_path}", "give a CSV or JSONL file to --data")
-    df = read_table(data_path, fmt)
+    df = read_frame(data_path, fmt)
     cols = [str(c) for c in df.columns]
     for flag, col in (("--text-col", text_col), ("--label-col", label_col), ("--group-col", group_col)):
         if col is not None and col not in df.columns:

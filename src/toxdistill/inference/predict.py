@@ -179,9 +179,11 @@ class Predictor:
         ``logits`` does not clean: evaluation passes texts that are already clean. Callers holding raw
         user text (bulk predict, serving) call this first.
         """
-        if self.clean_config is None:
-            return list(texts)
         from toxdistill.data.dataset import clean_text
+        from toxdistill.data.readers import safe_text
+
+        if self.clean_config is None:
+            return [safe_text(t) for t in texts]
 
         return [clean_text(t, self.clean_config) for t in texts]
 
@@ -234,7 +236,10 @@ class Predictor:
     # ------------------------------------------------------------------ core
     def encode(self, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray]:
         """Token ids per text (truncated to ``max_length``) and a flag for the texts that were cut."""
-        enc = self.tokenizer(list(texts), truncation=False, add_special_tokens=True)["input_ids"]
+        from toxdistill.data.readers import safe_text
+
+        texts = [safe_text(t) for t in texts]  # the tokenizer rejects lone surrogates outright
+        enc = self.tokenizer(texts, truncation=False, add_special_tokens=True)["input_ids"]
         truncated = np.array([len(x) > self.max_length for x in enc], dtype=bool)
         if truncated.any():
             cut = self.tokenizer(

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from toxdistill import __version__
+from toxdistill.data.readers import safe_obj, safe_text
 from toxdistill.serve.batch import MAX_ROWS, MAX_UPLOAD_BYTES, BatchError, download_name, read_texts, write_csv
 from toxdistill.serve.models import ServedModel, default_model
 from toxdistill.serve.schemas import MAX_TEXTS, ClassifyRequest, ClassifyResponse, ErrorResponse, Health, ModelsResponse
@@ -227,7 +228,8 @@ def create_app(models: dict[str, ServedModel], run_name: str = "toxdistill") -> 
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = jsonable_encoder(exc.errors(), custom_encoder={Exception: str})
+        # The errors echo the input, which may hold lone surrogates that no UTF-8 response can carry.
+        errors = safe_obj(jsonable_encoder(exc.errors(), custom_encoder={Exception: str}))
         return JSONResponse({"detail": errors, "message": summarize(errors)}, status_code=422)
 
     # ------------------------------------------------------------------ JSON API
@@ -320,6 +322,7 @@ def create_app(models: dict[str, ServedModel], run_name: str = "toxdistill") -> 
     def index_post(
         request: Request, text: str = Form(""), model: str = Form(""), compare: str = Form("")
     ) -> HTMLResponse:
+        text = safe_text(text)  # a form field can carry what UTF-8 cannot encode, too
         ctx: dict[str, Any] = {"text": text, "selected": model or default, "compare": bool(compare)}
         if model and model not in models:
             return page(request, 404, error=f"unknown model {model!r}; pick one of: {', '.join(names)}", **ctx)

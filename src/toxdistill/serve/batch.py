@@ -8,7 +8,6 @@ import re
 
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024
 MAX_ROWS = 5000
-TEXT_COLUMNS = ("text", "tweet", "comment")
 
 
 class BatchError(ValueError):
@@ -19,52 +18,42 @@ class BatchError(ValueError):
         self.status = status
 
 
-def decode(data: bytes) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        # Spreadsheet exports on Windows are often cp1252; latin-1 never fails and keeps ASCII intact.
-        return data.decode("latin-1")
-
-
 def read_texts(filename: str, data: bytes, column: str | None = None) -> tuple[list[str], str | None]:
-    """The non-blank comments in the file, and the CSV column they came from (None for TXT)."""
+    """The non-blank comments in the file, and the column they came from (None for plain text).
+
+    Read by the one input reader (``data.readers``), so an upload is accepted or refused exactly as
+    ``toxdistill predict`` would treat the same file.
+    """
+    import pandas as pd
+
+    from toxdistill.data.readers import detect_format, open_bytes, pick_column, read_chunks
+    from toxdistill.errors import ToxdistillError
+
     if not data.strip():
         raise BatchError("the uploaded file is empty")
     if len(data) > MAX_UPLOAD_BYTES:
         raise BatchError(
             f"the file is {len(data) / 1e6:.1f} MB; the limit is {MAX_UPLOAD_BYTES // (1024 * 1024)} MB", 413
         )
-    text = decode(data)
-    name = (filename or "").lower()
-    if name.endswith(".txt") or (not name.endswith(".csv") and not column and "," not in text.split("\n", 1)[0]):
-        texts, col = [line.strip() for line in text.splitlines()], None
-    else:
-        texts, col = _csv_column(text, column)
-    texts = [t for t in texts if t.strip()]
+    try:
+        src = open_bytes(filename, data, what="upload")
+        fmt = detect_format(src, "auto", column)
+        texts: list[str] = []
+        col = None
+        for chunk, rows in read_chunks(src, fmt, column or None, MAX_ROWS + 1):
+            texts.extend(t for t in chunk if t.strip())
+            if col is None and fmt != "txt":
+                cols = [str(c) for c in rows.columns] if isinstance(rows, pd.DataFrame) else list(rows[0])
+                col = pick_column(cols, column or None, src.name)
+            if len(texts) > MAX_ROWS:
+                break
+    except ToxdistillError as e:
+        raise BatchError(str(e)) from None
     if not texts:
         raise BatchError("no comments found in the file (all rows are blank)")
     if len(texts) > MAX_ROWS:
-        raise BatchError(f"the file has {len(texts)} comments; the limit is {MAX_ROWS} per upload", 413)
+        raise BatchError(f"the file has more than {MAX_ROWS} comments; the limit is {MAX_ROWS} per upload", 413)
     return texts, col
-
-
-def _csv_column(text: str, column: str | None) -> tuple[list[str], str]:
-    try:
-        rows = list(csv.reader(io.StringIO(text, newline="")))
-    except csv.Error as e:
-        raise BatchError(f"cannot read the CSV: {e}") from None
-    header = [h.strip() for h in rows[0]] if rows else []
-    if not header:
-        raise BatchError("the CSV has no header row")
-    if column:
-        if column not in header:
-            raise BatchError(f"the CSV has no column {column!r}; its columns are: {', '.join(header)}")
-        idx = header.index(column)
-    else:
-        lower = [h.lower() for h in header]
-        idx = next((lower.index(c) for c in TEXT_COLUMNS if c in lower), 0)
-    return [r[idx] if idx < len(r) else "" for r in rows[1:]], header[idx]
 
 
 # A cell starting with one of these runs as a formula when a moderator opens the download in a

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from toxdistill.data.readers import safe_text
+
 MAX_TEXTS = 256
 
 
@@ -32,7 +34,8 @@ class ClassifyRequest(BaseModel):
                 raise ValueError("the text is empty or only whitespace")
             more = f" (and {len(blank) - 1} more)" if len(blank) > 1 else ""
             raise ValueError(f"item {blank[0]}{more} is empty or only whitespace")
-        return v
+        # Valid JSON can carry lone surrogates ("\ud800"); no tokenizer or UTF-8 response accepts them.
+        return safe_text(v) if isinstance(v, str) else [safe_text(t) for t in v]
 
     def text_list(self) -> list[str]:
         return [self.texts] if isinstance(self.texts, str) else list(self.texts)

@@ -1,0 +1,311 @@
+"""The one input reader: CSV, TSV, JSONL and plain text, from a path, stdin or uploaded bytes.
+
+`run` and `evaluate` (labelled data), `predict` (any size, streamed in chunks) and the server's batch upload
+all read through here, so they accept the same files and refuse the same ones with the same words:
+
+- **Encoding**: UTF-8 only (a BOM is fine). Anything else is refused with a one-line error naming the fix,
+  rather than guessed: a wrong guess silently changes the texts that get scored.
+- **Format**: from the suffix (``.csv``, ``.tsv``, ``.jsonl``/``.ndjson``/``.json``, ``.txt``), else a first
+  line starting with ``{`` is JSONL, a named column means CSV, and anything else is one text per line.
+- **Text column**: the one named (``--text-col``), else the first of ``text``, ``tweet``, ``comment`` (any
+  case). No silent fallback to another column: a file without one is refused, listing its columns.
+- **Plain text**: one text per line, kept as written (only the line break goes), blank lines skipped.
+- **Any text is safe**: JSON can carry lone surrogates (``"\\ud800"``), which no UTF-8 writer or tokenizer
+  accepts. ``safe_text`` replaces each with U+FFFD (valid surrogate pairs become their character).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from toxdistill.errors import ToxdistillError
+
+TEXT_COLUMNS = ("text", "tweet", "comment")
+JSONL_SUFFIXES = {".jsonl", ".ndjson", ".json"}
+FORMATS = ("csv", "tsv", "jsonl", "txt")
+HEAD_BYTES = 1 << 16
+
+
+def safe_text(text: str) -> str:
+    """``text`` with every code point that UTF-8 cannot encode (a lone surrogate) replaced by U+FFFD."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def safe_obj(obj: Any) -> Any:
+    """``safe_text`` on every string in a JSON-like value (keys included)."""
+    if isinstance(obj, str):
+        return safe_text(obj)
+    if isinstance(obj, dict):
+        return {safe_text(str(k)): safe_obj(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [safe_obj(v) for v in obj]
+    return obj
+
+
+class _Prefixed(io.RawIOBase):
+    """A byte stream that replays ``head`` (already read, to sniff the input) and then reads the rest."""
+
+    def __init__(self, head: bytes, rest):
+        self.head, self.rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        if self.rest is not None and self.rest is not getattr(sys.stdin, "buffer", None):
+            self.rest.close()
+        super().close()
+
+    def readinto(self, b) -> int:  # type: ignore[override]
+        if self.head:
+            n = min(len(b), len(self.head))
+            b[:n] = self.head[:n]
+            self.head = self.head[n:]
+            return n
+        if self.rest is None:
+            return 0
+        data = self.rest.read1(len(b)) if hasattr(self.rest, "read1") else self.rest.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+
+@dataclass
+class Source:
+    """An opened input: its name for messages, its first bytes, and a byte stream from the start."""
+
+    name: str
+    suffix: str
+    head: bytes
+    stream: io.BufferedReader
+    what: str = "input"  # "input" or "data file": how messages name it
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+def _checked(name: str, suffix: str, head: bytes, raw, what: str) -> Source:
+    if not head.strip():
+        raise ToxdistillError(f"{what} {name} is empty", "give a file with at least one text")
+    if b"\x00" in head:
+        raise ToxdistillError(f"{what} {name} looks binary (it has NUL bytes)", "give a UTF-8 CSV, JSONL or text file")
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if e.start < len(head) - 4:  # a multi-byte character cut at the end of the sniffed block is fine
+            raise ToxdistillError(
+                f"{what} {name} is not UTF-8 text", "re-encode it as UTF-8 (iconv -t utf-8)"
+            ) from None
+    return Source(name, suffix, head, io.BufferedReader(_Prefixed(head, raw), buffer_size=HEAD_BYTES), what)
+
+
+def open_input(spec: str | Path, what: str = "input") -> Source:
+    """A file path, or ``-`` for stdin."""
+    if str(spec) == "-":
+        raw = getattr(sys.stdin, "buffer", None)
+        if raw is None:  # a text stream (tests, embedding): encode it
+            raw = io.BytesIO(sys.stdin.read().encode("utf-8"))
+        return _checked("<stdin>", "", raw.read(HEAD_BYTES), raw, what)
+    path = Path(spec)
+    if path.is_dir():
+        raise ToxdistillError(f"{what} {path} is a folder", "give a file")
+    if not path.is_file():
+        raise ToxdistillError(f"{what} not found: {path}", "check the path")
+    try:
+        raw = open(path, "rb")  # noqa: SIM115 - closed through Source.close
+    except OSError as e:
+        raise ToxdistillError(f"cannot read {path}: {e.strerror}", "check its permissions") from None
+    return _checked(str(path), path.suffix.lower(), raw.read(HEAD_BYTES), raw, what)
+
+
+def open_bytes(filename: str, data: bytes, what: str = "upload") -> Source:
+    """Bytes already in memory (an upload), named by the file name the client gave."""
+    raw = io.BytesIO(data)
+    return _checked(filename or "upload", Path(filename or "").suffix.lower(), raw.read(HEAD_BYTES), raw, what)
+
+
+def detect_format(src: Source, fmt: str = "auto", text_col: str | None = None) -> str:
+    if fmt != "auto":
+        return fmt
+    if src.suffix in (".csv", ".tsv"):
+        return src.suffix[1:]
+    if src.suffix in JSONL_SUFFIXES:
+        return "jsonl"
+    if src.suffix == ".txt":
+        return "txt"
+    first = src.head.lstrip().split(b"\n", 1)[0].strip()
+    if first.startswith(b"{"):
+        return "jsonl"
+    return "csv" if text_col else "txt"
+
+
+def pick_column(columns: list[str], wanted: str | None, name: str, what: str = "column") -> str:
+    """``wanted`` if given, else the first of ``TEXT_COLUMNS`` (exact name first, then any case)."""
+    shown = ", ".join(map(str, columns[:8])) + (" …" if len(columns) > 8 else "")
+    if wanted is not None:
+        if wanted not in columns:
+            raise ToxdistillError(f"{name} has no {what} {wanted!r} ({what}s: {shown})", "pass the right --text-col")
+        return wanted
+    for c in TEXT_COLUMNS:
+        if c in columns:
+            return c
+    lower = {str(c).lower(): c for c in columns}
+    for c in TEXT_COLUMNS:
+        if c in lower:
+            return lower[c]
+    raise ToxdistillError(f"{name} has no 'text', 'tweet' or 'comment' {what} ({what}s: {shown})", "name the column")
+
+
+def read_chunks(
+    src: Source, fmt: str, text_col: str | None = None, chunk: int = 8192, as_strings: bool = True
+) -> Iterator[tuple[list[str], Any]]:
+    """Chunks of (texts, rows): rows are a DataFrame (CSV/TSV), a list of dicts (JSONL) or the texts (TXT).
+
+    ``as_strings`` keeps every CSV cell exactly as in the file (``predict`` writes them back); without it
+    pandas infers types and reads empty cells as missing (labelled data).
+    """
+    if fmt in ("csv", "tsv"):
+        return _read_csv(src, "\t" if fmt == "tsv" else ",", text_col, chunk, as_strings)
+    if fmt == "jsonl":
+        return _read_jsonl(src, text_col, chunk)
+    if fmt == "txt":
+        if text_col:
+            raise ToxdistillError(
+                f"a text column does not apply to plain text {src.what} {src.name}", "use a .csv or .jsonl file"
+            )
+        return _read_txt(src, chunk)
+    raise ToxdistillError(f"unknown format {fmt!r}", f"use one of {', '.join(FORMATS)}")
+
+
+def read_frame(path: str | Path, fmt: str = "auto", what: str = "data file"):
+    """A whole labelled file as one DataFrame (every column; types inferred), for ``run`` and ``evaluate``."""
+    import pandas as pd
+
+    src = open_input(path, what)
+    try:
+        fmt = detect_format(src, fmt)
+        fmt = fmt if fmt in ("jsonl", "tsv") else "csv"  # labelled data has columns: whatever its suffix, CSV
+        parts = [r if isinstance(r, pd.DataFrame) else pd.DataFrame.from_records(r) for _, r in _all_rows(src, fmt)]
+    finally:
+        src.close()
+    df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    if df.empty:
+        raise ToxdistillError(f"{what} {path} has no rows", "give a file with at least one labelled row")
+    return df
+
+
+def _all_rows(src: Source, fmt: str):
+    # Any column will do: labelled files name theirs in the config, which the caller checks.
+    if fmt in ("csv", "tsv"):
+        yield from _read_csv(src, "\t" if fmt == "tsv" else ",", None, 1 << 16, as_strings=False, any_column=True)
+    else:
+        yield from _read_jsonl(src, None, 1 << 16, any_field=True)
+
+
+def _read_csv(
+    src: Source, sep: str, text_col: str | None, chunk: int, as_strings: bool, any_column: bool = False
+) -> Iterator[tuple[list[str], Any]]:
+    import pandas as pd
+
+    text = io.TextIOWrapper(src.stream, encoding="utf-8-sig", newline="")
+    kind = "TSV" if sep == "\t" else "CSV"
+    try:
+        opts: dict[str, Any] = {"dtype": str, "keep_default_na": False, "na_filter": False} if as_strings else {}
+        reader = pd.read_csv(text, sep=sep, chunksize=chunk, **opts)
+        col = None
+        rows = 0
+        for df in reader:
+            if col is None and not any_column:
+                col = pick_column([str(c) for c in df.columns], text_col, f"{src.what} {src.name}")
+            if len(df):
+                rows += len(df)
+                yield ([] if col is None else df[col].tolist()), df
+        if not rows:
+            raise ToxdistillError(
+                f"{src.what} {src.name} has a header but no rows", "give a file with at least one row"
+            )
+    except UnicodeDecodeError:
+        raise ToxdistillError(
+            f"{src.what} {src.name} is not UTF-8 text", "re-encode it as UTF-8 (iconv -t utf-8)"
+        ) from None
+    except pd.errors.EmptyDataError:
+        raise ToxdistillError(f"{src.what} {src.name} is empty", "give a file with a header and rows") from None
+    except (pd.errors.ParserError, ValueError) as e:
+        first = (str(e).splitlines() or [e.__class__.__name__])[0]
+        raise ToxdistillError(f"{src.what} {src.name} is not valid {kind}: {first}", "check the format") from None
+
+
+def _lines(src: Source) -> Iterator[tuple[int, str]]:
+    text = io.TextIOWrapper(src.stream, encoding="utf-8-sig", newline=None)
+    lineno = 0
+    try:
+        for lineno, line in enumerate(text, 1):  # noqa: B007 - lineno is used in the error below
+            yield lineno, line.rstrip("\n")
+    except UnicodeDecodeError:
+        raise ToxdistillError(
+            f"{src.what} {src.name} is not UTF-8 text (near line {lineno + 1})", "re-encode it as UTF-8"
+        ) from None
+
+
+def as_text(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, str):
+        return v
+    return json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else str(v)
+
+
+def _read_jsonl(
+    src: Source, text_col: str | None, chunk: int, any_field: bool = False
+) -> Iterator[tuple[list[str], list[dict]]]:
+    rows: list[dict] = []
+    field = text_col
+    name = f"{src.what} {src.name}"
+    for lineno, line in _lines(src):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ToxdistillError(
+                f"{name} line {lineno} is not valid JSON ({e.msg})", "give one JSON object per line"
+            ) from None
+        if not isinstance(obj, dict):
+            raise ToxdistillError(
+                f"{name} line {lineno} is not a JSON object", 'give one object per line, e.g. {"text": "..."}'
+            )
+        obj = safe_obj(obj)
+        if not any_field:
+            if field is None:
+                field = pick_column(list(obj), None, f"{name} line {lineno}", "field")
+            elif field not in obj:
+                raise ToxdistillError(f"{name} line {lineno} has no field {field!r}", "pass the right --text-col")
+        rows.append(obj)
+        if len(rows) >= chunk:
+            yield ([] if field is None else [as_text(r[field]) for r in rows]), rows
+            rows = []
+    if rows:
+        yield ([] if field is None else [as_text(r[field]) for r in rows]), rows
+
+
+def _read_txt(src: Source, chunk: int) -> Iterator[tuple[list[str], list[str]]]:
+    rows: list[str] = []
+    for _, line in _lines(src):
+        line = line.rstrip("\r")
+        if not line.strip():
+            continue
+        rows.append(line)
+        if len(rows) >= chunk:
+            yield rows, rows
+            rows = []
+    if rows:
+        yield rows, rows
