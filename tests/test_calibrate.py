@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from toxdistill.evaluation.calibrate import ece, fit_calibration, fit_offsets, fit_temperature, nll
-from toxdistill.inference.predict import Predictor, calibrated_logits, softmax
+from toxdistill.inference.calibration import Calibration, softmax
+from toxdistill.inference.predict import Predictor
 
 from conftest import SAMPLE_TEXTS
 
@@ -32,9 +33,16 @@ def test_fit_calibration_recovers_temperature_and_prior_shift():
     # Judged on fresh rows drawn the same way: far better calibrated, and better than temperature alone.
     test, test_labels = _shifted_logits(seed=1)
     t_only = fit_temperature(logits, labels)
-    assert ece(softmax(calibrated_logits(test, t, bias)), test_labels) < ece(softmax(test / t_only), test_labels)
-    assert ece(softmax(calibrated_logits(test, t, bias)), test_labels) < 0.015 < 0.1 < ece(softmax(test), test_labels)
-    nll_both = nll(calibrated_logits(test, t, bias), test_labels, 1.0)
+    assert ece(softmax(Calibration(t, np.asarray(bias)).calibrated(test)), test_labels) < ece(
+        softmax(test / t_only), test_labels
+    )
+    assert (
+        ece(softmax(Calibration(t, np.asarray(bias)).calibrated(test)), test_labels)
+        < 0.015
+        < 0.1
+        < ece(softmax(test), test_labels)
+    )
+    nll_both = nll(Calibration(t, np.asarray(bias)).calibrated(test), test_labels, 1.0)
     assert nll_both < nll(test, test_labels, t_only) - 0.01 < nll(test, test_labels, 1.0)
 
 
@@ -70,8 +78,8 @@ def test_saved_calibration_round_trips_and_the_predictor_applies_it(tmp_path, ti
     (d / "toxdistill.json").write_text(json.dumps(meta))
 
     p = Predictor.load(d, backend="torch")
-    assert p.temperature == 0.5
-    np.testing.assert_allclose(p.bias, cal["bias"])
+    assert p.calibration.temperature == 0.5
+    np.testing.assert_allclose(p.calibration.bias, cal["bias"])
     np.testing.assert_allclose(p.probabilities(logits), softmax(z), atol=1e-6)
     assert (p.decide(logits) == 0).all() and not (raw.decide(logits) == 0).all()
     out = p.classify(SAMPLE_TEXTS)
@@ -82,5 +90,5 @@ def test_saved_calibration_round_trips_and_the_predictor_applies_it(tmp_path, ti
     del meta["calibration"]["bias"]
     (d / "toxdistill.json").write_text(json.dumps(meta))
     old = Predictor.load(d, backend="torch")
-    assert old.bias is None
+    assert old.calibration.bias is None
     np.testing.assert_allclose(old.probabilities(logits), softmax(logits / 0.5), atol=1e-6)

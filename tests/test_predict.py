@@ -58,10 +58,27 @@ def test_truncation_is_flagged(pred):
     assert pred.logits([])[0].shape == (0, 3)
 
 
-def test_classify_uses_calibration(pred):
-    out = pred.classify(["hello there", "you are trash"])
-    assert [set(o) for o in out] == [{"label", "label_id", "probabilities", "truncated"}] * 2
-    assert all(abs(sum(o["probabilities"].values()) - 1) < 1e-5 for o in out)
+def test_classify_uses_calibration(tiny_model_dir, tmp_path):
+    """A saved temperature, bias and offsets change what classify returns, exactly as Calibration says."""
+    import shutil
+
+    from toxdistill.inference.calibration import Calibration, softmax
+
+    d = tmp_path / "calibrated"
+    shutil.copytree(tiny_model_dir, d)
+    texts = ["hello there", "you are trash", "lol"]
+    raw, _ = Predictor.load(d, backend="torch").logits(texts)
+    cal = {"temperature": 0.25, "bias": [0.2, 0.0, -0.2], "offsets": [0.0, 0.0, 50.0]}  # every decision: class 2
+    meta = json.loads((d / "toxdistill.json").read_text()) | {"calibration": cal}
+    (d / "toxdistill.json").write_text(json.dumps(meta))
+    out = Predictor.load(d, backend="torch").classify(texts)
+    assert [set(o) for o in out] == [{"label", "label_id", "probabilities", "truncated"}] * 3
+    want = softmax(raw / 0.25 + np.array(cal["bias"]))
+    got = np.array([[o["probabilities"][n] for n in LABELS] for o in out])
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert not np.allclose(got, softmax(raw), atol=1e-3)  # the calibration did change the probabilities
+    assert [o["label_id"] for o in out] == [2, 2, 2]
+    np.testing.assert_allclose(got, Calibration.from_meta(meta).probabilities(raw), atol=1e-6)
 
 
 def test_prepare_cleans_like_the_run(tiny_run, tiny_model_dir):

@@ -18,21 +18,16 @@ import numpy as np
 
 from toxdistill.errors import ToxdistillError
 from toxdistill.evaluation.stats import bootstrap_mean_ci
-from toxdistill.inference.predict import Predictor, find_clean_config, read_meta
+from toxdistill.inference.predict import find_clean_config, load_scorer, read_meta
 from toxdistill.runs import find_models, select_models
 
 log = logging.getLogger(__name__)
 
-BASELINE_FILES = ("vocab.json", "weights.npz")
 MAP_USAGE = "--map 'LABEL=CLASS[,CLASS...]', e.g. --map 'hateful=hate speech' --map 'non-hateful=offensive,neither'"
 MISSING_GROUP = "(missing)"
 
 
 # ---------------------------------------------------------------- run folder
-def is_baseline_folder(folder: Path) -> bool:
-    return all((folder / f).is_file() for f in BASELINE_FILES) and not (folder / "config.json").is_file()
-
-
 def shared_label_names(models: Mapping[str, Path]) -> list[str]:
     """The class names every chosen model predicts, read from metadata without loading anything."""
     names: list[str] | None = None
@@ -51,34 +46,6 @@ def shared_label_names(models: Mapping[str, Path]) -> list[str]:
     if names is None:
         raise ToxdistillError("no chosen model records its class names (label_names)", "re-run its stage")
     return names
-
-
-class _BaselineScorer:
-    """TF-IDF + LR behind the Predictor's ``logits``/``decide``, with the model's saved calibration."""
-
-    def __init__(self, folder: Path, meta: dict):
-        from toxdistill.models.baseline import TfidfLR
-
-        try:
-            self.model = TfidfLR.load(folder)
-        except (OSError, ValueError, KeyError) as e:
-            raise ToxdistillError(f"cannot load baseline from {folder}: {e}", "re-run its stage") from None
-        self.label_names = meta.get("label_names") or list(self.model.label_names)
-        # A Predictor without backend or tokenizer only supplies the temperature/offset arithmetic.
-        self._calib = Predictor(None, None, self.label_names, 0, meta)
-
-    def logits(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-        return self.model.logits(list(texts))
-
-    def decide(self, logits: np.ndarray) -> np.ndarray:
-        return self._calib.decide(logits)
-
-
-def load_scorer(folder: Path, threads: int | None = None, backend: str = "auto"):
-    """A Predictor for transformer folders, the TF-IDF scorer for the baseline folder."""
-    if is_baseline_folder(folder):
-        return _BaselineScorer(folder, read_meta(folder))
-    return Predictor.load(folder, backend=backend, threads=threads)
 
 
 # ---------------------------------------------------------------- label map

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from toxdistill.errors import ToxdistillError
+from toxdistill.inference.calibration import Calibration
 
 log = logging.getLogger(__name__)
 
@@ -53,19 +54,6 @@ def find_clean_config(model_dir: Path, meta: dict | None = None):
         except ToxdistillError:
             log.warning("cannot read %s; texts are not cleaned", run_cfg)
     return None
-
-
-def softmax(x: np.ndarray) -> np.ndarray:
-    z = x - x.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def calibrated_logits(logits: np.ndarray, temperature: float, bias=None) -> np.ndarray:
-    """``logits / T + b``: softmax of this is the calibrated probability. Fitted by
-    ``calibrate.fit_calibration``; lives here so that serving needs no scipy or sklearn."""
-    z = logits / temperature
-    return z if bias is None else z + np.asarray(bias, dtype=z.dtype)
 
 
 class TorchBackend:
@@ -158,12 +146,7 @@ class Predictor:
         self.label_names = label_names
         self.max_length = max_length
         self.meta = meta or {}
-        cal = self.meta.get("calibration") or {}
-        self.temperature = float(cal.get("temperature", 1.0))
-        bias = cal.get("bias")  # absent in folders calibrated by temperature alone
-        self.bias = np.asarray(bias, dtype=np.float32) if bias is not None else None
-        offsets = cal.get("offsets")
-        self.offsets = np.asarray(offsets, dtype=np.float32) if offsets is not None else None
+        self.calibration = Calibration.from_meta(self.meta)
         self._input_names = set(getattr(tokenizer, "model_input_names", None) or ["input_ids", "attention_mask"])
         self.model_dir: Path | None = None
         # The text cleaning the model was trained with (mentions -> @user, ...); None when unknown.
@@ -179,13 +162,7 @@ class Predictor:
         ``logits`` does not clean: evaluation passes texts that are already clean. Callers holding raw
         user text (bulk predict, serving) call this first.
         """
-        from toxdistill.data.dataset import clean_text
-        from toxdistill.data.readers import safe_text
-
-        if self.clean_config is None:
-            return [safe_text(t) for t in texts]
-
-        return [clean_text(t, self.clean_config) for t in texts]
+        return prepare_texts(texts, self.clean_config)
 
     @classmethod
     def load(
@@ -278,20 +255,13 @@ class Predictor:
             out[sel] = self.backend(batch)
         return out, truncated
 
-    def calibrated(self, logits: np.ndarray) -> np.ndarray:
-        """``logits / T + b``, with the temperature and class bias fitted on validation."""
-        return calibrated_logits(logits, self.temperature, self.bias)
-
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
-        """Calibrated probabilities: ``softmax(logits / T + b)``."""
-        return softmax(self.calibrated(logits))
+        """Calibrated probabilities (``Calibration.probabilities``)."""
+        return self.calibration.probabilities(logits)
 
     def decide(self, logits: np.ndarray) -> np.ndarray:
-        """Class ids: ``argmax(logits / T + b + offsets)``; offsets were tuned on validation for macro F1."""
-        z = self.calibrated(logits)
-        if self.offsets is not None:
-            z = z + self.offsets
-        return z.argmax(-1)
+        """Class ids with the tuned decision offsets (``Calibration.decide``)."""
+        return self.calibration.decide(logits)
 
     def classify(self, texts: Sequence[str], batch_size: int = 64) -> list[dict]:
         logits, truncated = self.logits(texts, batch_size)
@@ -306,3 +276,61 @@ class Predictor:
             }
             for c, row, t in zip(ids, probs, truncated)
         ]
+
+
+def prepare_texts(texts: Sequence[str], clean_config) -> list[str]:
+    """Raw texts as a model saw its training data: cleaned with its ``data.clean`` settings when known,
+    and always safe to tokenize (``safe_text``)."""
+    from toxdistill.data.dataset import clean_text
+    from toxdistill.data.readers import safe_text
+
+    if clean_config is None:
+        return [safe_text(t) for t in texts]
+    return [clean_text(t, clean_config) for t in texts]
+
+
+BASELINE_FILES = ("vocab.json", "weights.npz")
+
+
+def is_baseline_folder(folder: Path) -> bool:
+    """The TF-IDF baseline's folder (vocabulary + weights), as opposed to a transformers folder."""
+    return all((Path(folder) / f).is_file() for f in BASELINE_FILES) and not (Path(folder) / "config.json").is_file()
+
+
+class BaselineScorer:
+    """The saved TF-IDF baseline behind the Predictor's interface: ``prepare``, ``logits``,
+    ``probabilities`` and ``decide``, with the calibration fitted for it."""
+
+    def __init__(self, folder: Path, meta: dict | None = None, max_length: int = 512):
+        from toxdistill.models.baseline import TfidfLR
+
+        meta = read_meta(folder) if meta is None else meta
+        try:
+            self.model = TfidfLR.load(folder)
+        except (OSError, ValueError, KeyError) as e:
+            raise ToxdistillError(f"cannot load baseline from {folder}: {e}", "re-run its stage") from None
+        self.label_names = meta.get("label_names") or list(self.model.label_names)
+        self.max_length = max_length  # no token window: callers that count words (occlusion) stop here
+        self.meta = meta
+        self.calibration = Calibration.from_meta(meta)
+        self.clean_config = find_clean_config(folder, meta)  # it was fitted on cleaned training texts
+        self.backend_name = "tfidf"
+
+    def prepare(self, texts: Sequence[str]) -> list[str]:
+        return prepare_texts(texts, self.clean_config)
+
+    def logits(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        return self.model.logits(list(texts))
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        return self.calibration.probabilities(logits)
+
+    def decide(self, logits: np.ndarray) -> np.ndarray:
+        return self.calibration.decide(logits)
+
+
+def load_scorer(folder: Path, threads: int | None = None, backend: str = "auto") -> Predictor | BaselineScorer:
+    """A Predictor for a transformers folder, the BaselineScorer for the TF-IDF baseline's."""
+    if is_baseline_folder(folder):
+        return BaselineScorer(folder)
+    return Predictor.load(folder, backend=backend, threads=threads)

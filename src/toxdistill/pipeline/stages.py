@@ -22,7 +22,8 @@ from toxdistill.evaluation.metrics import (
     evaluate_predictor,
     plot_confusion,
 )
-from toxdistill.inference.predict import META_FILE, Predictor, calibrated_logits, read_meta, softmax
+from toxdistill.inference.calibration import Calibration, softmax
+from toxdistill.inference.predict import META_FILE, Predictor, read_meta
 from toxdistill.io import atomic_dir, atomic_write_json
 from toxdistill.training.dist import dist
 
@@ -89,8 +90,9 @@ def calibrate_model(name: str, out: Path, metrics: dict, val_logits, test_logits
     ``metrics`` (tuned scores, ECE) and draws the reliability diagram. Returns the calibration record."""
     label_names = split.test.label_names
     t, bias = fit_calibration(val_logits, split.val.labels)
-    cal_test = calibrated_logits(test_logits, t, bias)
-    offsets = fit_offsets(calibrated_logits(val_logits, t, bias), split.val.labels)
+    fitted = Calibration(t, np.asarray(bias))
+    cal_test = fitted.calibrated(test_logits)
+    offsets = fit_offsets(fitted.calibrated(val_logits), split.val.labels)
     tuned = classification_metrics(split.test.labels, (cal_test + np.asarray(offsets)).argmax(-1), label_names)
     metrics["tuned"] = {
         k: tuned[k] for k in ("accuracy", "f1_weighted", "f1_macro", "f1_per_class", "confusion_matrix")

@@ -20,12 +20,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from toxdistill.errors import ToxdistillError
-from toxdistill.inference.predict import Predictor, find_clean_config, read_meta
+from toxdistill.inference.predict import BaselineScorer, Predictor, is_baseline_folder, read_meta
 from toxdistill.runs import find_models, select_models
 
 log = logging.getLogger(__name__)
 
-BASELINE_FILES = ("vocab.json", "weights.npz")
 # A baseline has no token window; past this many words occlusion stops (the rest score 0).
 BASELINE_EXPLAIN_WORDS = 512
 _WORD = re.compile(r"\S+")
@@ -40,34 +39,6 @@ class Scorer(Protocol):
     def prepare(self, texts: Sequence[str]) -> list[str]: ...
     def probabilities(self, logits: np.ndarray) -> np.ndarray: ...
     def decide(self, logits: np.ndarray) -> np.ndarray: ...
-
-
-class BaselineScorer:
-    """The TF-IDF baseline behind the Predictor interface, reusing the Predictor's calibration maths."""
-
-    def __init__(self, folder: Path, meta: dict):
-        from toxdistill.models.baseline import TfidfLR
-
-        self.model = TfidfLR.load(folder)
-        self.label_names = meta.get("label_names") or list(self.model.label_names)
-        self.max_length = BASELINE_EXPLAIN_WORDS
-        self.meta = meta
-        # A Predictor without backend or tokenizer is only used for probabilities()/decide()/prepare().
-        self._calib = Predictor(None, None, self.label_names, self.max_length, meta)
-        # It was fitted on cleaned training texts, like the transformer models.
-        self._calib.clean_config = find_clean_config(folder, meta)
-
-    def prepare(self, texts: Sequence[str]) -> list[str]:
-        return self._calib.prepare(texts)
-
-    def logits(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-        return self.model.logits(list(texts))
-
-    def probabilities(self, logits: np.ndarray) -> np.ndarray:
-        return self._calib.probabilities(logits)
-
-    def decide(self, logits: np.ndarray) -> np.ndarray:
-        return self._calib.decide(logits)
 
 
 class MicroBatcher:
@@ -295,10 +266,11 @@ def load_models(
     for name, folder in chosen.items():
         meta = read_meta(folder)
         try:
-            if all((folder / f).is_file() for f in BASELINE_FILES) and not (folder / "config.json").is_file():
-                scorer: Scorer = BaselineScorer(folder, meta)
-            else:
-                scorer = Predictor.load(folder, backend=backend, threads=threads)
+            scorer: Scorer = (
+                BaselineScorer(folder, meta, BASELINE_EXPLAIN_WORDS)
+                if is_baseline_folder(folder)
+                else Predictor.load(folder, backend=backend, threads=threads)
+            )
         except ToxdistillError as e:
             if names:
                 raise
