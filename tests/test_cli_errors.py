@@ -204,3 +204,21 @@ def test_forcing_a_stage_drops_its_old_seed_repeats(files, monkeypatch):
     with pytest.raises(Stop):
         plan.run(cfg, data_path=str(files / "ok.csv"), force=["odd"])
     assert (run_dir / "seeds" / "seed43" / "even").is_dir()  # not forced: kept
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["predict", "m", "in.txt", "-o", "out.csv", "--threads", "0"],
+        ["evaluate", "run", "--data", "x.csv", "--threads", "0"],
+        ["bench", "run", "--threads", "0"],
+        ["serve", "run", "--threads", "0"],
+        ["predict", "m", "in.txt", "-o", "out.csv", "--batch-size", "0"],
+        ["evaluate", "run", "--data", "x.csv", "--batch-size", "-3"],
+    ],
+)
+def test_shared_options_are_checked_the_same_way_everywhere(argv, capsys):
+    code, err = _run(argv, capsys)
+    flag, value = argv[-2], argv[-1]
+    assert code == 2 and len(err) == 1
+    assert f"{flag} {value} must be at least 1" in err[0] and f"toxdistill {argv[0]} --help" in err[0]

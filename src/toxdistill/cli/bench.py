@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from toxdistill.cli import options
+
 
 def register(sub) -> None:
     from toxdistill.inference.bench import BACKENDS, QUICK_LIMIT
@@ -32,33 +34,19 @@ def register(sub) -> None:
         "--limit", type=int, default=None, metavar="N", help="bench on N texts of the test split (random, seeded)"
     )
     p.add_argument("--quick", action="store_true", help=f"same as --limit {QUICK_LIMIT}")
-    p.add_argument(
-        "--threads", type=int, default=None, help="CPU threads for torch and ONNX Runtime (default: all cores)"
-    )
-    p.add_argument("--batch-size", type=int, default=64, help="texts per batch for throughput (default: 64)")
+    options.add_threads(p)
+    options.add_batch_size(p)
     p.add_argument("--latency-n", type=int, default=200, help="single texts timed for latency (default: 200)")
-    p.add_argument(
-        "--data",
-        default=None,
-        help="the run's data file, to rebuild its test split (default: as 'toxdistill run' finds it)",
-    )
+    options.add_data(p)
     p.add_argument("--no-plot", action="store_true", help="skip bench.png")
     p.set_defaults(func=cmd_bench)
 
 
 def cmd_bench(a: argparse.Namespace) -> int:
-    from toxdistill.errors import ToxdistillError
     from toxdistill.inference.bench import QUICK_LIMIT, run_bench
 
+    options.at_least(a, limit=1, threads=1, batch_size=1, latency_n=1)
     limit = a.limit if a.limit is not None else (QUICK_LIMIT if a.quick else None)
-    for flag, v in (
-        ("--limit", limit),
-        ("--threads", a.threads),
-        ("--batch-size", a.batch_size),
-        ("--latency-n", a.latency_n),
-    ):
-        if v is not None and v < 1:
-            raise ToxdistillError(f"{flag} {v} must be at least 1", "see toxdistill bench --help")
     backends = tuple(b.strip() for b in a.backends.split(",") if b.strip())
     run_bench(
         a.run_dir,

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from toxdistill.errors import ToxdistillError
+from toxdistill.cli import options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("run", help="run folder written by 'toxdistill run' (e.g. runs/davidson-minilm)")
-    p.add_argument("--data", required=True, metavar="FILE", help="labelled CSV or JSONL file")
+    options.add_data(p, required=True, help="labelled CSV or JSONL file")
     p.add_argument(
         "--format", choices=("auto", "csv", "jsonl"), default="auto", help="file format (default: by suffix)"
     )
@@ -47,11 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "-o", "--output", default=None, metavar="OUT.json", help="result file (default: RUN/external-<file stem>.json)"
     )
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for inference (default: torch's choice)")
-    p.add_argument("--batch-size", type=int, default=64, help="texts per forward pass (default: 64)")
-    p.add_argument(
-        "--backend", choices=("auto", "torch", "onnx"), default="auto", help="auto: ONNX when the folder has one"
-    )
+    options.add_threads(p)
+    options.add_batch_size(p)
+    options.add_backend(p)
     p.add_argument(
         "--no-clean", action="store_true", help="score texts as given (default: cleaned like the run's training data)"
     )
@@ -65,9 +63,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from toxdistill.evaluation.external import evaluate_external, format_result
     from toxdistill.io import atomic_write_json
 
-    for flag, value, low in (("--threads", a.threads, 1), ("--batch-size", a.batch_size, 1), ("--n-boot", a.n_boot, 0)):
-        if value is not None and value < low:
-            raise ToxdistillError(f"{flag} {value} must be at least {low}", f"pass {flag} {max(low, 1)} or more")
+    options.at_least(a, threads=1, batch_size=1, n_boot=0)
     data = Path(a.data)
     out = Path(a.output) if a.output else Path(a.run) / f"external-{data.stem}.json"
     result = evaluate_external(

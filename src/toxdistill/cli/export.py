@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from toxdistill.cli import options
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -38,11 +40,7 @@ def register(sub) -> None:
         help="torch.onnx exporter (default: torchscript, dynamo if that fails)",
     )
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
-    p.add_argument(
-        "--data",
-        default=None,
-        help="the run's data file, to rebuild its test split (default: as 'toxdistill run' finds it)",
-    )
+    options.add_data(p)
     p.add_argument("--allow-drift", action="store_true", help="write the export even if the parity check fails")
     p.set_defaults(func=cmd_export)
 

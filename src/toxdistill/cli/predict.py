@@ -15,6 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from toxdistill.cli import options
 from toxdistill.data.readers import detect_format, open_input, read_chunks
 from toxdistill.errors import ToxdistillError
 
@@ -41,17 +42,12 @@ def register(sub) -> None:
         choices=["auto", "csv", "tsv", "jsonl", "txt"],
         help="input format (default: from the suffix)",
     )
-    p.add_argument("--batch-size", type=int, default=64, help="texts per forward pass (default: 64)")
+    options.add_batch_size(p)
     p.add_argument(
         "--chunk-size", type=int, default=8192, help="rows read, scored and written at a time (default: 8192)"
     )
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for inference (default: all cores)")
-    p.add_argument(
-        "--backend",
-        default="auto",
-        choices=["auto", "torch", "onnx"],
-        help="default: onnx if the folder has a .onnx file",
-    )
+    options.add_threads(p)
+    options.add_backend(p)
     p.add_argument("--no-clean", action="store_true", help="score texts as given, without the run's data.clean steps")
     p.add_argument(
         "--progress", default="auto", choices=["auto", "on", "off"], help="progress bar on stderr (auto: on a terminal)"
@@ -120,12 +116,7 @@ def _check_output(path: Path) -> None:
 def cmd_predict(a: argparse.Namespace) -> int:
     import pandas as pd
 
-    if a.batch_size < 1 or a.chunk_size < 1:
-        raise ToxdistillError(
-            "--batch-size and --chunk-size must be at least 1", "e.g. --batch-size 64 --chunk-size 8192"
-        )
-    if a.threads is not None and a.threads < 1:
-        raise ToxdistillError(f"--threads {a.threads} must be at least 1", "leave it out to use all cores")
+    options.at_least(a, batch_size=1, chunk_size=1, threads=1)
     out_path = Path(a.output)
     _check_output(out_path)
     as_jsonl = out_path.suffix.lower() in {".jsonl", ".ndjson"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from toxdistill.cli import options
 from toxdistill.errors import ToxdistillError
 
 
@@ -21,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="YAML config (default: configs/davidson-minilm.yaml if present, else built-in defaults)",
     )
-    r.add_argument("--data", default=None, help="path to the data file (overrides $TOXDISTILL_DATA and the config)")
+    options.add_data(r, help="path to the data file (overrides $TOXDISTILL_DATA and the config)")
     r.add_argument("--quick", action="store_true", help="smoke run: small stratified subset, one epoch per stage")
     r.add_argument("--name", default=None, help="run folder name under output_dir (default: config name)")
     r.add_argument("--output-dir", default=None, help="where run folders go (default: config output_dir, 'runs')")
@@ -63,8 +64,7 @@ def cmd_run(a: argparse.Namespace) -> int:
 
     cfg = load_config(a.config, _parse_set(a.set))
     if a.seeds is not None:
-        if a.seeds < 1:
-            raise ToxdistillError(f"--seeds {a.seeds}: need at least 1", "e.g. --seeds 3")
+        options.at_least(a, seeds=1)
         cfg = cfg.model_copy(update={"seeds": a.seeds})
     if a.output_dir:
         cfg = cfg.model_copy(update={"output_dir": a.output_dir})

@@ -7,6 +7,7 @@ import importlib.util
 import socket
 import sys
 
+from toxdistill.cli import options
 from toxdistill.errors import ToxdistillError
 
 # pip name -> import names (python-multipart renamed its module; either works for Starlette).
@@ -36,13 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--port", type=int, default=5000, help="port (default: 5000; 0: any free port)")
     p.add_argument("--models", default=None, metavar="A,B", help="serve only these models (comma-separated names)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for inference (default: torch's choice)")
-    p.add_argument(
-        "--backend",
-        choices=("auto", "torch", "onnx"),
-        default="auto",
-        help="auto: ONNX when the folder has an exported .onnx file",
-    )
+    options.add_threads(p)
+    options.add_backend(p)
     p.add_argument(
         "--batch-wait-ms",
         type=float,
@@ -86,8 +82,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
     from toxdistill.runs import find_models, select_models
     from toxdistill.serve.models import close_models, load_models
 
-    if a.threads is not None and a.threads < 1:
-        raise ToxdistillError(f"--threads {a.threads} must be at least 1", "leave it out to let torch decide")
+    options.at_least(a, threads=1)
     # Check the folder first: a typo should fail in a second, before any heavy import or model load.
     select_models(find_models(a.run), a.models)
     missing = [pkg for pkg, mods in _NEEDS.items() if not any(importlib.util.find_spec(m) for m in mods)]
