@@ -106,7 +106,7 @@ def run_train_bench(
     n = teacher.config.num_hidden_layers
     layers = list(range(2, n + 1, 2))
     enc = EncodedDataset(ds, tok, 128)
-    outputs = compute_teacher_outputs(teacher, enc, tok.pad_token_id or 0, progress=False)
+    outputs = compute_teacher_outputs(teacher, enc, progress=False)
     dcfg = DistillConfig()
 
     def make_teacher():

@@ -102,7 +102,7 @@ def test_no_token_type_ids_reach_a_model_that_has_none(family, tmp_path, tokeniz
     ds = tiny_dataset(24)
     train_model(model, tokenizer, ds, ds, TrainConfig(epochs=1, batch_size=8), tmp_path / "w", 0, 32, 4, progress=False)
     enc = EncodedDataset(ds, tokenizer, 32, token_types="token_type_ids" in forward_inputs(model))
-    compute_teacher_outputs(model, enc, 0, progress=False)
+    compute_teacher_outputs(model, enc, progress=False)
     assert "input_ids" in seen and "token_type_ids" not in seen
     model.forward = orig
     d = tmp_path / "m"
@@ -121,7 +121,7 @@ def test_distillation_trains_every_family(family, tmp_path, tokenizer):
     ds = tiny_dataset(32)
     teacher = tiny_family(family)
     enc = EncodedDataset(ds, tokenizer, 32, token_types="token_type_ids" in forward_inputs(teacher))
-    cache = compute_teacher_outputs(teacher, enc, 0, progress=False)
+    cache = compute_teacher_outputs(teacher, enc, progress=False)
     student = build_student(teacher, "odd")
     hist = train_model(
         student,
@@ -147,7 +147,7 @@ def test_student_of_another_hidden_size_trains_through_a_projection_that_is_not_
 
     ds = tiny_dataset(32)
     teacher = tiny_family("bert", hidden=32)
-    cache = compute_teacher_outputs(teacher, EncodedDataset(ds, tokenizer, 32), 0, progress=False)
+    cache = compute_teacher_outputs(teacher, EncodedDataset(ds, tokenizer, 32), progress=False)
     student = tiny_family("mpnet", n_layers=2, hidden=48, seed=1)
     assert attach_hidden_projection(student, 32)
     assert not attach_hidden_projection(tiny_family("bert", hidden=32), 32)  # same size: no projection

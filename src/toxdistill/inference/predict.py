@@ -236,7 +236,6 @@ class Predictor:
         ids, truncated = self.encode(texts)
         order = np.argsort([len(x) for x in ids], kind="stable") if sort else np.arange(len(ids))
         out = np.empty((len(ids), len(self.label_names)), dtype=np.float32)
-        pad = self.tokenizer.pad_token_id or 0
         starts = range(0, len(ids), batch_size)
         if progress:
             from tqdm.auto import tqdm
@@ -244,12 +243,9 @@ class Predictor:
             starts = tqdm(starts, desc="predict", unit="batch")
         for s in starts:
             sel = order[s : s + batch_size]
-            width = max(len(ids[i]) for i in sel)
-            input_ids = np.full((len(sel), width), pad, dtype=np.int64)
-            mask = np.zeros((len(sel), width), dtype=np.int64)
-            for k, i in enumerate(sel):
-                input_ids[k, : len(ids[i])] = ids[i]
-                mask[k, : len(ids[i])] = 1
+            padded = self.tokenizer.pad({"input_ids": [ids[i] for i in sel]}, return_tensors="np")
+            input_ids = padded["input_ids"].astype(np.int64)
+            mask = padded["attention_mask"].astype(np.int64)
             batch = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
             batch = {k: v for k, v in batch.items() if k in self._input_names}
             out[sel] = self.backend(batch)

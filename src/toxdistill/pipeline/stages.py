@@ -263,7 +263,7 @@ def _build_teacher_cache(ctx: RunContext, tdir: Path, teacher=None, ttok=None):
     for stale in (ctx.run_dir / "cache").glob("teacher-*.safetensors"):
         if stale != cache_file:
             stale.unlink()
-    return load_or_build_teacher_cache(cache_file, teacher, enc, ttok.pad_token_id or 0)
+    return load_or_build_teacher_cache(cache_file, teacher, enc)
 
 
 def _teacher_cache(ctx: RunContext):

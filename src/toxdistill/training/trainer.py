@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch.utils.data import Dataset as TorchDataset
 from transformers import (
+    DataCollatorWithPadding,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     Trainer,
@@ -37,6 +38,7 @@ class EncodedDataset(TorchDataset):
 
     def __init__(self, ds: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int, token_types: bool = True):
         enc = tokenizer(ds.texts, truncation=True, max_length=max_length)
+        self.tokenizer = tokenizer  # its pad() pads the batches (``collator``)
         self.input_ids: list[list[int]] = enc["input_ids"]
         # Only for a model that takes them (families.forward_inputs); others would swallow them unused.
         self.token_type_ids = enc.get("token_type_ids") if token_types else None
@@ -52,35 +54,12 @@ class EncodedDataset(TorchDataset):
         return item
 
 
-class Collator:
-    """Dynamic padding (to the longest in the batch) or fixed padding to ``pad_to`` (the naive set-up)."""
-
-    def __init__(self, pad_id: int, pad_to: int | None = None):
-        self.pad_id = pad_id
-        self.pad_to = pad_to
-
-    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
-        width = self.pad_to or max(len(r["input_ids"]) for r in rows)
-        n = len(rows)
-        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((n, width), dtype=torch.long)
-        has_tt = "token_type_ids" in rows[0]
-        tt = torch.zeros((n, width), dtype=torch.long) if has_tt else None
-        for k, r in enumerate(rows):
-            L = len(r["input_ids"])
-            ids[k, :L] = torch.tensor(r["input_ids"])
-            mask[k, :L] = 1
-            if has_tt:
-                tt[k, :L] = torch.tensor(r["token_type_ids"])
-        out = {
-            "input_ids": ids,
-            "attention_mask": mask,
-            "labels": torch.tensor([r["labels"] for r in rows]),
-            "idx": torch.tensor([r["idx"] for r in rows]),
-        }
-        if has_tt:
-            out["token_type_ids"] = tt
-        return out
+def collator(tokenizer: PreTrainedTokenizerBase, pad_to: int | None = None) -> DataCollatorWithPadding:
+    """The tokenizer's own padding: to the longest row of each batch, or to ``pad_to`` (the naive set-up the
+    training bench compares against). ``labels`` and ``idx`` pass through as tensors."""
+    if pad_to is None:
+        return DataCollatorWithPadding(tokenizer, padding="longest")
+    return DataCollatorWithPadding(tokenizer, padding="max_length", max_length=pad_to)
 
 
 def class_weight_tensor(spec, labels: np.ndarray, n_classes: int) -> torch.Tensor | None:
@@ -246,14 +225,14 @@ def teacher_cache_key(teacher_dir: Path, split_fingerprint: str, max_length: int
 
 @torch.no_grad()
 def compute_teacher_outputs(
-    teacher: PreTrainedModel, enc: EncodedDataset, pad_id: int, batch_size: int = 128, progress: bool = True
+    teacher: PreTrainedModel, enc: EncodedDataset, batch_size: int = 128, progress: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits and final [CLS] states for every row, teacher frozen in eval mode, length-sorted batches."""
     from tqdm.auto import tqdm
 
     teacher.eval()
     order = np.argsort([len(x) for x in enc.input_ids], kind="stable")
-    collate = Collator(pad_id)
+    collate = collator(enc.tokenizer)
     n = len(enc)
     logits = torch.empty((n, teacher.config.num_labels), dtype=torch.float32)
     cls = torch.empty((n, teacher.config.hidden_size), dtype=torch.float32)
@@ -269,14 +248,14 @@ def compute_teacher_outputs(
 
 
 def load_or_build_teacher_cache(
-    cache_file: Path, teacher: PreTrainedModel, enc: EncodedDataset, pad_id: int, batch_size: int = 128
+    cache_file: Path, teacher: PreTrainedModel, enc: EncodedDataset, batch_size: int = 128
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Compute once, store as safetensors (no pickle), reuse for every student."""
     if cache_file.is_file():
         t = load_file(str(cache_file))
         if t["logits"].shape[0] == len(enc):
             return t["logits"], t["cls"]
-    logits, cls = compute_teacher_outputs(teacher, enc, pad_id, batch_size)
+    logits, cls = compute_teacher_outputs(teacher, enc, batch_size)
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache_file.with_name(f".{cache_file.name}.tmp")
     save_file({"logits": logits.contiguous(), "cls": cls.contiguous()}, str(tmp))
@@ -390,7 +369,7 @@ def train_model(
         args=args,
         train_dataset=train_enc,
         eval_dataset=val_enc,
-        data_collator=Collator(tokenizer.pad_token_id or 0, pad_to),
+        data_collator=collator(tokenizer, pad_to),
         compute_metrics=_metrics_for_trainer,
         class_weights=weights,
         soft_targets=soft,
