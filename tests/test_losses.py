@@ -50,13 +50,20 @@ def test_cosine_loss_range():
 
 
 def test_class_weighted_ce_in_distillation():
-    s = torch.tensor([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0]])
-    y = torch.tensor([1, 1])
-    w = torch.tensor([1.0, 3.0, 1.0])
-    zero = torch.zeros(2, 2)
-    plain, _ = distillation_loss(s, s, y, zero + 1, zero + 1, w_kd=0, w_cos=0)
-    weighted, _ = distillation_loss(s, s, y, zero + 1, zero + 1, w_kd=0, w_cos=0, class_weights=w)
-    assert weighted.item() == pytest.approx(plain.item(), rel=1e-6)  # one class present: weights cancel
+    """Mixed labels, so the weights matter: the CE part is Σ w_y·CE_i / Σ w_y, and KD and cosine are unweighted."""
+    s = torch.tensor([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.5, 0.5, 1.0]])
+    t = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0], [0.0, 0.0, 2.0]])
+    y = torch.tensor([0, 1, 0])
+    w = torch.tensor([3.0, 1.0, 1.0])
+    h_s, h_t = torch.randn(3, 4), torch.randn(3, 4)
+    plain, p_parts = distillation_loss(s, t, y, h_s, h_t)
+    weighted, w_parts = distillation_loss(s, t, y, h_s, h_t, class_weights=w)
+    ce_i = torch.nn.functional.cross_entropy(s, y, reduction="none")
+    assert w_parts["ce"] == pytest.approx(float((w[y] * ce_i).sum() / w[y].sum()), rel=1e-6)
+    assert p_parts["ce"] == pytest.approx(float(ce_i.mean()), rel=1e-6)
+    assert w_parts["ce"] != pytest.approx(p_parts["ce"], rel=1e-3)  # the weights changed the CE term ...
+    assert (w_parts["kd"], w_parts["cos"]) == pytest.approx((p_parts["kd"], p_parts["cos"]))  # ... and only it
+    assert float(weighted - plain) == pytest.approx(w_parts["ce"] - p_parts["ce"], rel=1e-5)
 
 
 def test_soft_target_ce_reduces_to_hard_ce_and_matches_its_formula():

@@ -51,9 +51,15 @@ def test_bootstrap_ci_contains_point_and_is_seeded(data):
     y, p = data
     ci = stats.bootstrap_ci(y, p, n_boot=300, seed=1)
     assert set(ci) == {"accuracy", "f1_weighted", "f1_macro", "f1_hate"}
-    for name, r in ci.items():
-        assert r["low"] <= r["point"] <= r["high"], name
-        assert r["high"] - r["low"] > 0, name
+    # The interval is the 2.5/97.5% quantiles of the metric over the same resamples, computed here by hand.
+    idx = np.concatenate(list(stats.resample_indices(len(y), 300, 1)))
+    by_hand = {
+        "accuracy": [accuracy_score(y[i], p[i]) for i in idx],
+        "f1_macro": [f1_score(y[i], p[i], labels=[0, 1, 2], average="macro", zero_division=0) for i in idx],
+    }
+    for name, values in by_hand.items():
+        lo, hi = np.quantile(values, [0.025, 0.975])
+        assert (ci[name]["low"], ci[name]["high"]) == pytest.approx((lo, hi)), name
     assert ci["accuracy"]["point"] == pytest.approx(accuracy_score(y, p))
     assert ci["f1_macro"]["point"] == pytest.approx(f1_score(y, p, average="macro"))
     assert stats.bootstrap_ci(y, p, n_boot=300, seed=1) == ci
@@ -98,7 +104,7 @@ def test_paired_pvalue_small_for_a_clearly_better_model(rng):
     for method in ("percentile", "shift"):
         r = stats.paired_bootstrap_pvalue(y, good, bad, "f1_macro", n_boot=400, seed=0, method=method)
         assert r["diff"] > 0.2
-        assert r["low"] <= r["diff"] <= r["high"] and r["low"] > 0
+        assert r["low"] > 0  # the whole interval is above zero: the better model is better on every resample
         # The +1 correction: the smallest p a 400-resample test can report.
         assert r["p_value"] == pytest.approx((2 if method == "percentile" else 1) / 401)
     rev = stats.paired_bootstrap_pvalue(y, bad, good, "f1_macro", n_boot=400, seed=0)
@@ -153,7 +159,9 @@ def test_bootstrap_mean_ci(rng):
     x = (rng.random(400) < 0.3).astype(float)
     r = stats.bootstrap_mean_ci(x, n_boot=300, seed=0)
     assert r["point"] == pytest.approx(x.mean())
-    assert r["low"] < r["point"] < r["high"]
+    means = np.concatenate([x[i].mean(-1) for i in stats.resample_indices(len(x), 300, 0)])
+    assert (r["low"], r["high"]) == pytest.approx(tuple(np.quantile(means, [0.025, 0.975])))
+    assert 0.02 < r["high"] - r["low"] < 0.12  # about ±1.96·sqrt(0.3·0.7/400) = ±0.045
     assert stats.bootstrap_mean_ci(x, n_boot=300, seed=0) == r
 
 
