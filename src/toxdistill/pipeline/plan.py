@@ -118,7 +118,7 @@ def run(
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     d = dist()
-    with run_lock(run_dir) if d.is_main else contextlib.nullcontext():
+    with run_lock(run_dir) if d.is_main_process else contextlib.nullcontext():
         saved_cfg = run_dir / "config.yaml"
         fp_file = run_dir / "config.fingerprint"
         fp = cfg.fingerprint() + (":quick" if quick else "")
@@ -127,12 +127,12 @@ def run(
                 f"run folder {run_dir} was made with a different data, seed or teacher config",
                 "use --name NEW for a new run, or --force all to redo this one",
             )
-        if "all" in forced and d.is_main:
+        if "all" in forced and d.is_main_process:
             for sub in ("models", "seeds", "work", "cache", "plots"):
                 shutil.rmtree(run_dir / sub, ignore_errors=True)
             (run_dir / "split.json").unlink(missing_ok=True)
         _check_stage_fingerprints(cfg, run_dir, forced)
-        if d.is_main:
+        if d.is_main_process:
             _remove_partial_writes(run_dir)
 
         t0 = time.perf_counter()
@@ -141,14 +141,14 @@ def run(
         _preflight(cfg)
         # Written only once the data and the config have passed every check, so a failed start
         # leaves no config behind that would block the corrected run.
-        if d.is_main:
+        if d.is_main_process:
             atomic_write_text(saved_cfg, cfg.to_yaml())
             atomic_write_text(fp_file, fp)
-        if "split" in forced and d.is_main:
+        if "split" in forced and d.is_main_process:
             (run_dir / "split.json").unlink(missing_ok=True)
-        if d.is_main:
+        if d.is_main_process:
             make_or_load_split(ds, run_dir / "split.json", cfg.data, cfg.seed, quick)
-        d.barrier()
+        d.wait_for_everyone()
         split = make_or_load_split(ds, run_dir / "split.json", cfg.data, cfg.seed, quick)
         ctx = RunContext(cfg, run_dir, split, quick, forced)
         timings_file = run_dir / "timings.json"
@@ -181,16 +181,16 @@ def run(
                 say(f"[{k}/{len(plan)}] {label}: done already (use --force {stage} to redo)")
                 continue
             say(f"[{k}/{len(plan)}] {label}: training")
-            if stage in forced and d.is_main:
+            if stage in forced and d.is_main_process:
                 shutil.rmtree(sctx.work_dir(stage), ignore_errors=True)  # a forced stage starts fresh, no resume
                 if sctx is ctx:  # its seed repeats describe the model being replaced; --seeds N retrains them
                     for old in run_dir.glob(f"seeds/seed*/{stage}"):
                         shutil.rmtree(old, ignore_errors=True)
-            d.barrier()
+            d.wait_for_everyone()
             s0 = time.perf_counter()
             fn()
             ctx.timings[label] = time.perf_counter() - s0
-            if not d.is_main:
+            if not d.is_main_process:
                 continue
             atomic_write_json(timings_file, ctx.timings)
             m = read_meta(sctx.model_dir(stage))["metrics"]
@@ -199,7 +199,7 @@ def run(
                 f"F1m {m['f1_macro']:.3f}  hate F1 {hate_f1(m):.3f}  "
                 f"({ctx.timings[label]:.0f}s)"
             )
-        if not d.is_main:
+        if not d.is_main_process:
             return run_dir
         s0 = time.perf_counter()
         from toxdistill.evaluation.report import write_report

@@ -34,7 +34,7 @@ TEACHER = "teacher"
 
 
 def say(msg: str) -> None:
-    if dist().is_main:
+    if dist().is_main_process:
         print(f"[toxdistill] {msg}", flush=True)
 
 
@@ -213,8 +213,8 @@ def _train_and_save(
         teacher_outputs=teacher_outputs,
     )
     trainer = hist.pop("trainer")
-    if not dist().is_main:  # rank 0 alone saves and evaluates; the others wait for the finished folder
-        dist().barrier()
+    if not dist().is_main_process:  # rank 0 alone saves and evaluates; the others wait for the finished folder
+        dist().wait_for_everyone()
         return
     with atomic_dir(ctx.model_dir(name)) as out:
         trained = trainer.model
@@ -239,7 +239,7 @@ def _train_and_save(
         predictor = Predictor.load(out, threads=ctx.cfg.threads)
         _finish_model(ctx, name, out, meta, predictor, params)
     shutil.rmtree(ctx.work_dir(name), ignore_errors=True)
-    dist().barrier()
+    dist().wait_for_everyone()
 
 
 def _cache_file(ctx: RunContext, tdir: Path) -> Path:
@@ -272,11 +272,11 @@ def _teacher_cache(ctx: RunContext):
     tdir = ctx.model_dir(TEACHER)
     cache_file = _cache_file(ctx, tdir)
     # Rank 0 builds the cache once (if missing); every other rank waits, then reads the file.
-    if dist().is_main and not cache_file.is_file():
+    if dist().is_main_process and not cache_file.is_file():
         out = _build_teacher_cache(ctx, tdir)
-        dist().barrier()
+        dist().wait_for_everyone()
         return out
-    dist().barrier()
+    dist().wait_for_everyone()
     t = load_file(str(cache_file))
     return t["logits"], t["cls"]
 
@@ -391,7 +391,7 @@ def stage_lora(ctx: RunContext, st: StageConfig) -> None:
             base_desc += f" layers {layers}"
     # Every adapter keeps its exact base beside it (``<model>/base``), so that the folder loads with plain
     # peft from any directory and after it is moved: a path to the base would break on either.
-    if dist().is_main:
+    if dist().is_main_process:
         _save_hf(base_model, tok, ctx.work_dir(st.name) / "base")
     base_desc = f"base/ ({base_desc})"
     peft_model = add_lora(base_model, lcfg)
@@ -425,6 +425,6 @@ def stage_finetune(ctx: RunContext, st: StageConfig) -> None:
 
 
 def main_only(fn) -> None:
-    if dist().is_main:
+    if dist().is_main_process:
         fn()
-    dist().barrier()
+    dist().wait_for_everyone()
