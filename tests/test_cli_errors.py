@@ -79,34 +79,36 @@ def test_run_refuses_a_folder_made_with_another_config(files, capsys):
     assert (run_dir / "config.fingerprint").read_text() == "someotherconfig"
 
 
-def test_run_refuses_a_folder_in_use(files, capsys):
+def test_run_refuses_a_folder_in_use_and_takes_over_after_its_holder_dies(files, capsys):
     import os
     import subprocess
+    import sys
 
     run_dir = files / "runs" / "busy"
-    run_dir.mkdir(parents=True)
-    sleeper = subprocess.Popen(["sleep", "30"])
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from toxdistill.io import run_lock\n"
+            "with run_lock(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)",
+            str(run_dir),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    argv = ["run", "--config", str(_cfg(files)), "--output-dir", str(files / "runs"), "--name", "busy"]
+    argv += ["--data", str(files / "ok.csv")]
     try:
-        (run_dir / ".lock").write_text(str(sleeper.pid))
-        code, err = _run(
-            [
-                "run",
-                "--config",
-                str(_cfg(files)),
-                "--output-dir",
-                str(files / "runs"),
-                "--name",
-                "busy",
-                "--data",
-                str(files / "ok.csv"),
-            ],
-            capsys,
-        )
-        assert code == 2 and "in use" in err[0]
+        assert holder.stdout.readline().strip() == "held"
+        code, err = _run(argv, capsys)
+        assert code == 2 and f"in use by process {holder.pid}" in err[0]
     finally:
-        sleeper.kill()
-        sleeper.wait()
-    assert os.path.exists(run_dir / ".lock")  # the live holder's lock is not removed
+        holder.kill()  # SIGKILL: no clean-up runs, the OS releases the lock
+        holder.wait()
+    from toxdistill.io import run_lock
+
+    with run_lock(run_dir):  # taken over at once
+        assert (run_dir / ".lock.pid").read_text() == str(os.getpid())
 
 
 def test_help_on_every_command(capsys):

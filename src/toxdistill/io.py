@@ -66,39 +66,31 @@ def atomic_dir(final: Path) -> Iterator[Path]:
         raise
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @contextlib.contextmanager
 def run_lock(run_dir: Path) -> Iterator[None]:
-    """One writer per run folder. A lock left by a dead process is taken over."""
+    """One writer per run folder: an OS file lock (``filelock``) on ``run_dir/.lock``.
+
+    The OS drops the lock when its process dies, however it dies, so a crashed run never blocks the next.
+    ``.lock.pid`` names the holder for the message a second writer gets.
+    """
+    from filelock import FileLock, Timeout
+
     run_dir.mkdir(parents=True, exist_ok=True)
-    lock = run_dir / ".lock"
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            with os.fdopen(fd, "w") as f:
-                f.write(str(os.getpid()))
-            break
-        except FileExistsError:
-            try:
-                pid = int(lock.read_text().strip() or 0)
-            except (OSError, ValueError):
-                pid = 0
-            if pid and pid != os.getpid() and _pid_alive(pid):
-                raise ToxdistillError(
-                    f"run folder {run_dir} is in use by process {pid}",
-                    "wait for it to finish or use another --name",
-                ) from None
-            lock.unlink(missing_ok=True)
+    lock = FileLock(str(run_dir / ".lock"), timeout=0)
+    owner = run_dir / ".lock.pid"
     try:
+        lock.acquire()
+    except Timeout:
+        try:
+            holder = f"process {int(owner.read_text().strip())}"
+        except (OSError, ValueError):
+            holder = "another process"
+        raise ToxdistillError(
+            f"run folder {run_dir} is in use by {holder}", "wait for it to finish or use another --name"
+        ) from None
+    try:
+        owner.write_text(str(os.getpid()))
         yield
     finally:
-        lock.unlink(missing_ok=True)
+        owner.unlink(missing_ok=True)
+        lock.release()
