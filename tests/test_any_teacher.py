@@ -135,6 +135,9 @@ def test_students_lora_and_the_other_family_come_out_of_the_given_teacher(byo):
     plain = AutoModelForSequenceClassification.from_pretrained(run / "models" / "mini")
     assert plain.config.model_type == "mpnet" and plain.config.hidden_size == 48
     assert not hasattr(plain, "kd_projection")
+    # Comparisons follow kind and layers, whatever the stages are called.
+    pairs = {(c["a"], c["b"]) for c in json.loads((run / "significance.json").read_text())["comparisons"]}
+    assert {("odd", "even"), ("mini", "teacher"), ("mini-lora", "teacher"), ("lora-student", "teacher")} <= pairs
     report = (run / "report.md").read_text()
     for name in ("odd", "even", "lora-student", "mini", "mini-lora"):
         assert f"\n| {name} | " in report

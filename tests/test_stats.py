@@ -139,20 +139,37 @@ def test_holm():
     assert stats.holm([]) == []
 
 
-def test_default_pairs():
-    names = ["tfidf-lr", "teacher", "odd", "even", "even-llrd", "lora-teacher", "lora-student", "distill-lora"]
-    assert stats.default_pairs(names) == [
-        ("odd", "even"),
-        ("odd", "teacher"),
-        ("even", "teacher"),
-        ("even-llrd", "teacher"),
-        ("lora-student", "teacher"),
-        ("distill-lora", "teacher"),
-        ("lora-teacher", "teacher"),
+def _m(name, kind, layers=None, student_model=None):
+    return {"name": name, "kind": kind, "layers": layers, "student_model": student_model}
+
+
+def test_default_pairs_follow_kind_and_layers_not_names():
+    models = [
+        _m("tfidf-lr", "baseline"),
+        _m("teacher", "teacher", [1, 2, 3, 4, 5, 6]),
+        _m("even", "student", [2, 4, 6]),
+        _m("odd", "student", [1, 3, 5]),
+        _m("even-llrd", "student", [2, 4, 6]),
+        _m("lora-teacher", "lora", [1, 2, 3, 4, 5, 6]),
+        _m("lora-student", "lora", [2, 4, 6]),
+        _m("minilm", "student", [1, 2, 3, 4, 5, 6], student_model="packaged:all-MiniLM-L6-v2"),
     ]
-    assert stats.default_pairs(["teacher", "odd"]) == [("odd", "teacher")]
-    assert stats.default_pairs(["odd", "even"]) == [("odd", "even")]
-    assert stats.default_pairs(["teacher", "tfidf-lr"], include_baseline=True) == [("teacher", "tfidf-lr")]
+    assert stats.default_pairs(models) == [
+        ("odd", "even"),
+        ("odd", "even-llrd"),  # same depth, other layers; even and even-llrd share theirs
+        ("even", "teacher"),
+        ("odd", "teacher"),
+        ("even-llrd", "teacher"),
+        ("lora-teacher", "teacher"),
+        ("lora-student", "teacher"),
+        ("minilm", "teacher"),  # a student of another family is compared with the teacher, not as a layer set
+    ]
+    # Any names: a run that calls its stages "first-half" and "big" gets the same comparisons.
+    renamed = [_m("big", "teacher", [1, 2, 3, 4]), _m("first-half", "student", [1, 2]), _m("last", "student", [3, 4])]
+    assert stats.default_pairs(renamed) == [("first-half", "last"), ("first-half", "big"), ("last", "big")]
+    assert stats.default_pairs([_m("odd", "student", [1, 3]), _m("even", "student", [2, 4])]) == [("odd", "even")]
+    with_floor = [_m("t", "teacher", [1]), _m("floor", "baseline")]
+    assert stats.default_pairs(with_floor, include_baseline=True) == [("t", "floor")]
 
 
 def test_bootstrap_mean_ci(rng):

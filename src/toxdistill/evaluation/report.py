@@ -6,6 +6,7 @@ from pathlib import Path
 
 from toxdistill.config import Config
 from toxdistill.evaluation.metrics import hate_f1
+from toxdistill.evaluation.stats import layer_set_pairs
 from toxdistill.io import atomic_write_text
 
 
@@ -39,38 +40,38 @@ def analysis(results: list[dict], sig: dict | None = None) -> list[str]:
     """Statements derived from this run's numbers only."""
     by = {r["name"]: r for r in results}
     out: list[str] = []
-    base = by.get("tfidf-lr")
-    teacher = by.get("teacher")
+    base = next((r for r in results if r["kind"] == "baseline"), None)
+    teacher = next((r for r in results if r["kind"] == "teacher"), None)
     trans = [r for r in results if r["kind"] != "baseline"]
     if base and trans:
         beat = [r["name"] for r in trans if r["f1_weighted"] > base["f1_weighted"]]
         lose = [r["name"] for r in trans if r["f1_weighted"] <= base["f1_weighted"]]
         out.append(
-            f"- **Floor.** tfidf-lr reaches weighted F1 {_f(base['f1_weighted'])}; "
+            f"- **Floor.** {base['name']} reaches weighted F1 {_f(base['f1_weighted'])}; "
             + (f"{len(beat)} of {len(trans)} transformer rows beat it" if beat else "no transformer row beats it")
             + (f" ({', '.join(lose)} do not)." if lose else ".")
         )
-    if "odd" in by and "even" in by:
-        o, e = by["odd"], by["even"]
-        win = "even" if e["f1_weighted"] > o["f1_weighted"] else "odd"
+    for a, b in layer_set_pairs(results):
+        o, e = by[a], by[b]
+        win = b if e["f1_weighted"] > o["f1_weighted"] else a
         out.append(
-            f"- **Layer sets.** odd {_f(o['f1_weighted'])} vs even {_f(e['f1_weighted'])} weighted F1 "
+            f"- **Layer sets.** {a} {_f(o['f1_weighted'])} vs {b} {_f(e['f1_weighted'])} weighted F1 "
             f"(macro {_f(o['f1_macro'])} vs {_f(e['f1_macro'])}); {win} is ahead by "
             f"{abs(e['f1_weighted'] - o['f1_weighted']) * 100:.2f} points on {sum(sum(r) for r in o['confusion_matrix'])} "
-            "test tweets. Odd − even in macro F1"
-            + (_sig_words(_comparison(sig, "odd", "even", "f1_macro")) or " (no bootstrap run)")
+            f"test tweets. {a} − {b} in macro F1"
+            + (_sig_words(_comparison(sig, a, b, "f1_macro")) or " (no bootstrap run)")
             + "."
         )
     if teacher:
         for r in trans:
-            if r["name"] == "teacher":
+            if r is teacher:
                 continue
             d = (r["f1_weighted"] - teacher["f1_weighted"]) * 100
             dm = (r["f1_macro"] - teacher["f1_macro"]) * 100
             sp = r["throughput_sps"] / teacher["throughput_sps"] if teacher["throughput_sps"] else float("nan")
             out.append(
-                f"- **{r['name']}** vs teacher: {d:+.2f} weighted-F1 points, {dm:+.2f} macro-F1 points"
-                f"{_sig_words(_comparison(sig, r['name'], 'teacher', 'f1_macro'))}, "
+                f"- **{r['name']}** vs {teacher['name']}: {d:+.2f} weighted-F1 points, {dm:+.2f} macro-F1 points"
+                f"{_sig_words(_comparison(sig, r['name'], teacher['name'], 'f1_macro'))}, "
                 f"{sp:.2f}× the teacher's throughput, {r['trainable_params'] / max(r['params'], 1):.2%} of its "
                 "parameters trained."
             )

@@ -340,28 +340,31 @@ def compare_models(
     return rows
 
 
-STUDENT_NAMES = ("odd", "even", "lora-student", "distill-lora")
+def layer_set_pairs(models: Sequence[Mapping]) -> list[tuple[str, str]]:
+    """Students built from the teacher's own layers (kind ``student``, no ``student_model``) with the same
+    depth and different layer sets, e.g. odd vs even: ``(a, b)`` with a's layer list sorting first."""
+    built = [m for m in models if m["kind"] == "student" and m.get("layers") and not m.get("student_model")]
+    pairs = []
+    for i, a in enumerate(built):
+        for b in built[i + 1 :]:
+            if len(a["layers"]) == len(b["layers"]) and list(a["layers"]) != list(b["layers"]):
+                first, second = sorted((a, b), key=lambda m: list(m["layers"]))
+                pairs.append((first["name"], second["name"]))
+    return pairs
 
 
-def is_student(name: str) -> bool:
-    return name in STUDENT_NAMES or name.endswith("-llrd")
+def default_pairs(models: Sequence[Mapping], include_baseline: bool = False) -> list[tuple[str, str]]:
+    """The comparisons the report makes, chosen by each model's ``kind`` and ``layers``, never its name.
 
-
-def default_pairs(names: Sequence[str], include_baseline: bool = False) -> list[tuple[str, str]]:
-    """The comparisons the report makes, limited to models that exist.
-
-    ``(odd, even)``; ``(student, teacher)`` for every student (odd, even, ``*-llrd``, lora-student,
-    distill-lora); ``(lora-teacher, teacher)``; with ``include_baseline``, ``(teacher, tfidf-lr)``.
-    Differences read "first minus second", so a negative student-vs-teacher diff is what distillation costs.
+    Same-depth layer sets against each other (``layer_set_pairs``); then every model that is neither the
+    teacher nor the baseline against the teacher; with ``include_baseline``, ``(teacher, baseline)``.
+    Differences read "first minus second", so a negative model-vs-teacher diff is what compression costs.
     """
-    have = set(names)
-    pairs: list[tuple[str, str]] = []
-    if {"odd", "even"} <= have:
-        pairs.append(("odd", "even"))
-    if "teacher" in have:
-        pairs += [(n, "teacher") for n in names if is_student(n)]
-        if "lora-teacher" in have:
-            pairs.append(("lora-teacher", "teacher"))
-        if include_baseline and "tfidf-lr" in have:
-            pairs.append(("teacher", "tfidf-lr"))
+    teacher = next((m["name"] for m in models if m["kind"] == "teacher"), None)
+    baseline = next((m["name"] for m in models if m["kind"] == "baseline"), None)
+    pairs = layer_set_pairs(models)
+    if teacher is not None:
+        pairs += [(m["name"], teacher) for m in models if m["kind"] not in ("teacher", "baseline")]
+        if include_baseline and baseline is not None:
+            pairs.append((teacher, baseline))
     return pairs

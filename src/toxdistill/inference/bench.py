@@ -214,14 +214,14 @@ def run_bench(
 
     parity_texts = ParityTexts(full.texts, full.labels, full.source)
     rows: list[dict] = []
-    teacher_layers = None
+    teacher_layers = teacher_name = None
     for name, folder in chosen.items():
         meta = read_meta(folder)
         metrics = meta.get("metrics") or {}
         torch_pred = Predictor.load(folder, backend="torch", threads=threads)
         fm = FlopModel.of(torch_pred.backend.model)
-        if name == "teacher":
-            teacher_layers = fm.layers
+        if meta.get("kind") == "teacher":  # by kind, whatever the run calls it
+            teacher_layers, teacher_name = fm.layers, name
         ids, _ = torch_pred.encode(texts)
         lengths = np.array([len(x) for x in ids])
         ref_logits = None
@@ -288,7 +288,7 @@ def run_bench(
         del torch_pred
         gc.collect()
 
-    base = _baseline(rows)
+    base = _baseline(rows, teacher_name)
     for r in rows:
         r["x_naive_teacher"] = r["samples_per_s"] / base["samples_per_s"] if base else None
     result = {
@@ -317,7 +317,7 @@ def run_bench(
         "flops_note": "2 × non-embedding encoder params per token + 4·layers·hidden·len² attention + 2 × head params per text; "
         "gflops_computed counts padded tokens (the work done), gflops_useful only real tokens",
         "rows": rows,
-        "targets": _targets(rows, base, teacher_layers),
+        "targets": _targets(rows, base, teacher_layers, teacher_name),
     }
     out = Path(output) if output else run_dir / "bench.json"
     atomic_write_json(out, result)
@@ -344,15 +344,15 @@ def _size_mb(folder: Path, backend: str) -> float:
     return sum(f.stat().st_size for f in files) / 2**20
 
 
-def _baseline(rows: list[dict]) -> dict | None:
-    for model in ("teacher", *(r["model"] for r in rows)):
+def _baseline(rows: list[dict], teacher: str | None = "teacher") -> dict | None:
+    for model in (teacher, *(r["model"] for r in rows)):
         for r in rows:
             if r["model"] == model and r["backend"] == "torch-naive":
                 return r
     return None
 
 
-def _targets(rows: list[dict], base: dict | None, teacher_layers: int | None) -> dict:
+def _targets(rows: list[dict], base: dict | None, teacher_layers: int | None, teacher: str | None = "teacher") -> dict:
     """The issue's goals, checked on these numbers (students: fewer layers than the teacher)."""
     if not base or teacher_layers is None:
         return {}
@@ -367,7 +367,7 @@ def _targets(rows: list[dict], base: dict | None, teacher_layers: int | None) ->
             "goal": 10.0,
             "met": best["samples_per_s"] / base["samples_per_s"] >= 10.0,
         }
-    t_sorted = next((r for r in rows if r["model"] == "teacher" and r["backend"] == "torch-sorted"), None)
+    t_sorted = next((r for r in rows if r["model"] == teacher and r["backend"] == "torch-sorted"), None)
     s_sorted = [r for r in students if r["backend"] == "torch-sorted"]
     if t_sorted and s_sorted:
         ratios = {r["model"]: r["samples_per_s"] / t_sorted["samples_per_s"] for r in s_sorted}

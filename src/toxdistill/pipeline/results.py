@@ -60,6 +60,7 @@ def collect_results(run_dir: Path) -> list[dict]:
                 "name": meta["name"],
                 "kind": meta["kind"],
                 "layers": meta.get("layers"),
+                "student_model": meta.get("student_model"),  # a pretrained student of its own, not teacher layers
                 "accuracy": m["accuracy"],
                 "f1_weighted": m["f1_weighted"],
                 "f1_macro": m["f1_macro"],
@@ -137,7 +138,7 @@ def significance(run_dir: Path, results: list[dict], labels: np.ndarray, seed: i
         "comparisons": compare_models(
             labels,
             preds,
-            default_pairs(list(preds)),
+            default_pairs(results),
             metrics=["f1_weighted", "f1_macro", "f1_hate"],
             n_boot=n_boot,
             seed=seed,
