@@ -23,9 +23,9 @@ from pathlib import Path
 
 
 def _test_texts(run_dir: Path, limit: int = 2000) -> list[str]:
-    from toxdistill.inference.export import load_test_split
+    from toxdistill.data.split import load_run_split
 
-    return load_test_split(run_dir).texts[:limit]
+    return load_run_split(run_dir).test.texts[:limit]
 
 
 def _free_port() -> int:

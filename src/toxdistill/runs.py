@@ -55,3 +55,14 @@ def select_models(found: dict[str, Path], names: str | Sequence[str] | None) -> 
     if missing:
         raise ToxdistillError(f"no model named {', '.join(missing)} in this run", f"pick from: {', '.join(found)}")
     return {n: found[n] for n in wanted}
+
+
+def run_dir_of(model_dir: Path) -> Path | None:
+    """``runs/<name>`` for a model in ``runs/<name>/models/<m>`` (or ``export/<m>``), else None."""
+    model_dir = Path(model_dir)
+    if model_dir.name in ("", ".", ".."):
+        model_dir = model_dir.resolve()
+    run = model_dir.parent.parent
+    if model_dir.parent.name in ("models", "export") and (run / "config.yaml").is_file():
+        return run
+    return None

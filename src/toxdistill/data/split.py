@@ -90,3 +90,18 @@ def make_or_load_split(ds: Dataset, split_file: Path, cfg: DataConfig, seed: int
             ),
         )
     return Split(**{k: ds.subset(v) for k, v in parts.items()})
+
+
+def load_run_split(run_dir: Path, data: str | None = None) -> Split:
+    """A finished run's split, rebuilt from its config.yaml and split.json (the data file found as
+    ``toxdistill run`` finds it, or ``data``; never downloaded here)."""
+    from toxdistill.config import load_config
+    from toxdistill.data.dataset import load_dataset, resolve_data_path
+
+    run_dir = Path(run_dir)
+    split_file = run_dir / "split.json"
+    if not split_file.is_file():
+        raise ToxdistillError(f"{run_dir} has no split.json", "run 'toxdistill run' first")
+    cfg = load_config(run_dir / "config.yaml")
+    ds = load_dataset(resolve_data_path(cfg.data, data, download=False), cfg.data)
+    return make_or_load_split(ds, split_file, cfg.data, cfg.seed)

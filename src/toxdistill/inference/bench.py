@@ -60,9 +60,9 @@ def select_models(found: dict[str, Path], names: str | None) -> dict[str, Path]:
 
 
 def run_texts(run_dir: Path, data: str | None = None) -> BenchTexts:
-    from toxdistill.inference.export import load_test_split
+    from toxdistill.data.split import load_run_split
 
-    test = load_test_split(run_dir, data)
+    test = load_run_split(run_dir, data).test
     return BenchTexts(list(test.texts), np.asarray(test.labels), f"test split of {run_dir}", list(test.label_names))
 
 

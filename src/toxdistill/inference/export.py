@@ -27,8 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
+from toxdistill.data.split import load_run_split
 from toxdistill.errors import ToxdistillError
 from toxdistill.inference.predict import META_FILE, Predictor, find_clean_config, read_meta
+from toxdistill.runs import run_dir_of
 
 log = logging.getLogger(__name__)
 
@@ -70,38 +72,11 @@ class ParityTexts:
 
 
 # ------------------------------------------------------------------ run folders and their test split
-def run_dir_of(model_dir: Path) -> Path | None:
-    """``runs/<name>`` for a model in ``runs/<name>/models/<m>`` (or ``export/<m>``), else None."""
-    model_dir = Path(model_dir)
-    if model_dir.name in ("", ".", ".."):
-        model_dir = model_dir.resolve()
-    run = model_dir.parent.parent
-    if model_dir.parent.name in ("models", "export") and (run / "config.yaml").is_file():
-        return run
-    return None
-
-
-def load_test_split(run_dir: Path, data: str | None = None):
-    """The run's test split (a ``data.Dataset``), rebuilt from its config.yaml and split.json."""
-    from toxdistill.config import load_config
-    from toxdistill.data.dataset import load_dataset, resolve_data_path
-    from toxdistill.data.split import make_or_load_split
-
-    run_dir = Path(run_dir)
-    split_file = run_dir / "split.json"
-    if not split_file.is_file():
-        raise ToxdistillError(f"{run_dir} has no split.json", "run 'toxdistill run' first")
-    cfg = load_config(run_dir / "config.yaml")
-    path = resolve_data_path(cfg.data, data, download=False)
-    ds = load_dataset(path, cfg.data)
-    return make_or_load_split(ds, split_file, cfg.data, cfg.seed).test
-
-
 def parity_texts(model_dir: Path, data: str | None = None, say=print) -> ParityTexts:
     run = run_dir_of(model_dir)
     if run is not None:
         try:
-            test = load_test_split(run, data)
+            test = load_run_split(run, data).test
             return ParityTexts(list(test.texts), np.asarray(test.labels), f"test split of {run}")
         except ToxdistillError as e:
             say(f"note: cannot rebuild the test split of {run} ({e.problem}); checking on the built-in sample")
