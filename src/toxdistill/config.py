@@ -278,7 +278,7 @@ class Config(_Strict):
         own_train = {"train": soft} if st.train is not None and soft else {}
         unset_stage = {"student": True} if st.student is None else {}
         unset_lora = {"target_modules"} if self.stage_lora(st).target_modules is None else set()
-        d = {
+        d: dict[str, object] = {
             "global": self.fingerprint(),
             "stage": st.model_dump(mode="json", exclude={"enabled": True, **own_train, **unset_stage}),
             "train": tc.model_dump(mode="json", exclude=soft),

@@ -66,7 +66,7 @@ class _Prefixed(io.RawIOBase):
             self.rest.close()
         super().close()
 
-    def readinto(self, b) -> int:  # type: ignore[override]
+    def readinto(self, b) -> int:
         if self.head:
             n = min(len(b), len(self.head))
             b[:n] = self.head[:n]

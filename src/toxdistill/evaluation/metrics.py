@@ -48,7 +48,9 @@ def val_headline(val_logits: np.ndarray, labels: np.ndarray, label_names: list[s
     return {k: m[k] for k in ("accuracy", "f1_weighted", "f1_macro", "f1_per_class")}
 
 
-def evaluate_predictor(predictor, val: Dataset, test: Dataset, batch_size: int = 64) -> dict:
+def evaluate_predictor(
+    predictor, val: Dataset, test: Dataset, batch_size: int = 64
+) -> tuple[dict, np.ndarray, np.ndarray]:
     """Val and test losses, test metrics and CPU throughput (length-sorted batches) for any predictor.
 
     ``predictor`` needs ``logits(texts, batch_size) -> (logits, truncated)`` and ``label_names``.

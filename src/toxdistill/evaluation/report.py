@@ -92,7 +92,11 @@ def analysis(results: list[dict], sig: dict | None = None) -> list[str]:
                 f"validation − test is {min(gaps):+.1f} to {max(gaps):+.1f} points per model, against a "
                 f"{(max(test_hate) - min(test_hate)) * 100:.1f}-point spread between models on test."
             )
-        eces = [(r["name"], r.get("ece"), r.get("ece_calibrated")) for r in trans if r.get("ece") is not None]
+        eces = [
+            (r["name"], r["ece"], r["ece_calibrated"])
+            for r in trans
+            if r.get("ece") is not None and r.get("ece_calibrated") is not None
+        ]
         if eces:
             worst = max(eces, key=lambda x: x[2])
             out.append(
@@ -224,10 +228,10 @@ def write_report(
             "|---|---|---|---|---|---|",
         ]
         for name, s in seeds.items():
-            cells = " | ".join(
+            stats_cells = " | ".join(
                 f"{s[k]['mean']:.4f} ± {s[k]['std']:.4f}" for k in ("accuracy", "f1_weighted", "f1_macro", "f1_hate")
             )
-            lines.append(f"| {name} | {', '.join(map(str, s['seeds']))} | {cells} |")
+            lines.append(f"| {name} | {', '.join(map(str, s['seeds']))} | {stats_cells} |")
     lines += ["", "## Wall time per stage", "", "| stage | seconds | minutes |", "|---|---|---|"]
     for k, v in timings.items():
         lines.append(f"| {k} | {v:.0f} | {v / 60:.1f} |")

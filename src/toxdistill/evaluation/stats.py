@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -316,7 +317,7 @@ def compare_models(
     points, values = _boot_values(y_true, used, fns, n_boot, seed, n_classes)
     rows = []
     for name in fns:
-        block = []
+        block: list[dict[str, Any]] = []
         for a, b in pairs:
             diff = points[a][name] - points[b][name]
             diffs = values[a][name] - values[b][name]
@@ -334,7 +335,7 @@ def compare_models(
                     "p_value": _pvalue(diffs, diff, method),
                 }
             )
-        for row, p in zip(block, holm([r["p_value"] for r in block])):
+        for row, p in zip(block, holm([float(r["p_value"]) for r in block])):
             row["p_holm"] = p
         rows.extend(block)
     return rows

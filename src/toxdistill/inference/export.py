@@ -23,7 +23,9 @@ import tempfile
 import time
 import warnings
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -90,7 +92,7 @@ def weights_fingerprint(model_dir: Path) -> str:
     for f in sorted(Path(model_dir).glob("*.safetensors")):
         h.update(f.name.encode())
         with open(f, "rb") as fh:
-            for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+            for block in iter(partial(fh.read, 1 << 20), b""):
                 h.update(block)
     return h.hexdigest()
 
@@ -223,6 +225,7 @@ def export_graph(model, tokenizer, path: Path, exporter: str = "auto", opset: in
                         opset_version=used_opset,
                         verbose=False,
                     )
+                    assert prog is not None, "torch.onnx.export(dynamo=True) returns the program"
                     prog.save(str(path), external_data=False)
             return how, names, used_opset
         except Exception as e:  # noqa: BLE001 - try the next exporter, report all if none works
@@ -372,7 +375,7 @@ def export_model(
             {**meta, "label_names": label_names, "max_length": torch_pred.max_length, "export": record},
         )
 
-    record = {
+    record: dict[str, Any] = {
         "format": "onnx",
         "file": fname,
         "opset": opset,

@@ -189,17 +189,17 @@ class Predictor:
         if backend == "onnx":
             if onnx_file is None:
                 raise ToxdistillError(f"{model_dir} has no .onnx file", "run 'toxdistill export' first")
-            be = OnnxBackend(onnx_file, threads)
+            be: OnnxBackend | TorchBackend = OnnxBackend(onnx_file, threads)
             cfg = json.loads((model_dir / "config.json").read_text()) if (model_dir / "config.json").is_file() else {}
             id2label = cfg.get("id2label") or {}
             max_pos = cfg.get("max_position_embeddings", 512)
         else:
-            be = TorchBackend(model_dir, allow_pickle)
-            id2label = be.config.id2label
-            max_pos = be.config.max_position_embeddings
+            be = torch_be = TorchBackend(model_dir, allow_pickle)
+            id2label = torch_be.config.id2label
+            max_pos = torch_be.config.max_position_embeddings
         label_names = meta.get("label_names") or [id2label[k] for k in sorted(id2label, key=int)]
         max_length = min(int(meta.get("max_length") or 512), int(max_pos or 512))
-        if tokenizer.vocab_size and be.name == "torch" and tokenizer.vocab_size > be.config.vocab_size:
+        if isinstance(be, TorchBackend) and tokenizer.vocab_size and tokenizer.vocab_size > be.config.vocab_size:
             raise ToxdistillError(
                 f"{model_dir}: tokenizer vocabulary ({tokenizer.vocab_size}) is larger than the model's "
                 f"({be.config.vocab_size})",

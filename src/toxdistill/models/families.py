@@ -11,6 +11,7 @@ import inspect
 import re
 
 import torch
+from transformers import PreTrainedModel
 
 from toxdistill.errors import ToxdistillError
 
@@ -119,7 +120,7 @@ def label_order(
     return order
 
 
-def classifier_out(model: torch.nn.Module) -> torch.nn.Linear:
+def classifier_out(model: PreTrainedModel) -> torch.nn.Linear:
     """The head's last linear layer (``classifier`` or ``classifier.out_proj``): its rows are the classes."""
     k = model.config.num_labels
     found = [
@@ -133,7 +134,7 @@ def classifier_out(model: torch.nn.Module) -> torch.nn.Linear:
 
 
 @torch.no_grad()
-def relabel(model: torch.nn.Module, order: list[int], label_names: list[str]) -> None:
+def relabel(model: PreTrainedModel, order: list[int], label_names: list[str]) -> None:
     """Reorder the head's outputs so that output i is ``label_names[i]``; names the labels as the data does."""
     if order != list(range(len(order))):
         out = classifier_out(model)

@@ -11,6 +11,7 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -158,7 +159,7 @@ def run(
 
         # (label, context, stage name, fn): the seed repeats of the distill stages are plan steps like any
         # other, in their own SeedContext, so they resume, skip and --force the same way.
-        plan: list[tuple[str, RunContext, str, callable]] = []
+        plan: list[tuple[str, RunContext, str, Callable[[], None]]] = []
         if cfg.baseline:
             plan.append((BASELINE, ctx, BASELINE, lambda: main_only(lambda: stages.stage_baseline(ctx))))
         plan.append((TEACHER, ctx, TEACHER, lambda: stages.stage_teacher(ctx)))
@@ -176,14 +177,15 @@ def run(
             for st in (st for st in enabled if st.kind == "distill"):
                 label = f"{st.name}@seed{sctx.cfg.seed}"
                 plan.append((label, sctx, st.name, (lambda c, s: lambda: stages.stage_distill(c, s))(sctx, st)))
-        for k, (label, sctx, stage, fn) in enumerate(plan, 1):
-            if sctx.done(stage):
+        step_ctx: RunContext
+        for k, (label, step_ctx, stage, fn) in enumerate(plan, 1):
+            if step_ctx.done(stage):
                 say(f"[{k}/{len(plan)}] {label}: done already (use --force {stage} to redo)")
                 continue
             say(f"[{k}/{len(plan)}] {label}: training")
             if stage in forced and d.is_main_process:
-                shutil.rmtree(sctx.work_dir(stage), ignore_errors=True)  # a forced stage starts fresh, no resume
-                if sctx is ctx:  # its seed repeats describe the model being replaced; --seeds N retrains them
+                shutil.rmtree(step_ctx.work_dir(stage), ignore_errors=True)  # a forced stage starts fresh, no resume
+                if step_ctx is ctx:  # its seed repeats describe the model being replaced; --seeds N retrains them
                     for old in run_dir.glob(f"seeds/seed*/{stage}"):
                         shutil.rmtree(old, ignore_errors=True)
             d.wait_for_everyone()
@@ -193,7 +195,7 @@ def run(
             if not d.is_main_process:
                 continue
             atomic_write_json(timings_file, ctx.timings)
-            m = read_meta(sctx.model_dir(stage))["metrics"]
+            m = read_meta(step_ctx.model_dir(stage))["metrics"]
             say(
                 f"[{k}/{len(plan)}] {label}: acc {m['accuracy']:.3f}  F1w {m['f1_weighted']:.3f}  "
                 f"F1m {m['f1_macro']:.3f}  hate F1 {hate_f1(m):.3f}  "

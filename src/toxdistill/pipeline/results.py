@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -99,15 +100,15 @@ def seed_summary(run_dir: Path, cfg: Config) -> dict:
         "f1_macro": lambda m: m["f1_macro"],
         "f1_hate": hate_f1,
     }
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for st in cfg.stages:
         if st.kind != "distill" or not st.enabled:
             continue
         dirs = {cfg.seed: run_dir / "models" / st.name}
         for d in sorted((run_dir / "seeds").glob(f"seed*/{st.name}")):
-            seed = d.parent.name.removeprefix("seed")
-            if seed.isdigit() and int(seed) != cfg.seed:
-                dirs[int(seed)] = d
+            tag = d.parent.name.removeprefix("seed")
+            if tag.isdigit() and int(tag) != cfg.seed:
+                dirs[int(tag)] = d
         found = {}
         for seed, d in sorted(dirs.items()):
             if (d / META_FILE).is_file():

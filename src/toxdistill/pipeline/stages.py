@@ -341,6 +341,7 @@ def stage_distill(ctx: RunContext, st: StageConfig) -> None:
         projected = attach_hidden_projection(student, int(teacher.config.hidden_size))
         extra = {"student_model": st.student, "hidden_projection": projected}
     else:
+        assert st.layers is not None, "config validation: a distill stage has layers or a student"
         layers = resolve_layers(st.layers, teacher.config.num_hidden_layers)
         student = build_student(teacher, layers)
     del teacher
@@ -368,6 +369,7 @@ def stage_lora(ctx: RunContext, st: StageConfig) -> None:
     base_kind = st.base or "pretrained"
     distill = None
     if st.kind == "distill-lora":
+        assert st.base is not None, "config validation: distill-lora names its base"
         base_model, tok = load_classifier(str(ctx.model_dir(st.base)), ctx.split.train.label_names, ctx.cfg.seed)
         layers = read_meta(ctx.model_dir(st.base)).get("layers")
         distill = ctx.cfg.stage_distill(st)

@@ -273,7 +273,7 @@ def create_app(models: dict[str, ServedModel], run_name: str = "toxdistill") -> 
 
     @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
     def docs() -> HTMLResponse:
-        swagger = get_swagger_ui_html(openapi_url="/openapi.json", title="toxdistill API").body.decode()
+        swagger = bytes(get_swagger_ui_html(openapi_url="/openapi.json", title="toxdistill API").body).decode()
         return HTMLResponse(swagger.replace("</body>", offline_docs(app.openapi()) + "</body>"))
 
     # ------------------------------------------------------------------ HTML

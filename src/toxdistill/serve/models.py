@@ -112,11 +112,11 @@ class MicroBatcher:
         # Anything that arrived after the stop signal still gets an answer.
         while True:
             try:
-                job = self._q.get_nowait()
+                late = self._q.get_nowait()
             except queue.Empty:
                 return
-            if job is not None:
-                job[1].set_exception(RuntimeError("server is shutting down"))
+            if late is not None:
+                late[1].set_exception(RuntimeError("server is shutting down"))
 
 
 @dataclass

@@ -10,6 +10,7 @@ import hashlib
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -149,8 +150,10 @@ class ToxTrainer(Trainer):
 
     def create_optimizer(self, model=None):
         if self.optimizer is None:
+            target = self.model if model is None else model
+            assert target is not None, "the Trainer always holds its model here"
             groups = layerwise_param_groups(
-                self.model if model is None else model,
+                target,
                 lr=self.args.learning_rate,
                 n_layers=self.n_layers,
                 decay=self.train_cfg.layer_lr_decay,
@@ -234,7 +237,9 @@ def compute_teacher_outputs(
     order = np.argsort([len(x) for x in enc.input_ids], kind="stable")
     collate = collator(enc.tokenizer)
     n = len(enc)
-    logits = torch.empty((n, teacher.config.num_labels), dtype=torch.float32)
+    k = teacher.config.num_labels
+    assert k is not None, "a sequence classifier knows its label count"
+    logits = torch.empty((n, k), dtype=torch.float32)
     cls = torch.empty((n, teacher.config.hidden_size), dtype=torch.float32)
     for start in tqdm(range(0, n, batch_size), desc="teacher outputs", disable=not progress, unit="batch"):
         rows = [enc[int(i)] for i in order[start : start + batch_size]]
@@ -364,7 +369,7 @@ def train_model(
         dataloader_num_workers=0,
         use_cpu=not torch.cuda.is_available(),
     )
-    kw = dict(
+    kw: dict[str, Any] = dict(
         model=model,
         args=args,
         train_dataset=train_enc,
