@@ -24,7 +24,7 @@ def test_shipped_configs_load(name):
         ("seed: abc", "seed"),
         ("stages: [{name: s, kind: distill}]", "needs 'layers'"),
         ("stages: [{name: s, kind: distill-lora, base: nope}]", "not a distill stage"),
-        ("lora: {r: 0}", "r must be > 0"),
+        ("lora: {r: 0}", "lora.r: Input should be greater than 0"),
         ("train: {layer_lr_decay: 1.5}", "layer_lr_decay"),
         ("stages: [{name: ../x, kind: lora}]", "stage name"),
         ("- a\n- b", "mapping"),

@@ -95,32 +95,18 @@ class TrainConfig(_Strict):
 
 
 class DistillConfig(_Strict):
-    temperature: float = 2.0  # softens the teacher enough to expose the hate/offensive confusion
+    temperature: float = Field(default=2.0, gt=0)  # softens the teacher enough to expose the hate/offensive confusion
     w_ce: float = 1.0  # hard labels keep the student honest where the teacher is wrong
     w_kd: float = 1.0  # KL is T^2-scaled, so it is on the same gradient scale as w_ce
     w_cos: float = 0.5  # aligns the [CLS] state that the pooler and head were trained on
 
-    @field_validator("temperature")
-    @classmethod
-    def _positive_t(cls, v: float) -> float:
-        if v <= 0:
-            raise ValueError("temperature must be > 0")
-        return v
-
 
 class LoraConfig(_Strict):
-    r: int = 8  # the LoRA paper's rank that matched full fine-tuning on GLUE
+    r: int = Field(default=8, gt=0)  # the LoRA paper's rank that matched full fine-tuning on GLUE
     alpha: int = 16  # alpha = 2r keeps the effective scale at 2 as r changes
     dropout: float = 0.1
     # None: the family's defaults (families.LORA_TARGETS), every attention and feed-forward linear layer.
     target_modules: list[str] | None = None
-
-    @field_validator("r")
-    @classmethod
-    def _positive_r(cls, v: int) -> int:
-        if v <= 0:
-            raise ValueError("LoRA r must be > 0")
-        return v
 
 
 StageKind = Literal["finetune", "distill", "lora", "distill-lora"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import html
 import logging
 import os
@@ -17,6 +16,7 @@ import pandas as pd
 from toxdistill.config import DataConfig
 from toxdistill.data.readers import read_frame, safe_text
 from toxdistill.errors import ToxdistillError
+from toxdistill.io import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +32,6 @@ HOW_TO_PROVIDE = (
 
 def cache_dir() -> Path:
     return Path(os.environ.get("TOXDISTILL_CACHE", Path.home() / ".cache" / "toxdistill"))
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def resolve_data_path(cfg: DataConfig, cli_path: str | None = None, download: bool = True) -> Path:

@@ -215,8 +215,9 @@ def evaluate_external(
     run before any model loads, so a bad file or map fails in a second.
     """
     from toxdistill import __version__
-    from toxdistill.data.dataset import clean_text, sha256_file
+    from toxdistill.data.dataset import clean_text
     from toxdistill.data.readers import read_frame
+    from toxdistill.io import sha256_file
 
     data_path = Path(data_path)
     chosen = select_models(find_models(run_dir), models)

@@ -8,7 +8,6 @@ before first use. Nothing half-made is ever left in the cache: the folder appear
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -18,6 +17,7 @@ from importlib import metadata
 from pathlib import Path
 
 from toxdistill.errors import ToxdistillError
+from toxdistill.io import sha256_file
 
 PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
 PACKAGED_MPNET = "packaged:all-mpnet-base-v2"
@@ -63,14 +63,6 @@ def models_cache() -> Path:
     return Path(os.environ.get("TOXDISTILL_CACHE", Path.home() / ".cache" / "toxdistill")) / "models"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def assemble(spec: SplitZipModel, cache: Path | None = None) -> Path:
     """The model folder in the cache, assembled from the installed parts on first use.
 
@@ -100,7 +92,7 @@ def assemble(spec: SplitZipModel, cache: Path | None = None) -> Path:
         joined.unlink()
         folder = tmp / "x" / spec.folder
         weights = folder / spec.weights
-        got = _sha256(weights) if weights.is_file() else "missing"
+        got = sha256_file(weights) if weights.is_file() else "missing"
         if got != spec.sha256:
             raise ToxdistillError(
                 f"{spec.folder}/{spec.weights} has sha256 {got[:12]}…, expected {spec.sha256[:12]}…",
