@@ -15,5 +15,8 @@ from accelerate import PartialState
 @cache
 def dist() -> PartialState:
     # Created on first use: under torchrun this initialises the process group (gloo on CPU, nccl on GPU)
-    # before the first barrier; alone it is a no-op state whose barrier returns at once.
-    return PartialState()
+    # before the first barrier; alone it is a no-op state whose barrier returns at once. Without cpu=True
+    # on a machine with no GPU, accelerate would not see the torchrun ranks at all (every process "main").
+    import torch
+
+    return PartialState(cpu=not torch.cuda.is_available())
