@@ -47,10 +47,14 @@ def main() -> None:
     train = split.train.subset(stratified_subsample(split.train.labels, split.train.ids, a.rows, cfg.seed))
     lora_stage = next(s for s in cfg.stages if s.kind == "lora" and (s.base or "pretrained") == "pretrained")
     base_train = cfg.stage_train(lora_stage)
-    runs = [("lora", lr) for lr in a.lrs] + [("full", a.full_ft_lr or cfg.teacher.train.lr)]
+    pretrained = cfg.teacher.pretrained_model()  # the checkpoint LoRA (base: pretrained) starts from
+    if pretrained is None:
+        raise SystemExit("error: the teacher is given (teacher.train: null); set teacher.pretrained to sweep LoRA")
+    full_lr = a.full_ft_lr or (cfg.teacher.train.lr if cfg.teacher.train else base_train.lr)
+    runs = [("lora", lr) for lr in a.lrs] + [("full", full_lr)]
     rows = []
     for kind, lr in runs:
-        model, tok = load_classifier(cfg.teacher.model, split.train.label_names, cfg.seed)
+        model, tok = load_classifier(pretrained, split.train.label_names, cfg.seed)
         if kind == "lora":
             model = add_lora(model, cfg.stage_lora(lora_stage))
         total, trainable = count_params(model)

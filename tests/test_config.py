@@ -83,6 +83,25 @@ def test_fingerprints_are_stable_and_votes_count_only_where_they_train():
     assert teacher_soft["tfidf-lr"] == PINNED["tfidf-lr"]
 
 
+def test_leaving_out_lora_targets_keeps_old_fingerprints():
+    """A config without lora.target_modules now means "the family's defaults"; for BERT that is the list the
+    old default spelled out, so run folders made from such configs keep their finished stages."""
+    import yaml
+
+    raw = yaml.safe_load((REPO / "configs" / "davidson-minilm.yaml").read_text())
+    del raw["lora"]["target_modules"]
+    cfg = load_config(None, {k: v for k, v in raw.items()})
+    assert cfg.lora.target_modules is None
+    assert {name: cfg.stage_fingerprint(name) for name in PINNED} == PINNED
+
+
+def test_pretrained_is_for_a_given_teacher_only():
+    with pytest.raises(ToxdistillError, match="teacher.pretrained is for a given teacher"):
+        load_config(None, {"teacher": {"model": "packaged:all-MiniLM-L6-v2", "pretrained": "x"}})
+    cfg = load_config(None, {"teacher": {"model": "/t", "train": None, "pretrained": "/p"}, "stages": []})
+    assert cfg.teacher.pretrained_model() == "/p"
+
+
 def test_set_indexes_lists_and_rejects_bad_paths():
     cfg = load_config(REPO / "configs" / "davidson-minilm.yaml", {"stages.2.train.lr": 3e-4})
     assert cfg.stages[2].train.lr == 3e-4

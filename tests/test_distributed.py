@@ -16,6 +16,7 @@ teacher: {model: "packaged:all-MiniLM-L6-v2", train: {epochs: 1, lr: 1.0e-4, bat
 train: {epochs: 1, lr: 1.0e-4, batch_size: 16}
 stages:
   - {name: even, kind: distill, layers: even}
+  - {name: small, kind: distill, student: STUDENT}   # another family and hidden size: the projection under DDP
 """
 
 
@@ -43,8 +44,15 @@ LAUNCHERS = {
 
 @pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
 def test_quick_pipeline_under_ddp_launcher(tmp_path, real_data_env, launcher):
+    from conftest import tiny_family
+
+    from toxdistill.models.teacher import load_tokenizer, resolve_model_path
+
+    student = tmp_path / "tiny-mpnet"
+    tiny_family("mpnet", n_layers=2, hidden=48).save_pretrained(student)
+    load_tokenizer(resolve_model_path("packaged:all-MiniLM-L6-v2")).save_pretrained(student)
     cfg = tmp_path / "ddp.yaml"
-    cfg.write_text(CONFIG)
+    cfg.write_text(CONFIG.replace("STUDENT", str(student)))
     env = {**real_data_env, "OMP_NUM_THREADS": "1"}
     cmd = [
         sys.executable,
@@ -62,11 +70,11 @@ def test_quick_pipeline_under_ddp_launcher(tmp_path, real_data_env, launcher):
     assert r.returncode == 0, r.stderr[-3000:]
     run_dir = tmp_path / "runs" / "ddp-quick"
     results = json.loads((run_dir / "results.json").read_text())
-    assert sorted(x["name"] for x in results) == ["even", "teacher", "tfidf-lr"]
+    assert sorted(x["name"] for x in results) == ["even", "small", "teacher", "tfidf-lr"]
     assert r.stdout.count("report:") == 1  # only rank 0 reports
     assert len(list((run_dir / "cache").glob("teacher-*.safetensors"))) == 1
     assert not list(run_dir.glob("**/.*.tmp"))  # no half-written files left by either rank
     assert not (run_dir / "work").exists() or not any((run_dir / "work").iterdir())
-    for model in ("teacher", "even"):  # both training stages ran as one 2-process DDP job
+    for model in ("teacher", "even", "small"):  # every training stage ran as one 2-process DDP job
         meta = json.loads((run_dir / "models" / model / "toxdistill.json").read_text())
         assert meta["train"]["world_size"] == 2

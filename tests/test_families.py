@@ -149,7 +149,9 @@ def test_student_of_another_hidden_size_trains_through_a_projection_that_is_not_
     teacher = tiny_family("bert", hidden=32)
     cache = compute_teacher_outputs(teacher, EncodedDataset(ds, tokenizer, 32), progress=False)
     student = tiny_family("mpnet", n_layers=2, hidden=48, seed=1)
+    before = count_params(student)
     assert attach_hidden_projection(student, 32)
+    assert count_params(student) == before  # counts describe the saved model, without the projection
     assert not attach_hidden_projection(tiny_family("bert", hidden=32), 32)  # same size: no projection
     w0 = student.kd_projection.weight.detach().clone()
     hist = train_model(

@@ -48,11 +48,14 @@ def fake_site(tmp_path, monkeypatch):
 def test_parts_join_once_into_a_checked_folder(fake_site, tmp_path, monkeypatch):
     sha = _fake_parts(fake_site)
     monkeypatch.setattr(packaged, "MPNET", dataclasses.replace(packaged.MPNET, sha256=sha))
+    stale = tmp_path / "cache" / "models" / ".all-mpnet-base-v2.killed.tmp"  # an assembly killed half-way
+    stale.mkdir(parents=True)
     folder = Path(packaged.resolve_packaged("packaged:all-mpnet-base-v2"))
     assert folder == tmp_path / "cache" / "models" / "all-mpnet-base-v2"
     assert (folder / "config.json").read_text() == '{"model_type": "mpnet"}'
     assert (folder / ".ok").read_text().strip() == sha
-    assert [p.name for p in folder.parent.iterdir()] == ["all-mpnet-base-v2"]  # no temporary leftovers
+    # No temporary leftovers, the killed one's included; the lock file that serialises assemblers stays.
+    assert sorted(p.name for p in folder.parent.iterdir()) == [".all-mpnet-base-v2.lock", "all-mpnet-base-v2"]
     for part in fake_site.glob("*/input/*"):  # the second use reads only the marker
         part.unlink()
     assert Path(packaged.resolve_packaged("packaged:all-mpnet-base-v2")) == folder
@@ -65,7 +68,7 @@ def test_a_checksum_mismatch_leaves_nothing_behind(fake_site, tmp_path, monkeypa
         packaged.resolve_packaged("packaged:all-mpnet-base-v2")
     assert "reinstall" in str(e.value)
     cache = tmp_path / "cache" / "models"
-    assert not cache.exists() or list(cache.iterdir()) == []
+    assert [p.name for p in cache.iterdir()] == [".all-mpnet-base-v2.lock"]  # nothing assembled is left
 
 
 def test_a_damaged_part_is_not_a_zip(fake_site, monkeypatch):

@@ -208,6 +208,11 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _given_teacher_needs_pretrained(self) -> Config:
+        if self.teacher.pretrained is not None and self.teacher.train is not None:
+            raise ValueError(
+                "teacher.pretrained is for a given teacher (teacher.train: null); a trained teacher starts from "
+                "teacher.model"
+            )
         if self.teacher.pretrained_model() is None:
             for s in self.stages:
                 if s.enabled and (
@@ -263,13 +268,12 @@ class Config(_Strict):
         soft = {"soft_labels"} if tc.soft_labels == 0 else set()
         own_train = {"train": soft} if st.train is not None and soft else {}
         unset_stage = {"student": True} if st.student is None else {}
-        unset_lora = {"target_modules"} if self.stage_lora(st).target_modules is None else set()
         d: dict[str, object] = {
             "global": self.fingerprint(),
             "stage": st.model_dump(mode="json", exclude={"enabled": True, **own_train, **unset_stage}),
             "train": tc.model_dump(mode="json", exclude=soft),
             "distill": self.stage_distill(st).model_dump(mode="json"),
-            "lora": self.stage_lora(st).model_dump(mode="json", exclude=unset_lora),
+            "lora": _lora_dump(self.stage_lora(st)),
         }
         if st.kind == "distill-lora" and st.base:
             d["base"] = self.stage_fingerprint(st.base)
@@ -279,6 +283,19 @@ class Config(_Strict):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+# Before lora.target_modules could be None (the family's defaults) its default was BERT's list; hashing None
+# as that list keeps the fingerprints of run folders made from configs that left the key out. A change of
+# teacher family changes the global fingerprint anyway.
+_LEGACY_LORA_TARGETS = ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"]
+
+
+def _lora_dump(lora: LoraConfig) -> dict:
+    d = lora.model_dump(mode="json")
+    if d["target_modules"] is None:
+        d["target_modules"] = _LEGACY_LORA_TARGETS
+    return d
 
 
 def _hash(d) -> str:

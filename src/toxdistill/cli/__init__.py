@@ -11,7 +11,8 @@ from pathlib import Path
 from toxdistill.cli import bench, evaluate, export, predict, run, serve
 from toxdistill.errors import ToxdistillError
 
-# Each command module registers its parser and imports its heavy dependencies only when it runs.
+# Each command module holds its NAME, HELP, DESCRIPTION, add_arguments(p) and main(args), and imports its
+# heavy dependencies only when main runs.
 _COMMANDS = (run, evaluate, export, predict, bench, serve)
 
 
@@ -29,7 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     for command in _COMMANDS:
-        command.register(sub)
+        cp = sub.add_parser(
+            command.NAME, help=command.HELP, description=command.DESCRIPTION, epilog=getattr(command, "EPILOG", None)
+        )
+        command.add_arguments(cp)
+        cp.set_defaults(func=command.main)
     return p
 
 

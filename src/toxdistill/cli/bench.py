@@ -6,20 +6,19 @@ import argparse
 
 from toxdistill.cli import options
 
+NAME = "bench"
+HELP = "inference benchmark: throughput, latency and GFLOP/s of every model × backend in a run"
+DESCRIPTION = """\
+Benchmark every transformer model of RUN_DIR on its test split, in one run on the same texts: torch fp32 naive
+(random order, padded batches), torch fp32 length-sorted, ONNX fp32 and ONNX int8 (exported into
+RUN_DIR/export/, reused while the weights are unchanged). Prints a table of ratios against the naive teacher,
+writes bench.json and bench.png (macro F1 vs samples/s) into the run.
+"""
 
-def register(sub) -> None:
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     from toxdistill.inference.bench import BACKENDS, QUICK_LIMIT
 
-    p = sub.add_parser(
-        "bench",
-        help="inference benchmark: throughput, latency and GFLOP/s of every model × backend in a run",
-        description=(
-            "Benchmark every transformer model of RUN_DIR on its test split, in one run on the same texts: "
-            "torch fp32 naive (random order, padded batches), torch fp32 length-sorted, ONNX fp32 and ONNX int8 "
-            "(exported into RUN_DIR/export/, reused while the weights are unchanged). Prints a table of ratios "
-            "against the naive teacher, writes bench.json and bench.png (macro F1 vs samples/s) into the run."
-        ),
-    )
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder, e.g. runs/davidson-minilm")
     p.add_argument(
         "--models", default=None, metavar="A,B", help="only these models (comma-separated; default: all transformers)"
@@ -39,10 +38,9 @@ def register(sub) -> None:
     p.add_argument("--latency-n", type=int, default=200, help="single texts timed for latency (default: 200)")
     options.add_data(p)
     p.add_argument("--no-plot", action="store_true", help="skip bench.png")
-    p.set_defaults(func=cmd_bench)
 
 
-def cmd_bench(a: argparse.Namespace) -> int:
+def main(a: argparse.Namespace) -> int:
     from toxdistill.inference.bench import QUICK_LIMIT, run_bench
 
     options.at_least(a, limit=1, threads=1, batch_size=1, latency_n=1)
@@ -50,14 +48,9 @@ def cmd_bench(a: argparse.Namespace) -> int:
     backends = tuple(b.strip() for b in a.backends.split(",") if b.strip())
     run_bench(
         a.run_dir,
-        models=a.models,
         backends=backends,
         limit=limit,
-        threads=a.threads,
-        batch_size=a.batch_size,
-        latency_n=a.latency_n,
-        data=a.data,
-        output=a.output,
         plot=not a.no_plot,
+        **options.forward(a, "models", "threads", "batch_size", "latency_n", "data", "output"),
     )
     return 0

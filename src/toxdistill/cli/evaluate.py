@@ -8,23 +8,21 @@ from pathlib import Path
 
 from toxdistill.cli import options
 
+NAME = "evaluate"
+HELP = "score a run's models on an external labelled set (CSV/JSONL)"
+DESCRIPTION = """\
+Score every model of a run on an external labelled file whose labels map onto sets of model classes: a
+prediction is correct when its class is in the set mapped from the row's label. Prints accuracy (with a 95%
+bootstrap interval), balanced accuracy and per-label recall per model, and per group with --group-col; writes
+the full result as JSON.
+"""
+EPILOG = """\
+example: toxdistill evaluate runs/davidson-minilm --data hatecheck.csv --text-col test_case --label-col
+label_gold --map 'hateful=hate speech' --map 'non-hateful=offensive,neither' --group-col functionality
+"""
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "evaluate",
-        help="score a run's models on an external labelled set (CSV/JSONL)",
-        description=(
-            "Score every model of a run on an external labelled file whose labels map onto sets of model "
-            "classes: a prediction is correct when its class is in the set mapped from the row's label. "
-            "Prints accuracy (with a 95% bootstrap interval), balanced accuracy and per-label recall per "
-            "model, and per group with --group-col; writes the full result as JSON."
-        ),
-        epilog=(
-            "example: toxdistill evaluate runs/davidson-minilm --data hatecheck.csv --text-col test_case "
-            "--label-col label_gold --map 'hateful=hate speech' --map 'non-hateful=offensive,neither' "
-            "--group-col functionality"
-        ),
-    )
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run folder written by 'toxdistill run' (e.g. runs/davidson-minilm)")
     options.add_data(p, required=True, help="labelled CSV or JSONL file")
     p.add_argument(
@@ -56,10 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--n-boot", type=int, default=1000, help="bootstrap resamples for the accuracy interval (0: none; default 1000)"
     )
-    p.set_defaults(func=cmd_evaluate)
 
 
-def cmd_evaluate(a: argparse.Namespace) -> int:
+def main(a: argparse.Namespace) -> int:
     from toxdistill.evaluation.external import evaluate_external, format_result
     from toxdistill.io import atomic_write_json
 
@@ -69,17 +66,12 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     result = evaluate_external(
         a.run,
         data,
-        text_col=a.text_col,
-        label_col=a.label_col,
         label_map=a.map,
-        group_col=a.group_col,
-        models=a.models,
-        threads=a.threads,
-        batch_size=a.batch_size,
         clean=not a.no_clean,
         fmt=a.format,
-        backend=a.backend,
-        n_boot=a.n_boot,
+        **options.forward(
+            a, "text_col", "label_col", "group_col", "models", "threads", "batch_size", "backend", "n_boot"
+        ),
         progress=lambda msg: print(f"[toxdistill] evaluate {msg}", file=sys.stderr, flush=True),
     )
     atomic_write_json(out, result)

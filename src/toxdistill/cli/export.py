@@ -6,19 +6,18 @@ import argparse
 
 from toxdistill.cli import options
 
+NAME = "export"
+HELP = "export a model folder to ONNX (fp32 or int8), with a parity check"
+DESCRIPTION = """\
+Write MODEL_DIR as ONNX into a folder that also holds the tokenizer, config.json and the model's toxdistill.json
+(metrics, calibration) plus an export record. fp32 logits must match torch within 1e-4; int8 must agree with
+fp32 on >= 99% of the run's test split and lose at most 0.5 weighted-F1 points (the test split is used when
+MODEL_DIR is runs/<name>/models/<m>; otherwise a built-in sample, agreement only). The folder appears in one
+rename: never half-written.
+"""
 
-def register(sub) -> None:
-    p = sub.add_parser(
-        "export",
-        help="export a model folder to ONNX (fp32 or int8), with a parity check",
-        description=(
-            "Write MODEL_DIR as ONNX into a folder that also holds the tokenizer, config.json and the model's "
-            "toxdistill.json (metrics, calibration) plus an export record. fp32 logits must match torch within "
-            "1e-4; int8 must agree with fp32 on >= 99%% of the run's test split and lose at most 0.5 weighted-F1 "
-            "points (the test split is used when MODEL_DIR is runs/<name>/models/<m>; otherwise a built-in sample, "
-            "agreement only). The folder appears in one rename: never half-written."
-        ),
-    )
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model_dir", metavar="MODEL_DIR", help="a model folder, e.g. runs/<name>/models/odd")
     p.add_argument("--format", default="onnx", choices=["onnx"], help="export format (default: onnx)")
     p.add_argument("--int8", action="store_true", help="quantize weights to int8 (dynamic quantization, per channel)")
@@ -42,10 +41,9 @@ def register(sub) -> None:
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
     options.add_data(p)
     p.add_argument("--allow-drift", action="store_true", help="write the export even if the parity check fails")
-    p.set_defaults(func=cmd_export)
 
 
-def cmd_export(a: argparse.Namespace) -> int:
+def main(a: argparse.Namespace) -> int:
     from toxdistill.errors import ToxdistillError
 
     if a.int8_embeddings and not a.int8:
@@ -64,11 +62,7 @@ def cmd_export(a: argparse.Namespace) -> int:
     export_model(
         a.model_dir,
         a.output,
-        int8=a.int8,
-        int8_embeddings=a.int8_embeddings,
-        exporter=a.exporter,
-        opset=a.opset,
-        data=a.data,
         strict=not a.allow_drift,
+        **options.forward(a, "int8", "int8_embeddings", "exporter", "opset", "data"),
     )
     return 0

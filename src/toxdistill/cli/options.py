@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from toxdistill.errors import ToxdistillError
 
@@ -28,6 +29,11 @@ def add_backend(p: argparse.ArgumentParser) -> None:
 
 def add_data(p: argparse.ArgumentParser, required: bool = False, help: str = RUN_DATA_HELP) -> None:
     p.add_argument("--data", required=required, default=None, metavar="FILE", help=help)
+
+
+def forward(a: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The named options as keyword arguments of the same names: the command's library call takes them as is."""
+    return {n: getattr(a, n) for n in names}
 
 
 def at_least(a: argparse.Namespace, **minimum: int) -> None:

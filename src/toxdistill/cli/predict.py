@@ -19,19 +19,18 @@ from toxdistill.cli import options
 from toxdistill.data.readers import detect_format, open_input, read_chunks
 from toxdistill.errors import ToxdistillError
 
+NAME = "predict"
+HELP = "score a CSV / JSONL / text file (or stdin) with a model; streams, so any size works"
+DESCRIPTION = """\
+Score every text in INPUT with MODEL_DIR (a model folder or an ONNX export) and write the rows in input order
+with label, label_id, p_<class> and truncated columns. INPUT is a CSV (text column: --text-col, else a column
+named text, tweet or comment), JSONL (one object per line; field --text-col or text), plain text (one text per
+line; blank lines skipped) or - for stdin. The output is CSV, or JSONL when -o ends with .jsonl; it appears only
+when complete.
+"""
 
-def register(sub) -> None:
-    p = sub.add_parser(
-        "predict",
-        help="score a CSV / JSONL / text file (or stdin) with a model; streams, so any size works",
-        description=(
-            "Score every text in INPUT with MODEL_DIR (a model folder or an ONNX export) and write the rows in "
-            "input order with label, label_id, p_<class> and truncated columns. INPUT is a CSV (text column: "
-            "--text-col, else a column named text, tweet or comment), JSONL (one object per line; field --text-col or "
-            "text), plain text (one text per line; blank lines skipped) or - for stdin. The output is CSV, or "
-            "JSONL when -o ends with .jsonl; it appears only when complete."
-        ),
-    )
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model_dir", metavar="MODEL_DIR", help="model folder, e.g. runs/<name>/models/odd or an export")
     p.add_argument("input", metavar="INPUT", help="input file (.csv, .tsv, .jsonl, .txt) or - for stdin")
     p.add_argument("-o", "--output", required=True, help="output file (.csv, or .jsonl)")
@@ -52,7 +51,6 @@ def register(sub) -> None:
     p.add_argument(
         "--progress", default="auto", choices=["auto", "on", "off"], help="progress bar on stderr (auto: on a terminal)"
     )
-    p.set_defaults(func=cmd_predict)
 
 
 # ------------------------------------------------------------------ output
@@ -113,7 +111,7 @@ def _check_output(path: Path) -> None:
         raise ToxdistillError(f"output {path} is not writable", "check its permissions or pick another -o")
 
 
-def cmd_predict(a: argparse.Namespace) -> int:
+def main(a: argparse.Namespace) -> int:
     import pandas as pd
 
     options.at_least(a, batch_size=1, chunk_size=1, threads=1)

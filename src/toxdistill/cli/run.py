@@ -7,43 +7,41 @@ import argparse
 from toxdistill.cli import options
 from toxdistill.errors import ToxdistillError
 
+NAME = "run"
+HELP = "split → baseline → teacher → students/LoRA → report"
+DESCRIPTION = """\
+Run every stage of the pipeline that is not finished yet. Finished stages are kept; an interrupted training
+stage resumes from its last epoch checkpoint.
+"""
 
-def register(sub: argparse._SubParsersAction) -> None:
-    r = sub.add_parser(
-        "run",
-        help="split → baseline → teacher → students/LoRA → report",
-        description=(
-            "Run every stage of the pipeline that is not finished yet. Finished stages are kept; an interrupted "
-            "training stage resumes from its last epoch checkpoint."
-        ),
-    )
-    r.add_argument(
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
         "--config",
         default=None,
         help="YAML config (default: configs/davidson-minilm.yaml if present, else built-in defaults)",
     )
-    options.add_data(r, help="path to the data file (overrides $TOXDISTILL_DATA and the config)")
-    r.add_argument("--quick", action="store_true", help="smoke run: small stratified subset, one epoch per stage")
-    r.add_argument("--name", default=None, help="run folder name under output_dir (default: config name)")
-    r.add_argument("--output-dir", default=None, help="where run folders go (default: config output_dir, 'runs')")
-    r.add_argument(
+    options.add_data(p, help="path to the data file (overrides $TOXDISTILL_DATA and the config)")
+    p.add_argument("--quick", action="store_true", help="smoke run: small stratified subset, one epoch per stage")
+    p.add_argument("--name", default=None, help="run folder name under output_dir (default: config name)")
+    p.add_argument("--output-dir", default=None, help="where run folders go (default: config output_dir, 'runs')")
+    p.add_argument(
         "--force", action="append", default=[], metavar="STAGE", help="redo STAGE (repeatable; 'all' redoes everything)"
     )
-    r.add_argument(
+    p.add_argument(
         "--seeds",
         type=int,
         default=None,
         metavar="N",
         help="train every student (distill) stage with N seeds and report mean ± std (default: config 'seeds', 1)",
     )
-    r.add_argument(
+    p.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="KEY=VALUE",
         help="override a config value, e.g. teacher.train.epochs=2 or stages.0.train.lr=3e-4 (a number indexes a list)",
     )
-    r.set_defaults(func=cmd_run)
 
 
 def _parse_set(values: list[str]) -> dict:
@@ -58,7 +56,7 @@ def _parse_set(values: list[str]) -> dict:
     return out
 
 
-def cmd_run(a: argparse.Namespace) -> int:
+def main(a: argparse.Namespace) -> int:
     from toxdistill.config import load_config
     from toxdistill.pipeline.plan import run
 

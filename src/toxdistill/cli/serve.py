@@ -19,16 +19,16 @@ _NEEDS = {
 }
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "serve",
-        help="web page + JSON API over a run's models",
-        description=(
-            "Serve every model of a run (runs/<name>) as a web page (classify a comment, compare models, "
-            "upload a CSV/TXT file, model cards) and a JSON API (POST /api/classify, GET /api/models; "
-            "docs at /docs). Models load once at start-up."
-        ),
-    )
+NAME = "serve"
+HELP = "web page + JSON API over a run's models"
+DESCRIPTION = """\
+Serve every model of a run (runs/<name>) as a web page (classify a comment, compare models, upload a CSV/TXT
+file, model cards) and a JSON API (POST /api/classify, GET /api/models; docs at /docs). Models load once at
+start-up.
+"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "run", help="run folder written by 'toxdistill run' (e.g. runs/davidson-minilm), or its models/ folder"
     )
@@ -47,7 +47,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="gather concurrent small requests for up to MS ms into one batch (default: 5; 0: only what is already waiting)",
     )
     p.add_argument("--no-batching", action="store_true", help="run every request on its own")
-    p.set_defaults(func=cmd_serve)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -76,7 +75,7 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def cmd_serve(a: argparse.Namespace) -> int:
+def main(a: argparse.Namespace) -> int:
     from pathlib import Path
 
     from toxdistill.runs import find_models, select_models

@@ -204,15 +204,16 @@ def read_frame(path: str | Path, fmt: str = "auto", what: str = "data file"):
 
 
 def _all_rows(src: Source, fmt: str):
-    # Any column will do: labelled files name theirs in the config, which the caller checks.
+    # Any column will do: labelled files name theirs in the config, which the caller checks. One chunk, so
+    # pandas infers each column's type from all of it (a chunk of digit-only texts stays text).
     if fmt in ("csv", "tsv"):
-        yield from _read_csv(src, "\t" if fmt == "tsv" else ",", None, 1 << 16, as_strings=False, any_column=True)
+        yield from _read_csv(src, "\t" if fmt == "tsv" else ",", None, None, as_strings=False, any_column=True)
     else:
-        yield from _read_jsonl(src, None, 1 << 16, any_field=True)
+        yield from _read_jsonl(src, None, None, any_field=True)
 
 
 def _read_csv(
-    src: Source, sep: str, text_col: str | None, chunk: int, as_strings: bool, any_column: bool = False
+    src: Source, sep: str, text_col: str | None, chunk: int | None, as_strings: bool, any_column: bool = False
 ) -> Iterator[tuple[list[str], Any]]:
     import pandas as pd
 
@@ -220,7 +221,11 @@ def _read_csv(
     kind = "TSV" if sep == "\t" else "CSV"
     try:
         opts: dict[str, Any] = {"dtype": str, "keep_default_na": False, "na_filter": False} if as_strings else {}
-        reader = pd.read_csv(text, sep=sep, chunksize=chunk, **opts)
+        reader = (
+            [pd.read_csv(text, sep=sep, **opts)]
+            if chunk is None
+            else pd.read_csv(text, sep=sep, chunksize=chunk, **opts)
+        )
         col = None
         rows = 0
         for df in reader:
@@ -265,7 +270,7 @@ def as_text(v: Any) -> str:
 
 
 def _read_jsonl(
-    src: Source, text_col: str | None, chunk: int, any_field: bool = False
+    src: Source, text_col: str | None, chunk: int | None, any_field: bool = False
 ) -> Iterator[tuple[list[str], list[dict]]]:
     rows: list[dict] = []
     field = text_col
@@ -290,7 +295,7 @@ def _read_jsonl(
             elif field not in obj:
                 raise ToxdistillError(f"{name} line {lineno} has no field {field!r}", "pass the right --text-col")
         rows.append(obj)
-        if len(rows) >= chunk:
+        if chunk is not None and len(rows) >= chunk:
             yield ([] if field is None else [as_text(r[field]) for r in rows]), rows
             rows = []
     if rows:

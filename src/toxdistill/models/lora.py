@@ -41,10 +41,9 @@ def add_lora(model: PreTrainedModel, cfg: LoraConfig):
 
 
 def count_params(model) -> tuple[int, int]:
-    """(total, trainable) parameter counts."""
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return total, trainable
+    """(total, trainable) parameter counts of the model as saved: a training-only ``kd_projection`` is left out."""
+    params = [(n, p) for n, p in model.named_parameters() if "kd_projection" not in n]
+    return sum(p.numel() for _, p in params), sum(p.numel() for _, p in params if p.requires_grad)
 
 
 # The adapter's base, relative to the adapter folder. Plain peft resolves a base path against the working

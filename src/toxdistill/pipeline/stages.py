@@ -338,7 +338,10 @@ def stage_distill(ctx: RunContext, st: StageConfig) -> None:
         # Another model, with its own tokenizer: the cached teacher outputs are keyed by training row.
         student, tok = load_classifier(st.student, labels, ctx.cfg.seed)
         layers = list(range(1, student.config.num_hidden_layers + 1))
-        projected = attach_hidden_projection(student, int(teacher.config.hidden_size))
+        # Only where the cosine term trains it: an unused projection would stall DDP's gradient sync.
+        projected = ctx.cfg.stage_distill(st).w_cos > 0 and attach_hidden_projection(
+            student, int(teacher.config.hidden_size)
+        )
         extra = {"student_model": st.student, "hidden_projection": projected}
     else:
         assert st.layers is not None, "config validation: a distill stage has layers or a student"
@@ -403,7 +406,8 @@ def stage_lora(ctx: RunContext, st: StageConfig) -> None:
         teacher_hidden = int(load_model_config(str(ctx.model_dir(TEACHER))).hidden_size)
         # After peft froze the model, so the new projection trains. Adapter checkpoints do not hold it: a
         # resumed distill-lora stage on a student of another hidden size restarts its projection.
-        attach_hidden_projection(peft_model.get_base_model(), teacher_hidden)
+        if distill.w_cos > 0:
+            attach_hidden_projection(peft_model.get_base_model(), teacher_hidden)
     total, trainable = count_params(peft_model)
     say(f"{st.name}: LoRA r={lcfg.r} on {base_desc}: {trainable:,} trainable of {total:,} ({trainable / total:.2%})")
     _train_and_save(

@@ -311,6 +311,11 @@ def _metrics_for_trainer(eval_pred) -> dict[str, float]:
     }
 
 
+def _has_projection(model) -> bool:
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return hasattr(inner, "kd_projection")
+
+
 def train_model(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -368,6 +373,9 @@ def train_model(
         remove_unused_columns=False,  # keep "idx" for the teacher cache lookup
         dataloader_num_workers=0,
         use_cpu=not torch.cuda.is_available(),
+        # The hidden projection of a student of another size is used in the loss, outside forward(): DDP's
+        # unused-parameter search would then see its gradient arrive twice. Every trainable weight is used.
+        ddp_find_unused_parameters=False if _has_projection(model) else None,
     )
     kw: dict[str, Any] = dict(
         model=model,
