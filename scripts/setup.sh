@@ -7,5 +7,5 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install -q --disable-pip-version-check "torch==${TORCH_VERSION:-2.13.0}"
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[onnx,serve,dev]"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[onnx,serve,parquet,dev]"
 echo "toxdistill set up in .venv ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"

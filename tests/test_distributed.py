@@ -44,9 +44,9 @@ LAUNCHERS = {
 
 @pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
 def test_quick_pipeline_under_ddp_launcher(tmp_path, real_data_env, launcher):
-    from conftest import tiny_family
-
     from toxdistill.models.teacher import load_tokenizer, resolve_model_path
+
+    from conftest import tiny_family
 
     student = tmp_path / "tiny-mpnet"
     tiny_family("mpnet", n_layers=2, hidden=48).save_pretrained(student)

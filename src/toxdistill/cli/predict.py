@@ -14,9 +14,18 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from toxdistill.cli import options
-from toxdistill.data.readers import detect_format, open_input, read_chunks
+from toxdistill.data.readers import (
+    detect_format,
+    open_input,
+    parquet_shards,
+    parquet_writer,
+    read_chunks,
+    read_parquet,
+    require_parquet,
+)
 from toxdistill.errors import ToxdistillError
 
 NAME = "predict"
@@ -81,22 +90,60 @@ def _json_default(o):
     raise TypeError(f"not JSON serialisable: {type(o)}")
 
 
-def _write(f, left, preds, as_jsonl: bool, columns: list | None) -> list | None:
-    """Append one chunk; CSV keeps the first chunk's columns (JSONL objects may vary)."""
-    import pandas as pd
+class _Output:
+    """Appends scored chunks to the temporary output file: CSV, JSONL or Parquet (from the -o suffix).
 
-    if as_jsonl:
-        lefts = left if isinstance(left, list) else left.to_dict("records")
-        for row, p in zip(lefts, preds.to_dict("records")):
-            f.write(json.dumps({**row, **p}, ensure_ascii=False, default=_json_default) + "\n")
-        return None
-    if isinstance(left, list):
-        left = pd.DataFrame.from_records(left)
-    frame = pd.concat([left, preds], axis=1)
-    if columns is not None:
-        frame = frame.reindex(columns=columns)
-    frame.to_csv(f, index=False, header=columns is None, lineterminator="\n")
-    return list(frame.columns)
+    CSV and Parquet keep the first chunk's columns (and Parquet its types); JSONL objects may vary.
+    """
+
+    def __init__(self, tmp: str, fd: int, kind: str):
+        self.kind, self.tmp = kind, tmp
+        self.columns: list | None = None
+        self.parquet: Any = None  # pyarrow's ParquetWriter, made from the first chunk
+        self.schema: Any = None
+        self.f: Any = None
+        if kind == "parquet":
+            os.close(fd)  # pyarrow opens the path itself
+        else:
+            self.f = os.fdopen(fd, "w", encoding="utf-8", newline="")
+
+    def write(self, left, preds) -> None:
+        import pandas as pd
+
+        if self.kind == "jsonl":
+            lefts = left if isinstance(left, list) else left.to_dict("records")
+            for row, p in zip(lefts, preds.to_dict("records")):
+                self.f.write(json.dumps({**row, **p}, ensure_ascii=False, default=_json_default) + "\n")
+            return
+        if isinstance(left, list):
+            left = pd.DataFrame.from_records(left)
+        frame = pd.concat([left, preds], axis=1)
+        first = self.columns is None
+        if not first:
+            frame = frame.reindex(columns=self.columns)
+        self.columns = list(frame.columns)
+        if self.kind == "csv":
+            frame.to_csv(self.f, index=False, header=first, lineterminator="\n")
+            return
+        import pyarrow as pa
+
+        if self.parquet is None:
+            self.parquet, self.schema = parquet_writer(self.tmp, frame)
+        try:
+            self.parquet.write_table(pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False))
+        except (pa.ArrowException, ValueError) as e:
+            raise ToxdistillError(
+                f"a later chunk does not fit the Parquet columns of the first ({str(e).splitlines()[0][:100]})",
+                "give rows of one shape, or write CSV/JSONL",
+            ) from None
+
+    def close(self) -> None:
+        if self.parquet is not None:
+            self.parquet.close()
+        if self.f is not None:
+            self.f.flush()
+            os.fsync(self.f.fileno())
+            self.f.close()
 
 
 def _check_output(path: Path) -> None:
@@ -117,13 +164,21 @@ def main(a: argparse.Namespace) -> int:
     options.at_least(a, batch_size=1, chunk_size=1, threads=1)
     out_path = Path(a.output)
     _check_output(out_path)
-    as_jsonl = out_path.suffix.lower() in {".jsonl", ".ndjson"}
+    suffix = out_path.suffix.lower()
+    out_kind = "jsonl" if suffix in {".jsonl", ".ndjson"} else "parquet" if suffix == ".parquet" else "csv"
+    if out_kind == "parquet":
+        require_parquet()  # a missing pyarrow fails now, not after the input was read
     # Check the input before loading the model: a typo should fail in a second.
-    src = open_input(a.input)
-    with contextlib.closing(src):
-        fmt = detect_format(src, a.format, a.text_col)
-        chunks = read_chunks(src, fmt, a.text_col, a.chunk_size)
-        name = f"{src.what} {src.name}"
+    with contextlib.ExitStack() as stack:
+        shards = parquet_shards(a.input)
+        if shards is not None:
+            fmt, name = "parquet", f"input {a.input}"
+            chunks = read_parquet(shards, a.text_col, a.chunk_size)
+        else:
+            src = stack.enter_context(contextlib.closing(open_input(a.input)))
+            fmt = detect_format(src, a.format, a.text_col)
+            chunks = read_chunks(src, fmt, a.text_col, a.chunk_size)
+            name = f"{src.what} {src.name}"
         first = next(chunks, None)  # fails now on a bad header / missing column / bad first line
         if first is None:
             raise ToxdistillError(f"{name} has no texts", "give a file with at least one text")
@@ -143,43 +198,40 @@ def main(a: argparse.Namespace) -> int:
             ) from None
         n = n_trunc = 0
         bar = None
+        out = _Output(tmp, fd, out_kind)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-                if a.progress != "off":
-                    from tqdm.auto import tqdm
+            if a.progress != "off":
+                from tqdm.auto import tqdm
 
-                    bar = tqdm(
-                        desc="predict",
-                        unit=" rows",
-                        unit_scale=True,
-                        disable=None if a.progress == "auto" else False,
-                        file=sys.stderr,
-                    )
-                prefix = columns = None
-                for texts, rows in _chain(first, chunks):
-                    preds, t = _prediction_frame(pred, texts, a.batch_size, clean)
-                    if fmt in ("csv", "tsv"):
-                        left = rows.reset_index(drop=True)
-                    elif fmt == "jsonl":
-                        left = rows  # the objects as read, written back unchanged (JSONL) or flattened (CSV)
-                    else:
-                        left = pd.DataFrame({"text": rows})
-                    if prefix is None:
-                        names = (
-                            set(map(str, left.columns)) if hasattr(left, "columns") else set().union(*map(set, rows))
-                        )
-                        # Input columns named like ours (a gold 'label', say) are kept; ours get a prefix.
-                        prefix = "pred_" if names & set(pred_cols) else ""
-                    preds.columns = [prefix + c for c in preds.columns]
-                    columns = _write(f, left, preds, as_jsonl, columns)
-                    n += len(preds)
-                    n_trunc += t
-                    if bar is not None:
-                        bar.update(len(preds))
-                if n == 0:
-                    raise ToxdistillError(f"{name} has no texts", "give a file with at least one text")
-                f.flush()
-                os.fsync(f.fileno())
+                bar = tqdm(
+                    desc="predict",
+                    unit=" rows",
+                    unit_scale=True,
+                    disable=None if a.progress == "auto" else False,
+                    file=sys.stderr,
+                )
+            prefix = None
+            for texts, rows in _chain(first, chunks):
+                preds, t = _prediction_frame(pred, texts, a.batch_size, clean)
+                if fmt in ("csv", "tsv", "parquet"):
+                    left = rows.reset_index(drop=True)
+                elif fmt == "jsonl":
+                    left = rows  # the objects as read, written back unchanged (JSONL) or flattened (CSV)
+                else:
+                    left = pd.DataFrame({"text": rows})
+                if prefix is None:
+                    names = set(map(str, left.columns)) if hasattr(left, "columns") else set().union(*map(set, rows))
+                    # Input columns named like ours (a gold 'label', say) are kept; ours get a prefix.
+                    prefix = "pred_" if names & set(pred_cols) else ""
+                preds.columns = [prefix + c for c in preds.columns]
+                out.write(left, preds)
+                n += len(preds)
+                n_trunc += t
+                if bar is not None:
+                    bar.update(len(preds))
+            if n == 0:
+                raise ToxdistillError(f"{name} has no texts", "give a file with at least one text")
+            out.close()
             if bar is not None:
                 bar.close()
                 bar = None
@@ -187,6 +239,8 @@ def main(a: argparse.Namespace) -> int:
         except BaseException:
             if bar is not None:
                 bar.close()
+            with contextlib.suppress(Exception):
+                out.close()
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise

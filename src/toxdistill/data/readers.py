@@ -314,3 +314,75 @@ def _read_txt(src: Source, chunk: int) -> Iterator[tuple[list[str], list[str]]]:
             rows = []
     if rows:
         yield rows, rows
+
+
+# ---------------------------------------------------------------- Parquet (optional: pip install 'toxdistill[parquet]')
+def require_parquet():
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ToxdistillError(
+            "Parquet needs pyarrow, which is not installed", "pip install 'toxdistill[parquet]'"
+        ) from None
+    return pq
+
+
+def parquet_shards(spec: str | Path, what: str = "input") -> list[Path] | None:
+    """The Parquet files ``spec`` names: a ``.parquet`` file, a folder of them, or a glob such as
+    ``shards/*.parquet`` (read in sorted order, so the output order is the input's). None if not Parquet."""
+    import glob
+
+    s = str(spec)
+    if s == "-":
+        return None
+    if any(c in s for c in "*?["):
+        files = sorted(Path(f) for f in glob.glob(s))
+        if not files:
+            raise ToxdistillError(f"no files match {s}", "check the pattern, e.g. 'shards/*.parquet'")
+        other = [f for f in files if f.suffix.lower() != ".parquet"]
+        if other:
+            raise ToxdistillError(f"{other[0]} matches {s} but is not a .parquet file", "narrow the pattern")
+        return files
+    p = Path(s)
+    if p.is_dir():
+        files = sorted(p.glob("*.parquet"))
+        if not files:
+            raise ToxdistillError(
+                f"{what} folder {p} holds no .parquet files", "give a file, or a folder of Parquet shards"
+            )
+        return files
+    if p.suffix.lower() == ".parquet":
+        if not p.is_file():
+            raise ToxdistillError(f"{what} not found: {p}", "check the path")
+        return [p]
+    return None
+
+
+def read_parquet(
+    paths: list[Path], text_col: str | None = None, chunk: int = 8192, what: str = "input"
+) -> Iterator[tuple[list[str], Any]]:
+    """Chunks of (texts, DataFrame) from each shard in turn, row groups streamed, never a whole shard at once."""
+    import pyarrow as pa
+
+    pq = require_parquet()
+    for path in paths:
+        try:
+            f = pq.ParquetFile(path)
+        except (OSError, pa.ArrowException) as e:
+            raise ToxdistillError(
+                f"{what} {path} is not a readable Parquet file ({str(e).splitlines()[0][:100]})", "check the file"
+            ) from None
+        col = pick_column(list(f.schema_arrow.names), text_col, f"{what} {path}")
+        for batch in f.iter_batches(batch_size=chunk):
+            df = batch.to_pandas()
+            if len(df):
+                yield [safe_text(as_text(v)) for v in df[col]], df
+
+
+def parquet_writer(path: str | Path, first: Any):
+    """A ``pyarrow.parquet.ParquetWriter`` for frames shaped like ``first`` (its schema fixes every chunk's)."""
+    import pyarrow as pa
+
+    pq = require_parquet()
+    schema = pa.Table.from_pandas(first, preserve_index=False).schema
+    return pq.ParquetWriter(str(path), schema), schema
