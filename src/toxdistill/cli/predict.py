@@ -29,20 +29,25 @@ from toxdistill.data.readers import (
 from toxdistill.errors import ToxdistillError
 
 NAME = "predict"
-HELP = "score a CSV / JSONL / text file (or stdin) with a model; streams, so any size works"
+HELP = "score a CSV / JSONL / text / Parquet input (or stdin) with a model; streams, so any size works"
 DESCRIPTION = """\
 Score every text in INPUT with MODEL_DIR (a model folder or an ONNX export) and write the rows in input order
 with label, label_id, p_<class> and truncated columns. INPUT is a CSV (text column: --text-col, else a column
-named text, tweet or comment), JSONL (one object per line; field --text-col or text), plain text (one text per
-line; blank lines skipped) or - for stdin. The output is CSV, or JSONL when -o ends with .jsonl; it appears only
-when complete.
+named text, tweet or comment), JSONL (one object per line; field --text-col or text), Parquet (a .parquet
+file, a folder of them or a quoted glob like 'shards/*.parquet'), plain text (one text per line; blank lines
+skipped) or - for stdin. The output is CSV, JSONL when -o ends with .jsonl, or Parquet when it ends with
+.parquet; it appears only when complete.
 """
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model_dir", metavar="MODEL_DIR", help="model folder, e.g. runs/<name>/models/odd or an export")
-    p.add_argument("input", metavar="INPUT", help="input file (.csv, .tsv, .jsonl, .txt) or - for stdin")
-    p.add_argument("-o", "--output", required=True, help="output file (.csv, or .jsonl)")
+    p.add_argument(
+        "input",
+        metavar="INPUT",
+        help="input file (.csv, .tsv, .jsonl, .txt, .parquet), a folder or glob of .parquet shards, or - for stdin",
+    )
+    p.add_argument("-o", "--output", required=True, help="output file (.csv, .jsonl or .parquet)")
     p.add_argument("--text-col", default=None, help="CSV column / JSONL field holding the text")
     p.add_argument(
         "--format",
