@@ -1,0 +1,80 @@
+"""bench/study_table.py: the three-way table and the targets, computed from run folders' files only."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("study_table", REPO / "bench" / "study_table.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _row(name, kind, layers, acc, f1w, f1m, hate, trainable, params=100_000_000):
+    return {
+        "name": name,
+        "kind": kind,
+        "layers": layers,
+        "accuracy": acc,
+        "f1_weighted": f1w,
+        "f1_macro": f1m,
+        "f1_per_class": {"hate speech": hate, "offensive": 0.95, "neither": 0.9},
+        "train_loss": 0.3,
+        "val_loss": 0.28,
+        "params": params,
+        "trainable_params": trainable,
+    }
+
+
+def _run(tmp_path: Path) -> Path:
+    run = tmp_path / "davidson-mpnet-base"
+    run.mkdir()
+    rows = [
+        _row("tfidf-lr", "baseline", None, 0.89, 0.88, 0.69, 0.30, 140_760, 140_760),
+        _row("teacher", "teacher", list(range(1, 13)), 0.915, 0.914, 0.790, 0.52, 100_000_000),
+        _row("odd", "student", [1, 3, 5, 7, 9, 11], 0.912, 0.911, 0.781, 0.50, 60_000_000, 60_000_000),
+        _row("even", "student", [2, 4, 6, 8, 10, 12], 0.905, 0.902, 0.765, 0.47, 60_000_000, 60_000_000),
+        _row("lora-teacher", "lora", list(range(1, 13)), 0.910, 0.908, 0.775, 0.48, 1_700_000),
+    ]
+    (run / "results.json").write_text(json.dumps(rows))
+    sig = {
+        "ci": {"odd": {"f1_macro": {"point": 0.781, "low": 0.75, "high": 0.81}}},
+        "comparisons": [
+            {
+                "a": "odd",
+                "b": "even",
+                "metric": "f1_macro",
+                "diff": 0.016,
+                "low": -0.01,
+                "high": 0.04,
+                "p_value": 0.21,
+                "p_holm": 0.42,
+            }
+        ],
+    }
+    (run / "significance.json").write_text(json.dumps(sig))
+    return run
+
+
+def test_table_comparisons_and_targets_come_from_the_files(tmp_path):
+    st = _module()
+    run = _run(tmp_path)
+    table = st.table([run])
+    assert "| reference | even (6 of 12 layers) | — | — | 0.915 | 0.912 |" in table
+    assert "| davidson-mpnet-base | odd | 0.3000 | 0.2800 | 0.9120 | 0.9110 | 0.781 [0.750, 0.810] | 0.500 |" in table
+    assert "1,700,000 (1.70%)" in table
+    assert st.comparisons([run]) == (
+        "- davidson-mpnet-base: odd − even f1_macro: +1.60 points (95% CI [-1.00, +4.00], p = 0.210, Holm p = 0.420)"
+    )
+    t = st.targets(run)
+    assert "- odd: -0.30 weighted, -0.90 macro F1 vs teacher (≥ −1.0 / −2.0): True" in t
+    assert "- even: -1.20 weighted, -2.50 macro F1 vs teacher (≥ −1.0 / −2.0): False" in t
+    assert "- lora-teacher: -0.60 weighted F1, 1.70% trained (≥ −1.0, ≤ 2%): True" in t
+    assert "- best macro F1 0.790 (teacher), best hate F1 0.520 (teacher) (≥ 0.78 / ≥ 0.50)" in t
+    assert t[-1].startswith("- every transformer row beats tfidf-lr on weighted, macro and hate F1: True")
