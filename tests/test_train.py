@@ -176,3 +176,20 @@ def test_training_follows_the_votes_and_validation_the_labels(tmp_path, tokenize
     assert trainer.training_targets(trainer.model, labels, torch.arange(4)) is labels
     trainer.model.train()
     assert torch.equal(trainer.training_targets(trainer.model, labels, torch.arange(4)), trainer.soft_targets[:4])
+
+
+def test_validation_runs_in_length_order_and_scores_the_same(tmp_path, tokenizer):
+    ds = tiny_dataset(61)
+    cfg = TrainConfig(epochs=1, batch_size=16)
+    hist = train_model(
+        tiny_bert(n_layers=1), tokenizer, ds, ds, cfg, tmp_path / "w", 0, 32, 1, progress=False, max_steps=1
+    )
+    trainer = hist["trainer"]
+    ev = trainer.eval_dataset
+    lengths = [len(x) for x in ev.input_ids]
+    assert lengths == sorted(lengths) and lengths != [len(x) for x in EncodedDataset(ds, tokenizer, 32).input_ids]
+    assert sorted(ev.labels.tolist()) == sorted(ds.labels.tolist())
+    in_order = trainer.evaluate()
+    as_given = trainer.evaluate(EncodedDataset(ds, tokenizer, 32))
+    for k in ("eval_accuracy", "eval_f1_macro", "eval_f1_weighted"):
+        assert in_order[k] == pytest.approx(as_given[k])

@@ -6,6 +6,7 @@ linear decay, best-on-validation and DDP under ``torchrun``/``accelerate launch`
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import re
@@ -44,6 +45,16 @@ class EncodedDataset(TorchDataset):
         # Only for a model that takes them (families.forward_inputs); others would swallow them unused.
         self.token_type_ids = enc.get("token_type_ids") if token_types else None
         self.labels = ds.labels
+
+    def by_length(self) -> EncodedDataset:
+        """The same rows, shortest first. For validation: the Trainer evaluates in order, so sorted batches
+        carry little padding (3× faster for the 12-layer teacher), and every metric is order-free."""
+        order = np.argsort([len(x) for x in self.input_ids], kind="stable")
+        out = copy.copy(self)
+        out.input_ids = [self.input_ids[i] for i in order]
+        out.token_type_ids = None if self.token_type_ids is None else [self.token_type_ids[i] for i in order]
+        out.labels = np.asarray(self.labels)[order]
+        return out
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -341,7 +352,7 @@ def train_model(
     """
     token_types = "token_type_ids" in forward_inputs(model)
     train_enc = train_enc or EncodedDataset(train_ds, tokenizer, max_length, token_types)
-    val_enc = EncodedDataset(val_ds, tokenizer, max_length, token_types)
+    val_enc = EncodedDataset(val_ds, tokenizer, max_length, token_types).by_length()
     weights = class_weight_tensor(cfg.class_weights, train_ds.labels, len(train_ds.label_names))
     soft = soft_target_tensor(train_ds, cfg.soft_labels)
     args = TrainingArguments(
