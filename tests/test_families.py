@@ -115,6 +115,25 @@ def test_no_token_type_ids_reach_a_model_that_has_none(family, tmp_path, tokeniz
     assert seen and "token_type_ids" not in seen
 
 
+def _distill(student, tokenizer, ds, cache, tmp_path, distill: DistillConfig) -> dict:
+    """One epoch of distillation of a 2-layer student on ``ds`` from the cached teacher outputs."""
+    cfg = TrainConfig(epochs=1, batch_size=8, lr=1e-3)
+    return train_model(
+        student,
+        tokenizer,
+        ds,
+        ds,
+        cfg,
+        tmp_path / "w",
+        0,
+        32,
+        2,
+        distill=distill,
+        teacher_outputs=cache,
+        progress=False,
+    )
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_distillation_trains_every_family(family, tmp_path, tokenizer):
     """The full objective (CE + KD + cosine on the first token's final state) on each family's student."""
@@ -123,20 +142,7 @@ def test_distillation_trains_every_family(family, tmp_path, tokenizer):
     enc = EncodedDataset(ds, tokenizer, 32, token_types="token_type_ids" in forward_inputs(teacher))
     cache = compute_teacher_outputs(teacher, enc, progress=False)
     student = build_student(teacher, "odd")
-    hist = train_model(
-        student,
-        tokenizer,
-        ds,
-        ds,
-        TrainConfig(epochs=1, batch_size=8, lr=1e-3),
-        tmp_path / "w",
-        0,
-        32,
-        2,
-        distill=DistillConfig(),
-        teacher_outputs=cache,
-        progress=False,
-    )
+    hist = _distill(student, tokenizer, ds, cache, tmp_path, DistillConfig())
     parts = hist["trainer"].loss_parts
     assert set(parts) == {"ce", "kd", "cos"} and all(np.isfinite(v) for v in parts.values())
     assert parts["cos"] < 0.5  # a student from the teacher's own layers starts close to its states
@@ -154,20 +160,7 @@ def test_student_of_another_hidden_size_trains_through_a_projection_that_is_not_
     assert count_params(student) == before  # counts describe the saved model, without the projection
     assert not attach_hidden_projection(tiny_family("bert", hidden=32), 32)  # same size: no projection
     w0 = student.kd_projection.weight.detach().clone()
-    hist = train_model(
-        student,
-        tokenizer,
-        ds,
-        ds,
-        TrainConfig(epochs=1, batch_size=8, lr=1e-3),
-        tmp_path / "w",
-        0,
-        32,
-        2,
-        distill=DistillConfig(w_cos=1.0),
-        teacher_outputs=cache,
-        progress=False,
-    )
+    hist = _distill(student, tokenizer, ds, cache, tmp_path, DistillConfig(w_cos=1.0))
     model = hist["trainer"].model
     assert not torch.equal(model.kd_projection.weight, w0)  # the projection learned
     detach_hidden_projection(model)
