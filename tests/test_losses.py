@@ -96,3 +96,12 @@ def test_distillation_loss_takes_soft_targets():
     assert same.item() == pytest.approx(hard.item(), rel=1e-6)
     assert soft.item() > hard.item()  # a uniform target disagrees with these confident logits
     assert parts["ce"] == pytest.approx(soft.item(), rel=1e-6)
+
+
+def test_class_weights_follow_the_logits_device():
+    # Class weights are built on the CPU once per run; on a GPU the logits are not (an H200 run failed here).
+    # "meta" stands in for a second device: mixing it with CPU tensors fails the same way cuda does.
+    w = torch.tensor([2.0, 1.0, 0.5])
+    logits = torch.empty(4, 3, device="meta")
+    for labels in (torch.empty(4, dtype=torch.long, device="meta"), torch.empty(4, 3, device="meta")):
+        assert cross_entropy(logits, labels, w).device.type == "meta"

@@ -35,10 +35,10 @@ def cross_entropy(
     weighted mean, so soft targets keep the loss on the scale of the hard-label one.
     """
     if not labels.is_floating_point():
-        w = None if class_weights is None else class_weights.to(logits.dtype)
+        w = None if class_weights is None else class_weights.to(logits.device, logits.dtype)
         return F.cross_entropy(logits, labels, weight=w)
     # In fp32: under bf16 autocast, rounding the targets would bias the loss.
-    wq = labels.float() * (1.0 if class_weights is None else class_weights.float())
+    wq = labels.float() * (1.0 if class_weights is None else class_weights.to(labels.device).float())
     return -(wq * F.log_softmax(logits.float(), dim=-1)).sum() / wq.sum()
 
 
