@@ -87,6 +87,36 @@ def test_int8_export_runs_and_reports_agreement(exports, capsys):
     assert logits.shape == (len(SAMPLE_TEXTS), 3) and np.isfinite(logits).all()
 
 
+def test_fused_export_fuses_every_layer_and_keeps_parity(tiny_model_dir, tmp_path, capsys):
+    import onnx
+
+    from toxdistill.inference.export import export_is_current
+    from toxdistill.inference.predict import Predictor
+
+    fp32, int8 = tmp_path / "fp32", tmp_path / "int8"
+    code, out, err = _run(["export", tiny_model_dir, "--fuse", "-o", fp32], capsys)
+    assert code == 0, err
+    rec = json.loads((fp32 / "toxdistill.json").read_text())["export"]
+    ops = rec["fusion"]["fused_ops"]
+    # The tiny BERT has 4 layers: one attention and two residual LayerNorms each, embeddings once.
+    assert ops["Attention"] == 4 and ops["SkipLayerNormalization"] == 8 and ops["EmbedLayerNormalization"] == 1
+    assert "4 Attention" in out
+    graph_ops = {n.op_type for n in onnx.load(str(fp32 / "model.onnx")).graph.node}
+    assert {"Attention", "SkipLayerNormalization"} <= graph_ops and "Softmax" not in graph_ops
+    ref, _ = Predictor.load(tiny_model_dir, backend="torch").logits(SAMPLE_TEXTS, 4)
+    got, _ = Predictor.load(fp32).logits(SAMPLE_TEXTS, 4)
+    np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)
+
+    code, out, err = _run(["export", tiny_model_dir, "--fuse", "--int8", "-o", int8], capsys)
+    assert code == 0, err
+    rec = json.loads((int8 / "toxdistill.json").read_text())["export"]
+    assert "Attention" in rec["quantization"]["op_types"] and rec["fusion"]["fused_ops"]["Attention"] == 4
+    assert "QAttention" in {n.op_type for n in onnx.load(str(int8 / "model.int8.onnx")).graph.node}
+    # An export is current only for the fusion setting it was made with.
+    assert export_is_current(fp32, tiny_model_dir, False, fuse=True)
+    assert not export_is_current(fp32, tiny_model_dir, False, fuse=False)
+
+
 def test_export_prints_agreement(tiny_model_dir, tmp_path, capsys):
     code, out, _ = _run(["export", tiny_model_dir, "--int8", "-o", tmp_path / "e"], capsys)
     assert code == 0
@@ -133,6 +163,7 @@ def test_default_output_names(tmp_path, tiny_model_dir, tiny_run):
     from toxdistill.inference.export import default_output
 
     assert default_output(tiny_model_dir, False) == tiny_model_dir.with_name("tiny-bert-onnx")
+    assert default_output(tiny_model_dir, True, fuse=True) == tiny_model_dir.with_name("tiny-bert-onnx-int8-fused")
     assert default_output(tiny_model_dir, True) == tiny_model_dir.with_name("tiny-bert-onnx-int8")
     assert default_output(tiny_run / "models" / "odd", True) == tiny_run / "export" / "odd-onnx-int8"
 
@@ -213,6 +244,7 @@ def test_bench_writes_json_plot_and_table(tmp_path, tokenizer, capsys):
             "torch-naive,torch-sorted,onnx-int8",
             "--threads",
             1,
+            "--quick",
         ],
         capsys,
     )
@@ -228,6 +260,16 @@ def test_bench_writes_json_plot_and_table(tmp_path, tokenizer, capsys):
         assert r["samples_per_s"] > 0 and r["latency_p50_ms"] > 0 and r["gflops_computed"] > 0
     int8 = next(r for r in res["rows"] if r["backend"] == "onnx-int8")
     assert int8["f1_macro_source"] == "int8 parity check"
+    # Each row is held against the peak of its own engine and number format, measured in this run.
+    engines = {"torch-naive": "torch-fp32", "torch-sorted": "torch-fp32", "onnx-int8": "ort-int8"}
+    for r in res["rows"]:
+        peak = res["peaks"][engines[r["backend"]]]["gflops"]
+        assert r["peak_engine"] == engines[r["backend"]]
+        assert r["pct_of_peak"] == pytest.approx(100 * r["gflops_computed"] / peak)
+        shares = r["time_shares"]
+        assert set(shares) == {"tokenize", "batching", "model", "other"} and shares["model"] > 0
+        assert sum(shares.values()) == pytest.approx(1.0)
+    assert "peak ort-int8" in out and "model %" in out
     assert "× naive T" in out and "samples/s" in out
     # A second run reuses the exports.
     code, out, _ = _run(

@@ -172,8 +172,9 @@ def test_student_of_another_hidden_size_trains_through_a_projection_that_is_not_
     assert type(plain).__name__ == "MPNetForSequenceClassification"
 
 
+@pytest.mark.parametrize("fuse", [False, True], ids=["plain", "fused"])
 @pytest.mark.parametrize("family", FAMILIES)
-def test_export_parity_per_family(family, tmp_path, tokenizer):
+def test_export_parity_per_family(family, fuse, tmp_path, tokenizer):
     pytest.importorskip("onnxruntime")
     from toxdistill.cli import main
 
@@ -181,9 +182,11 @@ def test_export_parity_per_family(family, tmp_path, tokenizer):
     tiny_family(family).save_pretrained(d)
     tokenizer.save_pretrained(d)
     (d / "toxdistill.json").write_text(json.dumps({"name": family, "label_names": LABELS, "max_length": 64}))
-    assert main(["export", str(d), "-o", str(tmp_path / "onnx")]) == 0
+    assert main(["export", str(d), "-o", str(tmp_path / "onnx"), *(["--fuse"] if fuse else [])]) == 0
     rec = json.loads((tmp_path / "onnx" / "toxdistill.json").read_text())["export"]
     assert rec["parity"]["fp32"]["ok"] and rec["parity"]["fp32"]["max_abs_diff"] <= 1e-4
+    # The optimizer fuses what it recognises in every family (LayerNorm at least), never breaking parity.
+    assert bool(rec["fusion"]) == fuse and (not fuse or rec["fusion"]["fused_ops"])
     onnx = Predictor.load(tmp_path / "onnx")
     want = forward_inputs(tiny_family(family))
     # No token_type_ids input where the model has none (an exporter may also drop an unused one: DeBERTa-v2).

@@ -10,21 +10,34 @@ NAME = "bench"
 HELP = "inference benchmark: throughput, latency and GFLOP/s of every model × backend in a run"
 DESCRIPTION = """\
 Benchmark every transformer model of RUN_DIR on its test split, in one run on the same texts: torch fp32 naive
-(random order, padded batches), torch fp32 length-sorted, ONNX fp32 and ONNX int8 (exported into
-RUN_DIR/export/, reused while the weights are unchanged). Prints a table of ratios against the naive teacher,
-writes bench.json and bench.png (macro F1 vs samples/s) into the run.
+(random order, padded batches), torch fp32 length-sorted, ONNX fp32, ONNX int8 and ONNX int8 on a fused graph
+(exported into RUN_DIR/export/, reused while the weights are unchanged). Each row shows where its time went
+(model, tokenization, batching) and its GFLOP/s against the peak of its own engine (torch fp32, ONNX Runtime
+fp32 or int8), measured in the same run over several shapes and thread counts, next to the CPU's theoretical
+peak. Prints a table of ratios against the naive teacher, writes bench.json and bench.png (macro F1 vs
+samples/s) into the run.
 """
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from toxdistill.inference.bench import BACKENDS, QUICK_LIMIT
+    from toxdistill.inference.bench import BACKENDS, DEFAULT_BACKENDS, QUICK_LIMIT, SPEED_GOAL
 
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder, e.g. runs/davidson-minilm")
     p.add_argument(
         "--models", default=None, metavar="A,B", help="only these models (comma-separated; default: all transformers)"
     )
     p.add_argument(
-        "--backends", default=",".join(BACKENDS), metavar="A,B", help=f"backends to run (default: {','.join(BACKENDS)})"
+        "--backends",
+        default=",".join(DEFAULT_BACKENDS),
+        metavar="A,B",
+        help=f"backends to run, from {','.join(BACKENDS)} (default: {','.join(DEFAULT_BACKENDS)})",
+    )
+    p.add_argument(
+        "--speed-goal",
+        type=float,
+        default=SPEED_GOAL,
+        metavar="X",
+        help=f"the fastest student's goal, × the naive teacher's throughput (default: {SPEED_GOAL:g})",
     )
     p.add_argument(
         "-o", "--output", default=None, help="bench JSON (default: RUN_DIR/bench.json; the plot goes next to it)"
@@ -32,7 +45,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--limit", type=int, default=None, metavar="N", help="bench on N texts of the test split (random, seeded)"
     )
-    p.add_argument("--quick", action="store_true", help=f"same as --limit {QUICK_LIMIT}")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"--limit {QUICK_LIMIT} (unless --limit is given) and peaks on two small shapes: a smoke test",
+    )
     options.add_threads(p)
     options.add_batch_size(p)
     p.add_argument("--latency-n", type=int, default=200, help="single texts timed for latency (default: 200)")
@@ -43,7 +60,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(a: argparse.Namespace) -> int:
     from toxdistill.inference.bench import QUICK_LIMIT, run_bench
 
-    options.at_least(a, limit=1, threads=1, batch_size=1, latency_n=1)
+    options.at_least(a, limit=1, threads=1, batch_size=1, latency_n=1, speed_goal=0)
     limit = a.limit if a.limit is not None else (QUICK_LIMIT if a.quick else None)
     backends = tuple(b.strip() for b in a.backends.split(",") if b.strip())
     run_bench(
@@ -51,6 +68,7 @@ def main(a: argparse.Namespace) -> int:
         backends=backends,
         limit=limit,
         plot=not a.no_plot,
-        **options.forward(a, "models", "threads", "batch_size", "latency_n", "data", "output"),
+        quick_peaks=a.quick,
+        **options.forward(a, "models", "threads", "batch_size", "latency_n", "data", "output", "speed_goal"),
     )
     return 0

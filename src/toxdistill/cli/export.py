@@ -27,10 +27,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="with --int8, also quantize the word-embedding table (file ~3x smaller, slightly lower agreement)",
     )
     p.add_argument(
+        "--fuse",
+        action="store_true",
+        help="fuse attention, LayerNorm and GELU with ONNX Runtime's transformer optimizer before any int8 step "
+        "(same parity gates; off by default: slower on the CPUs measured, see docs/benchmarks.md)",
+    )
+    p.add_argument(
         "-o",
         "--output",
         default=None,
-        help="output folder (default: runs/<name>/export/<m>-onnx[-int8] for a run's model, else MODEL_DIR-onnx[-int8])",
+        help="output folder (default: runs/<name>/export/<m>-onnx[-int8][-fused] for a run's model, else MODEL_DIR-onnx[-int8][-fused])",
     )
     p.add_argument(
         "--exporter",
@@ -63,6 +69,6 @@ def main(a: argparse.Namespace) -> int:
         a.model_dir,
         a.output,
         strict=not a.allow_drift,
-        **options.forward(a, "int8", "int8_embeddings", "exporter", "opset", "data"),
+        **options.forward(a, "int8", "int8_embeddings", "exporter", "opset", "data", "fuse"),
     )
     return 0

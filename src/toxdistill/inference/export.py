@@ -11,6 +11,12 @@ fallback if TorchScript export ever fails. int8 uses ONNX Runtime's ``quantize_d
 weights per output channel, activations quantized on the fly. By default only the encoder's MatMuls
 are quantized (that is where the time goes); the word-embedding table stays fp32 unless
 ``int8_embeddings`` is set, which shrinks the file about 3x at a small cost in agreement.
+
+With ``fuse``, ONNX Runtime's transformer optimizer rewrites the graph before quantization: attention into
+one ``Attention`` op (``QAttention`` in int8), LayerNorm with its residual into ``SkipLayerNormalization``,
+bias + GELU into ``BiasGelu``, embeddings into ``EmbedLayerNormalization``. The same parity gates apply.
+It is off by default because on the CPUs measured here the fused graphs ran slower (docs/benchmarks.md);
+``toxdistill bench`` measures both on your machine.
 """
 
 from __future__ import annotations
@@ -97,11 +103,11 @@ def weights_fingerprint(model_dir: Path) -> str:
     return h.hexdigest()
 
 
-def default_output(model_dir: Path, int8: bool) -> Path:
-    """``runs/<name>/export/<m>-onnx[-int8]`` for a run's model (so the run's models/ list stays
-    clean), else a sibling ``<MODEL_DIR>-onnx[-int8]``."""
+def default_output(model_dir: Path, int8: bool, fuse: bool = False) -> Path:
+    """``runs/<name>/export/<m>-onnx[-int8][-fused]`` for a run's model (so the run's models/ list stays
+    clean), else a sibling ``<MODEL_DIR>-onnx[-int8][-fused]``."""
     model_dir = Path(model_dir)
-    suffix = "-onnx-int8" if int8 else "-onnx"
+    suffix = ("-onnx-int8" if int8 else "-onnx") + ("-fused" if fuse else "")
     run = run_dir_of(model_dir)
     if run is not None and model_dir.parent.name == "models":
         return run / "export" / f"{model_dir.name}{suffix}"
@@ -237,12 +243,37 @@ def export_graph(model, tokenizer, path: Path, exporter: str = "auto", opset: in
     )
 
 
-def quantize_int8(src: Path, dst: Path, embeddings: bool = False) -> dict:
-    """Dynamic int8 quantization of the weights (per output channel); returns the settings used."""
+def fuse_graph(src: Path, dst: Path, config) -> dict:
+    """ONNX Runtime's transformer optimizer on ``src``, written to ``dst``; returns what it fused.
+
+    ``model_type="bert"`` holds the encoder patterns (BERT, RoBERTa, ELECTRA, DistilBERT); a family whose
+    attention it does not recognise (MPNet's relative bias, DeBERTa's disentangled attention) keeps its
+    attention unfused and gets the LayerNorm and GELU fusions only, which the record shows.
+    """
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    with _quiet():
+        m = optimize_model(
+            str(src),
+            model_type="bert",
+            num_heads=int(config.num_attention_heads),
+            hidden_size=int(config.hidden_size),
+            use_gpu=False,  # CPU-only fused ops; a GPU graph could hold ops the CPU provider lacks
+        )
+        m.save_model_to_file(str(dst))
+        stats = m.get_fused_operator_statistics() or {}
+    return {"tool": "onnxruntime.transformers.optimizer", "fused_ops": {k: int(v) for k, v in stats.items() if v}}
+
+
+def quantize_int8(src: Path, dst: Path, embeddings: bool = False, attention: bool = False) -> dict:
+    """Dynamic int8 quantization of the weights (per output channel); returns the settings used.
+
+    ``attention``: the graph holds fused ``Attention`` ops, whose QKV weights become ``QAttention``.
+    """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    op_types = ["MatMul"] + (["Gather"] if embeddings else [])
+    op_types = ["MatMul"] + (["Attention"] if attention else []) + (["Gather"] if embeddings else [])
     with _quiet():
         quantize_dynamic(
             str(src),
@@ -332,6 +363,7 @@ def export_model(
     strict: bool = True,
     texts: ParityTexts | None = None,
     batch_size: int = 64,
+    fuse: bool = False,
     say=print,
 ) -> Path:
     """Export ``model_dir`` to ONNX (optionally int8) in ``out``, check parity, return the folder.
@@ -356,12 +388,15 @@ def export_model(
         )
     if exporter not in ("auto", "torchscript", "dynamo"):
         raise ToxdistillError(f"unknown exporter {exporter!r}", "use auto, torchscript or dynamo")
-    out = Path(out) if out else default_output(model_dir, int8)
+    out = Path(out) if out else default_output(model_dir, int8, fuse)
     _check_output(out, model_dir)
 
     t0 = time.perf_counter()
     torch_pred = Predictor.load(model_dir, backend="torch")  # validates weights, config and tokenizer
     model = torch_pred.backend.model
+    if fuse and getattr(model.config, "_attn_implementation", "eager") != "eager":
+        # The optimizer knows the eager MatMul-Softmax-MatMul pattern; SDPA exports as one it cannot fuse.
+        model.set_attn_implementation("eager")
     texts = texts or parity_texts(model_dir, data, say)
     clean = find_clean_config(model_dir, meta)
     label_names = torch_pred.label_names
@@ -380,6 +415,7 @@ def export_model(
         "file": fname,
         "opset": opset,
         "quantization": None,
+        "fusion": None,
         "source": str(model_dir),
         "source_sha256": weights_fingerprint(model_dir),
         "clean": clean.model_dump() if clean is not None else None,
@@ -388,9 +424,9 @@ def export_model(
     }
     reuse = None
     if int8 and exporter == "auto" and opset == 17:
-        cand = default_output(model_dir, False)
+        cand = default_output(model_dir, False, fuse)
         fp32_ok = (parity_record(cand).get("fp32") or {}).get("ok")
-        if cand.resolve() != out.resolve() and fp32_ok and export_is_current(cand, model_dir, False):
+        if cand.resolve() != out.resolve() and fp32_ok and export_is_current(cand, model_dir, False, fuse=fuse):
             reuse = cand
     with atomic_dir(out) as tmp:
         fp32_dir = Path(tempfile.mkdtemp(dir=tmp.parent, prefix=f".{out.name}.fp32.")) if int8 else tmp
@@ -399,7 +435,11 @@ def export_model(
                 # int8 from the current fp32 export of the same weights: no second export or torch pass.
                 prev = read_meta(reuse)["export"]
                 record.update(
-                    exporter=prev["exporter"], inputs=prev["inputs"], opset=prev["opset"], fp32_from=str(reuse)
+                    exporter=prev["exporter"],
+                    inputs=prev["inputs"],
+                    opset=prev["opset"],
+                    fusion=prev.get("fusion"),
+                    fp32_from=str(reuse),
                 )
                 record["parity"] = {"fp32": prev["parity"]["fp32"]}
                 fp32_pred = Predictor.load(reuse, backend="onnx")
@@ -412,10 +452,17 @@ def export_model(
                 graph = fp32_dir / "model.onnx"
                 how, names, used_opset = export_graph(model, torch_pred.tokenizer, graph, exporter, opset)
                 record.update(exporter=how, inputs=names, opset=used_opset, file="model.onnx")
+                if fuse:
+                    plain = fp32_dir / "plain.onnx"
+                    graph.rename(plain)
+                    record["fusion"] = fuse_graph(plain, graph, model.config)
+                    plain.unlink()
+                    say(f"fused: {_fused_desc(record['fusion'])}")
                 write_folder(fp32_dir, record)
                 fp32_pred, got = _fp32_parity(torch_pred, fp32_dir, texts, record, batch_size, strict, say)
             if int8:
-                record["quantization"] = quantize_int8(graph, tmp / fname, int8_embeddings)
+                fused_attention = bool(((record.get("fusion") or {}).get("fused_ops") or {}).get("Attention"))
+                record["quantization"] = quantize_int8(graph, tmp / fname, int8_embeddings, fused_attention)
                 record["file"] = fname
                 write_folder(tmp, record)
                 q, _ = Predictor.load(tmp, backend="onnx").logits(texts.texts, batch_size)
@@ -446,16 +493,23 @@ def export_model(
     return out
 
 
-def export_is_current(out: Path, model_dir: Path, int8: bool, int8_embeddings: bool = False) -> bool:
+def export_is_current(
+    out: Path, model_dir: Path, int8: bool, int8_embeddings: bool = False, fuse: bool = False
+) -> bool:
     """True when ``out`` holds an export of exactly these weights with these settings."""
     meta = read_meta(out) if Path(out).is_dir() else {}
     rec = meta.get("export") or {}
-    if not rec or not (Path(out) / rec.get("file", "")).is_file():
+    if not rec or not (Path(out) / rec.get("file", "")).is_file() or bool(rec.get("fusion")) != fuse:
         return False
     q = rec.get("quantization")
     if bool(q) != int8 or (q and ("Gather" in q.get("op_types", [])) != int8_embeddings):
         return False
     return rec.get("source_sha256") == weights_fingerprint(model_dir)
+
+
+def _fused_desc(fusion: dict) -> str:
+    ops = fusion.get("fused_ops") or {}
+    return ", ".join(f"{v} {k}" for k, v in sorted(ops.items())) or "nothing matched"
 
 
 def parity_record(folder: Path) -> dict:

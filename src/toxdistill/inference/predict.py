@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -139,6 +140,15 @@ def find_onnx_file(model_dir: Path, meta: dict | None = None) -> Path | None:
     return files[0] if files else None
 
 
+PHASES = ("tokenize", "batching", "model", "other", "total")
+
+
+def time_shares(timings: dict[str, float]) -> dict[str, float]:
+    """Each phase's share of the total time (0..1), from a ``Predictor.timings``-shaped dict."""
+    total = timings.get("total") or 0.0
+    return {k: (v / total if total else 0.0) for k, v in timings.items() if k != "total"}
+
+
 class Predictor:
     def __init__(self, backend, tokenizer, label_names: list[str], max_length: int, meta: dict | None = None):
         self.backend = backend
@@ -151,6 +161,11 @@ class Predictor:
         self.model_dir: Path | None = None
         # The text cleaning the model was trained with (mentions -> @user, ...); None when unknown.
         self.clean_config = None
+        # Seconds spent per phase of ``logits`` since the last reset: where the time goes (bench, predict).
+        self.timings: dict[str, float] = dict.fromkeys(PHASES, 0.0)
+
+    def reset_timings(self) -> None:
+        self.timings = dict.fromkeys(PHASES, 0.0)
 
     @property
     def backend_name(self) -> str:
@@ -233,7 +248,11 @@ class Predictor:
         """Raw logits in input order, and the truncation flags."""
         if len(texts) == 0:
             return np.zeros((0, len(self.label_names)), dtype=np.float32), np.zeros(0, dtype=bool)
+        clock = time.perf_counter
+        t_start = clock()
         ids, truncated = self.encode(texts)
+        t_tok = clock()
+        batching = model = 0.0
         order = np.argsort([len(x) for x in ids], kind="stable") if sort else np.arange(len(ids))
         out = np.empty((len(ids), len(self.label_names)), dtype=np.float32)
         starts = range(0, len(ids), batch_size)
@@ -242,13 +261,23 @@ class Predictor:
 
             starts = tqdm(starts, desc="predict", unit="batch")
         for s in starts:
+            t0 = clock()
             sel = order[s : s + batch_size]
             padded = self.tokenizer.pad({"input_ids": [ids[i] for i in sel]}, return_tensors="np")
             input_ids = padded["input_ids"].astype(np.int64)
             mask = padded["attention_mask"].astype(np.int64)
             batch = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
             batch = {k: v for k, v in batch.items() if k in self._input_names}
+            t1 = clock()
             out[sel] = self.backend(batch)
+            batching, model = batching + t1 - t0, model + clock() - t1
+        total = clock() - t_start
+        tm = self.timings
+        tm["tokenize"] += t_tok - t_start
+        tm["batching"] += batching
+        tm["model"] += model
+        tm["other"] += total - (t_tok - t_start) - batching - model  # sorting, the loop, bookkeeping
+        tm["total"] += total
         return out, truncated
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:

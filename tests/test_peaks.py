@@ -1,0 +1,48 @@
+"""The machine's limits: theoretical bounds from the CPU's description, measured peaks as the best of many."""
+
+from __future__ import annotations
+
+import pytest
+
+from toxdistill.inference.peaks import peak_for, theoretical_peaks, torch_fp32_peak
+
+
+def test_theoretical_peak_from_vector_width_clock_and_vnni():
+    avx512 = {"flags": ["avx2", "fma", "avx512f", "avx512_vnni"], "max_mhz": 3000.0, "mhz_source": "test"}
+    th = theoretical_peaks(2, avx512)
+    # 2 cores × 16 fp32 lanes × 2 (multiply + add) × 2 FMA units × 3 GHz; VNNI: 4 int8 products per lane.
+    assert th["fp32_gflops"] == pytest.approx(384.0) and th["int8_gops"] == pytest.approx(1536.0)
+    avx2 = theoretical_peaks(4, {"flags": ["avx2", "fma"], "max_mhz": 2500.0})
+    assert avx2["fp32_gflops"] == pytest.approx(4 * 8 * 2 * 2 * 2.5) and not avx2["vnni"]
+    assert avx2["int8_gops"] == pytest.approx(2 * avx2["fp32_gflops"])
+    assert not theoretical_peaks(2, {"flags": ["avx2"], "max_mhz": None})["available"]
+
+
+def test_measured_peak_is_the_best_over_shapes_and_threads():
+    shapes = ((64, 64, 64), (128, 96, 32))
+    p = torch_fp32_peak(2, shapes=shapes, reps=1)
+    assert {tuple(r["shape"]) for r in p["all"]} == set(shapes) and {r["threads"] for r in p["all"]} == {1, 2}
+    assert p["gflops"] == max(r["gflops"] for r in p["all"]) > 0
+    assert p["at"]["shape"] in [list(s) for s in shapes]
+
+
+def test_ort_peaks_run_the_int8_graph_that_export_makes():
+    pytest.importorskip("onnxruntime")
+    from toxdistill.inference.peaks import ort_peaks
+
+    fp32, int8 = ort_peaks(1, shapes=((64, 64, 64),), reps=1)
+    assert fp32["gflops"] > 0 and int8["gflops"] > 0 and len(int8["all"]) == 1
+
+
+def test_each_backend_is_held_against_its_own_engine():
+    peaks = {"torch-fp32": {"gflops": 1.0}, "ort-fp32": {"gflops": 2.0}, "ort-int8": {"gflops": 3.0}}
+    assert [
+        peak_for(b, peaks) for b in ("torch-naive", "torch-sorted", "onnx-fp32", "onnx-int8", "onnx-int8-fused")
+    ] == [
+        1.0,
+        1.0,
+        2.0,
+        3.0,
+        3.0,
+    ]
+    assert peak_for("onnx-fp32", {"torch-fp32": {"gflops": 1.0}}) is None
