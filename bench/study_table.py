@@ -69,6 +69,52 @@ def comparisons(runs: list[Path]) -> str:
     return "\n".join(out)
 
 
+def cross_run(pairs: list[tuple[Path, Path]], data: str | None = None, seed: int = 42) -> str:
+    """Paired bootstrap on macro, weighted and hate F1 between models of two runs on the same test split.
+
+    Each argument is a model folder (``RUN/models/NAME``) holding ``test_logits.npy``; the two runs must
+    have saved the same split (``split.json`` byte for byte), else the rows would not pair.
+    """
+    import numpy as np
+
+    from toxdistill.data.split import load_run_split
+    from toxdistill.evaluation.stats import compare_models
+
+    out = []
+    for a, b in pairs:
+        run_a, run_b = a.parent.parent, b.parent.parent
+        if (run_a / "split.json").read_bytes() != (run_b / "split.json").read_bytes():
+            raise SystemExit(f"{run_a} and {run_b} saved different splits: their test rows do not pair")
+        labels = np.asarray(load_run_split(run_a, data).test.labels)
+        na, nb = f"{run_a.name}/{a.name}", f"{run_b.name}/{b.name}"
+        preds = {na: np.load(a / "test_logits.npy").argmax(-1), nb: np.load(b / "test_logits.npy").argmax(-1)}
+        for c in compare_models(labels, preds, [(na, nb)], ["f1_macro", "f1_weighted", "f1_hate"], seed=seed):
+            out.append(
+                f"- {na} − {nb} {c['metric']}: {c['a_value']:.4f} − {c['b_value']:.4f} = {c['diff'] * 100:+.2f} points "
+                f"(95% CI [{c['low'] * 100:+.2f}, {c['high'] * 100:+.2f}], paired bootstrap p = {c['p_value']:.3f})"
+            )
+    return "\n".join(out)
+
+
+def speed(run: Path, goal: float) -> list[str]:
+    """The speed target from the run's ``bench.json``: fastest student against the naive teacher."""
+    f = run / "bench.json"
+    if not f.is_file():
+        return []
+    bench = json.loads(f.read_text())
+    base = bench["baseline"]["samples_per_s"]
+    t = bench.get("targets", {}).get("fastest_student_x_naive_teacher")
+    lines = [
+        f"- naive teacher: {base:.1f} samples/s on {bench['machine']['cpu']} ({bench['machine']['threads']} threads)"
+    ]
+    if t:
+        lines.append(
+            f"- fastest student within 1 weighted-F1 point: {t['model']} {t['backend']} {t['value']:.1f}× the naive "
+            f"teacher ({t['f1_weighted_drop_points']:+.2f} points below it) (≥ {goal:g}×): {t['value'] >= goal}"
+        )
+    return lines
+
+
 def targets(run: Path) -> list[str]:
     """The 12 → 6 study's targets, checked on one run (points are 100 × the metric)."""
     results, _ = run_rows(run)
@@ -118,8 +164,25 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", type=Path, help="run folders (runs/<name>), the study's first")
     ap.add_argument("-o", "--out", type=Path, default=None, help="also write the markdown here")
+    ap.add_argument(
+        "--pair",
+        nargs=2,
+        type=Path,
+        action="append",
+        default=[],
+        metavar=("MODEL_A", "MODEL_B"),
+        help="also compare two model folders of different runs on their shared test split (repeatable)",
+    )
+    ap.add_argument(
+        "--speed-goal", type=float, default=30.0, help="the fastest student's goal against the naive teacher"
+    )
+    ap.add_argument("--data", default=None, help="the data file, to rebuild the test labels for --pair")
     a = ap.parse_args()
-    text = "\n\n".join([table(a.runs), comparisons(a.runs), "Targets:\n" + "\n".join(targets(a.runs[0]))])
+    parts = [table(a.runs), comparisons(a.runs)]
+    if a.pair:
+        parts.append(cross_run([(x, y) for x, y in a.pair], a.data))
+    parts.append("Targets:\n" + "\n".join(targets(a.runs[0]) + speed(a.runs[0], a.speed_goal)))
+    text = "\n\n".join(parts)
     print(text)
     if a.out:
         a.out.write_text(text + "\n")

@@ -245,6 +245,7 @@ def test_bench_writes_json_plot_and_table(tmp_path, tokenizer, capsys):
             "--threads",
             1,
             "--quick",
+            "--profile-ops",
         ],
         capsys,
     )
@@ -270,6 +271,11 @@ def test_bench_writes_json_plot_and_table(tmp_path, tokenizer, capsys):
         assert set(shares) == {"tokenize", "batching", "model", "other"} and shares["model"] > 0
         assert sum(shares.values()) == pytest.approx(1.0)
     assert "peak ort-int8" in out and "model %" in out
+    # The graph's own time, by op type: int8 rows spend it in quantized matmuls, among others.
+    ops = int8["op_shares"]
+    assert sum(ops.values()) == pytest.approx(1.0) and any("Integer" in k or "Quantize" in k for k in ops)
+    assert "op_shares" not in next(r for r in res["rows"] if r["backend"] == "torch-sorted")
+    assert len(int8["samples_per_s_passes"]) == 1 and res["repeats"] == 1  # --quick: one pass
     assert "× naive T" in out and "samples/s" in out
     # A second run reuses the exports.
     code, out, _ = _run(

@@ -46,3 +46,17 @@ def test_each_backend_is_held_against_its_own_engine():
         3.0,
     ]
     assert peak_for("onnx-fp32", {"torch-fp32": {"gflops": 1.0}}) is None
+
+
+def test_a_measured_rate_above_the_bound_reports_the_clock_it_implies(monkeypatch):
+    from toxdistill.inference import peaks
+
+    info = {"flags": ["avx512f"], "max_mhz": 2000.0, "mhz_source": "test"}
+    monkeypatch.setattr(peaks, "cpu_info", lambda: info)
+    monkeypatch.setattr(peaks, "torch_fp32_peak", lambda *a, **k: {"gflops": 320.0})
+    out = peaks.machine_peaks(2, onnx=False)
+    # Bound at 2 GHz: 2 × 16 × 2 × 2 × 2 = 256 GFLOP/s; 320 measured needs at least 2.5 GHz.
+    assert out["theoretical"]["fp32_gflops"] == pytest.approx(256.0)
+    assert out["theoretical"]["implied_min_ghz"] == pytest.approx(2.5)
+    monkeypatch.setattr(peaks, "torch_fp32_peak", lambda *a, **k: {"gflops": 200.0})
+    assert "implied_min_ghz" not in peaks.machine_peaks(2, onnx=False)["theoretical"]

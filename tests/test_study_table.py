@@ -78,3 +78,60 @@ def test_table_comparisons_and_targets_come_from_the_files(tmp_path):
     assert "- lora-teacher: -0.60 weighted F1, 1.70% trained (≥ −1.0, ≤ 2%): True" in t
     assert "- best macro F1 0.790 (teacher), best hate F1 0.520 (teacher) (≥ 0.78 / ≥ 0.50)" in t
     assert t[-1].startswith("- every transformer row beats tfidf-lr on weighted, macro and hate F1: True")
+
+
+def _model(run: Path, name: str, preds: list[int]) -> Path:
+    import numpy as np
+
+    d = run / "models" / name
+    d.mkdir(parents=True)
+    np.save(d / "test_logits.npy", np.eye(3, dtype=np.float32)[preds])
+    return d
+
+
+def test_cross_run_pairs_two_runs_on_one_split_and_refuses_two_splits(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import numpy as np
+    import pytest
+
+    import toxdistill.data.split as split_mod
+
+    mod = _module()
+    labels = [0, 1, 2, 1] * 25
+    a_run, b_run, c_run = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    right = _model(a_run, "m", labels)  # every row right
+    wrong = _model(b_run, "m", [1] * 100)  # "offensive" for every row
+    other = _model(c_run, "m", labels)
+    for run, split in ((a_run, "S"), (b_run, "S"), (c_run, "T")):
+        (run / "split.json").write_text(split)
+    test = SimpleNamespace(labels=np.array(labels))
+    monkeypatch.setattr(split_mod, "load_run_split", lambda run, data=None: SimpleNamespace(test=test))
+    text = mod.cross_run([(right, wrong)])
+    macro = next(line for line in text.splitlines() if "f1_macro" in line)
+    # Perfect macro F1 against "always offensive" (F1 2/3 on that class only: 0.2222 macro).
+    assert "a/m − b/m f1_macro: 1.0000 − 0.2222" in macro and "p = 0.00" in macro
+    with pytest.raises(SystemExit, match="different splits"):
+        mod.cross_run([(right, other)])
+
+
+def test_speed_target_reads_the_bench(tmp_path):
+    mod = _module()
+    run = _run(tmp_path)
+    assert mod.speed(run, 30.0) == []  # no bench yet: nothing claimed
+    bench = {
+        "baseline": {"samples_per_s": 40.0},
+        "machine": {"cpu": "AMD EPYC", "threads": 2},
+        "targets": {
+            "fastest_student_x_naive_teacher": {
+                "model": "odd",
+                "backend": "onnx-int8",
+                "value": 12.5,
+                "f1_weighted_drop_points": 0.4,
+            }
+        },
+    }
+    (run / "bench.json").write_text(json.dumps(bench))
+    lines = mod.speed(run, 30.0)
+    assert "40.0 samples/s on AMD EPYC" in lines[0]
+    assert "odd onnx-int8 12.5×" in lines[1] and lines[1].endswith("False")

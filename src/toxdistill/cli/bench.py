@@ -52,6 +52,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     options.add_threads(p)
     options.add_batch_size(p)
+    p.add_argument("--repeats", type=int, default=3, help="passes per row; the fastest counts (default: 3, --quick: 1)")
+    p.add_argument(
+        "--profile-ops",
+        action="store_true",
+        help="also profile each ONNX row's graph with ONNX Runtime and report each op type's share of its time",
+    )
     p.add_argument("--latency-n", type=int, default=200, help="single texts timed for latency (default: 200)")
     options.add_data(p)
     p.add_argument("--no-plot", action="store_true", help="skip bench.png")
@@ -60,7 +66,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(a: argparse.Namespace) -> int:
     from toxdistill.inference.bench import QUICK_LIMIT, run_bench
 
-    options.at_least(a, limit=1, threads=1, batch_size=1, latency_n=1, speed_goal=0)
+    options.at_least(a, limit=1, threads=1, batch_size=1, latency_n=1, speed_goal=0, repeats=1)
     limit = a.limit if a.limit is not None else (QUICK_LIMIT if a.quick else None)
     backends = tuple(b.strip() for b in a.backends.split(",") if b.strip())
     run_bench(
@@ -69,6 +75,8 @@ def main(a: argparse.Namespace) -> int:
         limit=limit,
         plot=not a.no_plot,
         quick_peaks=a.quick,
+        repeats=1 if a.quick else a.repeats,
+        profile_ops=a.profile_ops,
         **options.forward(a, "models", "threads", "batch_size", "latency_n", "data", "output", "speed_goal"),
     )
     return 0
