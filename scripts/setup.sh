@@ -7,5 +7,6 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install -q --disable-pip-version-check "torch==${TORCH_VERSION:-2.13.0}"
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[onnx,serve,parquet,dev]"
+# ray: ~70 MB of wheels and a few small dependencies, so its tests (tests/test_ray.py, under a minute) run in CI.
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[onnx,serve,parquet,ray,dev]"
 echo "toxdistill set up in .venv ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"

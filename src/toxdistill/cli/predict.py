@@ -3,6 +3,9 @@
 Input is read in chunks by the one reader (``data.readers``), each chunk is scored by the
 one ``Predictor`` (length-sorted batches, input order kept) and appended to a temporary file next to the
 output. Only a complete run is renamed onto ``-o``; an error leaves any existing output untouched.
+
+``--engine ray`` hands the same work to Ray Data (``inference.distributed``); both engines compute the
+prediction columns with ``prediction_frame`` below.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from toxdistill.data.readers import (
     require_parquet,
 )
 from toxdistill.errors import ToxdistillError
+from toxdistill.inference.predict import prediction_frame, prediction_prefix
 
 NAME = "predict"
 HELP = "score a CSV / JSONL / text / Parquet input (or stdin) with a model; streams, so any size works"
@@ -37,6 +41,10 @@ named text, tweet or comment), JSONL (one object per line; field --text-col or t
 file, a folder of them or a quoted glob like 'shards/*.parquet'), plain text (one text per line; blank lines
 skipped) or - for stdin. The output is CSV, JSONL when -o ends with .jsonl, or Parquet when it ends with
 .parquet; it appears only when complete.
+
+--engine ray scores on a Ray cluster (pip install 'toxdistill[ray]'; see docs/scoring.md) and adds a row_id
+column (0..N-1 in input order). Its -o may also be a folder (a name without suffix, or ending in /), which
+gets Parquet shards.
 """
 
 
@@ -65,28 +73,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--progress", default="auto", choices=["auto", "on", "off"], help="progress bar on stderr (auto: on a terminal)"
     )
+    p.add_argument(
+        "--engine",
+        default="local",
+        choices=["local", "ray"],
+        help="local: this process (default); ray: a Ray cluster through Ray Data (docs/scoring.md)",
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        help="--engine ray: the cluster, e.g. auto, HOST:6379 or ray://HOST:10001 "
+        "(default: $RAY_ADDRESS, a cluster started on this machine, else a new local instance)",
+    )
+    p.add_argument(
+        "--actors",
+        type=int,
+        default=None,
+        help="--engine ray: scoring actors; each loads the model once and runs --threads threads (there: default 1). "
+        "Default: the cluster's CPUs / threads",
+    )
 
 
-# ------------------------------------------------------------------ output
-def _output_columns(label_names: list[str]) -> list[str]:
-    return ["label", "label_id", *[f"p_{n.replace(' ', '_')}" for n in label_names], "truncated"]
-
-
-def _prediction_frame(pred, texts: list[str], batch_size: int, clean: bool):
-    import numpy as np
-    import pandas as pd
-
-    logits, truncated = pred.logits(pred.prepare(texts) if clean else texts, batch_size)
-    probs = pred.probabilities(logits)
-    ids = pred.decide(logits)
-    cols = _output_columns(pred.label_names)
-    out = {cols[0]: np.asarray(pred.label_names, dtype=object)[ids], cols[1]: ids.astype(np.int64)}
-    for k, c in enumerate(cols[2:-1]):
-        out[c] = np.round(probs[:, k].astype(np.float64), 6)
-    out[cols[-1]] = truncated
-    return pd.DataFrame(out), int(truncated.sum())
-
-
+# ------------------------------------------------------------------ output (shared by both engines)
 def _json_default(o):
     import numpy as np
 
@@ -166,7 +174,11 @@ def _check_output(path: Path) -> None:
 def main(a: argparse.Namespace) -> int:
     import pandas as pd
 
-    options.at_least(a, batch_size=1, chunk_size=1, threads=1)
+    options.at_least(a, batch_size=1, chunk_size=1, threads=1, actors=1)
+    if a.engine == "ray":
+        return _main_ray(a)
+    if a.address is not None or a.actors is not None:
+        raise ToxdistillError("--address and --actors apply to --engine ray only", "add --engine ray or drop them")
     out_path = Path(a.output)
     _check_output(out_path)
     suffix = out_path.suffix.lower()
@@ -192,7 +204,6 @@ def main(a: argparse.Namespace) -> int:
 
         pred = Predictor.load(a.model_dir, backend=a.backend, threads=a.threads)
         clean = not a.no_clean and pred.clean_config is not None
-        pred_cols = _output_columns(pred.label_names)
 
         try:
             fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".part")
@@ -217,7 +228,7 @@ def main(a: argparse.Namespace) -> int:
                 )
             prefix = None
             for texts, rows in _chain(first, chunks):
-                preds, t = _prediction_frame(pred, texts, a.batch_size, clean)
+                preds, t = prediction_frame(pred, texts, a.batch_size, clean)
                 if fmt in ("csv", "tsv", "parquet"):
                     left = rows.reset_index(drop=True)
                 elif fmt == "jsonl":
@@ -225,9 +236,8 @@ def main(a: argparse.Namespace) -> int:
                 else:
                     left = pd.DataFrame({"text": rows})
                 if prefix is None:
-                    names = set(map(str, left.columns)) if hasattr(left, "columns") else set().union(*map(set, rows))
-                    # Input columns named like ours (a gold 'label', say) are kept; ours get a prefix.
-                    prefix = "pred_" if names & set(pred_cols) else ""
+                    names = left.columns if hasattr(left, "columns") else set().union(*map(set, rows))
+                    prefix = prediction_prefix(names, pred.label_names)
                 preds.columns = [prefix + c for c in preds.columns]
                 out.write(left, preds)
                 n += len(preds)
@@ -253,6 +263,35 @@ def main(a: argparse.Namespace) -> int:
     cleaned = " (cleaned as in training)" if clean else ""
     print(
         f"toxdistill: wrote {n} predictions{cleaned} to {out_path} ({pred.backend_name} backend{note})", file=sys.stderr
+    )
+    return 0
+
+
+def _main_ray(a: argparse.Namespace) -> int:
+    from toxdistill.inference.distributed import predict_ray, require_ray
+
+    require_ray()  # without Ray: the install hint, before anything else is checked
+    s = predict_ray(
+        a.model_dir,
+        a.input,
+        a.output,
+        text_col=a.text_col,
+        fmt=a.format,
+        batch_size=a.batch_size,
+        chunk_size=a.chunk_size,
+        threads=a.threads,
+        backend=a.backend,
+        clean=not a.no_clean,
+        address=a.address,
+        actors=a.actors,
+        progress=a.progress == "on" or (a.progress == "auto" and sys.stderr.isatty()),
+        verbose=getattr(a, "verbose", False),
+    )
+    cleaned = " (cleaned as in training)" if s.cleaned else ""
+    print(
+        f"toxdistill: wrote {s.rows} predictions{cleaned} to {s.output} "
+        f"(ray engine, {s.actors} actor{'s' if s.actors != 1 else ''}, {s.backend} backend)",
+        file=sys.stderr,
     )
     return 0
 

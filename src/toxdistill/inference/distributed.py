@@ -1,0 +1,519 @@
+"""``toxdistill predict --engine ray``: score Parquet shards or a CSV/JSONL/text file on a Ray cluster.
+
+Ray Data does the work; this module only plans it and checks the result:
+
+- **Row ids are fixed before Ray runs.** The driver reads the Parquet footers (rows per file and per row group),
+  so every (file, row group) has a global offset and a row's id is ``offset + its index in the row group``.
+  The same input gives the same ids however Ray schedules, splits or retries the work (ids made from task or
+  block numbers, like Spark's ``monotonically_increasing_id``, change when a task is retried).
+- **One path for every input.** CSV, JSONL and text are streamed through the one reader
+  (``data.readers.read_chunks``) into temporary Parquet shards first, then take the Parquet path.
+- **Ray Data schedules.** Read tasks over ``from_items`` work items, a fixed pool of scoring actors that load the
+  model once each, and ``write_parquet``. Its map tasks are retried when a worker dies, and its actor pools
+  restart a dead actor and retry its tasks: ``max_restarts=-1`` and ``max_task_retries=-1`` are Ray Data's own
+  defaults for actor pools (Ray 2.60 deprecates passing them as extra ``map_batches`` arguments).
+- **Nothing is published unchecked.** Everything is written next to the output under a temporary name. Only
+  after the driver has read back the ``row_id`` column and found every id 0..N-1 exactly once is it renamed onto
+  the output; an error leaves no partial output and any existing output untouched.
+
+The paths (model, input, output) must be the same on every node: a shared filesystem on a real cluster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toxdistill.data.readers import (
+    as_text,
+    detect_format,
+    open_input,
+    parquet_shards,
+    pick_column,
+    read_chunks,
+    require_parquet,
+    safe_text,
+)
+from toxdistill.errors import ToxdistillError
+
+ROW_ID = "row_id"
+INSTALL_HINT = "pip install 'toxdistill[ray]'"
+FILE_KINDS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+
+
+def require_ray() -> Any:
+    """The ``ray`` module with Ray Data, or a one-line error naming the install command."""
+    try:
+        import ray
+        import ray.data  # noqa: F401 - ray without its data extra has no Ray Data
+    except ImportError:
+        raise ToxdistillError("--engine ray needs Ray Data, which is not installed", INSTALL_HINT) from None
+    return ray
+
+
+# ------------------------------------------------------------------ plan (driver)
+@dataclass(frozen=True)
+class RowGroup:
+    """One unit of work: a Parquet row group and the global row id of its first row."""
+
+    path: str
+    row_group: int
+    offset: int
+    rows: int
+
+
+@dataclass
+class Plan:
+    items: list[RowGroup]
+    rows: int
+    text_col: str
+    columns: list[str]
+    bytes: int  # uncompressed, as the footers say: what sizes Ray Data's blocks
+
+
+def plan_parquet(shards: list[Path], text_col: str | None) -> Plan:
+    """Work items with global offsets, from the footers only (no data pages are read).
+
+    All shards must share one schema: Ray writes each block as it comes, and shards of different columns
+    could not be merged into one file or read back as one data set.
+    """
+    import pyarrow as pa
+
+    pq = require_parquet()
+    items: list[RowGroup] = []
+    offset = size = 0
+    schema: Any = None
+    first: Path | None = None
+    col = ""
+    for path in shards:
+        try:
+            meta = pq.ParquetFile(path).metadata
+            this = meta.schema.to_arrow_schema()
+        except (OSError, pa.ArrowException) as e:
+            raise ToxdistillError(
+                f"input {path} is not a readable Parquet file ({str(e).splitlines()[0][:100]})", "check the file"
+            ) from None
+        if schema is None:
+            schema, first = this, path
+            col = pick_column(list(this.names), text_col, f"input {path}")
+            if ROW_ID in this.names:
+                raise ToxdistillError(
+                    f"input {path} already has a {ROW_ID!r} column, which --engine ray adds", "rename or drop it"
+                )
+        elif not this.equals(schema, check_metadata=False):
+            raise ToxdistillError(f"input {path} has other columns or types than {first}", "give shards of one schema")
+        for g in range(meta.num_row_groups):
+            n = meta.row_group(g).num_rows
+            if n:
+                items.append(RowGroup(str(Path(path).resolve()), g, offset, n))
+                offset += n
+                size += meta.row_group(g).total_byte_size
+    return Plan(items, offset, col, list(schema.names) if schema is not None else [], size)
+
+
+def stage_text_input(spec: str, fmt: str, text_col: str | None, chunk: int, folder: Path) -> list[Path]:
+    """Stream a CSV/JSONL/text input through the one reader into Parquet shards, one per chunk.
+
+    Memory stays at one chunk. The first chunk's columns and types fix every shard's (as ``predict`` does for a
+    Parquet output), so all shards share one schema.
+    """
+    import pandas as pd
+    import pyarrow as pa
+
+    pq = require_parquet()
+    folder.mkdir()
+    src = open_input(spec)
+    files: list[Path] = []
+    schema: Any = None
+    columns: list[str] = []
+    try:
+        fmt = detect_format(src, fmt, text_col)
+        for k, (_, rows) in enumerate(read_chunks(src, fmt, text_col, chunk)):
+            if fmt in ("csv", "tsv"):
+                df = rows.reset_index(drop=True)
+            elif fmt == "jsonl":
+                df = pd.DataFrame.from_records(rows)
+            else:
+                df = pd.DataFrame({"text": rows})
+            if schema is None:
+                columns = [str(c) for c in df.columns]
+            else:
+                df = df.reindex(columns=columns)  # JSONL objects may vary; the first chunk's fields are kept
+            try:
+                table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+            except (pa.ArrowException, ValueError, TypeError) as e:
+                raise ToxdistillError(
+                    f"{src.what} {src.name} cannot be stored as Parquet ({str(e).splitlines()[0][:100]})",
+                    "give fields of one type in every row, or use --engine local",
+                ) from None
+            schema = table.schema
+            files.append(folder / f"part-{k:06d}.parquet")
+            pq.write_table(table, files[-1])
+    finally:
+        src.close()
+    if not files:
+        raise ToxdistillError(f"{src.what} {src.name} has no texts", "give a file with at least one text")
+    return files
+
+
+# ------------------------------------------------------------------ work (Ray workers)
+def read_row_groups(items: dict[str, np.ndarray], chunk: int) -> Iterator[Any]:
+    """Ray Data task: the rows of each work item, in pieces of ``chunk``, with ``row_id`` as the first column."""
+    import pyarrow as pa
+
+    pq = require_parquet()
+    for path, g, offset, rows in zip(items["path"], items["row_group"], items["offset"], items["rows"]):
+        f = pq.ParquetFile(str(path))
+        start = int(offset)
+        for batch in f.iter_batches(batch_size=chunk, row_groups=[int(g)]):
+            table = pa.Table.from_batches([batch])
+            ids = pa.array(np.arange(start, start + table.num_rows, dtype=np.int64))
+            start += table.num_rows
+            yield table.add_column(0, ROW_ID, ids)
+        if start != int(offset) + int(rows):  # the file changed after it was planned: the ids would be wrong
+            raise ToxdistillError(f"input {path} changed while it was scored", "do not write to the input meanwhile")
+
+
+class Scorer:
+    """Ray Data actor: loads the Predictor once, then scores batches (Arrow tables) into the output columns.
+
+    The prediction columns come from ``inference.predict.prediction_frame``, the same code as ``--engine local``.
+    """
+
+    def __init__(
+        self,
+        model_dir: str,
+        backend: str,
+        threads: int | None,
+        text_col: str,
+        batch_size: int,
+        clean: bool,
+        prefix: str,
+    ):
+        from toxdistill.inference.predict import Predictor
+
+        self.pred = Predictor.load(model_dir, backend=backend, threads=threads)
+        self.clean = clean and self.pred.clean_config is not None
+        self.text_col, self.batch_size, self.prefix = text_col, batch_size, prefix
+
+    def __call__(self, table: Any) -> Any:
+        import pyarrow as pa
+
+        from toxdistill.inference.predict import prediction_frame
+
+        texts = [safe_text(as_text(v)) for v in table.column(self.text_col).to_pylist()]
+        preds, _ = prediction_frame(self.pred, texts, self.batch_size, self.clean)
+        for name in preds.columns:
+            table = table.append_column(self.prefix + name, pa.array(preds[name].to_numpy()))
+        return table
+
+
+# ------------------------------------------------------------------ check and merge (driver)
+@dataclass(frozen=True)
+class Run:
+    """Consecutive row ids ``first..first+length-1`` at ``start`` in one row group of one output shard."""
+
+    first: int
+    file: int
+    row_group: int
+    start: int
+    length: int
+
+
+def check_row_ids(files: list[Path], n: int) -> list[Run]:
+    """Read back only the ``row_id`` column: every id 0..n-1 must be there exactly once.
+
+    Returns the runs of consecutive ids, in id order, which is all a merge into one file needs.
+    """
+    pq = require_parquet()
+    seen = np.zeros(n, dtype=bool)
+    runs: list[Run] = []
+    for k, path in enumerate(files):
+        f = pq.ParquetFile(path)
+        for g in range(f.metadata.num_row_groups):
+            ids = f.read_row_group(g, columns=[ROW_ID]).column(0).to_numpy()
+            if len(ids) == 0:
+                continue
+            if ids.min() < 0 or ids.max() >= n:
+                raise ToxdistillError(f"the Ray job wrote row ids outside 0..{n - 1}", "rerun; nothing was written")
+            if seen[ids].any() or len(np.unique(ids)) != len(ids):
+                raise ToxdistillError("the Ray job wrote some rows twice", "rerun; nothing was written")
+            seen[ids] = True
+            starts = np.concatenate([[0], np.flatnonzero(np.diff(ids) != 1) + 1, [len(ids)]])
+            runs += [Run(int(ids[a]), k, g, int(a), int(b - a)) for a, b in zip(starts[:-1], starts[1:])]
+    missing = n - int(seen.sum())
+    if missing:
+        raise ToxdistillError(f"the Ray job lost {missing} of {n} rows", "rerun; nothing was written")
+    return sorted(runs, key=lambda r: r.first)
+
+
+def merge(files: list[Path], runs: list[Run], kind: str, dest: Path) -> None:
+    """Write the shards' rows in row-id order into one CSV, JSONL or Parquet file, a row group at a time."""
+    pq = require_parquet()
+    readers = [pq.ParquetFile(f) for f in files]
+    cached: tuple[tuple[int, int], Any] | None = None
+    parquet: Any = None
+    with contextlib.ExitStack() as stack:
+        text = None if kind == "parquet" else stack.enter_context(open(dest, "w", encoding="utf-8", newline=""))
+        for k, r in enumerate(runs):
+            if cached is None or cached[0] != (r.file, r.row_group):
+                cached = ((r.file, r.row_group), readers[r.file].read_row_group(r.row_group))
+            part = cached[1].slice(r.start, r.length)
+            if text is None:
+                if parquet is None:
+                    parquet = stack.enter_context(pq.ParquetWriter(str(dest), part.schema))
+                parquet.write_table(part.cast(parquet.schema))
+            elif kind == "jsonl":
+                text.writelines(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in part.to_pylist())
+            else:
+                part.to_pandas().to_csv(text, index=False, header=k == 0, lineterminator="\n")
+        if text is not None:
+            text.flush()
+            os.fsync(text.fileno())
+
+
+# ------------------------------------------------------------------ the command
+@dataclass
+class Summary:
+    rows: int
+    output: Path
+    actors: int
+    backend: str
+    cleaned: bool
+
+
+def output_kind(path: Path, spec: str) -> str:
+    """``folder`` (Parquet shards) for a folder, a path ending in ``/`` or without suffix; else the file's kind."""
+    if path.is_dir() or spec.endswith(("/", os.sep)) or not path.suffix:
+        return "folder"
+    return FILE_KINDS.get(path.suffix.lower(), "csv")  # as --engine local: any other name is CSV
+
+
+def _check_output(path: Path, kind: str, inputs: list[Path]) -> None:
+    if not path.parent.is_dir():
+        raise ToxdistillError(f"output folder {path.parent} does not exist", "create it first")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise ToxdistillError(
+            f"cannot write to output folder {path.parent}", "check its permissions or pick another -o"
+        )
+    here = path.resolve()
+    if any(here == p or here in p.parents for p in inputs):
+        raise ToxdistillError(f"output {path} is or holds the input", "write the scores somewhere else")
+    if kind != "folder":
+        if path.is_dir():
+            raise ToxdistillError(f"output {path} is a folder", "give a file name, or a folder for Parquet shards")
+        return
+    if path.exists() and not path.is_dir():
+        raise ToxdistillError(f"output {path} is a file", "give a folder for Parquet shards, or a .csv/.jsonl name")
+    # An existing folder is replaced whole: only when it holds nothing but Parquet shards (an earlier output).
+    other = [p for p in path.iterdir() if p.suffix != ".parquet"] if path.is_dir() else []
+    if other:
+        raise ToxdistillError(
+            f"output folder {path} holds other files than Parquet shards ({other[0].name})",
+            "give a new or empty folder",
+        )
+
+
+def _check_reachable(address: str | None) -> None:
+    """A HOST:PORT (or ray://HOST:PORT) that nothing answers on fails now: ray.init would retry it for ever."""
+    if not address or address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ToxdistillError(f"--address {address} is not HOST:PORT", "e.g. --address 10.0.0.5:6379, or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+    except OSError as e:
+        raise ToxdistillError(
+            f"cannot reach a Ray cluster at {address} ({e.strerror or e.__class__.__name__})",
+            "start it with 'ray start --head', or check --address",
+        ) from None
+
+
+def _connect(ray: Any, address: str | None, verbose: bool) -> bool:
+    """Join the cluster (or start a local instance); True when this call started Ray, so it must stop it."""
+    _check_reachable(address)
+    if ray.is_initialized():  # the caller's own session (tests, a notebook): use it and leave it running
+        return False
+    try:
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=verbose,  # worker logs repeat what the one-line error says
+            logging_level=logging.INFO if verbose else logging.ERROR,
+        )
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise ToxdistillError(
+            f"cannot connect to Ray at {address or 'the default address'}: {str(e).splitlines()[0][:160]}",
+            "start it with 'ray start --head', or check --address",
+        ) from None
+    if not verbose:  # Ray Data's plan, progress and error reports: the one-line error says it, -v shows them
+        logging.getLogger("ray.data").setLevel(logging.CRITICAL)
+    return True
+
+
+def _user_error(e: BaseException) -> ToxdistillError:
+    """A Ray failure as one line: our own error from a worker as it was raised, anything else by its root cause."""
+    chain: list[BaseException] = []
+    x: Any = e
+    while isinstance(x, BaseException) and all(x is not c for c in chain):
+        chain.append(x)
+        x = getattr(x, "cause", None) or x.__cause__  # RayTaskError keeps the worker's exception in .cause
+    for x in chain:
+        if isinstance(x, ToxdistillError) and hasattr(x, "problem"):
+            return ToxdistillError(x.problem, x.fix)
+    root = chain[-1]
+    first = (str(root).strip().splitlines() or [""])[0].strip()
+    return ToxdistillError(
+        f"the Ray job failed: {root.__class__.__name__}: {first[:200]}", "run with -v for the workers' logs"
+    )
+
+
+def predict_ray(
+    model_dir: str | Path,
+    input_spec: str,
+    output: str,
+    *,
+    text_col: str | None = None,
+    fmt: str = "auto",
+    batch_size: int = 64,
+    chunk_size: int = 8192,
+    threads: int | None = None,
+    backend: str = "auto",
+    clean: bool = True,
+    address: str | None = None,
+    actors: int | None = None,
+    progress: bool = False,
+    verbose: bool = False,
+    scorer: type[Scorer] = Scorer,
+) -> Summary:
+    """Score ``input_spec`` on a Ray cluster into ``output`` (see the module docstring). ``scorer`` is the actor
+    class, a subclass in tests that kill a worker."""
+    ray = require_ray()
+    pq_shards = parquet_shards(input_spec)
+    out_path = Path(output)
+    kind = output_kind(out_path, output)
+    inputs = [Path(p).resolve() for p in pq_shards] if pq_shards else []
+    if input_spec != "-":
+        inputs.append(Path(input_spec).resolve())
+    _check_output(out_path, kind, inputs)
+    if pq_shards is None and input_spec != "-":  # stdin cannot be read twice
+        open_input(input_spec).close()  # a typo or a binary file fails now, before the model loads
+
+    from toxdistill.inference.predict import Predictor, prediction_prefix
+
+    # Loaded in the driver too: a bad model folder fails in seconds, and the label names fix the columns.
+    pred = Predictor.load(model_dir, backend=backend)
+    cleaned = clean and pred.clean_config is not None
+    threads = threads or 1
+    # Temporary files live next to the output: the same filesystem (the renames are atomic) and, on a
+    # cluster, as visible to the workers as the output itself.
+    work = Path(tempfile.mkdtemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".ray"))
+    started = False
+    try:
+        shards = pq_shards or stage_text_input(input_spec, fmt, text_col, chunk_size, work / "input")
+        plan = plan_parquet(shards, text_col)  # staged shards keep the input's column names
+        if plan.rows == 0:
+            raise ToxdistillError(f"input {input_spec} has no texts", "give a file with at least one text")
+        prefix = prediction_prefix(plan.columns, pred.label_names)
+
+        started = _connect(ray, address, verbose)
+        if actors is None:
+            actors = max(1, int(ray.cluster_resources().get("CPU", 1)) // threads)
+        # Rows per actor call: --chunk-size, or less on a small input so that every actor gets work (two calls
+        # each), also when the whole input is one row group. Not less: the Predictor sorts by length within a
+        # call, and 375-row calls scored 3,000 tweets 25% slower than one 3,000-row call (bench/ray_predict.py).
+        piece = max(1, min(chunk_size, -(-plan.rows // (2 * actors))))
+        settings = {
+            # Ray Data cuts a task's output into blocks by bytes (128 MiB by default), and one block goes to one
+            # actor: a row group of 100k tweets would be scored by one actor while the others wait. Blocks of
+            # about `piece` rows (estimated from the footers; smaller is harmless, the actors' calls are bundled
+            # back up to `piece` rows) let every actor share even one big row group.
+            "target_max_block_size": max(1 << 16, plan.bytes * piece // (2 * plan.rows)),
+            "enable_progress_bars": progress,
+            "print_on_execution_start": verbose,
+            "max_errored_blocks": 0,  # a setting that skips failed blocks would lose rows silently
+            "raise_original_map_exception": True,  # our one-line errors reach the driver as raised, not wrapped
+        }
+        constructor = {
+            "model_dir": str(Path(model_dir).resolve()),
+            "backend": backend,
+            "threads": threads,
+            "text_col": plan.text_col,
+            "batch_size": batch_size,
+            "clean": clean,
+            "prefix": prefix,
+        }
+        # A dataset copies Ray Data's settings when it is made: made and run inside the block.
+        with _data_context(ray, settings):
+            ds = ray.data.from_items([asdict(i) for i in plan.items], override_num_blocks=len(plan.items))
+            # Reading and writing are I/O beside the model's work: they reserve no CPU (the actors may hold every
+            # core, and tasks waiting for a free one would wait forever), and run at most one per actor at a time.
+            ds = ds.map_batches(
+                read_row_groups,
+                fn_kwargs={"chunk": piece},
+                batch_size=None,
+                num_cpus=0,
+                compute=ray.data.TaskPoolStrategy(size=actors),
+            )
+            ds = ds.map_batches(
+                scorer,
+                fn_constructor_kwargs=constructor,
+                compute=ray.data.ActorPoolStrategy(size=actors),
+                batch_size=piece,
+                batch_format="pyarrow",
+                num_cpus=threads,
+            )
+            if kind == "folder":
+                from toxdistill.io import atomic_dir
+
+                with atomic_dir(out_path) as tmp:
+                    umask = os.umask(0)
+                    os.umask(umask)
+                    tmp.chmod(0o777 & ~umask)  # mkdtemp's 0700 would hide the output from the cluster's other users
+                    _write(ds, tmp, actors)
+                    check_row_ids(sorted(tmp.glob("*.parquet")), plan.rows)
+            else:
+                scored = work / "scored"
+                _write(ds, scored, actors)
+                files = sorted(scored.glob("*.parquet"))
+                merge(files, check_row_ids(files, plan.rows), kind, work / "merged")
+                os.replace(work / "merged", out_path)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        if started:
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+    return Summary(plan.rows, out_path, actors, pred.backend_name, cleaned)
+
+
+@contextlib.contextmanager
+def _data_context(ray: Any, settings: dict[str, Any]) -> Iterator[None]:
+    """Ray Data's settings for this job, restored afterwards: a caller's own Ray session keeps its own."""
+    ctx = ray.data.DataContext.get_current()
+    before = {k: getattr(ctx, k, None) for k in settings}
+    for k, v in settings.items():
+        setattr(ctx, k, v)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            setattr(ctx, k, v)
+
+
+def _write(ds: Any, folder: Path, tasks: int) -> None:
+    try:
+        ds.write_parquet(str(folder), ray_remote_args={"num_cpus": 0}, concurrency=tasks)
+    except Exception as e:  # noqa: BLE001 - any failure inside Ray becomes one line, not a remote traceback
+        raise _user_error(e) from None

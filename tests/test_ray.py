@@ -1,0 +1,279 @@
+"""``toxdistill predict --engine ray`` on a local Ray instance: the same output as ``--engine local``, every row
+exactly once (also when a worker is killed), and one-line errors that leave nothing behind."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from toxdistill.cli import main
+from toxdistill.errors import ToxdistillError
+from toxdistill.inference.distributed import Scorer, predict_ray
+
+from conftest import SAMPLE_TEXTS
+
+TEXTS = [f"{t} {k}" for k in range(5) for t in SAMPLE_TEXTS]  # 30 rows, texts of very different lengths
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """One local Ray instance for the module: starting one costs seconds, every test reuses it."""
+    ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'toxdistill[ray]'")
+    pytest.importorskip("ray.data", reason="Ray Data is missing: pip install 'toxdistill[ray]'")
+    # The test module's own actor class (DyingScorer) travels by value: workers cannot import tests/.
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    ray.init(
+        num_cpus=2,
+        object_store_memory=256 * 1024**2,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.ERROR,
+    )
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def shards(tmp_path):
+    """Three shards (an id column in input order and the text), written in row groups of 4 rows."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    df = pd.DataFrame({"id": range(len(TEXTS)), "text": TEXTS, "source": "x"})
+    for k, part in enumerate((df.iloc[:7], df.iloc[7:19], df.iloc[19:])):
+        pq.write_table(pa.Table.from_pandas(part, preserve_index=False), folder / f"part-{k}.parquet", row_group_size=4)
+    return folder
+
+
+def _run(argv, capsys):
+    code = main([str(a) for a in argv] + ["--progress", "off"])
+    return code, capsys.readouterr().err
+
+
+def _assert_same_scores(got: pd.DataFrame, ref: pd.DataFrame) -> None:
+    """Same rows, same columns in the same order, same values (probabilities to float tolerance)."""
+    assert got.columns[0] == "row_id" and got["row_id"].tolist() == list(range(len(ref)))
+    got = got.drop(columns="row_id").reset_index(drop=True)
+    assert list(got.columns) == list(ref.columns)
+    probs = [c for c in ref.columns if c.startswith(("p_", "pred_p_"))]
+    assert len(probs) == 3
+    pd.testing.assert_frame_equal(got.drop(columns=probs), ref.drop(columns=probs), check_dtype=False)
+    np.testing.assert_allclose(got[probs].to_numpy(float), ref[probs].to_numpy(float), atol=1e-6)
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return [p.name for p in folder.iterdir() if p.name.startswith(".")]
+
+
+def test_parquet_shards_to_a_folder_equal_local_predict(ray_local, tiny_model_dir, shards, tmp_path, capsys):
+    pq = pytest.importorskip("pyarrow.parquet")
+    local = tmp_path / "local.parquet"
+    assert _run(["predict", tiny_model_dir, shards, "-o", local], capsys)[0] == 0
+    out = tmp_path / "scored"
+    out.mkdir()
+    (out / "stale.parquet").write_bytes(b"an earlier output, replaced whole")
+    code, err = _run(
+        ["predict", tiny_model_dir, shards, "-o", out, "--engine", "ray", "--actors", 2, "--chunk-size", 3], capsys
+    )
+    assert code == 0, err
+    assert "wrote 30 predictions" in err and "2 actors" in err
+    files = sorted(out.glob("*.parquet"))
+    assert files and "stale.parquet" not in [f.name for f in files]
+    got = pd.concat([pq.read_table(f).to_pandas() for f in files]).sort_values("row_id")
+    # The row id is the input position: deterministic, whatever Ray scheduled or retried.
+    assert got["row_id"].tolist() == got["id"].tolist()
+    _assert_same_scores(got, pq.read_table(local).to_pandas())
+    assert not _leftovers(tmp_path)
+
+
+def test_csv_file_to_csv_file_equals_local_predict(ray_local, tiny_model_dir, tmp_path, capsys):
+    src = tmp_path / "in.csv"
+    gold = ["neither", "offensive", "hate speech"] * 10
+    # Cells kept as written ("007", "NA"), and a gold 'label' column: both engines add pred_ columns.
+    pd.DataFrame({"id": [f"{i:03d}" for i in range(30)], "tweet": TEXTS, "label": gold, "note": "NA"}).to_csv(
+        src, index=False
+    )
+    local, ray_out = tmp_path / "local.csv", tmp_path / "ray.csv"
+    assert _run(["predict", tiny_model_dir, src, "-o", local], capsys)[0] == 0
+    code, err = _run(
+        ["predict", tiny_model_dir, src, "-o", ray_out, "--engine", "ray", "--actors", 2, "--chunk-size", 4], capsys
+    )
+    assert code == 0, err
+    read = {"dtype": {"id": str}, "keep_default_na": False}
+    got, ref = pd.read_csv(ray_out, **read), pd.read_csv(local, **read)
+    assert {"label", "pred_label", "pred_p_offensive"} <= set(got.columns)
+    _assert_same_scores(got, ref)
+    assert got["id"].tolist()[:3] == ["000", "001", "002"] and (got["note"] == "NA").all()
+    assert not _leftovers(tmp_path)
+
+
+class DyingScorer(Scorer):
+    """Kills its own worker process on the first batch it ever sees (the marker file says it happened)."""
+
+    marker = ""
+
+    def __call__(self, table):
+        if not os.path.exists(self.marker):
+            Path(self.marker).write_text(str(os.getpid()))
+            os._exit(1)
+        return super().__call__(table)
+
+
+def test_a_killed_worker_loses_and_duplicates_no_row(ray_local, tiny_model_dir, shards, tmp_path, capsys):
+    local = tmp_path / "local.jsonl"
+    assert _run(["predict", tiny_model_dir, shards, "-o", local], capsys)[0] == 0
+    DyingScorer.marker = str(tmp_path / "died")
+    out = tmp_path / "ray.jsonl"
+    s = predict_ray(tiny_model_dir, str(shards), str(out), actors=2, chunk_size=4, scorer=DyingScorer)
+    assert Path(DyingScorer.marker).is_file()  # a worker really died mid-job
+    assert s.rows == 30
+    got = pd.read_json(out, lines=True, dtype=False)
+    assert got["row_id"].tolist() == list(range(30)) == got["id"].tolist()  # each row once, in input order
+    _assert_same_scores(got, pd.read_json(local, lines=True, dtype=False))
+    assert not _leftovers(tmp_path)
+
+
+class FailingScorer(Scorer):
+    def __call__(self, table):
+        raise ToxdistillError("a worker refused its batch", "fix the batch")
+
+
+def test_an_error_in_a_worker_is_one_line_and_keeps_the_old_output(ray_local, tiny_model_dir, shards, tmp_path):
+    out = tmp_path / "ray.csv"
+    out.write_text("previous results\n")
+    with pytest.raises(ToxdistillError) as e:
+        predict_ray(tiny_model_dir, str(shards), str(out), actors=1, scorer=FailingScorer)
+    assert str(e.value) == "a worker refused its batch — fix the batch"
+    assert out.read_text() == "previous results\n" and not _leftovers(tmp_path)
+
+
+def test_row_id_check_and_merge_without_ray(tmp_path):
+    """The driver's safety net on its own: shards whose ids interleave merge in id order; a duplicate or a
+    missing id is refused."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    from toxdistill.inference.distributed import check_row_ids, merge
+
+    def shard(name: str, *groups: list[int]) -> Path:
+        path = tmp_path / name
+        with pq.ParquetWriter(path, pa.schema([("row_id", pa.int64()), ("text", pa.string())])) as w:
+            for ids in groups:  # one row group each
+                w.write_table(pa.table({"row_id": ids, "text": [f"t{i}" for i in ids]}))
+        return path
+
+    files = [shard("a.parquet", [3, 4, 0, 1], [7]), shard("b.parquet", [2, 5, 6])]
+    runs = check_row_ids(files, 8)
+    assert [(r.first, r.length) for r in runs] == [(0, 2), (2, 1), (3, 2), (5, 2), (7, 1)]
+    merge(files, runs, "csv", tmp_path / "all.csv")
+    got = pd.read_csv(tmp_path / "all.csv")
+    assert got["row_id"].tolist() == list(range(8)) and got["text"].tolist() == [f"t{i}" for i in range(8)]
+    with pytest.raises(ToxdistillError, match="twice"):
+        check_row_ids([*files, shard("c.parquet", [5])], 8)
+    with pytest.raises(ToxdistillError, match="lost 1 of 9"):
+        check_row_ids(files, 9)
+
+
+def _bad_input(tmp_path: Path, kind: str) -> tuple[Path, list[str]]:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    if kind == "empty-folder":
+        (tmp_path / "empty").mkdir()
+        return tmp_path / "empty", []
+    if kind == "broken-parquet":
+        (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
+        return tmp_path / "broken.parquet", []
+    if kind == "no-text-column":
+        pq.write_table(pa.table({"body": ["hello"]}), tmp_path / "notext.parquet")
+        return tmp_path / "notext.parquet", []
+    if kind == "shards-of-two-schemas":
+        (tmp_path / "mixed").mkdir()
+        pq.write_table(pa.table({"text": ["a"]}), tmp_path / "mixed" / "a.parquet")
+        pq.write_table(pa.table({"text": ["b"], "extra": [1]}), tmp_path / "mixed" / "b.parquet")
+        return tmp_path / "mixed", []
+    if kind == "csv-missing-column":
+        (tmp_path / "nocol.csv").write_text("id,body\n1,hello\n")
+        return tmp_path / "nocol.csv", []
+    if kind == "csv-broken-late":  # fails while staging, after the first chunks were written
+        (tmp_path / "late.csv").write_text("text\n" + "".join(f"row {i}\n" for i in range(6)) + '"unclosed\n')
+        return tmp_path / "late.csv", ["--chunk-size", "2"]
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize(
+    "kind, needle",
+    [
+        ("empty-folder", "holds no .parquet files"),
+        ("broken-parquet", "is not a readable Parquet file"),
+        ("no-text-column", "has no 'text', 'tweet' or 'comment' column"),
+        ("shards-of-two-schemas", "has other columns or types"),
+        ("csv-missing-column", "has no 'text', 'tweet' or 'comment' column"),
+        ("csv-broken-late", "is not valid CSV"),
+    ],
+)
+@pytest.mark.parametrize("out_name", ["old.csv", "old-folder"])
+def test_bad_input_is_one_line_and_writes_nothing(ray_local, tiny_model_dir, tmp_path, capsys, kind, needle, out_name):
+    src, extra = _bad_input(tmp_path, kind)
+    out = tmp_path / out_name
+    if out_name.endswith(".csv"):
+        out.write_text("previous results\n")
+    else:
+        out.mkdir()
+        (out / "part-0.parquet").write_bytes(b"previous shard")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, err = _run(["predict", tiny_model_dir, src, "-o", out, "--engine", "ray", *extra], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("toxdistill: error:") and needle in lines[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no temporary file or folder is left
+    if out_name.endswith(".csv"):
+        assert out.read_text() == "previous results\n"
+    else:
+        assert [p.name for p in out.iterdir()] == ["part-0.parquet"]
+
+
+def test_output_that_would_delete_other_files_is_refused(ray_local, tiny_model_dir, shards, tmp_path, capsys):
+    keep = tmp_path / "notes"
+    keep.mkdir()
+    (keep / "todo.txt").write_text("mine")
+    for out, needle in (
+        (keep, "holds other files"),
+        (shards, "is or holds the input"),
+        (tmp_path, "is or holds the input"),
+    ):
+        code, err = _run(["predict", tiny_model_dir, shards, "-o", out, "--engine", "ray"], capsys)
+        assert code == 2 and needle in err, err
+    assert (keep / "todo.txt").read_text() == "mine" and len(list(shards.iterdir())) == 3
+
+
+def test_an_address_nothing_answers_on_fails_at_once(ray_local, tiny_model_dir, shards, tmp_path, capsys):
+    import socket
+
+    with socket.socket() as s:  # a loopback port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for address, needle in ((f"127.0.0.1:{port}", "cannot reach a Ray cluster"), ("nonsense", "is not HOST:PORT")):
+        code, err = _run(
+            ["predict", tiny_model_dir, shards, "-o", tmp_path / "o.csv", "--engine", "ray", "--address", address],
+            capsys,
+        )
+        assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err, err
+    assert not (tmp_path / "o.csv").exists() and not _leftovers(tmp_path)
+
+
+def test_without_ray_the_error_names_the_install(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    src = tmp_path / "t.txt"
+    src.write_text("hello\n")
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` sees when it is not installed
+    code, err = _run(["predict", tiny_model_dir, src, "-o", tmp_path / "o.csv", "--engine", "ray"], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "pip install 'toxdistill[ray]'" in lines[0], err
+    assert not (tmp_path / "o.csv").exists()
+    # The Ray flags mean nothing to the local engine: said, not ignored.
+    code, err = _run(["predict", tiny_model_dir, src, "-o", tmp_path / "o.csv", "--actors", "2"], capsys)
+    assert code == 2 and "--engine ray" in err
