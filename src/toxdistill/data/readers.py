@@ -358,20 +358,25 @@ def parquet_shards(spec: str | Path, what: str = "input") -> list[Path] | None:
     return None
 
 
+def open_parquet(path: str | Path, what: str = "input") -> Any:
+    """A ``pyarrow.parquet.ParquetFile`` (its footer read), or one line saying the file is not Parquet."""
+    import pyarrow as pa
+
+    pq = require_parquet()
+    try:
+        return pq.ParquetFile(path)
+    except (OSError, pa.ArrowException) as e:
+        raise ToxdistillError(
+            f"{what} {path} is not a readable Parquet file ({str(e).splitlines()[0][:100]})", "check the file"
+        ) from None
+
+
 def read_parquet(
     paths: list[Path], text_col: str | None = None, chunk: int = 8192, what: str = "input"
 ) -> Iterator[tuple[list[str], Any]]:
     """Chunks of (texts, DataFrame) from each shard in turn, row groups streamed, never a whole shard at once."""
-    import pyarrow as pa
-
-    pq = require_parquet()
     for path in paths:
-        try:
-            f = pq.ParquetFile(path)
-        except (OSError, pa.ArrowException) as e:
-            raise ToxdistillError(
-                f"{what} {path} is not a readable Parquet file ({str(e).splitlines()[0][:100]})", "check the file"
-            ) from None
+        f = open_parquet(path, what)
         col = pick_column(list(f.schema_arrow.names), text_col, f"{what} {path}")
         for batch in f.iter_batches(batch_size=chunk):
             df = batch.to_pandas()

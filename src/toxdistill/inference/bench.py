@@ -220,7 +220,7 @@ def run_bench(
 
     from toxdistill.evaluation.metrics import classification_metrics
     from toxdistill.inference.export import ParityTexts, default_output, export_is_current, export_model, parity_record
-    from toxdistill.inference.peaks import QUICK_SHAPES, SHAPES, machine_peaks, peak_for
+    from toxdistill.inference.peaks import QUICK_SHAPES, SHAPES, machine_peaks, peak_engine, peak_for
     from toxdistill.inference.predict import time_shares
     from toxdistill.io import atomic_write_json
 
@@ -324,11 +324,7 @@ def run_bench(
                 "gflops_useful": useful / elapsed / 1e9,
                 "gflops_computed": computed / elapsed / 1e9,
                 "pct_of_peak": 100 * computed / elapsed / 1e9 / peak if peak else None,
-                "peak_engine": "ort-int8"
-                if "int8" in backend
-                else "ort-fp32"
-                if backend.startswith("onnx")
-                else "torch-fp32",
+                "peak_engine": peak_engine(backend),
                 "time_shares": time_shares(pred.timings),
                 "padding_overhead": computed / useful,
                 "f1_macro": f1_macro,

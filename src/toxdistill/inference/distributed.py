@@ -39,6 +39,7 @@ from toxdistill.data.readers import (
     as_text,
     detect_format,
     open_input,
+    open_parquet,
     parquet_shards,
     pick_column,
     read_chunks,
@@ -88,22 +89,14 @@ def plan_parquet(shards: list[Path], text_col: str | None) -> Plan:
     All shards must share one schema: Ray writes each block as it comes, and shards of different columns
     could not be merged into one file or read back as one data set.
     """
-    import pyarrow as pa
-
-    pq = require_parquet()
     items: list[RowGroup] = []
     offset = size = 0
     schema: Any = None
     first: Path | None = None
     col = ""
     for path in shards:
-        try:
-            meta = pq.ParquetFile(path).metadata
-            this = meta.schema.to_arrow_schema()
-        except (OSError, pa.ArrowException) as e:
-            raise ToxdistillError(
-                f"input {path} is not a readable Parquet file ({str(e).splitlines()[0][:100]})", "check the file"
-            ) from None
+        meta = open_parquet(path).metadata
+        this = meta.schema.to_arrow_schema()
         if schema is None:
             schema, first = this, path
             col = pick_column(list(this.names), text_col, f"input {path}")

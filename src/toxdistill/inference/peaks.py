@@ -185,7 +185,11 @@ def machine_peaks(threads: int, onnx: bool = True, shapes=SHAPES, reps: int = 3)
     return out
 
 
+def peak_engine(backend: str) -> str:
+    """The engine and number format a bench backend runs on, as keyed in ``machine_peaks``."""
+    return "ort-int8" if "int8" in backend else "ort-fp32" if backend.startswith("onnx") else "torch-fp32"
+
+
 def peak_for(backend: str, peaks: dict) -> float | None:
     """The measured peak that bounds a bench backend: its own engine and number format."""
-    key = "ort-int8" if "int8" in backend else "ort-fp32" if backend.startswith("onnx") else "torch-fp32"
-    return (peaks.get(key) or {}).get("gflops")
+    return (peaks.get(peak_engine(backend)) or {}).get("gflops")
