@@ -28,6 +28,7 @@ from toxdistill.data.readers import (
     read_chunks,
     read_parquet,
     require_parquet,
+    rows_frame,
 )
 from toxdistill.errors import ToxdistillError
 from toxdistill.inference.predict import prediction_frame, prediction_prefix
@@ -172,7 +173,6 @@ def _check_output(path: Path) -> None:
 
 
 def main(a: argparse.Namespace) -> int:
-    import pandas as pd
 
     options.at_least(a, batch_size=1, chunk_size=1, threads=1, actors=1)
     if a.engine == "ray":
@@ -229,12 +229,8 @@ def main(a: argparse.Namespace) -> int:
             prefix = None
             for texts, rows in _chain(first, chunks):
                 preds, t = prediction_frame(pred, texts, a.batch_size, clean)
-                if fmt in ("csv", "tsv", "parquet"):
-                    left = rows.reset_index(drop=True)
-                elif fmt == "jsonl":
-                    left = rows  # the objects as read, written back unchanged (JSONL) or flattened (CSV)
-                else:
-                    left = pd.DataFrame({"text": rows})
+                # JSONL objects as read, written back unchanged (JSONL output) or flattened (CSV, Parquet)
+                left = rows if fmt == "jsonl" else rows_frame(fmt, rows)
                 if prefix is None:
                     names = left.columns if hasattr(left, "columns") else set().union(*map(set, rows))
                     prefix = prediction_prefix(names, pred.label_names)

@@ -203,6 +203,18 @@ def read_frame(path: str | Path, fmt: str = "auto", what: str = "data file"):
     return df
 
 
+def rows_frame(fmt: str, rows: Any):
+    """One chunk's input rows (as ``read_chunks`` or ``read_parquet`` give them) as a DataFrame indexed 0..n-1:
+    the columns that ``predict`` writes back beside its scores."""
+    import pandas as pd
+
+    if fmt == "jsonl":
+        return pd.DataFrame.from_records(rows)
+    if fmt == "txt":
+        return pd.DataFrame({"text": rows})
+    return rows.reset_index(drop=True)
+
+
 def _all_rows(src: Source, fmt: str):
     # Any column will do: labelled files name theirs in the config, which the caller checks. One chunk, so
     # pandas infers each column's type from all of it (a chunk of digit-only texts stays text).

@@ -44,6 +44,7 @@ from toxdistill.data.readers import (
     pick_column,
     read_chunks,
     require_parquet,
+    rows_frame,
     safe_text,
 )
 from toxdistill.errors import ToxdistillError
@@ -121,7 +122,6 @@ def stage_text_input(spec: str, fmt: str, text_col: str | None, chunk: int, fold
     Memory stays at one chunk. The first chunk's columns and types fix every shard's (as ``predict`` does for a
     Parquet output), so all shards share one schema.
     """
-    import pandas as pd
     import pyarrow as pa
 
     pq = require_parquet()
@@ -133,12 +133,7 @@ def stage_text_input(spec: str, fmt: str, text_col: str | None, chunk: int, fold
     try:
         fmt = detect_format(src, fmt, text_col)
         for k, (_, rows) in enumerate(read_chunks(src, fmt, text_col, chunk)):
-            if fmt in ("csv", "tsv"):
-                df = rows.reset_index(drop=True)
-            elif fmt == "jsonl":
-                df = pd.DataFrame.from_records(rows)
-            else:
-                df = pd.DataFrame({"text": rows})
+            df = rows_frame(fmt, rows)
             if schema is None:
                 columns = [str(c) for c in df.columns]
             else:
