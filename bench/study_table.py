@@ -115,6 +115,43 @@ def speed(run: Path, goal: float) -> list[str]:
     return lines
 
 
+# The backends the study's speed table shows, in order: the naive teacher's own path first.
+SPEED_BACKENDS = ("torch-naive", "torch-sorted", "onnx-fp32", "onnx-int8")
+
+
+def speed_table(run: Path) -> str:
+    """Samples/s of every benched model in each backend, from the run's ``bench.json``, with its best ratio to
+    the naive teacher and its int8 p50 latency."""
+    f = run / "bench.json"
+    if not f.is_file():
+        return ""
+    bench = json.loads(f.read_text())
+    by_model: dict[str, dict[str, dict]] = {}
+    for r in bench["rows"]:
+        by_model.setdefault(r["model"], {})[r["backend"]] = r
+    out = [
+        "| model | layers | params | " + " | ".join(SPEED_BACKENDS) + " | × naive teacher (best) | int8 p50 ms |",
+        "|---|---|---|" + "---|" * len(SPEED_BACKENDS) + "---|---|",
+    ]
+    # The teacher first, then the students from fastest to slowest: the order a reader compares them in.
+    order = sorted(
+        by_model,
+        key=lambda m: (m != bench["baseline"]["model"], -max(r["samples_per_s"] for r in by_model[m].values())),
+    )
+    for m in order:
+        rows = by_model[m]
+        any_row = next(iter(rows.values()))
+        cells = [f"{rows[b]['samples_per_s']:,.1f}" if b in rows else "—" for b in SPEED_BACKENDS]
+        best = max(rows[b]["x_naive_teacher"] for b in SPEED_BACKENDS if b in rows)
+        p50 = rows["onnx-int8"]["latency_p50_ms"] if "onnx-int8" in rows else None
+        out.append(
+            f"| {m} | {any_row['layers']} | {any_row['params'] / 1e6:.1f}M | "
+            + " | ".join(cells)
+            + f" | {best:.1f}× | {'—' if p50 is None else f'{p50:.2f}'} |"
+        )
+    return "\n".join(out)
+
+
 def targets(run: Path) -> list[str]:
     """The 12 → 6 study's targets, checked on one run (points are 100 × the metric)."""
     results, _ = run_rows(run)
@@ -181,6 +218,8 @@ def main() -> None:
     parts = [table(a.runs), comparisons(a.runs)]
     if a.pair:
         parts.append(cross_run([(x, y) for x, y in a.pair], a.data))
+    if st := speed_table(a.runs[0]):
+        parts.append(st)
     parts.append("Targets:\n" + "\n".join(targets(a.runs[0]) + speed(a.runs[0], a.speed_goal)))
     text = "\n\n".join(parts)
     print(text)

@@ -292,3 +292,11 @@ def test_bench_bad_inputs(tmp_path, tiny_run, capsys):
     _assert_one_line_error(code, err)
     code, _, err = _run(["bench", tiny_run], capsys)  # no split.json: says how to get one
     _assert_one_line_error(code, err)
+
+
+def test_every_backend_has_its_own_plot_colour():
+    from toxdistill.inference.bench import BACKEND_COLORS, BACKENDS
+
+    # A backend without a colour would be drawn black, which the legend does not name.
+    assert set(BACKEND_COLORS) == set(BACKENDS)
+    assert len(set(BACKEND_COLORS.values())) == len(BACKENDS)

@@ -135,3 +135,31 @@ def test_speed_target_reads_the_bench(tmp_path):
     lines = mod.speed(run, 30.0)
     assert "40.0 samples/s on AMD EPYC" in lines[0]
     assert "odd onnx-int8 12.5×" in lines[1] and lines[1].endswith("False")
+
+
+def test_speed_table_lists_every_model_and_backend_from_the_bench(tmp_path):
+    mod = _module()
+    run = _run(tmp_path)
+    assert mod.speed_table(run) == ""  # no bench: no table
+
+    def row(model, layers, backend, sps, p50=1.0):
+        return {
+            "model": model,
+            "layers": layers,
+            "params": 110_000_000 if model == "teacher" else 23_000_000,
+            "backend": backend,
+            "samples_per_s": sps,
+            "x_naive_teacher": sps / 20.0,
+            "latency_p50_ms": p50,
+        }
+
+    rows = [row("teacher", 12, "torch-naive", 20.0), row("teacher", 12, "onnx-int8", 100.0, 9.5)]
+    rows += [row("slow", 6, "torch-naive", 40.0), row("fast", 6, "onnx-int8", 800.0, 0.8)]
+    bench = {"baseline": {"model": "teacher", "samples_per_s": 20.0}, "rows": rows}
+    (run / "bench.json").write_text(json.dumps(bench))
+    lines = mod.speed_table(run).splitlines()
+    # The teacher first, then the students fastest first; a backend not benched reads "—", not a number.
+    assert [line.split(" | ")[0] for line in lines[2:]] == ["| teacher", "| fast", "| slow"]
+    assert lines[2] == "| teacher | 12 | 110.0M | 20.0 | — | — | 100.0 | 5.0× | 9.50 |"
+    assert lines[3] == "| fast | 6 | 23.0M | — | — | — | 800.0 | 40.0× | 0.80 |"
+    assert lines[4].endswith("| 40.0 | — | — | — | 2.0× | — |")

@@ -34,6 +34,15 @@ from toxdistill.inference.predict import Predictor, read_meta
 
 BACKENDS = ("torch-naive", "torch-sorted", "onnx-fp32", "onnx-int8", "onnx-fp32-fused", "onnx-int8-fused")
 # fp32-fused only on request: the int8-fused export checks the fused fp32 graph's parity anyway.
+# One colour per backend in the plot (the fused rows included: a point the legend does not name is unreadable).
+BACKEND_COLORS = {
+    "torch-naive": "#999999",
+    "torch-sorted": "#1f77b4",
+    "onnx-fp32": "#2ca02c",
+    "onnx-int8": "#d62728",
+    "onnx-fp32-fused": "#9467bd",
+    "onnx-int8-fused": "#ff7f0e",
+}
 DEFAULT_BACKENDS = ("torch-naive", "torch-sorted", "onnx-fp32", "onnx-int8", "onnx-int8-fused")
 SPEED_GOAL = 15.0  # the fastest student against the naive teacher (issue 17)
 P50_GOAL_MS = 2.0  # single-text latency of that student
@@ -532,7 +541,7 @@ def plot_bench(result: dict, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = {"torch-naive": "#999999", "torch-sorted": "#1f77b4", "onnx-fp32": "#2ca02c", "onnx-int8": "#d62728"}
+    colors = BACKEND_COLORS
     markers = "os^vD<>pPhX*"
     models = list(dict.fromkeys(r["model"] for r in result["rows"]))
     fig, ax = plt.subplots(figsize=(9, 5.5))
@@ -562,7 +571,9 @@ def plot_bench(result: dict, path: Path) -> Path:
     ax.grid(True, which="both", alpha=0.3)
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], color=c, marker="o", linestyle="", label=b) for b, c in colors.items()]
+    # Only the backends this bench ran: a legend entry with no point is noise.
+    benched = {r["backend"] for r in result["rows"]}
+    handles = [Line2D([], [], color=c, marker="o", linestyle="", label=b) for b, c in colors.items() if b in benched]
     handles += [
         Line2D([], [], color="black", marker=markers[i % len(markers)], linestyle="", markerfacecolor="white", label=m)
         for i, m in enumerate(models)
