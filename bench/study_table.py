@@ -96,12 +96,17 @@ def cross_run(pairs: list[tuple[Path, Path]], data: str | None = None, seed: int
     return "\n".join(out)
 
 
+def read_bench(run: Path) -> dict | None:
+    """The run's ``bench.json``, or None before ``toxdistill bench`` has run on it (nothing is then claimed)."""
+    f = run / "bench.json"
+    return json.loads(f.read_text()) if f.is_file() else None
+
+
 def speed(run: Path, goal: float) -> list[str]:
     """The speed target from the run's ``bench.json``: fastest student against the naive teacher."""
-    f = run / "bench.json"
-    if not f.is_file():
+    bench = read_bench(run)
+    if bench is None:
         return []
-    bench = json.loads(f.read_text())
     base = bench["baseline"]["samples_per_s"]
     t = bench.get("targets", {}).get("fastest_student_x_naive_teacher")
     lines = [
@@ -122,10 +127,9 @@ SPEED_BACKENDS = ("torch-naive", "torch-sorted", "onnx-fp32", "onnx-int8")
 def speed_table(run: Path) -> str:
     """Samples/s of every benched model in each backend, from the run's ``bench.json``, with its best ratio to
     the naive teacher and its int8 p50 latency."""
-    f = run / "bench.json"
-    if not f.is_file():
+    bench = read_bench(run)
+    if bench is None:
         return ""
-    bench = json.loads(f.read_text())
     by_model: dict[str, dict[str, dict]] = {}
     for r in bench["rows"]:
         by_model.setdefault(r["model"], {})[r["backend"]] = r

@@ -22,6 +22,17 @@ DAVIDSON = Path(
 LABELS = ["hate speech", "offensive", "neither"]
 
 
+def load_bench_script(name: str):
+    """Import ``bench/<name>.py`` as a module: the bench scripts are run as files, not installed as a package."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "bench" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def tiny_bert(n_layers: int = 4, hidden: int = 32, seed: int = 0):
     """A random BertForSequenceClassification small enough to train in a second."""
     from transformers import BertConfig, BertForSequenceClassification

@@ -6,16 +6,11 @@ from safetensors.torch import load_file
 
 from toxdistill.models.teacher import load_classifier
 
-from conftest import LABELS, REPO, SAMPLE_TEXTS
+from conftest import LABELS, SAMPLE_TEXTS, load_bench_script
 
 
 def _tapt():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bench_tapt", REPO / "bench" / "tapt.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench_script("tapt")
 
 
 def test_mlm_adapt_trains_the_encoder_and_keeps_the_pooler(tmp_path, tiny_model_dir):

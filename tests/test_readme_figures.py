@@ -6,19 +6,14 @@ and a re-run that changes those files without the README (or the reverse) fails 
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
+from conftest import REPO, load_bench_script
 
-REPO = Path(__file__).resolve().parents[1]
 STUDY = REPO / "bench" / "results" / "davidson-mpnet-base"
 DEFAULT = REPO / "bench" / "results" / "davidson-minilm"
 
 
 def _study_table():
-    spec = importlib.util.spec_from_file_location("study_table", REPO / "bench" / "study_table.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench_script("study_table")
 
 
 def test_readme_three_way_table_is_the_committed_runs():

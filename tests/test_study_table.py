@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import load_bench_script
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("study_table", REPO / "bench" / "study_table.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench_script("study_table")
 
 
 def _row(name, kind, layers, acc, f1w, f1m, hate, trainable, params=100_000_000):

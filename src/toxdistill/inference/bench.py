@@ -541,7 +541,6 @@ def plot_bench(result: dict, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = BACKEND_COLORS
     markers = "os^vD<>pPhX*"
     models = list(dict.fromkeys(r["model"] for r in result["rows"]))
     fig, ax = plt.subplots(figsize=(9, 5.5))
@@ -551,7 +550,7 @@ def plot_bench(result: dict, path: Path) -> Path:
         ax.scatter(
             r["samples_per_s"],
             r["f1_macro"],
-            color=colors.get(r["backend"], "black"),
+            color=BACKEND_COLORS.get(r["backend"], "black"),
             marker=markers[models.index(r["model"]) % len(markers)],
             s=60,
             edgecolor="black",
@@ -573,7 +572,9 @@ def plot_bench(result: dict, path: Path) -> Path:
 
     # Only the backends this bench ran: a legend entry with no point is noise.
     benched = {r["backend"] for r in result["rows"]}
-    handles = [Line2D([], [], color=c, marker="o", linestyle="", label=b) for b, c in colors.items() if b in benched]
+    handles = [
+        Line2D([], [], color=c, marker="o", linestyle="", label=b) for b, c in BACKEND_COLORS.items() if b in benched
+    ]
     handles += [
         Line2D([], [], color="black", marker=markers[i % len(markers)], linestyle="", markerfacecolor="white", label=m)
         for i, m in enumerate(models)

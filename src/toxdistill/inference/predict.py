@@ -316,7 +316,6 @@ def prediction_prefix(input_columns: Iterable[str], label_names: list[str]) -> s
 def prediction_frame(pred: Predictor, texts: list[str], batch_size: int, clean: bool):
     """The prediction columns for ``texts`` (input order) and how many were truncated: what ``predict``
     writes beside the input columns, with either engine."""
-    import numpy as np
     import pandas as pd
 
     logits, truncated = pred.logits(pred.prepare(texts) if clean else texts, batch_size)
