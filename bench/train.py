@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from toxdistill.config import PACKAGED_MINILM, DataConfig, DistillConfig, TrainConfig
+from toxdistill.config import DataConfig, DistillConfig, TrainConfig
 from toxdistill.data.dataset import Dataset, load_dataset, resolve_data_path
+from toxdistill.files import PACKAGED_MINILM
 from toxdistill.training.trainer import DistillationTrainer, EncodedDataset, compute_teacher_outputs, train_model
 
 

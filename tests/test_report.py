@@ -9,7 +9,7 @@ import pytest
 
 from toxdistill.evaluation.metrics import classification_metrics, hate_f1, val_headline
 from toxdistill.evaluation.report import analysis
-from toxdistill.inference.predict import META_FILE
+from toxdistill.files import META_FILE
 from toxdistill.pipeline.results import update_older_models
 
 NAMES = ["hate speech", "offensive", "neither"]

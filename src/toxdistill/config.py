@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from toxdistill.errors import ToxdistillError
-from toxdistill.models.packaged import PACKAGED_MINILM
+from toxdistill.files import BERT_LORA_TARGETS, PACKAGED_MINILM
 
 DAVIDSON_SHA256 = "fcb8bc7c68120ae4af04a5b9acd58585513ede11e1548ebf36a5c2040b6f6281"
 
@@ -37,6 +37,10 @@ class DataConfig(_Strict):
     text_col: str = "tweet"
     label_col: str = "class"
     label_names: list[str] = ["hate speech", "offensive", "neither"]
+    # The class the report leads with (its F1, recall and the "hate F1" columns): the rare, costly one.
+    # None: the first of label_names (Davidson's coding puts hate speech first). Not in any fingerprint:
+    # it changes what is reported, not what is trained.
+    focus_class: str | None = None
     # Maps raw label values (as strings) to class ids; None means the values already are 0..K-1.
     label_map: dict[str, int] | None = None
     sha256: str | None = DAVIDSON_SHA256
@@ -56,6 +60,16 @@ class DataConfig(_Strict):
         if len(v) < 2 or len(set(v)) != len(v):
             raise ValueError("label_names needs at least two distinct names")
         return v
+
+    @model_validator(mode="after")
+    def _focus_is_a_class(self) -> DataConfig:
+        if self.focus_class is not None and self.focus_class not in self.label_names:
+            raise ValueError(f"focus_class {self.focus_class!r} is not one of label_names {self.label_names}")
+        return self
+
+    def focus_index(self) -> int:
+        """The class id of ``focus_class`` (0 when it is None)."""
+        return 0 if self.focus_class is None else self.label_names.index(self.focus_class)
 
     @model_validator(mode="after")
     def _one_vote_col_per_class(self) -> DataConfig:
@@ -251,7 +265,9 @@ class Config(_Strict):
         """Hash of what every model depends on (data, split, seed, teacher). A run folder refuses a change here."""
         t = self.teacher
         votes_unused = t.train is None or t.train.soft_labels == 0
-        exclude: dict = {"data": {"vote_cols"}, "teacher": {"train": {"soft_labels"}}} if votes_unused else {}
+        exclude: dict = {"data": {"vote_cols", "focus_class"}, "teacher": {"train": {"soft_labels"}}}
+        if not votes_unused:
+            exclude = {"data": {"focus_class"}}
         unset = {k for k in ("label_map", "pretrained") if getattr(t, k) is None}
         if unset:
             exclude.setdefault("teacher", {}).update(dict.fromkeys(unset, True))
@@ -262,7 +278,9 @@ class Config(_Strict):
         if name == "teacher":
             return self.fingerprint()
         if name == "tfidf-lr":
-            return _hash({"data": self.data.model_dump(mode="json", exclude={"vote_cols"}), "seed": self.seed})
+            return _hash(
+                {"data": self.data.model_dump(mode="json", exclude={"vote_cols", "focus_class"}), "seed": self.seed}
+            )
         st = next(s for s in self.stages if s.name == name)
         tc = self.stage_train(st)
         soft = {"soft_labels"} if tc.soft_labels == 0 else set()
@@ -288,13 +306,10 @@ class Config(_Strict):
 # Before lora.target_modules could be None (the family's defaults) its default was BERT's list; hashing None
 # as that list keeps the fingerprints of run folders made from configs that left the key out. A change of
 # teacher family changes the global fingerprint anyway.
-_LEGACY_LORA_TARGETS = ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"]
-
-
 def _lora_dump(lora: LoraConfig) -> dict:
     d = lora.model_dump(mode="json")
     if d["target_modules"] is None:
-        d["target_modules"] = _LEGACY_LORA_TARGETS
+        d["target_modules"] = list(BERT_LORA_TARGETS)
     return d
 
 

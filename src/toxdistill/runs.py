@@ -1,12 +1,57 @@
-"""A run folder's models: found once, the same way for report, evaluate, serve and bench."""
+"""The run-folder format: reading a model's metadata and training settings, and finding a run's models.
+
+One module for what every layer reads from a run folder (report, evaluate, export, bench, serve), so that
+no layer has to borrow it from another. It sits just above ``config``: it imports nothing but the config,
+the file names (``files``) and the errors.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+from toxdistill.config import CleanConfig, load_config
 from toxdistill.errors import ToxdistillError
-from toxdistill.inference.predict import META_FILE
+from toxdistill.files import BASELINE_FILES, CONFIG_FILE, EXPORT_DIR, META_FILE, MODELS_DIR
+
+log = logging.getLogger(__name__)
+
+
+def read_meta(model_dir: Path) -> dict:
+    """A model folder's ``toxdistill.json``, or ``{}`` when it has none (a plain ``save_pretrained`` folder)."""
+    f = Path(model_dir) / META_FILE
+    if f.is_file():
+        try:
+            return json.loads(f.read_text())
+        except json.JSONDecodeError:
+            raise ToxdistillError(f"{f} is not valid JSON", "re-export or retrain the model") from None
+    return {}
+
+
+def find_clean_config(model_dir: Path, meta: dict | None = None) -> CleanConfig | None:
+    """The ``data.clean`` settings the model was trained with: from its metadata (exports record it),
+    else from the run's config.yaml when the folder sits in ``runs/<name>/models|export/``."""
+    raw = (meta or {}).get("clean") or ((meta or {}).get("export") or {}).get("clean")
+    if isinstance(raw, dict):
+        try:
+            return CleanConfig.model_validate(raw)
+        except ValueError:
+            log.warning("ignoring unreadable clean settings in %s", model_dir)
+    model_dir = Path(model_dir).resolve()
+    run_cfg = model_dir.parent.parent / CONFIG_FILE
+    if model_dir.parent.name in (MODELS_DIR, EXPORT_DIR) and run_cfg.is_file():
+        try:
+            return load_config(run_cfg).data.clean
+        except ToxdistillError:
+            log.warning("cannot read %s; texts are not cleaned", run_cfg)
+    return None
+
+
+def is_baseline_folder(folder: Path) -> bool:
+    """The TF-IDF baseline's folder (vocabulary + weights), as opposed to a transformers folder."""
+    return all((Path(folder) / f).is_file() for f in BASELINE_FILES) and not (Path(folder) / "config.json").is_file()
 
 
 def is_transformer(folder: Path) -> bool:
@@ -28,7 +73,7 @@ def find_models(path: str | Path, transformers_only: bool = False) -> dict[str, 
     if (path / META_FILE).is_file():
         found = {path.name: path}
     else:
-        root = path / "models" if (path / "models").is_dir() else path
+        root = path / MODELS_DIR if (path / MODELS_DIR).is_dir() else path
         found = {
             d.name: d
             for d in sorted(root.iterdir())
@@ -63,6 +108,6 @@ def run_dir_of(model_dir: Path) -> Path | None:
     if model_dir.name in ("", ".", ".."):
         model_dir = model_dir.resolve()
     run = model_dir.parent.parent
-    if model_dir.parent.name in ("models", "export") and (run / "config.yaml").is_file():
+    if model_dir.parent.name in (MODELS_DIR, EXPORT_DIR) and (run / CONFIG_FILE).is_file():
         return run
     return None

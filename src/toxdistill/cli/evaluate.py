@@ -57,8 +57,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(a: argparse.Namespace) -> int:
-    from toxdistill.evaluation.external import evaluate_external, format_result
+    from toxdistill.evaluation.external import format_result
     from toxdistill.io import atomic_write_json
+    from toxdistill.pipeline.external import evaluate_external
 
     options.at_least(a, threads=1, batch_size=1, n_boot=0)
     data = Path(a.data)

@@ -10,16 +10,15 @@ correct when the predicted class ``c`` is in ``S(L)``; for each label the recall
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from toxdistill.errors import ToxdistillError
 from toxdistill.evaluation.stats import bootstrap_mean_ci
-from toxdistill.inference.predict import find_clean_config, load_scorer, read_meta
-from toxdistill.runs import find_models, select_models
+from toxdistill.evaluation.tables import fmt, text_table
+from toxdistill.runs import read_meta
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +48,7 @@ def shared_label_names(models: Mapping[str, Path]) -> list[str]:
 
 
 # ---------------------------------------------------------------- label map
-def _label_str(v) -> str:
+def label_str(v) -> str:
     """Labels as the user types them: ``1.0`` read from a CSV column with gaps is the label ``1``."""
     if isinstance(v, float) and v.is_integer():
         return str(int(v))
@@ -184,142 +183,15 @@ def score_predictions(
     return out
 
 
-def _column_strings(df, col: str) -> list[str]:
+def column_strings(df, col: str) -> list[str]:
     import pandas as pd
 
-    return [MISSING_GROUP if pd.isna(v) else _label_str(v) for v in df[col]]
-
-
-def evaluate_external(
-    run_dir: str | Path,
-    data_path: str | Path,
-    text_col: str = "text",
-    label_col: str = "label",
-    label_map: Sequence[str] | Mapping[str, Sequence[str | int]] | None = None,
-    group_col: str | None = None,
-    models: str | Sequence[str] | None = None,
-    threads: int | None = None,
-    batch_size: int = 64,
-    clean: bool = True,
-    fmt: str = "auto",
-    backend: str = "auto",
-    n_boot: int = 1000,
-    seed: int = 0,
-    progress: Callable[[str], None] | None = None,
-) -> dict:
-    """Score every (or every named) model of a run on an external set; returns the JSON-ready result.
-
-    ``label_map`` is a list of ``LABEL=CLASS[,CLASS...]`` strings or ``{label: [class name or id, ...]}``.
-    Labels that are themselves model classes (name or id) need no entry. Each model sees the texts cleaned
-    the way its training data was (``data.clean`` of the run) unless ``clean`` is False. All input checks
-    run before any model loads, so a bad file or map fails in a second.
-    """
-    from toxdistill import __version__
-    from toxdistill.data.dataset import clean_text
-    from toxdistill.data.readers import read_frame
-    from toxdistill.io import sha256_file
-
-    data_path = Path(data_path)
-    chosen = select_models(find_models(run_dir), models)
-    label_names = shared_label_names(chosen)
-    if label_map is None:
-        parsed: dict[str, list[int]] = {}
-    elif isinstance(label_map, Mapping):
-        parsed = parse_label_map([f"{k}={','.join(map(str, v))}" for k, v in label_map.items()], label_names)
-    else:
-        parsed = parse_label_map(label_map, label_names)
-
-    if not data_path.is_file():
-        raise ToxdistillError(f"data file not found: {data_path}", "give a CSV or JSONL file to --data")
-    df = read_frame(data_path, fmt)
-    cols = [str(c) for c in df.columns]
-    for flag, col in (("--text-col", text_col), ("--label-col", label_col), ("--group-col", group_col)):
-        if col is not None and col not in df.columns:
-            raise ToxdistillError(
-                f"{data_path.name} has no column {col!r} (columns: {', '.join(cols[:10])})", f"set {flag}"
-            )
-    raw_labels = df[label_col]
-    if raw_labels.isna().any():
-        raise ToxdistillError(
-            f"{data_path.name}: {int(raw_labels.isna().sum())} rows have no label in {label_col!r}", "fill or drop them"
-        )
-    keep = np.asarray([isinstance(t, str) and bool(t.strip()) for t in df[text_col]], dtype=bool)
-    dropped = int((~keep).sum())
-    if not keep.any():
-        raise ToxdistillError(f"{data_path.name}: every text in {text_col!r} is empty", "check --text-col")
-    if dropped:
-        log.warning("dropped %d rows with empty or missing text", dropped)
-    df = df[keep]
-    labels = [_label_str(v) for v in df[label_col]]
-    full_map = complete_label_map(labels, parsed, label_names, f"{data_path.name} column {label_col!r}")
-    # Only labels that occur are scored, in --map order; entries for absent labels stay in the record.
-    occurring = set(labels)
-    present = {lab: ids for lab, ids in full_map.items() if lab in occurring}
-    groups = _column_strings(df, group_col) if group_col else None
-    raw_texts = list(df[text_col])
-
-    result: dict = {
-        "toxdistill_version": __version__,
-        "run": str(Path(run_dir)),
-        "data": {
-            "path": str(data_path),
-            "sha256": sha256_file(data_path),
-            "rows": int(len(raw_texts)),
-            "dropped_rows": dropped,
-            "text_col": text_col,
-            "label_col": label_col,
-            "group_col": group_col,
-        },
-        "label_names": label_names,
-        "label_map": {lab: [label_names[c] for c in ids] for lab, ids in full_map.items()},
-        "label_counts": {lab: labels.count(lab) for lab in present},
-        "models": {},
-        "skipped": {},
-    }
-    cleaned: dict[str, list[str]] = {}
-    for name, folder in chosen.items():
-        meta = read_meta(folder)
-        try:
-            scorer = load_scorer(folder, threads, backend)
-        except ToxdistillError as e:
-            if models:
-                raise
-            log.warning("skipping model %s: %s", name, e)
-            result["skipped"][name] = str(e)
-            continue
-        cfg = find_clean_config(folder, meta) if clean else None
-        key = cfg.model_dump_json() if cfg is not None else ""
-        if key not in cleaned:
-            cleaned[key] = [clean_text(t, cfg) for t in raw_texts] if cfg is not None else raw_texts
-        t0 = time.perf_counter()
-        logits, truncated = scorer.logits(cleaned[key], batch_size)
-        elapsed = time.perf_counter() - t0
-        result["models"][name] = {
-            "kind": meta.get("kind"),
-            "cleaned": cfg is not None,
-            "truncated": int(np.asarray(truncated).sum()),
-            "seconds": elapsed,
-            "tuned": score_predictions(labels, present, scorer.decide(logits), label_names, groups, n_boot, seed),
-            "argmax": score_predictions(labels, present, logits.argmax(-1), label_names, groups, n_boot, seed),
-        }
-        if progress:
-            progress(f"{name}: accuracy {result['models'][name]['tuned']['accuracy']:.3f} ({elapsed:.1f}s)")
-    if not result["models"]:
-        raise ToxdistillError("no model of the run could be loaded", "see the warnings above; re-run the stages")
-    return result
+    return [MISSING_GROUP if pd.isna(v) else label_str(v) for v in df[col]]
 
 
 # ---------------------------------------------------------------- text output
-def _fmt(x: float | None, spec: str = ".3f") -> str:
-    return "–" if x is None else format(x, spec)
-
-
-def _table(header: list[str], rows: list[list[str]], indent: str = "") -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-    line = [indent + "  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths)))]
-    for r in rows:
-        line.append(indent + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
-    return "\n".join(line)
+def _dash(x: float | None) -> str:
+    return fmt(x, missing="–")
 
 
 def format_result(result: dict, max_groups: int = 30) -> str:
@@ -342,14 +214,14 @@ def format_result(result: dict, max_groups: int = 30) -> str:
         rows.append(
             [
                 name,
-                _fmt(t["accuracy"]),
+                _dash(t["accuracy"]),
                 f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "–",
-                _fmt(t["balanced_accuracy"]),
-                _fmt(m["argmax"]["accuracy"]),
-                *(_fmt(t["recall"].get(lab)) for lab in label_list),
+                _dash(t["balanced_accuracy"]),
+                _dash(m["argmax"]["accuracy"]),
+                *(_dash(t["recall"].get(lab)) for lab in label_list),
             ]
         )
-    lines += ["", _table(header, rows)]
+    lines += ["", text_table(header, rows)]
     lines.append("(accuracy, CI and recall use each model's tuned decision: calibration + offsets)")
     if d.get("group_col"):
         lines += ["", f"by {d['group_col']!r}:"]
@@ -361,13 +233,13 @@ def format_result(result: dict, max_groups: int = 30) -> str:
                 [
                     g,
                     str(groups[g]["n"]),
-                    _fmt(groups[g]["accuracy"]),
-                    _fmt(groups[g]["balanced_accuracy"]),
-                    *(_fmt(groups[g]["recall"].get(lab)) for lab in label_list),
+                    _dash(groups[g]["accuracy"]),
+                    _dash(groups[g]["balanced_accuracy"]),
+                    *(_dash(groups[g]["recall"].get(lab)) for lab in label_list),
                 ]
                 for g in order[:max_groups]
             ]
-            lines += [f"{name}:", _table(gheader, grows, indent="  ")]
+            lines += [f"{name}:", text_table(gheader, grows, indent="  ")]
             if len(order) > max_groups:
                 lines.append(f"  … {len(order) - max_groups} smaller groups in the JSON")
     if result.get("skipped"):

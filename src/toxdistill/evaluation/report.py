@@ -7,11 +7,12 @@ from pathlib import Path
 from toxdistill.config import Config
 from toxdistill.evaluation.metrics import hate_f1
 from toxdistill.evaluation.stats import layer_set_pairs
+from toxdistill.evaluation.tables import fmt
 from toxdistill.io import atomic_write_text
 
 
 def _f(x, nd=3) -> str:
-    return "—" if x is None else f"{x:.{nd}f}"
+    return fmt(x, f".{nd}f")
 
 
 def _order(results: list[dict]) -> list[dict]:

@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 
 from toxdistill.errors import ToxdistillError
-from toxdistill.inference.predict import Predictor, read_meta
+from toxdistill.inference.predict import Predictor
+from toxdistill.runs import read_meta
 
 BACKENDS = ("torch-naive", "torch-sorted", "onnx-fp32", "onnx-int8", "onnx-fp32-fused", "onnx-int8-fused")
 # fp32-fused only on request: the int8-fused export checks the fused fp32 graph's parity anyway.

@@ -37,8 +37,9 @@ import numpy as np
 
 from toxdistill.data.split import load_run_split
 from toxdistill.errors import ToxdistillError
-from toxdistill.inference.predict import META_FILE, Predictor, find_clean_config, read_meta
-from toxdistill.runs import run_dir_of
+from toxdistill.files import META_FILE
+from toxdistill.inference.predict import Predictor
+from toxdistill.runs import find_clean_config, read_meta, run_dir_of
 
 log = logging.getLogger(__name__)
 

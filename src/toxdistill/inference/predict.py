@@ -16,45 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
+from toxdistill.config import CleanConfig
 from toxdistill.errors import ToxdistillError
 from toxdistill.inference.calibration import Calibration
+from toxdistill.inference.scoring import score_results
+from toxdistill.runs import find_clean_config, is_baseline_folder, read_meta
 
 log = logging.getLogger(__name__)
-
-META_FILE = "toxdistill.json"
-
-
-def read_meta(model_dir: Path) -> dict:
-    f = Path(model_dir) / META_FILE
-    if f.is_file():
-        try:
-            return json.loads(f.read_text())
-        except json.JSONDecodeError:
-            raise ToxdistillError(f"{f} is not valid JSON", "re-export or retrain the model") from None
-    return {}
-
-
-def find_clean_config(model_dir: Path, meta: dict | None = None):
-    """The ``data.clean`` settings the model was trained with: from its metadata (exports record it),
-    else from the run's config.yaml when the folder sits in ``runs/<name>/models|export/``."""
-    from toxdistill.config import CleanConfig
-
-    raw = (meta or {}).get("clean") or ((meta or {}).get("export") or {}).get("clean")
-    if isinstance(raw, dict):
-        try:
-            return CleanConfig.model_validate(raw)
-        except ValueError:
-            log.warning("ignoring unreadable clean settings in %s", model_dir)
-    model_dir = Path(model_dir).resolve()
-    run_cfg = model_dir.parent.parent / "config.yaml"
-    if model_dir.parent.name in ("models", "export") and run_cfg.is_file():
-        from toxdistill.config import load_config
-
-        try:
-            return load_config(run_cfg).data.clean
-        except ToxdistillError:
-            log.warning("cannot read %s; texts are not cleaned", run_cfg)
-    return None
 
 
 class TorchBackend:
@@ -160,7 +128,7 @@ class Predictor:
         self._input_names = set(getattr(tokenizer, "model_input_names", None) or ["input_ids", "attention_mask"])
         self.model_dir: Path | None = None
         # The text cleaning the model was trained with (mentions -> @user, ...); None when unknown.
-        self.clean_config = None
+        self.clean_config: CleanConfig | None = None
         # Seconds spent per phase of ``logits`` since the last reset: where the time goes (bench, predict).
         self.timings: dict[str, float] = dict.fromkeys(PHASES, 0.0)
 
@@ -289,18 +257,8 @@ class Predictor:
         return self.calibration.decide(logits)
 
     def classify(self, texts: Sequence[str], batch_size: int = 64) -> list[dict]:
-        logits, truncated = self.logits(texts, batch_size)
-        probs = self.probabilities(logits)
-        ids = self.decide(logits)
-        return [
-            {
-                "label": self.label_names[int(c)],
-                "label_id": int(c),
-                "probabilities": {n: float(p) for n, p in zip(self.label_names, row)},
-                "truncated": bool(t),
-            }
-            for c, row, t in zip(ids, probs, truncated)
-        ]
+        """Result dicts (``scoring.score_results``) for texts that are already clean."""
+        return score_results(self, *self.logits(texts, batch_size))
 
 
 # ------------------------------------------------------------------ the scored columns (predict, both engines)
@@ -340,14 +298,6 @@ def prepare_texts(texts: Sequence[str], clean_config) -> list[str]:
     return [clean_text(t, clean_config) for t in texts]
 
 
-BASELINE_FILES = ("vocab.json", "weights.npz")
-
-
-def is_baseline_folder(folder: Path) -> bool:
-    """The TF-IDF baseline's folder (vocabulary + weights), as opposed to a transformers folder."""
-    return all((Path(folder) / f).is_file() for f in BASELINE_FILES) and not (Path(folder) / "config.json").is_file()
-
-
 class BaselineScorer:
     """The saved TF-IDF baseline behind the Predictor's interface: ``prepare``, ``logits``,
     ``probabilities`` and ``decide``, with the calibration fitted for it."""
@@ -380,8 +330,15 @@ class BaselineScorer:
         return self.calibration.decide(logits)
 
 
-def load_scorer(folder: Path, threads: int | None = None, backend: str = "auto") -> Predictor | BaselineScorer:
-    """A Predictor for a transformers folder, the BaselineScorer for the TF-IDF baseline's."""
+# A baseline has no token window; callers that count words (occlusion in serve) stop here.
+BASELINE_MAX_WORDS = 512
+
+
+def load_scorer(
+    folder: Path, threads: int | None = None, backend: str = "auto", meta: dict | None = None
+) -> Predictor | BaselineScorer:
+    """The one loader: a Predictor for a transformers folder or an export, the BaselineScorer for the
+    TF-IDF baseline's folder."""
     if is_baseline_folder(folder):
-        return BaselineScorer(folder)
+        return BaselineScorer(folder, meta, BASELINE_MAX_WORDS)
     return Predictor.load(folder, backend=backend, threads=threads)

@@ -14,8 +14,9 @@ import torch
 from transformers import PreTrainedModel
 
 from toxdistill.errors import ToxdistillError
+from toxdistill.files import BERT_LORA_TARGETS
 
-_BERT_LIKE = ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"]
+_BERT_LIKE = list(BERT_LORA_TARGETS)
 
 # Every attention and feed-forward linear layer: adapting only query/value underfits small models.
 # peft ships no defaults for MPNet, and its BERT defaults (query, value) are the underfitting ones.

@@ -17,10 +17,8 @@ from importlib import metadata
 from pathlib import Path
 
 from toxdistill.errors import ToxdistillError
+from toxdistill.files import PACKAGED_MINILM, PACKAGED_MPNET
 from toxdistill.io import sha256_file
-
-PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
-PACKAGED_MPNET = "packaged:all-mpnet-base-v2"
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,11 @@ from toxdistill.errors import ToxdistillError
 from toxdistill.evaluation.metrics import (
     hate_f1,
 )
-from toxdistill.inference.predict import read_meta
 from toxdistill.io import atomic_write_json, atomic_write_text, run_lock
 from toxdistill.pipeline import stages
 from toxdistill.pipeline.results import collect_results, seed_summary, significance, update_older_models
 from toxdistill.pipeline.stages import BASELINE, TEACHER, RunContext, SeedContext, main_only, say, seed_dir
+from toxdistill.runs import read_meta
 from toxdistill.training.dist import dist
 
 log = logging.getLogger(__name__)

@@ -13,9 +13,10 @@ from toxdistill.evaluation.metrics import (
     hate_f1,
     val_headline,
 )
-from toxdistill.inference.predict import META_FILE, read_meta
+from toxdistill.files import META_FILE
 from toxdistill.io import atomic_write_json
 from toxdistill.pipeline.stages import calibrate_model, say
+from toxdistill.runs import read_meta
 
 log = logging.getLogger(__name__)
 

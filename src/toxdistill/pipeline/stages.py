@@ -22,9 +22,11 @@ from toxdistill.evaluation.metrics import (
     evaluate_predictor,
     plot_confusion,
 )
+from toxdistill.files import META_FILE
 from toxdistill.inference.calibration import Calibration, softmax
-from toxdistill.inference.predict import META_FILE, Predictor, read_meta
+from toxdistill.inference.predict import Predictor
 from toxdistill.io import atomic_dir, atomic_write_json
+from toxdistill.runs import read_meta
 from toxdistill.training.dist import dist
 
 log = logging.getLogger(__name__)

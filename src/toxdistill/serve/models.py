@@ -15,30 +15,18 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from toxdistill.errors import ToxdistillError
-from toxdistill.inference.predict import BaselineScorer, Predictor, is_baseline_folder, read_meta
-from toxdistill.runs import find_models, select_models
+from toxdistill.inference.predict import load_scorer
+from toxdistill.inference.scoring import Scorer, score_results
+from toxdistill.runs import find_models, read_meta, select_models
 
 log = logging.getLogger(__name__)
 
-# A baseline has no token window; past this many words occlusion stops (the rest score 0).
-BASELINE_EXPLAIN_WORDS = 512
 _WORD = re.compile(r"\S+")
-
-
-class Scorer(Protocol):
-    label_names: list[str]
-    max_length: int
-    meta: dict
-
-    def logits(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]: ...
-    def prepare(self, texts: Sequence[str]) -> list[str]: ...
-    def probabilities(self, logits: np.ndarray) -> np.ndarray: ...
-    def decide(self, logits: np.ndarray) -> np.ndarray: ...
 
 
 class MicroBatcher:
@@ -153,8 +141,7 @@ class ServedModel:
 
     def prepare(self, texts: Sequence[str]) -> list[str]:
         """Clean raw user text the way the model's training data was cleaned (mentions, URLs, HTML)."""
-        prep = getattr(self.scorer, "prepare", None)
-        return prep(texts) if prep is not None else list(texts)
+        return self.scorer.prepare(texts)
 
     def logits(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
         """Logits for raw texts. Every path (API, page, micro-batcher, file upload) comes through here,
@@ -170,18 +157,7 @@ class ServedModel:
         return self.logits(texts)
 
     def results(self, logits: np.ndarray, truncated: np.ndarray) -> list[dict]:
-        probs = self.scorer.probabilities(logits)
-        ids = self.scorer.decide(logits)
-        names = self.label_names
-        return [
-            {
-                "label": names[int(c)],
-                "label_id": int(c),
-                "probabilities": {n: float(p) for n, p in zip(names, row)},
-                "truncated": bool(t),
-            }
-            for c, row, t in zip(ids, probs, truncated)
-        ]
+        return score_results(self.scorer, logits, truncated)
 
     def classify(self, texts: list[str], explain: bool = False) -> list[dict]:
         if not explain:
@@ -266,11 +242,7 @@ def load_models(
     for name, folder in chosen.items():
         meta = read_meta(folder)
         try:
-            scorer: Scorer = (
-                BaselineScorer(folder, meta, BASELINE_EXPLAIN_WORDS)
-                if is_baseline_folder(folder)
-                else Predictor.load(folder, backend=backend, threads=threads)
-            )
+            scorer: Scorer = load_scorer(folder, threads, backend, meta)
         except ToxdistillError as e:
             if names:
                 raise

