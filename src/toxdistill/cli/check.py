@@ -1,0 +1,56 @@
+"""``toxdistill check RUN``: robustness to evasive spelling, and fidelity to the teacher, on the test split."""
+
+from __future__ import annotations
+
+import argparse
+
+from toxdistill.cli import options
+
+NAME = "check"
+HELP = "robustness and fidelity: every model under each perturbation of the test split"
+DESCRIPTION = """\
+Score every model of RUN on its test split, clean and under each label-preserving perturbation (leetspeak,
+swapped or deleted letters, spaces inside words, words run together, repeated letters, homoglyphs, accents,
+casing, punctuation, emoji, hashtags, @user/URL noise). Prints, per model and perturbation, macro F1, the
+focus class's F1 and recall, their drop from clean text, the flip rate, and each student's top-1 agreement
+with the teacher and mean total-variation distance. Writes RUN/robustness.json and RUN/robustness.png.
+"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from toxdistill.data.perturb import KINDS, WORDS_PER_TEXT
+
+    p.add_argument("run", help="run folder written by 'toxdistill run' (e.g. runs/davidson-minilm)")
+    p.add_argument("--kinds", default=None, metavar="A,B", help=f"perturbation kinds (default: all: {','.join(KINDS)})")
+    p.add_argument("--models", default=None, metavar="A,B", help="only these models (the teacher is always scored)")
+    p.add_argument("--seed", type=int, default=0, help="perturbation seed (default: 0)")
+    p.add_argument(
+        "--words", type=int, default=WORDS_PER_TEXT, help=f"words disguised per text (default: {WORDS_PER_TEXT})"
+    )
+    options.add_threads(p)
+    options.add_batch_size(p)
+    options.add_data(p)
+    p.add_argument("--no-plot", action="store_true", help="skip robustness.png")
+
+
+def main(a: argparse.Namespace) -> int:
+    from toxdistill.console import stderr_say
+    from toxdistill.evaluation.robustness import format_robustness
+    from toxdistill.pipeline.check import check_run
+
+    options.at_least(a, threads=1, batch_size=1, words=1)
+    kinds = [k.strip() for k in a.kinds.split(",") if k.strip()] if a.kinds else None
+    result = check_run(
+        a.run,
+        kinds=kinds,
+        models=a.models,
+        data=a.data,
+        seed=a.seed,
+        n_words=a.words,
+        threads=a.threads,
+        batch_size=a.batch_size,
+        plot=not a.no_plot,
+        say=stderr_say(),
+    )
+    print(format_robustness(result))
+    return 0

@@ -1,0 +1,155 @@
+"""Robustness and fidelity, from logits: how much a model changes under a perturbation, and how closely a
+student follows its teacher, on clean text and on each perturbation.
+
+All functions are pure numpy on logits (``n × K``) and labels; ``pipeline/check.py`` feeds them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from toxdistill.evaluation.metrics import log_softmax
+
+
+def flip_rate(clean_logits: np.ndarray, perturbed_logits: np.ndarray) -> float:
+    """Share of rows whose top-1 class changes under the perturbation: ``mean(argmax(clean) != argmax(pert))``."""
+    if len(clean_logits) == 0:
+        return 0.0
+    return float(np.mean(clean_logits.argmax(-1) != perturbed_logits.argmax(-1)))
+
+
+def agreement(logits: np.ndarray, teacher_logits: np.ndarray) -> float:
+    """Top-1 agreement with the teacher on the same inputs: ``mean(argmax(s) == argmax(t))``."""
+    if len(logits) == 0:
+        return 1.0
+    return float(np.mean(logits.argmax(-1) == teacher_logits.argmax(-1)))
+
+
+def total_variation(logits: np.ndarray, teacher_logits: np.ndarray) -> float:
+    """Mean total-variation distance between the two models' probability vectors on the same inputs:
+    ``mean_i ½ Σ_k |softmax(s_i)_k − softmax(t_i)_k|``, in [0, 1] (0: the same distribution)."""
+    if len(logits) == 0:
+        return 0.0
+    p = np.exp(log_softmax(logits.astype(np.float64)))
+    q = np.exp(log_softmax(teacher_logits.astype(np.float64)))
+    return float(np.mean(0.5 * np.abs(p - q).sum(-1)))
+
+
+def class_scores(labels: np.ndarray, preds: np.ndarray, n_classes: int, focus: int) -> dict[str, float]:
+    """Accuracy, macro and weighted F1, and the focus class's F1 and recall, from one confusion count."""
+    cm = np.bincount(labels * n_classes + preds, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+    tp = np.diag(cm).astype(np.float64)
+    support = cm.sum(1).astype(np.float64)
+    predicted = cm.sum(0).astype(np.float64)
+    denom = support + predicted
+    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    n = max(int(cm.sum()), 1)
+    return {
+        "accuracy": float(tp.sum() / n),
+        "f1_macro": float(f1.mean()),
+        "f1_weighted": float((f1 * support).sum() / n),
+        "f1_focus": float(f1[focus]),
+        "recall_focus": float(recall[focus]),
+    }
+
+
+def robustness_row(
+    labels: np.ndarray,
+    clean_logits: np.ndarray,
+    perturbed_logits: np.ndarray,
+    focus: int,
+    teacher_clean: np.ndarray | None = None,
+    teacher_perturbed: np.ndarray | None = None,
+) -> dict[str, float]:
+    """One model under one perturbation: its scores, the drop from clean text (clean − perturbed, so a
+    positive drop is a loss), the flip rate and, given the teacher's logits on the same texts, fidelity."""
+    k = clean_logits.shape[-1]
+    clean = class_scores(labels, clean_logits.argmax(-1), k, focus)
+    pert = class_scores(labels, perturbed_logits.argmax(-1), k, focus)
+    row: dict[str, float] = dict(pert)
+    row.update({f"drop_{m}": clean[m] - pert[m] for m in ("f1_macro", "f1_focus", "recall_focus", "f1_weighted")})
+    row["flip_rate"] = flip_rate(clean_logits, perturbed_logits)
+    if teacher_perturbed is not None:
+        row["agreement"] = agreement(perturbed_logits, teacher_perturbed)
+        row["tv"] = total_variation(perturbed_logits, teacher_perturbed)
+    if teacher_clean is not None:
+        row["agreement_clean"] = agreement(clean_logits, teacher_clean)
+    return row
+
+
+def drop_matrix(table: Mapping[str, Mapping[str, Mapping[str, float]]], metric: str = "drop_f1_macro"):
+    """``(models, kinds, matrix)`` of one metric from ``{model: {kind: row}}``, for the heatmap."""
+    models = list(table)
+    kinds = list(dict.fromkeys(k for rows in table.values() for k in rows))
+    m = np.array([[table[a].get(k, {}).get(metric, np.nan) for k in kinds] for a in models], dtype=np.float64)
+    return models, kinds, m
+
+
+def _pts(x: float | None) -> str:
+    return "—" if x is None or not np.isfinite(x) else f"{100 * x:+.1f}"
+
+
+def format_robustness(result: dict, detail: str | None = None) -> str:
+    """Markdown: the drop in macro F1 per model × perturbation, fidelity per student, and every measure for
+    one model (``detail``; default: the model with the best clean macro F1)."""
+    clean, rows = result["clean"], result["models"]
+    kinds = list(result["kinds"])
+    focus = result["focus_class"]
+    lines = [
+        f"Drop in macro F1 from clean text, in points (clean − perturbed; positive is a loss). Test split, "
+        f"seed {result['seed']}, {result['n_words']} target words per text ({result['targets']}).",
+        "",
+        "| model | clean macro F1 | " + " | ".join(kinds) + " | worst char-level |",
+        "|---|---|" + "---|" * len(kinds) + "---|",
+    ]
+    for name in rows:
+        cells = [_pts(rows[name][k]["drop_f1_macro"]) for k in kinds]
+        worst = result["worst_char_drop"].get(name)
+        lines.append(f"| {name} | {clean[name]['f1_macro']:.3f} | " + " | ".join(cells) + f" | {_pts(worst)} |")
+    lines += [
+        "",
+        "Share of test rows each perturbation changes: "
+        + ", ".join(f"{k} {100 * v['changed']:.0f}%" for k, v in result["kinds"].items())
+        + ".",
+    ]
+    students = [n for n in rows if "agreement" in clean[n]]
+    if students:
+        lines += [
+            "",
+            f"Fidelity to the teacher ({result['teacher']}): top-1 agreement and mean total-variation distance "
+            "of the probability vectors, both models on the same texts.",
+            "",
+            "| model | agreement clean | TV clean | agreement, lowest (kind) | agreement, mean over kinds | TV, mean |",
+            "|---|---|---|---|---|---|",
+        ]
+        for n in students:
+            agr = {k: rows[n][k]["agreement"] for k in kinds if "agreement" in rows[n][k]}
+            low = min(agr, key=agr.__getitem__) if agr else None
+            mean_agr = float(np.mean(list(agr.values()))) if agr else float("nan")
+            mean_tv = float(np.mean([rows[n][k]["tv"] for k in agr])) if agr else float("nan")
+            lowest = f"{agr[low]:.3f} ({low})" if low else "—"
+            lines.append(
+                f"| {n} | {clean[n]['agreement']:.3f} | {clean[n]['tv']:.3f} | {lowest} | {mean_agr:.3f} | {mean_tv:.3f} |"
+            )
+    if rows:
+        best = detail or max(rows, key=lambda n: clean[n]["f1_macro"])
+        lines += [
+            "",
+            f"Every measure for {best} (F1 and recall of {focus!r}; drops in points):",
+            "",
+            f"| perturbation | macro F1 | drop | {focus} F1 | drop | {focus} recall | drop | flip rate | agreement | TV |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for k in kinds:
+            r = rows[best][k]
+            agr_s = f"{r['agreement']:.3f}" if "agreement" in r else "—"
+            tv_s = f"{r['tv']:.3f}" if "tv" in r else "—"
+            lines.append(
+                f"| {k} | {r['f1_macro']:.3f} | {_pts(r['drop_f1_macro'])} | {r['f1_focus']:.3f} | "
+                f"{_pts(r['drop_f1_focus'])} | {r['recall_focus']:.3f} | {_pts(r['drop_recall_focus'])} | "
+                f"{r['flip_rate']:.3f} | {agr_s} | {tv_s} |"
+            )
+    return "\n".join(lines)

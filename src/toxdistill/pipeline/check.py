@@ -1,0 +1,194 @@
+"""``toxdistill check RUN``: every model of a run on its test split, clean and under each perturbation.
+
+For each model and perturbation kind: macro F1, the focus class's F1 and recall, their drop from clean text,
+the flip rate and, for every model but the teacher, fidelity to the teacher (top-1 agreement and mean
+total-variation distance, the teacher scored on the same perturbed texts). Results go to
+``RUN/robustness.json`` and a heatmap ``RUN/robustness.png``; ``toxdistill run`` calls this before its report.
+
+Only the rows a perturbation changed are scored again (an unchanged row has the clean logits), and each
+model's perturbed logits are cached in ``RUN/robustness/<model>.npz`` under a key of everything they depend
+on, so adding a stage to a run scores only the new model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from toxdistill.config import load_config
+from toxdistill.console import Say, quiet
+from toxdistill.data.perturb import CHAR_KINDS, KINDS, WORDS_PER_TEXT, check_kinds, perturb_texts
+from toxdistill.data.split import load_run_split
+from toxdistill.errors import ToxdistillError
+from toxdistill.evaluation.robustness import class_scores, robustness_row, total_variation
+from toxdistill.files import BASELINE, CONFIG_FILE, TEST_LOGITS
+from toxdistill.inference.predict import load_scorer
+from toxdistill.io import atomic_write_json
+from toxdistill.models.baseline import TfidfLR
+from toxdistill.runs import find_models, is_baseline_folder, read_meta, select_models
+
+ROBUSTNESS_FILE = "robustness.json"
+ROBUSTNESS_PLOT = "robustness.png"
+CACHE_DIR = "robustness"
+# Words weighed towards a class by the TF-IDF floor: the words that carry the label in this data.
+TOP_WORDS = 2000
+
+
+def baseline_word_weights(folder: Path, label_names: list[str]) -> list[dict[str, float]]:
+    """For each class, the TF-IDF baseline's unigram weights towards it (its coefficient minus the mean
+    over classes, positive ones only, the ``TOP_WORDS`` largest)."""
+    model = TfidfLR.load(folder)
+    coef = np.asarray(model.clf.coef_, dtype=np.float64)
+    rel = coef - coef.mean(0, keepdims=True)
+    unigrams = {w: j for w, j in model.vec.vocabulary_.items() if " " not in w}
+    words, cols = list(unigrams), np.fromiter(unigrams.values(), dtype=np.int64)
+    out = []
+    for c in range(len(label_names)):
+        w = rel[c, cols]
+        top = np.argsort(-w)[:TOP_WORDS]
+        out.append({words[i]: float(w[i]) for i in top if w[i] > 0})
+    return out
+
+
+def _key(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _texts_key(texts: list[str]) -> str:
+    return hashlib.sha256("\x1e".join(texts).encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def _model_logits(
+    name: str,
+    folder: Path,
+    clean_texts: list[str],
+    perturbed: dict[str, list[str]],
+    cache: Path,
+    threads: int | None,
+    batch_size: int,
+    say: Say,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Clean and perturbed logits of one model, from its cache when every input is the same."""
+    meta = read_meta(folder)
+    key = _key(
+        meta.get("fingerprint"),
+        meta.get("export"),
+        _texts_key(clean_texts),
+        {k: _texts_key(v) for k, v in perturbed.items()},
+    )
+    f = cache / f"{name}.npz"
+    if f.is_file():
+        with np.load(f, allow_pickle=False) as z:
+            if str(z["key"]) == key:
+                return z["clean"], {k: z[f"k_{k}"] for k in perturbed}
+    scorer = load_scorer(folder, threads)
+    saved = folder / TEST_LOGITS
+    clean = np.load(saved) if saved.is_file() else None
+    if clean is None or len(clean) != len(clean_texts):
+        clean = scorer.logits(clean_texts, batch_size)[0]
+    out = {}
+    for kind, texts in perturbed.items():
+        changed = np.fromiter((a != b for a, b in zip(texts, clean_texts)), dtype=bool, count=len(texts))
+        logits = clean.copy()
+        if changed.any():
+            logits[changed] = scorer.logits([t for t, c in zip(texts, changed) if c], batch_size)[0]
+        out[kind] = logits
+    say(f"check: {name} scored on {len(perturbed)} perturbations")
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = f.with_name(f".{f.name}.tmp.npz")
+    arrays: dict[str, np.ndarray] = {"key": np.asarray(key), "clean": clean, **{f"k_{k}": v for k, v in out.items()}}
+    np.savez(tmp, **arrays)  # type: ignore[arg-type]
+    tmp.replace(f)
+    return clean, out
+
+
+def check_run(
+    run_dir: str | Path,
+    kinds: list[str] | None = None,
+    models: str | list[str] | None = None,
+    data: str | None = None,
+    seed: int = 0,
+    n_words: int = WORDS_PER_TEXT,
+    threads: int | None = None,
+    batch_size: int = 64,
+    plot: bool = True,
+    say: Say = quiet,
+) -> dict:
+    """Score every (or every named) model of a finished run under every (or every named) perturbation kind,
+    write ``robustness.json`` (and the heatmap), and return the result."""
+    run_dir = Path(run_dir)
+    kinds = check_kinds(kinds) if kinds else list(KINDS)
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise ToxdistillError(f"{run_dir} is not a run folder (no {CONFIG_FILE})", "give runs/<name>")
+    cfg = load_config(run_dir / CONFIG_FILE)
+    chosen = select_models(find_models(run_dir), models)
+    test = load_run_split(run_dir, data).test
+    labels = np.asarray(test.labels, dtype=np.int64)
+    focus = cfg.data.focus_index()
+    everything = find_models(run_dir)
+    weights = None
+    if BASELINE in everything and is_baseline_folder(everything[BASELINE]):
+        weights = baseline_word_weights(everything[BASELINE], list(test.label_names))
+    clean_texts = list(test.texts)
+    perturbed = {k: perturb_texts(clean_texts, k, seed, 0, labels.tolist(), weights, n_words) for k in kinds}
+    teacher = next((n for n, d in everything.items() if read_meta(d).get("kind") == "teacher"), None)
+    if teacher is not None and teacher not in chosen:
+        chosen = {teacher: everything[teacher], **chosen}
+    logits = {
+        n: _model_logits(n, d, clean_texts, perturbed, run_dir / CACHE_DIR, threads, batch_size, say)
+        for n, d in chosen.items()
+    }
+    result = summarise(labels, logits, teacher, focus, list(test.label_names))
+    result.update(
+        {
+            "seed": seed,
+            "n_words": n_words,
+            "targets": "TF-IDF baseline's words for the row's class" if weights else "words of 4+ letters",
+            "kinds": {
+                k: {
+                    "level": KINDS[k].level,
+                    "example": KINDS[k].example,
+                    "changed": float(np.mean([a != b for a, b in zip(perturbed[k], clean_texts)])),
+                }
+                for k in kinds
+            },
+        }
+    )
+    atomic_write_json(run_dir / ROBUSTNESS_FILE, result)
+    if plot:
+        from toxdistill.evaluation.plots import plot_robustness  # heavy: matplotlib
+
+        plot_robustness(result, run_dir / ROBUSTNESS_PLOT)
+    return result
+
+
+def summarise(
+    labels: np.ndarray,
+    logits: dict[str, tuple[np.ndarray, dict[str, np.ndarray]]],
+    teacher: str | None,
+    focus: int,
+    label_names: list[str],
+) -> dict:
+    """The JSON-ready table: ``clean`` scores (and fidelity) per model, ``models[m][kind]`` rows."""
+    k = len(label_names)
+    t_clean, t_pert = logits.get(teacher or "", (None, {}))
+    out: dict = {"teacher": teacher, "focus_class": label_names[focus], "clean": {}, "models": {}}
+    for name, (clean, pert) in logits.items():
+        row = class_scores(labels, clean.argmax(-1), k, focus)
+        is_teacher = name == teacher or t_clean is None
+        if not is_teacher:
+            row["agreement"] = float(np.mean(clean.argmax(-1) == t_clean.argmax(-1)))  # type: ignore[union-attr]
+            row["tv"] = total_variation(clean, t_clean)  # type: ignore[arg-type]
+        out["clean"][name] = row
+        out["models"][name] = {
+            kind: robustness_row(labels, clean, p, focus, None, None if is_teacher else t_pert.get(kind))
+            for kind, p in pert.items()
+        }
+    out["worst_char_drop"] = {
+        name: max((rows[c]["drop_f1_macro"] for c in CHAR_KINDS if c in rows), default=None)
+        for name, rows in out["models"].items()
+    }
+    return out
