@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -24,10 +25,14 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from toxdistill.cli import main
 from toxdistill.inference.predict import Predictor
-from toxdistill.serve.app import MAX_BODY_BYTES, create_app
+from toxdistill.serve.app import create_app
 from toxdistill.serve.batch import MAX_ROWS, MAX_UPLOAD_BYTES
+from toxdistill.serve.errors import ApiError
+from toxdistill.serve.limits import MAX_BODY_BYTES
 from toxdistill.serve.models import MicroBatcher, close_models, load_models
+from toxdistill.serve.registry import ModelRegistry
 from toxdistill.serve.schemas import MAX_TEXTS
+from toxdistill.serve.views import COLOURS, label_colour, label_css
 
 from conftest import LABELS, SAMPLE_TEXTS  # noqa: E402
 
@@ -549,6 +554,59 @@ def test_model_pages_never_touch_other_paths(client, path):
     r = client.get(path)
     assert r.status_code == 404
     assert "root:" not in r.text
+
+
+# ---------------------------------------------------------------- the registry and the class colours
+def test_each_app_serves_its_own_registry(models):
+    """Routes read the models from their app's registry, so two apps in one process never mix them up."""
+    a = TestClient(create_app({"odd": models["odd"]}, run_name="run-a"))
+    b = TestClient(create_app({"even": models["even"], "tfidf-lr": models["tfidf-lr"]}, run_name="run-b"))
+    assert a.get("/api/models").json()["default"] == "odd"
+    assert [m["name"] for m in b.get("/api/models").json()["models"]] == ["even", "tfidf-lr"]
+    assert classify(a, texts="hi").json()["model"] == "odd"
+    r = classify(b, texts="hi", model="odd")
+    assert r.status_code == 404 and r.json()["valid_models"] == ["even", "tfidf-lr"]
+    assert "run-b" in b.get("/").text and "run-a" not in b.get("/").text
+
+
+def test_registry_lookup_and_default(models):
+    reg = ModelRegistry.of({n: models[n] for n in ("tfidf-lr", "odd", "even")}, "r")
+    assert reg.default == "odd"  # the best transformer's macro F1 (0.69 > 0.68); the baseline's 0.99 is no default
+    assert reg.find(None) is reg.find("") is models["odd"] and reg.find("even") is models["even"]
+    assert reg.find("nope") is None
+    with pytest.raises(ApiError) as e:
+        reg.get("../odd")
+    assert e.value.status == 404 and e.value.extra == {"valid_models": ["tfidf-lr", "odd", "even"]}
+    with pytest.raises(ValueError, match="at least one model"):
+        ModelRegistry.of({}, "r")
+
+
+def test_focus_class_is_named_by_the_metadata_else_the_first_class(models):
+    m = models["odd"]
+    assert "focus_class" not in m.meta and m.focus_class == LABELS[0]  # folders written before it was recorded
+    assert replace(m, meta={**m.meta, "focus_class": "neither"}).focus_class == "neither"
+    assert replace(m, meta={**m.meta, "focus_class": "not a class"}).focus_class == LABELS[0]
+
+
+def test_the_focus_class_gets_the_hate_colour_whatever_its_name():
+    assert label_css("toxic", "toxic") == "hate" and label_css("clean", "toxic") == "neither"
+    # A class that merely contains the word is not the class of interest.
+    assert label_css("hate speech", "neither") == "neither" and label_css("neither", "neither") == "hate"
+    assert label_css("Offensive language", "hate speech") == "offensive"
+    assert label_colour("toxic", "toxic") == COLOURS["hate"]
+
+
+def test_page_colours_follow_the_models_focus_class(models):
+    odd = models["odd"]
+    client = TestClient(create_app({"odd": replace(odd, meta={**odd.meta, "focus_class": "neither"})}))
+    card = client.get("/models/odd").text
+    assert '<span class="pill pill-hate">neither</span>' in card
+    assert '<span class="pill pill-neither">hate speech</span>' in card
+    page = client.post("/", data={"text": "I hate all of you", "model": "odd"}).text
+    bars = dict(
+        re.findall(r'<th scope="row">([^<]+)</th>\s*<td><div class="bar-track"><div class="bar bar-(\w+)"', page)
+    )
+    assert bars == {"hate speech": "neither", "offensive": "offensive", "neither": "hate"}
 
 
 # ---------------------------------------------------------------- CLI

@@ -6,9 +6,13 @@ import argparse
 import importlib.util
 import socket
 import sys
+from pathlib import Path
 
 from toxdistill.cli import options
 from toxdistill.errors import ToxdistillError
+from toxdistill.files import MODELS_DIR
+from toxdistill.runs import find_models, select_models
+from toxdistill.serve.models import close_models, load_models
 
 # pip name -> import names (python-multipart renamed its module; either works for Starlette).
 _NEEDS = {
@@ -76,17 +80,13 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def main(a: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from toxdistill.runs import find_models, select_models
-    from toxdistill.serve.models import close_models, load_models
-
     options.at_least(a, threads=1)
     # Check the folder first: a typo should fail in a second, before any heavy import or model load.
     select_models(find_models(a.run), a.models)
     missing = [pkg for pkg, mods in _NEEDS.items() if not any(importlib.util.find_spec(m) for m in mods)]
     if missing:
         raise ToxdistillError(f"serving needs {', '.join(missing)}, not installed", "pip install 'toxdistill[serve]'")
+    # heavy optional (the serve extra), imported once the check above has found it installed
     import uvicorn
 
     from toxdistill.serve.app import create_app
@@ -102,7 +102,7 @@ def main(a: argparse.Namespace) -> int:
             batch_wait_ms=None if a.no_batching else a.batch_wait_ms,
         )
         run = Path(a.run).resolve()
-        run_name = run.parent.name if run.name == "models" else run.name
+        run_name = run.parent.name if run.name == MODELS_DIR else run.name
         app = create_app(models, run_name=run_name)
         shown = "localhost" if a.host in ("127.0.0.1", "::1") else f"[{a.host}]" if ":" in a.host else a.host
         port = sock.getsockname()[1]  # the real one when --port 0 let the system pick

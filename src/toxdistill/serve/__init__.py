@@ -8,17 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from toxdistill.serve.models import load_models
+
 __all__ = ["create_app", "load_models"]
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy, so importing the package (e.g. for the CLI's --help) does not pull in FastAPI.
     if name == "create_app":
+        # heavy optional: FastAPI (the serve extra); importing the package, e.g. for the CLI's --help,
+        # must work without it.
         from toxdistill.serve.app import create_app
 
         return create_app
-    if name == "load_models":
-        from toxdistill.serve.models import load_models
-
-        return load_models
     raise AttributeError(name)

@@ -6,6 +6,11 @@ import csv
 import io
 import re
 
+import pandas as pd
+
+from toxdistill.data.readers import detect_format, open_bytes, pick_column, read_chunks
+from toxdistill.errors import ToxdistillError
+
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024
 MAX_ROWS = 5000
 
@@ -24,11 +29,6 @@ def read_texts(filename: str, data: bytes, column: str | None = None) -> tuple[l
     Read by the one input reader (``data.readers``), so an upload is accepted or refused exactly as
     ``toxdistill predict`` would treat the same file.
     """
-    import pandas as pd
-
-    from toxdistill.data.readers import detect_format, open_bytes, pick_column, read_chunks
-    from toxdistill.errors import ToxdistillError
-
     if not data.strip():
         raise BatchError("the uploaded file is empty")
     if len(data) > MAX_UPLOAD_BYTES:

@@ -123,6 +123,13 @@ class ServedModel:
         return self.scorer.label_names
 
     @property
+    def focus_class(self) -> str:
+        """The class of interest (the run's ``data.focus_class``, as the folder's metadata records it), else the
+        first class: what ``focus_class`` defaults to, and all that folders written before it was recorded have."""
+        named = self.meta.get("focus_class")
+        return named if named in self.label_names else self.label_names[0]
+
+    @property
     def metrics(self) -> dict:
         return self.meta.get("metrics") or {}
 
@@ -235,7 +242,7 @@ def load_models(
     """
     chosen = select_models(find_models(path), names)
     if threads:
-        import torch
+        import torch  # heavy: kept lazy, as in inference.predict, for runs served through ONNX or the baseline
 
         torch.set_num_threads(threads)
     out: dict[str, ServedModel] = {}
