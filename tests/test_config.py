@@ -1,9 +1,15 @@
+import json
 from pathlib import Path
 
 import pytest
+import yaml
+from pydantic import BaseModel
 
-from toxdistill.config import load_config
+from toxdistill import config as config_module
+from toxdistill.config import Config, TrainConfig, load_config
+from toxdistill.config_docs import REGENERATE, config_models, render_config_docs
 from toxdistill.errors import ToxdistillError
+from toxdistill.files import BERT_LORA_TARGETS, CONFIG_FILE, META_FILE, MODELS_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -74,8 +80,11 @@ def test_fingerprints_are_stable_and_votes_count_only_where_they_train():
     assert _fps(**{"data.vote_cols": votes}) == PINNED  # named but unused: nothing to redo
     soft = _fps(**{"data.vote_cols": votes, "train.soft_labels": 0.5})
     changed = {n for n in PINNED if soft[n] != PINNED[n]}
-    # The stages that take the run-wide train block, and distill-lora, whose base is the even student.
-    assert changed == {"odd", "even", "distill-lora"}
+    # Every stage: those without a train block take the run's, and those with one leave soft_labels to it.
+    assert changed == set(PINNED) - {"teacher", "tfidf-lr"}
+    # A stage that sets its own soft_labels keeps it: only the stages that inherit 0.5 change.
+    own = _fps(**{"data.vote_cols": votes, "stages.2.train.soft_labels": 0.5})
+    assert {n for n in PINNED if own[n] != PINNED[n]} == {"even-llrd"}
     other_cols = _fps(**{"data.vote_cols": ["a", "b", "c"], "train.soft_labels": 0.5})
     assert other_cols["odd"] != soft["odd"] and other_cols["teacher"] == PINNED["teacher"]
     teacher_soft = _fps(**{"data.vote_cols": votes, "teacher.train.soft_labels": 1.0})
@@ -84,14 +93,12 @@ def test_fingerprints_are_stable_and_votes_count_only_where_they_train():
 
 
 def test_leaving_out_lora_targets_keeps_old_fingerprints():
-    """A config without lora.target_modules now means "the family's defaults"; for BERT that is the list the
-    old default spelled out, so run folders made from such configs keep their finished stages."""
-    import yaml
-
+    """A config without lora.target_modules means "the family's defaults"; for BERT that is the list the old
+    default (and the shipped configs) spelled out, so run folders made from such configs keep their stages."""
     raw = yaml.safe_load((REPO / "configs" / "davidson-minilm.yaml").read_text())
-    del raw["lora"]["target_modules"]
-    cfg = load_config(None, {k: v for k, v in raw.items()})
-    assert cfg.lora.target_modules is None
+    assert "target_modules" not in raw["lora"] and load_config(None, raw).lora.target_modules is None
+    raw["lora"]["target_modules"] = list(BERT_LORA_TARGETS)
+    cfg = load_config(None, raw)
     assert {name: cfg.stage_fingerprint(name) for name in PINNED} == PINNED
 
 
@@ -108,3 +115,98 @@ def test_set_indexes_lists_and_rejects_bad_paths():
     for key, msg in (("stages.x.lr", "not an index"), ("stages.99.lr", "not an index"), ("seed.x", "holds a value")):
         with pytest.raises(ToxdistillError, match=msg):
             load_config(REPO / "configs" / "davidson-minilm.yaml", {key: 1})
+
+
+def test_set_on_a_stage_without_a_train_block_merges_onto_the_run_train():
+    cfg = load_config(REPO / "configs" / "davidson-minilm.yaml", {"stages.0.train.lr": 3e-4})
+    assert cfg.stage_train(cfg.stages[0]) == cfg.train.model_copy(update={"lr": 3e-4})
+    assert cfg.stage_train(cfg.stages[1]) is cfg.train
+
+
+def test_a_stage_train_block_is_merged_onto_the_run_train():
+    run = {"train": {"epochs": 2, "lr": 1e-4, "class_weights": "sqrt-balanced", "grad_accum": 2}}
+    stage = {"name": "s", "kind": "lora", "train": {"lr": 1e-3, "class_weights": None}}
+    st_train = load_config(None, {**run, "stages": [stage]}).stages[0].train
+    # Keys the stage gives win, an explicit null included; the rest are the run's, not TrainConfig's defaults.
+    assert (st_train.lr, st_train.class_weights) == (1e-3, None)
+    assert (st_train.epochs, st_train.grad_accum) == (2, 2)
+    assert TrainConfig().epochs != 2 and TrainConfig().grad_accum != 2
+
+
+def _spelled_out(raw: dict) -> dict:
+    """``raw`` with every stage's train block repeating the run's keys, as the configs did before the merge."""
+    out = json.loads(json.dumps(raw))
+    for st in out["stages"]:
+        if st.get("train") is not None:
+            st["train"] = {**out["train"], **st["train"]}
+    return out
+
+
+@pytest.mark.parametrize("name", ["davidson-minilm.yaml", "davidson-bert-base.yaml", "davidson-mpnet-base.yaml"])
+def test_leaving_run_train_keys_to_the_merge_keeps_fingerprints_and_saved_config(name):
+    raw = yaml.safe_load((REPO / "configs" / name).read_text())
+    assert any(set(raw["train"]) - set(st.get("train") or raw["train"]) for st in raw["stages"])  # relies on it
+    slim, full = load_config(None, raw), load_config(None, _spelled_out(raw))
+    names = ["teacher", "tfidf-lr", *(s.name for s in slim.stages)]
+    assert [slim.stage_fingerprint(n) for n in names] == [full.stage_fingerprint(n) for n in names]
+    assert slim.to_yaml() == full.to_yaml()
+
+
+# The BERT config has no committed run folder: these are its fingerprints as computed from the file before its
+# stages left the run's train keys and the LoRA targets to the defaults (d5fcd68).
+PINNED_BERT = {
+    "teacher": "6965e53586396209",
+    "tfidf-lr": "97d6091d0e415e00",
+    "odd": "ac1ca1e96009e5cb",
+    "even": "532ba25d66d59a71",
+    "even-llrd": "65d49400d3c2a38f",
+    "lora-teacher": "7d98f28b3cdb469b",
+    "lora-student": "13319b61be47648d",
+    "distill-lora": "c286860506dc940d",
+}
+
+
+def test_bert_base_config_keeps_its_fingerprints():
+    cfg = load_config(REPO / "configs" / "davidson-bert-base.yaml")
+    assert {n: cfg.stage_fingerprint(n) for n in PINNED_BERT} == PINNED_BERT
+
+
+RUN_FOLDERS = sorted(p.parent for p in (REPO / "bench" / "results").glob(f"*/{CONFIG_FILE}"))
+
+
+def _recorded(run_dir: Path) -> dict[str, str]:
+    metas = (json.loads(p.read_text()) for p in sorted((run_dir / MODELS_DIR).glob(f"*/{META_FILE}")))
+    return {m["name"]: m["fingerprint"] for m in metas}
+
+
+@pytest.mark.parametrize("run_dir", RUN_FOLDERS, ids=lambda p: p.name)
+def test_committed_run_folders_keep_their_fingerprints(run_dir):
+    """Each model a committed run trained records its stage's fingerprint: the run's saved config.yaml must still
+    give it, or every such folder would refuse its finished stages."""
+    recorded = _recorded(run_dir)
+    cfg = load_config(run_dir / CONFIG_FILE)
+    assert len(recorded) > 2 and {n: cfg.stage_fingerprint(n) for n in recorded} == recorded
+
+
+@pytest.mark.parametrize("run_dir", RUN_FOLDERS, ids=lambda p: p.name)
+def test_shipped_configs_give_their_run_folders_fingerprints(run_dir):
+    recorded = _recorded(run_dir)
+    cfg = load_config(REPO / "configs" / f"{run_dir.name}.yaml")
+    assert {n: cfg.stage_fingerprint(n) for n in recorded} == recorded
+
+
+def test_every_config_model_and_field_is_documented():
+    models = {
+        obj
+        for obj in vars(config_module).values()
+        if isinstance(obj, type) and issubclass(obj, BaseModel) and obj.__module__ == config_module.__name__
+    }
+    documented = set(config_models())
+    assert documented == models - {config_module._Strict} and Config in documented
+    missing = [f"{m.__name__}.{k}" for m in documented for k, f in m.model_fields.items() if not f.description]
+    assert not missing, f"fields without a description (the string under the field): {missing}"
+
+
+def test_docs_config_md_is_generated_from_the_schema():
+    committed = (REPO / "docs" / "config.md").read_text(encoding="utf-8")
+    assert committed == render_config_docs(), f"docs/config.md differs from the schema: run `{REGENERATE}`"

@@ -1,9 +1,11 @@
-"""Typed configuration, read from YAML. Every default has a reason next to it."""
+"""Typed configuration, read from YAML. The string under each field is its description: its meaning and the reason
+for its default. docs/config.md is generated from them (scripts/config_docs.py)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -11,48 +13,73 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from toxdistill.errors import ToxdistillError
-from toxdistill.files import BERT_LORA_TARGETS, PACKAGED_MINILM
+from toxdistill.files import BASELINE, BERT_LORA_TARGETS, PACKAGED_MINILM, TEACHER
 
 DAVIDSON_SHA256 = "fcb8bc7c68120ae4af04a5b9acd58585513ede11e1548ebf36a5c2040b6f6281"
 
 
 class _Strict(BaseModel):
-    # Unknown keys are almost always typos; failing loudly beats silently training the wrong thing.
-    model_config = ConfigDict(extra="forbid")
+    # Unknown keys are almost always typos; failing loudly beats silently training the wrong thing. The string
+    # under each field is its description (pydantic reads it from the source): its meaning and why its default.
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
 
 class CleanConfig(_Strict):
-    unescape_html: bool = True  # the tweets carry "&amp;" and "&#128514;" as literal text
-    normalize_mentions: bool = True  # "@someone" -> "@user": handles are noise, and a privacy leak in logs
-    normalize_urls: bool = True  # "http://t.co/xyz" -> "http": the short-link hash carries no signal
-    strip_rt: bool = False  # "RT" is informative about retweets; keep it unless asked
+    """How every text is cleaned before tokenizing. Saved with each model, so prediction and serving clean
+    the same way."""
+
+    unescape_html: bool = True
+    """Unescape HTML entities: the tweets carry "&amp;" and "&#128514;" as literal text."""
+    normalize_mentions: bool = True
+    """"@someone" becomes "@user": handles are noise, and a privacy leak in logs."""
+    normalize_urls: bool = True
+    """"http://t.co/xyz" becomes "http": the short-link hash carries no signal."""
+    strip_rt: bool = False
+    """Drop a leading "RT" (retweet) marker. Off: "RT" is informative about retweets; keep it unless asked."""
     collapse_whitespace: bool = True
+    """Turn every run of whitespace into one space and trim both ends."""
 
 
 class DataConfig(_Strict):
-    # "davidson" resolves --data, then $TOXDISTILL_DATA, then the cache, then a checked download.
+    """The labelled data: where it is, its columns and classes, how it is cleaned and split."""
+
     source: Literal["davidson", "file"] = "davidson"
+    """"davidson": the Davidson et al. 2017 tweets, found at --data, then $TOXDISTILL_DATA, then data.path, then the
+    cache, then a checked download. "file": your own file, from --data, $TOXDISTILL_DATA or data.path, never
+    downloaded."""
     path: str | None = None
+    """A labelled data file (CSV, TSV or JSONL). --data and $TOXDISTILL_DATA take precedence. null: see source."""
     format: Literal["auto", "csv", "jsonl"] = "auto"
+    """The data file's format. "auto" goes by its suffix, or by its first line when the suffix says nothing."""
     text_col: str = "tweet"
+    """The column holding each row's text (Davidson's: tweet)."""
     label_col: str = "class"
+    """The column holding each row's class (Davidson's: class, with values 0..2)."""
     label_names: list[str] = ["hate speech", "offensive", "neither"]
-    # The class the report leads with (its F1, recall and the "hate F1" columns): the rare, costly one.
-    # None: the first of label_names (Davidson's coding puts hate speech first). Not in any fingerprint:
-    # it changes what is reported, not what is trained.
+    """The class names in class-id order (ids 0..K-1); at least two, all distinct. The default is Davidson's coding."""
     focus_class: str | None = None
-    # Maps raw label values (as strings) to class ids; None means the values already are 0..K-1.
+    """The class the report leads with (its F1, recall and the "hate F1" columns): the rare, costly one. null: the
+    first of label_names (Davidson's coding puts hate speech first). Not in any fingerprint: it changes what is
+    reported, not what is trained."""
     label_map: dict[str, int] | None = None
+    """Maps raw label values (as strings) to class ids, e.g. {toxic: 0, ok: 1}. null: the values already are 0..K-1."""
     sha256: str | None = DAVIDSON_SHA256
-    # Columns holding each row's annotator vote counts, one per class in label_names order (Davidson:
-    # hate_speech, offensive_language, neither). Needed only by train.soft_labels.
+    """The checksum the Davidson file must have: a cached copy that differs is downloaded again, a download that
+    differs is refused. null: no check."""
     vote_cols: list[str] | None = None
+    """Columns holding each row's annotator vote counts, one per class in label_names order (Davidson: hate_speech,
+    offensive_language, neither). Needed only by train.soft_labels."""
     clean: CleanConfig = CleanConfig()
-    val_size: float = 0.1  # 80/10/10: ~2,478 test tweets, ~143 of them hate
+    """How every text is cleaned (see data.clean)."""
+    val_size: float = 0.1
+    """The share of rows held out for validation, stratified by class; the best epoch is chosen on it. 80/10/10 leaves
+    ~2,478 test tweets, ~143 of them hate."""
     test_size: float = 0.1
-    max_length: int = 128  # p99 tweet is ~82 tokens, so 128 truncates almost nothing
-    # --quick keeps this many rows (stratified) so that a smoke run takes minutes, not an hour.
+    """The share of rows held out, stratified by class, for the report's test scores."""
+    max_length: int = 128
+    """Tokens per text; longer texts are truncated. The p99 tweet is ~82 tokens, so 128 truncates almost nothing."""
     quick_rows: int = 2400
+    """run --quick keeps this many rows (stratified), so that a smoke run takes minutes, not an hour."""
 
     @field_validator("label_names")
     @classmethod
@@ -79,26 +106,46 @@ class DataConfig(_Strict):
 
 
 class TrainConfig(_Strict):
+    """How one model is trained (AdamW, linear schedule with warm-up; the best epoch on validation is kept)."""
+
     epochs: float = 3.0
+    """Training epochs; a fraction stops part-way through the last one."""
     lr: float = 5e-5
-    batch_size: int = 32  # small batches give more updates per epoch, which helps the rare hate class
+    """The peak learning rate, reached after the warm-up and decayed linearly to 0. The default is in the BERT paper's
+    2e-5..5e-5 for base-size encoders."""
+    batch_size: int = 32
+    """Training batch size per device: small batches give more updates per epoch, which helps the rare hate class."""
     eval_batch_size: int = 128
-    warmup_ratio: float = 0.06  # RoBERTa's recipe; protects the random head from big early steps
+    """Batch size of the validation passes, which keep no gradients."""
+    warmup_ratio: float = 0.06
+    """The share of training steps that warm the learning rate up from 0: RoBERTa's recipe, which protects the random
+    head from big early steps."""
     weight_decay: float = 0.01
-    # Geometric per-layer decay: lr(layer l) = lr * decay**(L - l); None disables it.
+    """AdamW weight decay (BERT's); bias and LayerNorm weights get none."""
     layer_lr_decay: float | None = None
-    freeze_layers: int = 0  # freeze the embeddings and the lowest k layers (0 = none)
-    # None, "balanced" (N / (K n_c)), "sqrt-balanced" (its square root: a milder push towards rare
-    # classes that costs less accuracy), or explicit per-class weights for the hard-label cross-entropy.
+    """Geometric per-layer decay, in (0, 1]: encoder layer l of L (from 1) trains at lr · decay^(L + 1 − l), the
+    embeddings at lr · decay^(L + 1), the head at lr, so the head learns fastest and the copied embeddings barely
+    move. null disables it."""
+    freeze_layers: int = 0
+    """Freeze the embeddings and the lowest k encoder layers (0 = none); LoRA weights stay trainable."""
     class_weights: Literal["balanced", "sqrt-balanced"] | list[float] | None = None
-    group_by_length: bool = True  # tweets average ~30 tokens; grouping cuts padding about 3x
+    """Per-class weights of the hard-label cross-entropy: null, "balanced" (N / (K n_c)), "sqrt-balanced" (its square
+    root: a milder push towards rare classes that costs less accuracy), or explicit weights in label_names order."""
+    group_by_length: bool = True
+    """Batch training texts of similar length together: tweets average ~30 tokens, and grouping cuts padding about
+    3x."""
     grad_accum: int = 1
+    """Gradient accumulation steps: one optimizer step per grad_accum batches."""
     max_grad_norm: float = 1.0
-    bf16: bool = False  # turn on for GPUs; CPU bf16 autocast is slower than fp32 here
-    best_metric: str = "f1_macro"  # accuracy is dominated by "offensive"; macro F1 tracks the hate class
-    # Weight a of the annotators' vote shares in the training target: (1 - a) one-hot(label) + a votes.
-    # 0 = majority labels only. Needs data.vote_cols. Validation loss and every metric stay on majority labels.
+    """Gradients are clipped to this global norm."""
+    bf16: bool = False
+    """bf16 mixed precision. Turn it on for GPUs; CPU bf16 autocast is slower than fp32 here."""
+    best_metric: str = "f1_macro"
+    """The validation metric that picks the epoch kept: f1_macro, f1_weighted, accuracy or "loss" (lower is better).
+    Accuracy is dominated by "offensive"; macro F1 tracks the hate class."""
     soft_labels: float = Field(default=0.0, ge=0.0, le=1.0)
+    """Weight a of the annotators' vote shares in the training target: (1 - a) one-hot(label) + a votes. 0 = majority
+    labels only. Needs data.vote_cols. Validation loss and every metric stay on majority labels."""
 
     @field_validator("layer_lr_decay")
     @classmethod
@@ -109,18 +156,34 @@ class TrainConfig(_Strict):
 
 
 class DistillConfig(_Strict):
-    temperature: float = Field(default=2.0, gt=0)  # softens the teacher enough to expose the hate/offensive confusion
-    w_ce: float = 1.0  # hard labels keep the student honest where the teacher is wrong
-    w_kd: float = 1.0  # KL is T^2-scaled, so it is on the same gradient scale as w_ce
-    w_cos: float = 0.5  # aligns the [CLS] state that the pooler and head were trained on
+    """The distillation loss, w_ce · CE(s, y) + w_kd · T² · KL(softmax(t/T) ‖ softmax(s/T)) + w_cos · (1 − cos(h_s,
+    h_t)), for student logits s, teacher logits t and their [CLS] states h_s, h_t."""
+
+    temperature: float = Field(default=2.0, gt=0)
+    """The softmax temperature T of the KL term: 2 softens the teacher enough to expose the hate/offensive confusion."""
+    w_ce: float = 1.0
+    """Weight of the hard-label cross-entropy: hard labels keep the student honest where the teacher is wrong."""
+    w_kd: float = 1.0
+    """Weight of the KL divergence to the teacher's softened outputs. The KL is T²-scaled, so it is on the same
+    gradient scale as w_ce."""
+    w_cos: float = 0.5
+    """Weight of the cosine loss between the student's and the teacher's [CLS] states: it aligns the state that the
+    pooler and head were trained on. 0 turns it off."""
 
 
 class LoraConfig(_Strict):
-    r: int = Field(default=8, gt=0)  # the LoRA paper's rank that matched full fine-tuning on GLUE
-    alpha: int = 16  # alpha = 2r keeps the effective scale at 2 as r changes
+    """The LoRA adapters of lora and distill-lora stages."""
+
+    r: int = Field(default=8, gt=0)
+    """The adapters' rank: the LoRA paper's rank that matched full fine-tuning on GLUE."""
+    alpha: int = 16
+    """The scale numerator (updates are scaled by alpha / r): alpha = 2r keeps the effective scale at 2 as r changes."""
     dropout: float = 0.1
-    # None: the family's defaults (families.LORA_TARGETS), every attention and feed-forward linear layer.
+    """Dropout on the adapters' input."""
     target_modules: list[str] | None = None
+    """The module names that get adapters. null: the family's defaults (models/families.py LORA_TARGETS), every
+    attention and feed-forward linear layer; for BERT-like families query, key, value, attention.output.dense,
+    intermediate.dense, output.dense."""
 
 
 StageKind = Literal["finetune", "distill", "lora", "distill-lora"]
@@ -130,24 +193,33 @@ class StageConfig(_Strict):
     """One trained model. The run trains them in the order given."""
 
     name: str
+    """The model's folder name under models/: letters, digits, '-', '_' or '.', unique in the run, and neither
+    'teacher' nor 'tfidf-lr'."""
     kind: StageKind
+    """"finetune": full fine-tuning from the teacher's pretrained checkpoint, as the teacher is trained. "distill": a
+    student made of teacher layers (layers) or another pretrained model (student), trained with the distillation
+    loss. "lora": adapters on the pretrained checkpoint or the teacher (base). "distill-lora": adapters on a distill
+    stage's student (base), trained with the distillation loss."""
     enabled: bool = True
-    # distill / lora-on-student: "odd", "even", or 1-based teacher layer numbers.
+    """False: the run skips this stage. Not part of the stage's fingerprint."""
     layers: Literal["odd", "even"] | list[int] | None = None
-    # distill: a pretrained model (another family, its own tokenizer) as the student instead of teacher layers.
+    """distill, and lora on a student: the teacher layers the student keeps, "odd", "even" or 1-based layer numbers."""
     student: str | None = None
-    # lora: "pretrained" (the checkpoint the teacher starts from) or "teacher" (the fine-tuned one).
-    # distill-lora: the name of a distill stage to start from.
+    """distill: a pretrained model (another family, its own tokenizer) as the student instead of teacher layers."""
     base: str | None = None
-    train: TrainConfig | None = None  # None inherits the run's train defaults
+    """lora: "pretrained" (the checkpoint the teacher starts from; the default) or "teacher" (the fine-tuned one).
+    distill-lora: the name of a distill stage to start from."""
+    train: TrainConfig | None = None
+    """This stage's training settings, merged onto the run's train block: the keys given here win, the others come from
+    the run's train. null: the run's train as it is."""
     distill: DistillConfig | None = None
+    """This stage's distillation loss, replacing the run's distill block whole. null: the run's."""
     lora: LoraConfig | None = None
+    """This stage's adapters, replacing the run's lora block whole. null: the run's."""
 
     @field_validator("name")
     @classmethod
     def _safe_name(cls, v: str) -> str:
-        import re
-
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", v) or ".." in v:
             raise ValueError(f"stage name {v!r} must be letters, digits, '-', '_' or '.'")
         return v
@@ -168,49 +240,83 @@ class StageConfig(_Strict):
 
 
 class TeacherConfig(_Strict):
-    # A hub id, a local folder, or a packaged offline model (packaged:all-MiniLM-L6-v2, packaged:all-mpnet-base-v2).
+    """The teacher: the model every student learns from, and whether it is fine-tuned here."""
+
     model: str = PACKAGED_MINILM
-    # None: ``model`` is already a fine-tuned classifier of these classes; it is used as it is, not trained.
+    """A hub id, a local folder, or a packaged offline model (packaged:all-MiniLM-L6-v2, packaged:all-mpnet-base-v2).
+    The default runs offline."""
     train: TrainConfig | None = TrainConfig(epochs=3.0, lr=1e-4)
-    # The given teacher's label names → data.label_names, where they differ (e.g. {hateful: hate speech}).
+    """How the teacher is fine-tuned from model: its own block, not merged with the run's train (keys it leaves out
+    take the defaults listed under train). The default's lr of 1e-4 suits small models; base-size ones want
+    2e-5..5e-5. null: model is already a fine-tuned classifier of these classes; it is used as it is, not trained."""
     label_map: dict[str, str] | None = None
-    # The checkpoint a given teacher was fine-tuned from: where LoRA (base: pretrained) and finetune stages
-    # start. None: ``model`` when the teacher is trained here.
+    """The given teacher's label names → data.label_names, where they differ (e.g. {hateful: hate speech})."""
     pretrained: str | None = None
+    """The checkpoint a given teacher was fine-tuned from: where LoRA (base: pretrained) and finetune stages start.
+    null: model, when the teacher is trained here."""
 
     def pretrained_model(self) -> str | None:
         return self.pretrained or (self.model if self.train is not None else None)
 
 
 class Config(_Strict):
+    """A run: the data, the teacher, the stage defaults and the stages."""
+
     name: str = "davidson-minilm"
+    """The run folder's name under output_dir (with -quick for run --quick); --name overrides it."""
     seed: int = 42
+    """Seeds the split, the weights' initialisation and the data order: the same seed and data settings give the same
+    split, row for row."""
     output_dir: str = "runs"
+    """Where run folders go; --output-dir overrides it."""
     data: DataConfig = DataConfig()
+    """The labelled data (see data)."""
     teacher: TeacherConfig = TeacherConfig()
-    baseline: bool = True  # the TF-IDF floor every transformer must beat
-    train: TrainConfig = TrainConfig()  # defaults for student and LoRA stages
+    """The teacher (see teacher)."""
+    baseline: bool = True
+    """Train tfidf-lr, the TF-IDF + logistic-regression floor every transformer must beat."""
+    train: TrainConfig = TrainConfig()
+    """The training defaults of the student, LoRA and finetune stages; a stage's own train block is merged onto them."""
     distill: DistillConfig = DistillConfig()
+    """The distillation defaults of distill and distill-lora stages."""
     lora: LoraConfig = LoraConfig()
+    """The LoRA defaults of lora and distill-lora stages."""
     stages: list[StageConfig] = Field(
         default_factory=lambda: [
             StageConfig(name="odd", kind="distill", layers="odd"),
             StageConfig(name="even", kind="distill", layers="even"),
         ]
     )
-    threads: int | None = None  # None: torch's default (all cores)
+    """The models trained after the teacher, in order (see stages[])."""
+    threads: int | None = None
+    """CPU threads for torch. null: torch's default (all cores)."""
     checkpoint_every_epoch: bool = True
-    # Train each distill stage this many times (seeds seed, seed+1, ...) and report mean ± std: one test split
-    # of ~2,500 tweets cannot tell a 0.3-point gap from seed noise. 1 = the stages once, as listed.
+    """Not read: every epoch is checkpointed either way, so a killed run resumes from its last finished epoch. Kept so
+    that configs which set it still load."""
     seeds: int = Field(default=1, ge=1)
+    """Train each distill stage this many times (seeds seed, seed+1, ...) and report mean ± std: one test split of
+    ~2,500 tweets cannot tell a 0.3-point gap from seed noise. 1 = the stages once, as listed."""
+
+    # First, so that every later check and every reader of stage.train sees the resolved block.
+    @model_validator(mode="after")
+    def _merge_stage_train(self) -> Config:
+        if any(s.train is not None for s in self.stages):
+            self.stages = [
+                s if s.train is None else s.model_copy(update={"train": self._merged(s.train)}) for s in self.stages
+            ]
+        return self
+
+    def _merged(self, own: TrainConfig) -> TrainConfig:
+        """``own``'s keys that the stage gave, over the run's train block."""
+        return TrainConfig.model_validate({**self.train.model_dump(), **own.model_dump(include=own.model_fields_set)})
 
     @model_validator(mode="after")
     def _unique_stage_names(self) -> Config:
         names = [s.name for s in self.stages]
-        reserved = {"teacher", "tfidf-lr"}
+        reserved = {TEACHER, BASELINE}
         dup = {n for n in names if names.count(n) > 1} | (set(names) & reserved)
         if dup:
-            raise ValueError(f"stage names must be unique and not 'teacher'/'tfidf-lr': {sorted(dup)}")
+            raise ValueError(f"stage names must be unique and not '{TEACHER}'/'{BASELINE}': {sorted(dup)}")
         distill_names = {s.name for s in self.stages if s.kind == "distill"}
         for s in self.stages:
             if s.kind == "distill-lora" and s.base not in distill_names:
@@ -250,6 +356,7 @@ class Config(_Strict):
 
     # --- resolved views -------------------------------------------------
     def stage_train(self, stage: StageConfig) -> TrainConfig:
+        """The stage's train block (merged onto the run's when the config was read), or the run's."""
         return stage.train or self.train
 
     def stage_distill(self, stage: StageConfig) -> DistillConfig:
@@ -275,13 +382,15 @@ class Config(_Strict):
 
     def stage_fingerprint(self, name: str) -> str:
         """Hash of one stage's resolved settings; a finished stage with another hash must be forced to redo."""
-        if name == "teacher":
+        if name == TEACHER:
             return self.fingerprint()
-        if name == "tfidf-lr":
+        if name == BASELINE:
             return _hash(
                 {"data": self.data.model_dump(mode="json", exclude={"vote_cols", "focus_class"}), "seed": self.seed}
             )
         st = next(s for s in self.stages if s.name == name)
+        # A stage's own train block is the merged one (see _merge_stage_train), so a YAML that repeats the run's
+        # train keys in a stage and one that leaves them to the merge hash the same.
         tc = self.stage_train(st)
         soft = {"soft_labels"} if tc.soft_labels == 0 else set()
         own_train = {"train": soft} if st.train is not None and soft else {}
