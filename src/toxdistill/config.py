@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from toxdistill.errors import ToxdistillError
-from toxdistill.files import BASELINE, BERT_LORA_TARGETS, PACKAGED_MINILM, TEACHER
+from toxdistill.files import BASELINE, BERT_LORA_TARGETS, PACKAGED_MINILM, PERTURBATIONS, TEACHER
 
 DAVIDSON_SHA256 = "fcb8bc7c68120ae4af04a5b9acd58585513ede11e1548ebf36a5c2040b6f6281"
 
@@ -146,6 +146,24 @@ class TrainConfig(_Strict):
     soft_labels: float = Field(default=0.0, ge=0.0, le=1.0)
     """Weight a of the annotators' vote shares in the training target: (1 - a) one-hot(label) + a votes. 0 = majority
     labels only. Needs data.vote_cols. Validation loss and every metric stay on majority labels."""
+    perturb: float = Field(default=0.0, ge=0.0, le=1.0)
+    """Consistency training: the share of training rows drawn perturbed (data/perturb.py, one kind of perturb_kinds at
+    random). A perturbed row keeps its clean row's hard label and, in a distill stage, the teacher's distribution on
+    the clean row as its soft target, so the student learns that "h a t e" means what "hate" means. 0: off.
+    Validation and test texts are never perturbed."""
+    perturb_kinds: list[str] | None = None
+    """The perturbation kinds drawn from when perturb > 0. null: every character-level kind (leet, swap, delete,
+    spaces, join, repeat, homoglyph, accent): the evasive spellings; token-level noise barely moves these models."""
+
+    @field_validator("perturb_kinds")
+    @classmethod
+    def _known_kinds(cls, v: list[str] | None) -> list[str] | None:
+        unknown = [k for k in v or [] if k not in PERTURBATIONS]
+        if unknown:
+            raise ValueError(f"unknown perturbation kind {unknown[0]!r}; valid kinds: {', '.join(PERTURBATIONS)}")
+        if v is not None and not v:
+            raise ValueError("perturb_kinds is empty; give at least one kind, or null for every character-level kind")
+        return v
 
     @field_validator("layer_lr_decay")
     @classmethod
@@ -259,6 +277,59 @@ class TeacherConfig(_Strict):
         return self.pretrained or (self.model if self.train is not None else None)
 
 
+class EvalSetConfig(_Strict):
+    """A labelled file that every run scores at its end, per group: your own functional tests, or another data set
+    whose labels map onto sets of the model's classes (what ``toxdistill evaluate --map --group-col`` does)."""
+
+    name: str
+    """The set's name in the report and in RUN/eval-<name>.json."""
+    path: str
+    """The CSV or JSONL file. A relative path is read from the working directory, else from the config file's
+    folder (so configs/functional-suite.csv works from the repository root and beside the config)."""
+    format: Literal["auto", "csv", "jsonl"] = "auto"
+    """The file's format; "auto" goes by its suffix."""
+    text_col: str = "text"
+    """The column holding the texts."""
+    label_col: str = "label"
+    """The column holding the labels."""
+    label_map: dict[str, list[str]] | None = None
+    """For each label of the file, the model classes that count as a correct answer, e.g. {hateful: [hate speech],
+    non-hateful: [offensive, neither]}. Labels that are model class names or ids need none; any other label is an
+    error before training starts."""
+    group_col: str | None = None
+    """Also score per value of this column (a functional test's function, say). null: the whole set only."""
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", v) or ".." in v:
+            raise ValueError(f"eval set name {v!r} must be letters, digits, '-', '_' or '.'")
+        return v
+
+
+class RobustnessConfig(_Strict):
+    """The robustness and fidelity check that every run makes before its report (also ``toxdistill check RUN``)."""
+
+    enabled: bool = True
+    """Score every model under each perturbation of the test split before the report. About a minute per model
+    on 2 cores; off: the report has no robustness section."""
+    kinds: list[str] | None = None
+    """The perturbation kinds to score (data/perturb.py). null: every kind, character- and token-level."""
+    seed: int = 0
+    """The perturbation seed: the same seed gives the same perturbed texts on every machine."""
+    n_words: int = Field(default=2, ge=1)
+    """Words disguised per text: the ones the TF-IDF floor weighs most towards the row's class. One or two
+    disguised words is what evasion looks like; more turns a tweet into noise."""
+
+    @field_validator("kinds")
+    @classmethod
+    def _known_kinds(cls, v: list[str] | None) -> list[str] | None:
+        unknown = [k for k in v or [] if k not in PERTURBATIONS]
+        if unknown:
+            raise ValueError(f"unknown perturbation kind {unknown[0]!r}; valid kinds: {', '.join(PERTURBATIONS)}")
+        return v
+
+
 class Config(_Strict):
     """A run: the data, the teacher, the stage defaults and the stages."""
 
@@ -296,6 +367,11 @@ class Config(_Strict):
     seeds: int = Field(default=1, ge=1)
     """Train each distill stage this many times (seeds seed, seed+1, ...) and report mean ± std: one test split of
     ~2,500 tweets cannot tell a 0.3-point gap from seed noise. 1 = the stages once, as listed."""
+    eval_sets: list[EvalSetConfig] = []
+    """Labelled files scored at the end of the run and reported per group (see eval_sets[]). Not in any
+    fingerprint: they change what is reported, not what is trained."""
+    robustness: RobustnessConfig = RobustnessConfig()
+    """The robustness and fidelity check before the report (see robustness)."""
 
     # First, so that every later check and every reader of stage.train sees the resolved block.
     @model_validator(mode="after")
@@ -372,9 +448,10 @@ class Config(_Strict):
         """Hash of what every model depends on (data, split, seed, teacher). A run folder refuses a change here."""
         t = self.teacher
         votes_unused = t.train is None or t.train.soft_labels == 0
-        exclude: dict = {"data": {"vote_cols", "focus_class"}, "teacher": {"train": {"soft_labels"}}}
-        if not votes_unused:
-            exclude = {"data": {"focus_class"}}
+        exclude: dict = {"data": {"vote_cols", "focus_class"} if votes_unused else {"focus_class"}}
+        later = _later_defaults(t.train) if t.train is not None else set()
+        if later:
+            exclude["teacher"] = {"train": later}
         unset = {k for k in ("label_map", "pretrained") if getattr(t, k) is None}
         if unset:
             exclude.setdefault("teacher", {}).update(dict.fromkeys(unset, True))
@@ -392,7 +469,7 @@ class Config(_Strict):
         # A stage's own train block is the merged one (see _merge_stage_train), so a YAML that repeats the run's
         # train keys in a stage and one that leaves them to the merge hash the same.
         tc = self.stage_train(st)
-        soft = {"soft_labels"} if tc.soft_labels == 0 else set()
+        soft = _later_defaults(tc)
         own_train = {"train": soft} if st.train is not None and soft else {}
         unset_stage = {"student": True} if st.student is None else {}
         d: dict[str, object] = {
@@ -415,6 +492,15 @@ class Config(_Strict):
 # Before lora.target_modules could be None (the family's defaults) its default was BERT's list; hashing None
 # as that list keeps the fingerprints of run folders made from configs that left the key out. A change of
 # teacher family changes the global fingerprint anyway.
+# Train settings added after run folders already existed, with the value that leaves training as it was: they
+# enter a hash only where they change training, so older run folders keep their finished stages.
+_LATER_TRAIN_DEFAULTS: dict[str, object] = {"soft_labels": 0.0, "perturb": 0.0, "perturb_kinds": None}
+
+
+def _later_defaults(tc: TrainConfig) -> set[str]:
+    return {k for k, v in _LATER_TRAIN_DEFAULTS.items() if getattr(tc, k) == v}
+
+
 def _lora_dump(lora: LoraConfig) -> dict:
     d = lora.model_dump(mode="json")
     if d["target_modules"] is None:

@@ -36,3 +36,8 @@ PACKAGED_MPNET = "packaged:all-mpnet-base-v2"
 # models/, because the config hashes this list for configs that leave lora.target_modules out: fingerprints
 # of run folders made when it was the config's default must not change.
 BERT_LORA_TARGETS = ("query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense")
+
+# The perturbation kinds of data/perturb.py, named here so the config can check them without importing data/.
+CHAR_PERTURBATIONS = ("leet", "swap", "delete", "spaces", "join", "repeat", "homoglyph", "accent")
+TOKEN_PERTURBATIONS = ("case", "punct", "emoji", "hashtag", "noise")
+PERTURBATIONS = CHAR_PERTURBATIONS + TOKEN_PERTURBATIONS
