@@ -11,12 +11,15 @@ import torch
 from toxdistill.config import DistillConfig, LoraConfig, TrainConfig
 from toxdistill.errors import ToxdistillError
 from toxdistill.inference.predict import Predictor
-from toxdistill.models.families import LORA_TARGETS, forward_inputs, label_order, relabel
-from toxdistill.models.lora import add_lora, count_params
+from toxdistill.models.families import LORA_TARGETS, count_params, forward_inputs, label_order, relabel
+from toxdistill.models.lora import add_lora
 from toxdistill.models.students import attach_hidden_projection, build_student, detach_hidden_projection
 from toxdistill.training.trainer import EncodedDataset, compute_teacher_outputs, train_model
 
 from conftest import FAMILIES, LABELS, SAMPLE_TEXTS, tiny_dataset, tiny_family
+
+# The Trainer's own validation loss picks the epoch, so these runs need no scores (compute_metrics).
+BY_LOSS = TrainConfig(epochs=1, batch_size=8, best_metric="loss")
 
 
 def _batch(seed=0):
@@ -100,7 +103,7 @@ def test_no_token_type_ids_reach_a_model_that_has_none(family, tmp_path, tokeniz
 
     model.forward = spy
     ds = tiny_dataset(24)
-    train_model(model, tokenizer, ds, ds, TrainConfig(epochs=1, batch_size=8), tmp_path / "w", 0, 32, 4, progress=False)
+    train_model(model, tokenizer, ds, ds, BY_LOSS, tmp_path / "w", 0, 32, 4, progress=False)
     enc = EncodedDataset(ds, tokenizer, 32, token_types="token_type_ids" in forward_inputs(model))
     compute_teacher_outputs(model, enc, progress=False)
     assert "input_ids" in seen and "token_type_ids" not in seen
@@ -117,7 +120,7 @@ def test_no_token_type_ids_reach_a_model_that_has_none(family, tmp_path, tokeniz
 
 def _distill(student, tokenizer, ds, cache, tmp_path, distill: DistillConfig) -> dict:
     """One epoch of distillation of a 2-layer student on ``ds`` from the cached teacher outputs."""
-    cfg = TrainConfig(epochs=1, batch_size=8, lr=1e-3)
+    cfg = BY_LOSS.model_copy(update={"lr": 1e-3})
     return train_model(
         student,
         tokenizer,

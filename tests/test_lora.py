@@ -1,3 +1,6 @@
+import json
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -6,7 +9,8 @@ from transformers import AutoModelForSequenceClassification
 from toxdistill.config import LoraConfig
 from toxdistill.errors import ToxdistillError
 from toxdistill.inference.predict import Predictor
-from toxdistill.models.lora import add_lora, count_params, save_lora
+from toxdistill.models.families import count_params
+from toxdistill.models.lora import ADAPTER_BASE, add_lora, save_lora
 
 from conftest import LABELS, SAMPLE_TEXTS, tiny_bert
 
@@ -40,7 +44,9 @@ def test_head_is_trainable_and_adapters_are_small(base_dir):
 
 
 def test_adapter_save_load_and_merge_give_identical_logits(base_dir, tmp_path, tokenizer):
+    """save_lora writes a plain merged folder and an adapter that plain peft loads onto ``<folder>/base``."""
     from peft import PeftModel
+    from safetensors.torch import load_file
 
     peft_model = _trained_lora(base_dir)
     peft_model.eval()
@@ -48,25 +54,24 @@ def test_adapter_save_load_and_merge_give_identical_logits(base_dir, tmp_path, t
     with torch.no_grad():
         ref = peft_model(**x).logits
     out = tmp_path / "lora"
-    out.mkdir()
-    save_lora(peft_model, tokenizer, out)
-    assert (out / "adapter" / "adapter_model.safetensors").is_file()
-
-    base = AutoModelForSequenceClassification.from_pretrained(base_dir, num_labels=3)
-    loaded = PeftModel.from_pretrained(base, out / "adapter").eval()  # the reference app's way
-    plain = AutoModelForSequenceClassification.from_pretrained(out).eval()  # merged, plain transformers
+    shutil.copytree(base_dir, out / "base")  # where the pipeline puts the base beside the adapter
+    merged = save_lora(peft_model, tokenizer, out)
     with torch.no_grad():
-        unmerged_logits = loaded(**x).logits
-        merged_logits = loaded.merge_and_unload()(**x).logits
-        plain_logits = plain(**x).logits
-    assert torch.allclose(unmerged_logits, ref, atol=1e-5)
-    assert torch.allclose(merged_logits, ref, atol=1e-5)
-    assert torch.allclose(plain_logits, ref, atol=1e-5)
-    # The head was saved with the adapter: a fresh base has a different random head.
-    with torch.no_grad():
-        fresh = AutoModelForSequenceClassification.from_pretrained(base_dir, num_labels=3)(**x).logits
-    assert not torch.allclose(fresh, ref, atol=1e-3)
+        assert torch.allclose(merged.eval()(**x).logits, ref, atol=1e-5)
 
+    # The adapter: LoRA weights and the head, its base named relative to itself.
+    adapter = load_file(str(out / "adapter" / "adapter_model.safetensors"))
+    assert all("lora_" in k or "classifier" in k for k in adapter) and any("classifier" in k for k in adapter)
+    assert json.loads((out / "adapter" / "adapter_config.json").read_text())["base_model_name_or_path"] == ADAPTER_BASE
+    base = AutoModelForSequenceClassification.from_pretrained(out / "base")
+    loaded = PeftModel.from_pretrained(base, out / "adapter").eval()  # save_lora's docstring, the README's way
+
+    # The merged folder: plain transformers, no peft left in it.
+    assert not [k for k in load_file(str(out / "model.safetensors")) if "lora_" in k or "base_layer" in k]
+    plain = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    with torch.no_grad():
+        assert torch.allclose(loaded(**x).logits, ref, atol=1e-5)
+        assert torch.allclose(plain(**x).logits, ref, atol=1e-5)
     pred_logits, _ = Predictor.load(out).logits(SAMPLE_TEXTS)  # toxdistill's own evaluation path
     np.testing.assert_allclose(pred_logits, ref.numpy(), atol=1e-4)
 

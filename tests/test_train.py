@@ -4,6 +4,7 @@ import torch
 
 from toxdistill.config import DistillConfig, TrainConfig
 from toxdistill.errors import ToxdistillError
+from toxdistill.evaluation.metrics import classification_metrics
 from toxdistill.training.trainer import (
     DistillationTrainer,
     EncodedDataset,
@@ -14,7 +15,19 @@ from toxdistill.training.trainer import (
     train_model,
 )
 
-from conftest import tiny_bert, tiny_dataset
+from conftest import LABELS, tiny_bert, tiny_dataset
+
+
+def val_metrics(eval_pred) -> dict[str, float]:
+    """The scores the pipeline hands the Trainer: evaluation's own, the scalar ones."""
+    logits, labels = eval_pred
+    m = classification_metrics(labels, np.asarray(logits).argmax(-1), LABELS)
+    return {k: m[k] for k in ("accuracy", "f1_macro", "f1_weighted")}
+
+
+def fit(model, tokenizer, ds, cfg: TrainConfig, work, n_layers: int, **kw) -> dict:
+    """train_model on ``ds``, validated on ``ds`` too: seed 0, 32 tokens, no progress bars."""
+    return train_model(model, tokenizer, ds, ds, cfg, work, 0, 32, n_layers, progress=False, **kw)
 
 
 def test_layerwise_lr_groups_have_expected_rates():
@@ -51,7 +64,7 @@ def test_trainer_optimizer_uses_llrd_groups(tmp_path, tokenizer):
     model = tiny_bert(n_layers=2)
     ds = tiny_dataset()
     cfg = TrainConfig(epochs=1, lr=1e-3, batch_size=16, layer_lr_decay=0.5)
-    hist = train_model(model, tokenizer, ds, ds, cfg, tmp_path / "w", seed=0, max_length=32, n_layers=2)
+    hist = fit(model, tokenizer, ds, cfg, tmp_path / "w", 2, compute_metrics=val_metrics)
     # The linear schedule has decayed "lr" to 0 by now; "initial_lr" is what each group started from.
     rates = sorted({g["initial_lr"] for g in hist["trainer"].optimizer.param_groups if g["params"]})
     assert rates == pytest.approx([1e-3 * 0.5**3, 1e-3 * 0.5**2, 1e-3 * 0.5, 1e-3])
@@ -67,20 +80,9 @@ def test_distillation_uses_cached_teacher_outputs(tmp_path, tokenizer):
     student = tiny_bert(n_layers=2)
     cfg = TrainConfig(epochs=3, lr=3e-3, batch_size=16)
     dcfg = DistillConfig(w_ce=0.0, w_kd=1.0, w_cos=0.0, temperature=1.0)
-    hist = train_model(
-        student,
-        tokenizer,
-        ds,
-        ds,
-        cfg,
-        tmp_path / "w",
-        seed=0,
-        max_length=32,
-        n_layers=2,
-        distill=dcfg,
-        teacher_outputs=(fake_logits, fake_cls),
-        train_enc=enc,
-    )
+    teacher_outputs = (fake_logits, fake_cls)
+    kw = dict(distill=dcfg, teacher_outputs=teacher_outputs, train_enc=enc, compute_metrics=val_metrics)
+    hist = fit(student, tokenizer, ds, cfg, tmp_path / "w", 2, **kw)
     trainer = hist["trainer"]
     assert isinstance(trainer, DistillationTrainer)
     assert trainer.teacher_logits is fake_logits
@@ -106,19 +108,7 @@ def _epoch_batches(tmp_path, tokenizer, group_by_length: bool) -> tuple[list[int
     share of padding per batch."""
     ds = tiny_dataset(203)
     cfg = TrainConfig(epochs=1, batch_size=16, group_by_length=group_by_length)
-    hist = train_model(
-        tiny_bert(n_layers=1),
-        tokenizer,
-        ds,
-        ds,
-        cfg,
-        tmp_path / str(group_by_length),
-        0,
-        32,
-        1,
-        progress=False,
-        max_steps=1,
-    )
+    hist = fit(tiny_bert(n_layers=1), tokenizer, ds, cfg, tmp_path / str(group_by_length), 1, max_steps=1)
     seen, pad = [], []
     for b in hist["trainer"].get_train_dataloader():
         seen += b["idx"].tolist()
@@ -166,7 +156,7 @@ def test_training_follows_the_votes_and_validation_the_labels(tmp_path, tokenize
     ds = tiny_dataset(64)
     ds.votes = np.tile(np.array([[0.0, 0.0, 1.0]], dtype=np.float32), (len(ds), 1))
     cfg = TrainConfig(epochs=3, lr=3e-3, batch_size=16, soft_labels=1.0)
-    hist = train_model(tiny_bert(n_layers=2), tokenizer, ds, ds, cfg, tmp_path / "w", seed=0, max_length=32, n_layers=2)
+    hist = fit(tiny_bert(n_layers=2), tokenizer, ds, cfg, tmp_path / "w", 2, compute_metrics=val_metrics)
     trainer = hist["trainer"]
     with torch.no_grad():
         b = tokenizer(ds.texts[:8], padding=True, return_tensors="pt")
@@ -181,9 +171,7 @@ def test_training_follows_the_votes_and_validation_the_labels(tmp_path, tokenize
 def test_validation_runs_in_length_order_and_scores_the_same(tmp_path, tokenizer):
     ds = tiny_dataset(61)
     cfg = TrainConfig(epochs=1, batch_size=16)
-    hist = train_model(
-        tiny_bert(n_layers=1), tokenizer, ds, ds, cfg, tmp_path / "w", 0, 32, 1, progress=False, max_steps=1
-    )
+    hist = fit(tiny_bert(n_layers=1), tokenizer, ds, cfg, tmp_path / "w", 1, max_steps=1, compute_metrics=val_metrics)
     trainer = hist["trainer"]
     ev = trainer.eval_dataset
     lengths = [len(x) for x in ev.input_ids]
@@ -193,3 +181,26 @@ def test_validation_runs_in_length_order_and_scores_the_same(tmp_path, tokenizer
     as_given = trainer.evaluate(EncodedDataset(ds, tokenizer, 32))
     for k in ("eval_accuracy", "eval_f1_macro", "eval_f1_weighted"):
         assert in_order[k] == pytest.approx(as_given[k])
+
+
+def test_the_best_epoch_is_the_one_compute_metrics_scores_highest(tmp_path, tokenizer):
+    """One step per epoch; the scores are made up, so only the wiring to the Trainer can pick epoch 2."""
+    ds = tiny_dataset(16)
+    scores = iter([0.5, 0.9, 0.1])
+
+    def made_up(eval_pred) -> dict[str, float]:
+        return {"f1_macro": next(scores)}
+
+    cfg = TrainConfig(epochs=3, batch_size=16)
+    hist = fit(tiny_bert(n_layers=1), tokenizer, ds, cfg, tmp_path / "w", 1, compute_metrics=made_up)
+    assert hist["best_checkpoint"].endswith("checkpoint-2")
+    assert [h["eval_f1_macro"] for h in hist["trainer"].state.log_history if "eval_f1_macro" in h] == [0.5, 0.9, 0.1]
+
+
+def test_selecting_the_best_epoch_by_a_score_needs_compute_metrics(tmp_path, tokenizer):
+    ds = tiny_dataset(16)
+    with pytest.raises(ValueError, match="needs compute_metrics to select the best epoch by 'f1_macro'"):
+        fit(tiny_bert(n_layers=1), tokenizer, ds, TrainConfig(epochs=1), tmp_path / "w", 1)
+    by_loss = TrainConfig(epochs=1, batch_size=16, best_metric="loss")  # the Trainer's own validation loss
+    hist = fit(tiny_bert(n_layers=1), tokenizer, ds, by_loss, tmp_path / "w", 1)
+    assert hist["best_checkpoint"].endswith("checkpoint-1")

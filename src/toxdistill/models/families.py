@@ -1,4 +1,5 @@
-"""What differs between encoder families, in one table: LoRA targets, the inputs a model takes, its head.
+"""What differs between encoder families, in one table: LoRA targets, the inputs a model takes, its head;
+and what every family shares: how its layers are named, a peft wrapper around it, its parameter counts.
 
 Student building needs no entry here: it copies every weight outside the per-layer blocks by name, so
 MPNet's ``encoder.relative_attention_bias`` and DeBERTa-v2's ``encoder.rel_embeddings`` come along with the
@@ -43,6 +44,10 @@ HEAD_EXTRA: dict[str, list[str]] = {"distilbert": ["pre_classifier"], "deberta-v
 
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
+# The encoder-layer index N in a weight's name: ``encoder.layer.N.`` (BERT, RoBERTa, ELECTRA, MPNet,
+# DeBERTa-v2), ``transformer.layer.N.`` (DistilBERT), ``layers.N.`` elsewhere. Group 1 is N, 0-based.
+LAYER_KEY = re.compile(r"(?:^|\.)(?:layer|layers)\.(\d+)\.")
+
 
 def lora_targets(model_type: str, override: list[str] | None) -> list[str]:
     """The config's ``lora.target_modules`` if given, else the family's defaults."""
@@ -56,15 +61,23 @@ def lora_targets(model_type: str, override: list[str] | None) -> list[str]:
     return list(LORA_TARGETS[model_type])
 
 
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    get_base = getattr(model, "get_base_model", None)  # a peft model
+def unwrap_peft(model: torch.nn.Module) -> torch.nn.Module:
+    """The transformers model inside a peft wrapper (``get_base_model``); any other model as it is."""
+    get_base = getattr(model, "get_base_model", None)
     return get_base() if callable(get_base) else model
+
+
+def count_params(model: torch.nn.Module) -> tuple[int, int]:
+    """(total, trainable) parameter counts of the model as saved: the training-only ``kd_projection``
+    (``students.attach_hidden_projection``) is left out."""
+    params = [p for n, p in model.named_parameters() if "kd_projection" not in n]
+    return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
 
 
 def forward_inputs(model: torch.nn.Module) -> list[str]:
     """The tokenizer outputs this model's forward names. Families without segment embeddings (MPNet,
     DistilBERT, RoBERTa's tokenizer) swallow ``token_type_ids`` into ``**kwargs``, so we never send them."""
-    params = inspect.signature(_unwrap(model).forward).parameters
+    params = inspect.signature(unwrap_peft(model).forward).parameters
     return [n for n in _INPUTS if n in params]
 
 

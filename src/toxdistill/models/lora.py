@@ -40,12 +40,6 @@ def add_lora(model: PreTrainedModel, cfg: LoraConfig):
         raise ToxdistillError(f"cannot add LoRA: {str(e).splitlines()[0][:160]}", "check lora.target_modules") from None
 
 
-def count_params(model) -> tuple[int, int]:
-    """(total, trainable) parameter counts of the model as saved: a training-only ``kd_projection`` is left out."""
-    params = [(n, p) for n, p in model.named_parameters() if "kd_projection" not in n]
-    return sum(p.numel() for _, p in params), sum(p.numel() for _, p in params if p.requires_grad)
-
-
 # The adapter's base, relative to the adapter folder. Plain peft resolves a base path against the working
 # directory, so no stored path loads from everywhere; the README's one-liner passes ``<model>/base`` instead.
 ADAPTER_BASE = "../base"

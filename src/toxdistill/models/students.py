@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import copy
-import re
 
 import torch
 from transformers import PreTrainedModel
 
 from toxdistill.errors import ToxdistillError
-
-# Matches the encoder-layer index in BERT (encoder.layer.N), RoBERTa and DistilBERT (transformer.layer.N).
-_LAYER_KEY = re.compile(r"(^|\.)(layer|layers)\.(\d+)\.")
+from toxdistill.models.families import LAYER_KEY, unwrap_peft
 
 
 def resolve_layers(spec: str | list[int], n_teacher_layers: int) -> list[int]:
@@ -59,10 +56,10 @@ def build_student(teacher: PreTrainedModel, layers: list[int]) -> PreTrainedMode
     teacher_sd = teacher.state_dict()
     new_sd: dict[str, torch.Tensor] = {}
     for key in student.state_dict():
-        m = _LAYER_KEY.search(key)
+        m = LAYER_KEY.search(key)
         if m:
-            src_layer = layers[int(m.group(3))] - 1
-            src = key[: m.start(3)] + str(src_layer) + key[m.end(3) :]
+            src_layer = layers[int(m.group(1))] - 1
+            src = key[: m.start(1)] + str(src_layer) + key[m.end(1) :]
         else:
             src = key
         if src not in teacher_sd:
@@ -90,6 +87,6 @@ def attach_hidden_projection(student: PreTrainedModel, teacher_hidden: int) -> b
 
 def detach_hidden_projection(model) -> None:
     """Training-only: the saved student is a plain classifier without the projection."""
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = unwrap_peft(model)
     if hasattr(inner, "kd_projection"):
         del inner.kd_projection

@@ -6,9 +6,16 @@ import logging
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from toxdistill.errors import ToxdistillError
+from toxdistill.models.families import is_classifier, label_order, relabel
 from toxdistill.models.packaged import resolve_packaged
 
 log = logging.getLogger(__name__)
@@ -103,8 +110,6 @@ def load_given_classifier(
     spec: str, label_names: list[str], label_map: dict[str, str] | None = None, allow_pickle: bool = False
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """An already fine-tuned classifier used as it is: its head is kept, reordered to ``label_names``."""
-    from toxdistill.models.families import relabel
-
     path = resolve_model_path(spec)
     allow_pickle = pickle_allowed(allow_pickle)
     check_safetensors(path, allow_pickle)
@@ -123,8 +128,6 @@ def load_given_classifier(
 
 def check_given_classifier(path: str, label_names: list[str], label_map: dict[str, str] | None = None) -> list[int]:
     """From its config alone, before anything is trained: a classifier whose labels map onto ``label_names``."""
-    from toxdistill.models.families import is_classifier, label_order
-
     cfg = load_model_config(path)
     if not is_classifier(cfg):
         raise ToxdistillError(
@@ -135,8 +138,6 @@ def check_given_classifier(path: str, label_names: list[str], label_map: dict[st
 
 
 def load_model_config(path: str):
-    from transformers import AutoConfig
-
     try:
         return AutoConfig.from_pretrained(path, trust_remote_code=False)
     except (OSError, ValueError) as e:

@@ -1,1 +1,1 @@
-"""Training: the losses, the Trainer subclasses and the teacher cache, and multi-process helpers."""
+"""Training: the losses, the Trainer subclasses and the teacher cache, and the DDP process helpers (``ddp``)."""

@@ -58,8 +58,10 @@ def distillation_loss(
 
     ``L = w_ce · CE(s, y) + w_kd · T² · KL(softmax(t/T) ‖ softmax(s/T)) + w_cos · (1 − cos(h_s, h_t))``
 
-    with ``h`` the final-layer [CLS] hidden state and ``y`` class ids or target distributions (see
-    ``cross_entropy``). Returns the loss and its parts (as floats, for logs).
+    each term averaged over the batch, with ``h`` the first token's final-layer hidden state ([CLS]; the
+    caller projects the student's to the teacher's size where they differ) and ``y`` class ids or target
+    distributions (see ``cross_entropy``, which also applies ``class_weights``; KL and cosine are unweighted).
+    Returns the loss and its parts (as floats, for logs).
     """
     ce = cross_entropy(student_logits, labels, class_weights)
     kd = kd_kl_loss(student_logits, teacher_logits, temperature)

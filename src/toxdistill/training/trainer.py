@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +19,10 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch.utils.data import Dataset as TorchDataset
+from tqdm.auto import tqdm
 from transformers import (
     DataCollatorWithPadding,
+    EvalPrediction,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     Trainer,
@@ -28,7 +32,7 @@ from transformers import (
 from toxdistill.config import DistillConfig, TrainConfig
 from toxdistill.data.dataset import Dataset
 from toxdistill.errors import ToxdistillError
-from toxdistill.models.families import forward_inputs
+from toxdistill.models.families import LAYER_KEY, forward_inputs, unwrap_peft
 from toxdistill.training.losses import cross_entropy, distillation_loss
 
 log = logging.getLogger(__name__)
@@ -100,12 +104,9 @@ def soft_target_tensor(ds: Dataset, weight: float) -> torch.Tensor | None:
 
 
 # ---------------------------------------------------------------- layer-wise lr decay
-_LAYER_NUM = re.compile(r"(?:^|\.)(?:layer|layers)\.(\d+)\.")
-
-
 def param_depth(name: str, n_layers: int) -> int:
     """0 for embeddings, l+1 for encoder layer l (0-based), n_layers+1 for pooler/head/anything above."""
-    m = _LAYER_NUM.search(name)
+    m = LAYER_KEY.search(name)
     if m:
         return int(m.group(1)) + 1
     if "embeddings" in name:
@@ -242,8 +243,6 @@ def compute_teacher_outputs(
     teacher: PreTrainedModel, enc: EncodedDataset, batch_size: int = 128, progress: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits and final [CLS] states for every row, teacher frozen in eval mode, length-sorted batches."""
-    from tqdm.auto import tqdm
-
     teacher.eval()
     order = np.argsort([len(x) for x in enc.input_ids], kind="stable")
     collate = collator(enc.tokenizer)
@@ -285,8 +284,6 @@ _CKPT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
 
 
 def _readable_json(path: Path) -> bool:
-    import json
-
     try:
         json.loads(path.read_text())
         return True
@@ -310,21 +307,49 @@ def last_complete_checkpoint(work_dir: Path) -> str | None:
     return str(max(found)[1]) if found else None
 
 
-def _metrics_for_trainer(eval_pred) -> dict[str, float]:
-    from sklearn.metrics import f1_score
-
-    logits, labels = eval_pred
-    preds = np.asarray(logits).argmax(-1)
-    return {
-        "accuracy": float((preds == labels).mean()),
-        "f1_macro": float(f1_score(labels, preds, average="macro")),
-        "f1_weighted": float(f1_score(labels, preds, average="weighted")),
-    }
-
-
 def _has_projection(model) -> bool:
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return hasattr(inner, "kd_projection")
+    return hasattr(unwrap_peft(model), "kd_projection")
+
+
+def _training_arguments(
+    cfg: TrainConfig, work_dir: Path, seed: int, max_steps: int = -1, progress: bool = True, projected: bool = False
+) -> TrainingArguments:
+    """The Trainer's settings from ``cfg``. ``max_steps >= 0`` (the training bench) trains that many steps
+    with no validation and no checkpoints; otherwise every epoch is validated and saved, and the best loaded."""
+    selects_best = max_steps < 0
+    return TrainingArguments(
+        output_dir=str(work_dir),
+        num_train_epochs=cfg.epochs,
+        max_steps=max_steps,
+        learning_rate=cfg.lr,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.eval_batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio of total steps in transformers 5
+        weight_decay=cfg.weight_decay,
+        lr_scheduler_type="linear",
+        max_grad_norm=cfg.max_grad_norm,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
+        eval_strategy="epoch" if selects_best else "no",
+        save_strategy="epoch" if selects_best else "no",
+        logging_strategy="epoch",
+        load_best_model_at_end=selects_best,
+        metric_for_best_model=cfg.best_metric,
+        greater_is_better=cfg.best_metric != "loss",
+        save_total_limit=2,
+        save_only_model=False,  # optimizer state is kept so a killed run resumes exactly
+        seed=seed,
+        data_seed=seed,
+        bf16=cfg.bf16,
+        report_to="none",
+        disable_tqdm=not progress,
+        remove_unused_columns=False,  # keep "idx" for the teacher cache lookup
+        dataloader_num_workers=0,
+        use_cpu=not torch.cuda.is_available(),
+        # The hidden projection of a student of another size is used in the loss, outside forward(): DDP's
+        # unused-parameter search would then see its gradient arrive twice. Every trainable weight is used.
+        ddp_find_unused_parameters=False if projected else None,
+    )
 
 
 def train_model(
@@ -345,56 +370,29 @@ def train_model(
     max_steps: int = -1,
     trainer_cls: type[ToxTrainer] | None = None,
     trainer_kwargs: dict | None = None,
+    compute_metrics: Callable[[EvalPrediction], dict[str, float]] | None = None,
 ) -> dict:
     """Train in place (resuming from ``work_dir`` checkpoints) and return the loss history.
 
-    The best epoch on validation ``cfg.best_metric`` is loaded at the end.
+    The best epoch on validation ``cfg.best_metric`` is loaded at the end. ``compute_metrics`` scores each
+    epoch's validation logits, and must return a float under the key ``cfg.best_metric`` (the Trainer logs
+    it as ``eval_<key>``); only ``best_metric: loss`` needs none, as the Trainer computes the loss itself.
     """
+    if max_steps < 0 and cfg.best_metric != "loss" and compute_metrics is None:
+        raise ValueError(f"train_model needs compute_metrics to select the best epoch by {cfg.best_metric!r}")
     token_types = "token_type_ids" in forward_inputs(model)
     train_enc = train_enc or EncodedDataset(train_ds, tokenizer, max_length, token_types)
     val_enc = EncodedDataset(val_ds, tokenizer, max_length, token_types).by_length()
     weights = class_weight_tensor(cfg.class_weights, train_ds.labels, len(train_ds.label_names))
     soft = soft_target_tensor(train_ds, cfg.soft_labels)
-    args = TrainingArguments(
-        output_dir=str(work_dir),
-        num_train_epochs=cfg.epochs,
-        max_steps=max_steps,
-        learning_rate=cfg.lr,
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.eval_batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
-        warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio of total steps in transformers 5
-        weight_decay=cfg.weight_decay,
-        lr_scheduler_type="linear",
-        max_grad_norm=cfg.max_grad_norm,
-        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
-        eval_strategy="epoch" if max_steps < 0 else "no",
-        save_strategy="epoch" if max_steps < 0 else "no",
-        logging_strategy="epoch",
-        load_best_model_at_end=max_steps < 0,
-        metric_for_best_model=cfg.best_metric,
-        greater_is_better=cfg.best_metric != "loss",
-        save_total_limit=2,
-        save_only_model=False,  # optimizer state is kept so a killed run resumes exactly
-        seed=seed,
-        data_seed=seed,
-        bf16=cfg.bf16,
-        report_to="none",
-        disable_tqdm=not progress,
-        remove_unused_columns=False,  # keep "idx" for the teacher cache lookup
-        dataloader_num_workers=0,
-        use_cpu=not torch.cuda.is_available(),
-        # The hidden projection of a student of another size is used in the loss, outside forward(): DDP's
-        # unused-parameter search would then see its gradient arrive twice. Every trainable weight is used.
-        ddp_find_unused_parameters=False if _has_projection(model) else None,
-    )
+    args = _training_arguments(cfg, work_dir, seed, max_steps, progress, projected=_has_projection(model))
     kw: dict[str, Any] = dict(
         model=model,
         args=args,
         train_dataset=train_enc,
         eval_dataset=val_enc,
         data_collator=collator(tokenizer, pad_to),
-        compute_metrics=_metrics_for_trainer,
+        compute_metrics=compute_metrics,
         class_weights=weights,
         soft_targets=soft,
         train_cfg=cfg,
