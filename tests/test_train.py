@@ -204,3 +204,43 @@ def test_selecting_the_best_epoch_by_a_score_needs_compute_metrics(tmp_path, tok
     by_loss = TrainConfig(epochs=1, batch_size=16, best_metric="loss")  # the Trainer's own validation loss
     hist = fit(tiny_bert(n_layers=1), tokenizer, ds, by_loss, tmp_path / "w", 1)
     assert hist["best_checkpoint"].endswith("checkpoint-1")
+
+
+def test_perturbed_rows_keep_the_clean_rows_index_and_label(tokenizer):
+    ds = tiny_dataset(32)
+    clean = EncodedDataset(ds, tokenizer, 32)
+    variants = [[t.upper() + " zzz" for t in ds.texts], [t + " qqq" for t in ds.texts]]
+    always = clean.with_perturbations(variants, share=1.0, seed=0)
+    variant_ids = [always.variants[k] for k in range(2)]
+    drawn = set()
+    for i in range(len(ds)):
+        item = always[i]
+        assert item["idx"] == i and item["labels"] == int(ds.labels[i])
+        k = next(k for k in range(2) if item["input_ids"] == variant_ids[k][i])
+        drawn.add(k)
+        assert item["input_ids"] != clean[i]["input_ids"]
+    assert drawn == {0, 1}  # both kinds are drawn
+    assert all(clean[i]["input_ids"] == clean.input_ids[i] for i in range(len(ds)))  # the clean copy is untouched
+    never = clean.with_perturbations(variants, share=0.0, seed=0)
+    assert all(never[i]["input_ids"] == clean.input_ids[i] for i in range(len(ds)))
+    half = clean.with_perturbations(variants, share=0.5, seed=1)
+    share = np.mean([half[i % len(ds)]["input_ids"] != clean.input_ids[i % len(ds)] for i in range(400)])
+    assert 0.4 < share < 0.6
+
+
+def test_consistency_distillation_targets_the_teacher_on_the_clean_row(tmp_path, tokenizer):
+    """Every row drawn perturbed: the student still learns the cached (clean-row) teacher outputs."""
+    ds = tiny_dataset(64)
+    enc = EncodedDataset(ds, tokenizer, 32)
+    fake_logits = torch.tensor([[0.0, 0.0, 8.0]]).repeat(len(ds), 1)
+    student = tiny_bert(n_layers=2)
+    cfg = TrainConfig(epochs=3, lr=3e-3, batch_size=16, perturb=1.0, perturb_kinds=["spaces", "leet"])
+    dcfg = DistillConfig(w_ce=0.0, w_kd=1.0, w_cos=0.0, temperature=1.0)
+    kw = dict(distill=dcfg, teacher_outputs=(fake_logits, torch.ones(len(ds), 32)), train_enc=enc)
+    hist = fit(student, tokenizer, ds, cfg, tmp_path / "w", 2, compute_metrics=val_metrics, **kw)
+    trainer = hist["trainer"]
+    assert trainer.train_dataset is not enc and trainer.train_dataset.share == 1.0
+    assert len(trainer.train_dataset.variants) == 2
+    with torch.no_grad():
+        b = tokenizer(ds.texts[:8], padding=True, return_tensors="pt")
+        assert (trainer.model(**b).logits.argmax(-1) == 2).all()

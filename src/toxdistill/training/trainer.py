@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,9 @@ from transformers import (
 
 from toxdistill.config import DistillConfig, TrainConfig
 from toxdistill.data.dataset import Dataset
+from toxdistill.data.perturb import perturb_texts
 from toxdistill.errors import ToxdistillError
+from toxdistill.files import CHAR_PERTURBATIONS
 from toxdistill.models.families import LAYER_KEY, forward_inputs, unwrap_peft
 from toxdistill.training.losses import cross_entropy, distillation_loss
 
@@ -49,6 +51,11 @@ class EncodedDataset(TorchDataset):
         # Only for a model that takes them (families.forward_inputs); others would swallow them unused.
         self.token_type_ids = enc.get("token_type_ids") if token_types else None
         self.labels = ds.labels
+        self.max_length = max_length
+        # Perturbed copies of the rows for consistency training (``with_perturbations``); none by default.
+        self.variants: list[list[list[int]]] = []
+        self.share = 0.0
+        self.rng = np.random.default_rng(0)
 
     def by_length(self) -> EncodedDataset:
         """The same rows, shortest first. For validation: the Trainer evaluates in order, so sorted batches
@@ -60,13 +67,30 @@ class EncodedDataset(TorchDataset):
         out.labels = np.asarray(self.labels)[order]
         return out
 
+    def with_perturbations(self, variants: list[list[str]], share: float, seed: int) -> EncodedDataset:
+        """The same rows, each drawn as one of its perturbed copies ``variants[k][i]`` (k at random) with
+        probability ``share``, else clean: consistency training. ``idx`` and the label stay the clean row's, so
+        a perturbed row is scored against its clean row's label and cached teacher outputs. This copy is for
+        training only; the clean one (teacher cache, validation) is left as it was."""
+        out = copy.copy(self)
+        out.variants = [self.tokenizer(v, truncation=True, max_length=self.max_length)["input_ids"] for v in variants]
+        out.share = share
+        # Draws follow the order the sampler asks for rows in, which the seed fixes.
+        out.rng = np.random.default_rng(seed)
+        return out
+
     def __len__(self) -> int:
         return len(self.input_ids)
 
     def __getitem__(self, i: int) -> dict:
-        item = {"input_ids": self.input_ids[i], "labels": int(self.labels[i]), "idx": i}
-        if self.token_type_ids is not None:
-            item["token_type_ids"] = self.token_type_ids[i]
+        ids = self.input_ids[i]
+        types = None if self.token_type_ids is None else self.token_type_ids[i]
+        if self.variants and self.rng.random() < self.share:
+            ids = self.variants[int(self.rng.integers(len(self.variants)))][i]
+            types = None if types is None else [0] * len(ids)  # one segment, as every training text
+        item = {"input_ids": ids, "labels": int(self.labels[i]), "idx": i}
+        if types is not None:
+            item["token_type_ids"] = types
         return item
 
 
@@ -371,17 +395,25 @@ def train_model(
     trainer_cls: type[ToxTrainer] | None = None,
     trainer_kwargs: dict | None = None,
     compute_metrics: Callable[[EvalPrediction], dict[str, float]] | None = None,
+    perturb_weights: Sequence[Mapping[str, float]] | None = None,
 ) -> dict:
     """Train in place (resuming from ``work_dir`` checkpoints) and return the loss history.
 
     The best epoch on validation ``cfg.best_metric`` is loaded at the end. ``compute_metrics`` scores each
     epoch's validation logits, and must return a float under the key ``cfg.best_metric`` (the Trainer logs
     it as ``eval_<key>``); only ``best_metric: loss`` needs none, as the Trainer computes the loss itself.
+    With ``cfg.perturb > 0`` that share of the training rows is drawn perturbed (``data.perturb``), aimed at the
+    words ``perturb_weights`` (per class) weigh most towards each row's class.
     """
     if max_steps < 0 and cfg.best_metric != "loss" and compute_metrics is None:
         raise ValueError(f"train_model needs compute_metrics to select the best epoch by {cfg.best_metric!r}")
     token_types = "token_type_ids" in forward_inputs(model)
     train_enc = train_enc or EncodedDataset(train_ds, tokenizer, max_length, token_types)
+    if cfg.perturb > 0:
+        kinds = cfg.perturb_kinds or list(CHAR_PERTURBATIONS)
+        labels = [int(y) for y in train_ds.labels]
+        variants = [perturb_texts(train_ds.texts, k, seed, 0, labels, perturb_weights) for k in kinds]
+        train_enc = train_enc.with_perturbations(variants, cfg.perturb, seed)
     val_enc = EncodedDataset(val_ds, tokenizer, max_length, token_types).by_length()
     weights = class_weight_tensor(cfg.class_weights, train_ds.labels, len(train_ds.label_names))
     soft = soft_target_tensor(train_ds, cfg.soft_labels)
