@@ -62,7 +62,8 @@ def test_classify_uses_calibration(tiny_model_dir, tmp_path):
     """A saved temperature, bias and offsets change what classify returns, exactly as Calibration says."""
     import shutil
 
-    from toxdistill.inference.calibration import Calibration, softmax
+    from toxdistill.evaluation.logits import softmax
+    from toxdistill.inference.calibration import Calibration
 
     d = tmp_path / "calibrated"
     shutil.copytree(tiny_model_dir, d)

@@ -7,10 +7,16 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from toxdistill.config import Config, DataConfig, StageConfig
+from toxdistill.data.split import Split
 from toxdistill.evaluation.metrics import classification_metrics, hate_f1, val_headline
 from toxdistill.evaluation.report import analysis
 from toxdistill.files import META_FILE
-from toxdistill.pipeline.results import update_older_models
+from toxdistill.pipeline import stages
+from toxdistill.pipeline.context import RunContext, seed_dir
+from toxdistill.pipeline.results import seed_summary, significance, update_older_models
+
+from conftest import tiny_dataset
 
 NAMES = ["hate speech", "offensive", "neither"]
 
@@ -91,10 +97,6 @@ def test_val_headline_keeps_the_headline_scores_only():
 
 def test_seed_summary_reads_every_matching_seed_folder(tmp_path):
     """A later run without --seeds keeps the table; a seed trained under other stage settings is left out."""
-    from toxdistill.config import Config, StageConfig
-    from toxdistill.pipeline.results import seed_summary
-    from toxdistill.pipeline.stages import seed_dir
-
     cfg = Config(stages=[StageConfig(name="odd", kind="distill", layers="odd")])  # seeds = 1
 
     def finished(folder, seed, f1, fingerprint=None):
@@ -112,3 +114,42 @@ def test_seed_summary_reads_every_matching_seed_folder(tmp_path):
     assert out["f1_macro"]["values"] == [0.70, 0.74]
     assert out["f1_macro"]["mean"] == pytest.approx(0.72)
     assert out["f1_hate"]["std"] == pytest.approx(np.std([0.70, 0.74], ddof=1))
+
+
+def test_analysis_follows_the_focus_class():
+    rows = [_row("teacher", "teacher", 0.44, None), _row("even", "student", 0.47, None)]
+    rows[1]["f1_per_class"]["neither"] = 0.50
+    assert "best hate F1 is even's: 0.470" in "\n".join(analysis(rows))
+    assert "best hate F1 is teacher's: 0.890" in "\n".join(analysis(rows, focus="neither"))
+
+
+@pytest.mark.parametrize("focus", [None, "neither"])
+def test_model_folders_record_the_focus_class(tmp_path, focus):
+    """serve and the other readers find the class of interest in toxdistill.json by name."""
+    ds = tiny_dataset(90)
+    split = Split(ds.subset(ds.ids[:60]), ds.subset(ds.ids[60:75]), ds.subset(ds.ids[75:]))
+    cfg = Config(data=DataConfig(focus_class=focus), stages=[])
+    stages.stage_baseline(RunContext(cfg, tmp_path, split))
+    meta = json.loads((tmp_path / "models" / "tfidf-lr" / META_FILE).read_text())
+    assert meta["focus_class"] == (focus or "hate speech")
+    assert (tmp_path / "models" / "tfidf-lr" / "confusion.png").is_file()
+
+
+def test_significance_scores_the_focus_class_under_f1_hate(tmp_path):
+    y = np.array([0, 0, 1, 1, 2, 2, 2, 2])
+    preds = {"teacher": np.array([0, 1, 1, 1, 2, 2, 2, 0]), "even": np.array([0, 0, 1, 2, 2, 2, 1, 1])}
+    for name, p in preds.items():
+        (tmp_path / "models" / name).mkdir(parents=True)
+        np.save(tmp_path / "models" / name / "test_logits.npy", np.eye(3)[p])
+    results = [
+        {"name": n, "kind": k, "f1_per_class": dict.fromkeys(NAMES, 0.0)} for n, k in zip(preds, ("teacher", "student"))
+    ]
+    for focus in (0, 2):
+        sig = significance(tmp_path, results, y, seed=0, n_boot=50, focus=focus)
+        for name, p in preds.items():
+            want = classification_metrics(y, p, NAMES)["f1_per_class"][NAMES[focus]]
+            assert sig["ci"][name]["f1_hate"]["point"] == pytest.approx(want)
+        (c,) = [c for c in sig["comparisons"] if c["metric"] == "f1_hate"]
+        assert c["a_value"] == pytest.approx(
+            classification_metrics(y, preds["even"], NAMES)["f1_per_class"][NAMES[focus]]
+        )

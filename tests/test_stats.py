@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
 from toxdistill.evaluation import stats
-from toxdistill.evaluation.calibrate import ece
+from toxdistill.evaluation.metrics import ece, reliability_bins
 
 
 def _noisy(y: np.ndarray, p_right: float, rng: np.random.Generator, k: int = 3) -> np.ndarray:
@@ -38,7 +38,8 @@ def test_vectorised_metrics_match_sklearn(seed):
             f1_score(y[b], p[b], labels=labels, average="weighted", zero_division=0)
         )
         per = f1_score(y[b], p[b], labels=labels, average=None, zero_division=0)
-        assert stats.METRICS["f1_hate"](cm)[b] == pytest.approx(per[0])
+        assert stats.metric_table()["f1_hate"](cm)[b] == pytest.approx(per[0])
+        assert stats.metric_table(focus=2)["f1_hate"](cm)[b] == pytest.approx(per[2])
         np.testing.assert_allclose(stats.f1_per_class(cm)[b], per)
 
 
@@ -183,7 +184,7 @@ def test_bootstrap_mean_ci(rng):
 
 
 def test_reliability_diagram_writes_png(tmp_path, rng):
-    from toxdistill.evaluation.plots import reliability_bins, reliability_diagram
+    from toxdistill.evaluation.plots import reliability_diagram
 
     logits = rng.normal(size=(300, 3)) * 3
     labels = rng.integers(0, 3, 300)
@@ -192,7 +193,7 @@ def test_reliability_diagram_writes_png(tmp_path, rng):
     bins = reliability_bins(before, labels, 15)
     assert bins["count"].sum() == 300
     filled = bins["count"] > 0
-    # The bins are calibrate.ece's: the count-weighted gap reproduces it.
+    # The bins are ece's: the count-weighted gap reproduces it.
     gap = np.abs(bins["accuracy"][filled] - bins["confidence"][filled])
     assert (bins["count"][filled] / 300 * gap).sum() == pytest.approx(ece(before, labels, 15))
     out = reliability_diagram(before, after, labels, tmp_path / "plots" / "rel.png", "tiny")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from toxdistill.cli import options
+from toxdistill.console import stderr_say
+from toxdistill.evaluation.external import format_result
+from toxdistill.io import atomic_write_json
 
 NAME = "evaluate"
 HELP = "score a run's models on an external labelled set (CSV/JSONL)"
@@ -57,9 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(a: argparse.Namespace) -> int:
-    from toxdistill.evaluation.external import format_result
-    from toxdistill.io import atomic_write_json
-    from toxdistill.pipeline.external import evaluate_external
+    from toxdistill.pipeline.external import evaluate_external  # heavy: pandas; keeps `toxdistill --help` fast
 
     options.at_least(a, threads=1, batch_size=1, n_boot=0)
     data = Path(a.data)
@@ -73,7 +73,7 @@ def main(a: argparse.Namespace) -> int:
         **options.forward(
             a, "text_col", "label_col", "group_col", "models", "threads", "batch_size", "backend", "n_boot"
         ),
-        progress=lambda msg: print(f"[toxdistill] evaluate {msg}", file=sys.stderr, flush=True),
+        say=stderr_say("[toxdistill] evaluate"),
     )
     atomic_write_json(out, result)
     print(format_result(result))

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+import yaml
+
 from toxdistill.cli import options
+from toxdistill.config import load_config
 from toxdistill.errors import ToxdistillError
 
 NAME = "run"
@@ -45,8 +48,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _parse_set(values: list[str]) -> dict:
-    import yaml
-
     out = {}
     for v in values:
         if "=" not in v:
@@ -57,8 +58,7 @@ def _parse_set(values: list[str]) -> dict:
 
 
 def main(a: argparse.Namespace) -> int:
-    from toxdistill.config import load_config
-    from toxdistill.pipeline.plan import run
+    from toxdistill.pipeline.plan import run  # heavy: torch and transformers; keeps `toxdistill --help` fast
 
     cfg = load_config(a.config, _parse_set(a.set))
     if a.seeds is not None:

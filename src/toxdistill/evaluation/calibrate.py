@@ -1,15 +1,16 @@
 """Post-hoc calibration on the validation split: temperature scaling with a class bias, and per-class
-decision offsets."""
+decision offsets; ``calibrate_model`` fits them for one model and judges them on test."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from toxdistill.evaluation.metrics import log_softmax
-
-
-def nll(logits: np.ndarray, labels: np.ndarray, t: float) -> float:
-    return float(-log_softmax(logits.astype(np.float64) / t)[np.arange(len(labels)), labels].mean())
+from toxdistill.data.split import Split
+from toxdistill.evaluation.logits import calibrated_logits, log_softmax, softmax
+from toxdistill.evaluation.metrics import ce_loss, classification_metrics, ece
+from toxdistill.evaluation.plots import reliability_diagram
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -20,7 +21,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     from scipy.optimize import minimize_scalar
 
     res = minimize_scalar(
-        lambda log_t: nll(logits, labels, float(np.exp(log_t))),
+        lambda log_t: ce_loss(logits, labels, float(np.exp(log_t))),
         bounds=(np.log(0.05), np.log(20.0)),
         method="bounded",
         options={"xatol": 1e-6},
@@ -66,19 +67,6 @@ def fit_calibration(logits: np.ndarray, labels: np.ndarray) -> tuple[float, list
     return float(1.0 / a), [float(x) for x in b - b.mean()]
 
 
-def ece(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
-    """Expected calibration error of the top-class confidence, ``n_bins`` equal-width bins."""
-    conf = probs.max(-1)
-    correct = probs.argmax(-1) == labels
-    edges = np.linspace(0, 1, n_bins + 1)
-    total = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        m = (conf > lo) & (conf <= hi)
-        if m.any():
-            total += m.mean() * abs(correct[m].mean() - conf[m].mean())
-    return float(total)
-
-
 def _macro_f1_batch(labels: np.ndarray, preds: np.ndarray, k: int) -> np.ndarray:
     """Macro F1 for many prediction vectors at once: ``preds`` has shape (n_candidates, n)."""
     f1s = []
@@ -117,3 +105,25 @@ def fit_offsets(logits: np.ndarray, labels: np.ndarray, grid: np.ndarray | None 
         if not changed:
             break
     return [float(x) for x in off]
+
+
+def calibrate_model(
+    name: str, out: Path, metrics: dict, val_logits: np.ndarray, test_logits: np.ndarray, split: Split
+) -> dict:
+    """Calibration and decision offsets, fitted on validation only and judged on test; updates
+    ``metrics`` (tuned scores, ECE) and draws ``out/reliability.png``. Returns the calibration record."""
+    label_names = split.test.label_names
+    t, bias = fit_calibration(val_logits, split.val.labels)
+    cal_val = calibrated_logits(val_logits, t, np.asarray(bias))
+    cal_test = calibrated_logits(test_logits, t, np.asarray(bias))
+    offsets = fit_offsets(cal_val, split.val.labels)
+    tuned = classification_metrics(split.test.labels, (cal_test + np.asarray(offsets)).argmax(-1), label_names)
+    metrics["tuned"] = {
+        k: tuned[k] for k in ("accuracy", "f1_weighted", "f1_macro", "f1_per_class", "confusion_matrix")
+    }
+    metrics["ece"] = ece(softmax(test_logits), split.test.labels)
+    metrics["ece_calibrated"] = ece(softmax(cal_test), split.test.labels)
+    reliability_diagram(
+        softmax(test_logits), softmax(cal_test), split.test.labels, out / "reliability.png", f"{name} (test)"
+    )
+    return {"temperature": t, "bias": bias, "offsets": offsets}

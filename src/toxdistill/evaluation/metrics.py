@@ -1,29 +1,37 @@
-"""Evaluation: one path for every model, from logits to metrics and plots."""
+"""Evaluation: one path for every model, from logits to metrics (the plots are in ``evaluation.plots``)."""
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 from toxdistill.data.dataset import Dataset
+from toxdistill.evaluation.logits import log_softmax
+
+# The scores the Trainer reports on validation each epoch; ``train.best_metric`` names one of them.
+TRAINER_METRICS = ("accuracy", "f1_macro", "f1_weighted")
 
 
-def log_softmax(x: np.ndarray) -> np.ndarray:
-    z = x - x.max(axis=-1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+def ce_loss(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
+    """Mean unweighted cross-entropy of ``softmax(logits / temperature)``, the same for every model so losses
+    compare; with a temperature it is the NLL that temperature scaling minimises."""
+    return float(-log_softmax(logits.astype(np.float64) / temperature)[np.arange(len(labels)), labels].mean())
 
 
-def ce_loss(logits: np.ndarray, labels: np.ndarray) -> float:
-    """Mean unweighted cross-entropy, the same for every model so losses compare."""
-    return float(-log_softmax(logits.astype(np.float64))[np.arange(len(labels)), labels].mean())
+def hate_f1(metrics: dict, focus: str | int | None = None) -> float:
+    """F1 of the class of interest (``data.focus_class``), named or by id, from a metrics dict's ``f1_per_class``.
 
-
-def hate_f1(metrics: dict) -> float:
-    """F1 of the first class. Class 0 is hate speech in Davidson's coding, and configs keep that order."""
-    return next(iter(metrics["f1_per_class"].values()))
+    None means the first class: the default of ``DataConfig.focus_index()``, and the only choice for folders
+    written before the focus class was recorded. Class 0 is hate speech in Davidson's coding.
+    """
+    per_class = metrics["f1_per_class"]
+    if isinstance(focus, str):
+        return per_class[focus]
+    return list(per_class.values())[focus or 0]
 
 
 def classification_metrics(labels: np.ndarray, preds: np.ndarray, label_names: list[str]) -> dict:
@@ -41,11 +49,60 @@ def classification_metrics(labels: np.ndarray, preds: np.ndarray, label_names: l
     }
 
 
+def trainer_metrics(label_names: list[str]) -> Callable[[Any], dict[str, float]]:
+    """The Trainer's ``compute_metrics``: ``TRAINER_METRICS`` of the argmax on validation, computed by
+    ``classification_metrics`` so that training picks its best epoch by the numbers the report shows.
+
+    The callable takes the Trainer's ``EvalPrediction`` (or any ``(logits, labels)`` pair). The pipeline
+    builds it and hands it to ``training.train_model``: training sits below evaluation and imports none of it.
+    """
+
+    def compute(eval_pred: Any) -> dict[str, float]:
+        logits, labels = eval_pred
+        m = classification_metrics(np.asarray(labels), np.asarray(logits).argmax(-1), label_names)
+        return {k: m[k] for k in TRAINER_METRICS}
+
+    return compute
+
+
 def val_headline(val_logits: np.ndarray, labels: np.ndarray, label_names: list[str]) -> dict:
     """Argmax scores on validation. Set beside the test scores, they show how far two splits of the
     same data differ: with ~140 hate tweets per split, hate F1 moves by points between them."""
     m = classification_metrics(labels, val_logits.argmax(-1), label_names)
     return {k: m[k] for k in ("accuracy", "f1_weighted", "f1_macro", "f1_per_class")}
+
+
+def reliability_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> dict[str, np.ndarray]:
+    """Per equal-width confidence bin ``(lo, hi]``: ``count``, mean ``confidence`` and ``accuracy``.
+
+    Confidence is the top-class probability and a row is correct when its top class is the label. ``ece``
+    is computed from these bins and the reliability diagram draws them. Empty bins have NaN confidence and
+    accuracy.
+    """
+    probs = np.asarray(probs)
+    conf = probs.max(-1)
+    correct = probs.argmax(-1) == np.asarray(labels)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    count = np.zeros(n_bins)
+    mean_conf = np.full(n_bins, np.nan)
+    acc = np.full(n_bins, np.nan)
+    for b, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        m = (conf > lo) & (conf <= hi)
+        if m.any():
+            count[b], mean_conf[b], acc[b] = m.sum(), conf[m].mean(), correct[m].mean()
+    return {"edges": edges, "count": count, "confidence": mean_conf, "accuracy": acc}
+
+
+def ece(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
+    """Expected calibration error of the top-class confidence over ``reliability_bins``:
+    ``sum_b count_b / n * |accuracy_b - confidence_b|``."""
+    bins = reliability_bins(probs, labels, n_bins)
+    n = len(np.asarray(probs))
+    total = 0.0
+    for count, acc, conf in zip(bins["count"], bins["accuracy"], bins["confidence"]):
+        if count:
+            total += count / n * abs(acc - conf)
+    return float(total)
 
 
 def evaluate_predictor(
@@ -68,35 +125,3 @@ def evaluate_predictor(
         "throughput_sps": float(len(test) / elapsed) if elapsed > 0 else float("inf"),
     }
     return out, val_logits, test_logits
-
-
-def plot_confusion(cm: list[list[int]], label_names: list[str], title: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cm_arr = np.asarray(cm)
-    norm = cm_arr / np.maximum(cm_arr.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(4.2, 3.8), dpi=120)
-    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    for i in range(len(label_names)):
-        for j in range(len(label_names)):
-            ax.text(
-                j,
-                i,
-                f"{cm_arr[i, j]}\n{norm[i, j]:.0%}",
-                ha="center",
-                va="center",
-                fontsize=8,
-                color="white" if norm[i, j] > 0.5 else "black",
-            )
-    ax.set_xticks(range(len(label_names)), label_names, rotation=20)
-    ax.set_yticks(range(len(label_names)), label_names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)

@@ -1,4 +1,7 @@
-"""Calibration plots. matplotlib is imported inside each function (Agg backend), so importing this module is free."""
+"""Every plot of a model: its confusion matrix and its reliability diagram.
+
+matplotlib is imported inside each function (Agg backend), so importing this module costs nothing.
+"""
 
 from __future__ import annotations
 
@@ -6,27 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toxdistill.evaluation.calibrate import ece
-
-
-def reliability_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> dict[str, np.ndarray]:
-    """Per equal-width confidence bin ``(lo, hi]``: ``count``, mean ``confidence`` and ``accuracy``.
-
-    Confidence is the top-class probability and a row is correct when its top class is the label, the
-    same binning as ``calibrate.ece``, so ``ECE = sum_b count_b / n * |accuracy_b - confidence_b|``.
-    Empty bins have NaN confidence and accuracy.
-    """
-    probs = np.asarray(probs, dtype=np.float64)
-    conf = probs.max(-1)
-    correct = (probs.argmax(-1) == np.asarray(labels)).astype(np.float64)
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    # right=True gives (lo, hi] bins; a confidence of exactly 0 cannot occur for a top-class probability.
-    b = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, n_bins - 1)
-    count = np.bincount(b, minlength=n_bins).astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_conf = np.bincount(b, weights=conf, minlength=n_bins) / count
-        acc = np.bincount(b, weights=correct, minlength=n_bins) / count
-    return {"edges": edges, "count": count, "confidence": mean_conf, "accuracy": acc}
+from toxdistill.evaluation.metrics import ece, reliability_bins
 
 
 def reliability_diagram(
@@ -79,6 +62,39 @@ def reliability_diagram(
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def plot_confusion(cm: list[list[int]], label_names: list[str], title: str, path: Path) -> None:
+    """The test confusion matrix, each cell with its count and its share of the true class's rows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm_arr = np.asarray(cm)
+    norm = cm_arr / np.maximum(cm_arr.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(4.2, 3.8), dpi=120)
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(label_names)):
+        for j in range(len(label_names)):
+            ax.text(
+                j,
+                i,
+                f"{cm_arr[i, j]}\n{norm[i, j]:.0%}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if norm[i, j] > 0.5 else "black",
+            )
+    ax.set_xticks(range(len(label_names)), label_names, rotation=20)
+    ax.set_yticks(range(len(label_names)), label_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def plot_robustness(result: dict, path: str | Path) -> Path:

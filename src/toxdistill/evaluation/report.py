@@ -8,6 +8,7 @@ from toxdistill.config import Config
 from toxdistill.evaluation.metrics import hate_f1
 from toxdistill.evaluation.stats import layer_set_pairs
 from toxdistill.evaluation.tables import fmt
+from toxdistill.files import MODELS_DIR, REPORT_FILE
 from toxdistill.io import atomic_write_text
 
 
@@ -16,6 +17,7 @@ def _f(x, nd=3) -> str:
 
 
 def _order(results: list[dict]) -> list[dict]:
+    # A row's "kind" is the model's role (baseline, teacher, finetune, student, lora), as in toxdistill.json.
     rank = {"baseline": 0, "teacher": 1, "finetune": 2, "student": 3, "lora": 4}
     return sorted(results, key=lambda r: (rank.get(r["kind"], 9), r["name"]))
 
@@ -37,8 +39,9 @@ def _sig_words(c: dict | None) -> str:
     )
 
 
-def analysis(results: list[dict], sig: dict | None = None) -> list[str]:
-    """Statements derived from this run's numbers only."""
+def analysis(results: list[dict], sig: dict | None = None, focus: str | None = None) -> list[str]:
+    """Statements derived from this run's numbers only; ``focus`` is the class of the "hate" statements
+    (``data.focus_class``; None: the first class)."""
     by = {r["name"]: r for r in results}
     out: list[str] = []
     base = next((r for r in results if r["kind"] == "baseline"), None)
@@ -77,13 +80,14 @@ def analysis(results: list[dict], sig: dict | None = None) -> list[str]:
                 "parameters trained."
             )
     if trans:
-        best = max(trans, key=lambda r: hate_f1(r.get("tuned") or r))
+        best = max(trans, key=lambda r: hate_f1(r.get("tuned") or r, focus))
         t = best.get("tuned") or best
         out.append(
-            f"- **Hate class.** best hate F1 is {best['name']}'s: {_f(hate_f1(best))} at argmax, "
-            f"{_f(hate_f1(t))} with validation-tuned offsets."
+            f"- **Hate class.** best hate F1 is {best['name']}'s: {_f(hate_f1(best, focus))} at argmax, "
+            f"{_f(hate_f1(t, focus))} with validation-tuned offsets."
         )
-        pairs = [(hate_f1(r["val"]), hate_f1(r)) for r in trans if r.get("val")]  # (validation, test)
+        # (validation, test)
+        pairs = [(hate_f1(r["val"], focus), hate_f1(r, focus)) for r in trans if r.get("val")]
         if pairs:
             gaps = [(v - t) * 100 for v, t in pairs]
             val_hate, test_hate = zip(*pairs)
@@ -108,16 +112,7 @@ def analysis(results: list[dict], sig: dict | None = None) -> list[str]:
     return out
 
 
-def write_report(
-    run_dir: Path,
-    results: list[dict],
-    cfg: Config,
-    timings: dict,
-    quick: bool = False,
-    significance: dict | None = None,
-    seeds: dict | None = None,
-) -> None:
-    rows = _order(results)
+def _headline(rows: list[dict], run_dir: Path, cfg: Config, quick: bool) -> list[str]:
     lines = [f"# toxdistill report: {run_dir.name}", ""]
     if quick:
         lines += ["> **Quick smoke run** on a small stratified subset, one epoch per stage: not a result.", ""]
@@ -133,8 +128,11 @@ def write_report(
             f"| {r['name']} | {_f(r['train_loss'], 4)} | {_f(r['val_loss'], 4)} | {_f(r['accuracy'], 4)} | "
             f"{_f(r['f1_weighted'], 4)} |"
         )
-    names = list(rows[0]["f1_per_class"]) if rows else []
-    lines += [
+    return lines
+
+
+def _full_results(rows: list[dict], names: list[str], focus: str | None) -> list[str]:
+    lines = [
         "",
         "Train loss is each model's own training objective (the distillation loss for students), "
         "so compare validation and test losses across rows, not train losses. `samples/s` is measured on the "
@@ -155,7 +153,7 @@ def write_report(
             f"| {r['name']} | {r['kind']} | {layers} | {_f(r['accuracy'])} | {_f(r['f1_weighted'])} | "
             f"{_f(r['f1_macro'])} | "
             + " | ".join(_f(r["f1_per_class"][n]) for n in names)
-            + f" | {_f(t.get('f1_macro'))} | {_f(hate_f1(t) if t else None)} | "
+            + f" | {_f(t.get('f1_macro'))} | {_f(hate_f1(t, focus) if t else None)} | "
             f"{_f(r.get('ece'))} → {_f(r.get('ece_calibrated'))} | {r['params']:,} | {r['trainable_params']:,} "
             f"({r['trainable_params'] / max(r['params'], 1):.1%}) | {r['size_mb']:.1f} | {r['throughput_sps']:.0f} |"
         )
@@ -167,76 +165,122 @@ def write_report(
             + " | ".join(f"{r['precision_per_class'][n]:.2f} / {r['recall_per_class'][n]:.2f}" for n in names)
             + " |"
         )
-    if any(r.get("val") for r in rows):
-        lines += [
-            "",
-            "## Validation beside test (argmax)",
-            "",
-            "Two splits of the same size drawn from the same data. Where a model's two scores differ by more "
-            "than two models differ on one split, the split decides the ranking, not the model.",
-            "",
-            "| Model | val F1 weighted | test F1 weighted | val F1 macro | test F1 macro | val hate F1 | test hate F1 |",
-            "|---|---|---|---|---|---|---|",
+    return lines
+
+
+def _validation_beside_test(rows: list[dict], focus: str | None) -> list[str]:
+    if not any(r.get("val") for r in rows):
+        return []
+    lines = [
+        "",
+        "## Validation beside test (argmax)",
+        "",
+        "Two splits of the same size drawn from the same data. Where a model's two scores differ by more "
+        "than two models differ on one split, the split decides the ranking, not the model.",
+        "",
+        "| Model | val F1 weighted | test F1 weighted | val F1 macro | test F1 macro | val hate F1 | test hate F1 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        v = r.get("val") or {}
+        lines.append(
+            f"| {r['name']} | {_f(v.get('f1_weighted'))} | {_f(r['f1_weighted'])} | {_f(v.get('f1_macro'))} | "
+            f"{_f(r['f1_macro'])} | {_f(hate_f1(v, focus) if v else None)} | {_f(hate_f1(r, focus))} |"
+        )
+    return lines
+
+
+def _uncertainty(rows: list[dict], significance: dict | None) -> list[str]:
+    if not significance:
+        return []
+    ci = significance["ci"]
+    lines = [
+        "",
+        f"## Uncertainty: 95% bootstrap intervals ({significance['n_boot']} resamples of the test split)",
+        "",
+        "| Model | accuracy | F1 weighted | F1 macro | F1 hate |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        c = ci.get(r["name"], {})
+        cells = [
+            f"{c[m]['point']:.3f} [{c[m]['low']:.3f}, {c[m]['high']:.3f}]" if m in c else "—"
+            for m in ("accuracy", "f1_weighted", "f1_macro", "f1_hate")
         ]
-        for r in rows:
-            v = r.get("val") or {}
-            lines.append(
-                f"| {r['name']} | {_f(v.get('f1_weighted'))} | {_f(r['f1_weighted'])} | {_f(v.get('f1_macro'))} | "
-                f"{_f(r['f1_macro'])} | {_f(hate_f1(v) if v else None)} | {_f(hate_f1(r))} |"
-            )
-    if significance:
-        ci = significance["ci"]
-        lines += [
-            "",
-            f"## Uncertainty: 95% bootstrap intervals ({significance['n_boot']} resamples of the test split)",
-            "",
-            "| Model | accuracy | F1 weighted | F1 macro | F1 hate |",
-            "|---|---|---|---|---|",
-        ]
-        for r in rows:
-            c = ci.get(r["name"], {})
-            cells = [
-                f"{c[m]['point']:.3f} [{c[m]['low']:.3f}, {c[m]['high']:.3f}]" if m in c else "—"
-                for m in ("accuracy", "f1_weighted", "f1_macro", "f1_hate")
-            ]
-            lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
-        lines += [
-            "",
-            "### Are the differences real? (paired bootstrap, Δ = first − second, Holm-adjusted per metric)",
-            "",
-            "| pair | metric | Δ points | 95% CI | p | Holm p |",
-            "|---|---|---|---|---|---|",
-        ]
-        for c in significance["comparisons"]:
-            lines.append(
-                f"| {c['a']} − {c['b']} | {c['metric']} | {c['diff'] * 100:+.2f} | "
-                f"[{c['low'] * 100:+.2f}, {c['high'] * 100:+.2f}] | {c['p_value']:.3f} | {c['p_holm']:.3f} |"
-            )
-    lines += ["", "## Confusion matrices and reliability diagrams (test)", ""]
+        lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "### Are the differences real? (paired bootstrap, Δ = first − second, Holm-adjusted per metric)",
+        "",
+        "| pair | metric | Δ points | 95% CI | p | Holm p |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in significance["comparisons"]:
+        lines.append(
+            f"| {c['a']} − {c['b']} | {c['metric']} | {c['diff'] * 100:+.2f} | "
+            f"[{c['low'] * 100:+.2f}, {c['high'] * 100:+.2f}] | {c['p_value']:.3f} | {c['p_holm']:.3f} |"
+        )
+    return lines
+
+
+def _figures(rows: list[dict], run_dir: Path) -> list[str]:
+    lines = ["", "## Confusion matrices and reliability diagrams (test)", ""]
     for r in rows:
         rel = f" ![{r['name']} reliability](models/{r['name']}/reliability.png)"
-        has_rel = (run_dir / "models" / r["name"] / "reliability.png").is_file()
+        has_rel = (run_dir / MODELS_DIR / r["name"] / "reliability.png").is_file()
         lines.append(f"![{r['name']}](models/{r['name']}/confusion.png)" + (rel if has_rel else ""))
-    if seeds:
-        lines += [
-            "",
-            "## Seed variation (students trained again with other seeds; mean ± sample std)",
-            "",
-            "The rows above are the first seed. Same split, teacher and cache; only the training order and "
-            "dropout change.",
-            "",
-            "| stage | seeds | accuracy | F1 weighted | F1 macro | F1 hate |",
-            "|---|---|---|---|---|---|",
-        ]
-        for name, s in seeds.items():
-            stats_cells = " | ".join(
-                f"{s[k]['mean']:.4f} ± {s[k]['std']:.4f}" for k in ("accuracy", "f1_weighted", "f1_macro", "f1_hate")
-            )
-            lines.append(f"| {name} | {', '.join(map(str, s['seeds']))} | {stats_cells} |")
-    lines += ["", "## Wall time per stage", "", "| stage | seconds | minutes |", "|---|---|---|"]
+    return lines
+
+
+def _seed_variation(seeds: dict | None) -> list[str]:
+    if not seeds:
+        return []
+    lines = [
+        "",
+        "## Seed variation (students trained again with other seeds; mean ± sample std)",
+        "",
+        "The rows above are the first seed. Same split, teacher and cache; only the training order and dropout change.",
+        "",
+        "| stage | seeds | accuracy | F1 weighted | F1 macro | F1 hate |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, s in seeds.items():
+        stats_cells = " | ".join(
+            f"{s[k]['mean']:.4f} ± {s[k]['std']:.4f}" for k in ("accuracy", "f1_weighted", "f1_macro", "f1_hate")
+        )
+        lines.append(f"| {name} | {', '.join(map(str, s['seeds']))} | {stats_cells} |")
+    return lines
+
+
+def _wall_times(timings: dict) -> list[str]:
+    lines = ["", "## Wall time per stage", "", "| stage | seconds | minutes |", "|---|---|---|"]
     for k, v in timings.items():
         lines.append(f"| {k} | {v:.0f} | {v / 60:.1f} |")
     total = sum(timings.values())
     lines.append(f"| **total** | {total:.0f} | {total / 60:.1f} |")
-    lines += ["", "## Analysis", "", *analysis(results, significance), ""]
-    atomic_write_text(run_dir / "report.md", "\n".join(lines))
+    return lines
+
+
+def write_report(
+    run_dir: Path,
+    results: list[dict],
+    cfg: Config,
+    timings: dict,
+    quick: bool = False,
+    significance: dict | None = None,
+    seeds: dict | None = None,
+) -> None:
+    rows = _order(results)
+    focus = cfg.data.focus_class
+    names = list(rows[0]["f1_per_class"]) if rows else []
+    lines = [
+        *_headline(rows, run_dir, cfg, quick),
+        *_full_results(rows, names, focus),
+        *_validation_beside_test(rows, focus),
+        *_uncertainty(rows, significance),
+        *_figures(rows, run_dir),
+        *_seed_variation(seeds),
+        *_wall_times(timings),
+        *["", "## Analysis", "", *analysis(results, significance, focus), ""],
+    ]
+    atomic_write_text(run_dir / REPORT_FILE, "\n".join(lines))

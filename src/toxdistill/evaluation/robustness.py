@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from toxdistill.evaluation.metrics import log_softmax
+from toxdistill.evaluation.logits import softmax
 
 
 def flip_rate(clean_logits: np.ndarray, perturbed_logits: np.ndarray) -> float:
@@ -32,8 +32,8 @@ def total_variation(logits: np.ndarray, teacher_logits: np.ndarray) -> float:
     ``mean_i ½ Σ_k |softmax(s_i)_k − softmax(t_i)_k|``, in [0, 1] (0: the same distribution)."""
     if len(logits) == 0:
         return 0.0
-    p = np.exp(log_softmax(logits.astype(np.float64)))
-    q = np.exp(log_softmax(teacher_logits.astype(np.float64)))
+    p = softmax(logits.astype(np.float64))
+    q = softmax(teacher_logits.astype(np.float64))
     return float(np.mean(0.5 * np.abs(p - q).sum(-1)))
 
 

@@ -7,7 +7,7 @@ models are *paired* (the row-level noise they share cancels).
 Metrics are computed from confusion matrices. For a batch of ``B`` resamples the ``K x K`` counts come
 from one ``bincount`` of ``b * K^2 + y_true * K + y_pred``, so 1,000 resamples of 2,478 rows take a few
 tens of milliseconds per model. A metric is therefore any function ``cm (B, K, K) -> (B,)`` with
-``cm[b, i, j]`` = rows of true class ``i`` predicted as ``j``; the built-in ones are in ``METRICS``.
+``cm[b, i, j]`` = rows of true class ``i`` predicted as ``j``; the built-in ones are ``metric_table(focus)``.
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ log = logging.getLogger(__name__)
 
 MetricFn = Callable[[np.ndarray], np.ndarray]
 
-# The class whose F1 the project cares most about: 0 = "hate speech" in the Davidson labels.
-HATE = 0
 # Index-matrix elements per chunk (~16 MB as int64): bounds memory for large external sets.
 _CHUNK_ELEMS = 2_000_000
 
@@ -90,13 +88,17 @@ def f1_class(c: int) -> MetricFn:
     return fn
 
 
-METRICS: dict[str, MetricFn] = {
-    "accuracy": accuracy,
-    "f1_weighted": f1_weighted,
-    "f1_macro": f1_macro,
-    "f1_hate": f1_class(HATE),
-}
 DEFAULT_METRICS = ("accuracy", "f1_weighted", "f1_macro", "f1_hate")
+
+
+def metric_table(focus: int = 0) -> dict[str, MetricFn]:
+    """The built-in metrics by name. ``f1_hate`` is the F1 of class ``focus``, the class of interest
+    (``DataConfig.focus_index()``); the key keeps its name whatever the class, so results files read alike.
+
+    Metric *names* given to the functions below mean ``metric_table()``, whose ``f1_hate`` is the first
+    class; for another class of interest pass ``metric_table(focus)`` (or a part of it) as the metrics.
+    """
+    return {"accuracy": accuracy, "f1_weighted": f1_weighted, "f1_macro": f1_macro, "f1_hate": f1_class(focus)}
 
 
 def _metric_table(metrics: str | Sequence[str] | Mapping[str, MetricFn] | None) -> dict[str, MetricFn]:
@@ -106,10 +108,11 @@ def _metric_table(metrics: str | Sequence[str] | Mapping[str, MetricFn] | None) 
         metrics = [metrics]
     if isinstance(metrics, Mapping):
         return dict(metrics)
-    unknown = [m for m in metrics if m not in METRICS]
+    known = metric_table()
+    unknown = [m for m in metrics if m not in known]
     if unknown:
-        raise ValueError(f"unknown metric {unknown[0]!r}; known: {', '.join(METRICS)} (or pass a callable)")
-    return {m: METRICS[m] for m in metrics}
+        raise ValueError(f"unknown metric {unknown[0]!r}; known: {', '.join(known)} (or pass a callable)")
+    return {m: known[m] for m in metrics}
 
 
 # ---------------------------------------------------------------- resampling
@@ -217,7 +220,7 @@ def bootstrap_ci(
 ) -> dict[str, dict[str, float]]:
     """``{metric: {"point", "low", "high"}}``: percentile bootstrap ``1 - alpha`` intervals for one model.
 
-    ``metric_fns`` is None (accuracy, f1_weighted, f1_macro, f1_hate), names from ``METRICS``, or
+    ``metric_fns`` is None (accuracy, f1_weighted, f1_macro, f1_hate), names from ``metric_table``, or
     ``{name: fn}`` with ``fn(cm (B, K, K)) -> (B,)``. See ``bootstrap_table`` for the method.
     """
     return bootstrap_table(y_true, {"_": y_pred}, metric_fns, n_boot, alpha, seed, n_classes)["_"]
@@ -270,7 +273,7 @@ def paired_bootstrap_pvalue(
     ``method="shift"`` is the test of Berg-Kirkpatrick et al. (2012), made two-sided: the resampled
     differences are centred on the observed one to mimic H0, ``p = (#{|d_b - diff| >= |diff|} + 1) / (n_boot + 1)``.
     """
-    fn: MetricFn = METRICS[metric] if isinstance(metric, str) else metric
+    fn: MetricFn = metric_table()[metric] if isinstance(metric, str) else metric
     name = metric if isinstance(metric, str) else getattr(metric, "__name__", "metric")
     points, values = _boot_values(y_true, {"a": pred_a, "b": pred_b}, {name: fn}, n_boot, seed, n_classes)
     diff = points["a"][name] - points["b"][name]

@@ -1,7 +1,7 @@
 """The one calibration object: how a model's logits become probabilities and decisions.
 
 Fitted on validation by ``evaluation.calibrate`` and saved in each model's ``toxdistill.json``; the
-Predictor, ``evaluate`` and ``serve`` read it back through ``Calibration.from_meta``. Numpy only, so
+Predictor, ``evaluate`` and ``serve`` read it back through ``Calibration.from_meta``. Numpy only (``evaluation.logits``), so
 serving needs no scipy or sklearn.
 """
 
@@ -11,11 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
-def softmax(x: np.ndarray) -> np.ndarray:
-    z = x - x.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
+from toxdistill.evaluation.logits import calibrated_logits, softmax
 
 
 @dataclass(frozen=True)
@@ -36,8 +32,7 @@ class Calibration:
 
     def calibrated(self, logits: np.ndarray) -> np.ndarray:
         """``logits / T + b``: its softmax is the calibrated probability."""
-        z = logits / self.temperature
-        return z if self.bias is None else z + np.asarray(self.bias, dtype=z.dtype)
+        return calibrated_logits(logits, self.temperature, self.bias)
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         """``softmax(logits / T + b)``."""

@@ -1,1 +1,2 @@
-"""`toxdistill run`: the plan (``plan``), its stages (``stages``) and the run's results (``results``)."""
+"""The orchestrators. ``toxdistill run``: the plan (``plan``), its stages (``stages``), what every step shares
+(``context``) and the run's results (``results``); ``toxdistill evaluate``: ``external``."""

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from toxdistill import __version__
+from toxdistill.console import Say, quiet
 from toxdistill.data.dataset import clean_text
 from toxdistill.data.readers import read_frame
 from toxdistill.errors import ToxdistillError
@@ -32,40 +33,18 @@ from toxdistill.runs import find_clean_config, find_models, read_meta, select_mo
 log = logging.getLogger(__name__)
 
 
-def evaluate_external(
-    run_dir: str | Path,
-    data_path: str | Path,
-    text_col: str = "text",
-    label_col: str = "label",
-    label_map: Sequence[str] | Mapping[str, Sequence[str | int]] | None = None,
-    group_col: str | None = None,
-    models: str | Sequence[str] | None = None,
-    threads: int | None = None,
-    batch_size: int = 64,
-    clean: bool = True,
-    fmt: str = "auto",
-    backend: str = "auto",
-    n_boot: int = 1000,
-    seed: int = 0,
-    progress: Callable[[str], None] | None = None,
-) -> dict:
-    """Score every (or every named) model of a run on an external set; returns the JSON-ready result.
-
-    ``label_map`` is a list of ``LABEL=CLASS[,CLASS...]`` strings or ``{label: [class name or id, ...]}``.
-    Labels that are themselves model classes (name or id) need no entry. Each model sees the texts cleaned
-    the way its training data was (``data.clean`` of the run) unless ``clean`` is False. All input checks
-    run before any model loads, so a bad file or map fails in a second.
-    """
-    data_path = Path(data_path)
-    chosen = select_models(find_models(run_dir), models)
-    label_names = shared_label_names(chosen)
+def _parsed_map(
+    label_map: Sequence[str] | Mapping[str, Sequence[str | int]] | None, label_names: list[str]
+) -> dict[str, list[int]]:
     if label_map is None:
-        parsed: dict[str, list[int]] = {}
-    elif isinstance(label_map, Mapping):
-        parsed = parse_label_map([f"{k}={','.join(map(str, v))}" for k, v in label_map.items()], label_names)
-    else:
-        parsed = parse_label_map(label_map, label_names)
+        return {}
+    if isinstance(label_map, Mapping):
+        return parse_label_map([f"{k}={','.join(map(str, v))}" for k, v in label_map.items()], label_names)
+    return parse_label_map(label_map, label_names)
 
+
+def _read_rows(data_path: Path, fmt: str, text_col: str, label_col: str, group_col: str | None):
+    """The file's rows that have a text, after checking its columns and labels; and how many were dropped."""
     if not data_path.is_file():
         raise ToxdistillError(f"data file not found: {data_path}", "give a CSV or JSONL file to --data")
     df = read_frame(data_path, fmt)
@@ -86,7 +65,38 @@ def evaluate_external(
         raise ToxdistillError(f"{data_path.name}: every text in {text_col!r} is empty", "check --text-col")
     if dropped:
         log.warning("dropped %d rows with empty or missing text", dropped)
-    df = df[keep]
+    return df[keep], dropped
+
+
+def evaluate_external(
+    run_dir: str | Path,
+    data_path: str | Path,
+    text_col: str = "text",
+    label_col: str = "label",
+    label_map: Sequence[str] | Mapping[str, Sequence[str | int]] | None = None,
+    group_col: str | None = None,
+    models: str | Sequence[str] | None = None,
+    threads: int | None = None,
+    batch_size: int = 64,
+    clean: bool = True,
+    fmt: str = "auto",
+    backend: str = "auto",
+    n_boot: int = 1000,
+    seed: int = 0,
+    say: Say = quiet,
+) -> dict:
+    """Score every (or every named) model of a run on an external set; returns the JSON-ready result.
+
+    ``label_map`` is a list of ``LABEL=CLASS[,CLASS...]`` strings or ``{label: [class name or id, ...]}``.
+    Labels that are themselves model classes (name or id) need no entry. Each model sees the texts cleaned
+    the way its training data was (``data.clean`` of the run) unless ``clean`` is False. All input checks
+    run before any model loads, so a bad file or map fails in a second. ``say`` gets one line per model.
+    """
+    data_path = Path(data_path)
+    chosen = select_models(find_models(run_dir), models)
+    label_names = shared_label_names(chosen)
+    parsed = _parsed_map(label_map, label_names)
+    df, dropped = _read_rows(data_path, fmt, text_col, label_col, group_col)
     labels = [label_str(v) for v in df[label_col]]
     full_map = complete_label_map(labels, parsed, label_names, f"{data_path.name} column {label_col!r}")
     # Only labels that occur are scored, in --map order; entries for absent labels stay in the record.
@@ -132,15 +142,14 @@ def evaluate_external(
         logits, truncated = scorer.logits(cleaned[key], batch_size)
         elapsed = time.perf_counter() - t0
         result["models"][name] = {
-            "kind": meta.get("kind"),
+            "kind": meta.get("kind"),  # the model's role, under its toxdistill.json key
             "cleaned": cfg is not None,
             "truncated": int(np.asarray(truncated).sum()),
             "seconds": elapsed,
             "tuned": score_predictions(labels, present, scorer.decide(logits), label_names, groups, n_boot, seed),
             "argmax": score_predictions(labels, present, logits.argmax(-1), label_names, groups, n_boot, seed),
         }
-        if progress:
-            progress(f"{name}: accuracy {result['models'][name]['tuned']['accuracy']:.3f} ({elapsed:.1f}s)")
+        say(f"{name}: accuracy {result['models'][name]['tuned']['accuracy']:.3f} ({elapsed:.1f}s)")
     if not result["models"]:
         raise ToxdistillError("no model of the run could be loaded", "see the warnings above; re-run the stages")
     return result

@@ -7,11 +7,13 @@ not redone unless forced. Training stages checkpoint every epoch in ``work/<stag
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -20,22 +22,75 @@ from toxdistill.config import Config
 from toxdistill.data.dataset import load_dataset, resolve_data_path
 from toxdistill.data.split import make_or_load_split
 from toxdistill.errors import ToxdistillError
-from toxdistill.evaluation.metrics import (
-    hate_f1,
+from toxdistill.evaluation.metrics import hate_f1
+from toxdistill.evaluation.report import write_report
+from toxdistill.files import (
+    BASELINE,
+    CONFIG_FILE,
+    MODELS_DIR,
+    REPORT_FILE,
+    RESULTS_FILE,
+    SPLIT_FILE,
+    TEACHER,
+    TIMINGS_FILE,
 )
 from toxdistill.io import atomic_write_json, atomic_write_text, run_lock
+from toxdistill.models.families import is_classifier, lora_targets
+from toxdistill.models.students import resolve_layers
+from toxdistill.models.teacher import check_given_classifier, load_model_config, resolve_model_path
 from toxdistill.pipeline import stages
+from toxdistill.pipeline.context import RunContext, SeedContext, main_only, say, seed_dir
 from toxdistill.pipeline.results import collect_results, seed_summary, significance, update_older_models
-from toxdistill.pipeline.stages import BASELINE, TEACHER, RunContext, SeedContext, main_only, say, seed_dir
 from toxdistill.runs import read_meta
-from toxdistill.training.dist import dist
+from toxdistill.training.ddp import dist
 
 log = logging.getLogger(__name__)
+
+# The data, seed and teacher settings a run folder was made with (Config.fingerprint), ":quick" for --quick.
+FINGERPRINT_FILE = "config.fingerprint"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of the plan: ``label`` as printed, the context whose folders it writes, its stage name
+    (what ``--force`` names and ``done`` checks) and the call that trains it."""
+
+    label: str
+    ctx: RunContext
+    stage: str
+    fn: Callable[[], None]
+
+
+def _forced_stages(cfg: Config, force: list[str] | None) -> set[str]:
+    """The ``--force`` names, each a stage of this config, ``split``, ``report`` or ``all``."""
+    forced = set(force or [])
+    known = {"split", BASELINE, TEACHER, "report", "all", *(s.name for s in cfg.stages)}
+    unknown = forced - known
+    if unknown:
+        raise ToxdistillError(f"--force {sorted(unknown)[0]!r} is not a stage", f"stages: {', '.join(sorted(known))}")
+    return forced
+
+
+def _check_run_fingerprint(run_dir: Path, fp: str, forced: set[str]) -> None:
+    """A run folder belongs to one data, seed and teacher config; another one needs a new folder or --force all."""
+    fp_file = run_dir / FINGERPRINT_FILE
+    if fp_file.is_file() and fp_file.read_text().strip() != fp and "all" not in forced:
+        raise ToxdistillError(
+            f"run folder {run_dir} was made with a different data, seed or teacher config",
+            "use --name NEW for a new run, or --force all to redo this one",
+        )
+
+
+def _force_all(run_dir: Path) -> None:
+    """``--force all``: every model, seed repeat, checkpoint, cache, plot and the split go."""
+    for sub in (MODELS_DIR, "seeds", "work", "cache", "plots"):
+        shutil.rmtree(run_dir / sub, ignore_errors=True)
+    (run_dir / SPLIT_FILE).unlink(missing_ok=True)
 
 
 def _check_stage_fingerprints(cfg: Config, run_dir: Path, forced: set[str]) -> None:
     """A finished stage trained with other settings is refused rather than silently reported as current."""
-    found = [(run_dir / "models", cfg, name) for name in (BASELINE, TEACHER, *(s.name for s in cfg.stages))]
+    found = [(run_dir / MODELS_DIR, cfg, name) for name in (BASELINE, TEACHER, *(s.name for s in cfg.stages))]
     for k in range(1, cfg.seeds):  # the seed repeats of the distill stages too
         scfg = cfg.model_copy(update={"seed": cfg.seed + k})
         found += [(seed_dir(run_dir, scfg.seed), scfg, s.name) for s in cfg.stages if s.kind == "distill"]
@@ -67,10 +122,6 @@ def _preflight(cfg: Config) -> None:
     """Fail before any training on what can be checked from configs alone: the teacher exists (and, when
     given, is a classifier of these classes), layer sets fit it, named students have the right label count,
     and every LoRA stage's family has target modules."""
-    from toxdistill.models.families import is_classifier, lora_targets
-    from toxdistill.models.students import resolve_layers
-    from toxdistill.models.teacher import check_given_classifier, load_model_config, resolve_model_path
-
     labels = cfg.data.label_names
     t = cfg.teacher
     path = resolve_model_path(t.model)
@@ -82,6 +133,7 @@ def _preflight(cfg: Config) -> None:
     family = {"teacher": tconf.model_type, "pretrained": pre_conf.model_type}
     for st in (s for s in cfg.stages if s.enabled):
         if st.layers is not None:
+            # st.kind is the stage's training method (the config key), not a model's role.
             src = pre_conf if st.kind == "lora" and (st.base or "pretrained") == "pretrained" else tconf
             resolve_layers(st.layers, src.num_hidden_layers)
         family[st.name] = tconf.model_type
@@ -101,6 +153,111 @@ def _preflight(cfg: Config) -> None:
                 raise ToxdistillError(f"stage {st.name!r}: {e.problem}", e.fix) from None
 
 
+def _open_run(cfg: Config, run_dir: Path, data_path: str | None, quick: bool, forced: set[str], fp: str) -> RunContext:
+    """Load and check the data and configs, record the config, then make (rank 0) or read the split."""
+    d = dist()
+    t0 = time.perf_counter()
+    path = resolve_data_path(cfg.data, data_path)
+    ds = load_dataset(path, cfg.data)
+    _preflight(cfg)
+    split_file = run_dir / SPLIT_FILE
+    if d.is_main_process:
+        # Written only once the data and the config have passed every check, so a failed start
+        # leaves no config behind that would block the corrected run.
+        atomic_write_text(run_dir / CONFIG_FILE, cfg.to_yaml())
+        atomic_write_text(run_dir / FINGERPRINT_FILE, fp)
+        if "split" in forced:
+            split_file.unlink(missing_ok=True)
+        make_or_load_split(ds, split_file, cfg.data, cfg.seed, quick)
+    d.wait_for_everyone()
+    split = make_or_load_split(ds, split_file, cfg.data, cfg.seed, quick)
+    ctx = RunContext(cfg, run_dir, split, quick, forced)
+    timings_file = run_dir / TIMINGS_FILE
+    ctx.timings = json.loads(timings_file.read_text()) if timings_file.is_file() else {}
+    ctx.timings["split"] = time.perf_counter() - t0
+    say(f"data: {path} → train {len(split.train)}, val {len(split.val)}, test {len(split.test)}")
+    return ctx
+
+
+def _plan(ctx: RunContext) -> list[Step]:
+    """Baseline, teacher, every enabled stage, then the seed repeats of the distill stages: those are steps
+    like any other, in their own SeedContext, so they resume, skip and --force the same way."""
+    cfg = ctx.cfg
+    # Keyed by a stage's ``kind``, its training method in the config.
+    by_method = {
+        "distill": stages.stage_distill,
+        "lora": stages.stage_lora,
+        "distill-lora": stages.stage_lora,
+        "finetune": stages.stage_finetune,
+    }
+    steps: list[Step] = []
+    if cfg.baseline:
+        steps.append(Step(BASELINE, ctx, BASELINE, lambda: main_only(lambda: stages.stage_baseline(ctx))))
+    steps.append(Step(TEACHER, ctx, TEACHER, lambda: stages.stage_teacher(ctx)))
+    enabled = [st for st in cfg.stages if st.enabled]
+    for st in enabled:
+        steps.append(Step(st.name, ctx, st.name, functools.partial(by_method[st.kind], ctx, st)))
+    for k in range(1, cfg.seeds):
+        sctx = SeedContext(cfg.model_copy(update={"seed": cfg.seed + k}), ctx.run_dir, ctx.split, ctx.quick, ctx.forced)
+        for st in (st for st in enabled if st.kind == "distill"):
+            label = f"{st.name}@seed{sctx.cfg.seed}"
+            steps.append(Step(label, sctx, st.name, functools.partial(stages.stage_distill, sctx, st)))
+    return steps
+
+
+def _restart(step: Step, ctx: RunContext) -> None:
+    """A forced stage starts fresh, without resuming its checkpoints."""
+    shutil.rmtree(step.ctx.work_dir(step.stage), ignore_errors=True)
+    if step.ctx is ctx:  # its seed repeats describe the model being replaced; --seeds N retrains them
+        for old in ctx.run_dir.glob(f"seeds/seed*/{step.stage}"):
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _run_steps(ctx: RunContext, steps: list[Step]) -> None:
+    """Each step not done yet, in order, with its wall time and headline scores."""
+    d = dist()
+    focus = ctx.cfg.data.focus_class
+    for k, step in enumerate(steps, 1):
+        head = f"[{k}/{len(steps)}] {step.label}"
+        if step.ctx.done(step.stage):
+            say(f"{head}: done already (use --force {step.stage} to redo)")
+            continue
+        say(f"{head}: training")
+        if step.stage in ctx.forced and d.is_main_process:
+            _restart(step, ctx)
+        d.wait_for_everyone()
+        s0 = time.perf_counter()
+        step.fn()
+        ctx.timings[step.label] = time.perf_counter() - s0
+        if not d.is_main_process:
+            continue
+        atomic_write_json(ctx.run_dir / TIMINGS_FILE, ctx.timings)
+        m = read_meta(step.ctx.model_dir(step.stage))["metrics"]
+        say(
+            f"{head}: acc {m['accuracy']:.3f}  F1w {m['f1_weighted']:.3f}  "
+            f"F1m {m['f1_macro']:.3f}  hate F1 {hate_f1(m, focus):.3f}  "
+            f"({ctx.timings[step.label]:.0f}s)"
+        )
+
+
+def _report(ctx: RunContext) -> None:
+    """Rank 0: older model folders brought up to date, then results, significance, seed variation, report."""
+    s0 = time.perf_counter()
+    run_dir, cfg, split = ctx.run_dir, ctx.cfg, ctx.split
+    update_older_models(run_dir, split, say)
+    results = collect_results(run_dir)
+    atomic_write_json(run_dir / RESULTS_FILE, results)
+    sig = significance(run_dir, results, split.test.labels, cfg.seed, focus=cfg.data.focus_index())
+    atomic_write_json(run_dir / "significance.json", sig)
+    seeds = seed_summary(run_dir, cfg)
+    if seeds:
+        atomic_write_json(run_dir / "seeds.json", seeds)
+    write_report(run_dir, results, cfg, ctx.timings, quick=ctx.quick, significance=sig, seeds=seeds)
+    ctx.timings["report"] = time.perf_counter() - s0
+    atomic_write_json(run_dir / TIMINGS_FILE, ctx.timings)
+    say(f"report: {run_dir / REPORT_FILE}")
+
+
 def run(
     cfg: Config,
     data_path: str | None = None,
@@ -109,113 +266,22 @@ def run(
     force: list[str] | None = None,
 ) -> Path:
     """Run every stage that is not finished yet; return the run folder."""
-    run_name = name or (f"{cfg.name}-quick" if quick else cfg.name)
-    run_dir = Path(cfg.output_dir) / run_name
-    forced = set(force or [])
-    known = {"split", BASELINE, TEACHER, "report", "all", *(s.name for s in cfg.stages)}
-    unknown = forced - known
-    if unknown:
-        raise ToxdistillError(f"--force {sorted(unknown)[0]!r} is not a stage", f"stages: {', '.join(sorted(known))}")
+    run_dir = Path(cfg.output_dir) / (name or (f"{cfg.name}-quick" if quick else cfg.name))
+    forced = _forced_stages(cfg, force)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    d = dist()
-    with run_lock(run_dir) if d.is_main_process else contextlib.nullcontext():
-        saved_cfg = run_dir / "config.yaml"
-        fp_file = run_dir / "config.fingerprint"
+    main = dist().is_main_process
+    # Rank 0 is the one writer and holds the run folder's lock; the other ranks read what it writes.
+    with run_lock(run_dir) if main else contextlib.nullcontext():
         fp = cfg.fingerprint() + (":quick" if quick else "")
-        if fp_file.is_file() and fp_file.read_text().strip() != fp and "all" not in forced:
-            raise ToxdistillError(
-                f"run folder {run_dir} was made with a different data, seed or teacher config",
-                "use --name NEW for a new run, or --force all to redo this one",
-            )
-        if "all" in forced and d.is_main_process:
-            for sub in ("models", "seeds", "work", "cache", "plots"):
-                shutil.rmtree(run_dir / sub, ignore_errors=True)
-            (run_dir / "split.json").unlink(missing_ok=True)
+        _check_run_fingerprint(run_dir, fp, forced)
+        if "all" in forced and main:
+            _force_all(run_dir)
         _check_stage_fingerprints(cfg, run_dir, forced)
-        if d.is_main_process:
+        if main:
             _remove_partial_writes(run_dir)
-
-        t0 = time.perf_counter()
-        path = resolve_data_path(cfg.data, data_path)
-        ds = load_dataset(path, cfg.data)
-        _preflight(cfg)
-        # Written only once the data and the config have passed every check, so a failed start
-        # leaves no config behind that would block the corrected run.
-        if d.is_main_process:
-            atomic_write_text(saved_cfg, cfg.to_yaml())
-            atomic_write_text(fp_file, fp)
-        if "split" in forced and d.is_main_process:
-            (run_dir / "split.json").unlink(missing_ok=True)
-        if d.is_main_process:
-            make_or_load_split(ds, run_dir / "split.json", cfg.data, cfg.seed, quick)
-        d.wait_for_everyone()
-        split = make_or_load_split(ds, run_dir / "split.json", cfg.data, cfg.seed, quick)
-        ctx = RunContext(cfg, run_dir, split, quick, forced)
-        timings_file = run_dir / "timings.json"
-        ctx.timings = json.loads(timings_file.read_text()) if timings_file.is_file() else {}
-        ctx.timings["split"] = time.perf_counter() - t0
-        say(f"data: {path} → train {len(split.train)}, val {len(split.val)}, test {len(split.test)}")
-
-        # (label, context, stage name, fn): the seed repeats of the distill stages are plan steps like any
-        # other, in their own SeedContext, so they resume, skip and --force the same way.
-        plan: list[tuple[str, RunContext, str, Callable[[], None]]] = []
-        if cfg.baseline:
-            plan.append((BASELINE, ctx, BASELINE, lambda: main_only(lambda: stages.stage_baseline(ctx))))
-        plan.append((TEACHER, ctx, TEACHER, lambda: stages.stage_teacher(ctx)))
-        fns = {
-            "distill": stages.stage_distill,
-            "lora": stages.stage_lora,
-            "distill-lora": stages.stage_lora,
-            "finetune": stages.stage_finetune,
-        }
-        enabled = [st for st in cfg.stages if st.enabled]
-        for st in enabled:
-            plan.append((st.name, ctx, st.name, (lambda f, c, s: lambda: f(c, s))(fns[st.kind], ctx, st)))
-        for k_seed in range(1, cfg.seeds):
-            sctx = SeedContext(cfg.model_copy(update={"seed": cfg.seed + k_seed}), run_dir, split, quick, forced)
-            for st in (st for st in enabled if st.kind == "distill"):
-                label = f"{st.name}@seed{sctx.cfg.seed}"
-                plan.append((label, sctx, st.name, (lambda c, s: lambda: stages.stage_distill(c, s))(sctx, st)))
-        step_ctx: RunContext
-        for k, (label, step_ctx, stage, fn) in enumerate(plan, 1):
-            if step_ctx.done(stage):
-                say(f"[{k}/{len(plan)}] {label}: done already (use --force {stage} to redo)")
-                continue
-            say(f"[{k}/{len(plan)}] {label}: training")
-            if stage in forced and d.is_main_process:
-                shutil.rmtree(step_ctx.work_dir(stage), ignore_errors=True)  # a forced stage starts fresh, no resume
-                if step_ctx is ctx:  # its seed repeats describe the model being replaced; --seeds N retrains them
-                    for old in run_dir.glob(f"seeds/seed*/{stage}"):
-                        shutil.rmtree(old, ignore_errors=True)
-            d.wait_for_everyone()
-            s0 = time.perf_counter()
-            fn()
-            ctx.timings[label] = time.perf_counter() - s0
-            if not d.is_main_process:
-                continue
-            atomic_write_json(timings_file, ctx.timings)
-            m = read_meta(step_ctx.model_dir(stage))["metrics"]
-            say(
-                f"[{k}/{len(plan)}] {label}: acc {m['accuracy']:.3f}  F1w {m['f1_weighted']:.3f}  "
-                f"F1m {m['f1_macro']:.3f}  hate F1 {hate_f1(m):.3f}  "
-                f"({ctx.timings[label]:.0f}s)"
-            )
-        if not d.is_main_process:
-            return run_dir
-        s0 = time.perf_counter()
-        from toxdistill.evaluation.report import write_report
-
-        update_older_models(run_dir, split)
-        results = collect_results(run_dir)
-        atomic_write_json(run_dir / "results.json", results)
-        sig = significance(run_dir, results, split.test.labels, cfg.seed)
-        atomic_write_json(run_dir / "significance.json", sig)
-        seeds = seed_summary(run_dir, cfg)
-        if seeds:
-            atomic_write_json(run_dir / "seeds.json", seeds)
-        write_report(run_dir, results, cfg, ctx.timings, quick=quick, significance=sig, seeds=seeds)
-        ctx.timings["report"] = time.perf_counter() - s0
-        atomic_write_json(timings_file, ctx.timings)
-        say(f"report: {run_dir / 'report.md'}")
+        ctx = _open_run(cfg, run_dir, data_path, quick, forced, fp)
+        _run_steps(ctx, _plan(ctx))
+        if main:
+            _report(ctx)
     return run_dir

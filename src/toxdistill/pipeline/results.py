@@ -9,25 +9,25 @@ from typing import Any
 import numpy as np
 
 from toxdistill.config import Config
-from toxdistill.evaluation.metrics import (
-    hate_f1,
-    val_headline,
-)
-from toxdistill.files import META_FILE
+from toxdistill.console import Say, quiet
+from toxdistill.data.split import Split
+from toxdistill.evaluation.calibrate import calibrate_model
+from toxdistill.evaluation.metrics import hate_f1, val_headline
+from toxdistill.evaluation.stats import bootstrap_table, compare_models, default_pairs, metric_table
+from toxdistill.files import META_FILE, MODELS_DIR, TEST_LOGITS, VAL_LOGITS
 from toxdistill.io import atomic_write_json
-from toxdistill.pipeline.stages import calibrate_model, say
 from toxdistill.runs import read_meta
 
 log = logging.getLogger(__name__)
 
 
-def update_older_models(run_dir: Path, split) -> None:
+def update_older_models(run_dir: Path, split: Split, say: Say = quiet) -> None:
     """Models finished by an older toxdistill get what the current one records, computed from their
     saved validation and test logits (no retraining, no re-scoring): calibration with a class bias
     where they have a temperature alone, and validation scores where they have none."""
-    models = run_dir / "models"
+    models = run_dir / MODELS_DIR
     for d in sorted(models.iterdir()) if models.is_dir() else []:
-        if d.name.startswith(".") or not (d / "val_logits.npy").is_file() or not (d / META_FILE).is_file():
+        if d.name.startswith(".") or not (d / VAL_LOGITS).is_file() or not (d / META_FILE).is_file():
             continue
         meta = read_meta(d)
         metrics = meta.get("metrics")
@@ -37,7 +37,7 @@ def update_older_models(run_dir: Path, split) -> None:
         add_val = "val" not in metrics
         if not (recalibrate or add_val):
             continue
-        val_logits, test_logits = np.load(d / "val_logits.npy"), np.load(d / "test_logits.npy")
+        val_logits, test_logits = np.load(d / VAL_LOGITS), np.load(d / TEST_LOGITS)
         if recalibrate:
             meta["calibration"] = calibrate_model(meta["name"], d, metrics, val_logits, test_logits, split)
             say(f"{meta['name']}: recalibrated from its saved logits (temperature + class bias)")
@@ -49,7 +49,7 @@ def update_older_models(run_dir: Path, split) -> None:
 # ---------------------------------------------------------------- report
 def collect_results(run_dir: Path) -> list[dict]:
     rows = []
-    models = run_dir / "models"
+    models = run_dir / MODELS_DIR
     for d in sorted(models.iterdir()) if models.is_dir() else []:
         if d.name.startswith("."):  # a temporary folder from an interrupted write, never a finished model
             continue
@@ -60,7 +60,7 @@ def collect_results(run_dir: Path) -> list[dict]:
         rows.append(
             {
                 "name": meta["name"],
-                "kind": meta["kind"],
+                "kind": meta["kind"],  # the model's role (baseline, teacher, student, lora, finetune)
                 "layers": meta.get("layers"),
                 "student_model": meta.get("student_model"),  # a pretrained student of its own, not teacher layers
                 "accuracy": m["accuracy"],
@@ -99,13 +99,13 @@ def seed_summary(run_dir: Path, cfg: Config) -> dict:
         "accuracy": lambda m: m["accuracy"],
         "f1_weighted": lambda m: m["f1_weighted"],
         "f1_macro": lambda m: m["f1_macro"],
-        "f1_hate": hate_f1,
+        "f1_hate": lambda m: hate_f1(m, cfg.data.focus_class),
     }
     out: dict[str, dict[str, Any]] = {}
     for st in cfg.stages:
-        if st.kind != "distill" or not st.enabled:
+        if st.kind != "distill" or not st.enabled:  # st.kind: the stage's training method
             continue
-        dirs = {cfg.seed: run_dir / "models" / st.name}
+        dirs = {cfg.seed: run_dir / MODELS_DIR / st.name}
         for d in sorted((run_dir / "seeds").glob(f"seed*/{st.name}")):
             tag = d.parent.name.removeprefix("seed")
             if tag.isdigit() and int(tag) != cfg.seed:
@@ -125,23 +125,25 @@ def seed_summary(run_dir: Path, cfg: Config) -> dict:
     return out
 
 
-def significance(run_dir: Path, results: list[dict], labels: np.ndarray, seed: int, n_boot: int = 1000) -> dict:
+def significance(
+    run_dir: Path, results: list[dict], labels: np.ndarray, seed: int, n_boot: int = 1000, focus: int = 0
+) -> dict:
     """95% bootstrap intervals for every model and paired-bootstrap p-values for the report's comparisons.
 
     On argmax predictions, the same ones the headline metrics use; all models share the resamples.
+    ``focus`` is the class id of ``f1_hate`` (``DataConfig.focus_index()``).
     """
-    from toxdistill.evaluation.stats import bootstrap_table, compare_models, default_pairs
-
-    preds = {r["name"]: np.load(run_dir / "models" / r["name"] / "test_logits.npy").argmax(-1) for r in results}
+    preds = {r["name"]: np.load(run_dir / MODELS_DIR / r["name"] / TEST_LOGITS).argmax(-1) for r in results}
     k = len(results[0]["f1_per_class"]) if results else 3
+    table = metric_table(focus)
     return {
         "n_boot": n_boot,
-        "ci": bootstrap_table(labels, preds, n_boot=n_boot, seed=seed, n_classes=k),
+        "ci": bootstrap_table(labels, preds, table, n_boot=n_boot, seed=seed, n_classes=k),
         "comparisons": compare_models(
             labels,
             preds,
             default_pairs(results),
-            metrics=["f1_weighted", "f1_macro", "f1_hate"],
+            metrics={m: table[m] for m in ("f1_weighted", "f1_macro", "f1_hate")},
             n_boot=n_boot,
             seed=seed,
             n_classes=k,

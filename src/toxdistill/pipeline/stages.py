@@ -7,74 +7,41 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from safetensors.torch import load_file
 
 from toxdistill import __version__
-from toxdistill.config import Config, StageConfig, TrainConfig
-from toxdistill.data.split import Split
+from toxdistill.config import StageConfig, TrainConfig
 from toxdistill.errors import ToxdistillError
-from toxdistill.evaluation.calibrate import ece, fit_calibration, fit_offsets
-from toxdistill.evaluation.metrics import (
-    classification_metrics,
-    evaluate_predictor,
-    plot_confusion,
-)
-from toxdistill.files import META_FILE
-from toxdistill.inference.calibration import Calibration, softmax
+from toxdistill.evaluation.calibrate import calibrate_model
+from toxdistill.evaluation.metrics import ce_loss, evaluate_predictor, trainer_metrics
+from toxdistill.evaluation.plots import plot_confusion
+from toxdistill.files import BASELINE, META_FILE, TEACHER, TEST_LOGITS, VAL_LOGITS
 from toxdistill.inference.predict import Predictor
 from toxdistill.io import atomic_dir, atomic_write_json
+from toxdistill.models.baseline import TfidfLR
+from toxdistill.models.families import count_params, forward_inputs
+from toxdistill.models.lora import add_lora, save_lora
+from toxdistill.models.students import (
+    attach_hidden_projection,
+    build_student,
+    detach_hidden_projection,
+    resolve_layers,
+)
+from toxdistill.models.teacher import load_classifier, load_given_classifier, load_model_config
+from toxdistill.pipeline.context import RunContext, main_only, say
 from toxdistill.runs import read_meta
-from toxdistill.training.dist import dist
+from toxdistill.training.ddp import dist
+from toxdistill.training.trainer import (
+    EncodedDataset,
+    load_or_build_teacher_cache,
+    teacher_cache_key,
+    train_model,
+)
 
 log = logging.getLogger(__name__)
-
-BASELINE = "tfidf-lr"
-TEACHER = "teacher"
-
-
-def say(msg: str) -> None:
-    if dist().is_main_process:
-        print(f"[toxdistill] {msg}", flush=True)
-
-
-@dataclass
-class RunContext:
-    cfg: Config
-    run_dir: Path
-    split: Split
-    quick: bool = False
-    forced: set[str] = field(default_factory=set)
-    timings: dict[str, float] = field(default_factory=dict)
-
-    def model_dir(self, name: str) -> Path:
-        return self.run_dir / "models" / name
-
-    def work_dir(self, name: str) -> Path:
-        return self.run_dir / "work" / name
-
-    def done(self, name: str) -> bool:
-        return (self.model_dir(name) / META_FILE).is_file() and name not in self.forced and "all" not in self.forced
-
-
-def seed_dir(run_dir: Path, seed: int) -> Path:
-    return run_dir / "seeds" / f"seed{seed}"
-
-
-@dataclass
-class SeedContext(RunContext):
-    """A repeat of the student stages with another training seed: same split, teacher and cache; its
-    models go to ``seeds/seed<N>/`` so that they are neither report rows nor served."""
-
-    def model_dir(self, name: str) -> Path:
-        if name == TEACHER:
-            return super().model_dir(name)
-        return seed_dir(self.run_dir, self.cfg.seed) / name
-
-    def work_dir(self, name: str) -> Path:
-        return self.run_dir / "work" / f"seed{self.cfg.seed}" / name
 
 
 # ---------------------------------------------------------------- helpers
@@ -85,28 +52,6 @@ def _dir_size_mb(folder: Path) -> float:
 
 def _quick_train(cfg: TrainConfig, quick: bool) -> TrainConfig:
     return cfg.model_copy(update={"epochs": 1.0}) if quick else cfg
-
-
-def calibrate_model(name: str, out: Path, metrics: dict, val_logits, test_logits, split) -> dict:
-    """Calibration and decision offsets, fitted on validation only and judged on test; updates
-    ``metrics`` (tuned scores, ECE) and draws the reliability diagram. Returns the calibration record."""
-    label_names = split.test.label_names
-    t, bias = fit_calibration(val_logits, split.val.labels)
-    fitted = Calibration(t, np.asarray(bias))
-    cal_test = fitted.calibrated(test_logits)
-    offsets = fit_offsets(fitted.calibrated(val_logits), split.val.labels)
-    tuned = classification_metrics(split.test.labels, (cal_test + np.asarray(offsets)).argmax(-1), label_names)
-    metrics["tuned"] = {
-        k: tuned[k] for k in ("accuracy", "f1_weighted", "f1_macro", "f1_per_class", "confusion_matrix")
-    }
-    metrics["ece"] = ece(softmax(test_logits), split.test.labels)
-    metrics["ece_calibrated"] = ece(softmax(cal_test), split.test.labels)
-    from toxdistill.evaluation.plots import reliability_diagram
-
-    reliability_diagram(
-        softmax(test_logits), softmax(cal_test), split.test.labels, out / "reliability.png", f"{name} (test)"
-    )
-    return {"temperature": t, "bias": bias, "offsets": offsets}
 
 
 def _finish_model(
@@ -127,6 +72,8 @@ def _finish_model(
             "name": name,
             "fingerprint": ctx.cfg.stage_fingerprint(name),
             "label_names": label_names,
+            # The class of interest by name, for serve and the other readers; a folder without it means the first.
+            "focus_class": label_names[ctx.cfg.data.focus_index()],
             "max_length": ctx.cfg.data.max_length,
             # Standalone copies of the folder (exports, serving) clean raw text the same way.
             "clean": ctx.cfg.data.clean.model_dump(),
@@ -138,8 +85,8 @@ def _finish_model(
             "toxdistill_version": __version__,
         }
     )
-    np.save(out / "test_logits.npy", test_logits.astype(np.float32))
-    np.save(out / "val_logits.npy", val_logits.astype(np.float32))
+    np.save(out / TEST_LOGITS, test_logits.astype(np.float32))
+    np.save(out / VAL_LOGITS, val_logits.astype(np.float32))
     plot_confusion(metrics["confusion_matrix"], label_names, f"{name} (test)", out / "confusion.png")
     atomic_write_json(out / META_FILE, meta)
     return meta
@@ -152,19 +99,15 @@ def _save_hf(model, tokenizer, out: Path) -> None:
 
 # ---------------------------------------------------------------- stages
 def stage_baseline(ctx: RunContext) -> None:
-    from toxdistill.models.baseline import TfidfLR
-
     with atomic_dir(ctx.model_dir(BASELINE)) as out:
         t0 = time.perf_counter()
         m = TfidfLR(ctx.split.train.label_names, ctx.cfg.seed).fit(ctx.split.train)
         train_s = time.perf_counter() - t0
         m.save(out)
         logits, _ = m.logits(ctx.split.train.texts)
-        from toxdistill.evaluation.metrics import ce_loss
-
         n_params = int(m.clf.coef_.size + m.clf.intercept_.size)
         meta = {
-            "kind": "baseline",
+            "kind": "baseline",  # the model's role (see _train_and_save)
             "layers": None,
             "train": {"train_loss": ce_loss(logits, ctx.split.train.labels), "train_runtime_s": train_s},
         }
@@ -172,8 +115,6 @@ def stage_baseline(ctx: RunContext) -> None:
 
 
 def _load_teacher_pretrained(ctx: RunContext):
-    from toxdistill.models.teacher import load_classifier
-
     spec = ctx.cfg.teacher.pretrained_model()
     assert spec is not None, "Config validation requires teacher.pretrained where a stage needs it"
     return load_classifier(spec, ctx.split.train.label_names, ctx.cfg.seed)
@@ -182,7 +123,7 @@ def _load_teacher_pretrained(ctx: RunContext):
 def _train_and_save(
     ctx: RunContext,
     name: str,
-    kind: str,
+    role: str,
     model,
     tokenizer,
     train_cfg: TrainConfig,
@@ -193,10 +134,8 @@ def _train_and_save(
     lora_save=False,
     extra_meta: dict | None = None,
 ) -> None:
-    from toxdistill.models.lora import count_params, save_lora
-    from toxdistill.models.students import detach_hidden_projection
-    from toxdistill.training.trainer import train_model
-
+    """Train ``model`` as stage ``name`` and save it with its metadata; ``role`` is the model's role in
+    toxdistill.json (teacher, finetune, student, lora)."""
     teacher_outputs = None
     if distill is not None:
         teacher_outputs = _teacher_cache(ctx)
@@ -213,6 +152,8 @@ def _train_and_save(
         n_layers=model.config.num_hidden_layers,
         distill=distill,
         teacher_outputs=teacher_outputs,
+        # Built here: training sits below evaluation, so the pipeline hands it the report's metrics.
+        compute_metrics=trainer_metrics(ctx.split.train.label_names),
     )
     trainer = hist.pop("trainer")
     if not dist().is_main_process:  # rank 0 alone saves and evaluates; the others wait for the finished folder
@@ -230,7 +171,8 @@ def _train_and_save(
         else:
             _save_hf(trained, tokenizer, out)
         meta = {
-            "kind": kind,
+            # The model's role; the key stays "kind" so that folders of every toxdistill version read alike.
+            "kind": role,
             "layers": layers,
             "train": hist,
             "stage": stage_cfg,
@@ -245,18 +187,12 @@ def _train_and_save(
 
 
 def _cache_file(ctx: RunContext, tdir: Path) -> Path:
-    from toxdistill.training.trainer import teacher_cache_key
-
     key = teacher_cache_key(tdir, ctx.split.fingerprint(), ctx.cfg.data.max_length)
     return ctx.run_dir / "cache" / f"teacher-{key}.safetensors"
 
 
 def _build_teacher_cache(ctx: RunContext, tdir: Path, teacher=None, ttok=None):
     """Rank 0 only: the teacher's logits and final first-token states on the training rows, computed once."""
-    from toxdistill.models.families import forward_inputs
-    from toxdistill.models.teacher import load_classifier
-    from toxdistill.training.trainer import EncodedDataset, load_or_build_teacher_cache
-
     cache_file = _cache_file(ctx, tdir)
     if teacher is None:
         teacher, ttok = load_classifier(str(tdir), ctx.split.train.label_names, ctx.cfg.seed)
@@ -269,8 +205,6 @@ def _build_teacher_cache(ctx: RunContext, tdir: Path, teacher=None, ttok=None):
 
 
 def _teacher_cache(ctx: RunContext):
-    from safetensors.torch import load_file
-
     tdir = ctx.model_dir(TEACHER)
     cache_file = _cache_file(ctx, tdir)
     # Rank 0 builds the cache once (if missing); every other rank waits, then reads the file.
@@ -287,10 +221,6 @@ def stage_given_teacher(ctx: RunContext) -> None:
     """``teacher.train: null``: the user's fine-tuned classifier, relabelled to the data's classes, saved
     as the run's teacher and evaluated like a trained one. Its train loss comes from the teacher cache,
     which the students need anyway."""
-    from toxdistill.evaluation.metrics import ce_loss
-    from toxdistill.models.lora import count_params
-    from toxdistill.models.teacher import load_given_classifier
-
     tcfg = ctx.cfg.teacher
     labels = ctx.split.train.label_names
     model, tok = load_given_classifier(tcfg.model, labels, tcfg.label_map)
@@ -300,7 +230,7 @@ def stage_given_teacher(ctx: RunContext) -> None:
         logits, _ = _build_teacher_cache(ctx, out, model, tok)
         n = model.config.num_hidden_layers
         meta = {
-            "kind": "teacher",
+            "kind": "teacher",  # the model's role (see _train_and_save)
             "layers": list(range(1, n + 1)),
             "train": {"train_loss": ce_loss(logits.numpy(), ctx.split.train.labels), "train_runtime_s": 0.0},
             "stage": {"model": tcfg.model, "train": None, "label_map": tcfg.label_map},
@@ -330,9 +260,6 @@ def stage_teacher(ctx: RunContext, name: str = TEACHER, train_cfg: TrainConfig |
 
 
 def stage_distill(ctx: RunContext, st: StageConfig) -> None:
-    from toxdistill.models.students import attach_hidden_projection, build_student, resolve_layers
-    from toxdistill.models.teacher import load_classifier
-
     labels = ctx.split.train.label_names
     teacher, tok = load_classifier(str(ctx.model_dir(TEACHER)), labels, ctx.cfg.seed)
     extra = {}
@@ -366,12 +293,10 @@ def stage_distill(ctx: RunContext, st: StageConfig) -> None:
 
 
 def stage_lora(ctx: RunContext, st: StageConfig) -> None:
-    from toxdistill.models.lora import add_lora, count_params
-    from toxdistill.models.students import build_student, resolve_layers
-    from toxdistill.models.teacher import load_classifier, load_model_config
-
+    """A ``lora`` stage (adapters on the pretrained model or the teacher) or a ``distill-lora`` one (adapters
+    on a student, trained by distillation). ``st.kind`` is the stage's training method, the config key."""
     lcfg = ctx.cfg.stage_lora(st)
-    base_kind = st.base or "pretrained"
+    base_name = st.base or "pretrained"
     distill = None
     if st.kind == "distill-lora":
         assert st.base is not None, "config validation: distill-lora names its base"
@@ -380,15 +305,15 @@ def stage_lora(ctx: RunContext, st: StageConfig) -> None:
         distill = ctx.cfg.stage_distill(st)
         base_desc = f"models/{st.base}"
     else:
-        if base_kind == "pretrained":
+        if base_name == "pretrained":
             base_model, tok = _load_teacher_pretrained(ctx)
             base_desc = str(ctx.cfg.teacher.pretrained_model())
-        elif base_kind == "teacher":
+        elif base_name == "teacher":
             base_model, tok = load_classifier(str(ctx.model_dir(TEACHER)), ctx.split.train.label_names, ctx.cfg.seed)
             base_desc = "models/teacher"
         else:
             raise ToxdistillError(
-                f"stage {st.name!r}: lora base {base_kind!r} is unknown", "use 'pretrained' or 'teacher'"
+                f"stage {st.name!r}: lora base {base_name!r} is unknown", "use 'pretrained' or 'teacher'"
             )
         n = base_model.config.num_hidden_layers
         layers = list(range(1, n + 1))
@@ -403,8 +328,6 @@ def stage_lora(ctx: RunContext, st: StageConfig) -> None:
     base_desc = f"base/ ({base_desc})"
     peft_model = add_lora(base_model, lcfg)
     if distill is not None:
-        from toxdistill.models.students import attach_hidden_projection
-
         teacher_hidden = int(load_model_config(str(ctx.model_dir(TEACHER))).hidden_size)
         # After peft froze the model, so the new projection trains. Adapter checkpoints do not hold it: a
         # resumed distill-lora stage on a student of another hidden size restarts its projection.
@@ -430,9 +353,3 @@ def stage_lora(ctx: RunContext, st: StageConfig) -> None:
 
 def stage_finetune(ctx: RunContext, st: StageConfig) -> None:
     stage_teacher(ctx, st.name, ctx.cfg.stage_train(st))
-
-
-def main_only(fn) -> None:
-    if dist().is_main_process:
-        fn()
-    dist().wait_for_everyone()

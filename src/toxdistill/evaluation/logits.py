@@ -1,0 +1,26 @@
+"""From logits to probabilities: softmax, log-softmax and the calibrated logits ``logits / T + b``.
+
+Numpy only, no scipy or sklearn, so that inference and serving can import it without pulling in the
+metrics' dependencies.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    z = x - x.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    z = x - x.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def calibrated_logits(logits: np.ndarray, temperature: float, bias: np.ndarray | None) -> np.ndarray:
+    """``logits / T + b``, in the logits' dtype: its softmax is the calibrated probability."""
+    z = logits / temperature
+    return z if bias is None else z + np.asarray(bias, dtype=z.dtype)

@@ -1,0 +1,95 @@
+"""The metrics that had two copies each give the numbers the old copies gave: ECE from the shared reliability
+bins, the NLL of temperature scaling as ``ce_loss``, the Trainer's metrics from ``classification_metrics``,
+and the class of interest read by name or id."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score
+
+from toxdistill.evaluation import stats
+from toxdistill.evaluation.logits import log_softmax, softmax
+from toxdistill.evaluation.metrics import TRAINER_METRICS, ce_loss, ece, hate_f1, reliability_bins, trainer_metrics
+from toxdistill.inference import calibration
+
+NAMES = ["hate speech", "offensive", "neither"]
+
+
+def _old_ece(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
+    """calibrate.ece as it was before it used the shared bins."""
+    conf = probs.max(-1)
+    correct = probs.argmax(-1) == labels
+    edges = np.linspace(0, 1, n_bins + 1)
+    total = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (conf > lo) & (conf <= hi)
+        if m.any():
+            total += m.mean() * abs(correct[m].mean() - conf[m].mean())
+    return float(total)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_bins", [5, 15])
+def test_ece_from_the_shared_bins_is_the_old_ece_exactly(rng, dtype, n_bins):
+    logits = (rng.normal(size=(500, 3)) * 3).astype(dtype)
+    labels = rng.integers(0, 3, 500)
+    probs = softmax(logits)
+    assert ece(probs, labels, n_bins) == _old_ece(probs, labels, n_bins)
+
+
+def test_ece_by_hand():
+    # Two rows in (0.8, 0.9] (mean confidence 0.85, one right) and one in (0.5, 0.6] (0.55, right):
+    # ECE = 2/3 * |0.5 - 0.85| + 1/3 * |1 - 0.55|.
+    probs = np.array([[0.82, 0.1, 0.08], [0.05, 0.88, 0.07], [0.55, 0.3, 0.15]])
+    labels = np.array([0, 0, 0])
+    bins = reliability_bins(probs, labels, 10)
+    assert bins["count"].tolist() == [0, 0, 0, 0, 0, 1, 0, 0, 2, 0]
+    assert bins["confidence"][8] == pytest.approx(0.85) and bins["accuracy"][8] == 0.5
+    assert np.isnan(bins["accuracy"][0])
+    assert ece(probs, labels, 10) == pytest.approx(2 / 3 * 0.35 + 1 / 3 * 0.45)
+
+
+def test_ce_loss_with_a_temperature_is_the_old_nll(rng):
+    logits = (rng.normal(size=(200, 3)) * 2).astype(np.float32)
+    labels = rng.integers(0, 3, 200)
+    for t in (0.5, 1.0, 2.7):
+        old_nll = float(-log_softmax(logits.astype(np.float64) / t)[np.arange(200), labels].mean())
+        assert ce_loss(logits, labels, t) == old_nll
+    # At T = 1 it is the plain cross-entropy: equal logits cost log K.
+    assert ce_loss(np.zeros((4, 3)), np.array([0, 1, 2, 0])) == pytest.approx(np.log(3))
+
+
+def test_trainer_metrics_give_the_old_trainer_numbers(rng):
+    """The keys and values ``_metrics_for_trainer`` reported, so ``train.best_metric`` picks the same epoch."""
+    labels = np.tile([0, 1, 2], 40)  # every class in validation, as a stratified split has
+    logits = rng.normal(size=(120, 3)) + 1.5 * np.eye(3)[labels]
+    got = trainer_metrics(NAMES)((logits, labels))
+    preds = logits.argmax(-1)
+    assert tuple(got) == TRAINER_METRICS == ("accuracy", "f1_macro", "f1_weighted")
+    assert got["accuracy"] == float((preds == labels).mean())
+    assert got["f1_macro"] == float(f1_score(labels, preds, average="macro"))
+    assert got["f1_weighted"] == float(f1_score(labels, preds, average="weighted"))
+    assert all(isinstance(v, float) for v in got.values())
+
+
+def test_the_class_of_interest_by_name_or_id():
+    m = {"f1_per_class": {"hate speech": 0.3, "offensive": 0.9, "neither": 0.8}}
+    assert hate_f1(m) == 0.3  # none named: the first class
+    assert hate_f1(m, "neither") == hate_f1(m, 2) == 0.8
+    cm = stats.confusion_batch(np.array([0, 1, 2, 2]), np.array([0, 1, 2, 1]), 3)
+    # f1_hate keeps its key and follows the focus class: class 2 has F1 2/3, class 0 has 1.
+    assert stats.metric_table(2)["f1_hate"](cm)[0] == pytest.approx(2 / 3)
+    assert stats.metric_table()["f1_hate"](cm)[0] == 1.0
+
+
+def test_the_served_calibration_is_softmax_of_logits_over_t_plus_b(rng):
+    """What the Predictor and serve apply, computed by hand: p = softmax(z / T + b), decided with offsets."""
+    logits = (rng.normal(size=(50, 3)) * 2).astype(np.float32)
+    bias = np.array([0.3, -0.1, -0.2], dtype=np.float32)
+    offsets = np.array([0.5, 0.0, 0.0], dtype=np.float32)
+    cal = calibration.Calibration(1.7, bias, offsets)
+    z = logits.astype(np.float64) / 1.7 + bias
+    e = np.exp(z - z.max(-1, keepdims=True))
+    np.testing.assert_allclose(cal.probabilities(logits), e / e.sum(-1, keepdims=True), rtol=1e-5)
+    np.testing.assert_array_equal(cal.decide(logits), (z + offsets).argmax(-1))
