@@ -403,6 +403,14 @@ class Config(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _unique_eval_sets(self) -> Config:
+        names = [e.name for e in self.eval_sets]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"eval set names must be unique: {dup}")
+        return self
+
+    @model_validator(mode="after")
     def _given_teacher_needs_pretrained(self) -> Config:
         if self.teacher.pretrained is not None and self.teacher.train is not None:
             raise ValueError(
@@ -563,8 +571,20 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
     for key, value in (overrides or {}).items():
         _set_dotted(raw, key, value)
     try:
-        return Config.model_validate(raw)
+        cfg = Config.model_validate(raw)
     except ValidationError as e:
         raise ToxdistillError(
             _format_validation_error(e, source), "see configs/davidson-minilm.yaml for valid keys"
         ) from None
+    if path is not None:
+        _resolve_eval_set_paths(cfg, Path(path).parent)
+    return cfg
+
+
+def _resolve_eval_set_paths(cfg: Config, config_dir: Path) -> None:
+    """A relative eval-set path that is not there from the working directory is read beside the config; the run's
+    saved config.yaml then holds the path that was found, so later commands find it from anywhere."""
+    for es in cfg.eval_sets:
+        p = Path(es.path)
+        if not p.is_absolute() and not p.exists() and (config_dir / p).exists():
+            es.path = str((config_dir / p).resolve())

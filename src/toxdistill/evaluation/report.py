@@ -6,6 +6,7 @@ from pathlib import Path
 
 from toxdistill.config import Config
 from toxdistill.evaluation.metrics import hate_f1
+from toxdistill.evaluation.robustness import format_robustness
 from toxdistill.evaluation.stats import layer_set_pairs
 from toxdistill.evaluation.tables import fmt
 from toxdistill.files import MODELS_DIR, REPORT_FILE
@@ -252,6 +253,53 @@ def _seed_variation(seeds: dict | None) -> list[str]:
     return lines
 
 
+def _robustness(result: dict | None) -> list[str]:
+    if not result:
+        return []
+    return [
+        "",
+        "## Robustness and fidelity (test split, perturbed; `toxdistill check`)",
+        "",
+        format_robustness(result),
+        "",
+        "![robustness](robustness.png)",
+    ]
+
+
+def _eval_sets(evals: dict | None) -> list[str]:
+    """Per eval set: each model's accuracy (tuned decision), then per group, models as columns."""
+    lines: list[str] = []
+    for name, res in (evals or {}).items():
+        models = list(res["models"])
+        d = res["data"]
+        counts = ", ".join(f"{k} {v}" for k, v in res["label_counts"].items())
+        lines += [
+            "",
+            f"## Eval set {name} (`{Path(d['path']).name}`, {d['rows']} rows: {counts})",
+            "",
+            "Accuracy is the share of rows whose predicted class is one the label maps to ("
+            + "; ".join(f"{k} → {', '.join(v)}" for k, v in res["label_map"].items() if k in res["label_counts"])
+            + "), with each model's tuned decision.",
+            "",
+            "| model | accuracy [95% CI] | " + " | ".join(f"recall {lab}" for lab in res["label_counts"]) + " |",
+            "|---|---|" + "---|" * len(res["label_counts"]),
+        ]
+        for m in models:
+            t = res["models"][m]["tuned"]
+            ci = t.get("accuracy_ci")
+            acc = f"{t['accuracy']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+            rec = " | ".join(_f(t["recall"].get(lab)) for lab in res["label_counts"])
+            lines.append(f"| {m} | {acc} | {rec} |")
+        groups = res["models"][models[0]]["tuned"].get("groups") if models else None
+        if groups:
+            lines += ["", f"Accuracy per {d['group_col']} (rows):", "", "| group | n | " + " | ".join(models) + " |"]
+            lines.append("|---|---|" + "---|" * len(models))
+            for g in sorted(groups):
+                cells = " | ".join(_f(res["models"][m]["tuned"]["groups"][g]["accuracy"]) for m in models)
+                lines.append(f"| {g} | {groups[g]['n']} | {cells} |")
+    return lines
+
+
 def _wall_times(timings: dict) -> list[str]:
     lines = ["", "## Wall time per stage", "", "| stage | seconds | minutes |", "|---|---|---|"]
     for k, v in timings.items():
@@ -269,6 +317,8 @@ def write_report(
     quick: bool = False,
     significance: dict | None = None,
     seeds: dict | None = None,
+    robustness: dict | None = None,
+    eval_sets: dict | None = None,
 ) -> None:
     rows = _order(results)
     focus = cfg.data.focus_class
@@ -280,6 +330,8 @@ def write_report(
         *_uncertainty(rows, significance),
         *_figures(rows, run_dir),
         *_seed_variation(seeds),
+        *_robustness(robustness),
+        *_eval_sets(eval_sets),
         *_wall_times(timings),
         *["", "## Analysis", "", *analysis(results, significance, focus), ""],
     ]

@@ -31,6 +31,22 @@ class TfidfLR:
         lp = self.clf.predict_log_proba(self.vec.transform(list(texts)))
         return lp.astype(np.float32), np.zeros(len(texts), dtype=bool)
 
+    def class_word_weights(self, top: int = 2000) -> list[dict[str, float]]:
+        """For each class, the words weighed most towards it: a unigram's coefficient minus its mean over the
+        classes, the ``top`` largest positive ones. What ``data.perturb`` aims at: the words that carry the label."""
+        coef = np.asarray(self.clf.coef_, dtype=np.float64)
+        if coef.shape[0] == 1:  # two classes: sklearn keeps one row, the second class's
+            coef = np.vstack([-coef[0], coef[0]])
+        rel = coef - coef.mean(0, keepdims=True)
+        unigrams = {w: j for w, j in self.vec.vocabulary_.items() if " " not in w}
+        words, cols = list(unigrams), np.fromiter(unigrams.values(), dtype=np.int64, count=len(unigrams))
+        out = []
+        for c in range(rel.shape[0]):
+            w = rel[c, cols]
+            best = np.argsort(-w, kind="stable")[:top]
+            out.append({words[i]: float(w[i]) for i in best if w[i] > 0})
+        return out
+
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         vocab = {k: int(v) for k, v in self.vec.vocabulary_.items()}

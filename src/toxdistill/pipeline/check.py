@@ -33,24 +33,6 @@ from toxdistill.runs import find_models, is_baseline_folder, read_meta, select_m
 ROBUSTNESS_FILE = "robustness.json"
 ROBUSTNESS_PLOT = "robustness.png"
 CACHE_DIR = "robustness"
-# Words weighed towards a class by the TF-IDF floor: the words that carry the label in this data.
-TOP_WORDS = 2000
-
-
-def baseline_word_weights(folder: Path, label_names: list[str]) -> list[dict[str, float]]:
-    """For each class, the TF-IDF baseline's unigram weights towards it (its coefficient minus the mean
-    over classes, positive ones only, the ``TOP_WORDS`` largest)."""
-    model = TfidfLR.load(folder)
-    coef = np.asarray(model.clf.coef_, dtype=np.float64)
-    rel = coef - coef.mean(0, keepdims=True)
-    unigrams = {w: j for w, j in model.vec.vocabulary_.items() if " " not in w}
-    words, cols = list(unigrams), np.fromiter(unigrams.values(), dtype=np.int64)
-    out = []
-    for c in range(len(label_names)):
-        w = rel[c, cols]
-        top = np.argsort(-w)[:TOP_WORDS]
-        out.append({words[i]: float(w[i]) for i in top if w[i] > 0})
-    return out
 
 
 def _key(*parts: object) -> str:
@@ -131,7 +113,7 @@ def check_run(
     everything = find_models(run_dir)
     weights = None
     if BASELINE in everything and is_baseline_folder(everything[BASELINE]):
-        weights = baseline_word_weights(everything[BASELINE], list(test.label_names))
+        weights = TfidfLR.load(everything[BASELINE]).class_word_weights()
     clean_texts = list(test.texts)
     perturbed = {k: perturb_texts(clean_texts, k, seed, 0, labels.tolist(), weights, n_words) for k in kinds}
     teacher = next((n for n, d in everything.items() if read_meta(d).get("kind") == "teacher"), None)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from toxdistill import __version__
+from toxdistill.config import EvalSetConfig
 from toxdistill.console import Say, quiet
 from toxdistill.data.dataset import clean_text
 from toxdistill.data.readers import read_frame
@@ -27,7 +28,7 @@ from toxdistill.evaluation.external import (
     shared_label_names,
 )
 from toxdistill.inference.predict import load_scorer
-from toxdistill.io import sha256_file
+from toxdistill.io import atomic_write_json, sha256_file
 from toxdistill.runs import find_clean_config, find_models, read_meta, select_models
 
 log = logging.getLogger(__name__)
@@ -153,3 +154,44 @@ def evaluate_external(
     if not result["models"]:
         raise ToxdistillError("no model of the run could be loaded", "see the warnings above; re-run the stages")
     return result
+
+
+def check_eval_set(es: EvalSetConfig, label_names: list[str]) -> int:
+    """Fail in a second, before any training, on an eval set that cannot be scored: a missing or empty file, a
+    missing column, or a label that maps to no model class. Returns its row count."""
+    try:
+        df, _ = _read_rows(Path(es.path), es.format, es.text_col, es.label_col, es.group_col)
+        labels = [label_str(v) for v in df[es.label_col]]
+        complete_label_map(labels, _parsed_map(es.label_map, label_names), label_names, f"column {es.label_col!r}")
+    except ToxdistillError as e:
+        fix = (e.fix or "").replace("--text-col", "text_col").replace("--label-col", "label_col")
+        fix = fix.replace("--group-col", "group_col").replace("--map", "label_map").replace("--data", "path")
+        raise ToxdistillError(
+            f"eval set {es.name!r} ({es.path}): {e.problem}", f"fix eval_sets in the config: {fix}"
+        ) from None
+    return len(df)
+
+
+def run_eval_sets(run_dir: Path, sets: Sequence[EvalSetConfig], threads: int | None, say: Say = quiet) -> dict:
+    """Every eval set of the config scored by every model of the run, each written to ``RUN/eval-<name>.json``;
+    returns ``{name: result}`` for the report."""
+    out = {}
+    for es in sets:
+
+        def say_set(msg: str, name: str = es.name) -> None:
+            say(f"eval set {name}: {msg}")
+
+        result = evaluate_external(
+            run_dir,
+            es.path,
+            text_col=es.text_col,
+            label_col=es.label_col,
+            label_map=es.label_map,
+            group_col=es.group_col,
+            fmt=es.format,
+            threads=threads,
+            say=say_set,
+        )
+        atomic_write_json(run_dir / f"eval-{es.name}.json", result)
+        out[es.name] = result
+    return out

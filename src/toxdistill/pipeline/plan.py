@@ -39,7 +39,9 @@ from toxdistill.models.families import is_classifier, lora_targets
 from toxdistill.models.students import resolve_layers
 from toxdistill.models.teacher import check_given_classifier, load_model_config, resolve_model_path
 from toxdistill.pipeline import stages
+from toxdistill.pipeline.check import check_run
 from toxdistill.pipeline.context import RunContext, SeedContext, main_only, say, seed_dir
+from toxdistill.pipeline.external import check_eval_set, run_eval_sets
 from toxdistill.pipeline.results import collect_results, seed_summary, significance, update_older_models
 from toxdistill.runs import read_meta
 from toxdistill.training.ddp import dist
@@ -121,7 +123,7 @@ def _remove_partial_writes(run_dir: Path) -> None:
 def _preflight(cfg: Config) -> None:
     """Fail before any training on what can be checked from configs alone: the teacher exists (and, when
     given, is a classifier of these classes), layer sets fit it, named students have the right label count,
-    and every LoRA stage's family has target modules."""
+    every LoRA stage's family has target modules, and every eval set can be scored."""
     labels = cfg.data.label_names
     t = cfg.teacher
     path = resolve_model_path(t.model)
@@ -151,6 +153,8 @@ def _preflight(cfg: Config) -> None:
                 lora_targets(family.get(st.base or "pretrained", tconf.model_type), cfg.stage_lora(st).target_modules)
             except ToxdistillError as e:
                 raise ToxdistillError(f"stage {st.name!r}: {e.problem}", e.fix) from None
+    for es in cfg.eval_sets:
+        check_eval_set(es, labels)
 
 
 def _open_run(cfg: Config, run_dir: Path, data_path: str | None, quick: bool, forced: set[str], fp: str) -> RunContext:
@@ -240,7 +244,23 @@ def _run_steps(ctx: RunContext, steps: list[Step]) -> None:
         )
 
 
-def _report(ctx: RunContext) -> None:
+def _checks(ctx: RunContext) -> tuple[dict | None, dict | None]:
+    """Rank 0, once every model is trained: robustness and fidelity (``check_run``), then the eval sets; each has
+    its own wall-time row."""
+    cfg = ctx.cfg
+    robustness = evals = None
+    if cfg.robustness.enabled:
+        r, t = cfg.robustness, time.perf_counter()
+        robustness = check_run(ctx.run_dir, r.kinds, seed=r.seed, n_words=r.n_words, threads=cfg.threads, say=say)
+        ctx.timings["robustness"] = time.perf_counter() - t
+    if cfg.eval_sets:
+        t = time.perf_counter()
+        evals = run_eval_sets(ctx.run_dir, cfg.eval_sets, cfg.threads, say)
+        ctx.timings["eval sets"] = time.perf_counter() - t
+    return robustness, evals
+
+
+def _report(ctx: RunContext, robustness: dict | None = None, eval_sets: dict | None = None) -> None:
     """Rank 0: older model folders brought up to date, then results, significance, seed variation, report."""
     s0 = time.perf_counter()
     run_dir, cfg, split = ctx.run_dir, ctx.cfg, ctx.split
@@ -252,7 +272,17 @@ def _report(ctx: RunContext) -> None:
     seeds = seed_summary(run_dir, cfg)
     if seeds:
         atomic_write_json(run_dir / "seeds.json", seeds)
-    write_report(run_dir, results, cfg, ctx.timings, quick=ctx.quick, significance=sig, seeds=seeds)
+    write_report(
+        run_dir,
+        results,
+        cfg,
+        ctx.timings,
+        quick=ctx.quick,
+        significance=sig,
+        seeds=seeds,
+        robustness=robustness,
+        eval_sets=eval_sets,
+    )
     ctx.timings["report"] = time.perf_counter() - s0
     atomic_write_json(run_dir / TIMINGS_FILE, ctx.timings)
     say(f"report: {run_dir / REPORT_FILE}")
@@ -283,5 +313,5 @@ def run(
         ctx = _open_run(cfg, run_dir, data_path, quick, forced, fp)
         _run_steps(ctx, _plan(ctx))
         if main:
-            _report(ctx)
+            _report(ctx, *_checks(ctx))
     return run_dir

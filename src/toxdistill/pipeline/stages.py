@@ -32,7 +32,7 @@ from toxdistill.models.students import (
 )
 from toxdistill.models.teacher import load_classifier, load_given_classifier, load_model_config
 from toxdistill.pipeline.context import RunContext, main_only, say
-from toxdistill.runs import read_meta
+from toxdistill.runs import is_baseline_folder, read_meta
 from toxdistill.training.ddp import dist
 from toxdistill.training.trainer import (
     EncodedDataset,
@@ -114,6 +114,13 @@ def stage_baseline(ctx: RunContext) -> None:
         _finish_model(ctx, BASELINE, out, meta, m, (n_params, n_params))
 
 
+def _perturb_weights(ctx: RunContext) -> list[dict[str, float]] | None:
+    """Consistency training aims at the words the run's TF-IDF floor weighs towards each class; without a
+    baseline, ``data.perturb`` picks words of 4+ letters."""
+    folder = ctx.model_dir(BASELINE)
+    return TfidfLR.load(folder).class_word_weights() if is_baseline_folder(folder) else None
+
+
 def _load_teacher_pretrained(ctx: RunContext):
     spec = ctx.cfg.teacher.pretrained_model()
     assert spec is not None, "Config validation requires teacher.pretrained where a stage needs it"
@@ -154,6 +161,7 @@ def _train_and_save(
         teacher_outputs=teacher_outputs,
         # Built here: training sits below evaluation, so the pipeline hands it the report's metrics.
         compute_metrics=trainer_metrics(ctx.split.train.label_names),
+        perturb_weights=_perturb_weights(ctx) if train_cfg.perturb > 0 else None,
     )
     trainer = hist.pop("trainer")
     if not dist().is_main_process:  # rank 0 alone saves and evaluates; the others wait for the finished folder
