@@ -20,6 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from toxdistill.config import load_config
+from toxdistill.data.dataset import load_dataset, resolve_data_path
+from toxdistill.evaluation.metrics import hate_f1, val_headline
+from toxdistill.evaluation.stats import compare_models
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -29,11 +34,6 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("-o", "--out", default=None)
     a = ap.parse_args()
-
-    from toxdistill.config import load_config
-    from toxdistill.data.dataset import load_dataset, resolve_data_path
-    from toxdistill.evaluation.metrics import hate_f1, val_headline
-    from toxdistill.evaluation.stats import compare_models
 
     ra, rb = Path(a.run_a), Path(a.run_b)
     sa, sb = (json.loads((r / "split.json").read_text()) for r in (ra, rb))

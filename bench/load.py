@@ -21,10 +21,10 @@ import threading
 import time
 from pathlib import Path
 
+from toxdistill.data.split import load_run_split
+
 
 def _test_texts(run_dir: Path, limit: int = 2000) -> list[str]:
-    from toxdistill.data.split import load_run_split
-
     return load_run_split(run_dir).test.texts[:limit]
 
 

@@ -30,7 +30,7 @@ def main() -> None:
     ap.add_argument("-o", "--out", default="bench/results/lora_sweep.json")
     a = ap.parse_args()
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-
+    # Imported once the variable above is set: transformers reads it when it is first imported.
     from toxdistill.config import load_config
     from toxdistill.data.dataset import load_dataset, resolve_data_path
     from toxdistill.data.split import make_or_load_split, stratified_subsample

@@ -51,7 +51,7 @@ def _default_model(folder: Path) -> Path:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from toxdistill.models.teacher import resolve_model_path
+    from toxdistill.models.teacher import resolve_model_path  # heavy: torch; only without --model
 
     src = resolve_model_path("packaged:all-MiniLM-L6-v2")
     torch.manual_seed(0)

@@ -21,6 +21,10 @@ from pathlib import Path
 import torch
 from transformers import Trainer
 
+from toxdistill.config import load_config
+from toxdistill.data.dataset import load_dataset, resolve_data_path
+from toxdistill.data.split import make_or_load_split
+from toxdistill.errors import ToxdistillError
 from toxdistill.io import atomic_dir
 from toxdistill.models.teacher import check_safetensors, load_tokenizer, resolve_model_path
 
@@ -127,11 +131,6 @@ def main() -> None:
     ap.add_argument("--epochs", type=float, default=3.0)
     ap.add_argument("--lr", type=float, default=1e-4)
     a = ap.parse_args()
-
-    from toxdistill.config import load_config
-    from toxdistill.data.dataset import load_dataset, resolve_data_path
-    from toxdistill.data.split import make_or_load_split
-    from toxdistill.errors import ToxdistillError
 
     run, out = Path(a.run), Path(a.out)
     split_file = run / "split.json"

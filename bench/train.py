@@ -24,6 +24,9 @@ import torch
 from toxdistill.config import DataConfig, DistillConfig, TrainConfig
 from toxdistill.data.dataset import Dataset, load_dataset, resolve_data_path
 from toxdistill.files import PACKAGED_MINILM
+from toxdistill.io import atomic_write_json
+from toxdistill.models.students import build_student
+from toxdistill.models.teacher import load_classifier
 from toxdistill.training.trainer import DistillationTrainer, EncodedDataset, compute_teacher_outputs, train_model
 
 
@@ -98,9 +101,6 @@ def run_train_bench(
     rows: int = 4000,
     seed: int = 0,
 ) -> dict:
-    from toxdistill.models.students import build_student
-    from toxdistill.models.teacher import load_classifier
-
     rng = np.random.default_rng(seed)
     ds = ds.subset(np.sort(rng.choice(ds.ids, size=min(rows, len(ds)), replace=False)))
     teacher, tok = load_classifier(teacher_spec, ds.label_names, seed)
@@ -140,8 +140,6 @@ def run_train_bench(
     if out_json is not None:
         data = json.loads(out_json.read_text()) if out_json.is_file() else {}
         data["train"] = res
-        from toxdistill.io import atomic_write_json
-
         atomic_write_json(out_json, data)
     return res
 

@@ -214,9 +214,26 @@ def test_export_refuses_an_export(exports, tmp_path, capsys):
     assert "already an ONNX export" in err
 
 
-def test_export_option_errors(tiny_model_dir, capsys):
-    code, _, err = _run(["export", tiny_model_dir, "--int8-embeddings"], capsys)
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--int8-embeddings"], "--int8-embeddings needs --int8 — add --int8"),
+        (["--opset", "12"], "--opset 12 is out of range — use 13..23; 17 is the default"),
+        (["--opset", "24"], "--opset 24 is out of range — use 13..23; 17 is the default"),
+    ],
+)
+def test_export_option_errors(extra, message, tiny_model_dir, tmp_path, capsys):
+    code, _, err = _run(["export", tiny_model_dir, "-o", tmp_path / "e", *extra], capsys)
     _assert_one_line_error(code, err)
+    assert err.strip() == f"toxdistill: error: {message}"
+    assert not (tmp_path / "e").exists()
+
+
+def test_the_opsets_at_the_ends_of_the_range_pass_the_check(tmp_path, capsys):
+    for opset in (13, 23):  # a missing model folder fails after the option checks, before any export work
+        code, _, err = _run(["export", tmp_path / "nosuch", "--opset", opset], capsys)
+        _assert_one_line_error(code, err)
+        assert "model folder not found" in err
 
 
 def test_dynamo_exporter_matches_torch(tiny_model_dir, tmp_path, capsys):
@@ -294,9 +311,51 @@ def test_bench_bad_inputs(tmp_path, tiny_run, capsys):
     _assert_one_line_error(code, err)
 
 
-def test_every_backend_has_its_own_plot_colour():
-    from toxdistill.inference.bench import BACKEND_COLORS, BACKENDS
+def _bench_result(backends, models=("teacher", "odd")) -> dict:
+    rows = [
+        {"model": m, "backend": b, "samples_per_s": 10.0 * (1 + i + j), "f1_macro": 0.6 + 0.01 * i}
+        for i, m in enumerate(models)
+        for j, b in enumerate(backends)
+    ]
+    return {"run": "runs/x", "machine": {"threads": 2}, "texts": {"n": 20}, "rows": rows}
 
-    # A backend without a colour would be drawn black, which the legend does not name.
-    assert set(BACKEND_COLORS) == set(BACKENDS)
-    assert len(set(BACKEND_COLORS.values())) == len(BACKENDS)
+
+def _plotted(result: dict, path: Path, monkeypatch):
+    """Run plot_bench and keep its figure open to read what it drew."""
+    import matplotlib.pyplot as plt
+
+    from toxdistill.inference.bench import plot_bench
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    assert plot_bench(result, path) == path and path.stat().st_size > 1000
+    (fig,) = figures
+    return fig
+
+
+def test_the_plot_names_every_benched_backend_in_a_colour_of_its_own(tmp_path, monkeypatch):
+    from matplotlib.colors import to_rgba
+
+    from toxdistill.inference.bench import BACKENDS
+
+    fig = _plotted(_bench_result(BACKENDS), tmp_path / "bench.png", monkeypatch)
+    ax = fig.axes[0]
+    legend = ax.get_legend()
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert labels == [*BACKENDS, "teacher", "odd"]
+    colour = {lab: to_rgba(h.get_color()) for lab, h in zip(labels, legend.legend_handles)}
+    # A backend drawn in a colour the legend does not name (black, or another backend's) is unreadable.
+    assert len({colour[b] for b in BACKENDS}) == len(BACKENDS) and to_rgba("black") not in {colour[b] for b in BACKENDS}
+    points = [tuple(c.get_facecolor()[0]) for c in ax.collections]
+    assert points == [colour[b] for _ in ("teacher", "odd") for b in BACKENDS]
+    fig.clf()
+
+    # Only the backends this bench ran are in the legend.
+    fig = _plotted(_bench_result(("torch-naive", "onnx-int8")), tmp_path / "two.png", monkeypatch)
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == [
+        "torch-naive",
+        "onnx-int8",
+        "teacher",
+        "odd",
+    ]
+    fig.clf()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from toxdistill.inference.peaks import peak_for, theoretical_peaks, torch_fp32_peak
@@ -26,12 +28,34 @@ def test_measured_peak_is_the_best_over_shapes_and_threads():
     assert p["at"]["shape"] in [list(s) for s in shapes]
 
 
-def test_ort_peaks_run_the_int8_graph_that_export_makes():
-    pytest.importorskip("onnxruntime")
-    from toxdistill.inference.peaks import ort_peaks
+def test_ort_peaks_run_the_int8_graph_that_export_makes(monkeypatch):
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from toxdistill.inference import export, peaks
 
-    fp32, int8 = ort_peaks(1, shapes=((64, 64, 64),), reps=1)
-    assert fp32["gflops"] > 0 and int8["gflops"] > 0 and len(int8["all"]) == 1
+    quantized: dict[Path, set[str]] = {}  # each graph the quantizer wrote, with its op types
+    opened: list[Path] = []
+
+    def spy_quantize(src, dst, *a, **k):
+        out = export.quantize_int8(src, dst, *a, **k)
+        quantized[Path(dst)] = {n.op_type for n in onnx.load(str(dst)).graph.node}
+        return out
+
+    real_session = ort.InferenceSession
+    monkeypatch.setattr(peaks, "quantize_int8", spy_quantize)
+    monkeypatch.setattr(
+        ort, "InferenceSession", lambda path, *a, **k: opened.append(Path(path)) or real_session(path, *a, **k)
+    )
+    # Two shapes share one weight matrix (K × N = 64 × 64): one graph, quantized once, serves both.
+    shapes = ((64, 64, 64), (128, 64, 64), (32, 64, 48))
+    fp32, int8 = peaks.ort_peaks(2, shapes=shapes, reps=1)
+    assert len(quantized) == 2 and all("MatMulInteger" in ops for ops in quantized.values())
+    # Half the sessions (every shape at 1 and 2 threads) run the graphs export's quantizer wrote.
+    assert len(opened) == 2 * len(shapes) * 2
+    assert len([f for f in opened if f in quantized]) == len(shapes) * 2
+    for p in (fp32, int8):
+        assert {(tuple(r["shape"]), r["threads"]) for r in p["all"]} == {(s, t) for s in shapes for t in (1, 2)}
+        assert p["gflops"] == max(r["gflops"] for r in p["all"])
 
 
 def test_each_backend_is_held_against_its_own_engine():

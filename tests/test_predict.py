@@ -280,6 +280,29 @@ def test_predict_bad_input(kind, tiny_model_dir, tmp_path, capsys):
     _assert_failed_cleanly(code, err, out, b"previous results\n")
 
 
+def test_predict_scores_with_the_tfidf_baseline_through_the_one_loader(tmp_path, capsys):
+    from toxdistill.inference.predict import BaselineScorer, load_scorer
+    from toxdistill.models.baseline import TfidfLR
+
+    from conftest import tiny_dataset
+
+    folder = tmp_path / "tfidf-lr"
+    TfidfLR(LABELS).fit(tiny_dataset(200)).save(folder)
+    (folder / "toxdistill.json").write_text(json.dumps({"name": "tfidf-lr", "kind": "baseline", "label_names": LABELS}))
+    texts = _texts(12)
+    (tmp_path / "t.txt").write_text("\n".join(texts) + "\n")
+    code, _, err = _run(["predict", folder, tmp_path / "t.txt", "-o", tmp_path / "o.csv"], capsys)
+    assert code == 0, err
+    assert "(tfidf backend)" in err
+    got = pd.read_csv(tmp_path / "o.csv")
+    scorer = load_scorer(folder)
+    assert isinstance(scorer, BaselineScorer)
+    logits, _ = scorer.logits(scorer.prepare(texts))
+    assert list(got.columns) == ["text", *PRED_COLS] and got["text"].tolist() == texts
+    assert got["label_id"].tolist() == scorer.decide(logits).tolist()
+    np.testing.assert_allclose(got[PRED_COLS[2:5]].to_numpy(), scorer.probabilities(logits), atol=1e-6)
+
+
 def test_predict_bad_model_folder(tmp_path, capsys):
     src = tmp_path / "t.txt"
     src.write_text("hello\n")

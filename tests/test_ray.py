@@ -14,7 +14,8 @@ import pytest
 
 from toxdistill.cli import main
 from toxdistill.errors import ToxdistillError
-from toxdistill.inference.distributed import Scorer, predict_ray
+from toxdistill.inference.ray_scoring import ScoringActor, predict_ray
+from toxdistill.inference.score_file import ScoreOptions
 
 from conftest import SAMPLE_TEXTS
 
@@ -26,7 +27,7 @@ def ray_local():
     """One local Ray instance for the module: starting one costs seconds, every test reuses it."""
     ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'toxdistill[ray]'")
     pytest.importorskip("ray.data", reason="Ray Data is missing: pip install 'toxdistill[ray]'")
-    # The test module's own actor class (DyingScorer) travels by value: workers cannot import tests/.
+    # The test module's own actor class (DyingActor) travels by value: workers cannot import tests/.
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     ray.init(
         num_cpus=2,
@@ -114,7 +115,7 @@ def test_csv_file_to_csv_file_equals_local_predict(ray_local, tiny_model_dir, tm
     assert not _leftovers(tmp_path)
 
 
-class DyingScorer(Scorer):
+class DyingActor(ScoringActor):
     """Kills its own worker process on the first batch it ever sees (the marker file says it happened)."""
 
     marker = ""
@@ -129,10 +130,10 @@ class DyingScorer(Scorer):
 def test_a_killed_worker_loses_and_duplicates_no_row(ray_local, tiny_model_dir, shards, tmp_path, capsys):
     local = tmp_path / "local.jsonl"
     assert _run(["predict", tiny_model_dir, shards, "-o", local], capsys)[0] == 0
-    DyingScorer.marker = str(tmp_path / "died")
+    DyingActor.marker = str(tmp_path / "died")
     out = tmp_path / "ray.jsonl"
-    s = predict_ray(tiny_model_dir, str(shards), str(out), actors=2, chunk_size=4, scorer=DyingScorer)
-    assert Path(DyingScorer.marker).is_file()  # a worker really died mid-job
+    s = predict_ray(tiny_model_dir, str(shards), str(out), ScoreOptions(chunk_size=4), actors=2, actor_class=DyingActor)
+    assert Path(DyingActor.marker).is_file()  # a worker really died mid-job
     assert s.rows == 30
     got = pd.read_json(out, lines=True, dtype=False)
     assert got["row_id"].tolist() == list(range(30)) == got["id"].tolist()  # each row once, in input order
@@ -140,7 +141,7 @@ def test_a_killed_worker_loses_and_duplicates_no_row(ray_local, tiny_model_dir, 
     assert not _leftovers(tmp_path)
 
 
-class FailingScorer(Scorer):
+class FailingActor(ScoringActor):
     def __call__(self, table):
         raise ToxdistillError("a worker refused its batch", "fix the batch")
 
@@ -149,7 +150,7 @@ def test_an_error_in_a_worker_is_one_line_and_keeps_the_old_output(ray_local, ti
     out = tmp_path / "ray.csv"
     out.write_text("previous results\n")
     with pytest.raises(ToxdistillError) as e:
-        predict_ray(tiny_model_dir, str(shards), str(out), actors=1, scorer=FailingScorer)
+        predict_ray(tiny_model_dir, str(shards), str(out), actors=1, actor_class=FailingActor)
     assert str(e.value) == "a worker refused its batch — fix the batch"
     assert out.read_text() == "previous results\n" and not _leftovers(tmp_path)
 
@@ -159,7 +160,7 @@ def test_row_id_check_and_merge_without_ray(tmp_path):
     missing id is refused."""
     pa = pytest.importorskip("pyarrow")
     pq = pytest.importorskip("pyarrow.parquet")
-    from toxdistill.inference.distributed import check_row_ids, merge
+    from toxdistill.inference.ray_scoring import check_row_ids, merge
 
     def shard(name: str, *groups: list[int]) -> Path:
         path = tmp_path / name
@@ -169,9 +170,9 @@ def test_row_id_check_and_merge_without_ray(tmp_path):
         return path
 
     files = [shard("a.parquet", [3, 4, 0, 1], [7]), shard("b.parquet", [2, 5, 6])]
-    runs = check_row_ids(files, 8)
-    assert [(r.first, r.length) for r in runs] == [(0, 2), (2, 1), (3, 2), (5, 2), (7, 1)]
-    merge(files, runs, "csv", tmp_path / "all.csv")
+    ranges = check_row_ids(files, 8)
+    assert [(r.first, r.length) for r in ranges] == [(0, 2), (2, 1), (3, 2), (5, 2), (7, 1)]
+    merge(files, ranges, "csv", tmp_path / "all.csv")
     got = pd.read_csv(tmp_path / "all.csv")
     assert got["row_id"].tolist() == list(range(8)) and got["text"].tolist() == [f"t{i}" for i in range(8)]
     with pytest.raises(ToxdistillError, match="twice"):

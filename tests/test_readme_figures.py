@@ -1,4 +1,5 @@
-"""The README's study tables are the output of bench/study_table.py on the committed run folders, verbatim.
+"""The README's study tables are the output of bench/study_table.py (``toxdistill.inference.study``) on the
+committed run folders, verbatim.
 
 So every figure in them traces to a `results.json`, `significance.json` or `bench.json` under bench/results/,
 and a re-run that changes those files without the README (or the reverse) fails here.
@@ -6,25 +7,37 @@ and a re-run that changes those files without the README (or the reverse) fails 
 
 from __future__ import annotations
 
-from conftest import REPO, load_bench_script
+import os
+import subprocess
+import sys
+
+from toxdistill.inference import study
+
+from conftest import REPO
 
 STUDY = REPO / "bench" / "results" / "davidson-mpnet-base"
 DEFAULT = REPO / "bench" / "results" / "davidson-minilm"
 
 
-def _study_table():
-    return load_bench_script("study_table")
-
-
 def test_readme_three_way_table_is_the_committed_runs():
     readme = (REPO / "README.md").read_text()
-    table = _study_table().table([STUDY, DEFAULT])
+    table = study.table([STUDY, DEFAULT])
     assert table.count("\n") >= 12  # the reference rows, the study's and the default run's
     assert table in readme
 
 
 def test_readme_study_speed_table_is_the_committed_bench():
     readme = (REPO / "README.md").read_text()
-    speed = _study_table().speed_table(STUDY)
+    speed = study.speed_table(STUDY)
     assert "| teacher | 12 |" in speed  # the naive 12-layer teacher is the baseline row
     assert speed in readme
+
+
+def test_the_documented_command_prints_those_tables(tmp_path):
+    """`python bench/study_table.py STUDY DEFAULT -o FILE`, as docs/study.md gives it, prints and writes them."""
+    out = tmp_path / "table.md"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    cmd = [sys.executable, str(REPO / "bench" / "study_table.py"), str(STUDY), str(DEFAULT), "-o", str(out)]
+    printed = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True, cwd=tmp_path).stdout
+    assert printed == out.read_text()
+    assert study.table([STUDY, DEFAULT]) in printed and study.speed_table(STUDY) in printed

@@ -1,15 +1,12 @@
-"""bench/study_table.py: the three-way table and the targets, computed from run folders' files only."""
+"""The study tables (``toxdistill.inference.study``, run as bench/study_table.py): the three-way table and the
+targets, computed from run folders' files only."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from conftest import load_bench_script
-
-
-def _module():
-    return load_bench_script("study_table")
+from toxdistill.inference import study
 
 
 def _row(name, kind, layers, acc, f1w, f1m, hate, trainable, params=100_000_000):
@@ -59,16 +56,15 @@ def _run(tmp_path: Path) -> Path:
 
 
 def test_table_comparisons_and_targets_come_from_the_files(tmp_path):
-    st = _module()
     run = _run(tmp_path)
-    table = st.table([run])
+    table = study.table([run])
     assert "| reference | even (6 of 12 layers) | — | — | 0.915 | 0.912 |" in table
     assert "| davidson-mpnet-base | odd | 0.3000 | 0.2800 | 0.9120 | 0.9110 | 0.781 [0.750, 0.810] | 0.500 |" in table
     assert "1,700,000 (1.70%)" in table
-    assert st.comparisons([run]) == (
+    assert study.comparisons([run]) == (
         "- davidson-mpnet-base: odd − even f1_macro: +1.60 points (95% CI [-1.00, +4.00], p = 0.210, Holm p = 0.420)"
     )
-    t = st.targets(run)
+    t = study.targets(run)
     assert "- odd: -0.30 weighted, -0.90 macro F1 vs teacher (≥ −1.0 / −2.0): True" in t
     assert "- even: -1.20 weighted, -2.50 macro F1 vs teacher (≥ −1.0 / −2.0): False" in t
     assert "- lora-teacher: -0.60 weighted F1, 1.70% trained (≥ −1.0, ≤ 2%): True" in t
@@ -91,9 +87,8 @@ def test_cross_run_pairs_two_runs_on_one_split_and_refuses_two_splits(tmp_path, 
     import numpy as np
     import pytest
 
-    import toxdistill.data.split as split_mod
+    from toxdistill.errors import ToxdistillError
 
-    mod = _module()
     labels = [0, 1, 2, 1] * 25
     a_run, b_run, c_run = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     right = _model(a_run, "m", labels)  # every row right
@@ -102,19 +97,18 @@ def test_cross_run_pairs_two_runs_on_one_split_and_refuses_two_splits(tmp_path, 
     for run, split in ((a_run, "S"), (b_run, "S"), (c_run, "T")):
         (run / "split.json").write_text(split)
     test = SimpleNamespace(labels=np.array(labels))
-    monkeypatch.setattr(split_mod, "load_run_split", lambda run, data=None: SimpleNamespace(test=test))
-    text = mod.cross_run([(right, wrong)])
+    monkeypatch.setattr(study, "load_run_split", lambda run, data=None: SimpleNamespace(test=test))
+    text = study.cross_run([(right, wrong)])
     macro = next(line for line in text.splitlines() if "f1_macro" in line)
     # Perfect macro F1 against "always offensive" (F1 2/3 on that class only: 0.2222 macro).
     assert "a/m − b/m f1_macro: 1.0000 − 0.2222" in macro and "p = 0.00" in macro
-    with pytest.raises(SystemExit, match="different splits"):
-        mod.cross_run([(right, other)])
+    with pytest.raises(ToxdistillError, match="different splits"):
+        study.cross_run([(right, other)])
 
 
 def test_speed_target_reads_the_bench(tmp_path):
-    mod = _module()
     run = _run(tmp_path)
-    assert mod.speed(run, 30.0) == []  # no bench yet: nothing claimed
+    assert study.speed(run, 30.0) == []  # no bench yet: nothing claimed
     bench = {
         "baseline": {"samples_per_s": 40.0},
         "machine": {"cpu": "AMD EPYC", "threads": 2},
@@ -128,15 +122,14 @@ def test_speed_target_reads_the_bench(tmp_path):
         },
     }
     (run / "bench.json").write_text(json.dumps(bench))
-    lines = mod.speed(run, 30.0)
+    lines = study.speed(run, 30.0)
     assert "40.0 samples/s on AMD EPYC" in lines[0]
     assert "odd onnx-int8 12.5×" in lines[1] and lines[1].endswith("False")
 
 
 def test_speed_table_lists_every_model_and_backend_from_the_bench(tmp_path):
-    mod = _module()
     run = _run(tmp_path)
-    assert mod.speed_table(run) == ""  # no bench: no table
+    assert study.speed_table(run) == ""  # no bench: no table
 
     def row(model, layers, backend, sps, p50=1.0):
         return {
@@ -153,7 +146,7 @@ def test_speed_table_lists_every_model_and_backend_from_the_bench(tmp_path):
     rows += [row("slow", 6, "torch-naive", 40.0), row("fast", 6, "onnx-int8", 800.0, 0.8)]
     bench = {"baseline": {"model": "teacher", "samples_per_s": 20.0}, "rows": rows}
     (run / "bench.json").write_text(json.dumps(bench))
-    lines = mod.speed_table(run).splitlines()
+    lines = study.speed_table(run).splitlines()
     # The teacher first, then the students fastest first; a backend not benched reads "—", not a number.
     assert [line.split(" | ")[0] for line in lines[2:]] == ["| teacher", "| fast", "| slow"]
     assert lines[2] == "| teacher | 12 | 110.0M | 20.0 | — | — | 100.0 | 5.0× | 9.50 |"

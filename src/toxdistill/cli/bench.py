@@ -20,6 +20,7 @@ samples/s) into the run.
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    # heavy: sklearn, pandas and the export code; every command's parser is built at each start
     from toxdistill.inference.bench import BACKENDS, DEFAULT_BACKENDS, QUICK_LIMIT, SPEED_GOAL
 
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder, e.g. runs/davidson-minilm")
@@ -64,14 +65,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(a: argparse.Namespace) -> int:
-    from toxdistill.inference.bench import QUICK_LIMIT, run_bench
+    from toxdistill.inference.bench import QUICK_LIMIT, BenchOptions, run_bench  # heavy: as in add_arguments
 
     options.at_least(a, limit=1, threads=1, batch_size=1, latency_n=1, speed_goal=0, repeats=1)
     limit = a.limit if a.limit is not None else (QUICK_LIMIT if a.quick else None)
-    backends = tuple(b.strip() for b in a.backends.split(",") if b.strip())
-    run_bench(
-        a.run_dir,
-        backends=backends,
+    opts = BenchOptions(
+        backends=tuple(b.strip() for b in a.backends.split(",") if b.strip()),
         limit=limit,
         plot=not a.no_plot,
         quick_peaks=a.quick,
@@ -79,4 +78,5 @@ def main(a: argparse.Namespace) -> int:
         profile_ops=a.profile_ops,
         **options.forward(a, "models", "threads", "batch_size", "latency_n", "data", "output", "speed_goal"),
     )
+    run_bench(a.run_dir, opts, say=print)  # progress and the table on stdout, as before
     return 0

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 
 from toxdistill.cli import options
+from toxdistill.errors import ToxdistillError
+
+# The opsets --opset accepts (the dynamo exporter raises anything below 18 to 18).
+MIN_OPSET, MAX_OPSET, DEFAULT_OPSET = 13, 23, 17
 
 NAME = "export"
 HELP = "export a model folder to ONNX (fp32 or int8), with a parity check"
@@ -44,18 +48,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=["auto", "torchscript", "dynamo"],
         help="torch.onnx exporter (default: torchscript, dynamo if that fails)",
     )
-    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
+    p.add_argument(
+        "--opset",
+        type=int,
+        default=DEFAULT_OPSET,
+        help=f"ONNX opset (default: {DEFAULT_OPSET})",
+    )
     options.add_data(p)
     p.add_argument("--allow-drift", action="store_true", help="write the export even if the parity check fails")
 
 
 def main(a: argparse.Namespace) -> int:
-    from toxdistill.errors import ToxdistillError
-
     if a.int8_embeddings and not a.int8:
         raise ToxdistillError("--int8-embeddings needs --int8", "add --int8")
-    if not 13 <= a.opset <= 23:
-        raise ToxdistillError(f"--opset {a.opset} is out of range", "use 14..21; 17 is the default")
+    if not MIN_OPSET <= a.opset <= MAX_OPSET:
+        raise ToxdistillError(
+            f"--opset {a.opset} is out of range", f"use {MIN_OPSET}..{MAX_OPSET}; {DEFAULT_OPSET} is the default"
+        )
     try:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
@@ -63,12 +72,13 @@ def main(a: argparse.Namespace) -> int:
         raise ToxdistillError(
             "export needs onnx and onnxruntime, not installed", "pip install 'toxdistill[onnx]'"
         ) from None
-    from toxdistill.inference.export import export_model
+    from toxdistill.inference.export import export_model  # heavy: sklearn, pandas and the model code
 
     export_model(
         a.model_dir,
         a.output,
         strict=not a.allow_drift,
+        say=print,  # the parity report on stdout, as before
         **options.forward(a, "int8", "int8_embeddings", "exporter", "opset", "data", "fuse"),
     )
     return 0

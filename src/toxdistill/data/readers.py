@@ -230,7 +230,7 @@ def _read_csv(
     import pandas as pd
 
     text = io.TextIOWrapper(src.stream, encoding="utf-8-sig", newline="")
-    kind = "TSV" if sep == "\t" else "CSV"
+    fmt_name = "TSV" if sep == "\t" else "CSV"
     try:
         opts: dict[str, Any] = {"dtype": str, "keep_default_na": False, "na_filter": False} if as_strings else {}
         reader = (
@@ -258,7 +258,7 @@ def _read_csv(
         raise ToxdistillError(f"{src.what} {src.name} is empty", "give a file with a header and rows") from None
     except (pd.errors.ParserError, ValueError) as e:
         first = (str(e).splitlines() or [e.__class__.__name__])[0]
-        raise ToxdistillError(f"{src.what} {src.name} is not valid {kind}: {first}", "check the format") from None
+        raise ToxdistillError(f"{src.what} {src.name} is not valid {fmt_name}: {first}", "check the format") from None
 
 
 def _lines(src: Source) -> Iterator[tuple[int, str]]:

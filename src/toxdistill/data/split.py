@@ -1,17 +1,19 @@
-"""The one seeded, stratified split that every model shares, saved as row ids."""
+"""The one seeded, stratified split that every model shares, saved as row ids, and a finished run's split rebuilt."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from toxdistill.config import DataConfig
-from toxdistill.data.dataset import Dataset
+from toxdistill.config import DataConfig, load_config
+from toxdistill.data.dataset import Dataset, load_dataset, resolve_data_path
 from toxdistill.errors import ToxdistillError
+from toxdistill.files import CONFIG_FILE, SPLIT_FILE
+from toxdistill.io import atomic_write_text
 
 
 def stratified_split(
@@ -76,8 +78,6 @@ def make_or_load_split(ds: Dataset, split_file: Path, cfg: DataConfig, seed: int
             ids = stratified_subsample(labels, ids, cfg.quick_rows, seed)
             labels = ds.subset(ids).labels
         parts = stratified_split(labels, ids, cfg.val_size, cfg.test_size, seed)
-        from toxdistill.io import atomic_write_text
-
         atomic_write_text(
             split_file,
             json.dumps(
@@ -95,13 +95,26 @@ def make_or_load_split(ds: Dataset, split_file: Path, cfg: DataConfig, seed: int
 def load_run_split(run_dir: Path, data: str | None = None) -> Split:
     """A finished run's split, rebuilt from its config.yaml and split.json (the data file found as
     ``toxdistill run`` finds it, or ``data``; never downloaded here)."""
-    from toxdistill.config import load_config
-    from toxdistill.data.dataset import load_dataset, resolve_data_path
-
     run_dir = Path(run_dir)
-    split_file = run_dir / "split.json"
+    split_file = run_dir / SPLIT_FILE
     if not split_file.is_file():
-        raise ToxdistillError(f"{run_dir} has no split.json", "run 'toxdistill run' first")
-    cfg = load_config(run_dir / "config.yaml")
+        raise ToxdistillError(f"{run_dir} has no {SPLIT_FILE}", "run 'toxdistill run' first")
+    cfg = load_config(run_dir / CONFIG_FILE)
     ds = load_dataset(resolve_data_path(cfg.data, data, download=False), cfg.data)
     return make_or_load_split(ds, split_file, cfg.data, cfg.seed)
+
+
+@dataclass
+class TextSet:
+    """Texts to score, their gold labels where known, and where they came from (for messages and records)."""
+
+    texts: list[str]
+    labels: np.ndarray | None
+    source: str
+    label_names: list[str] = field(default_factory=list)
+
+
+def load_test_texts(run_dir: Path, data: str | None = None) -> TextSet:
+    """A finished run's test split as texts and labels: what ``bench`` times and ``export`` checks parity on."""
+    test = load_run_split(run_dir, data).test
+    return TextSet(list(test.texts), np.asarray(test.labels), f"test split of {run_dir}", list(test.label_names))

@@ -23,15 +23,22 @@ import gc
 import os
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from toxdistill.console import Say, quiet
+from toxdistill.data.split import TextSet, load_test_texts
 from toxdistill.errors import ToxdistillError
-from toxdistill.inference.predict import Predictor
-from toxdistill.runs import read_meta
+from toxdistill.evaluation.metrics import classification_metrics
+from toxdistill.files import MODELS_DIR, TEACHER
+from toxdistill.inference.export import default_output, export_is_current, export_model, parity_record
+from toxdistill.inference.peaks import QUICK_SHAPES, SHAPES, machine_peaks, peak_engine, peak_for
+from toxdistill.inference.predict import Predictor, find_onnx_file, time_shares
+from toxdistill.io import atomic_write_json
+from toxdistill.runs import find_models, read_meta, select_models
 
 BACKENDS = ("torch-naive", "torch-sorted", "onnx-fp32", "onnx-int8", "onnx-fp32-fused", "onnx-int8-fused")
 # fp32-fused only on request: the int8-fused export checks the fused fp32 graph's parity anyway.
@@ -49,40 +56,27 @@ SPEED_GOAL = 15.0  # the fastest student against the naive teacher (issue 17)
 P50_GOAL_MS = 2.0  # single-text latency of that student
 MAX_F1W_DROP = 0.01  # weighted F1 the fastest student may lose against the teacher
 QUICK_LIMIT = 200
+BENCH_FILE = "bench.json"  # in the run folder, with the plot beside it (bench.png)
 
 
 @dataclass
-class BenchTexts:
-    texts: list[str]
-    labels: np.ndarray | None
-    source: str
-    label_names: list[str] = field(default_factory=list)
+class BenchOptions:
+    """What ``toxdistill bench`` measures and where it writes (the CLI's flags, one field each)."""
 
-
-# ------------------------------------------------------------------ discovery
-def transformer_models(run_dir: Path) -> dict[str, Path]:
-    """Model folders of the run that hold a transformer (config.json + safetensors), by name."""
-    from toxdistill.runs import find_models
-
-    run_dir = Path(run_dir)
-    if run_dir.is_dir() and not (run_dir / "models").is_dir():
-        raise ToxdistillError(
-            f"{run_dir} has no models/ folder", "give a run folder written by 'toxdistill run', e.g. runs/<name>"
-        )
-    return find_models(run_dir, transformers_only=True)
-
-
-def select_models(found: dict[str, Path], names: str | None) -> dict[str, Path]:
-    from toxdistill.runs import select_models as select
-
-    return select(found, names)
-
-
-def run_texts(run_dir: Path, data: str | None = None) -> BenchTexts:
-    from toxdistill.data.split import load_run_split
-
-    test = load_run_split(run_dir, data).test
-    return BenchTexts(list(test.texts), np.asarray(test.labels), f"test split of {run_dir}", list(test.label_names))
+    models: str | None = None  # comma-separated names; None: every transformer of the run
+    backends: tuple[str, ...] = DEFAULT_BACKENDS
+    limit: int | None = None  # texts of the test split (random, seeded); None: all
+    threads: int | None = None  # None: torch's default (all cores)
+    batch_size: int = 64
+    latency_n: int = 200
+    data: str | None = None  # the run's data file, to rebuild its test split
+    output: str | Path | None = None  # bench JSON; None: RUN_DIR/bench.json
+    plot: bool = True
+    seed: int = 0
+    speed_goal: float = SPEED_GOAL
+    quick_peaks: bool = False
+    repeats: int = 3
+    profile_ops: bool = False
 
 
 # ------------------------------------------------------------------ measurements
@@ -208,208 +202,275 @@ def _cpu_name() -> str:
 
 
 # ------------------------------------------------------------------ the benchmark
-def run_bench(
-    run_dir: str | Path,
-    models: str | None = None,
-    backends: tuple[str, ...] = DEFAULT_BACKENDS,
-    limit: int | None = None,
-    threads: int | None = None,
-    batch_size: int = 64,
-    latency_n: int = 200,
-    data: str | None = None,
-    output: str | Path | None = None,
-    plot: bool = True,
-    seed: int = 0,
-    speed_goal: float = SPEED_GOAL,
-    quick_peaks: bool = False,
-    repeats: int = 3,
-    profile_ops: bool = False,
-    say=print,
-) -> dict:
+@dataclass
+class BenchSample:
+    """What every row of one bench shares: the same texts in the same order, the threads and the peaks."""
+
+    texts: list[str]
+    labels: np.ndarray | None
+    latency_texts: list[str]
+    threads: int
+    peaks: dict
+
+
+@dataclass
+class BenchedModel:
+    """One model under test: its folder and metadata, its torch predictor, FLOP count and token lengths."""
+
+    name: str
+    folder: Path
+    meta: dict
+    torch_pred: Predictor
+    flops: FlopModel
+    lengths: np.ndarray  # tokens per bench text, with this model's tokenizer
+
+
+def run_bench(run_dir: str | Path, opts: BenchOptions | None = None, say: Say = quiet) -> dict:
+    """Bench every transformer model of ``run_dir`` × ``opts.backends`` on the run's test split; write the
+    result to ``bench.json`` (and ``bench.png``), print the table through ``say`` and return the result."""
     import torch
 
-    from toxdistill.evaluation.metrics import classification_metrics
-    from toxdistill.inference.export import ParityTexts, default_output, export_is_current, export_model, parity_record
-    from toxdistill.inference.peaks import QUICK_SHAPES, SHAPES, machine_peaks, peak_engine, peak_for
-    from toxdistill.inference.predict import time_shares
-    from toxdistill.io import atomic_write_json
-
+    opts = opts or BenchOptions()
     run_dir = Path(run_dir)
+    chosen = _check_bench(run_dir, opts)
+    full = load_test_texts(run_dir, opts.data)
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    threads = opts.threads or torch.get_num_threads()
+
+    # The same texts, in the same shuffled order, for every model and backend.
+    order = np.random.default_rng(opts.seed).permutation(len(full.texts))
+    if opts.limit:
+        order = order[: opts.limit]
+    texts = [full.texts[i] for i in order]
+    labels = full.labels[order] if full.labels is not None else None
+    latency_texts = texts[: min(opts.latency_n, len(texts))]
+    say(
+        f"bench: {len(chosen)} model(s) × {len(opts.backends)} backend(s) on {len(texts)} texts ({full.source}), {threads} thread(s)"
+    )
+    sample = BenchSample(texts, labels, latency_texts, threads, _measure_peaks(threads, opts, say))
+
+    rows: list[dict] = []
+    teacher: tuple[int, str] | None = None  # (layers, name)
+    mean_tokens = None
+    for name, folder in chosen.items():
+        model = _load_model(name, folder, texts, opts.threads)
+        if model.meta.get("kind") == "teacher":  # by kind, whatever the run calls it
+            teacher = (model.flops.layers, name)
+        rows += bench_model(model, sample, full, opts, say)
+        mean_tokens = float(np.mean(model.lengths)) if rows else None
+        del model
+        gc.collect()
+
+    result = bench_result(run_dir, rows, sample, full.source, mean_tokens, teacher, opts)
+    write_bench(result, Path(opts.output) if opts.output else run_dir / BENCH_FILE, opts.plot, say)
+    return result
+
+
+def _check_bench(run_dir: Path, opts: BenchOptions) -> dict[str, Path]:
+    """The models to bench, once the run folder, the backends and the engines they need check out."""
     if not run_dir.is_dir():
         raise ToxdistillError(
             f"run folder not found: {run_dir}", "give a folder written by 'toxdistill run', e.g. runs/<name>"
         )
-    bad = [b for b in backends if b not in BACKENDS]
+    bad = [b for b in opts.backends if b not in BACKENDS]
     if bad:
         raise ToxdistillError(f"unknown backend {bad[0]!r}", f"pick from: {', '.join(BACKENDS)}")
-    chosen = select_models(transformer_models(run_dir), models)
-    if any(b.startswith("onnx") for b in backends):
+    if not (run_dir / MODELS_DIR).is_dir():  # a run, not a bare model folder: its split is what is benched
+        raise ToxdistillError(
+            f"{run_dir} has no {MODELS_DIR}/ folder",
+            "give a run folder written by 'toxdistill run', e.g. runs/<name>",
+        )
+    chosen = select_models(find_models(run_dir, transformers_only=True), opts.models)
+    if any(b.startswith("onnx") for b in opts.backends):
         try:
             import onnxruntime  # noqa: F401
         except ImportError:
             raise ToxdistillError(
                 "the onnx backends need onnxruntime, not installed", "pip install 'toxdistill[onnx]'"
             ) from None
-    full = run_texts(run_dir, data)
-    if threads:
-        torch.set_num_threads(threads)
-    threads_used = threads or torch.get_num_threads()
+    return chosen
 
-    # The same texts, in the same shuffled order, for every model and backend.
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(full.texts))
-    if limit:
-        order = order[:limit]
-    texts = [full.texts[i] for i in order]
-    labels = full.labels[order] if full.labels is not None else None
-    lat_texts = texts[: min(latency_n, len(texts))]
-    say(
-        f"bench: {len(chosen)} model(s) × {len(backends)} backend(s) on {len(texts)} texts ({full.source}), {threads_used} thread(s)"
-    )
 
+def _measure_peaks(threads: int, opts: BenchOptions, say: Say) -> dict:
     say("measuring the machine's matmul peaks (torch fp32, ONNX Runtime fp32 and int8; shapes × threads) …")
     peaks = machine_peaks(
-        threads_used,
-        onnx=any(b.startswith("onnx") for b in backends),
-        shapes=QUICK_SHAPES if quick_peaks else SHAPES,
-        reps=1 if quick_peaks else 3,
+        threads,
+        onnx=any(b.startswith("onnx") for b in opts.backends),
+        shapes=QUICK_SHAPES if opts.quick_peaks else SHAPES,
+        reps=1 if opts.quick_peaks else 3,
     )
-    peaks["quick"] = quick_peaks
+    peaks["quick"] = opts.quick_peaks
     say(format_peaks(peaks))
+    return peaks
 
-    parity_texts = ParityTexts(full.texts, full.labels, full.source)
+
+def _load_model(name: str, folder: Path, texts: list[str], threads: int | None) -> BenchedModel:
+    torch_pred = Predictor.load(folder, backend="torch", threads=threads)
+    ids, _ = torch_pred.encode(texts)
+    lengths = np.array([len(x) for x in ids])
+    return BenchedModel(name, folder, read_meta(folder), torch_pred, FlopModel.of(torch_pred.backend.model), lengths)
+
+
+# ------------------------------------------------------------------ exporting
+def ensure_export(folder: Path, backend: str, texts: TextSet, say: Say = quiet) -> Path:
+    """The ONNX folder an ``onnx-*`` backend runs on: the current export of ``folder`` with that backend's
+    settings, made now (parity checked on ``texts``, never refused) when it is missing or its weights changed."""
+    int8, fuse = "int8" in backend, backend.endswith("-fused")
+    out = default_output(folder, int8, fuse)
+    if export_is_current(out, folder, int8, fuse=fuse):
+        say(f"reusing {out}")
+    else:
+        say(f"exporting {backend} → {out}")
+        export_model(folder, out, int8=int8, strict=False, texts=texts, fuse=fuse, say=lambda m: say(f"  {m}"))
+    return out
+
+
+# ------------------------------------------------------------------ one model, one row per backend
+def bench_model(model: BenchedModel, sample: BenchSample, parity: TextSet, opts: BenchOptions, say: Say) -> list[dict]:
+    """One row per backend of ``opts`` for one model; an ONNX backend exports first (``ensure_export``)."""
+    metrics = model.meta.get("metrics") or {}
+
+    def tagged(msg: str) -> None:  # every line about this model names it
+        say(f"[{model.name}] {msg}")
+
     rows: list[dict] = []
-    teacher_layers = teacher_name = None
-    for name, folder in chosen.items():
-        meta = read_meta(folder)
-        metrics = meta.get("metrics") or {}
-        torch_pred = Predictor.load(folder, backend="torch", threads=threads)
-        fm = FlopModel.of(torch_pred.backend.model)
-        if meta.get("kind") == "teacher":  # by kind, whatever the run calls it
-            teacher_layers, teacher_name = fm.layers, name
-        ids, _ = torch_pred.encode(texts)
-        lengths = np.array([len(x) for x in ids])
-        ref_logits = None
-        for backend in backends:
-            pred, f1_macro, f1_source, folder_used = torch_pred, metrics.get("f1_macro"), "model metrics", folder
-            if backend.startswith("onnx"):
-                int8, fuse = "int8" in backend, backend.endswith("-fused")
-                out = default_output(folder, int8, fuse)
-                if export_is_current(out, folder, int8, fuse=fuse):
-                    say(f"[{name}] reusing {out}")
-                else:
-                    say(f"[{name}] exporting {backend} → {out}")
-                    export_model(
-                        folder,
-                        out,
-                        int8=int8,
-                        strict=False,
-                        texts=parity_texts,
-                        fuse=fuse,
-                        say=lambda m, n=name: say(f"[{n}]   {m}"),
-                    )
-                pred = Predictor.load(out, backend="onnx", threads=threads_used)
-                folder_used = out
-                par = parity_record(out).get("int8" if int8 else "fp32") or {}
-                if int8 and "f1_macro" in par:
-                    f1_macro, f1_source = par["f1_macro"], "int8 parity check"
-            sort = backend != "torch-naive"
-            sps, logits, elapsed, rates = throughput(pred, texts, batch_size, sort, repeats)
-            p50, p95 = latency_ms(pred, lat_texts)
-            if backend == "torch-sorted" or (backend == "torch-naive" and ref_logits is None):
-                ref_logits = logits
-            useful = fm.flops(lengths)
-            computed = fm.flops(padded_lengths(lengths, batch_size, sort))
-            peak = peak_for(backend, peaks)
-            row: dict[str, Any] = {
-                "model": name,
-                "kind": meta.get("kind"),
-                "layers": fm.layers,
-                "backend": backend,
-                "samples_per_s": sps,
-                "samples_per_s_passes": rates,
-                "seconds": elapsed,
-                "latency_p50_ms": p50,
-                "latency_p95_ms": p95,
-                "gflops_useful": useful / elapsed / 1e9,
-                "gflops_computed": computed / elapsed / 1e9,
-                "pct_of_peak": 100 * computed / elapsed / 1e9 / peak if peak else None,
-                "peak_engine": peak_engine(backend),
-                "time_shares": time_shares(pred.timings),
-                "padding_overhead": computed / useful,
-                "f1_macro": f1_macro,
-                "f1_macro_source": f1_source,
-                "params": fm.total_params,
-                "non_embedding_params": fm.encoder_params + fm.head_params,
-                "size_mb": _size_mb(folder_used, backend),
-            }
-            if labels is not None:
-                m = classification_metrics(labels, logits.argmax(-1), torch_pred.label_names)
-                row["f1_macro_bench"], row["f1_weighted_bench"] = m["f1_macro"], m["f1_weighted"]
-            if ref_logits is not None and backend.startswith("onnx"):
-                row["agreement_with_torch"] = float((ref_logits.argmax(-1) == logits.argmax(-1)).mean())
-            if profile_ops and backend.startswith("onnx"):
-                from toxdistill.inference.predict import find_onnx_file
+    ref_logits = None
+    for backend in opts.backends:
+        pred, folder = model.torch_pred, model.folder
+        f1: tuple[Any, str] = (metrics.get("f1_macro"), "model metrics")
+        if backend.startswith("onnx"):
+            folder = ensure_export(model.folder, backend, parity, tagged)
+            pred = Predictor.load(folder, backend="onnx", threads=sample.threads)
+            int8 = "int8" in backend
+            par = parity_record(folder).get("int8" if int8 else "fp32") or {}
+            if int8 and "f1_macro" in par:
+                f1 = (par["f1_macro"], "int8 parity check")
+        row, logits = measure_row(model, backend, pred, folder, f1, sample, opts)
+        if backend == "torch-sorted" or (backend == "torch-naive" and ref_logits is None):
+            ref_logits = logits
+        if ref_logits is not None and backend.startswith("onnx"):
+            row["agreement_with_torch"] = float((ref_logits.argmax(-1) == logits.argmax(-1)).mean())
+        if opts.profile_ops and backend.startswith("onnx"):
+            onnx_file = find_onnx_file(folder, read_meta(folder))
+            if onnx_file is not None:
+                row["op_shares"] = ort_op_shares(onnx_file, pred, sample.texts, opts.batch_size, sample.threads)
+                top = ", ".join(f"{k} {100 * v:.0f}%" for k, v in list(row["op_shares"].items())[:6])
+                tagged(f"{backend} graph time by op: {top}")
+        rows.append(row)
+        sh = time_shares(pred.timings)
+        tagged(
+            f"{backend:<15} {row['samples_per_s']:8.1f} samples/s   p50 {row['latency_p50_ms']:6.2f} ms   "
+            f"p95 {row['latency_p95_ms']:6.2f} ms   {row['gflops_computed']:6.1f} GFLOP/s   time: model "
+            f"{100 * sh['model']:.0f}%, tokenize {100 * sh['tokenize']:.0f}%, batching {100 * sh['batching']:.0f}%, "
+            f"other {100 * sh['other']:.0f}%"
+        )
+        if pred is not model.torch_pred:
+            del pred
+    return rows
 
-                onnx_file = find_onnx_file(folder_used, read_meta(folder_used))
-                if onnx_file is not None:
-                    row["op_shares"] = ort_op_shares(onnx_file, pred, texts, batch_size, threads_used)
-                    top = ", ".join(f"{k} {100 * v:.0f}%" for k, v in list(row["op_shares"].items())[:6])
-                    say(f"[{name}] {backend} graph time by op: {top}")
-            rows.append(row)
-            sh = time_shares(pred.timings)
-            say(
-                f"[{name}] {backend:<15} {sps:8.1f} samples/s   p50 {p50:6.2f} ms   p95 {p95:6.2f} ms   "
-                f"{row['gflops_computed']:6.1f} GFLOP/s   time: model {100 * sh['model']:.0f}%, "
-                f"tokenize {100 * sh['tokenize']:.0f}%, batching {100 * sh['batching']:.0f}%, other {100 * sh['other']:.0f}%"
-            )
-            if pred is not torch_pred:
-                del pred
-        del torch_pred
-        gc.collect()
 
+def measure_row(
+    model: BenchedModel,
+    backend: str,
+    pred: Predictor,
+    folder: Path,
+    f1: tuple[Any, str],
+    sample: BenchSample,
+    opts: BenchOptions,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """One model × backend: throughput (the fastest of ``opts.repeats`` passes), single-text latency, GFLOP/s
+    against the peak of the backend's engine, where the time went, and quality on the bench texts.
+    ``f1`` is the macro F1 to show and where it comes from; returns the row and the logits."""
+    sort = backend != "torch-naive"
+    sps, logits, elapsed, rates = throughput(pred, sample.texts, opts.batch_size, sort, opts.repeats)
+    p50, p95 = latency_ms(pred, sample.latency_texts)
+    fm = model.flops
+    useful = fm.flops(model.lengths)
+    computed = fm.flops(padded_lengths(model.lengths, opts.batch_size, sort))
+    peak = peak_for(backend, sample.peaks)
+    row: dict[str, Any] = {
+        "model": model.name,
+        "kind": model.meta.get("kind"),
+        "layers": fm.layers,
+        "backend": backend,
+        "samples_per_s": sps,
+        "samples_per_s_passes": rates,
+        "seconds": elapsed,
+        "latency_p50_ms": p50,
+        "latency_p95_ms": p95,
+        "gflops_useful": useful / elapsed / 1e9,
+        "gflops_computed": computed / elapsed / 1e9,
+        "pct_of_peak": 100 * computed / elapsed / 1e9 / peak if peak else None,
+        "peak_engine": peak_engine(backend),
+        "time_shares": time_shares(pred.timings),
+        "padding_overhead": computed / useful,
+        "f1_macro": f1[0],
+        "f1_macro_source": f1[1],
+        "params": fm.total_params,
+        "non_embedding_params": fm.encoder_params + fm.head_params,
+        "size_mb": _size_mb(folder, backend),
+    }
+    if sample.labels is not None:
+        m = classification_metrics(sample.labels, logits.argmax(-1), model.torch_pred.label_names)
+        row["f1_macro_bench"], row["f1_weighted_bench"] = m["f1_macro"], m["f1_weighted"]
+    return row, logits
+
+
+# ------------------------------------------------------------------ the result: bench.json, table, plot
+def bench_result(
+    run_dir: Path,
+    rows: list[dict],
+    sample: BenchSample,
+    source: str,
+    mean_tokens: float | None,
+    teacher: tuple[int, str] | None,
+    opts: BenchOptions,
+) -> dict:
+    """bench.json's content: the machine, the texts, the peaks, every row with its ratio to the naive
+    teacher, and the goals checked on them. ``teacher`` is the (layers, name) of the run's teacher."""
+    import torch
+
+    teacher_layers, teacher_name = teacher if teacher else (None, None)
     base = _baseline(rows, teacher_name)
     for r in rows:
         r["x_naive_teacher"] = r["samples_per_s"] / base["samples_per_s"] if base else None
-    result = {
+    return {
         "run": str(run_dir),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": {
             "cpu": _cpu_name(),
             "cores": os.cpu_count(),
-            "threads": threads_used,
+            "threads": sample.threads,
             "python": platform.python_version(),
             "torch": torch.__version__,
             "onnxruntime": _ort_version(),
         },
-        "texts": {
-            "n": len(texts),
-            "source": full.source,
-            "limit": limit,
-            "mean_tokens": float(np.mean(lengths)) if rows else None,
-        },
-        "batch_size": batch_size,
-        "repeats": repeats,
-        "latency_n": len(lat_texts),
-        "matmul_peak_gflops": peaks["torch-fp32"]["gflops"],
-        "peaks": peaks,
+        "texts": {"n": len(sample.texts), "source": source, "limit": opts.limit, "mean_tokens": mean_tokens},
+        "batch_size": opts.batch_size,
+        "repeats": opts.repeats,
+        "latency_n": len(sample.latency_texts),
+        "matmul_peak_gflops": sample.peaks["torch-fp32"]["gflops"],
+        "peaks": sample.peaks,
         "baseline": {"model": base["model"], "backend": base["backend"], "samples_per_s": base["samples_per_s"]}
         if base
         else None,
         "flops_note": "2 × non-embedding encoder params per token + 4·layers·hidden·len² attention + 2 × head params per text; "
         "gflops_computed counts padded tokens (the work done), gflops_useful only real tokens",
         "rows": rows,
-        "targets": _targets(rows, base, teacher_layers, teacher_name, speed_goal),
+        "targets": _targets(rows, base, teacher_layers, teacher_name, opts.speed_goal),
     }
-    out = Path(output) if output else run_dir / "bench.json"
+
+
+def write_bench(result: dict, out: Path, plot: bool, say: Say = quiet) -> None:
+    """Write ``result`` to ``out`` (and its plot beside it, named in the result), then say the table."""
     atomic_write_json(out, result)
-    if plot and rows:
+    if plot and result["rows"]:
         result["plot"] = str(plot_bench(result, out.with_suffix(".png")))
         atomic_write_json(out, result)
     say("")
     say(format_table(result))
     say(f"\nwrote {out}" + (f" and {result['plot']}" if result.get("plot") else ""))
-    return result
 
 
 def _ort_version() -> str | None:
@@ -426,7 +487,7 @@ def _size_mb(folder: Path, backend: str) -> float:
     return sum(f.stat().st_size for f in files) / 2**20
 
 
-def _baseline(rows: list[dict], teacher: str | None = "teacher") -> dict | None:
+def _baseline(rows: list[dict], teacher: str | None = TEACHER) -> dict | None:
     for model in (teacher, *(r["model"] for r in rows)):
         for r in rows:
             if r["model"] == model and r["backend"] == "torch-naive":
@@ -438,7 +499,7 @@ def _targets(
     rows: list[dict],
     base: dict | None,
     teacher_layers: int | None,
-    teacher: str | None = "teacher",
+    teacher: str | None = TEACHER,
     speed_goal: float = SPEED_GOAL,
 ) -> dict:
     """The goals, checked on these numbers (students: fewer layers than the teacher).

@@ -35,10 +35,13 @@ from typing import Any
 
 import numpy as np
 
-from toxdistill.data.split import load_run_split
+from toxdistill.console import Say, quiet
+from toxdistill.data.split import TextSet, load_test_texts
 from toxdistill.errors import ToxdistillError
-from toxdistill.files import META_FILE
+from toxdistill.evaluation.metrics import classification_metrics
+from toxdistill.files import EXPORT_DIR, META_FILE, MODELS_DIR
 from toxdistill.inference.predict import Predictor
+from toxdistill.io import atomic_dir, atomic_write_json
 from toxdistill.runs import find_clean_config, read_meta, run_dir_of
 
 log = logging.getLogger(__name__)
@@ -73,23 +76,16 @@ SAMPLE_TEXTS = [
 ]
 
 
-@dataclass
-class ParityTexts:
-    texts: list[str]
-    labels: np.ndarray | None
-    source: str  # where the texts came from, for messages and the export record
-
-
 # ------------------------------------------------------------------ run folders and their test split
-def parity_texts(model_dir: Path, data: str | None = None, say=print) -> ParityTexts:
+def parity_texts(model_dir: Path, data: str | None = None, say: Say = quiet) -> TextSet:
+    """The texts parity is checked on: the run's test split for a model inside a run, else the built-in sample."""
     run = run_dir_of(model_dir)
     if run is not None:
         try:
-            test = load_run_split(run, data).test
-            return ParityTexts(list(test.texts), np.asarray(test.labels), f"test split of {run}")
+            return load_test_texts(run, data)
         except ToxdistillError as e:
             say(f"note: cannot rebuild the test split of {run} ({e.problem}); checking on the built-in sample")
-    return ParityTexts(list(SAMPLE_TEXTS), None, "built-in sample")
+    return TextSet(list(SAMPLE_TEXTS), None, "built-in sample")
 
 
 # ------------------------------------------------------------------ helpers
@@ -110,12 +106,13 @@ def default_output(model_dir: Path, int8: bool, fuse: bool = False) -> Path:
     model_dir = Path(model_dir)
     suffix = ("-onnx-int8" if int8 else "-onnx") + ("-fused" if fuse else "")
     run = run_dir_of(model_dir)
-    if run is not None and model_dir.parent.name == "models":
-        return run / "export" / f"{model_dir.name}{suffix}"
+    if run is not None and model_dir.parent.name == MODELS_DIR:
+        return run / EXPORT_DIR / f"{model_dir.name}{suffix}"
     return model_dir.with_name(model_dir.name + suffix)
 
 
-def _check_output(out: Path, model_dir: Path) -> None:
+def _check_export_folder(out: Path, model_dir: Path) -> None:
+    """An export may replace an earlier export, never the model itself or a folder that is not ours."""
     out_r, src_r = out.resolve(), model_dir.resolve()
     if out_r == src_r or src_r in out_r.parents:
         raise ToxdistillError(f"output {out} is inside the model folder", "pick another -o")
@@ -171,7 +168,7 @@ def export_graph(model, tokenizer, path: Path, exporter: str = "auto", opset: in
     """
     import torch
 
-    from toxdistill.models.families import forward_inputs
+    from toxdistill.models.families import forward_inputs  # heavy: imports torch and transformers
 
     wanted = getattr(tokenizer, "model_input_names", None) or ONNX_INPUTS[:2]
     names = [n for n in ONNX_INPUTS if n in wanted and n in forward_inputs(model)]
@@ -205,35 +202,9 @@ def export_graph(model, tokenizer, path: Path, exporter: str = "auto", opset: in
         used_opset = opset if how == "torchscript" else max(opset, 18)
         try:
             with _quiet(), torch.inference_mode(False), torch.no_grad():
-                if how == "torchscript":
-                    torch.onnx.export(
-                        wrapper,
-                        args,
-                        str(path),
-                        dynamo=False,
-                        input_names=names,
-                        output_names=["logits"],
-                        dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names}, "logits": {0: "batch"}},
-                        opset_version=opset,
-                    )
-                else:
-                    try:
-                        import onnxscript  # noqa: F401
-                    except ImportError:
-                        raise RuntimeError("the dynamo exporter needs onnxscript (pip install onnxscript)") from None
-                    batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
-                    prog = torch.onnx.export(
-                        wrapper,
-                        args,
-                        dynamo=True,
-                        input_names=names,
-                        output_names=["logits"],
-                        dynamic_shapes={n: {0: batch, 1: seq} for n in names},
-                        opset_version=used_opset,
-                        verbose=False,
-                    )
-                    assert prog is not None, "torch.onnx.export(dynamo=True) returns the program"
-                    prog.save(str(path), external_data=False)
+                (_torchscript_export if how == "torchscript" else _dynamo_export)(
+                    wrapper, args, path, names, used_opset
+                )
             return how, names, used_opset
         except Exception as e:  # noqa: BLE001 - try the next exporter, report all if none works
             log.info("%s export failed: %s", how, e)
@@ -242,6 +213,43 @@ def export_graph(model, tokenizer, path: Path, exporter: str = "auto", opset: in
     raise ToxdistillError(
         f"ONNX export failed ({'; '.join(errors)})", "try --exporter dynamo or torchscript, or -v for details"
     )
+
+
+def _torchscript_export(wrapper, args: tuple, path: Path, names: list[str], opset: int) -> None:
+    import torch
+
+    torch.onnx.export(
+        wrapper,
+        args,
+        str(path),
+        dynamo=False,
+        input_names=names,
+        output_names=["logits"],
+        dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names}, "logits": {0: "batch"}},
+        opset_version=opset,
+    )
+
+
+def _dynamo_export(wrapper, args: tuple, path: Path, names: list[str], opset: int) -> None:
+    import torch
+
+    try:
+        import onnxscript  # noqa: F401
+    except ImportError:
+        raise RuntimeError("the dynamo exporter needs onnxscript (pip install onnxscript)") from None
+    batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    prog = torch.onnx.export(
+        wrapper,
+        args,
+        dynamo=True,
+        input_names=names,
+        output_names=["logits"],
+        dynamic_shapes={n: {0: batch, 1: seq} for n in names},
+        opset_version=opset,
+        verbose=False,
+    )
+    assert prog is not None, "torch.onnx.export(dynamo=True) returns the program"
+    prog.save(str(path), external_data=False)
 
 
 def fuse_graph(src: Path, dst: Path, config) -> dict:
@@ -288,9 +296,7 @@ def quantize_int8(src: Path, dst: Path, embeddings: bool = False, attention: boo
 
 
 # ------------------------------------------------------------------ parity
-def _agreement_block(ref: np.ndarray, got: np.ndarray, ref_pred: Predictor, texts: ParityTexts, label_names) -> dict:
-    from toxdistill.evaluation.metrics import classification_metrics
-
+def _agreement_block(ref: np.ndarray, got: np.ndarray, ref_pred: Predictor, texts: TextSet, label_names) -> dict:
     a, b = ref.argmax(-1), got.argmax(-1)
     out = {
         "texts": texts.source,
@@ -327,7 +333,9 @@ def _describe(block: dict, what: str) -> str:
     return s
 
 
-def _fp32_parity(torch_pred, fp32_dir: Path, texts: ParityTexts, record: dict, batch_size: int, strict: bool, say):
+def _fp32_parity(
+    torch_pred, fp32_dir: Path, texts: TextSet, record: dict, batch_size: int, strict: bool, say: Say
+) -> tuple[Predictor, np.ndarray]:
     """fp32 ONNX against torch, on length-sorted padded batches and on single unpadded texts."""
     ref, _ = torch_pred.logits(texts.texts, batch_size)
     fp32_pred = Predictor.load(fp32_dir, backend="onnx")
@@ -362,10 +370,10 @@ def export_model(
     opset: int = 17,
     data: str | None = None,
     strict: bool = True,
-    texts: ParityTexts | None = None,
+    texts: TextSet | None = None,
     batch_size: int = 64,
     fuse: bool = False,
-    say=print,
+    say: Say = quiet,
 ) -> Path:
     """Export ``model_dir`` to ONNX (optionally int8) in ``out``, check parity, return the folder.
 
@@ -373,9 +381,43 @@ def export_model(
     of the test texts or losing more than 0.5 weighted-F1 points) is an error and nothing is written.
     The folder appears in one rename, so a half-written export is never visible.
     """
-    from toxdistill.io import atomic_dir, atomic_write_json
-
     model_dir = Path(model_dir)
+    meta = _check_source(model_dir, exporter)
+    out = Path(out) if out else default_output(model_dir, int8, fuse)
+    _check_export_folder(out, model_dir)
+
+    t0 = time.perf_counter()
+    torch_pred = Predictor.load(model_dir, backend="torch")  # validates weights, config and tokenizer
+    model = torch_pred.backend.model
+    if fuse and getattr(model.config, "_attn_implementation", "eager") != "eager":
+        # The optimizer knows the eager MatMul-Softmax-MatMul pattern; SDPA exports as one it cannot fuse.
+        model.set_attn_implementation("eager")
+    texts = texts or parity_texts(model_dir, data, say)
+    fname = "model.int8.onnx" if int8 else "model.onnx"
+    job = _Export(torch_pred, meta, texts, _new_record(model_dir, meta, fname, opset), batch_size, strict, say)
+    reuse = _reusable_fp32(model_dir, out, fuse) if int8 and exporter == "auto" and opset == 17 else None
+    with atomic_dir(out) as tmp:
+        fp32_dir = Path(tempfile.mkdtemp(dir=tmp.parent, prefix=f".{out.name}.fp32.")) if int8 else tmp
+        try:
+            if reuse is not None:
+                graph, fp32_pred, got = job.reuse_fp32(reuse)
+            else:
+                graph, fp32_pred, got = job.fp32(fp32_dir, exporter, opset, fuse)
+            if int8:
+                job.int8(graph, tmp, fname, int8_embeddings, fp32_pred, got)
+        finally:
+            if fp32_dir != tmp:
+                shutil.rmtree(fp32_dir, ignore_errors=True)
+        record = job.record
+        record["size_mb"] = (tmp / fname).stat().st_size / 2**20
+        record["export_seconds"] = time.perf_counter() - t0
+        job.write_folder(tmp)
+    say(f"wrote {out} ({fname}, {record['size_mb']:.1f} MB, {record['exporter']} exporter, opset {record['opset']})")
+    return out
+
+
+def _check_source(model_dir: Path, exporter: str) -> dict:
+    """The source folder's metadata, once it is known to be a transformer folder that is not an export."""
     if not model_dir.is_dir():
         raise ToxdistillError(
             f"model folder not found: {model_dir}", "give a model folder, e.g. runs/<name>/models/odd"
@@ -389,29 +431,13 @@ def export_model(
         )
     if exporter not in ("auto", "torchscript", "dynamo"):
         raise ToxdistillError(f"unknown exporter {exporter!r}", "use auto, torchscript or dynamo")
-    out = Path(out) if out else default_output(model_dir, int8, fuse)
-    _check_output(out, model_dir)
+    return meta
 
-    t0 = time.perf_counter()
-    torch_pred = Predictor.load(model_dir, backend="torch")  # validates weights, config and tokenizer
-    model = torch_pred.backend.model
-    if fuse and getattr(model.config, "_attn_implementation", "eager") != "eager":
-        # The optimizer knows the eager MatMul-Softmax-MatMul pattern; SDPA exports as one it cannot fuse.
-        model.set_attn_implementation("eager")
-    texts = texts or parity_texts(model_dir, data, say)
+
+def _new_record(model_dir: Path, meta: dict, fname: str, opset: int) -> dict[str, Any]:
+    """The export record before any step ran: what is exported from which weights, with which tools."""
     clean = find_clean_config(model_dir, meta)
-    label_names = torch_pred.label_names
-    fname = "model.int8.onnx" if int8 else "model.onnx"
-
-    def write_folder(folder: Path, record: dict) -> None:
-        torch_pred.tokenizer.save_pretrained(str(folder))
-        model.config.save_pretrained(str(folder))
-        atomic_write_json(
-            folder / META_FILE,
-            {**meta, "label_names": label_names, "max_length": torch_pred.max_length, "export": record},
-        )
-
-    record: dict[str, Any] = {
+    return {
         "format": "onnx",
         "file": fname,
         "opset": opset,
@@ -423,75 +449,101 @@ def export_model(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "versions": _versions(),
     }
-    reuse = None
-    if int8 and exporter == "auto" and opset == 17:
-        cand = default_output(model_dir, False, fuse)
-        fp32_ok = (parity_record(cand).get("fp32") or {}).get("ok")
-        if cand.resolve() != out.resolve() and fp32_ok and export_is_current(cand, model_dir, False, fuse=fuse):
-            reuse = cand
-    with atomic_dir(out) as tmp:
-        fp32_dir = Path(tempfile.mkdtemp(dir=tmp.parent, prefix=f".{out.name}.fp32.")) if int8 else tmp
-        try:
-            if reuse is not None:
-                # int8 from the current fp32 export of the same weights: no second export or torch pass.
-                prev = read_meta(reuse)["export"]
-                record.update(
-                    exporter=prev["exporter"],
-                    inputs=prev["inputs"],
-                    opset=prev["opset"],
-                    fusion=prev.get("fusion"),
-                    fp32_from=str(reuse),
-                )
-                record["parity"] = {"fp32": prev["parity"]["fp32"]}
-                fp32_pred = Predictor.load(reuse, backend="onnx")
-                got, _ = fp32_pred.logits(texts.texts, batch_size)
-                graph = reuse / "model.onnx"
-                say(
-                    f"quantizing the fp32 export {reuse} (its parity: max |Δlogit| {prev['parity']['fp32']['max_abs_diff']:.1e})"
-                )
-            else:
-                graph = fp32_dir / "model.onnx"
-                how, names, used_opset = export_graph(model, torch_pred.tokenizer, graph, exporter, opset)
-                record.update(exporter=how, inputs=names, opset=used_opset, file="model.onnx")
-                if fuse:
-                    plain = fp32_dir / "plain.onnx"
-                    graph.rename(plain)
-                    record["fusion"] = fuse_graph(plain, graph, model.config)
-                    plain.unlink()
-                    say(f"fused: {_fused_desc(record['fusion'])}")
-                write_folder(fp32_dir, record)
-                fp32_pred, got = _fp32_parity(torch_pred, fp32_dir, texts, record, batch_size, strict, say)
-            if int8:
-                fused_attention = bool(((record.get("fusion") or {}).get("fused_ops") or {}).get("Attention"))
-                record["quantization"] = quantize_int8(graph, tmp / fname, int8_embeddings, fused_attention)
-                record["file"] = fname
-                write_folder(tmp, record)
-                q, _ = Predictor.load(tmp, backend="onnx").logits(texts.texts, batch_size)
-                block = _agreement_block(got, q, fp32_pred, texts, label_names)
-                gated = texts.labels is not None  # a 20-text sample cannot support a 99% threshold
-                block["ok"] = bool(
-                    block["agreement"] >= MIN_INT8_AGREEMENT
-                    and block.get("f1_weighted_drop_points", 0.0) <= MAX_INT8_F1_DROP
-                )
-                block["thresholds"] = {"agreement": MIN_INT8_AGREEMENT, "f1_weighted_drop_points": MAX_INT8_F1_DROP}
-                record["parity"]["int8"] = block
-                say(_describe(block, "int8 vs fp32"))
-                if not block["ok"] and strict and gated:
-                    raise ToxdistillError(
-                        f"int8 model agrees with fp32 on {100 * block['agreement']:.2f}% and loses "
-                        f"{block.get('f1_weighted_drop_points', 0):.2f} weighted-F1 points (limits: ≥ 99%, ≤ 0.5)",
-                        "use the fp32 export, leave out --int8-embeddings, or pass --allow-drift to keep it anyway",
-                    )
-                if not block["ok"] and not gated:
-                    say("warning: int8 agreement is below 99% on the built-in sample")
-        finally:
-            if fp32_dir != tmp:
-                shutil.rmtree(fp32_dir, ignore_errors=True)
-        record["size_mb"] = (tmp / fname).stat().st_size / 2**20
-        record["export_seconds"] = time.perf_counter() - t0
-        write_folder(tmp, record)
-    say(f"wrote {out} ({fname}, {record['size_mb']:.1f} MB, {record['exporter']} exporter, opset {record['opset']})")
-    return out
+
+
+def _reusable_fp32(model_dir: Path, out: Path, fuse: bool) -> Path | None:
+    """The default fp32 export of the same weights, when it passed its parity check: int8 can start from it."""
+    cand = default_output(model_dir, False, fuse)
+    fp32_ok = (parity_record(cand).get("fp32") or {}).get("ok")
+    if cand.resolve() != out.resolve() and fp32_ok and export_is_current(cand, model_dir, False, fuse=fuse):
+        return cand
+    return None
+
+
+@dataclass
+class _Export:
+    """One export in progress: the source model, the texts parity is checked on, and the record it fills in."""
+
+    torch_pred: Predictor
+    meta: dict
+    texts: TextSet
+    record: dict[str, Any]
+    batch_size: int
+    strict: bool
+    say: Say
+
+    def write_folder(self, folder: Path) -> None:
+        """Tokenizer, config and metadata (with the record as it stands) beside the graph."""
+        pred = self.torch_pred
+        pred.tokenizer.save_pretrained(str(folder))
+        pred.backend.model.config.save_pretrained(str(folder))
+        atomic_write_json(
+            folder / META_FILE,
+            {**self.meta, "label_names": pred.label_names, "max_length": pred.max_length, "export": self.record},
+        )
+
+    def fp32(self, folder: Path, exporter: str, opset: int, fuse: bool) -> tuple[Path, Predictor, np.ndarray]:
+        """Export (and fuse) the fp32 graph into ``folder`` and check it against torch: (graph, its predictor, logits)."""
+        model = self.torch_pred.backend.model
+        graph = folder / "model.onnx"
+        how, names, used_opset = export_graph(model, self.torch_pred.tokenizer, graph, exporter, opset)
+        self.record.update(exporter=how, inputs=names, opset=used_opset, file="model.onnx")
+        if fuse:
+            plain = folder / "plain.onnx"
+            graph.rename(plain)
+            self.record["fusion"] = fuse_graph(plain, graph, model.config)
+            plain.unlink()
+            self.say(f"fused: {_fused_desc(self.record['fusion'])}")
+        self.write_folder(folder)
+        fp32_pred, got = _fp32_parity(
+            self.torch_pred, folder, self.texts, self.record, self.batch_size, self.strict, self.say
+        )
+        return graph, fp32_pred, got
+
+    def reuse_fp32(self, reuse: Path) -> tuple[Path, Predictor, np.ndarray]:
+        """int8 from the current fp32 export of the same weights: no second export or torch pass."""
+        prev = read_meta(reuse)["export"]
+        self.record.update(
+            exporter=prev["exporter"],
+            inputs=prev["inputs"],
+            opset=prev["opset"],
+            fusion=prev.get("fusion"),
+            fp32_from=str(reuse),
+        )
+        self.record["parity"] = {"fp32": prev["parity"]["fp32"]}
+        fp32_pred = Predictor.load(reuse, backend="onnx")
+        got, _ = fp32_pred.logits(self.texts.texts, self.batch_size)
+        self.say(
+            f"quantizing the fp32 export {reuse} (its parity: max |Δlogit| {prev['parity']['fp32']['max_abs_diff']:.1e})"
+        )
+        return reuse / "model.onnx", fp32_pred, got
+
+    def int8(
+        self, graph: Path, folder: Path, fname: str, embeddings: bool, fp32_pred: Predictor, got: np.ndarray
+    ) -> None:
+        """Quantize ``graph`` into ``folder`` and hold it against the fp32 logits ``got`` (the int8 gates)."""
+        record, texts = self.record, self.texts
+        fused_attention = bool(((record.get("fusion") or {}).get("fused_ops") or {}).get("Attention"))
+        record["quantization"] = quantize_int8(graph, folder / fname, embeddings, fused_attention)
+        record["file"] = fname
+        self.write_folder(folder)
+        q, _ = Predictor.load(folder, backend="onnx").logits(texts.texts, self.batch_size)
+        block = _agreement_block(got, q, fp32_pred, texts, self.torch_pred.label_names)
+        gated = texts.labels is not None  # a 20-text sample cannot support a 99% threshold
+        block["ok"] = bool(
+            block["agreement"] >= MIN_INT8_AGREEMENT and block.get("f1_weighted_drop_points", 0.0) <= MAX_INT8_F1_DROP
+        )
+        block["thresholds"] = {"agreement": MIN_INT8_AGREEMENT, "f1_weighted_drop_points": MAX_INT8_F1_DROP}
+        record["parity"]["int8"] = block
+        self.say(_describe(block, "int8 vs fp32"))
+        if not block["ok"] and self.strict and gated:
+            raise ToxdistillError(
+                f"int8 model agrees with fp32 on {100 * block['agreement']:.2f}% and loses "
+                f"{block.get('f1_weighted_drop_points', 0):.2f} weighted-F1 points (limits: ≥ 99%, ≤ 0.5)",
+                "use the fp32 export, leave out --int8-embeddings, or pass --allow-drift to keep it anyway",
+            )
+        if not block["ok"] and not gated:
+            self.say("warning: int8 agreement is below 99% on the built-in sample")
 
 
 def export_is_current(

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from toxdistill.inference.export import quantize_int8
+
 # (M, K, N): squares, then a batch of 64 tweets × 64 tokens through MiniLM's (384) and base-size (768)
 # projections and feed-forward layers: the shapes the models themselves multiply.
 SHAPES = (
@@ -94,8 +96,6 @@ def _matmul_graph(path: Path, k: int, n: int) -> None:
 def ort_peaks(threads: int, shapes=SHAPES, reps: int = 3) -> tuple[dict, dict]:
     """(fp32, int8) peaks of ONNX Runtime's CPU MatMul, as plain and as dynamically quantized graphs."""
     import onnxruntime as ort
-
-    from toxdistill.inference.export import quantize_int8
 
     fp32: list[dict] = []
     int8: list[dict] = []

@@ -8,9 +8,10 @@ Ray Data does the work; this module only plans it and checks the result:
   block numbers, like Spark's ``monotonically_increasing_id``, change when a task is retried).
 - **One path for every input.** CSV, JSONL and text are streamed through the one reader
   (``data.readers.read_chunks``) into temporary Parquet shards first, then take the Parquet path.
-- **Ray Data schedules.** Read tasks over ``from_items`` work items, a fixed pool of scoring actors that load the
-  model once each, and ``write_parquet``. Its map tasks are retried when a worker dies, and its actor pools
-  restart a dead actor and retry its tasks: ``max_restarts=-1`` and ``max_task_retries=-1`` are Ray Data's own
+- **Ray Data schedules.** Read tasks over ``from_items`` work items, a fixed pool of scoring actors
+  (``ScoringActor``) that load the model once each through the one loader (``predict.load_scorer``), and
+  ``write_parquet``. Its map tasks are retried when a worker dies, and its actor pools restart a dead actor and
+  retry its tasks: ``max_restarts=-1`` and ``max_task_retries=-1`` are Ray Data's own
   defaults for actor pools (Ray 2.60 deprecates passing them as extra ``map_batches`` arguments).
 - **Nothing is published unchecked.** Everything is written next to the output under a temporary name. Only
   after the driver has read back the ``row_id`` column and found every id 0..N-1 exactly once is it renamed onto
@@ -48,10 +49,20 @@ from toxdistill.data.readers import (
     safe_text,
 )
 from toxdistill.errors import ToxdistillError
+from toxdistill.inference.predict import load_scorer
+from toxdistill.inference.score_file import (
+    FOLDER,
+    ScoreOptions,
+    ScoreSummary,
+    check_output,
+    file_format,
+    prediction_frame,
+    prediction_prefix,
+)
+from toxdistill.io import atomic_dir
 
 ROW_ID = "row_id"
 INSTALL_HINT = "pip install 'toxdistill[ray]'"
-FILE_KINDS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 
 
 def require_ray() -> Any:
@@ -76,7 +87,9 @@ class RowGroup:
 
 
 @dataclass
-class Plan:
+class ScoringPlan:
+    """The whole job as the driver planned it: every work item, the row count and the input's columns."""
+
     items: list[RowGroup]
     rows: int
     text_col: str
@@ -84,7 +97,7 @@ class Plan:
     bytes: int  # uncompressed, as the footers say: what sizes Ray Data's blocks
 
 
-def plan_parquet(shards: list[Path], text_col: str | None) -> Plan:
+def plan_parquet(shards: list[Path], text_col: str | None) -> ScoringPlan:
     """Work items with global offsets, from the footers only (no data pages are read).
 
     All shards must share one schema: Ray writes each block as it comes, and shards of different columns
@@ -113,7 +126,7 @@ def plan_parquet(shards: list[Path], text_col: str | None) -> Plan:
                 items.append(RowGroup(str(Path(path).resolve()), g, offset, n))
                 offset += n
                 size += meta.row_group(g).total_byte_size
-    return Plan(items, offset, col, list(schema.names) if schema is not None else [], size)
+    return ScoringPlan(items, offset, col, list(schema.names) if schema is not None else [], size)
 
 
 def stage_text_input(spec: str, fmt: str, text_col: str | None, chunk: int, folder: Path) -> list[Path]:
@@ -173,10 +186,11 @@ def read_row_groups(items: dict[str, np.ndarray], chunk: int) -> Iterator[Any]:
             raise ToxdistillError(f"input {path} changed while it was scored", "do not write to the input meanwhile")
 
 
-class Scorer:
-    """Ray Data actor: loads the Predictor once, then scores batches (Arrow tables) into the output columns.
+class ScoringActor:
+    """Ray Data actor: loads the model once (``predict.load_scorer``), then scores batches (Arrow tables) into
+    the output columns.
 
-    The prediction columns come from ``inference.predict.prediction_frame``, the same code as ``--engine local``.
+    The prediction columns come from ``score_file.prediction_frame``, the same code as ``--engine local``.
     """
 
     def __init__(
@@ -189,19 +203,15 @@ class Scorer:
         clean: bool,
         prefix: str,
     ):
-        from toxdistill.inference.predict import Predictor
-
-        self.pred = Predictor.load(model_dir, backend=backend, threads=threads)
-        self.clean = clean and self.pred.clean_config is not None
+        self.scorer = load_scorer(Path(model_dir), threads, backend)
+        self.clean = clean and self.scorer.clean_config is not None
         self.text_col, self.batch_size, self.prefix = text_col, batch_size, prefix
 
     def __call__(self, table: Any) -> Any:
         import pyarrow as pa
 
-        from toxdistill.inference.predict import prediction_frame
-
         texts = [safe_text(as_text(v)) for v in table.column(self.text_col).to_pylist()]
-        preds, _ = prediction_frame(self.pred, texts, self.batch_size, self.clean)
+        preds, _ = prediction_frame(self.scorer, texts, self.batch_size, self.clean)
         for name in preds.columns:
             table = table.append_column(self.prefix + name, pa.array(preds[name].to_numpy()))
         return table
@@ -209,7 +219,7 @@ class Scorer:
 
 # ------------------------------------------------------------------ check and merge (driver)
 @dataclass(frozen=True)
-class Run:
+class RowRange:
     """Consecutive row ids ``first..first+length-1`` at ``start`` in one row group of one output shard."""
 
     first: int
@@ -219,14 +229,14 @@ class Run:
     length: int
 
 
-def check_row_ids(files: list[Path], n: int) -> list[Run]:
+def check_row_ids(files: list[Path], n: int) -> list[RowRange]:
     """Read back only the ``row_id`` column: every id 0..n-1 must be there exactly once.
 
-    Returns the runs of consecutive ids, in id order, which is all a merge into one file needs.
+    Returns the ranges of consecutive ids, in id order, which is all a merge into one file needs.
     """
     pq = require_parquet()
     seen = np.zeros(n, dtype=bool)
-    runs: list[Run] = []
+    ranges: list[RowRange] = []
     for k, path in enumerate(files):
         f = pq.ParquetFile(path)
         for g in range(f.metadata.num_row_groups):
@@ -239,22 +249,22 @@ def check_row_ids(files: list[Path], n: int) -> list[Run]:
                 raise ToxdistillError("the Ray job wrote some rows twice", "rerun; nothing was written")
             seen[ids] = True
             starts = np.concatenate([[0], np.flatnonzero(np.diff(ids) != 1) + 1, [len(ids)]])
-            runs += [Run(int(ids[a]), k, g, int(a), int(b - a)) for a, b in zip(starts[:-1], starts[1:])]
+            ranges += [RowRange(int(ids[a]), k, g, int(a), int(b - a)) for a, b in zip(starts[:-1], starts[1:])]
     missing = n - int(seen.sum())
     if missing:
         raise ToxdistillError(f"the Ray job lost {missing} of {n} rows", "rerun; nothing was written")
-    return sorted(runs, key=lambda r: r.first)
+    return sorted(ranges, key=lambda r: r.first)
 
 
-def merge(files: list[Path], runs: list[Run], kind: str, dest: Path) -> None:
+def merge(files: list[Path], ranges: list[RowRange], fmt: str, dest: Path) -> None:
     """Write the shards' rows in row-id order into one CSV, JSONL or Parquet file, a row group at a time."""
     pq = require_parquet()
     readers = [pq.ParquetFile(f) for f in files]
     cached: tuple[tuple[int, int], Any] | None = None
     parquet: Any = None
     with contextlib.ExitStack() as stack:
-        text = None if kind == "parquet" else stack.enter_context(open(dest, "w", encoding="utf-8", newline=""))
-        for k, r in enumerate(runs):
+        text = None if fmt == "parquet" else stack.enter_context(open(dest, "w", encoding="utf-8", newline=""))
+        for k, r in enumerate(ranges):
             if cached is None or cached[0] != (r.file, r.row_group):
                 cached = ((r.file, r.row_group), readers[r.file].read_row_group(r.row_group))
             part = cached[1].slice(r.start, r.length)
@@ -262,7 +272,7 @@ def merge(files: list[Path], runs: list[Run], kind: str, dest: Path) -> None:
                 if parquet is None:
                     parquet = stack.enter_context(pq.ParquetWriter(str(dest), part.schema))
                 parquet.write_table(part.cast(parquet.schema))
-            elif kind == "jsonl":
+            elif fmt == "jsonl":
                 text.writelines(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in part.to_pylist())
             else:
                 part.to_pandas().to_csv(text, index=False, header=k == 0, lineterminator="\n")
@@ -272,45 +282,11 @@ def merge(files: list[Path], runs: list[Run], kind: str, dest: Path) -> None:
 
 
 # ------------------------------------------------------------------ the command
-@dataclass
-class Summary:
-    rows: int
-    output: Path
-    actors: int
-    backend: str
-    cleaned: bool
-
-
-def output_kind(path: Path, spec: str) -> str:
-    """``folder`` (Parquet shards) for a folder, a path ending in ``/`` or without suffix; else the file's kind."""
+def output_format(path: Path, spec: str) -> str:
+    """``folder`` (Parquet shards) for a folder, a path ending in ``/`` or without suffix; else the file's format."""
     if path.is_dir() or spec.endswith(("/", os.sep)) or not path.suffix:
-        return "folder"
-    return FILE_KINDS.get(path.suffix.lower(), "csv")  # as --engine local: any other name is CSV
-
-
-def _check_output(path: Path, kind: str, inputs: list[Path]) -> None:
-    if not path.parent.is_dir():
-        raise ToxdistillError(f"output folder {path.parent} does not exist", "create it first")
-    if not os.access(path.parent, os.W_OK | os.X_OK):
-        raise ToxdistillError(
-            f"cannot write to output folder {path.parent}", "check its permissions or pick another -o"
-        )
-    here = path.resolve()
-    if any(here == p or here in p.parents for p in inputs):
-        raise ToxdistillError(f"output {path} is or holds the input", "write the scores somewhere else")
-    if kind != "folder":
-        if path.is_dir():
-            raise ToxdistillError(f"output {path} is a folder", "give a file name, or a folder for Parquet shards")
-        return
-    if path.exists() and not path.is_dir():
-        raise ToxdistillError(f"output {path} is a file", "give a folder for Parquet shards, or a .csv/.jsonl name")
-    # An existing folder is replaced whole: only when it holds nothing but Parquet shards (an earlier output).
-    other = [p for p in path.iterdir() if p.suffix != ".parquet"] if path.is_dir() else []
-    if other:
-        raise ToxdistillError(
-            f"output folder {path} holds other files than Parquet shards ({other[0].name})",
-            "give a new or empty folder",
-        )
+        return FOLDER
+    return file_format(path)  # as --engine local: any other name is CSV
 
 
 def _check_reachable(address: str | None) -> None:
@@ -372,118 +348,128 @@ def predict_ray(
     model_dir: str | Path,
     input_spec: str,
     output: str,
+    opts: ScoreOptions | None = None,
     *,
-    text_col: str | None = None,
-    fmt: str = "auto",
-    batch_size: int = 64,
-    chunk_size: int = 8192,
-    threads: int | None = None,
-    backend: str = "auto",
-    clean: bool = True,
     address: str | None = None,
     actors: int | None = None,
-    progress: bool = False,
     verbose: bool = False,
-    scorer: type[Scorer] = Scorer,
-) -> Summary:
-    """Score ``input_spec`` on a Ray cluster into ``output`` (see the module docstring). ``scorer`` is the actor
-    class, a subclass in tests that kill a worker."""
+    actor_class: type[ScoringActor] = ScoringActor,
+) -> ScoreSummary:
+    """Score ``input_spec`` on a Ray cluster into ``output`` (see the module docstring), each actor with
+    ``opts.threads`` threads (default 1). ``actor_class`` is the scoring actor, a subclass in tests that kill a
+    worker."""
+    opts = opts or ScoreOptions()
     ray = require_ray()
     pq_shards = parquet_shards(input_spec)
     out_path = Path(output)
-    kind = output_kind(out_path, output)
+    out_format = output_format(out_path, output)
     inputs = [Path(p).resolve() for p in pq_shards] if pq_shards else []
     if input_spec != "-":
         inputs.append(Path(input_spec).resolve())
-    _check_output(out_path, kind, inputs)
+    check_output(out_path, out_format, inputs, folders=True)
     if pq_shards is None and input_spec != "-":  # stdin cannot be read twice
         open_input(input_spec).close()  # a typo or a binary file fails now, before the model loads
 
-    from toxdistill.inference.predict import Predictor, prediction_prefix
-
     # Loaded in the driver too: a bad model folder fails in seconds, and the label names fix the columns.
-    pred = Predictor.load(model_dir, backend=backend)
-    cleaned = clean and pred.clean_config is not None
-    threads = threads or 1
+    scorer = load_scorer(Path(model_dir), backend=opts.backend)
+    cleaned = opts.clean and scorer.clean_config is not None
+    threads = opts.threads or 1
     # Temporary files live next to the output: the same filesystem (the renames are atomic) and, on a
     # cluster, as visible to the workers as the output itself.
     work = Path(tempfile.mkdtemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".ray"))
     started = False
     try:
-        shards = pq_shards or stage_text_input(input_spec, fmt, text_col, chunk_size, work / "input")
-        plan = plan_parquet(shards, text_col)  # staged shards keep the input's column names
+        shards = pq_shards or stage_text_input(input_spec, opts.fmt, opts.text_col, opts.chunk_size, work / "input")
+        plan = plan_parquet(shards, opts.text_col)  # staged shards keep the input's column names
         if plan.rows == 0:
             raise ToxdistillError(f"input {input_spec} has no texts", "give a file with at least one text")
-        prefix = prediction_prefix(plan.columns, pred.label_names)
-
         started = _connect(ray, address, verbose)
         if actors is None:
             actors = max(1, int(ray.cluster_resources().get("CPU", 1)) // threads)
         # Rows per actor call: --chunk-size, or less on a small input so that every actor gets work (two calls
         # each), also when the whole input is one row group. Not less: the Predictor sorts by length within a
         # call, and 375-row calls scored 3,000 tweets 25% slower than one 3,000-row call (bench/ray_predict.py).
-        piece = max(1, min(chunk_size, -(-plan.rows // (2 * actors))))
-        settings = {
-            # Ray Data cuts a task's output into blocks by bytes (128 MiB by default), and one block goes to one
-            # actor: a row group of 100k tweets would be scored by one actor while the others wait. Blocks of
-            # about `piece` rows (estimated from the footers; smaller is harmless, the actors' calls are bundled
-            # back up to `piece` rows) let every actor share even one big row group.
-            "target_max_block_size": max(1 << 16, plan.bytes * piece // (2 * plan.rows)),
-            "enable_progress_bars": progress,
-            "print_on_execution_start": verbose,
-            "max_errored_blocks": 0,  # a setting that skips failed blocks would lose rows silently
-            "raise_original_map_exception": True,  # our one-line errors reach the driver as raised, not wrapped
-        }
-        constructor = {
+        piece = max(1, min(opts.chunk_size, -(-plan.rows // (2 * actors))))
+        actor_kwargs = {
             "model_dir": str(Path(model_dir).resolve()),
-            "backend": backend,
+            "backend": opts.backend,
             "threads": threads,
             "text_col": plan.text_col,
-            "batch_size": batch_size,
-            "clean": clean,
-            "prefix": prefix,
+            "batch_size": opts.batch_size,
+            "clean": opts.clean,
+            "prefix": prediction_prefix(plan.columns, scorer.label_names),
         }
         # A dataset copies Ray Data's settings when it is made: made and run inside the block.
-        with _data_context(ray, settings):
-            ds = ray.data.from_items([asdict(i) for i in plan.items], override_num_blocks=len(plan.items))
-            # Reading and writing are I/O beside the model's work: they reserve no CPU (the actors may hold every
-            # core, and tasks waiting for a free one would wait forever), and run at most one per actor at a time.
-            ds = ds.map_batches(
-                read_row_groups,
-                fn_kwargs={"chunk": piece},
-                batch_size=None,
-                num_cpus=0,
-                compute=ray.data.TaskPoolStrategy(size=actors),
-            )
-            ds = ds.map_batches(
-                scorer,
-                fn_constructor_kwargs=constructor,
-                compute=ray.data.ActorPoolStrategy(size=actors),
-                batch_size=piece,
-                batch_format="pyarrow",
-                num_cpus=threads,
-            )
-            if kind == "folder":
-                from toxdistill.io import atomic_dir
-
-                with atomic_dir(out_path) as tmp:
-                    umask = os.umask(0)
-                    os.umask(umask)
-                    tmp.chmod(0o777 & ~umask)  # mkdtemp's 0700 would hide the output from the cluster's other users
-                    _write(ds, tmp, actors)
-                    check_row_ids(sorted(tmp.glob("*.parquet")), plan.rows)
-            else:
-                scored = work / "scored"
-                _write(ds, scored, actors)
-                files = sorted(scored.glob("*.parquet"))
-                merge(files, check_row_ids(files, plan.rows), kind, work / "merged")
-                os.replace(work / "merged", out_path)
+        with _data_context(ray, _data_settings(plan, piece, opts.progress, verbose)):
+            ds = _scored_dataset(ray, plan, piece, actors, threads, actor_class, actor_kwargs)
+            _publish(ds, plan.rows, actors, out_path, out_format, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         if started:
             with contextlib.suppress(Exception):
                 ray.shutdown()
-    return Summary(plan.rows, out_path, actors, pred.backend_name, cleaned)
+    return ScoreSummary(plan.rows, out_path, scorer.backend_name, cleaned, actors=actors)
+
+
+def _data_settings(plan: ScoringPlan, piece: int, progress: bool, verbose: bool) -> dict[str, Any]:
+    return {
+        # Ray Data cuts a task's output into blocks by bytes (128 MiB by default), and one block goes to one
+        # actor: a row group of 100k tweets would be scored by one actor while the others wait. Blocks of
+        # about `piece` rows (estimated from the footers; smaller is harmless, the actors' calls are bundled
+        # back up to `piece` rows) let every actor share even one big row group.
+        "target_max_block_size": max(1 << 16, plan.bytes * piece // (2 * plan.rows)),
+        "enable_progress_bars": progress,
+        "print_on_execution_start": verbose,
+        "max_errored_blocks": 0,  # a setting that skips failed blocks would lose rows silently
+        "raise_original_map_exception": True,  # our one-line errors reach the driver as raised, not wrapped
+    }
+
+
+def _scored_dataset(
+    ray: Any,
+    plan: ScoringPlan,
+    piece: int,
+    actors: int,
+    threads: int,
+    actor_class: type[ScoringActor],
+    actor_kwargs: dict[str, Any],
+) -> Any:
+    """The lazy Ray Data pipeline: work items → rows with their ids → a pool of scoring actors."""
+    ds = ray.data.from_items([asdict(i) for i in plan.items], override_num_blocks=len(plan.items))
+    # Reading and writing are I/O beside the model's work: they reserve no CPU (the actors may hold every
+    # core, and tasks waiting for a free one would wait forever), and run at most one per actor at a time.
+    ds = ds.map_batches(
+        read_row_groups,
+        fn_kwargs={"chunk": piece},
+        batch_size=None,
+        num_cpus=0,
+        compute=ray.data.TaskPoolStrategy(size=actors),
+    )
+    return ds.map_batches(
+        actor_class,
+        fn_constructor_kwargs=actor_kwargs,
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        batch_size=piece,
+        batch_format="pyarrow",
+        num_cpus=threads,
+    )
+
+
+def _publish(ds: Any, rows: int, actors: int, out_path: Path, out_format: str, work: Path) -> None:
+    """Run the job, check every row id is there once, and only then put the result at ``out_path``."""
+    if out_format == FOLDER:
+        with atomic_dir(out_path) as tmp:
+            umask = os.umask(0)
+            os.umask(umask)
+            tmp.chmod(0o777 & ~umask)  # mkdtemp's 0700 would hide the output from the cluster's other users
+            _write(ds, tmp, actors)
+            check_row_ids(sorted(tmp.glob("*.parquet")), rows)
+        return
+    scored = work / "scored"
+    _write(ds, scored, actors)
+    files = sorted(scored.glob("*.parquet"))
+    merge(files, check_row_ids(files, rows), out_format, work / "merged")
+    os.replace(work / "merged", out_path)
 
 
 @contextlib.contextmanager
