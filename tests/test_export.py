@@ -324,7 +324,7 @@ def _plotted(result: dict, path: Path, monkeypatch):
     """Run plot_bench and keep its figure open to read what it drew."""
     import matplotlib.pyplot as plt
 
-    from toxdistill.inference.bench import plot_bench
+    from toxdistill.evaluation.plots import plot_bench
 
     figures = []
     monkeypatch.setattr(plt, "close", figures.append)

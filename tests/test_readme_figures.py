@@ -1,4 +1,4 @@
-"""The README's study tables are the output of bench/study_table.py (``toxdistill.inference.study``) on the
+"""The README's study tables are the output of bench/study_table.py (``toxdistill.evaluation.study``) on the
 committed run folders, verbatim.
 
 So every figure in them traces to a `results.json`, `significance.json` or `bench.json` under bench/results/,
@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 
-from toxdistill.inference import study
+from toxdistill.evaluation import study
 
 from conftest import REPO
 

@@ -1,4 +1,4 @@
-"""The study tables (``toxdistill.inference.study``, run as bench/study_table.py): the three-way table and the
+"""The study tables (``toxdistill.evaluation.study``, run as bench/study_table.py): the three-way table and the
 targets, computed from run folders' files only."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from toxdistill.inference import study
+from toxdistill.evaluation import study
 
 
 def _row(name, kind, layers, acc, f1w, f1m, hate, trainable, params=100_000_000):

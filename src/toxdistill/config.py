@@ -7,15 +7,42 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from toxdistill.errors import ToxdistillError
 from toxdistill.files import BASELINE, BERT_LORA_TARGETS, PACKAGED_MINILM, PERTURBATIONS, TEACHER
 
 DAVIDSON_SHA256 = "fcb8bc7c68120ae4af04a5b9acd58585513ede11e1548ebf36a5c2040b6f6281"
+
+
+def _safe_name(what: str):
+    def check(v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", v) or ".." in v:
+            raise ValueError(f"{what} {v!r} must be letters, digits, '-', '_' or '.'")
+        return v
+
+    return check
+
+
+# A stage's or an eval set's name becomes a folder or file name in the run folder.
+StageName = Annotated[str, AfterValidator(_safe_name("stage name"))]
+EvalSetName = Annotated[str, AfterValidator(_safe_name("eval set name"))]
+
+
+def _known_perturbations(v: list[str] | None) -> list[str] | None:
+    unknown = [k for k in v or [] if k not in PERTURBATIONS]
+    if unknown:
+        raise ValueError(f"unknown perturbation kind {unknown[0]!r}; valid kinds: {', '.join(PERTURBATIONS)}")
+    if v is not None and not v:
+        raise ValueError("the list of perturbation kinds is empty; give at least one, or null for the default")
+    return v
+
+
+# A list of data/perturb.py's kinds, checked when the config is read: a typo fails before anything trains.
+PerturbationKinds = Annotated[list[str] | None, AfterValidator(_known_perturbations)]
 
 
 class _Strict(BaseModel):
@@ -151,19 +178,9 @@ class TrainConfig(_Strict):
     random). A perturbed row keeps its clean row's hard label and, in a distill stage, the teacher's distribution on
     the clean row as its soft target, so the student learns that "h a t e" means what "hate" means. 0: off.
     Validation and test texts are never perturbed."""
-    perturb_kinds: list[str] | None = None
+    perturb_kinds: PerturbationKinds = None
     """The perturbation kinds drawn from when perturb > 0. null: every character-level kind (leet, swap, delete,
     spaces, join, repeat, homoglyph, accent): the evasive spellings; token-level noise barely moves these models."""
-
-    @field_validator("perturb_kinds")
-    @classmethod
-    def _known_kinds(cls, v: list[str] | None) -> list[str] | None:
-        unknown = [k for k in v or [] if k not in PERTURBATIONS]
-        if unknown:
-            raise ValueError(f"unknown perturbation kind {unknown[0]!r}; valid kinds: {', '.join(PERTURBATIONS)}")
-        if v is not None and not v:
-            raise ValueError("perturb_kinds is empty; give at least one kind, or null for every character-level kind")
-        return v
 
     @field_validator("layer_lr_decay")
     @classmethod
@@ -210,7 +227,7 @@ StageKind = Literal["finetune", "distill", "lora", "distill-lora"]
 class StageConfig(_Strict):
     """One trained model. The run trains them in the order given."""
 
-    name: str
+    name: StageName
     """The model's folder name under models/: letters, digits, '-', '_' or '.', unique in the run, and neither
     'teacher' nor 'tfidf-lr'."""
     kind: StageKind
@@ -234,13 +251,6 @@ class StageConfig(_Strict):
     """This stage's distillation loss, replacing the run's distill block whole. null: the run's."""
     lora: LoraConfig | None = None
     """This stage's adapters, replacing the run's lora block whole. null: the run's."""
-
-    @field_validator("name")
-    @classmethod
-    def _safe_name(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", v) or ".." in v:
-            raise ValueError(f"stage name {v!r} must be letters, digits, '-', '_' or '.'")
-        return v
 
     @model_validator(mode="after")
     def _kind_fields(self) -> StageConfig:
@@ -281,7 +291,7 @@ class EvalSetConfig(_Strict):
     """A labelled file that every run scores at its end, per group: your own functional tests, or another data set
     whose labels map onto sets of the model's classes (what ``toxdistill evaluate --map --group-col`` does)."""
 
-    name: str
+    name: EvalSetName
     """The set's name in the report and in RUN/eval-<name>.json."""
     path: str
     """The CSV or JSONL file. A relative path is read from the working directory, else from the config file's
@@ -299,13 +309,6 @@ class EvalSetConfig(_Strict):
     group_col: str | None = None
     """Also score per value of this column (a functional test's function, say). null: the whole set only."""
 
-    @field_validator("name")
-    @classmethod
-    def _safe_name(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", v) or ".." in v:
-            raise ValueError(f"eval set name {v!r} must be letters, digits, '-', '_' or '.'")
-        return v
-
 
 class RobustnessConfig(_Strict):
     """The robustness and fidelity check that every run makes before its report (also ``toxdistill check RUN``)."""
@@ -313,21 +316,13 @@ class RobustnessConfig(_Strict):
     enabled: bool = True
     """Score every model under each perturbation of the test split before the report. About a minute per model
     on 2 cores; off: the report has no robustness section."""
-    kinds: list[str] | None = None
+    kinds: PerturbationKinds = None
     """The perturbation kinds to score (data/perturb.py). null: every kind, character- and token-level."""
     seed: int = 0
     """The perturbation seed: the same seed gives the same perturbed texts on every machine."""
     n_words: int = Field(default=2, ge=1)
     """Words disguised per text: the ones the TF-IDF floor weighs most towards the row's class. One or two
     disguised words is what evasion looks like; more turns a tweet into noise."""
-
-    @field_validator("kinds")
-    @classmethod
-    def _known_kinds(cls, v: list[str] | None) -> list[str] | None:
-        unknown = [k for k in v or [] if k not in PERTURBATIONS]
-        if unknown:
-            raise ValueError(f"unknown perturbation kind {unknown[0]!r}; valid kinds: {', '.join(PERTURBATIONS)}")
-        return v
 
 
 class Config(_Strict):

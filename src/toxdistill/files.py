@@ -15,6 +15,9 @@ SPLIT_FILE = "split.json"
 TIMINGS_FILE = "timings.json"
 RESULTS_FILE = "results.json"
 REPORT_FILE = "report.md"
+SIGNIFICANCE_FILE = "significance.json"
+# `toxdistill bench`: its results, with the plot beside it (bench.png).
+BENCH_FILE = "bench.json"
 # Sub-folders of a run: trained models, and exports of them.
 MODELS_DIR = "models"
 EXPORT_DIR = "export"

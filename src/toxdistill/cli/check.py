@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 
 from toxdistill.cli import options
+from toxdistill.config import RobustnessConfig
+from toxdistill.console import stderr_say
+from toxdistill.data.perturb import KINDS, WORDS_PER_TEXT, check_kinds
+from toxdistill.evaluation.robustness import format_robustness
 
 NAME = "check"
 HELP = "robustness and fidelity: every model under each perturbation of the test split"
@@ -18,8 +22,6 @@ with the teacher and mean total-variation distance. Writes RUN/robustness.json a
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from toxdistill.data.perturb import KINDS, WORDS_PER_TEXT
-
     p.add_argument("run", help="run folder written by 'toxdistill run' (e.g. runs/davidson-minilm)")
     p.add_argument("--kinds", default=None, metavar="A,B", help=f"perturbation kinds (default: all: {','.join(KINDS)})")
     p.add_argument("--models", default=None, metavar="A,B", help="only these models (the teacher is always scored)")
@@ -34,23 +36,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(a: argparse.Namespace) -> int:
-    from toxdistill.console import stderr_say
-    from toxdistill.evaluation.robustness import format_robustness
-    from toxdistill.pipeline.check import check_run
+    from toxdistill.pipeline.check import check_run  # heavy: torch, transformers and the models' code
 
     options.at_least(a, threads=1, batch_size=1, words=1)
     kinds = [k.strip() for k in a.kinds.split(",") if k.strip()] if a.kinds else None
+    settings = RobustnessConfig(kinds=check_kinds(kinds) if kinds else None, seed=a.seed, n_words=a.words)
     result = check_run(
         a.run,
-        kinds=kinds,
-        models=a.models,
-        data=a.data,
-        seed=a.seed,
-        n_words=a.words,
-        threads=a.threads,
-        batch_size=a.batch_size,
+        settings,
         plot=not a.no_plot,
         say=stderr_say(),
+        **options.forward(a, "models", "data", "threads", "batch_size"),
     )
     print(format_robustness(result))
     return 0

@@ -1,10 +1,12 @@
-"""Every plot of a model: its confusion matrix and its reliability diagram.
+"""Every plot: a model's confusion matrix and reliability diagram, the robustness heatmap and the bench's
+quality-against-speed chart.
 
 matplotlib is imported inside each function (Agg backend), so importing this module costs nothing.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -123,5 +125,72 @@ def plot_robustness(result: dict, path: str | Path) -> Path:
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+# One colour per backend in the plot (the fused rows included: a point the legend does not name is unreadable).
+BACKEND_COLORS = {
+    "torch-naive": "#999999",
+    "torch-sorted": "#1f77b4",
+    "onnx-fp32": "#2ca02c",
+    "onnx-int8": "#d62728",
+    "onnx-fp32-fused": "#9467bd",
+    "onnx-int8-fused": "#ff7f0e",
+}
+
+
+def plot_bench(result: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    markers = "os^vD<>pPhX*"
+    models = list(dict.fromkeys(r["model"] for r in result["rows"]))
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    for r in result["rows"]:
+        if r.get("f1_macro") is None:
+            continue
+        ax.scatter(
+            r["samples_per_s"],
+            r["f1_macro"],
+            color=BACKEND_COLORS.get(r["backend"], "black"),
+            marker=markers[models.index(r["model"]) % len(markers)],
+            s=60,
+            edgecolor="black",
+            linewidth=0.5,
+        )
+    ax.set_xscale("log")
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if str(f"{v:g}")[0] in "25" else ""))
+    ax.set_xlabel("throughput (samples/s, log scale)")
+    ax.set_ylabel("macro F1 (test split)")
+    ax.set_title(
+        f"{Path(result['run']).name}: quality vs CPU speed ({result['machine']['threads']} thread(s), {result['texts']['n']} texts)"
+    )
+    ax.grid(True, which="both", alpha=0.3)
+    from matplotlib.lines import Line2D
+
+    # Only the backends this bench ran: a legend entry with no point is noise.
+    benched = {r["backend"] for r in result["rows"]}
+    handles = [
+        Line2D([], [], color=c, marker="o", linestyle="", label=b) for b, c in BACKEND_COLORS.items() if b in benched
+    ]
+    handles += [
+        Line2D([], [], color="black", marker=markers[i % len(markers)], linestyle="", markerfacecolor="white", label=m)
+        for i, m in enumerate(models)
+    ]
+    ax.legend(handles=handles, loc="best", fontsize=8, ncol=2)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        fig.savefig(tmp, format="png", dpi=120)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     plt.close(fig)
     return path

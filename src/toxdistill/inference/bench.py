@@ -33,7 +33,8 @@ from toxdistill.console import Say, quiet
 from toxdistill.data.split import TextSet, load_test_texts
 from toxdistill.errors import ToxdistillError
 from toxdistill.evaluation.metrics import classification_metrics
-from toxdistill.files import MODELS_DIR, TEACHER
+from toxdistill.evaluation.plots import plot_bench
+from toxdistill.files import BENCH_FILE, MODELS_DIR, TEACHER
 from toxdistill.inference.export import default_output, export_is_current, export_model, parity_record
 from toxdistill.inference.peaks import QUICK_SHAPES, SHAPES, machine_peaks, peak_engine, peak_for
 from toxdistill.inference.predict import Predictor, find_onnx_file, time_shares
@@ -42,21 +43,11 @@ from toxdistill.runs import find_models, read_meta, select_models
 
 BACKENDS = ("torch-naive", "torch-sorted", "onnx-fp32", "onnx-int8", "onnx-fp32-fused", "onnx-int8-fused")
 # fp32-fused only on request: the int8-fused export checks the fused fp32 graph's parity anyway.
-# One colour per backend in the plot (the fused rows included: a point the legend does not name is unreadable).
-BACKEND_COLORS = {
-    "torch-naive": "#999999",
-    "torch-sorted": "#1f77b4",
-    "onnx-fp32": "#2ca02c",
-    "onnx-int8": "#d62728",
-    "onnx-fp32-fused": "#9467bd",
-    "onnx-int8-fused": "#ff7f0e",
-}
 DEFAULT_BACKENDS = ("torch-naive", "torch-sorted", "onnx-fp32", "onnx-int8", "onnx-int8-fused")
 SPEED_GOAL = 15.0  # the fastest student against the naive teacher (issue 17)
 P50_GOAL_MS = 2.0  # single-text latency of that student
 MAX_F1W_DROP = 0.01  # weighted F1 the fastest student may lose against the teacher
 QUICK_LIMIT = 200
-BENCH_FILE = "bench.json"  # in the run folder, with the plot beside it (bench.png)
 
 
 @dataclass
@@ -595,59 +586,3 @@ def format_table(result: dict) -> str:
             desc = ", ".join(f"{k} {v:.2f}" for k, v in t["per_model"].items())
         lines.append(f"target {key}: {desc}; goal {t['goal']} → {'met' if t['met'] else 'NOT met'}")
     return "\n".join(lines)
-
-
-def plot_bench(result: dict, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    markers = "os^vD<>pPhX*"
-    models = list(dict.fromkeys(r["model"] for r in result["rows"]))
-    fig, ax = plt.subplots(figsize=(9, 5.5))
-    for r in result["rows"]:
-        if r.get("f1_macro") is None:
-            continue
-        ax.scatter(
-            r["samples_per_s"],
-            r["f1_macro"],
-            color=BACKEND_COLORS.get(r["backend"], "black"),
-            marker=markers[models.index(r["model"]) % len(markers)],
-            s=60,
-            edgecolor="black",
-            linewidth=0.5,
-        )
-    ax.set_xscale("log")
-    from matplotlib.ticker import FuncFormatter
-
-    plain = FuncFormatter(lambda v, _: f"{v:g}")
-    ax.xaxis.set_major_formatter(plain)
-    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if str(f"{v:g}")[0] in "25" else ""))
-    ax.set_xlabel("throughput (samples/s, log scale)")
-    ax.set_ylabel("macro F1 (test split)")
-    ax.set_title(
-        f"{Path(result['run']).name}: quality vs CPU speed ({result['machine']['threads']} thread(s), {result['texts']['n']} texts)"
-    )
-    ax.grid(True, which="both", alpha=0.3)
-    from matplotlib.lines import Line2D
-
-    # Only the backends this bench ran: a legend entry with no point is noise.
-    benched = {r["backend"] for r in result["rows"]}
-    handles = [
-        Line2D([], [], color=c, marker="o", linestyle="", label=b) for b, c in BACKEND_COLORS.items() if b in benched
-    ]
-    handles += [
-        Line2D([], [], color="black", marker=markers[i % len(markers)], linestyle="", markerfacecolor="white", label=m)
-        for i, m in enumerate(models)
-    ]
-    ax.legend(handles=handles, loc="best", fontsize=8, ncol=2)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        fig.savefig(tmp, format="png", dpi=120)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    plt.close(fig)
-    return path

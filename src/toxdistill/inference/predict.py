@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -259,32 +259,6 @@ class Predictor:
     def classify(self, texts: Sequence[str], batch_size: int = 64) -> list[dict]:
         """Result dicts (``scoring.score_results``) for texts that are already clean."""
         return score_results(self, *self.logits(texts, batch_size))
-
-
-# ------------------------------------------------------------------ the scored columns (predict, both engines)
-def output_columns(label_names: list[str]) -> list[str]:
-    return ["label", "label_id", *[f"p_{n.replace(' ', '_')}" for n in label_names], "truncated"]
-
-
-def prediction_prefix(input_columns: Iterable[str], label_names: list[str]) -> str:
-    """Input columns named like ours (a gold 'label', say) are kept; ours then get the prefix ``pred_``."""
-    return "pred_" if set(map(str, input_columns)) & set(output_columns(label_names)) else ""
-
-
-def prediction_frame(pred: Predictor, texts: list[str], batch_size: int, clean: bool):
-    """The prediction columns for ``texts`` (input order) and how many were truncated: what ``predict``
-    writes beside the input columns, with either engine."""
-    import pandas as pd
-
-    logits, truncated = pred.logits(pred.prepare(texts) if clean else texts, batch_size)
-    probs = pred.probabilities(logits)
-    ids = pred.decide(logits)
-    cols = output_columns(pred.label_names)
-    out = {cols[0]: np.asarray(pred.label_names, dtype=object)[ids], cols[1]: ids.astype(np.int64)}
-    for k, c in enumerate(cols[2:-1]):
-        out[c] = np.round(probs[:, k].astype(np.float64), 6)
-    out[cols[-1]] = truncated
-    return pd.DataFrame(out), int(truncated.sum())
 
 
 def prepare_texts(texts: Sequence[str], clean_config) -> list[str]:

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from toxdistill.config import load_config
+from toxdistill.config import RobustnessConfig, load_config
 from toxdistill.console import Say, quiet
-from toxdistill.data.perturb import CHAR_KINDS, KINDS, WORDS_PER_TEXT, check_kinds, perturb_texts
+from toxdistill.data.perturb import CHAR_KINDS, KINDS, check_kinds, perturb_texts
 from toxdistill.data.split import load_run_split
 from toxdistill.errors import ToxdistillError
 from toxdistill.evaluation.robustness import class_scores, robustness_row, total_variation
@@ -89,20 +89,21 @@ def _model_logits(
 
 def check_run(
     run_dir: str | Path,
-    kinds: list[str] | None = None,
+    settings: RobustnessConfig | None = None,
     models: str | list[str] | None = None,
     data: str | None = None,
-    seed: int = 0,
-    n_words: int = WORDS_PER_TEXT,
     threads: int | None = None,
     batch_size: int = 64,
     plot: bool = True,
     say: Say = quiet,
 ) -> dict:
-    """Score every (or every named) model of a finished run under every (or every named) perturbation kind,
-    write ``robustness.json`` (and the heatmap), and return the result."""
+    """Score every (or every named) model of a finished run under the perturbations of ``settings`` (the
+    config's ``robustness`` block: kinds, seed, words per text), write ``robustness.json`` (and the heatmap),
+    and return the result."""
+    settings = settings or RobustnessConfig()
+    seed, n_words = settings.seed, settings.n_words
     run_dir = Path(run_dir)
-    kinds = check_kinds(kinds) if kinds else list(KINDS)
+    kinds = check_kinds(settings.kinds) if settings.kinds else list(KINDS)
     if not (run_dir / CONFIG_FILE).is_file():
         raise ToxdistillError(f"{run_dir} is not a run folder (no {CONFIG_FILE})", "give runs/<name>")
     cfg = load_config(run_dir / CONFIG_FILE)

@@ -30,6 +30,7 @@ from toxdistill.files import (
     MODELS_DIR,
     REPORT_FILE,
     RESULTS_FILE,
+    SIGNIFICANCE_FILE,
     SPLIT_FILE,
     TEACHER,
     TIMINGS_FILE,
@@ -250,8 +251,8 @@ def _checks(ctx: RunContext) -> tuple[dict | None, dict | None]:
     cfg = ctx.cfg
     robustness = evals = None
     if cfg.robustness.enabled:
-        r, t = cfg.robustness, time.perf_counter()
-        robustness = check_run(ctx.run_dir, r.kinds, seed=r.seed, n_words=r.n_words, threads=cfg.threads, say=say)
+        t = time.perf_counter()
+        robustness = check_run(ctx.run_dir, cfg.robustness, threads=cfg.threads, say=say)
         ctx.timings["robustness"] = time.perf_counter() - t
     if cfg.eval_sets:
         t = time.perf_counter()
@@ -268,7 +269,7 @@ def _report(ctx: RunContext, robustness: dict | None = None, eval_sets: dict | N
     results = collect_results(run_dir)
     atomic_write_json(run_dir / RESULTS_FILE, results)
     sig = significance(run_dir, results, split.test.labels, cfg.seed, focus=cfg.data.focus_index())
-    atomic_write_json(run_dir / "significance.json", sig)
+    atomic_write_json(run_dir / SIGNIFICANCE_FILE, sig)
     seeds = seed_summary(run_dir, cfg)
     if seeds:
         atomic_write_json(run_dir / "seeds.json", seeds)

@@ -24,22 +24,12 @@ from toxdistill.io import atomic_dir, atomic_write_json
 from toxdistill.models.baseline import TfidfLR
 from toxdistill.models.families import count_params, forward_inputs
 from toxdistill.models.lora import add_lora, save_lora
-from toxdistill.models.students import (
-    attach_hidden_projection,
-    build_student,
-    detach_hidden_projection,
-    resolve_layers,
-)
+from toxdistill.models.students import attach_hidden_projection, build_student, detach_hidden_projection, resolve_layers
 from toxdistill.models.teacher import load_classifier, load_given_classifier, load_model_config
 from toxdistill.pipeline.context import RunContext, main_only, say
 from toxdistill.runs import is_baseline_folder, read_meta
 from toxdistill.training.ddp import dist
-from toxdistill.training.trainer import (
-    EncodedDataset,
-    load_or_build_teacher_cache,
-    teacher_cache_key,
-    train_model,
-)
+from toxdistill.training.trainer import EncodedDataset, load_or_build_teacher_cache, teacher_cache_key, train_model
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,7 @@ from toxdistill.data.split import load_run_split
 from toxdistill.errors import ToxdistillError
 from toxdistill.evaluation.metrics import hate_f1
 from toxdistill.evaluation.stats import compare_models, layer_set_pairs
-from toxdistill.files import RESULTS_FILE, SPLIT_FILE, TEST_LOGITS
-from toxdistill.inference.bench import BENCH_FILE
-
-SIGNIFICANCE_FILE = "significance.json"  # written by `toxdistill run` (pipeline.plan), read here
+from toxdistill.files import BENCH_FILE, RESULTS_FILE, SIGNIFICANCE_FILE, SPLIT_FILE, TEST_LOGITS
 
 # The reference work's results (accuracy, weighted F1); it reports neither macro nor hate F1.
 REFERENCE = [("even (6 of 12 layers)", 0.915, 0.912), ("odd (6 of 12 layers)", 0.913, 0.910), ("LoRA", 0.843, 0.812)]
