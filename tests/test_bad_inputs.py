@@ -133,6 +133,11 @@ CASES: dict[str, tuple[list[str], str]] = {
     ),
     "evaluate: unmapped label": (["evaluate", "{w}/tiny-run", "--data", "{w}/ext.csv"], "mystery"),
     "evaluate: empty data": (["evaluate", "{w}/tiny-run", "--data", "{w}/empty.csv"], "empty"),
+    # ---- check
+    "check: run folder missing": (["check", "{w}/no-run"], "no-run"),
+    "check: not a run folder": (["check", "{w}/empty-run"], "not a run folder"),
+    "check: unknown perturbation kind": (["check", "{w}/tiny-run", "--kinds", "leet,l33t"], "valid kinds: leet"),
+    "check: zero words": (["check", "{w}/tiny-run", "--words", "0"], "at least 1"),
     # ---- predict
     "predict: model folder missing": (
         ["predict", "{w}/no-model", "{w}/texts.txt", "-o", "{w}/existing-out.csv"],

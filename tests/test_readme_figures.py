@@ -1,5 +1,5 @@
-"""The README's study tables are the output of bench/study_table.py (``toxdistill.evaluation.study``) on the
-committed run folders, verbatim.
+"""The README's short table and the full tables of docs/tables.md are the output of bench/study_table.py
+(``toxdistill.evaluation.study``) on the committed run folders, verbatim.
 
 So every figure in them traces to a `results.json`, `significance.json` or `bench.json` under bench/results/,
 and a re-run that changes those files without the README (or the reverse) fails here.
@@ -19,15 +19,25 @@ STUDY = REPO / "bench" / "results" / "davidson-mpnet-base"
 DEFAULT = REPO / "bench" / "results" / "davidson-minilm"
 
 
-def test_readme_three_way_table_is_the_committed_runs():
+TABLES = REPO / "docs" / "tables.md"
+
+
+def test_readme_summary_table_is_the_committed_runs():
     readme = (REPO / "README.md").read_text()
+    summary = study.summary_table([DEFAULT, STUDY])
+    assert summary.count("\n") >= 8 and "| davidson-minilm | teacher | 6 |" in summary
+    assert summary in readme
+
+
+def test_the_three_way_table_is_the_committed_runs():
+    readme = TABLES.read_text()
     table = study.table([STUDY, DEFAULT])
     assert table.count("\n") >= 12  # the reference rows, the study's and the default run's
     assert table in readme
 
 
-def test_readme_study_speed_table_is_the_committed_bench():
-    readme = (REPO / "README.md").read_text()
+def test_the_study_speed_table_is_the_committed_bench():
+    readme = TABLES.read_text()
     speed = study.speed_table(STUDY)
     assert "| teacher | 12 |" in speed  # the naive 12-layer teacher is the baseline row
     assert speed in readme

@@ -155,6 +155,37 @@ def speed_table(run: Path) -> str:
     return "\n".join(out)
 
 
+def summary_table(runs: list[Path]) -> str:
+    """The README's one short table: each run's benched models, its best LoRA model and the TF-IDF floor, with
+    their test F1 (weighted, macro, hate) and, where the bench measured them, the best samples/s and the ratio to
+    the naive teacher, the CPU named."""
+    out = [
+        "| run | model | layers | params | F1 weighted | macro F1 | hate F1 | best samples/s (backend) | × naive teacher | CPU |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        results, _ = run_rows(run)
+        bench = read_bench(run)
+        rows_by_model: dict[str, list[dict]] = {}
+        for row in (bench or {}).get("rows", []):
+            rows_by_model.setdefault(row["model"], []).append(row)
+        cpu = (bench or {}).get("machine", {}).get("cpu", "—")
+        # Short: the benched models, the best LoRA model (the alternative to distillation) and the floor.
+        loras = [r for r in results if r["kind"] == "lora"]
+        best_lora = max(loras, key=lambda r: r["f1_macro"])["name"] if loras else None
+        keep = [r for r in results if r["name"] in rows_by_model or r["name"] == best_lora or r["kind"] == "baseline"]
+        for r in sorted(keep, key=lambda r: -r["f1_macro"]):
+            layers = len(r["layers"]) if r.get("layers") else "—"
+            fast = max(rows_by_model.get(r["name"], []), key=lambda b: b["samples_per_s"], default=None)
+            speed = f"{fast['samples_per_s']:,.0f} ({fast['backend']})" if fast else "—"
+            ratio = f"{fast['x_naive_teacher']:.1f}×" if fast else "—"
+            out.append(
+                f"| {run.name} | {r['name']} | {layers} | {r['params'] / 1e6:.1f}M | {r['f1_weighted']:.3f} | "
+                f"{r['f1_macro']:.3f} | {hate_f1(r):.3f} | {speed} | {ratio} | {cpu if fast else '—'} |"
+            )
+    return "\n".join(out)
+
+
 def targets(run: Path) -> list[str]:
     """The 12 → 6 study's targets, checked on one run (points are 100 × the metric)."""
     results, _ = run_rows(run)
@@ -219,7 +250,14 @@ def main(argv: list[str] | None = None) -> None:
         "--speed-goal", type=float, default=30.0, help="the fastest student's goal against the naive teacher"
     )
     ap.add_argument("--data", default=None, help="the data file, to rebuild the test labels for --pair")
+    ap.add_argument("--summary", action="store_true", help="print only the README's short table of the runs")
     a = ap.parse_args(argv)
+    if a.summary:
+        text = summary_table(a.runs)
+        print(text)
+        if a.out:
+            a.out.write_text(text + "\n")
+        return
     parts = [table(a.runs), comparisons(a.runs)]
     if a.pair:
         try:
