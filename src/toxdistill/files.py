@@ -21,6 +21,8 @@ BENCH_FILE = "bench.json"
 # Sub-folders of a run: trained models, and exports of them.
 MODELS_DIR = "models"
 EXPORT_DIR = "export"
+# ``run --seeds N``: the student stages trained again with other seeds, in seeds/seed<N>/<stage>/.
+SEEDS_DIR = "seeds"
 # Each evaluated model's saved logits, in split order.
 VAL_LOGITS = "val_logits.npy"
 TEST_LOGITS = "test_logits.npy"

@@ -32,6 +32,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     options.add_threads(p)
     options.add_batch_size(p)
     options.add_data(p)
+    p.add_argument(
+        "--split",
+        default="test",
+        choices=("test", "val"),
+        help="test (the report's) or val (to decide a change on; writes robustness-val.json)",
+    )
+    p.add_argument("--seeds", action="store_true", help="also score the seed repeats of 'run --seeds N'")
     p.add_argument("--no-plot", action="store_true", help="skip robustness.png")
 
 
@@ -46,7 +53,7 @@ def main(a: argparse.Namespace) -> int:
         settings,
         plot=not a.no_plot,
         say=stderr_say(),
-        **options.forward(a, "models", "data", "threads", "batch_size"),
+        **options.forward(a, "models", "data", "threads", "batch_size", "split", "seeds"),
     )
     print(format_robustness(result))
     return 0

@@ -120,7 +120,8 @@ def plot_robustness(result: dict, path: str | Path) -> Path:
         for j in range(len(kinds)):
             if np.isfinite(m[i, j]):
                 ax.text(j, i, f"{m[i, j]:.1f}", ha="center", va="center", fontsize=6.5)
-    ax.set_title("drop in macro F1 under each perturbation (points, test split)", fontsize=9)
+    split = "validation" if result.get("split") == "val" else "test"
+    ax.set_title(f"drop in macro F1 under each perturbation (points, {split} split)", fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.03, pad=0.02)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -99,7 +99,8 @@ def format_robustness(result: dict, detail: str | None = None) -> str:
     kinds = list(result["kinds"])
     focus = result["focus_class"]
     lines = [
-        f"Drop in macro F1 from clean text, in points (clean − perturbed; positive is a loss). Test split, "
+        f"Drop in macro F1 from clean text, in points (clean − perturbed; positive is a loss). "
+        f"{'Validation' if result.get('split') == 'val' else 'Test'} split, "
         f"seed {result['seed']}, {result['n_words']} target words per text ({result['targets']}).",
         "",
         "| model | clean macro F1 | " + " | ".join(kinds) + " | worst char-level |",

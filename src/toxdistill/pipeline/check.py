@@ -24,15 +24,30 @@ from toxdistill.data.perturb import CHAR_KINDS, KINDS, check_kinds, perturb_text
 from toxdistill.data.split import load_run_split
 from toxdistill.errors import ToxdistillError
 from toxdistill.evaluation.robustness import class_scores, robustness_row, total_variation
-from toxdistill.files import BASELINE, CONFIG_FILE, TEST_LOGITS
+from toxdistill.files import BASELINE, CONFIG_FILE, META_FILE, SEEDS_DIR, TEST_LOGITS, VAL_LOGITS
 from toxdistill.inference.predict import load_scorer
 from toxdistill.io import atomic_write_json
 from toxdistill.models.baseline import TfidfLR
 from toxdistill.runs import find_models, is_baseline_folder, read_meta, select_models
 
-ROBUSTNESS_FILE = "robustness.json"
-ROBUSTNESS_PLOT = "robustness.png"
 CACHE_DIR = "robustness"
+# The saved clean logits of each split (written by the pipeline's one evaluation path).
+_SAVED_LOGITS = {"test": TEST_LOGITS, "val": VAL_LOGITS}
+
+
+def output_names(split: str) -> tuple[str, str]:
+    """The result and heatmap files: ``robustness.json``/``.png`` for the test split, ``robustness-val.*`` else."""
+    suffix = "" if split == "test" else f"-{split}"
+    return f"robustness{suffix}.json", f"robustness{suffix}.png"
+
+
+def seed_repeats(run_dir: Path, names: list[str]) -> dict[str, Path]:
+    """``{"<stage>@seed<N>": folder}`` for the finished seed repeats of the named stages (``seeds/seed<N>/``)."""
+    out = {}
+    for d in sorted((run_dir / SEEDS_DIR).glob("seed*/*")):
+        if d.name in names and (d / META_FILE).is_file():
+            out[f"{d.name}@{d.parent.name}"] = d
+    return out
 
 
 def _key(*parts: object) -> str:
@@ -46,6 +61,7 @@ def _texts_key(texts: list[str]) -> str:
 def _model_logits(
     name: str,
     folder: Path,
+    split: str,
     clean_texts: list[str],
     perturbed: dict[str, list[str]],
     cache: Path,
@@ -61,13 +77,13 @@ def _model_logits(
         _texts_key(clean_texts),
         {k: _texts_key(v) for k, v in perturbed.items()},
     )
-    f = cache / f"{name}.npz"
+    f = cache / (f"{name}.npz" if split == "test" else f"{name}-{split}.npz")
     if f.is_file():
         with np.load(f, allow_pickle=False) as z:
             if str(z["key"]) == key:
                 return z["clean"], {k: z[f"k_{k}"] for k in perturbed}
     scorer = load_scorer(folder, threads)
-    saved = folder / TEST_LOGITS
+    saved = folder / _SAVED_LOGITS[split]
     clean = np.load(saved) if saved.is_file() else None
     if clean is None or len(clean) != len(clean_texts):
         clean = scorer.logits(clean_texts, batch_size)[0]
@@ -95,11 +111,15 @@ def check_run(
     threads: int | None = None,
     batch_size: int = 64,
     plot: bool = True,
+    split: str = "test",
+    seeds: bool = False,
     say: Say = quiet,
 ) -> dict:
     """Score every (or every named) model of a finished run under the perturbations of ``settings`` (the
-    config's ``robustness`` block: kinds, seed, words per text), write ``robustness.json`` (and the heatmap),
-    and return the result."""
+    config's ``robustness`` block: kinds, seed, words per text) on its ``split`` ("test", or "val" to decide
+    on), write ``robustness.json`` (``robustness-val.json``) and the heatmap, and return the result. With
+    ``seeds`` the seed repeats of ``run --seeds N`` are scored too, as ``<stage>@seed<N>``: how much of a
+    difference is seed-to-seed noise."""
     settings = settings or RobustnessConfig()
     seed, n_words = settings.seed, settings.n_words
     run_dir = Path(run_dir)
@@ -108,7 +128,9 @@ def check_run(
         raise ToxdistillError(f"{run_dir} is not a run folder (no {CONFIG_FILE})", "give runs/<name>")
     cfg = load_config(run_dir / CONFIG_FILE)
     chosen = select_models(find_models(run_dir), models)
-    test = load_run_split(run_dir, data).test
+    if split not in _SAVED_LOGITS:
+        raise ToxdistillError(f"unknown split {split!r}", "use test or val")
+    test = getattr(load_run_split(run_dir, data), split)
     labels = np.asarray(test.labels, dtype=np.int64)
     focus = cfg.data.focus_index()
     everything = find_models(run_dir)
@@ -120,13 +142,16 @@ def check_run(
     teacher = next((n for n, d in everything.items() if read_meta(d).get("kind") == "teacher"), None)
     if teacher is not None and teacher not in chosen:
         chosen = {teacher: everything[teacher], **chosen}
+    if seeds:
+        chosen.update(seed_repeats(run_dir, list(chosen)))
     logits = {
-        n: _model_logits(n, d, clean_texts, perturbed, run_dir / CACHE_DIR, threads, batch_size, say)
+        n: _model_logits(n, d, split, clean_texts, perturbed, run_dir / CACHE_DIR, threads, batch_size, say)
         for n, d in chosen.items()
     }
     result = summarise(labels, logits, teacher, focus, list(test.label_names))
     result.update(
         {
+            "split": split,
             "seed": seed,
             "n_words": n_words,
             "targets": "TF-IDF baseline's words for the row's class" if weights else "words of 4+ letters",
@@ -140,11 +165,12 @@ def check_run(
             },
         }
     )
-    atomic_write_json(run_dir / ROBUSTNESS_FILE, result)
+    json_name, png_name = output_names(split)
+    atomic_write_json(run_dir / json_name, result)
     if plot:
         from toxdistill.evaluation.plots import plot_robustness  # heavy: matplotlib
 
-        plot_robustness(result, run_dir / ROBUSTNESS_PLOT)
+        plot_robustness(result, run_dir / png_name)
     return result
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from toxdistill.config import Config
 from toxdistill.data.split import Split
-from toxdistill.files import META_FILE, MODELS_DIR, TEACHER
+from toxdistill.files import META_FILE, MODELS_DIR, SEEDS_DIR, TEACHER
 from toxdistill.training.ddp import dist
 
 
@@ -47,7 +47,7 @@ class RunContext:
 
 
 def seed_dir(run_dir: Path, seed: int) -> Path:
-    return run_dir / "seeds" / f"seed{seed}"
+    return run_dir / SEEDS_DIR / f"seed{seed}"
 
 
 @dataclass
