@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         warnings.filterwarnings("ignore")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     if a.allow_pickle:
-        from toxdistill.models.teacher import set_allow_pickle
+        from toxdistill.models.teacher import set_allow_pickle  # heavy: torch; only with --allow-pickle
 
         set_allow_pickle(True)
     if a.command == "run" and a.config is None and Path("configs/davidson-minilm.yaml").is_file():

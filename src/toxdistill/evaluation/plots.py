@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from toxdistill.evaluation.metrics import ece, reliability_bins
+from toxdistill.evaluation.robustness import drop_matrix
 
 
 def reliability_diagram(
@@ -105,8 +106,6 @@ def plot_robustness(result: dict, path: str | Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from toxdistill.evaluation.robustness import drop_matrix
 
     models, kinds, m = drop_matrix(result["models"])
     m = 100 * m

@@ -23,6 +23,7 @@ from toxdistill.console import Say, quiet
 from toxdistill.data.perturb import CHAR_KINDS, KINDS, check_kinds, perturb_texts
 from toxdistill.data.split import load_run_split
 from toxdistill.errors import ToxdistillError
+from toxdistill.evaluation.plots import plot_robustness
 from toxdistill.evaluation.robustness import class_scores, robustness_row, total_variation
 from toxdistill.files import BASELINE, CONFIG_FILE, META_FILE, SEEDS_DIR, TEST_LOGITS, VAL_LOGITS
 from toxdistill.inference.predict import load_scorer
@@ -168,8 +169,6 @@ def check_run(
     json_name, png_name = output_names(split)
     atomic_write_json(run_dir / json_name, result)
     if plot:
-        from toxdistill.evaluation.plots import plot_robustness  # heavy: matplotlib
-
         plot_robustness(result, run_dir / png_name)
     return result
 
