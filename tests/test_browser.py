@@ -130,3 +130,73 @@ def test_model_card_from_the_models_table(server, page):
     page.wait_for_selector("#model-name")
     assert page.inner_text("#model-name") == "teacher"
     assert "train_loss" in page.inner_text("#training")
+
+
+# ---------------------------------------------------------------- with API keys
+KEY = "browser-key-7f3e2d1c0b9a"
+
+
+@pytest.fixture(scope="module")
+def keyed_server(tiny_run):
+    from live_server import live_server
+
+    from toxdistill.serve.app import create_app
+    from toxdistill.serve.auth import ApiKeys
+    from toxdistill.serve.models import close_models, load_models
+
+    models = load_models(tiny_run, "odd,even", batch_wait_ms=2.0)
+    try:
+        with live_server(create_app(models, run_name="tiny-run", api_keys=ApiKeys([KEY]))) as url:
+            yield url
+    finally:
+        close_models(models)
+
+
+def test_the_key_is_asked_once_and_kept_in_the_tab_only(keyed_server, page, tmp_path):
+    page.goto(keyed_server + "/")
+    assert page.is_visible("#api-key") and page.is_visible("#batch-api-key")
+    page.fill("#api-key", KEY)
+    assert page.input_value("#batch-api-key") == KEY  # typed once, both forms have it
+    page.fill("#text", "what a lovely day")
+    page.click("#submit")
+    page.wait_for_selector("#prediction")
+    # Back on the page: the key is not asked again, and it lives in sessionStorage only.
+    assert not page.is_visible("#api-key") and page.is_visible("#key-status")
+    assert page.evaluate("sessionStorage.getItem('toxdistill-api-key')") == KEY
+    assert page.evaluate("localStorage.length") == 0 and page.context.cookies() == []
+    assert KEY not in page.content().replace(f'value="{KEY}"', "")  # only in the field the script filled
+    src = tmp_path / "c.txt"
+    src.write_text("you are lovely\nget out\n")
+    page.set_input_files("#file", str(src))
+    with page.expect_download() as dl:
+        page.click("#batch-form button[type=submit]")
+    assert dl.value.suggested_filename.endswith(".csv")
+    # Forgetting it asks again.
+    page.click("#forget-key")
+    assert page.is_visible("#api-key") and page.evaluate("sessionStorage.getItem('toxdistill-api-key')") is None
+
+
+def test_a_wrong_stored_key_is_dropped_and_asked_again(keyed_server, page):
+    page.goto(keyed_server + "/")
+    page.fill("#api-key", "not-the-key")
+    page.fill("#text", "hello")
+    page.click("#submit")
+    page.wait_for_selector("#form-error")
+    assert "not valid" in page.inner_text("#form-error")
+    assert page.is_visible("#api-key") and page.input_value("#api-key") == ""
+    assert page.evaluate("sessionStorage.getItem('toxdistill-api-key')") is None
+    assert page.input_value("#text") == "hello"  # the comment survives the retry
+
+
+def test_keyed_form_works_without_javascript(keyed_server, browser):
+    ctx = browser.new_context(java_script_enabled=False)
+    try:
+        page = ctx.new_page()
+        page.goto(keyed_server + "/")
+        page.fill("#text", "what a lovely day at the beach")
+        page.fill("#api-key", KEY)
+        page.click("#submit")
+        page.wait_for_selector("#prediction")
+        assert page.inner_text("#predicted-label").strip() in LABELS
+    finally:
+        ctx.close()

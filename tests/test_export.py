@@ -336,7 +336,7 @@ def _plotted(result: dict, path: Path, monkeypatch):
 def test_the_plot_names_every_benched_backend_in_a_colour_of_its_own(tmp_path, monkeypatch):
     from matplotlib.colors import to_rgba
 
-    from toxdistill.inference.bench import BACKENDS
+    from toxdistill.inference.bench_options import BACKENDS
 
     fig = _plotted(_bench_result(BACKENDS), tmp_path / "bench.png", monkeypatch)
     ax = fig.axes[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from toxdistill.cli import options
+from toxdistill.inference.bench_options import BACKENDS, DEFAULT_BACKENDS, QUICK_LIMIT, SPEED_GOAL, BenchOptions
 
 NAME = "bench"
 HELP = "inference benchmark: throughput, latency and GFLOP/s of every model × backend in a run"
@@ -20,9 +21,6 @@ samples/s) into the run.
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    # heavy: sklearn, pandas and the export code; every command's parser is built at each start
-    from toxdistill.inference.bench import BACKENDS, DEFAULT_BACKENDS, QUICK_LIMIT, SPEED_GOAL
-
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder, e.g. runs/davidson-minilm")
     p.add_argument(
         "--models", default=None, metavar="A,B", help="only these models (comma-separated; default: all transformers)"
@@ -65,7 +63,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(a: argparse.Namespace) -> int:
-    from toxdistill.inference.bench import QUICK_LIMIT, BenchOptions, run_bench  # heavy: as in add_arguments
+    from toxdistill.inference.bench import run_bench  # heavy: scikit-learn, pandas and the export code
 
     options.at_least(a, limit=1, threads=1, batch_size=1, latency_n=1, speed_goal=0, repeats=1)
     limit = a.limit if a.limit is not None else (QUICK_LIMIT if a.quick else None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import ipaddress
 import socket
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from toxdistill.cli import options
 from toxdistill.errors import ToxdistillError
 from toxdistill.files import MODELS_DIR
 from toxdistill.runs import find_models, select_models
+from toxdistill.serve.auth import ENV_VAR, ApiKeys, keys_from
 from toxdistill.serve.models import close_models, load_models
 
 # pip name -> import names (python-multipart renamed its module; either works for Starlette).
@@ -20,6 +22,7 @@ _NEEDS = {
     "uvicorn": ("uvicorn",),
     "jinja2": ("jinja2",),
     "python-multipart": ("python_multipart", "multipart"),
+    "prometheus-client": ("prometheus_client",),
 }
 
 
@@ -27,8 +30,12 @@ NAME = "serve"
 HELP = "web page + JSON API over a run's models"
 DESCRIPTION = """\
 Serve every model of a run (runs/<name>) as a web page (classify a comment, compare models, upload a CSV/TXT
-file, model cards) and a JSON API (POST /api/classify, GET /api/models; docs at /docs). Models load once at
-start-up.
+file, model cards) and a JSON API (POST /api/classify, GET /api/models; docs at /docs), with Prometheus
+metrics at /metrics. Models load once at start-up.
+
+With --api-keys FILE (or $TOXDISTILL_API_KEYS naming the file: one key per line, # comments), the API,
+/metrics and the page's forms need a key (Authorization: Bearer KEY); /healthz stays open. Without keys the
+server listens on a loopback address only, unless --insecure-no-auth says the network is trusted.
 """
 
 
@@ -51,10 +58,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="gather concurrent small requests for up to MS ms into one batch (default: 5; 0: only what is already waiting)",
     )
     p.add_argument("--no-batching", action="store_true", help="run every request on its own")
+    p.add_argument(
+        "--api-keys",
+        default=None,
+        metavar="FILE",
+        help=f"require one of the keys in FILE (one per line, # comments; default: ${ENV_VAR}, if set)",
+    )
+    p.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="serve a non-loopback --host without API keys: anyone who can reach it can use it",
+    )
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    """Bind before serving so a busy port is a one-line error, not a uvicorn traceback."""
+def _is_loopback(addr: str) -> bool:
+    try:
+        return ipaddress.ip_address(addr.split("%", 1)[0]).is_loopback  # an IPv6 scope ("%eth0") is no address
+    except ValueError:
+        return False
+
+
+def _bind(host: str, port: int, open_to_all: bool) -> socket.socket:
+    """Bind before serving so a busy port is a one-line error, not a uvicorn traceback. Unless
+    ``open_to_all`` (keys, or --insecure-no-auth), only a loopback address is accepted."""
     if not 0 <= port <= 65535:
         raise ToxdistillError(f"--port {port} is out of range", "use 1-65535")
     try:
@@ -63,6 +89,11 @@ def _bind(host: str, port: int) -> socket.socket:
         raise ToxdistillError(
             f"cannot resolve --host {host!r}", "use an address such as 127.0.0.1 or 0.0.0.0"
         ) from None
+    if not open_to_all and not _is_loopback(str(addr[0])):
+        raise ToxdistillError(
+            f"refusing to serve {host} without API keys: anyone who can reach it could use the models",
+            f"give --api-keys FILE (or set ${ENV_VAR}), or --insecure-no-auth on a network you trust",
+        )
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -79,10 +110,20 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _api_keys(a: argparse.Namespace) -> ApiKeys | None:
+    keys = keys_from(a.api_keys)
+    if keys is not None and a.insecure_no_auth:
+        raise ToxdistillError(
+            f"--insecure-no-auth and API keys ({keys.source}) contradict each other", "give one or the other"
+        )
+    return keys
+
+
 def main(a: argparse.Namespace) -> int:
     options.at_least(a, threads=1)
     # Check the folder first: a typo should fail in a second, before any heavy import or model load.
     select_models(find_models(a.run), a.models)
+    keys = _api_keys(a)
     missing = [pkg for pkg, mods in _NEEDS.items() if not any(importlib.util.find_spec(m) for m in mods)]
     if missing:
         raise ToxdistillError(f"serving needs {', '.join(missing)}, not installed", "pip install 'toxdistill[serve]'")
@@ -91,7 +132,7 @@ def main(a: argparse.Namespace) -> int:
 
     from toxdistill.serve.app import create_app
 
-    sock = _bind(a.host, a.port)
+    sock = _bind(a.host, a.port, open_to_all=keys is not None or a.insecure_no_auth)
     models = None
     try:
         models = load_models(
@@ -103,18 +144,22 @@ def main(a: argparse.Namespace) -> int:
         )
         run = Path(a.run).resolve()
         run_name = run.parent.name if run.name == MODELS_DIR else run.name
-        app = create_app(models, run_name=run_name)
+        app = create_app(models, run_name=run_name, api_keys=keys)
         shown = "localhost" if a.host in ("127.0.0.1", "::1") else f"[{a.host}]" if ":" in a.host else a.host
         port = sock.getsockname()[1]  # the real one when --port 0 let the system pick
         print(
             f"toxdistill: serving {len(models)} model(s) ({', '.join(models)}) at http://{shown}:{port}/ — Ctrl+C to stop",
             file=sys.stderr,
         )
-        if a.host not in ("127.0.0.1", "::1", "localhost"):
+        if keys is not None:
+            print(f"toxdistill: API keys required ({len(keys)} from {keys.source})", file=sys.stderr)
+        elif not _is_loopback(sock.getsockname()[0]):
             print(
                 "toxdistill: note: there is no authentication; anyone who can reach this address can use it",
                 file=sys.stderr,
             )
+        # The access log (-v) has the method, path and status of each request: no header (so no key),
+        # no body (so no text).
         config = uvicorn.Config(
             app,
             log_level="info" if getattr(a, "verbose", False) else "warning",

@@ -17,9 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from toxdistill.config import CleanConfig
+from toxdistill.data.dataset import clean_text
+from toxdistill.data.readers import safe_text
 from toxdistill.errors import ToxdistillError
 from toxdistill.inference.calibration import Calibration
 from toxdistill.inference.scoring import score_results
+from toxdistill.inference.tokenizer import TOKENIZER_FILE, JsonTokenizer
 from toxdistill.runs import find_clean_config, is_baseline_folder, read_meta
 
 log = logging.getLogger(__name__)
@@ -33,6 +36,7 @@ class TorchBackend:
         from transformers import AutoModelForSequenceClassification
         from transformers.utils import logging as hf_logging
 
+        # heavy: these import torch; the ONNX path and --help stay torch-free
         from toxdistill.models.families import forward_inputs
         from toxdistill.models.teacher import check_safetensors, pickle_allowed
 
@@ -62,6 +66,12 @@ class TorchBackend:
         with torch.inference_mode():
             out = self.model(**{k: torch.from_numpy(v) for k, v in batch.items() if k in self.inputs})
         return out.logits.float().numpy()
+
+
+def _torch_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None and importlib.util.find_spec("transformers") is not None
 
 
 class OnnxBackend:
@@ -162,13 +172,17 @@ class Predictor:
         onnx_file = find_onnx_file(model_dir, meta)
         if backend == "auto":
             backend = "onnx" if onnx_file is not None else "torch"
+        if backend == "torch" and not _torch_installed():
+            # A serving install without torch (toxdistill[serve-onnx]) reads exports only: one line, no traceback.
+            raise ToxdistillError(
+                f"{model_dir} is a torch model folder, and torch or transformers is not installed",
+                "serve or score its ONNX export ('toxdistill export'), or pip install torch transformers",
+            )
         if threads and backend == "torch":
             import torch
 
             torch.set_num_threads(threads)
-        from toxdistill.models.teacher import load_tokenizer
-
-        tokenizer = load_tokenizer(str(model_dir))
+        tokenizer = _load_tokenizer(model_dir, backend)
         if backend == "onnx":
             if onnx_file is None:
                 raise ToxdistillError(f"{model_dir} has no .onnx file", "run 'toxdistill export' first")
@@ -196,8 +210,6 @@ class Predictor:
     # ------------------------------------------------------------------ core
     def encode(self, texts: Sequence[str]) -> tuple[list[list[int]], np.ndarray]:
         """Token ids per text (truncated to ``max_length``) and a flag for the texts that were cut."""
-        from toxdistill.data.readers import safe_text
-
         texts = [safe_text(t) for t in texts]  # the tokenizer rejects lone surrogates outright
         enc = self.tokenizer(texts, truncation=False, add_special_tokens=True)["input_ids"]
         truncated = np.array([len(x) > self.max_length for x in enc], dtype=bool)
@@ -261,12 +273,29 @@ class Predictor:
         return score_results(self, *self.logits(texts, batch_size))
 
 
+def _load_tokenizer(model_dir: Path, backend: str):
+    """The folder's tokenizer. An export's ``tokenizer.json`` is read by ``tokenizers`` alone, so scoring an
+    export imports neither transformers nor torch; a torch folder, or a tokenizer without that file, goes
+    through transformers."""
+    if backend != "torch":
+        fast = JsonTokenizer.load(model_dir)
+        if fast is not None:
+            return fast
+        if not _torch_installed():
+            raise ToxdistillError(
+                f"{model_dir} has no {TOKENIZER_FILE} with a pad token; reading its tokenizer needs transformers "
+                "and torch, which are not installed",
+                "re-export the model with a fast tokenizer, or pip install torch transformers",
+            )
+    # heavy: imports torch and transformers; reached only for torch folders and slow-only tokenizers
+    from toxdistill.models.teacher import load_tokenizer
+
+    return load_tokenizer(str(model_dir))
+
+
 def prepare_texts(texts: Sequence[str], clean_config) -> list[str]:
     """Raw texts as a model saw its training data: cleaned with its ``data.clean`` settings when known,
     and always safe to tokenize (``safe_text``)."""
-    from toxdistill.data.dataset import clean_text
-    from toxdistill.data.readers import safe_text
-
     if clean_config is None:
         return [safe_text(t) for t in texts]
     return [clean_text(t, clean_config) for t in texts]
@@ -277,7 +306,14 @@ class BaselineScorer:
     ``probabilities`` and ``decide``, with the calibration fitted for it."""
 
     def __init__(self, folder: Path, meta: dict | None = None, max_length: int = 512):
-        from toxdistill.models.baseline import TfidfLR
+        try:
+            # heavy: scikit-learn, which a serving install for exports (toxdistill[serve-onnx]) leaves out
+            from toxdistill.models.baseline import TfidfLR
+        except ImportError as e:
+            missing = e.name or "scikit-learn"
+            raise ToxdistillError(
+                f"the TF-IDF baseline in {folder} needs {missing}, not installed", "pip install scikit-learn"
+            ) from None
 
         meta = read_meta(folder) if meta is None else meta
         try:

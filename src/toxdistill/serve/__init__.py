@@ -1,7 +1,7 @@
 """``toxdistill serve``: a web page and a JSON API over the models of one run.
 
-``models`` (loading, locking, micro-batching, explanations) needs no web framework; ``app`` needs the
-``serve`` extra (FastAPI, uvicorn, python-multipart, Jinja2).
+``models`` (loading, locking, micro-batching, explanations) and ``auth`` (the API keys) need no web framework;
+``app`` needs the ``serve`` extra (FastAPI, uvicorn, python-multipart, Jinja2, prometheus-client).
 """
 
 from __future__ import annotations

@@ -1,29 +1,46 @@
 """The web app: an HTML page that works without JavaScript, and a JSON API with an OpenAPI schema.
 
-``create_app`` only assembles it: the body limit, the error handlers, the static files and the routers of
-``serve.routes``, which find the loaded models through the ``ModelRegistry`` dependency.
+``create_app`` only assembles it: the metrics, the API keys (when given), the body limit, the error handlers,
+the static files and the routers of ``serve.routes``, which find the loaded models through the
+``ModelRegistry`` dependency.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
+from starlette.routing import Mount, Route
 
 from toxdistill import __version__
+from toxdistill.serve import metrics
+from toxdistill.serve.auth import ApiKeys, RequireKey
 from toxdistill.serve.errors import add_error_handlers
 from toxdistill.serve.limits import BodyLimit
 from toxdistill.serve.models import ServedModel
 from toxdistill.serve.registry import ModelRegistry
 from toxdistill.serve.routes import api, cards, pages, service, upload
-from toxdistill.serve.schemas import MAX_TEXTS
+from toxdistill.serve.schemas import MAX_TEXTS, ErrorResponse
 
 HERE = Path(__file__).parent
 
 
-def create_app(models: dict[str, ServedModel], run_name: str = "toxdistill") -> FastAPI:
-    """An app over already loaded models (load them with ``models.load_models``)."""
+# Only documents the scheme in /openapi.json (and /docs' Authorize button): RequireKey, ahead of every
+# route, is what enforces it.
+_BEARER = HTTPBearer(auto_error=False, description="A key from the server's --api-keys file")
+_UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "Missing or wrong API key"}
+}
+
+
+def create_app(
+    models: dict[str, ServedModel], run_name: str = "toxdistill", api_keys: ApiKeys | None = None
+) -> FastAPI:
+    """An app over already loaded models (load them with ``models.load_models``). With ``api_keys``, the API,
+    /metrics and the page's forms need one of them (``serve.auth``)."""
     registry = ModelRegistry.of(models, run_name)
     app = FastAPI(
         title="toxdistill",
@@ -36,10 +53,25 @@ def create_app(models: dict[str, ServedModel], run_name: str = "toxdistill") -> 
         redoc_url=None,
     )
     app.state.registry = registry
-    app.add_middleware(BodyLimit)
+    app.state.api_keys = api_keys
+    app.state.metrics = metrics.ServeMetrics(models)
     add_error_handlers(app)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     # The API's routers first: their order is the order of paths in /openapi.json.
-    for router in (service.router, api.router, pages.router, upload.router, cards.router):
+    app.include_router(service.router)
+    if api_keys is None:
+        app.include_router(api.router)
+    else:
+        app.include_router(api.router, dependencies=[Depends(_BEARER)], responses=_UNAUTHORIZED)
+    routers = (service.router, api.router, pages.router, upload.router, cards.router, metrics.router)
+    for router in routers[2:]:
         app.include_router(router)
+    # Every route the app answers, for the metrics' route templates: the app's own (/openapi.json and the
+    # /static mount) and each router's.
+    routes = [r for r in app.router.routes if isinstance(r, Route | Mount)] + [r for rt in routers for r in rt.routes]
+    # Added innermost first: the metrics see every answer, the key check runs before the body is read.
+    app.add_middleware(BodyLimit)
+    if api_keys is not None:
+        app.add_middleware(RequireKey, keys=api_keys)
+    app.add_middleware(metrics.RecordRequests, metrics=app.state.metrics, routes=routes)
     return app

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -27,6 +27,14 @@ from toxdistill.runs import find_models, read_meta, select_models
 log = logging.getLogger(__name__)
 
 _WORD = re.compile(r"\S+")
+
+
+class ModelObserver(Protocol):
+    """What a model reports as it works (``serve.metrics.ModelStats`` turns it into Prometheus metrics)."""
+
+    def scored(self, texts: int) -> None: ...
+    def waited(self, seconds: float) -> None: ...
+    def micro_batch(self, texts: int) -> None: ...
 
 
 class MicroBatcher:
@@ -46,6 +54,7 @@ class MicroBatcher:
         self.max_batch = max_batch
         self.batches = 0  # forward passes made, for tests and logs
         self.jobs = 0
+        self.observer: ModelObserver | None = None
         self._q: queue.Queue[tuple[list[str], Future] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name=f"batcher-{name}", daemon=True)
         self._thread.start()
@@ -92,6 +101,8 @@ class MicroBatcher:
                 continue
             self.batches += 1
             self.jobs += len(jobs)
+            if self.observer is not None:
+                self.observer.micro_batch(len(texts))
             start = 0
             for job, fut in jobs:
                 end = start + len(job)
@@ -117,6 +128,8 @@ class ServedModel:
     # forward passes on the same model would fight over the same cores anyway: one at a time per model.
     lock: threading.Lock = field(default_factory=threading.Lock)
     batcher: MicroBatcher | None = None
+    # Set by the app that serves the model (serve.metrics); the model's own, so apps sharing it agree.
+    observer: ModelObserver | None = None
 
     @property
     def label_names(self) -> list[str]:
@@ -150,18 +163,35 @@ class ServedModel:
         """Clean raw user text the way the model's training data was cleaned (mentions, URLs, HTML)."""
         return self.scorer.prepare(texts)
 
-    def logits(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-        """Logits for raw texts. Every path (API, page, micro-batcher, file upload) comes through here,
-        so every path cleans the same way; cleaning runs outside the lock (it touches no model state)."""
+    def score(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """Logits for raw texts: one model pass. Every path (API, page, micro-batcher, file upload) comes
+        through here, so every path cleans the same way; cleaning runs outside the lock (it touches no
+        model state)."""
         texts = self.prepare(texts)
         with self.lock:
-            return self.scorer.logits(texts, batch_size)
+            out = self.scorer.logits(texts, batch_size)
+        if self.observer is not None:
+            self.observer.scored(len(texts))
+        return out
+
+    def logits(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """``score``, timed for the latency metric as the caller waits for it."""
+        t0 = time.perf_counter()
+        out = self.score(texts, batch_size)
+        if self.observer is not None:
+            self.observer.waited(time.perf_counter() - t0)
+        return out
 
     def logits_batched(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Small requests go through the micro-batcher when there is one."""
-        if self.batcher is not None and len(texts) <= self.batcher.max_batch:
-            return self.batcher.submit(texts)
-        return self.logits(texts)
+        """Small requests go through the micro-batcher when there is one; the latency metric counts the
+        wait for the batch too."""
+        if self.batcher is None or len(texts) > self.batcher.max_batch:
+            return self.logits(texts)
+        t0 = time.perf_counter()
+        out = self.batcher.submit(texts)
+        if self.observer is not None:
+            self.observer.waited(time.perf_counter() - t0)
+        return out
 
     def results(self, logits: np.ndarray, truncated: np.ndarray) -> list[dict]:
         return score_results(self.scorer, logits, truncated)
@@ -241,10 +271,8 @@ def load_models(
     loads, that is an error.
     """
     chosen = select_models(find_models(path), names)
-    if threads:
-        import torch  # heavy: kept lazy, as in inference.predict, for runs served through ONNX or the baseline
-
-        torch.set_num_threads(threads)
+    # threads reach each engine through load_scorer (torch's pool is set there, for torch folders only),
+    # so serving exports never imports torch.
     out: dict[str, ServedModel] = {}
     for name, folder in chosen.items():
         meta = read_meta(folder)
@@ -257,7 +285,7 @@ def load_models(
             continue
         model = ServedModel(name=name, folder=folder, scorer=scorer, meta=meta)
         if batch_wait_ms is not None:
-            model.batcher = MicroBatcher(model.logits, batch_wait_ms, max_batch, name)
+            model.batcher = MicroBatcher(model.score, batch_wait_ms, max_batch, name)
         out[name] = model
     if not out:
         raise ToxdistillError(f"none of the models in {path} could be loaded", "run with -v to see why")

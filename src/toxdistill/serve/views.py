@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from toxdistill.evaluation.tables import fmt
+from toxdistill.serve.auth import bearer, challenge, page_key_ok
 from toxdistill.serve.batch import MAX_ROWS, MAX_UPLOAD_BYTES
 from toxdistill.serve.models import ServedModel
 from toxdistill.serve.registry import ModelRegistry
@@ -61,8 +62,33 @@ def render_index(request: Request, registry: ModelRegistry, status: int = 200, *
         "max_upload_mb": MAX_UPLOAD_BYTES // (1024 * 1024),
         "max_rows": MAX_ROWS,
         "labels": registry.label_names,
+        "auth": request.app.state.api_keys is not None,
     }
     return templates.TemplateResponse(request, "index.html", {**base, **ctx}, status_code=status)
+
+
+def form_model(
+    request: Request, registry: ModelRegistry, model: str, form_key: str, field: str, **ctx: Any
+) -> ServedModel | HTMLResponse:
+    """The model a page form names, or the page to answer with instead, its message in the form's ``field``
+    (``error`` or ``batch_error``): 401 without a valid key (``auth.page_key_ok``), 404 for an unknown model."""
+    keys = request.app.state.api_keys
+    authorization = request.headers.get("authorization")
+    if not page_key_ok(keys, authorization, form_key):
+        given = form_key.strip() or bearer(authorization)
+        detail = (
+            "type the API key for this server first"
+            if given is None
+            else "that API key is not valid: check it and try again"
+        )
+        page = render_index(request, registry, 401, key_rejected=given is not None, **{field: detail}, **ctx)
+        page.headers["WWW-Authenticate"] = challenge(given)[1]
+        return page
+    m = registry.find(model)
+    if m is None:
+        error = f"unknown model {model!r}; pick one of: {', '.join(registry.names)}"
+        return render_index(request, registry, 404, **{field: error}, **ctx)
+    return m
 
 
 def result_view(m: ServedModel, text: str) -> dict:

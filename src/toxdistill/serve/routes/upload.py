@@ -9,7 +9,7 @@ from fastapi.responses import Response
 
 from toxdistill.serve.batch import MAX_UPLOAD_BYTES, BatchError, download_name, read_texts, write_csv
 from toxdistill.serve.registry import Registry
-from toxdistill.serve.views import render_index
+from toxdistill.serve.views import form_model, render_index
 
 # Rows per model call: each chunk takes the model lock on its own, so interactive requests are not stuck
 # behind a big file.
@@ -25,12 +25,12 @@ def batch(
     file: UploadFile | None = File(None),
     model: str = Form(""),
     column: str = Form(""),
+    api_key: str = Form(""),
 ) -> Response:
     ctx: dict[str, Any] = {"batch_selected": model or registry.default, "batch_column": column}
-    m = registry.find(model)
-    if m is None:
-        error = f"unknown model {model!r}; pick one of: {', '.join(registry.names)}"
-        return render_index(request, registry, 404, batch_error=error, **ctx)
+    m = form_model(request, registry, model, api_key, "batch_error", **ctx)
+    if isinstance(m, Response):
+        return m
     if file is None or not file.filename:
         return render_index(request, registry, 422, batch_error="choose a .csv or .txt file to upload", **ctx)
     data = file.file.read(MAX_UPLOAD_BYTES + 1)

@@ -2,6 +2,48 @@
 (function () {
   "use strict";
 
+  // The API key, when the server needs one: asked once, kept in this tab's sessionStorage only (never a
+  // cookie or localStorage), and put into each form's key field. The server refuses a wrong key with the
+  // page again and a #key-rejected marker, so a stale key is dropped and asked for anew.
+  var KEY = "toxdistill-api-key";
+  var keyInputs = Array.prototype.slice.call(document.querySelectorAll('input[name="api_key"]'));
+  function storage() {
+    try { return window.sessionStorage; } catch (e) { return null; }  // storage can be switched off
+  }
+  if (keyInputs.length && storage()) {
+    var store = storage();
+    if (document.getElementById("key-rejected")) store.removeItem(KEY);
+    var stored = store.getItem(KEY);
+    var status = document.getElementById("key-status");
+    if (stored) {
+      keyInputs.forEach(function (input) {
+        input.value = stored;
+        input.closest(".key-row").hidden = true;
+      });
+      if (status) status.hidden = false;
+    }
+    keyInputs.forEach(function (input) {
+      input.addEventListener("input", function () {
+        keyInputs.forEach(function (other) { if (other !== input) other.value = input.value; });
+      });
+      input.form.addEventListener("submit", function () {
+        if (input.value.trim()) store.setItem(KEY, input.value.trim());
+      });
+    });
+    var forget = document.getElementById("forget-key");
+    if (forget) {
+      forget.addEventListener("click", function () {
+        store.removeItem(KEY);
+        keyInputs.forEach(function (input) {
+          input.value = "";
+          input.closest(".key-row").hidden = false;
+        });
+        if (status) status.hidden = true;
+        keyInputs[0].focus();
+      });
+    }
+  }
+
   var text = document.getElementById("text");
   var count = document.getElementById("text-count");
   function updateCount() {

@@ -1,0 +1,60 @@
+"""bench/load.py on a tiny run for two seconds: keys on, micro-batch sizes from /metrics, the offline ceiling."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, SAMPLE_TEXTS
+
+pytest.importorskip("uvicorn")
+pytest.importorskip("prometheus_client")
+
+
+@pytest.mark.parametrize("auth", [True, False], ids=["keys", "no-auth"])
+def test_load_script_is_bounded_and_reports_batches_and_the_offline_ceiling(tiny_run, tmp_path, auth):
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(SAMPLE_TEXTS) + "\n")
+    out = tmp_path / "load.json"
+    cmd = [sys.executable, str(REPO / "bench" / "load.py"), str(tiny_run), "--texts-from", str(texts)]
+    cmd += ["--model", "odd", "--serve-args", "--models odd", "--duration", "2", "--clients", "4"]
+    cmd += ["--max-requests", "60", "--threads", "1", "--offline-seconds", "0.5", "-o", str(out)]
+    if not auth:
+        cmd.append("--no-auth")
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(out.read_text())
+    assert res["auth"] is auth and res["model"] == "odd"
+    assert res["status"] == {"200": res["ok"]} and res["errors"] == res["non_200"] == res["dropped"] == 0
+    assert 0 < res["sent"] <= 60  # bounded by count as well as by time
+    assert res["p50_ms"] <= res["p95_ms"] <= res["p99_ms"]
+    batches = res["micro_batches"]["odd"]
+    assert batches["texts"] == res["ok"]  # every single-text request went through the micro-batcher
+    assert 1 <= batches["batches"] <= batches["texts"] and batches["max_size_at_most"] <= 4  # 4 clients
+    assert abs(sum(batches["share_by_size"].values()) - 1) < 1e-3
+    assert res["offline"]["offline_sps"] > 0
+    assert res["served_vs_offline"] == pytest.approx(res["requests_per_s"] / res["offline"]["offline_sps"])
+    assert set(res["goals_met"]) == {"served_vs_offline", "p99_ms", "errors"} and res["goals_met"]["errors"]
+
+
+def test_load_script_refuses_an_unbounded_run(tmp_path):
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "load.py"),
+            str(tmp_path),
+            "--texts-from",
+            str(tmp_path),
+            "--duration",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode != 0 and "--duration must be in (0, 600]" in r.stderr
