@@ -69,9 +69,27 @@ PINNED = {
 }
 
 
+# Consistency training (train.perturb) was adopted in three distill stages after those fingerprints were made;
+# the shipped config without it must still give every one of them.
+def _consistency_off() -> dict:
+    raw = yaml.safe_load((REPO / "configs" / "davidson-minilm.yaml").read_text())
+    for st in raw["stages"]:
+        if st.get("train", {}).pop("perturb", None) is not None and not st["train"]:
+            del st["train"]
+    return raw
+
+
 def _fps(**overrides):
-    cfg = load_config(REPO / "configs" / "davidson-minilm.yaml", overrides)
+    cfg = load_config(None, {**_consistency_off(), **overrides})
     return {name: cfg.stage_fingerprint(name) for name in PINNED}
+
+
+def test_adopting_consistency_training_changes_exactly_the_stages_that_use_it():
+    shipped = load_config(REPO / "configs" / "davidson-minilm.yaml")
+    fps = {name: shipped.stage_fingerprint(name) for name in PINNED}
+    # distill-lora starts from even, and its fingerprint holds its base's.
+    assert {n for n in PINNED if fps[n] != PINNED[n]} == {"odd", "even", "even-llrd", "distill-lora"}
+    assert all(shipped.stage_train(shipped.stages[k]).perturb == 0.5 for k in (0, 1, 2))
 
 
 def test_fingerprints_are_stable_and_votes_count_only_where_they_train():
@@ -98,7 +116,7 @@ def test_leaving_out_lora_targets_keeps_old_fingerprints():
     raw = yaml.safe_load((REPO / "configs" / "davidson-minilm.yaml").read_text())
     assert "target_modules" not in raw["lora"] and load_config(None, raw).lora.target_modules is None
     raw["lora"]["target_modules"] = list(BERT_LORA_TARGETS)
-    cfg = load_config(None, raw)
+    cfg = load_config(None, {**raw, "stages": _consistency_off()["stages"]})
     assert {name: cfg.stage_fingerprint(name) for name in PINNED} == PINNED
 
 
@@ -117,8 +135,13 @@ def test_set_indexes_lists_and_rejects_bad_paths():
             load_config(REPO / "configs" / "davidson-minilm.yaml", {key: 1})
 
 
-def test_set_on_a_stage_without_a_train_block_merges_onto_the_run_train():
-    cfg = load_config(REPO / "configs" / "davidson-minilm.yaml", {"stages.0.train.lr": 3e-4})
+def test_set_on_a_stage_without_a_train_block_merges_onto_the_run_train(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text(
+        "train: {epochs: 2, class_weights: sqrt-balanced}\nstages: [{name: a, kind: distill, layers: odd}, "
+        "{name: b, kind: distill, layers: even}]\n"
+    )
+    cfg = load_config(f, {"stages.0.train.lr": 3e-4})
     assert cfg.stage_train(cfg.stages[0]) == cfg.train.model_copy(update={"lr": 3e-4})
     assert cfg.stage_train(cfg.stages[1]) is cfg.train
 
@@ -191,7 +214,10 @@ def test_committed_run_folders_keep_their_fingerprints(run_dir):
 @pytest.mark.parametrize("run_dir", RUN_FOLDERS, ids=lambda p: p.name)
 def test_shipped_configs_give_their_run_folders_fingerprints(run_dir):
     recorded = _recorded(run_dir)
-    cfg = load_config(REPO / "configs" / f"{run_dir.name}.yaml")
+    if run_dir.name == "davidson-minilm":  # consistency training was adopted after that run
+        cfg = load_config(None, _consistency_off())
+    else:
+        cfg = load_config(REPO / "configs" / f"{run_dir.name}.yaml")
     assert {n: cfg.stage_fingerprint(n) for n in recorded} == recorded
 
 
