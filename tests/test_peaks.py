@@ -70,6 +70,29 @@ def test_each_backend_is_held_against_its_own_engine():
         3.0,
     ]
     assert peak_for("onnx-fp32", {"torch-fp32": {"gflops": 1.0}}) is None
+    # OpenVINO rows: the machine's peak for their number format (ONNX Runtime's fp32 and int8, torch's bf16).
+    peaks["torch-bf16"] = {"gflops": 4.0}
+    assert [peak_for(b, peaks) for b in ("openvino-fp32", "openvino-bf16", "openvino-int8")] == [2.0, 4.0, 3.0]
+    assert peak_for("openvino-bf16", {"ort-fp32": {"gflops": 2.0}}) is None  # not measured: no bf16 here
+
+
+def test_the_bf16_peak_is_measured_only_where_the_cpu_has_bf16(monkeypatch):
+    from toxdistill.inference import peaks
+
+    monkeypatch.setattr(peaks, "torch_fp32_peak", lambda *a, **k: {"gflops": 10.0})
+    monkeypatch.setattr(peaks, "torch_bf16_peak", lambda *a, **k: {"gflops": 40.0})
+    monkeypatch.setattr(peaks, "cpu_info", lambda: {"flags": ["avx512f", "amx_bf16"], "max_mhz": None})
+    assert peaks.machine_peaks(2, onnx=False, bf16=True)["torch-bf16"]["gflops"] == 40.0
+    assert "torch-bf16" not in peaks.machine_peaks(2, onnx=False)  # only asked for with an OpenVINO bf16 row
+    monkeypatch.setattr(peaks, "cpu_info", lambda: {"flags": ["avx512f"], "max_mhz": None})
+    assert "torch-bf16" not in peaks.machine_peaks(2, onnx=False, bf16=True)  # emulated bf16 is no peak
+
+
+def test_the_bf16_matmul_peak_runs():
+    from toxdistill.inference import peaks
+
+    out = peaks.torch_bf16_peak(1, shapes=((64, 64, 64),), reps=1)
+    assert out["gflops"] > 0 and out["at"]["shape"] == [64, 64, 64]
 
 
 def test_a_measured_rate_above_the_bound_reports_the_clock_it_implies(monkeypatch):

@@ -58,6 +58,82 @@ def test_truncation_is_flagged(pred):
     assert pred.logits([])[0].shape == (0, 3)
 
 
+def _many(n: int = 300) -> list[str]:
+    """More texts than one chunk at batch 4 (``PIPELINE_BATCHES`` × 4), some cut to the model's window."""
+    return _texts(n)[: n - 2] + ["word " * 200, "another long one " * 40]
+
+
+class WidthBackend:
+    """Logits that depend on the whole batch (its padded width) as well as the row: equal outputs mean equal
+    batches. Records every batch's width per row."""
+
+    name = "fake"
+
+    def __init__(self):
+        self.widths: list[int] = []
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        self.widths += [ids.shape[1]] * len(ids)
+        return np.stack([(ids * mask).sum(1), mask.sum(1), np.full(len(ids), ids.shape[1])], 1).astype(np.float32)
+
+
+@pytest.mark.parametrize("sort", [True, False])
+def test_overlapped_tokenizing_gives_the_sequential_results(pred, sort, monkeypatch):
+    import threading
+
+    from toxdistill.inference.predict import PIPELINE_BATCHES, pipeline_chunks
+
+    texts = _many()
+    chunks = pipeline_chunks(texts, 4, sort)
+    assert len(chunks) == -(-len(texts) // (4 * PIPELINE_BATCHES)) > 2
+    assert sorted(np.concatenate(chunks).tolist()) == list(range(len(texts)))
+    if sort:  # by character length: each chunk's texts are no longer than the next chunk's
+        chars = [[len(texts[i]) for i in c] for c in chunks]
+        assert all(max(a) <= min(b) for a, b in zip(chars, chars[1:]))
+    fake = Predictor(WidthBackend(), pred.tokenizer, LABELS, pred.max_length)
+    threads: list[str] = []
+    encode = Predictor.encode
+
+    def spy(self, chunk):
+        threads.append(threading.current_thread().name)
+        return encode(self, chunk)
+
+    monkeypatch.setattr(Predictor, "encode", spy)
+    fake.overlap = False
+    seq, seq_cut = fake.logits(texts, batch_size=4, sort=sort)
+    assert set(threads) == {threading.current_thread().name}
+    threads.clear()
+    fake.overlap = True
+    fake.reset_timings()
+    got, cut = fake.logits(texts, batch_size=4, sort=sort)
+    # Every chunk is tokenized on the worker, ahead of the model: the same batches, so the same outputs.
+    assert len(threads) == len(chunks) and all(t.startswith("tokenize") for t in threads)
+    np.testing.assert_array_equal(got, seq)
+    assert (cut == seq_cut).all() and cut[-2:].all() and not cut[:-2].any()
+    ids, _ = fake.encode(texts)
+    np.testing.assert_array_equal(got[:, 1], [len(x) for x in ids])  # each row is its own text's, in input order
+    # The phases are the caller's time and add up; tokenizing hidden behind the model is counted apart.
+    tm = fake.timings
+    assert sum(tm[k] for k in ("tokenize", "batching", "model", "other")) == pytest.approx(tm["total"])
+    assert tm["tokenize"] > 0 and fake.tokenize_hidden >= 0
+    fake.reset_timings()
+    assert fake.tokenize_hidden == 0 and fake.timings["total"] == 0
+
+
+def test_the_bench_counts_the_padding_of_the_predictors_batches(pred):
+    from toxdistill.inference.bench import padded_lengths
+
+    texts = _many()
+    ids, _ = pred.encode(texts)
+    lengths = np.array([len(x) for x in ids])
+    for sort in (True, False):
+        backend = WidthBackend()
+        logits, _ = Predictor(backend, pred.tokenizer, LABELS, pred.max_length).logits(texts, 4, sort=sort)
+        np.testing.assert_array_equal(logits[:, 2], padded_lengths(lengths, 4, sort, texts))
+        assert sorted(backend.widths) == sorted(logits[:, 2].tolist())
+
+
 def test_classify_uses_calibration(tiny_model_dir, tmp_path):
     """A saved temperature, bias and offsets change what classify returns, exactly as Calibration says."""
     import shutil
@@ -92,7 +168,7 @@ def test_prepare_cleans_like_the_run(tiny_run, tiny_model_dir):
 def test_unknown_backend_and_missing_onnx(tiny_model_dir):
     from toxdistill.errors import ToxdistillError
 
-    with pytest.raises(ToxdistillError):
+    with pytest.raises(ToxdistillError, match="use auto, torch, onnx or openvino"):
         Predictor.load(tiny_model_dir, backend="tpu")
     with pytest.raises(ToxdistillError, match="no .onnx"):
         Predictor.load(tiny_model_dir, backend="onnx")

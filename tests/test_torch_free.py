@@ -133,14 +133,15 @@ def test_an_export_is_scored_through_the_json_tokenizer(export):
 
 
 # ---------------------------------------------------------------- without torch, in subprocesses
-def _lean_dists() -> set[str]:
-    """toxdistill[serve-onnx] and everything it pulls in, as installed here (canonical names)."""
+def _lean_dists(also: tuple[str, ...] = ()) -> set[str]:
+    """toxdistill[serve-onnx] (and the requirements ``also``) with everything they pull in, as installed here
+    (canonical names)."""
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
     extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["serve-onnx"]
     seen: set[str] = set()
-    todo = [Requirement(r) for r in extra]
+    todo = [Requirement(r) for r in (*extra, *also)]
     while todo:
         req = todo.pop()
         name = canonicalize_name(req.name)
@@ -157,36 +158,43 @@ def _lean_dists() -> set[str]:
     return seen
 
 
-def _assert_lean(mods_file: Path) -> None:
-    """Every third-party module the subprocess imported belongs to the serve-onnx set."""
+def _assert_lean(mods_file: Path, also: tuple[str, ...] = ()) -> None:
+    """Every third-party module the subprocess imported belongs to the serve-onnx set (plus ``also``)."""
     from packaging.utils import canonicalize_name
 
     owners = importlib.metadata.packages_distributions()
     mods = set(mods_file.read_text().split())
     assert not mods & set(ABSENT)
     dists = {canonicalize_name(d) for m in mods - set(sys.stdlib_module_names) for d in owners.get(m, [])}
-    extra = dists - _lean_dists() - {"toxdistill"}
+    extra = dists - _lean_dists(also) - {"toxdistill"}
     assert not extra, f"imported, but not in toxdistill[serve-onnx]: {sorted(extra)}"
 
 
-def test_predictor_scores_an_export_without_torch(export, tiny_model_dir, tmp_path):
-    from toxdistill.inference.predict import Predictor
+PREDICTOR = PRELUDE + (
+    "import json\nfrom toxdistill.inference.predict import Predictor\n"
+    "p = Predictor.load(sys.argv[1])\n"
+    "logits, cut = p.logits(json.loads(sys.argv[2]), 4)\n"
+    "print(json.dumps({'logits': logits.tolist(), 'truncated': cut.tolist(), 'backend': p.backend_name}))\n"
+)
 
-    code = PRELUDE + (
-        "import json\nfrom toxdistill.inference.predict import Predictor\n"
-        "p = Predictor.load(sys.argv[1])\n"
-        "logits, cut = p.logits(json.loads(sys.argv[2]), 4)\n"
-        "print(json.dumps({'logits': logits.tolist(), 'truncated': cut.tolist(), 'backend': p.backend_name}))\n"
-    )
+
+def _score_without_torch(folder: Path, tmp_path: Path, name: str) -> dict:
+    """``Predictor.load(folder).logits(TEXTS, 4)`` in a subprocess where torch cannot be imported."""
     r = subprocess.run(
-        [sys.executable, "-c", code, str(export), json.dumps(TEXTS)],
-        env=_env(tmp_path, "predictor"),
+        [sys.executable, "-c", PREDICTOR, str(folder), json.dumps(TEXTS)],
+        env=_env(tmp_path, name),
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert r.returncode == 0, r.stderr
-    got = json.loads(r.stdout)
+    return json.loads(r.stdout)
+
+
+def test_predictor_scores_an_export_without_torch(export, tiny_model_dir, tmp_path):
+    from toxdistill.inference.predict import Predictor
+
+    got = _score_without_torch(export, tmp_path, "predictor")
     assert got["backend"] == "onnx"
     ref, cut = Predictor.load(tiny_model_dir, backend="torch").logits(TEXTS, 4)  # transformers' tokenizer, torch
     np.testing.assert_allclose(np.array(got["logits"]), ref, atol=1e-4, rtol=0)
@@ -311,3 +319,21 @@ def test_the_documented_lean_install_is_the_extra():
     )
     assert sorted(re.findall(r'"([^"]+)"', line)) == sorted(extra)
     assert "pip install --no-deps" in doc
+
+
+def test_predictor_scores_an_openvino_export_without_torch(tiny_model_dir, tmp_path):
+    """An OpenVINO int8 export needs the openvino runtime beside serve-onnx; not nncf, which made it."""
+    pytest.importorskip("openvino")
+    from toxdistill.cli import main
+    from toxdistill.inference.predict import Predictor
+
+    folder = tmp_path / "tiny-openvino-int8"
+    assert main(["export", str(tiny_model_dir), "--engine", "openvino", "--precision", "int8", "-o", str(folder)]) == 0
+    got = _score_without_torch(folder, tmp_path, "openvino")
+    assert got["backend"] == "openvino"
+    ref, cut = Predictor.load(folder).logits(TEXTS, 4)
+    np.testing.assert_allclose(np.array(got["logits"]), ref, atol=1e-5, rtol=0)
+    assert got["truncated"] == cut.tolist()
+    mods = set((tmp_path / "openvino.mods").read_text().split())
+    assert "openvino" in mods and "nncf" not in mods
+    _assert_lean(tmp_path / "openvino.mods", also=("openvino",))

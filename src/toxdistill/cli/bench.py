@@ -5,18 +5,27 @@ from __future__ import annotations
 import argparse
 
 from toxdistill.cli import options
-from toxdistill.inference.bench_options import BACKENDS, DEFAULT_BACKENDS, QUICK_LIMIT, SPEED_GOAL, BenchOptions
+from toxdistill.inference.bench_options import (
+    BACKENDS,
+    DEFAULT_BACKENDS,
+    OVERLAP_MODES,
+    QUICK_LIMIT,
+    SPEED_GOAL,
+    BenchOptions,
+)
 
 NAME = "bench"
 HELP = "inference benchmark: throughput, latency and GFLOP/s of every model × backend in a run"
 DESCRIPTION = """\
 Benchmark every transformer model of RUN_DIR on its test split, in one run on the same texts: torch fp32 naive
-(random order, padded batches), torch fp32 length-sorted, ONNX fp32, ONNX int8 and ONNX int8 on a fused graph
-(exported into RUN_DIR/export/, reused while the weights are unchanged). Each row shows where its time went
-(model, tokenization, batching) and its GFLOP/s against the peak of its own engine (torch fp32, ONNX Runtime
-fp32 or int8), measured in the same run over several shapes and thread counts, next to the CPU's theoretical
-peak. Prints a table of ratios against the naive teacher, writes bench.json and bench.png (macro F1 vs
-samples/s) into the run.
+(random order, padded batches), torch fp32 length-sorted, ONNX fp32, ONNX int8, ONNX int8 on a fused graph and
+OpenVINO fp32, bf16 and int8 where the openvino extra is installed (exported into RUN_DIR/export/, reused while
+the weights are unchanged). Each row shows where its time went (model, tokenization, batching) and its GFLOP/s
+against the peak of its own engine and number format (torch fp32, ONNX Runtime fp32 or int8; OpenVINO against
+the machine's peak per format), measured in the same run over several shapes and thread counts, next to the
+CPU's theoretical peak. Per model, the export backend 'export --auto' would choose (the fastest that passes its
+parity gates) is marked. Prints a table of ratios against the naive teacher, writes bench.json and bench.png
+(macro F1 vs samples/s) into the run.
 """
 
 
@@ -27,9 +36,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--backends",
-        default=",".join(DEFAULT_BACKENDS),
+        default=None,
         metavar="A,B",
-        help=f"backends to run, from {','.join(BACKENDS)} (default: {','.join(DEFAULT_BACKENDS)})",
+        help=f"backends to run, from {','.join(BACKENDS)} (default: {','.join(DEFAULT_BACKENDS)}, less OpenVINO's "
+        "where it is not installed and openvino-bf16 where the CPU has no bf16)",
     )
     p.add_argument(
         "--speed-goal",
@@ -57,6 +67,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also profile each ONNX row's graph with ONNX Runtime and report each op type's share of its time",
     )
+    p.add_argument(
+        "--overlap",
+        default="on",
+        choices=OVERLAP_MODES,
+        help="tokenize the next chunk of texts while the model runs this one (on, the default), not (off), or "
+        "measure each row both ways and report the time shares before and after (both)",
+    )
     p.add_argument("--latency-n", type=int, default=200, help="single texts timed for latency (default: 200)")
     options.add_data(p)
     p.add_argument("--no-plot", action="store_true", help="skip bench.png")
@@ -68,13 +85,13 @@ def main(a: argparse.Namespace) -> int:
     options.at_least(a, limit=1, threads=1, batch_size=1, latency_n=1, speed_goal=0, repeats=1)
     limit = a.limit if a.limit is not None else (QUICK_LIMIT if a.quick else None)
     opts = BenchOptions(
-        backends=tuple(b.strip() for b in a.backends.split(",") if b.strip()),
+        backends=tuple(b.strip() for b in a.backends.split(",") if b.strip()) if a.backends is not None else None,
         limit=limit,
         plot=not a.no_plot,
         quick_peaks=a.quick,
         repeats=1 if a.quick else a.repeats,
         profile_ops=a.profile_ops,
-        **options.forward(a, "models", "threads", "batch_size", "latency_n", "data", "output", "speed_goal"),
+        **options.forward(a, "models", "threads", "batch_size", "latency_n", "data", "output", "speed_goal", "overlap"),
     )
     run_bench(a.run_dir, opts, say=print)  # progress and the table on stdout, as before
     return 0

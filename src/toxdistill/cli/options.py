@@ -6,12 +6,13 @@ import argparse
 from typing import Any
 
 from toxdistill.errors import ToxdistillError
+from toxdistill.inference.predict import BACKEND_NAMES
 
 RUN_DATA_HELP = "the run's data file, to rebuild its test split (default: as 'toxdistill run' finds it)"
 
 
-def add_threads(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for inference (default: all cores)")
+def add_threads(p: argparse.ArgumentParser, help: str = "CPU threads for inference (default: all cores)") -> None:
+    p.add_argument("--threads", type=int, default=None, help=help)
 
 
 def add_batch_size(p: argparse.ArgumentParser, default: int = 64) -> None:
@@ -21,9 +22,10 @@ def add_batch_size(p: argparse.ArgumentParser, default: int = 64) -> None:
 def add_backend(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--backend",
-        choices=("auto", "torch", "onnx"),
+        choices=BACKEND_NAMES,
         default="auto",
-        help="auto: ONNX when the folder has a .onnx file",
+        help="auto: the engine an export's record names (ONNX Runtime or OpenVINO), ONNX when the folder has a "
+        ".onnx file, else torch; openvino also runs an ONNX export, in fp32",
     )
 
 

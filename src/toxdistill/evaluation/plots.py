@@ -137,6 +137,9 @@ BACKEND_COLORS = {
     "onnx-int8": "#d62728",
     "onnx-fp32-fused": "#9467bd",
     "onnx-int8-fused": "#ff7f0e",
+    "openvino-fp32": "#17becf",
+    "openvino-bf16": "#8c564b",
+    "openvino-int8": "#e377c2",
 }
 
 

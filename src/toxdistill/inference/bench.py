@@ -8,18 +8,24 @@ Backends, all through the one ``Predictor``:
 * ``onnx-fp32``    — ONNX Runtime on the fp32 export, sorted batches;
 * ``onnx-int8``    — ONNX Runtime on the int8 export (dynamic quantization), sorted batches;
 * ``onnx-fp32-fused`` / ``onnx-int8-fused`` — the same on graphs fused by ONNX Runtime's transformer
-  optimizer before quantization (``export --fuse``).
+  optimizer before quantization (``export --fuse``);
+* ``openvino-fp32`` / ``openvino-bf16`` / ``openvino-int8`` — OpenVINO on the same fp32 graph, at fp32, at
+  bf16 (where the CPU has it) and NNCF's static int8 (``export --engine openvino``; the ``openvino`` extra).
 
 For each it measures throughput (samples/s over the whole text set, after one warm-up batch), where that
-time went (tokenization, batching, the model, the rest: ``time_shares``), single-text latency (p50/p95 over
-N texts, one call each, tokenization included), and the achieved GFLOP/s against the peak of the engine and
-number format it runs on, measured in the same run (``inference.peaks``). Exports are made into
-``runs/<name>/export/`` and reused while the source weights are unchanged.
+time went (tokenization, batching, the model, the rest: ``time_shares``; with the tokenizer overlapped,
+``--overlap both`` measures each row both ways), single-text latency (p50/p95 over N texts, one call each,
+tokenization included), and the achieved GFLOP/s against the peak of the engine and number format it runs
+on, measured in the same run (``inference.peaks``). Exports are made into ``runs/<name>/export/`` and
+reused while the source weights are unchanged. Per model, the export backend that ``export --auto`` would
+choose from these rows (the fastest that passes its parity gates) is named in the result and the table.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gc
+import importlib.metadata
 import os
 import platform
 import time
@@ -37,14 +43,19 @@ from toxdistill.evaluation.plots import plot_bench
 from toxdistill.files import BENCH_FILE, MODELS_DIR, TEACHER
 from toxdistill.inference.bench_options import (
     BACKENDS,
+    DEFAULT_BACKENDS,
     MAX_F1W_DROP,
+    OVERLAP_MODES,
     P50_GOAL_MS,
     SPEED_GOAL,
     BenchOptions,
 )
-from toxdistill.inference.export import default_output, export_is_current, export_model, parity_record
+from toxdistill.inference.engines import choose_fastest, ensure_export, export_kind, is_export_backend
+from toxdistill.inference.export import gate_block
+from toxdistill.inference.openvino_backend import INSTALL, cpu_has_bf16, openvino_installed
 from toxdistill.inference.peaks import QUICK_SHAPES, SHAPES, machine_peaks, peak_engine, peak_for
-from toxdistill.inference.predict import Predictor, find_onnx_file, time_shares
+from toxdistill.inference.predict import Predictor, find_onnx_file, pipeline_chunks, time_shares
+from toxdistill.inference.timing import cpu_name, throughput
 from toxdistill.io import atomic_write_json
 from toxdistill.runs import find_models, read_meta, select_models
 
@@ -82,38 +93,17 @@ class FlopModel:
         return per_token + attention + 2.0 * self.head_params * len(lengths)
 
 
-def padded_lengths(lengths: np.ndarray, batch_size: int, sort: bool) -> np.ndarray:
-    """Per text, the length it is computed at once its batch is padded to the batch's longest text."""
-    order = np.argsort(lengths, kind="stable") if sort else np.arange(len(lengths))
+def padded_lengths(lengths: np.ndarray, batch_size: int, sort: bool, texts: list[str]) -> np.ndarray:
+    """Per text, the length it is computed at once its batch is padded to the batch's longest text, with the
+    Predictor's batches: sorted by token length within each chunk of ``texts`` it tokenizes (``pipeline_chunks``)."""
     out = np.empty_like(lengths)
-    for s in range(0, len(order), batch_size):
-        sel = order[s : s + batch_size]
-        out[sel] = lengths[sel].max()
+    for idx in pipeline_chunks(texts, batch_size, sort):
+        part = lengths[idx]
+        order = np.argsort(part, kind="stable") if sort else np.arange(len(part))
+        for s in range(0, len(order), batch_size):
+            sel = idx[order[s : s + batch_size]]
+            out[sel] = lengths[sel].max()
     return out
-
-
-def throughput(
-    pred: Predictor, texts: list[str], batch_size: int, sort: bool, repeats: int = 1
-) -> tuple[float, np.ndarray, float, list[float]]:
-    """(samples/s, logits, seconds, every pass's samples/s) for the fastest of ``repeats`` passes over
-    ``texts``, after a warm-up batch.
-
-    The fastest pass, because on a shared 2-core machine single passes of the same model varied by 20%:
-    interference only ever slows a pass down. ``pred.timings`` afterwards holds the fastest pass, by phase.
-    """
-    pred.logits(texts[:batch_size], batch_size, sort=sort)
-    best, rates, logits, timings = float("inf"), [], None, dict(pred.timings)
-    for _ in range(max(1, repeats)):
-        pred.reset_timings()
-        t = time.perf_counter()
-        out, _ = pred.logits(texts, batch_size, sort=sort)
-        elapsed = time.perf_counter() - t
-        rates.append(len(texts) / elapsed)
-        if elapsed < best:
-            best, logits, timings = elapsed, out, dict(pred.timings)
-    pred.timings = timings
-    assert logits is not None
-    return len(texts) / best, logits, best, rates
 
 
 def ort_op_shares(model_file: Path, pred: Predictor, texts: list[str], batch_size: int, threads: int) -> dict:
@@ -161,16 +151,6 @@ def latency_ms(pred: Predictor, texts: list[str]) -> tuple[float, float]:
     return float(np.percentile(ms, 50)), float(np.percentile(ms, 95))
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 # ------------------------------------------------------------------ the benchmark
 @dataclass
 class BenchSample:
@@ -202,7 +182,8 @@ def run_bench(run_dir: str | Path, opts: BenchOptions | None = None, say: Say = 
 
     opts = opts or BenchOptions()
     run_dir = Path(run_dir)
-    chosen = _check_bench(run_dir, opts)
+    chosen, backends = _check_bench(run_dir, opts, say)
+    opts = dataclasses.replace(opts, backends=backends)
     full = load_test_texts(run_dir, opts.data)
     if opts.threads:
         torch.set_num_threads(opts.threads)
@@ -216,7 +197,7 @@ def run_bench(run_dir: str | Path, opts: BenchOptions | None = None, say: Say = 
     labels = full.labels[order] if full.labels is not None else None
     latency_texts = texts[: min(opts.latency_n, len(texts))]
     say(
-        f"bench: {len(chosen)} model(s) × {len(opts.backends)} backend(s) on {len(texts)} texts ({full.source}), {threads} thread(s)"
+        f"bench: {len(chosen)} model(s) × {len(backends)} backend(s) on {len(texts)} texts ({full.source}), {threads} thread(s)"
     )
     sample = BenchSample(texts, labels, latency_texts, threads, _measure_peaks(threads, opts, say))
 
@@ -237,38 +218,65 @@ def run_bench(run_dir: str | Path, opts: BenchOptions | None = None, say: Say = 
     return result
 
 
-def _check_bench(run_dir: Path, opts: BenchOptions) -> dict[str, Path]:
-    """The models to bench, once the run folder, the backends and the engines they need check out."""
+def _check_bench(run_dir: Path, opts: BenchOptions, say: Say = quiet) -> tuple[dict[str, Path], tuple[str, ...]]:
+    """The models and backends to bench, once the run folder, the backends and the engines they need check out.
+
+    Asked for by name, a backend whose engine is missing is an error; among the defaults it is left out with
+    a note (OpenVINO without its extra, OpenVINO bf16 on a CPU without bf16)."""
     if not run_dir.is_dir():
         raise ToxdistillError(
             f"run folder not found: {run_dir}", "give a folder written by 'toxdistill run', e.g. runs/<name>"
         )
-    bad = [b for b in opts.backends if b not in BACKENDS]
+    backends = tuple(opts.backends) if opts.backends is not None else _default_backends(say)
+    bad = [b for b in backends if b not in BACKENDS]
     if bad:
         raise ToxdistillError(f"unknown backend {bad[0]!r}", f"pick from: {', '.join(BACKENDS)}")
+    if opts.overlap not in OVERLAP_MODES:
+        raise ToxdistillError(f"unknown overlap mode {opts.overlap!r}", f"use {', '.join(OVERLAP_MODES)}")
     if not (run_dir / MODELS_DIR).is_dir():  # a run, not a bare model folder: its split is what is benched
         raise ToxdistillError(
             f"{run_dir} has no {MODELS_DIR}/ folder",
             "give a run folder written by 'toxdistill run', e.g. runs/<name>",
         )
     chosen = select_models(find_models(run_dir, transformers_only=True), opts.models)
-    if any(b.startswith("onnx") for b in opts.backends):
+    if any(is_export_backend(b) for b in backends):  # an OpenVINO export starts from the ONNX fp32 graph too
         try:
             import onnxruntime  # noqa: F401
         except ImportError:
             raise ToxdistillError(
                 "the onnx backends need onnxruntime, not installed", "pip install 'toxdistill[onnx]'"
             ) from None
-    return chosen
+    if any(b.startswith("openvino") for b in backends) and not openvino_installed():
+        raise ToxdistillError("the openvino backends need OpenVINO, not installed", INSTALL)
+    return chosen, backends
+
+
+def _default_backends(say: Say) -> tuple[str, ...]:
+    out = [b for b in DEFAULT_BACKENDS if not b.startswith("openvino")]
+    if not openvino_installed():
+        say(f"note: OpenVINO is not installed, so its backends are left out ({INSTALL})")
+        return tuple(out)
+    left = [b for b in DEFAULT_BACKENDS if b.startswith("openvino")]
+    if "openvino-bf16" in left and not cpu_has_bf16():
+        say("note: this CPU has no bf16 support that OpenVINO can use: openvino-bf16 left out")
+        left.remove("openvino-bf16")
+    return (*out, *left)
 
 
 def _measure_peaks(threads: int, opts: BenchOptions, say: Say) -> dict:
-    say("measuring the machine's matmul peaks (torch fp32, ONNX Runtime fp32 and int8; shapes × threads) …")
+    backends = opts.backends or ()
+    bf16 = "openvino-bf16" in backends
+    say(
+        "measuring the machine's matmul peaks (torch fp32"
+        + (", torch bf16" if bf16 else "")
+        + ", ONNX Runtime fp32 and int8; shapes × threads) …"
+    )
     peaks = machine_peaks(
         threads,
-        onnx=any(b.startswith("onnx") for b in opts.backends),
+        onnx=any(is_export_backend(b) for b in backends),
         shapes=QUICK_SHAPES if opts.quick_peaks else SHAPES,
         reps=1 if opts.quick_peaks else 3,
+        bf16=bf16,
     )
     peaks["quick"] = opts.quick_peaks
     say(format_peaks(peaks))
@@ -282,23 +290,10 @@ def _load_model(name: str, folder: Path, texts: list[str], threads: int | None) 
     return BenchedModel(name, folder, read_meta(folder), torch_pred, FlopModel.of(torch_pred.backend.model), lengths)
 
 
-# ------------------------------------------------------------------ exporting
-def ensure_export(folder: Path, backend: str, texts: TextSet, say: Say = quiet) -> Path:
-    """The ONNX folder an ``onnx-*`` backend runs on: the current export of ``folder`` with that backend's
-    settings, made now (parity checked on ``texts``, never refused) when it is missing or its weights changed."""
-    int8, fuse = "int8" in backend, backend.endswith("-fused")
-    out = default_output(folder, int8, fuse)
-    if export_is_current(out, folder, int8, fuse=fuse):
-        say(f"reusing {out}")
-    else:
-        say(f"exporting {backend} → {out}")
-        export_model(folder, out, int8=int8, strict=False, texts=texts, fuse=fuse, say=lambda m: say(f"  {m}"))
-    return out
-
-
 # ------------------------------------------------------------------ one model, one row per backend
 def bench_model(model: BenchedModel, sample: BenchSample, parity: TextSet, opts: BenchOptions, say: Say) -> list[dict]:
-    """One row per backend of ``opts`` for one model; an ONNX backend exports first (``ensure_export``)."""
+    """One row per backend of ``opts`` for one model; an export backend exports first (``ensure_export``).
+    The export row ``export --auto`` would choose from these is marked ``auto_choice``."""
     metrics = model.meta.get("metrics") or {}
 
     def tagged(msg: str) -> None:  # every line about this model names it
@@ -306,20 +301,23 @@ def bench_model(model: BenchedModel, sample: BenchSample, parity: TextSet, opts:
 
     rows: list[dict] = []
     ref_logits = None
-    for backend in opts.backends:
+    for backend in opts.backends or ():
         pred, folder = model.torch_pred, model.folder
         f1: tuple[Any, str] = (metrics.get("f1_macro"), "model metrics")
-        if backend.startswith("onnx"):
-            folder = ensure_export(model.folder, backend, parity, tagged)
-            pred = Predictor.load(folder, backend="onnx", threads=sample.threads)
-            int8 = "int8" in backend
-            par = parity_record(folder).get("int8" if int8 else "fp32") or {}
-            if int8 and "f1_macro" in par:
-                f1 = (par["f1_macro"], "int8 parity check")
+        gate: dict | None = None
+        if is_export_backend(backend):
+            kind = export_kind(backend)
+            folder = ensure_export(model.folder, backend, parity, tagged, opts.data, opts.batch_size)
+            pred = Predictor.load(folder, backend=kind.predictor_backend, threads=sample.threads)
+            gate = gate_block(read_meta(folder).get("export") or {})
+            if kind.precision != "fp32" and "f1_macro" in gate:
+                f1 = (gate["f1_macro"], f"{kind.precision} parity check")
         row, logits = measure_row(model, backend, pred, folder, f1, sample, opts)
+        if gate is not None:
+            row["gate_ok"] = bool(gate.get("ok"))
         if backend == "torch-sorted" or (backend == "torch-naive" and ref_logits is None):
             ref_logits = logits
-        if ref_logits is not None and backend.startswith("onnx"):
+        if ref_logits is not None and is_export_backend(backend):
             row["agreement_with_torch"] = float((ref_logits.argmax(-1) == logits.argmax(-1)).mean())
         if opts.profile_ops and backend.startswith("onnx"):
             onnx_file = find_onnx_file(folder, read_meta(folder))
@@ -328,16 +326,32 @@ def bench_model(model: BenchedModel, sample: BenchSample, parity: TextSet, opts:
                 top = ", ".join(f"{k} {100 * v:.0f}%" for k, v in list(row["op_shares"].items())[:6])
                 tagged(f"{backend} graph time by op: {top}")
         rows.append(row)
-        sh = time_shares(pred.timings)
-        tagged(
-            f"{backend:<15} {row['samples_per_s']:8.1f} samples/s   p50 {row['latency_p50_ms']:6.2f} ms   "
-            f"p95 {row['latency_p95_ms']:6.2f} ms   {row['gflops_computed']:6.1f} GFLOP/s   time: model "
-            f"{100 * sh['model']:.0f}%, tokenize {100 * sh['tokenize']:.0f}%, batching {100 * sh['batching']:.0f}%, "
-            f"other {100 * sh['other']:.0f}%"
-        )
+        tagged(_row_line(row))
         if pred is not model.torch_pred:
             del pred
+    auto = choose_fastest([{**r, "ok": r["gate_ok"]} for r in rows if "gate_ok" in r])
+    for r in rows:
+        if auto is not None and r["backend"] == auto["backend"]:
+            r["auto_choice"] = True
     return rows
+
+
+def _row_line(row: dict) -> str:
+    sh = row["time_shares"]
+    line = (
+        f"{row['backend']:<15} {row['samples_per_s']:8.1f} samples/s   p50 {row['latency_p50_ms']:6.2f} ms   "
+        f"p95 {row['latency_p95_ms']:6.2f} ms   {row['gflops_computed']:6.1f} GFLOP/s   time: model "
+        f"{100 * sh['model']:.0f}%, tokenize {100 * sh['tokenize']:.0f}%, batching {100 * sh['batching']:.0f}%, "
+        f"other {100 * sh['other']:.0f}%"
+    )
+    seq = row.get("sequential")
+    if seq:
+        s2 = seq["time_shares"]
+        line += (
+            f"; not overlapped: {seq['samples_per_s']:.1f} samples/s, model {100 * s2['model']:.0f}%, "
+            f"tokenize {100 * s2['tokenize']:.0f}%"
+        )
+    return line
 
 
 def measure_row(
@@ -351,14 +365,26 @@ def measure_row(
 ) -> tuple[dict[str, Any], np.ndarray]:
     """One model × backend: throughput (the fastest of ``opts.repeats`` passes), single-text latency, GFLOP/s
     against the peak of the backend's engine, where the time went, and quality on the bench texts.
-    ``f1`` is the macro F1 to show and where it comes from; returns the row and the logits."""
+    ``f1`` is the macro F1 to show and where it comes from; returns the row and the logits.
+
+    With ``opts.overlap == "both"`` the throughput is measured with the tokenizer overlapped and again without
+    (``row["sequential"]``): the same batches, so the difference is the overlap's alone."""
     sort = backend != "torch-naive"
+    pred.overlap = opts.overlap != "off"
     sps, logits, elapsed, rates = throughput(pred, sample.texts, opts.batch_size, sort, opts.repeats)
+    shares, hidden = time_shares(pred.timings), pred.tokenize_hidden
+    sequential = None
+    if opts.overlap == "both":
+        pred.overlap = False
+        sps2, _, elapsed2, _ = throughput(pred, sample.texts, opts.batch_size, sort, opts.repeats)
+        sequential = {"samples_per_s": sps2, "seconds": elapsed2, "time_shares": time_shares(pred.timings)}
+        pred.overlap = True
     p50, p95 = latency_ms(pred, sample.latency_texts)
     fm = model.flops
     useful = fm.flops(model.lengths)
-    computed = fm.flops(padded_lengths(model.lengths, opts.batch_size, sort))
-    peak = peak_for(backend, sample.peaks)
+    computed = fm.flops(padded_lengths(model.lengths, opts.batch_size, sort, sample.texts))
+    engine = _peak_backend(backend, pred)
+    peak = peak_for(engine, sample.peaks)
     row: dict[str, Any] = {
         "model": model.name,
         "kind": model.meta.get("kind"),
@@ -372,8 +398,11 @@ def measure_row(
         "gflops_useful": useful / elapsed / 1e9,
         "gflops_computed": computed / elapsed / 1e9,
         "pct_of_peak": 100 * computed / elapsed / 1e9 / peak if peak else None,
-        "peak_engine": peak_engine(backend),
-        "time_shares": time_shares(pred.timings),
+        "peak_engine": peak_engine(engine),
+        "time_shares": shares,
+        "overlap": opts.overlap != "off",
+        # Tokenization done on the worker while the model ran: off the clock of time_shares (predict.Predictor).
+        "tokenize_hidden_share": hidden / elapsed,
         "padding_overhead": computed / useful,
         "f1_macro": f1[0],
         "f1_macro_source": f1[1],
@@ -381,10 +410,21 @@ def measure_row(
         "non_embedding_params": fm.encoder_params + fm.head_params,
         "size_mb": _size_mb(folder, backend),
     }
+    if sequential is not None:
+        row["sequential"] = sequential
+    if backend.startswith("openvino"):
+        row["precision_run"] = pred.backend.precision
     if sample.labels is not None:
         m = classification_metrics(sample.labels, logits.argmax(-1), model.torch_pred.label_names)
         row["f1_macro_bench"], row["f1_weighted_bench"] = m["f1_macro"], m["f1_weighted"]
     return row, logits
+
+
+def _peak_backend(backend: str, pred: Predictor) -> str:
+    """The backend whose peak bounds this row: a bf16 row that ran in fp32 (no bf16 here) is an fp32 row."""
+    if backend == "openvino-bf16" and getattr(pred.backend, "precision", "bf16") != "bf16":
+        return "openvino-fp32"
+    return backend
 
 
 # ------------------------------------------------------------------ the result: bench.json, table, plot
@@ -409,12 +449,13 @@ def bench_result(
         "run": str(run_dir),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": {
-            "cpu": _cpu_name(),
+            "cpu": cpu_name(),
             "cores": os.cpu_count(),
             "threads": sample.threads,
             "python": platform.python_version(),
             "torch": torch.__version__,
-            "onnxruntime": _ort_version(),
+            "onnxruntime": _version("onnxruntime"),
+            "openvino": _version("openvino"),
         },
         "texts": {"n": len(sample.texts), "source": source, "limit": opts.limit, "mean_tokens": mean_tokens},
         "batch_size": opts.batch_size,
@@ -428,6 +469,17 @@ def bench_result(
         "flops_note": "2 × non-embedding encoder params per token + 4·layers·hidden·len² attention + 2 × head params per text; "
         "gflops_computed counts padded tokens (the work done), gflops_useful only real tokens",
         "rows": rows,
+        "overlap": opts.overlap,
+        # Per model, the export backend export --auto would keep: the fastest row that passes its parity gates.
+        "auto": {
+            r["model"]: {
+                "backend": r["backend"],
+                "samples_per_s": r["samples_per_s"],
+                "x_naive_teacher": r["x_naive_teacher"],
+            }
+            for r in rows
+            if r.get("auto_choice")
+        },
         "targets": _targets(rows, base, teacher_layers, teacher_name, opts.speed_goal),
     }
 
@@ -443,17 +495,21 @@ def write_bench(result: dict, out: Path, plot: bool, say: Say = quiet) -> None:
     say(f"\nwrote {out}" + (f" and {result['plot']}" if result.get("plot") else ""))
 
 
-def _ort_version() -> str | None:
+def _version(package: str) -> str | None:
+    """An installed package's version, without importing it; None where it is not installed."""
     try:
-        import onnxruntime
-
-        return onnxruntime.__version__
-    except ImportError:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
         return None
 
 
 def _size_mb(folder: Path, backend: str) -> float:
-    files = list(folder.glob("*.onnx")) if backend.startswith("onnx") else list(folder.glob("*.safetensors"))
+    if backend.startswith("openvino"):
+        files = [*folder.glob("*.xml"), *folder.glob("*.bin")]
+    elif backend.startswith("onnx"):
+        files = list(folder.glob("*.onnx"))
+    else:
+        files = list(folder.glob("*.safetensors"))
     return sum(f.stat().st_size for f in files) / 2**20
 
 
@@ -511,7 +567,7 @@ def _targets(
 
 def format_peaks(peaks: dict) -> str:
     lines = []
-    for key in ("torch-fp32", "ort-fp32", "ort-int8"):
+    for key in ("torch-fp32", "torch-bf16", "ort-fp32", "ort-int8"):
         if key in peaks:
             p = peaks[key]
             unit = "GOP/s" if "int8" in key else "GFLOP/s"
@@ -536,7 +592,7 @@ def format_peaks(peaks: dict) -> str:
 def format_table(result: dict) -> str:
     head = (
         f"{'model':<18} {'backend':<15} {'samples/s':>10} {'× naive T':>10} {'p50 ms':>7} {'p95 ms':>7} "
-        f"{'GFLOP/s':>8} {'% peak':>7} {'model %':>7} {'tok %':>6} {'F1w':>6} {'macro F1':>8}"
+        f"{'GFLOP/s':>8} {'% peak':>7} {'model %':>7} {'tok %':>6} {'F1w':>6} {'macro F1':>8} {'auto':>4}"
     )
     lines = [head, "-" * len(head)]
     for r in result["rows"]:
@@ -550,14 +606,22 @@ def format_table(result: dict) -> str:
         lines.append(
             f"{r['model']:<18} {r['backend']:<15} {r['samples_per_s']:>10.1f} {x:>10} {r['latency_p50_ms']:>7.2f} "
             f"{r['latency_p95_ms']:>7.2f} {r['gflops_computed']:>8.1f} {pct:>7} {model_pct:>7} {tok_pct:>6} {f1w:>6} {f1:>8}"
+            f" {'*' if r.get('auto_choice') else '':>4}"
         )
     peaks = result.get("peaks")
     lines.append(format_peaks(peaks) if peaks else f"peak: {result['matmul_peak_gflops']:.1f} GFLOP/s fp32 matmul")
     lines.append(
-        f"% peak: against the measured peak of the row's engine (torch fp32, ONNX Runtime fp32 or int8); "
+        f"% peak: against the measured peak of the row's engine (torch fp32, ONNX Runtime fp32 or int8; OpenVINO "
+        f"rows against the machine's peak for their number format: ONNX Runtime's fp32 and int8, torch's bf16); "
         f"{result['texts']['n']} texts, batch {result['batch_size']}, {result['machine']['threads']} thread(s) on "
         f"{result['machine']['cpu']} ({result['machine']['cores']} cores)"
     )
+    for model, a in (result.get("auto") or {}).items():
+        lines.append(
+            f"auto (* above): {model} → {a['backend']}, {a['samples_per_s']:.1f} samples/s, the fastest export "
+            "backend that passes its parity gates"
+        )
+    lines += _overlap_lines(result["rows"])
     for key, t in result.get("targets", {}).items():
         if "value" in t:
             desc = f"{t['value']:.2f} ({t['model']}, {t['backend']})"
@@ -565,3 +629,22 @@ def format_table(result: dict) -> str:
             desc = ", ".join(f"{k} {v:.2f}" for k, v in t["per_model"].items())
         lines.append(f"target {key}: {desc}; goal {t['goal']} → {'met' if t['met'] else 'NOT met'}")
     return "\n".join(lines)
+
+
+def _overlap_lines(rows: list[dict]) -> list[str]:
+    """With ``--overlap both``: each row's samples/s and time shares without the overlap, then with it."""
+    measured = [r for r in rows if r.get("sequential")]
+    if not measured:
+        return []
+    lines = [
+        "tokenizer overlap (before → after): samples/s, tokenize share, model share; hidden: tokenizing off the clock"
+    ]
+    for r in measured:
+        seq, sh = r["sequential"], r["time_shares"]
+        lines.append(
+            f"  {r['model']:<18} {r['backend']:<15} {seq['samples_per_s']:8.1f} → {r['samples_per_s']:8.1f}   "
+            f"tok {100 * seq['time_shares']['tokenize']:3.0f}% → {100 * sh['tokenize']:3.0f}%   "
+            f"model {100 * seq['time_shares']['model']:3.0f}% → {100 * sh['model']:3.0f}%   "
+            f"hidden {100 * r.get('tokenize_hidden_share', 0.0):.0f}%"
+        )
+    return lines

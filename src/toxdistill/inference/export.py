@@ -17,13 +17,22 @@ one ``Attention`` op (``QAttention`` in int8), LayerNorm with its residual into 
 bias + GELU into ``BiasGelu``, embeddings into ``EmbedLayerNormalization``. The same parity gates apply.
 It is off by default because on the CPUs measured here the fused graphs ran slower (docs/benchmarks.md);
 ``toxdistill bench`` measures both on your machine.
+
+With ``engine="openvino"`` the fp32 ONNX graph is read by OpenVINO and saved as its IR (``model.xml`` +
+``model.bin``) for precision fp32 or bf16 (the same IR; the record's precision becomes the compile hint), or
+quantized first by NNCF for int8: static quantization, activation ranges calibrated on a few hundred
+training texts of the run (``calibration_texts``). Every OpenVINO precision is checked against ONNX
+Runtime's fp32 logits: fp32 within the fp32 tolerance, bf16 and int8 through the same gates as ONNX
+Runtime's int8 (``_reduced_precision_gate``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import logging
+import platform
 import shutil
 import tempfile
 import time
@@ -36,11 +45,13 @@ from typing import Any
 import numpy as np
 
 from toxdistill.console import Say, quiet
-from toxdistill.data.split import TextSet, load_test_texts
+from toxdistill.data.split import TextSet, load_run_split, load_test_texts
 from toxdistill.errors import ToxdistillError
 from toxdistill.evaluation.metrics import classification_metrics
 from toxdistill.files import EXPORT_DIR, META_FILE, MODELS_DIR
+from toxdistill.inference.openvino_backend import ENGINES, INSTALL, IR_FILE, check_precision, import_openvino
 from toxdistill.inference.predict import Predictor
+from toxdistill.inference.timing import cpu_features, cpu_name
 from toxdistill.io import atomic_dir, atomic_write_json
 from toxdistill.runs import find_clean_config, read_meta, run_dir_of
 
@@ -49,6 +60,7 @@ log = logging.getLogger(__name__)
 FP32_TOLERANCE = 1e-4  # max |logit difference| between ONNX fp32 and torch
 MIN_INT8_AGREEMENT = 0.99  # share of texts where int8 and fp32 predict the same class
 MAX_INT8_F1_DROP = 0.5  # weighted F1 points int8 may lose against fp32
+CALIBRATION_TEXTS = 300  # training texts NNCF calibrates OpenVINO int8 on (its own default subset size)
 ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 # Used when the model is not inside a run folder (or its data cannot be found): agreement only.
@@ -77,6 +89,10 @@ SAMPLE_TEXTS = [
 
 
 # ------------------------------------------------------------------ run folders and their test split
+def sample_texts() -> TextSet:
+    return TextSet(list(SAMPLE_TEXTS), None, "built-in sample")
+
+
 def parity_texts(model_dir: Path, data: str | None = None, say: Say = quiet) -> TextSet:
     """The texts parity is checked on: the run's test split for a model inside a run, else the built-in sample."""
     run = run_dir_of(model_dir)
@@ -85,7 +101,25 @@ def parity_texts(model_dir: Path, data: str | None = None, say: Say = quiet) -> 
             return load_test_texts(run, data)
         except ToxdistillError as e:
             say(f"note: cannot rebuild the test split of {run} ({e.problem}); checking on the built-in sample")
-    return TextSet(list(SAMPLE_TEXTS), None, "built-in sample")
+    return sample_texts()
+
+
+def calibration_texts(
+    model_dir: Path, data: str | None = None, n: int = CALIBRATION_TEXTS, say: Say = quiet
+) -> TextSet:
+    """What static int8 quantization calibrates on: ``n`` training texts of the run (seeded), else the sample.
+
+    Training rows, never the test split that parity is then checked on."""
+    run = run_dir_of(model_dir)
+    if run is not None:
+        try:
+            train = load_run_split(run, data).train
+        except ToxdistillError as e:
+            say(f"note: cannot rebuild the training split of {run} ({e.problem}); calibrating on the built-in sample")
+        else:
+            pick = np.sort(np.random.default_rng(0).permutation(len(train.texts))[:n])
+            return TextSet([train.texts[i] for i in pick], None, f"{len(pick)} training texts of {run}")
+    return sample_texts()
 
 
 # ------------------------------------------------------------------ helpers
@@ -100,18 +134,24 @@ def weights_fingerprint(model_dir: Path) -> str:
     return h.hexdigest()
 
 
-def default_output(model_dir: Path, int8: bool, fuse: bool = False) -> Path:
+def default_output(model_dir: Path, int8: bool, fuse: bool = False, openvino: str | None = None) -> Path:
     """``runs/<name>/export/<m>-onnx[-int8][-fused]`` for a run's model (so the run's models/ list stays
-    clean), else a sibling ``<MODEL_DIR>-onnx[-int8][-fused]``."""
+    clean), else a sibling ``<MODEL_DIR>-onnx[-int8][-fused]``; ``-openvino-<precision>`` for an OpenVINO
+    export of that precision."""
+    suffix = f"-openvino-{openvino}" if openvino else ("-onnx-int8" if int8 else "-onnx") + ("-fused" if fuse else "")
+    return output_named(model_dir, suffix)
+
+
+def output_named(model_dir: Path, suffix: str) -> Path:
+    """Where an export of ``model_dir`` whose folder name ends in ``suffix`` goes (see ``default_output``)."""
     model_dir = Path(model_dir)
-    suffix = ("-onnx-int8" if int8 else "-onnx") + ("-fused" if fuse else "")
     run = run_dir_of(model_dir)
     if run is not None and model_dir.parent.name == MODELS_DIR:
         return run / EXPORT_DIR / f"{model_dir.name}{suffix}"
     return model_dir.with_name(model_dir.name + suffix)
 
 
-def _check_export_folder(out: Path, model_dir: Path) -> None:
+def check_export_folder(out: Path, model_dir: Path) -> None:
     """An export may replace an earlier export, never the model itself or a folder that is not ours."""
     out_r, src_r = out.resolve(), model_dir.resolve()
     if out_r == src_r or src_r in out_r.parents:
@@ -126,26 +166,31 @@ def _check_export_folder(out: Path, model_dir: Path) -> None:
             )
 
 
-def _versions() -> dict:
+def _versions(engine: str = "onnxruntime") -> dict:
     import onnx
     import onnxruntime
     import torch
     import transformers
 
-    return {
+    out = {
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "onnx": onnx.__version__,
         "onnxruntime": onnxruntime.__version__,
     }
+    if engine == "openvino":
+        out["openvino"] = import_openvino().get_version()
+    return out
 
 
 @contextlib.contextmanager
 def _quiet():
     """Exporters and the quantizer warn loudly about things that do not apply here."""
-    loggers = [logging.getLogger(n) for n in ("", "onnxruntime", "torch.onnx", "torch.export", "onnxscript")]
+    names = ("", "onnxruntime", "torch.onnx", "torch.export", "onnxscript", "nncf")
+    loggers = [logging.getLogger(n) for n in names]
     levels = [lg.level for lg in loggers]
-    with warnings.catch_warnings():
+    # NNCF draws its progress bars (rich) on stdout, where the export's own report goes.
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         for lg in loggers:
             lg.setLevel(logging.ERROR)
@@ -295,6 +340,28 @@ def quantize_int8(src: Path, dst: Path, embeddings: bool = False, attention: boo
     return {"method": "dynamic", "weights": "QInt8", "per_channel": True, "op_types": op_types}
 
 
+def quantize_static_openvino(model: Any, pred: Predictor, calibration: TextSet) -> tuple[Any, dict]:
+    """NNCF's static int8 quantization of an OpenVINO model: weights and activations, the activation ranges
+    calibrated on ``calibration`` one text at a time (unpadded, so pad tokens do not widen them)."""
+    try:
+        import nncf  # heavy: imports torch when it is installed; only an int8 OpenVINO export needs it
+    except ImportError:
+        raise ToxdistillError("OpenVINO int8 needs nncf, not installed", INSTALL) from None
+    ids, _ = pred.encode(calibration.texts)
+    items = [pred.batch_inputs([row]) for row in ids]
+    with _quiet():
+        quantized = nncf.quantize(
+            model, nncf.Dataset(items), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(items)
+        )
+    settings = {
+        "method": "static",
+        "tool": f"nncf {nncf.__version__}",
+        "model_type": "transformer",
+        "calibration": {"texts": calibration.source, "n": len(items)},
+    }
+    return quantized, settings
+
+
 # ------------------------------------------------------------------ parity
 def _agreement_block(ref: np.ndarray, got: np.ndarray, ref_pred: Predictor, texts: TextSet, label_names) -> dict:
     a, b = ref.argmax(-1), got.argmax(-1)
@@ -360,6 +427,26 @@ def _fp32_parity(
     return fp32_pred, got
 
 
+def _reduced_precision_gate(block: dict, texts: TextSet, strict: bool, what: str, hint: str, say: Say) -> None:
+    """The gates for a graph that runs below fp32 (int8, bf16): agreement with fp32 on ≥ 99% of the texts and
+    at most 0.5 weighted-F1 points lost. Marks ``block``, reports it, and refuses a failure under ``strict``
+    where the texts carry labels (a 20-text sample cannot support a 99% threshold)."""
+    gated = texts.labels is not None
+    block["ok"] = bool(
+        block["agreement"] >= MIN_INT8_AGREEMENT and block.get("f1_weighted_drop_points", 0.0) <= MAX_INT8_F1_DROP
+    )
+    block["thresholds"] = {"agreement": MIN_INT8_AGREEMENT, "f1_weighted_drop_points": MAX_INT8_F1_DROP}
+    say(_describe(block, f"{what} vs fp32"))
+    if not block["ok"] and strict and gated:
+        raise ToxdistillError(
+            f"{what} model agrees with fp32 on {100 * block['agreement']:.2f}% and loses "
+            f"{block.get('f1_weighted_drop_points', 0):.2f} weighted-F1 points (limits: ≥ 99%, ≤ 0.5)",
+            hint,
+        )
+    if not block["ok"] and not gated:
+        say(f"warning: {what} agreement is below 99% on the built-in sample")
+
+
 # ------------------------------------------------------------------ the export
 def export_model(
     model_dir: str | Path,
@@ -374,17 +461,25 @@ def export_model(
     batch_size: int = 64,
     fuse: bool = False,
     say: Say = quiet,
+    engine: str = "onnxruntime",
+    precision: str | None = None,
+    calibration: TextSet | None = None,
 ) -> Path:
     """Export ``model_dir`` to ONNX (optionally int8) in ``out``, check parity, return the folder.
 
     With ``strict`` a failed parity check (fp32 off by more than 1e-4; int8 agreeing on fewer than 99%
     of the test texts or losing more than 0.5 weighted-F1 points) is an error and nothing is written.
     The folder appears in one rename, so a half-written export is never visible.
+
+    ``engine="openvino"`` writes an OpenVINO IR of ``precision`` (fp32, bf16 or int8) instead, from the same
+    fp32 ONNX graph (see the module's docstring); int8 calibrates on ``calibration``, by default
+    ``calibration_texts``.
     """
     model_dir = Path(model_dir)
     meta = _check_source(model_dir, exporter)
-    out = Path(out) if out else default_output(model_dir, int8, fuse)
-    _check_export_folder(out, model_dir)
+    openvino = _check_engine(engine, precision, int8, fuse)
+    out = Path(out) if out else default_output(model_dir, int8, fuse, openvino)
+    check_export_folder(out, model_dir)
 
     t0 = time.perf_counter()
     torch_pred = Predictor.load(model_dir, backend="torch")  # validates weights, config and tokenizer
@@ -393,27 +488,63 @@ def export_model(
         # The optimizer knows the eager MatMul-Softmax-MatMul pattern; SDPA exports as one it cannot fuse.
         model.set_attn_implementation("eager")
     texts = texts or parity_texts(model_dir, data, say)
-    fname = "model.int8.onnx" if int8 else "model.onnx"
-    job = _Export(torch_pred, meta, texts, _new_record(model_dir, meta, fname, opset), batch_size, strict, say)
-    reuse = _reusable_fp32(model_dir, out, fuse) if int8 and exporter == "auto" and opset == 17 else None
+    if openvino == "int8" and calibration is None:
+        calibration = calibration_texts(model_dir, data, say=say)
+    fname = IR_FILE if openvino else "model.int8.onnx" if int8 else "model.onnx"
+    record = _new_record(model_dir, meta, fname, opset, engine, openvino or ("int8" if int8 else "fp32"))
+    job = _Export(torch_pred, meta, texts, record, batch_size, strict, say)
+    derived = int8 or openvino is not None  # made from an fp32 graph, which is not kept in the folder
+    reuse = _reusable_fp32(model_dir, out, fuse) if derived and exporter == "auto" and opset == 17 else None
     with atomic_dir(out) as tmp:
-        fp32_dir = Path(tempfile.mkdtemp(dir=tmp.parent, prefix=f".{out.name}.fp32.")) if int8 else tmp
+        fp32_dir = Path(tempfile.mkdtemp(dir=tmp.parent, prefix=f".{out.name}.fp32.")) if derived else tmp
         try:
             if reuse is not None:
                 graph, fp32_pred, got = job.reuse_fp32(reuse)
             else:
                 graph, fp32_pred, got = job.fp32(fp32_dir, exporter, opset, fuse)
-            if int8:
+            if openvino:
+                job.openvino(graph, tmp, openvino, fp32_pred, got, calibration)
+            elif int8:
                 job.int8(graph, tmp, fname, int8_embeddings, fp32_pred, got)
         finally:
             if fp32_dir != tmp:
                 shutil.rmtree(fp32_dir, ignore_errors=True)
-        record = job.record
-        record["size_mb"] = (tmp / fname).stat().st_size / 2**20
+        record["size_mb"] = sum(f.stat().st_size for f in _graph_files(tmp, fname)) / 2**20
         record["export_seconds"] = time.perf_counter() - t0
         job.write_folder(tmp)
-    say(f"wrote {out} ({fname}, {record['size_mb']:.1f} MB, {record['exporter']} exporter, opset {record['opset']})")
+    how = f"OpenVINO IR, {openvino}" if openvino else f"{record['exporter']} exporter, opset {record['opset']}"
+    say(f"wrote {out} ({fname}, {record['size_mb']:.1f} MB, {how})")
     return out
+
+
+def _check_engine(engine: str, precision: str | None, int8: bool, fuse: bool) -> str | None:
+    """The OpenVINO precision to export (None for ONNX Runtime), once engine and options fit together."""
+    if engine not in ENGINES:
+        raise ToxdistillError(f"unknown engine {engine!r}", f"use {' or '.join(ENGINES)}")
+    if engine == "onnxruntime":
+        if precision not in (None, "fp32", "int8"):
+            raise ToxdistillError(
+                f"ONNX Runtime exports fp32 or int8, not {precision}", "use --engine openvino for bf16"
+            )
+        if precision == "int8" and not int8:
+            raise ToxdistillError("ONNX Runtime's int8 is --int8", "use --int8 (or --engine openvino --precision int8)")
+        return None
+    if int8 or fuse:
+        raise ToxdistillError(
+            "--int8 and --fuse are ONNX Runtime's", "with --engine openvino use --precision int8 (no fusion step)"
+        )
+    precision = precision or "fp32"
+    check_precision(precision)
+    import_openvino()  # the install line, before any work
+    return precision
+
+
+def _graph_files(folder: Path, fname: str) -> list[Path]:
+    """The graph file and, for an OpenVINO IR, its weights beside it."""
+    files = [folder / fname]
+    if fname.endswith(".xml"):
+        files.append((folder / fname).with_suffix(".bin"))
+    return [f for f in files if f.is_file()]
 
 
 def _check_source(model_dir: Path, exporter: str) -> dict:
@@ -434,11 +565,19 @@ def _check_source(model_dir: Path, exporter: str) -> dict:
     return meta
 
 
-def _new_record(model_dir: Path, meta: dict, fname: str, opset: int) -> dict[str, Any]:
-    """The export record before any step ran: what is exported from which weights, with which tools."""
+def _new_record(
+    model_dir: Path, meta: dict, fname: str, opset: int, engine: str = "onnxruntime", precision: str = "fp32"
+) -> dict[str, Any]:
+    """The export record before any step ran: what is exported from which weights, with which tools, for
+    which engine, and the CPU its parity was checked on."""
     clean = find_clean_config(model_dir, meta)
     return {
-        "format": "onnx",
+        "format": "openvino-ir" if engine == "openvino" else "onnx",
+        "engine": engine,
+        "precision": precision,
+        "cpu": cpu_name(),
+        "cpu_features": cpu_features(),
+        "machine": platform.machine(),
         "file": fname,
         "opset": opset,
         "quantization": None,
@@ -447,7 +586,7 @@ def _new_record(model_dir: Path, meta: dict, fname: str, opset: int) -> dict[str
         "source_sha256": weights_fingerprint(model_dir),
         "clean": clean.model_dump() if clean is not None else None,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "versions": _versions(),
+        "versions": _versions(engine),
     }
 
 
@@ -513,8 +652,9 @@ class _Export:
         self.record["parity"] = {"fp32": prev["parity"]["fp32"]}
         fp32_pred = Predictor.load(reuse, backend="onnx")
         got, _ = fp32_pred.logits(self.texts.texts, self.batch_size)
+        step = "converting" if self.record.get("engine") == "openvino" else "quantizing"
         self.say(
-            f"quantizing the fp32 export {reuse} (its parity: max |Δlogit| {prev['parity']['fp32']['max_abs_diff']:.1e})"
+            f"{step} the fp32 export {reuse} (its parity: max |Δlogit| {prev['parity']['fp32']['max_abs_diff']:.1e})"
         )
         return reuse / "model.onnx", fp32_pred, got
 
@@ -529,35 +669,99 @@ class _Export:
         self.write_folder(folder)
         q, _ = Predictor.load(folder, backend="onnx").logits(texts.texts, self.batch_size)
         block = _agreement_block(got, q, fp32_pred, texts, self.torch_pred.label_names)
-        gated = texts.labels is not None  # a 20-text sample cannot support a 99% threshold
-        block["ok"] = bool(
-            block["agreement"] >= MIN_INT8_AGREEMENT and block.get("f1_weighted_drop_points", 0.0) <= MAX_INT8_F1_DROP
-        )
-        block["thresholds"] = {"agreement": MIN_INT8_AGREEMENT, "f1_weighted_drop_points": MAX_INT8_F1_DROP}
         record["parity"]["int8"] = block
-        self.say(_describe(block, "int8 vs fp32"))
-        if not block["ok"] and self.strict and gated:
+        _reduced_precision_gate(
+            block,
+            texts,
+            self.strict,
+            "int8",
+            "use the fp32 export, leave out --int8-embeddings, or pass --allow-drift to keep it anyway",
+            self.say,
+        )
+
+    def openvino(
+        self,
+        graph: Path,
+        folder: Path,
+        precision: str,
+        fp32_pred: Predictor,
+        got: np.ndarray,
+        calibration: TextSet | None = None,
+    ) -> None:
+        """The fp32 ``graph`` as an OpenVINO IR in ``folder`` (int8: quantized by NNCF, calibrated on
+        ``calibration``), held against ONNX Runtime's fp32 logits ``got``: fp32 within the fp32 tolerance,
+        bf16 and int8 through the int8 gates."""
+        ov = import_openvino()
+        record, texts = self.record, self.texts
+        model = ov.Core().read_model(str(graph))
+        if precision == "int8":
+            calibration = calibration or sample_texts()
+            self.say(f"calibrating int8 on {calibration.source}")
+            model, record["quantization"] = quantize_static_openvino(model, fp32_pred, calibration)
+        # Weights stay as they are: save_model would halve fp32 weights to fp16 by default.
+        ov.save_model(model, str(folder / IR_FILE), compress_to_fp16=False)
+        record["file"] = IR_FILE
+        self.write_folder(folder)
+        ov_pred = Predictor.load(folder, backend="openvino")
+        backend = ov_pred.backend
+        record["runs_as"] = {"precision": backend.precision, "inference_precision": backend.inference_precision}
+        got_ov, _ = ov_pred.logits(texts.texts, self.batch_size)
+        block = _agreement_block(got, got_ov, fp32_pred, texts, self.torch_pred.label_names)
+        block["against"] = "onnxruntime fp32"
+        record["parity"][f"openvino-{precision}"] = block
+        what = f"OpenVINO {precision}" + (
+            " (run as fp32: no bf16 on this CPU)" if backend.precision != precision else ""
+        )
+        if precision != "fp32":
+            hint = "export --engine openvino --precision fp32, or pass --allow-drift to keep it anyway"
+            _reduced_precision_gate(block, texts, self.strict, what, hint, self.say)
+            return
+        block["tolerance"] = FP32_TOLERANCE
+        block["ok"] = block["max_abs_diff"] <= FP32_TOLERANCE
+        self.say(
+            f"{what} vs ONNX Runtime fp32: max |Δlogit| {block['max_abs_diff']:.1e} (tolerance {FP32_TOLERANCE:.0e}); "
+            + _describe(block, "predicted class")
+        )
+        if not block["ok"] and self.strict:
             raise ToxdistillError(
-                f"int8 model agrees with fp32 on {100 * block['agreement']:.2f}% and loses "
-                f"{block.get('f1_weighted_drop_points', 0):.2f} weighted-F1 points (limits: ≥ 99%, ≤ 0.5)",
-                "use the fp32 export, leave out --int8-embeddings, or pass --allow-drift to keep it anyway",
+                f"OpenVINO fp32 logits differ from ONNX Runtime's by {block['max_abs_diff']:.1e} (> {FP32_TOLERANCE:.0e})",
+                "pass --allow-drift to keep it anyway",
             )
-        if not block["ok"] and not gated:
-            self.say("warning: int8 agreement is below 99% on the built-in sample")
 
 
 def export_is_current(
-    out: Path, model_dir: Path, int8: bool, int8_embeddings: bool = False, fuse: bool = False
+    out: Path,
+    model_dir: Path,
+    int8: bool,
+    int8_embeddings: bool = False,
+    fuse: bool = False,
+    openvino: str | None = None,
 ) -> bool:
-    """True when ``out`` holds an export of exactly these weights with these settings."""
+    """True when ``out`` holds an export of exactly these weights with these settings (``openvino``: an
+    OpenVINO export of that precision)."""
     meta = read_meta(out) if Path(out).is_dir() else {}
     rec = meta.get("export") or {}
-    if not rec or not (Path(out) / rec.get("file", "")).is_file() or bool(rec.get("fusion")) != fuse:
+    if not rec or not (Path(out) / rec.get("file", "")).is_file():
         return False
-    q = rec.get("quantization")
-    if bool(q) != int8 or (q and ("Gather" in q.get("op_types", [])) != int8_embeddings):
+    if openvino or rec.get("engine") == "openvino":
+        if rec.get("engine") != "openvino" or rec.get("precision") != openvino:
+            return False
+    elif bool(rec.get("fusion")) != fuse:
         return False
+    else:
+        q = rec.get("quantization")
+        if bool(q) != int8 or (q and ("Gather" in q.get("op_types", [])) != int8_embeddings):
+            return False
     return rec.get("source_sha256") == weights_fingerprint(model_dir)
+
+
+def gate_block(record: dict) -> dict:
+    """The parity block that decides whether an export passes: its own precision against fp32 (ONNX Runtime
+    int8, OpenVINO at any precision), or fp32 against torch."""
+    parity = record.get("parity") or {}
+    if record.get("engine") == "openvino":
+        return parity.get(f"openvino-{record.get('precision')}") or {}
+    return parity.get("int8" if record.get("quantization") else "fp32") or {}
 
 
 def _fused_desc(fusion: dict) -> str:

@@ -5,9 +5,15 @@ their matmuls are smaller, stay in cache, or run better at another thread count.
 the best over several shapes (squares and the encoders' own projection shapes) and thread counts:
 
 * ``torch-fp32``  — ``torch.mm``, what the torch backends run on;
+* ``torch-bf16``  — ``torch.mm`` on bf16 tensors (oneDNN; AMX where the CPU has it), measured only for an
+  OpenVINO bf16 row on a CPU with bf16;
 * ``ort-fp32``    — an ONNX Runtime ``MatMul`` graph, what the fp32 ONNX backends run on;
 * ``ort-int8``    — the same graph after ``quantize_dynamic`` (int8 weights, activations quantized on the
   fly): the kernel the int8 backends run, including the quantization step they pay for.
+
+OpenVINO has no peak of its own here: its rows are held against the machine's peak for their number format
+(``peak_engine``), ONNX Runtime's fp32 and int8 and torch's bf16. That is fair as a bound of the machine;
+OpenVINO's static int8 skips the on-the-fly quantization ``ort-int8`` pays for, so it may come closer to it.
 
 ``theoretical`` is the arithmetic bound from the CPU's vector width and clock. The number of FMA units per
 core cannot be read from the OS, so it is assumed (2, as on current server cores) and reported as assumed.
@@ -59,15 +65,25 @@ def _thread_counts(threads: int) -> list[int]:
 
 def torch_fp32_peak(threads: int, shapes=SHAPES, reps: int = 3) -> dict:
     """Best fp32 GFLOP/s of ``torch.mm`` over ``shapes`` and thread counts up to ``threads``."""
+    return _torch_peak(threads, shapes, reps, "float32")
+
+
+def torch_bf16_peak(threads: int, shapes=SHAPES, reps: int = 3) -> dict:
+    """Best bf16 GFLOP/s of ``torch.mm`` (bf16 in, bf16 out) over ``shapes`` and thread counts."""
+    return _torch_peak(threads, shapes, reps, "bfloat16")
+
+
+def _torch_peak(threads: int, shapes, reps: int, dtype: str) -> dict:
     import torch
 
     before = torch.get_num_threads()
     results = []
+    kind = getattr(torch, dtype)
     try:
         for t in _thread_counts(threads):
             torch.set_num_threads(t)
             for m, k, n in shapes:
-                a, b = torch.randn(m, k), torch.randn(k, n)
+                a, b = torch.randn(m, k).to(kind), torch.randn(k, n).to(kind)
                 s = _best_seconds(lambda a=a, b=b: torch.mm(a, b), reps)
                 results.append({"threads": t, "shape": [m, k, n], "gflops": 2 * m * k * n / s / 1e9})
     finally:
@@ -169,9 +185,18 @@ def theoretical_peaks(threads: int, info: dict | None = None) -> dict:
     }
 
 
-def machine_peaks(threads: int, onnx: bool = True, shapes=SHAPES, reps: int = 3) -> dict:
-    """Every peak above, measured now, plus the theoretical bounds."""
+def cpu_has_bf16_flags(info: dict | None = None) -> bool:
+    """bf16 arithmetic in the CPU's flags (AVX512_BF16 or AMX): without it a bf16 matmul is emulated."""
+    flags = set((info or cpu_info()).get("flags") or [])
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def machine_peaks(threads: int, onnx: bool = True, shapes=SHAPES, reps: int = 3, bf16: bool = False) -> dict:
+    """Every peak above, measured now, plus the theoretical bounds. ``bf16``: torch's bf16 peak too, where
+    the CPU has bf16 arithmetic."""
     out: dict = {"torch-fp32": torch_fp32_peak(threads, shapes, reps)}
+    if bf16 and cpu_has_bf16_flags():
+        out["torch-bf16"] = torch_bf16_peak(threads, shapes, reps)
     if onnx:
         out["ort-fp32"], out["ort-int8"] = ort_peaks(threads, shapes, reps)
     th = out["theoretical"] = theoretical_peaks(threads)
@@ -186,8 +211,13 @@ def machine_peaks(threads: int, onnx: bool = True, shapes=SHAPES, reps: int = 3)
 
 
 def peak_engine(backend: str) -> str:
-    """The engine and number format a bench backend runs on, as keyed in ``machine_peaks``."""
-    return "ort-int8" if "int8" in backend else "ort-fp32" if backend.startswith("onnx") else "torch-fp32"
+    """The engine and number format a bench backend runs on, as keyed in ``machine_peaks``; for OpenVINO,
+    the machine's peak for its number format (see the module's docstring)."""
+    if backend == "openvino-bf16":
+        return "torch-bf16"
+    if "int8" in backend:
+        return "ort-int8"
+    return "ort-fp32" if backend.startswith(("onnx", "openvino")) else "torch-fp32"
 
 
 def peak_for(backend: str, peaks: dict) -> float | None:

@@ -2,8 +2,14 @@
 
 It sorts inputs by length into batches (padding is most of the cost on tweets), returns results in
 input order, truncates to the model's maximum length and says so, and applies the model's saved
-calibration (temperature and class bias) and decision offsets. The backend (torch or ONNX Runtime) is picked from
-the folder.
+calibration (temperature and class bias) and decision offsets. The backend (torch, ONNX Runtime or OpenVINO) is
+picked from the folder: an export record names its engine.
+
+An input longer than ``PIPELINE_BATCHES`` batches goes through in chunks of that many texts, taken in order of
+character length: each chunk is tokenized, sorted by token length into batches and run. With ``overlap`` (the
+default) a one-worker thread tokenizes chunk k+1 while the model runs chunk k (the tokenizers library and the
+engines release the GIL); without it the same chunks run one after the other, so both ways give the same
+batches and the same logits.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +28,7 @@ from toxdistill.data.dataset import clean_text
 from toxdistill.data.readers import safe_text
 from toxdistill.errors import ToxdistillError
 from toxdistill.inference.calibration import Calibration
+from toxdistill.inference.openvino_backend import OpenVinoBackend, find_openvino_file, import_openvino
 from toxdistill.inference.scoring import score_results
 from toxdistill.inference.tokenizer import TOKENIZER_FILE, JsonTokenizer
 from toxdistill.runs import find_clean_config, is_baseline_folder, read_meta
@@ -119,12 +127,38 @@ def find_onnx_file(model_dir: Path, meta: dict | None = None) -> Path | None:
 
 
 PHASES = ("tokenize", "batching", "model", "other", "total")
+BACKEND_NAMES = ("auto", "torch", "onnx", "openvino")
+# Long inputs are tokenized this many batches at a time (1,024 texts at batch 64): the first chunk is all the
+# tokenizing that nothing can hide.
+PIPELINE_BATCHES = 16
+
+
+def pipeline_chunks(texts: Sequence[str], batch_size: int, sort: bool) -> list[np.ndarray]:
+    """The index arrays into ``texts`` that ``Predictor.logits`` tokenizes, then sorts by token length, as one.
+
+    One chunk (all of them, in input order) up to ``PIPELINE_BATCHES`` batches. Beyond that, with ``sort``, the
+    chunks follow the texts' character lengths: each holds texts of about the same length, so sorting within
+    a chunk pads about as little as one sort over the whole input would. Without ``sort``, input order.
+    """
+    n, step = len(texts), max(1, batch_size) * PIPELINE_BATCHES
+    if n <= step:
+        return [np.arange(n)]
+    order = np.argsort([len(t) for t in texts], kind="stable") if sort else np.arange(n)
+    return [order[a : a + step] for a in range(0, n, step)]
 
 
 def time_shares(timings: dict[str, float]) -> dict[str, float]:
     """Each phase's share of the total time (0..1), from a ``Predictor.timings``-shaped dict."""
     total = timings.get("total") or 0.0
     return {k: (v / total if total else 0.0) for k, v in timings.items() if k != "total"}
+
+
+def engine_of(meta: dict) -> str | None:
+    """The backend an export's record names: ``openvino`` for an OpenVINO export, ``onnx`` for ONNX Runtime's."""
+    rec = meta.get("export") or {}
+    if not rec:
+        return None
+    return "openvino" if rec.get("engine") == "openvino" else "onnx"
 
 
 class Predictor:
@@ -140,10 +174,16 @@ class Predictor:
         # The text cleaning the model was trained with (mentions -> @user, ...); None when unknown.
         self.clean_config: CleanConfig | None = None
         # Seconds spent per phase of ``logits`` since the last reset: where the time goes (bench, predict).
+        # The phases are on the caller's thread and add up to the total: with ``overlap``, "tokenize" is the
+        # time spent waiting for the tokenizer (the first chunk, and any chunk the model caught up with);
+        # the tokenizer's work hidden behind the model is ``tokenize_hidden``, outside the total.
         self.timings: dict[str, float] = dict.fromkeys(PHASES, 0.0)
+        self.tokenize_hidden = 0.0
+        self.overlap = True
 
     def reset_timings(self) -> None:
         self.timings = dict.fromkeys(PHASES, 0.0)
+        self.tokenize_hidden = 0.0
 
     @property
     def backend_name(self) -> str:
@@ -159,19 +199,31 @@ class Predictor:
 
     @classmethod
     def load(
-        cls, model_dir: str | Path, backend: str = "auto", threads: int | None = None, allow_pickle: bool = False
+        cls,
+        model_dir: str | Path,
+        backend: str = "auto",
+        threads: int | None = None,
+        allow_pickle: bool = False,
+        precision: str | None = None,
+        overlap: bool = True,
     ) -> Predictor:
+        """The Predictor for a model folder or an export.
+
+        ``backend``: ``auto`` runs an export on the engine its record names (ONNX Runtime or OpenVINO) and a
+        model folder on torch. ``precision`` (OpenVINO only: fp32, bf16, int8) defaults to the export's.
+        ``overlap``: tokenize the next chunk of a long input while the model runs this one.
+        """
         model_dir = Path(model_dir)
         if not model_dir.is_dir():
             raise ToxdistillError(
                 f"model folder not found: {model_dir}", "give a folder written by toxdistill or save_pretrained"
             )
-        if backend not in ("auto", "torch", "onnx"):
-            raise ToxdistillError(f"unknown backend {backend!r}", "use auto, torch or onnx")
+        if backend not in BACKEND_NAMES:
+            raise ToxdistillError(f"unknown backend {backend!r}", "use auto, torch, onnx or openvino")
         meta = read_meta(model_dir)
         onnx_file = find_onnx_file(model_dir, meta)
         if backend == "auto":
-            backend = "onnx" if onnx_file is not None else "torch"
+            backend = engine_of(meta) or ("onnx" if onnx_file is not None else "torch")
         if backend == "torch" and not _torch_installed():
             # A serving install without torch (toxdistill[serve-onnx]) reads exports only: one line, no traceback.
             raise ToxdistillError(
@@ -182,18 +234,19 @@ class Predictor:
             import torch
 
             torch.set_num_threads(threads)
+        if backend == "openvino":
+            import_openvino()  # before the tokenizer: without the extra, the install line is all there is to say
         tokenizer = _load_tokenizer(model_dir, backend)
-        if backend == "onnx":
-            if onnx_file is None:
-                raise ToxdistillError(f"{model_dir} has no .onnx file", "run 'toxdistill export' first")
-            be: OnnxBackend | TorchBackend = OnnxBackend(onnx_file, threads)
-            cfg = json.loads((model_dir / "config.json").read_text()) if (model_dir / "config.json").is_file() else {}
-            id2label = cfg.get("id2label") or {}
-            max_pos = cfg.get("max_position_embeddings", 512)
-        else:
+        be: OnnxBackend | OpenVinoBackend | TorchBackend
+        if backend == "torch":
             be = torch_be = TorchBackend(model_dir, allow_pickle)
             id2label = torch_be.config.id2label
             max_pos = torch_be.config.max_position_embeddings
+        else:
+            be = _export_backend(model_dir, meta, backend, onnx_file, threads, precision)
+            cfg = json.loads((model_dir / "config.json").read_text()) if (model_dir / "config.json").is_file() else {}
+            id2label = cfg.get("id2label") or {}
+            max_pos = cfg.get("max_position_embeddings", 512)
         label_names = meta.get("label_names") or [id2label[k] for k in sorted(id2label, key=int)]
         max_length = min(int(meta.get("max_length") or 512), int(max_pos or 512))
         if isinstance(be, TorchBackend) and tokenizer.vocab_size and tokenizer.vocab_size > be.config.vocab_size:
@@ -205,6 +258,7 @@ class Predictor:
         pred = cls(be, tokenizer, label_names, max_length, meta)
         pred.model_dir = model_dir
         pred.clean_config = find_clean_config(model_dir, meta)
+        pred.overlap = overlap
         return pred
 
     # ------------------------------------------------------------------ core
@@ -225,40 +279,72 @@ class Predictor:
     def logits(
         self, texts: Sequence[str], batch_size: int = 64, sort: bool = True, progress: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Raw logits in input order, and the truncation flags."""
-        if len(texts) == 0:
+        """Raw logits in input order, and the truncation flags.
+
+        Each chunk of the input (``pipeline_chunks``) is tokenized, sorted by token length (``sort``) into
+        batches and run; with ``self.overlap`` the next chunk is tokenized on a worker thread meanwhile.
+        """
+        n = len(texts)
+        if n == 0:
             return np.zeros((0, len(self.label_names)), dtype=np.float32), np.zeros(0, dtype=bool)
         clock = time.perf_counter
         t_start = clock()
-        ids, truncated = self.encode(texts)
-        t_tok = clock()
-        batching = model = 0.0
-        order = np.argsort([len(x) for x in ids], kind="stable") if sort else np.arange(len(ids))
-        out = np.empty((len(ids), len(self.label_names)), dtype=np.float32)
-        starts = range(0, len(ids), batch_size)
+        chunks = pipeline_chunks(texts, batch_size, sort)
+        out = np.empty((n, len(self.label_names)), dtype=np.float32)
+        truncated = np.empty(n, dtype=bool)
+        bar = None
         if progress:
             from tqdm.auto import tqdm
 
-            starts = tqdm(starts, desc="predict", unit="batch")
-        for s in starts:
-            t0 = clock()
-            sel = order[s : s + batch_size]
-            padded = self.tokenizer.pad({"input_ids": [ids[i] for i in sel]}, return_tensors="np")
-            input_ids = padded["input_ids"].astype(np.int64)
-            mask = padded["attention_mask"].astype(np.int64)
-            batch = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
-            batch = {k: v for k, v in batch.items() if k in self._input_names}
-            t1 = clock()
-            out[sel] = self.backend(batch)
-            batching, model = batching + t1 - t0, model + clock() - t1
+            bar = tqdm(total=sum(-(-len(c) // batch_size) for c in chunks), desc="predict", unit="batch")
+        waited = worked = batching = model = 0.0
+        pool = ThreadPoolExecutor(1, thread_name_prefix="tokenize") if self.overlap and len(chunks) > 1 else None
+        try:
+            ahead = pool.submit(self._encode_timed, texts, chunks[0]) if pool else None
+            for k, idx in enumerate(chunks):
+                t0 = clock()
+                ids, cut, spent = ahead.result() if ahead is not None else self._encode_timed(texts, idx)
+                waited, worked = waited + clock() - t0, worked + spent
+                if pool is not None and k + 1 < len(chunks):
+                    ahead = pool.submit(self._encode_timed, texts, chunks[k + 1])
+                truncated[idx] = cut
+                order = np.argsort([len(x) for x in ids], kind="stable") if sort else np.arange(len(ids))
+                for s in range(0, len(ids), batch_size):
+                    t1 = clock()
+                    sel = order[s : s + batch_size]
+                    batch = self.batch_inputs([ids[i] for i in sel])
+                    t2 = clock()
+                    out[idx[sel]] = self.backend(batch)
+                    batching, model = batching + t2 - t1, model + clock() - t2
+                    if bar is not None:
+                        bar.update(1)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+            if bar is not None:
+                bar.close()
         total = clock() - t_start
         tm = self.timings
-        tm["tokenize"] += t_tok - t_start
+        tm["tokenize"] += waited
         tm["batching"] += batching
         tm["model"] += model
-        tm["other"] += total - (t_tok - t_start) - batching - model  # sorting, the loop, bookkeeping
+        tm["other"] += total - waited - batching - model  # sorting, the loop, bookkeeping
         tm["total"] += total
+        self.tokenize_hidden += max(0.0, worked - waited)
         return out, truncated
+
+    def _encode_timed(self, texts: Sequence[str], idx: np.ndarray) -> tuple[list[list[int]], np.ndarray, float]:
+        t = time.perf_counter()
+        ids, cut = self.encode([texts[i] for i in idx])
+        return ids, cut, time.perf_counter() - t
+
+    def batch_inputs(self, rows: list[list[int]]) -> dict[str, np.ndarray]:
+        """One padded batch with the inputs the model takes."""
+        padded = self.tokenizer.pad({"input_ids": rows}, return_tensors="np")
+        input_ids = padded["input_ids"].astype(np.int64)
+        mask = padded["attention_mask"].astype(np.int64)
+        batch = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
+        return {k: v for k, v in batch.items() if k in self._input_names}
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         """Calibrated probabilities (``Calibration.probabilities``)."""
@@ -271,6 +357,30 @@ class Predictor:
     def classify(self, texts: Sequence[str], batch_size: int = 64) -> list[dict]:
         """Result dicts (``scoring.score_results``) for texts that are already clean."""
         return score_results(self, *self.logits(texts, batch_size))
+
+
+def _export_backend(
+    model_dir: Path,
+    meta: dict,
+    backend: str,
+    onnx_file: Path | None,
+    threads: int | None,
+    precision: str | None,
+) -> OnnxBackend | OpenVinoBackend:
+    """The engine for an export folder: ONNX Runtime on its ``.onnx`` file, or OpenVINO on its IR (or on the
+    ONNX file, which OpenVINO reads too)."""
+    if backend == "onnx":
+        if onnx_file is None:
+            raise ToxdistillError(f"{model_dir} has no .onnx file", "run 'toxdistill export' first")
+        return OnnxBackend(onnx_file, threads)
+    graph = find_openvino_file(model_dir, meta) or onnx_file
+    if graph is None:
+        raise ToxdistillError(
+            f"{model_dir} has no OpenVINO IR or .onnx file", "run 'toxdistill export --engine openvino' first"
+        )
+    rec = meta.get("export") or {}
+    own = rec.get("precision") if rec.get("engine") == "openvino" else None
+    return OpenVinoBackend(graph, precision or own or "fp32", threads)
 
 
 def _load_tokenizer(model_dir: Path, backend: str):

@@ -1,0 +1,128 @@
+"""OpenVINO, the second CPU engine beside ONNX Runtime (the extra ``openvino``).
+
+It runs the fp32 ONNX export, or the OpenVINO IR (``model.xml`` + ``model.bin``) that ``toxdistill export
+--engine openvino`` writes, at one of three precisions:
+
+* ``fp32``: ``INFERENCE_PRECISION_HINT=f32``. Set on purpose: on a CPU with bf16 (AVX512_BF16, AMX) OpenVINO
+  runs an fp32 graph in bf16 unless told otherwise.
+* ``bf16``: the same graph with the hint ``bf16``, where the CPU lists BF16 among its
+  ``OPTIMIZATION_CAPABILITIES``; elsewhere a one-line notice and fp32, never an error.
+* ``int8``: an IR quantized by NNCF (static quantization: activation ranges calibrated on training texts).
+  The ops NNCF leaves in floating point run at the engine's default precision (bf16 where the CPU has it);
+  the export's parity check measures the result as it runs.
+
+Importing this module imports nothing heavy; ``openvino`` is imported when a backend is built.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toxdistill.console import Say
+from toxdistill.errors import ToxdistillError
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "bf16", "int8")
+ENGINES = ("onnxruntime", "openvino")  # what an export is made for: ONNX Runtime's graph, or OpenVINO's IR
+INSTALL = "pip install 'toxdistill[openvino]'"
+IR_FILE = "model.xml"  # its weights are model.bin beside it, as openvino.save_model writes them
+_HINTS = {"fp32": "f32", "bf16": "bf16"}  # int8: no hint, the engine's default for the float ops
+
+
+def openvino_installed() -> bool:
+    return importlib.util.find_spec("openvino") is not None
+
+
+def import_openvino() -> Any:
+    """The ``openvino`` module, or the one line that says how to install it."""
+    try:
+        import openvino
+    except ImportError:
+        raise ToxdistillError("OpenVINO is not installed", INSTALL) from None
+    return openvino
+
+
+def _warn(msg: str) -> None:
+    log.warning("%s", msg)
+
+
+def cpu_has_bf16(core: Any | None = None) -> bool:
+    """Whether OpenVINO's CPU plugin can run bf16 here (BF16 among the device's optimization capabilities)."""
+    if core is None:
+        core = import_openvino().Core()
+    try:
+        return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    except Exception:  # noqa: BLE001 - a plugin that cannot say has no bf16 we could rely on
+        return False
+
+
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ToxdistillError(f"unknown OpenVINO precision {precision!r}", f"use {', '.join(PRECISIONS)}")
+
+
+def runnable_precision(precision: str, core: Any | None = None, say: Say = _warn) -> str:
+    """``precision``, or fp32 with a one-line notice when bf16 is asked for on a CPU without it."""
+    check_precision(precision)
+    if precision == "bf16" and not cpu_has_bf16(core):
+        say("note: this CPU has no bf16 support that OpenVINO can use; running in fp32 instead")
+        return "fp32"
+    return precision
+
+
+def compile_config(precision: str, threads: int | None) -> dict[str, Any]:
+    """compile_model properties: one stream for one batch at a time (the Predictor's way), the precision hint."""
+    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+    if precision in _HINTS:
+        config["INFERENCE_PRECISION_HINT"] = _HINTS[precision]
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    return config
+
+
+class OpenVinoBackend:
+    """One compiled model and one infer request; calls are serialised, as a request serves one call at a time."""
+
+    name = "openvino"
+
+    def __init__(self, model_file: Path, precision: str = "fp32", threads: int | None = None, say: Say = _warn):
+        ov = import_openvino()
+        core = ov.Core()
+        self.precision = runnable_precision(precision, core, say)
+        self.requested_precision = precision
+        try:
+            compiled = core.compile_model(str(model_file), "CPU", compile_config(self.precision, threads))
+        except Exception as e:  # noqa: BLE001 - any read or compile failure is a user-facing bad folder
+            msg = str(e).splitlines()[0][:160] if str(e) else e.__class__.__name__
+            raise ToxdistillError(f"cannot load {model_file}: {msg}", "re-export the model") from None
+        self.model_file = Path(model_file)
+        self.compiled = compiled
+        self.inputs = {name for port in compiled.inputs for name in port.get_names()}
+        # What the float ops run at (bf16 for int8 graphs on a bf16 CPU): the export record reports it.
+        self.inference_precision = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        self._request = compiled.create_infer_request()
+        self._output = compiled.output(0)
+        self._lock = threading.Lock()
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        feed = {k: np.asarray(v, dtype=np.int64) for k, v in batch.items() if k in self.inputs}
+        with self._lock:
+            out = self._request.infer(feed)
+            # A copy: the request reuses its output buffer on the next call.
+            return np.array(out[self._output], dtype=np.float32)
+
+
+def find_openvino_file(model_dir: Path, meta: dict | None = None) -> Path | None:
+    """The graph an OpenVINO backend reads from a folder: the file its export record names, else the IR."""
+    named = ((meta or {}).get("export") or {}).get("file")
+    if named and (Path(model_dir) / named).is_file():
+        return Path(model_dir) / named
+    ir = Path(model_dir) / IR_FILE
+    return ir if ir.is_file() else None

@@ -1,0 +1,298 @@
+"""OpenVINO beside ONNX Runtime: the backend's parity, its precisions and their gates, the export folder, the
+engine chosen by measurement (``export --auto``), the bench's OpenVINO rows, and the install line without it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from toxdistill.cli import main
+from toxdistill.errors import ToxdistillError
+from toxdistill.inference import engines, openvino_backend
+from toxdistill.inference.engines import choose_fastest
+from toxdistill.inference.predict import Predictor
+
+from conftest import LABELS, SAMPLE_TEXTS
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("openvino")
+
+INSTALL = "pip install 'toxdistill[openvino]'"
+
+
+def _run(argv, capsys):
+    code = main([str(a) for a in argv])
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory, tiny_model_dir) -> dict[str, Path]:
+    """The tiny model's ONNX fp32 export and its OpenVINO exports at every precision, made through the CLI."""
+    root = tmp_path_factory.mktemp("openvino")
+    out = {"onnx": root / "onnx"}
+    assert main(["export", str(tiny_model_dir), "-o", str(out["onnx"])]) == 0
+    for p in ("fp32", "bf16", "int8"):
+        out[p] = root / f"openvino-{p}"
+        assert main(["export", str(tiny_model_dir), "--engine", "openvino", "--precision", p, "-o", str(out[p])]) == 0
+    return out
+
+
+def _record(folder: Path) -> dict:
+    return json.loads((folder / "toxdistill.json").read_text())["export"]
+
+
+# ---------------------------------------------------------------- the backend and its precisions
+def test_openvino_fp32_matches_onnx_runtime_and_torch(exports, tiny_model_dir):
+    torch_pred = Predictor.load(tiny_model_dir, backend="torch")
+    ort = Predictor.load(exports["onnx"])
+    ov = Predictor.load(exports["fp32"])  # auto: the engine the record names
+    assert ov.backend_name == "openvino" and ov.backend.precision == "fp32" and ov.label_names == LABELS
+    # OpenVINO reads the ONNX export itself too, in fp32 unless told otherwise.
+    on_onnx = Predictor.load(exports["onnx"], backend="openvino")
+    assert on_onnx.backend.model_file.suffix == ".onnx" and on_onnx.backend.inference_precision == "f32"
+    texts = SAMPLE_TEXTS * 3
+    for bs in (1, 4, 64):  # unpadded single texts and padded batches of different widths
+        ref, cut_ref = torch_pred.logits(texts, bs)
+        want, _ = ort.logits(texts, bs)
+        for pred in (ov, on_onnx):
+            got, cut = pred.logits(texts, bs)
+            np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+            np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)
+            assert (cut == cut_ref).all() and cut.any()
+
+
+def test_overlapped_tokenizing_is_bit_identical_on_both_engines(exports):
+    texts = [t[: 7 * (i % 13 + 1)] for i, t in enumerate(SAMPLE_TEXTS * 50)]  # 300 texts of many lengths
+    for folder in (exports["onnx"], exports["int8"]):
+        pred = Predictor.load(folder, threads=1)
+        pred.overlap = False
+        seq, _ = pred.logits(texts, 4)  # 5 chunks of 64 texts
+        pred.overlap = True
+        got, _ = pred.logits(texts, 4)
+        np.testing.assert_array_equal(got, seq)
+
+
+def test_an_openvino_export_describes_itself(exports):
+    folder = exports["fp32"]
+    names = {p.name for p in folder.iterdir()}
+    assert {"model.xml", "model.bin", "config.json", "tokenizer.json", "toxdistill.json"} <= names
+    assert not any(n.endswith(".onnx") for n in names)
+    rec = _record(folder)
+    assert rec["engine"] == "openvino" and rec["precision"] == "fp32" and rec["file"] == "model.xml"
+    assert rec["cpu"] and isinstance(rec["cpu_features"], list) and rec["versions"]["openvino"]
+    assert rec["parity"]["fp32"]["ok"]  # the ONNX graph it was made from, against torch
+    block = rec["parity"]["openvino-fp32"]
+    assert block["against"] == "onnxruntime fp32" and block["ok"] and block["max_abs_diff"] <= 1e-4
+    # The weights are saved as they are: save_model's default would have halved them to fp16.
+    assert 'element_type="f16"' not in (folder / "model.xml").read_text()
+
+
+def test_int8_is_static_and_passes_its_gate_on_the_sample(exports):
+    rec = _record(exports["int8"])
+    q = rec["quantization"]
+    assert q["method"] == "static" and q["tool"].startswith("nncf") and q["calibration"]["texts"] == "built-in sample"
+    assert "FakeQuantize" in (exports["int8"] / "model.xml").read_text()
+    block = rec["parity"]["openvino-int8"]
+    assert block["ok"] and block["agreement"] >= 0.99 and block["thresholds"]["agreement"] == 0.99
+    assert rec["size_mb"] < _record(exports["fp32"])["size_mb"]
+    pred = Predictor.load(exports["int8"])
+    assert pred.backend.precision == "int8"
+    got, _ = pred.logits(SAMPLE_TEXTS)
+    ref, _ = Predictor.load(exports["onnx"]).logits(SAMPLE_TEXTS)
+    assert (got.argmax(-1) == ref.argmax(-1)).mean() >= 0.99
+
+
+def test_bf16_runs_where_the_cpu_has_it_and_falls_back_in_one_line(exports, monkeypatch, caplog):
+    pred = Predictor.load(exports["bf16"])
+    if openvino_backend.cpu_has_bf16():
+        assert pred.backend.precision == "bf16" and pred.backend.inference_precision == "bf16"
+    else:
+        assert pred.backend.precision == "fp32"
+    got, _ = pred.logits(SAMPLE_TEXTS)
+    ref, _ = Predictor.load(exports["onnx"]).logits(SAMPLE_TEXTS)
+    np.testing.assert_allclose(got, ref, atol=0.05)  # bf16 keeps 8 bits of mantissa
+    assert _record(exports["bf16"])["parity"]["openvino-bf16"]["ok"]
+
+    monkeypatch.setattr(openvino_backend, "cpu_has_bf16", lambda core=None: False)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        fallback = Predictor.load(exports["bf16"])
+    assert fallback.backend.precision == "fp32" and fallback.backend.inference_precision == "f32"
+    notes = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(notes) == 1 and "no bf16" in notes[0] and "\n" not in notes[0]
+    np.testing.assert_allclose(fallback.logits(SAMPLE_TEXTS)[0], ref, atol=1e-4, rtol=0)
+
+
+def test_bad_openvino_requests(exports, tiny_model_dir, tmp_path, capsys):
+    with pytest.raises(ToxdistillError, match="no OpenVINO IR or .onnx"):
+        Predictor.load(tiny_model_dir, backend="openvino")
+    with pytest.raises(ToxdistillError, match="unknown OpenVINO precision"):
+        Predictor.load(exports["onnx"], backend="openvino", precision="fp8")
+    for extra, message in (
+        (["--engine", "openvino", "--int8"], "--int8 and --fuse are ONNX Runtime's"),
+        (["--precision", "bf16"], "ONNX Runtime exports fp32 or int8"),
+        (["--auto", "--int8"], "--auto chooses the engine and precision itself"),
+        (["--threads", "2"], "--threads only applies to --auto"),
+    ):
+        code, _, err = _run(["export", tiny_model_dir, *extra, "-o", tmp_path / "x"], capsys)
+        assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "x").exists()
+
+
+def test_without_the_extra_every_path_says_how_to_install_it(exports, tiny_model_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino raises ImportError, find_spec says None
+    with pytest.raises(ToxdistillError, match=r"pip install 'toxdistill\[openvino\]'"):
+        Predictor.load(exports["int8"])
+    src = tmp_path / "in.txt"
+    src.write_text("you are lovely\nget out\n")
+    for argv in (
+        ["predict", exports["int8"], src, "-o", tmp_path / "out.csv"],
+        ["export", tiny_model_dir, "--engine", "openvino", "-o", tmp_path / "ov"],
+    ):
+        code, _, err = _run(argv, capsys)
+        assert code == 2 and err.count("\n") == 1 and "OpenVINO is not installed" in err and INSTALL in err, err
+    # --auto measures what there is, and says what is left out.
+    notes: list[str] = []
+    assert engines.available_candidates(notes.append) == ["onnx-fp32", "onnx-int8", "onnx-int8-fused"]
+    assert len(notes) == 1 and INSTALL in notes[0]
+    # The ONNX Runtime path is untouched.
+    assert Predictor.load(exports["onnx"]).backend_name == "onnx"
+
+
+# ---------------------------------------------------------------- export --auto
+def test_choose_fastest_keeps_the_fastest_that_passes():
+    cands = [
+        {"backend": "a", "samples_per_s": 100.0, "ok": True},
+        {"backend": "b", "samples_per_s": 300.0, "ok": False},
+        {"backend": "c", "samples_per_s": 200.0, "ok": True},
+    ]
+    assert choose_fastest(cands)["backend"] == "c"
+    assert choose_fastest([{**c, "ok": False} for c in cands]) is None
+    assert choose_fastest([]) is None
+
+
+RATES = {"onnx-fp32": 100.0, "onnx-int8": 250.0, "openvino-fp32": 150.0, "openvino-int8": 400.0}
+FOLDERS = {
+    "-onnx": "onnx-fp32",
+    "-onnx-int8": "onnx-int8",
+    "-openvino-fp32": "openvino-fp32",
+    "-openvino-int8": "openvino-int8",
+}
+
+
+@pytest.fixture
+def fake_timing(monkeypatch):
+    """Each candidate's rate fixed by its folder, so the choice is the rule's and not the machine's; the
+    fastest (openvino-int8) is made to fail its gate."""
+    calls = []
+
+    def throughput(pred, texts, batch_size, sort, repeats=1):
+        backend = FOLDERS[pred.model_dir.name.removeprefix("tiny")]
+        calls.append((backend, len(texts), repeats))
+        return RATES[backend], np.zeros((len(texts), 3)), 1.0, [RATES[backend]] * repeats
+
+    real_gate = engines.gate_block
+
+    def gate_block(record):
+        block = dict(real_gate(record))
+        if record.get("engine") == "openvino" and record.get("precision") == "int8":
+            block["ok"] = False
+        return block
+
+    monkeypatch.setattr(engines, "throughput", throughput)
+    monkeypatch.setattr(engines, "gate_block", gate_block)
+    monkeypatch.setattr(engines, "available_candidates", lambda say=None: list(RATES))
+    return calls
+
+
+def test_auto_keeps_the_fastest_candidate_that_passes(fake_timing, tiny_model_dir, tmp_path, capsys):
+    model = tmp_path / "tiny"
+    shutil.copytree(tiny_model_dir, model)
+    code, out, err = _run(["export", model, "--auto"], capsys)
+    assert code == 0, err
+    chosen = tmp_path / "tiny-auto"
+    rec = _record(chosen)
+    auto = rec["auto"]
+    # openvino-int8 is fastest but fails its gate: onnx-int8 is the fastest that passes.
+    assert auto["chosen"] == "onnx-int8" and rec["engine"] == "onnxruntime" and rec["precision"] == "int8"
+    assert {c["backend"]: c["samples_per_s"] for c in auto["candidates"]} == RATES
+    assert {c["backend"]: c["ok"] for c in auto["candidates"]}["openvino-int8"] is False
+    assert auto["cpu"] == rec["cpu"] and auto["timing"]["texts"] == 300 and auto["timing"]["passes"] == 3
+    assert [c[0] for c in fake_timing] == list(RATES) and all(n == 300 and r == 3 for _, n, r in fake_timing)
+    assert "chose onnx-int8" in out
+    assert Predictor.load(chosen).backend_name == "onnx" and (chosen / "model.int8.onnx").is_file()
+    # Every candidate stays where export puts it by default, so a second --auto (or bench) reuses it.
+    for b in RATES:
+        assert engines.backend_output(model, b).is_dir()
+    code, out, _ = _run(["export", model, "--auto"], capsys)
+    assert code == 0 and out.count("reusing") == len(RATES)
+
+
+def test_auto_with_no_passing_candidate_writes_nothing(fake_timing, tiny_model_dir, tmp_path, monkeypatch, capsys):
+    model = tmp_path / "tiny"
+    shutil.copytree(tiny_model_dir, model)
+    monkeypatch.setattr(engines, "gate_block", lambda record: {"ok": False})
+    monkeypatch.setattr(engines, "available_candidates", lambda say=None: ["onnx-fp32"])
+    code, _, err = _run(["export", model, "--auto"], capsys)
+    assert code == 2 and "none of the 1 candidates passed" in err and err.count("\n") == 1
+    assert not (tmp_path / "tiny-auto").exists()
+
+
+# ---------------------------------------------------------------- in a run: calibration and the bench
+def test_int8_calibrates_on_training_rows_and_the_bench_has_openvino_rows(tmp_path, tokenizer, capsys):
+    from test_export import _labelled_run
+
+    from toxdistill.data.split import load_run_split
+    from toxdistill.inference.export import calibration_texts
+
+    run, _ = _labelled_run(tmp_path, tokenizer)
+    split = load_run_split(run)
+    cal = calibration_texts(run / "models" / "teacher", n=50)
+    assert len(cal.texts) == 50 and "training texts of" in cal.source
+    assert set(cal.texts) <= set(split.train.texts)
+
+    backends = "torch-sorted,onnx-fp32,openvino-fp32,openvino-int8"
+    flags = ["--limit", "20", "--latency-n", "3", "--threads", "1", "--quick", "--overlap", "both", "--no-plot"]
+    code, out, err = _run(["bench", run, "--backends", backends, *flags], capsys)
+    assert code == 0, err
+    rec = _record(run / "export" / "teacher-openvino-int8")
+    assert "training texts of" in rec["quantization"]["calibration"]["texts"]
+    assert rec["quantization"]["calibration"]["n"] == min(300, len(split.train.texts))
+    assert "f1_weighted_drop_points" in rec["parity"]["openvino-int8"]  # gated on the labelled test split
+
+    res = json.loads((run / "bench.json").read_text())
+    rows = {r["backend"]: r for r in res["rows"]}
+    assert rows["openvino-fp32"]["peak_engine"] == "ort-fp32" and rows["openvino-int8"]["peak_engine"] == "ort-int8"
+    for b in ("openvino-fp32", "openvino-int8"):
+        r = rows[b]
+        assert r["pct_of_peak"] == pytest.approx(100 * r["gflops_computed"] / res["peaks"][r["peak_engine"]]["gflops"])
+        assert "agreement_with_torch" in r and "gate_ok" in r and r["size_mb"] > 0
+        assert set(r["sequential"]["time_shares"]) == {"tokenize", "batching", "model", "other"}
+    assert rows["openvino-int8"]["f1_macro_source"] == "int8 parity check"
+    chosen = [b for b, r in rows.items() if r.get("auto_choice")]
+    assert len(chosen) == 1 and res["auto"]["teacher"]["backend"] == chosen[0]
+    fastest = max((r for r in rows.values() if r.get("gate_ok")), key=lambda r: r["samples_per_s"])
+    assert chosen[0] == fastest["backend"]
+    assert res["machine"]["openvino"] and res["overlap"] == "both"
+    assert f"auto (* above): teacher → {chosen[0]}" in out and "tokenizer overlap (before → after)" in out
+
+
+def test_bench_leaves_out_what_this_machine_cannot_run(monkeypatch):
+    from toxdistill.inference import bench
+    from toxdistill.inference.bench_options import DEFAULT_BACKENDS
+
+    notes: list[str] = []
+    monkeypatch.setattr(bench, "openvino_installed", lambda: True)
+    monkeypatch.setattr(bench, "cpu_has_bf16", lambda: False)
+    got = bench._default_backends(notes.append)
+    assert "openvino-bf16" not in got and "openvino-int8" in got and "no bf16" in notes[0]
+    monkeypatch.setattr(bench, "openvino_installed", lambda: False)
+    got = bench._default_backends(notes.append)
+    assert got == tuple(b for b in DEFAULT_BACKENDS if not b.startswith("openvino")) and INSTALL in notes[-1]
