@@ -24,6 +24,11 @@ def _clean(meta: dict) -> dict:
     }
 
 
+def _mean(xs: list) -> float | None:
+    xs = [x for x in xs if x is not None]
+    return sum(xs) / len(xs) if xs else None
+
+
 def _perturbed(result: dict) -> dict:
     out = {}
     for name, rows in result["models"].items():
@@ -31,6 +36,8 @@ def _perturbed(result: dict) -> dict:
             "mean_f1_macro": sum(r["f1_macro"] for r in rows.values()) / len(rows),
             "worst_drop_f1_macro": result["worst_char_drop"][name],
             "agreement_clean": result["clean"][name].get("agreement"),
+            "agreement_with_clean_teacher": _mean([r.get("agreement_clean_teacher") for r in rows.values()]),
+            "agreement_with_perturbed_teacher": _mean([r.get("agreement") for r in rows.values()]),
             "by_kind": {
                 k: {x: r[x] for x in ("f1_macro", "drop_f1_macro", "f1_focus", "flip_rate") if x in r}
                 for k, r in rows.items()

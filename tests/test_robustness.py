@@ -62,7 +62,10 @@ def test_a_row_reports_drops_flips_and_fidelity():
     assert r["flip_rate"] == 0.25
     assert r["recall_focus"] == 0.5 and r["drop_recall_focus"] == pytest.approx(0.5)
     assert r["drop_f1_macro"] == pytest.approx(1.0 - r["f1_macro"])
-    assert r["agreement"] == 0.75 and r["agreement_clean"] == 1.0
+    # Against the perturbed teacher 3 of 4; against the teacher's clean answers the student lost only row 0.
+    assert r["agreement"] == 0.75 and r["agreement_clean_teacher"] == 0.75
+    r2 = robustness_row(labels, clean, clean, 0, teacher_clean=clean, teacher_perturbed=teacher_pert)
+    assert r2["agreement_clean_teacher"] == 1.0 and r2["agreement"] == 0.5  # robust student, fooled teacher
     assert r["tv"] > 0
 
 
@@ -92,3 +95,4 @@ def test_drop_matrix_and_the_markdown_table():
     md = format_robustness(result)
     assert "| even | 1.000 | +0.0 | +0.0 |" in md
     assert "| even | 1.000 | 0.000 | 0.667 (leet) |" in md
+    assert "agreement with the clean teacher" in md

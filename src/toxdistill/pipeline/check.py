@@ -192,7 +192,9 @@ def summarise(
             row["tv"] = total_variation(clean, t_clean)  # type: ignore[arg-type]
         out["clean"][name] = row
         out["models"][name] = {
-            kind: robustness_row(labels, clean, p, focus, None, None if is_teacher else t_pert.get(kind))
+            kind: robustness_row(
+                labels, clean, p, focus, None if is_teacher else t_clean, None if is_teacher else t_pert.get(kind)
+            )
             for kind, p in pert.items()
         }
     out["worst_char_drop"] = {
