@@ -1,7 +1,7 @@
 """Copy a run folder's small outputs into the repository, so that every published figure traces to a file.
 
 `python bench/collect_run.py RUN DEST` copies the run's results, report, significance, bench, timings,
-config and split (row ids only, never text), and per model its metadata, plots and test/validation logits
+robustness and eval-set scores, config and split (row ids only, never text), and per model its metadata, plots and test/validation logits
 (three floats per tweet: enough to re-run any paired test). Weights, exports, caches and the data stay out.
 """
 
@@ -21,6 +21,10 @@ RUN_FILES = (
     "config.yaml",
     "split.json",
     "seeds.json",
+    "robustness.json",
+    "robustness.png",
+    "robustness-val.json",
+    "robustness-val.png",
 )
 MODEL_FILES = ("toxdistill.json", "confusion.png", "reliability.png", "test_logits.npy", "val_logits.npy")
 
@@ -33,6 +37,8 @@ def collect(run: Path, dest: Path) -> list[Path]:
     for name in RUN_FILES:
         if (run / name).is_file():
             copied.append(Path(shutil.copy2(run / name, dest / name)))
+    for f in sorted(run.glob("eval-*.json")):  # each eval set's scores (no texts: counts and accuracies only)
+        copied.append(Path(shutil.copy2(f, dest / f.name)))
     for model in sorted(p for p in (run / "models").iterdir() if p.is_dir()):
         for name in MODEL_FILES:
             if (model / name).is_file():
