@@ -148,32 +148,17 @@ def tiny_run(tmp_path_factory, tokenizer) -> Path:
 @pytest.fixture(scope="session")
 def server(tiny_run: Path) -> Iterator[str]:
     """The real app under uvicorn on a free loopback port, in a background thread."""
-    import socket
-    import threading
-    import time
-
-    uvicorn = pytest.importorskip("uvicorn")
+    from live_server import live_server
 
     from toxdistill.serve.app import create_app
     from toxdistill.serve.models import close_models, load_models
 
     models = load_models(tiny_run, batch_wait_ms=2.0)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))  # bound here so there is no race for the port
-    port = sock.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(create_app(models, run_name="tiny-run"), log_level="warning"))
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
-    close_models(models)
+    try:
+        with live_server(create_app(models, run_name="tiny-run")) as url:
+            yield url
+    finally:
+        close_models(models)
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
-"""A real uvicorn server for an app, on a free loopback port, in a background thread (for the tests that
-need one with API keys: the fuzz and the browser; conftest's ``server`` is the same without keys)."""
+"""A real uvicorn server for an app, on a free loopback port, in a background thread (conftest's ``server``
+fixture, and the fuzz and browser tests that need one with API keys)."""
 
 from __future__ import annotations
 
