@@ -133,3 +133,10 @@ def test_unknown_kinds_get_the_list_of_valid_kinds():
     with pytest.raises(ToxdistillError) as e:
         check_kinds(["leet", "leetspeak"])
     assert "'leetspeak'" in str(e.value) and all(k in str(e.value) for k in KINDS)
+
+
+def test_the_config_checks_the_same_kinds_the_generator_has():
+    from toxdistill.files import CHAR_PERTURBATIONS, PERTURBATIONS, TOKEN_PERTURBATIONS
+
+    assert tuple(KINDS) == PERTURBATIONS
+    assert CHAR_KINDS == CHAR_PERTURBATIONS and TOKEN_KINDS == TOKEN_PERTURBATIONS
