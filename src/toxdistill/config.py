@@ -41,6 +41,17 @@ def _known_perturbations(v: list[str] | None) -> list[str] | None:
     return v
 
 
+def _layer_rule(v: str) -> str:
+    if v in ("odd", "even"):
+        return v
+    m = re.fullmatch(r"(spread|bottom|top):(-?\d+)", v)
+    if not m:
+        raise ValueError(f"unknown layer set {v!r}; use odd, even, spread:K, bottom:K, top:K or a list like [1, 3, 5]")
+    if int(m.group(2)) < 1:
+        raise ValueError(f"layer set {v!r}: a student needs at least 1 layer")
+    return v
+
+
 # A list of data/perturb.py's kinds, checked when the config is read: a typo fails before anything trains.
 PerturbationKinds = Annotated[list[str] | None, AfterValidator(_known_perturbations)]
 
@@ -204,6 +215,22 @@ class DistillConfig(_Strict):
     w_cos: float = 0.5
     """Weight of the cosine loss between the student's and the teacher's [CLS] states: it aligns the state that the
     pooler and head were trained on. 0 turns it off."""
+    w_hidden: float = Field(default=0.0, ge=0)
+    """Weight of intermediate-layer distillation (TinyBERT): the mean squared error between each student layer's
+    hidden states and those of the teacher layer it was copied from (a cross-family student: the teacher layer at
+    the same relative depth), over every real token, through a training-only projection where the widths differ.
+    0 (the default) turns it off, and the teacher is then not needed while the student trains."""
+    w_attn: float = Field(default=0.0, ge=0)
+    """Weight of self-attention relation distillation (MiniLMv2): the KL divergence between the teacher's and the
+    student's last-layer Q-Q, K-K and V-V relations (scaled dot products, softmax over keys, split into attn_heads
+    relation heads). It compares token-by-token relations, so it works across widths and head counts. 0: off."""
+    attn_heads: int | None = Field(default=None, gt=0)
+    """Relation heads of the w_attn term: both models' Q, K and V are split into this many heads. null: the
+    teacher's attention heads (it must divide both models' hidden sizes)."""
+    augment: int = Field(default=0, ge=0)
+    """Teacher-labelled augmentation (TinyBERT): K perturbed copies of each training text (data/perturb.py, the
+    train block's perturb_kinds or every character-level kind), labelled only by the teacher's soft targets on the
+    copy, computed once and cached like the teacher's outputs. 0: off."""
 
 
 class LoraConfig(_Strict):
@@ -237,8 +264,11 @@ class StageConfig(_Strict):
     stage's student (base), trained with the distillation loss."""
     enabled: bool = True
     """False: the run skips this stage. Not part of the stage's fingerprint."""
-    layers: Literal["odd", "even"] | list[int] | None = None
-    """distill, and lora on a student: the teacher layers the student keeps, "odd", "even" or 1-based layer numbers."""
+    layers: str | list[int] | None = None
+    """distill, and lora on a student: the teacher layers the student keeps: "odd", "even", a rule with a depth K
+    ("spread:K", K layers spread evenly up to and including the top layer, the default rule for shallow students;
+    "bottom:K", the first K; "top:K", the last K) or 1-based layer numbers. With student: the layers of that model
+    that the student keeps (a two-step student: another family, cut)."""
     student: str | None = None
     """distill: a pretrained model (another family, its own tokenizer) as the student instead of teacher layers."""
     base: str | None = None
@@ -252,10 +282,14 @@ class StageConfig(_Strict):
     lora: LoraConfig | None = None
     """This stage's adapters, replacing the run's lora block whole. null: the run's."""
 
+    # "odd", "even" or a rule with a depth; the depth is held against the teacher's layer count before training.
+    @field_validator("layers")
+    @classmethod
+    def _layer_set(cls, v: str | list[int] | None) -> str | list[int] | None:
+        return _layer_rule(v) if isinstance(v, str) else v
+
     @model_validator(mode="after")
     def _kind_fields(self) -> StageConfig:
-        if self.student is not None and self.layers is not None:
-            raise ValueError(f"stage {self.name!r}: give 'layers' (teacher layers) or 'student' (a model), not both")
         if self.student is not None and self.kind != "distill":
             raise ValueError(f"stage {self.name!r}: 'student' is for distill stages")
         if self.kind == "distill" and self.layers is None and self.student is None:
@@ -325,6 +359,32 @@ class RobustnessConfig(_Strict):
     disguised words is what evasion looks like; more turns a tweet into noise."""
 
 
+class SelectConfig(_Strict):
+    """How the run picks its best model (RUN/best/) from the frontier's candidates, on validation."""
+
+    max_drop_f1_weighted: float | None = Field(default=0.01, ge=0)
+    """The most weighted F1 a candidate may lose against the teacher on validation (0.01 = 1 point). null: no limit."""
+    max_drop_f1_macro: float | None = Field(default=0.02, ge=0)
+    """The most macro F1 a candidate may lose against the teacher on validation: macro F1 carries the rare hate class,
+    which a weighted-F1 tolerance alone lets slip. null: no limit."""
+    min_samples_per_s: float | None = Field(default=None, ge=0)
+    """A speed budget instead: the best-quality candidate (validation macro F1) at or above this throughput, in the
+    run's frontier bench. With it, the two tolerances are not used."""
+
+
+class FrontierConfig(_Strict):
+    """The compression frontier: every transformer model exported and benched at the end of the run, and the winner
+    chosen (select) and written to RUN/best/."""
+
+    enabled: bool = True
+    """Export and bench every model, draw the frontier and write RUN/best/. Off: the report has no frontier."""
+    engine: Literal["auto", "onnx-int8", "openvino-int8"] = "onnx-int8"
+    """The int8 export each candidate is benched in: onnx-int8 (ONNX Runtime dynamic int8, no extra needed) or
+    openvino-int8 (NNCF static int8, the openvino extra), or auto (export --auto's choice per model)."""
+    limit: int | None = Field(default=None, gt=0)
+    """Bench on this many test texts (random, seeded). null: the whole test split."""
+
+
 class Config(_Strict):
     """A run: the data, the teacher, the stage defaults and the stages."""
 
@@ -367,6 +427,10 @@ class Config(_Strict):
     fingerprint: they change what is reported, not what is trained."""
     robustness: RobustnessConfig = RobustnessConfig()
     """The robustness and fidelity check before the report (see robustness)."""
+    frontier: FrontierConfig = FrontierConfig()
+    """The compression frontier and the best model (see frontier). Not in any fingerprint."""
+    select: SelectConfig = SelectConfig()
+    """The rule that picks RUN/best/ (see select). Not in any fingerprint."""
 
     # First, so that every later check and every reader of stage.train sees the resolved block.
     @model_validator(mode="after")
@@ -479,7 +543,7 @@ class Config(_Strict):
             "global": self.fingerprint(),
             "stage": st.model_dump(mode="json", exclude={"enabled": True, **own_train, **unset_stage}),
             "train": tc.model_dump(mode="json", exclude=soft),
-            "distill": self.stage_distill(st).model_dump(mode="json"),
+            "distill": self.stage_distill(st).model_dump(mode="json", exclude=_later_distill_defaults(st, self)),
             "lora": _lora_dump(self.stage_lora(st)),
         }
         if st.kind == "distill-lora" and st.base:
@@ -498,6 +562,14 @@ class Config(_Strict):
 # Train settings added after run folders already existed, with the value that leaves training as it was: they
 # enter a hash only where they change training, so older run folders keep their finished stages.
 _LATER_TRAIN_DEFAULTS: dict[str, object] = {"soft_labels": 0.0, "perturb": 0.0, "perturb_kinds": None}
+
+
+_LATER_DISTILL_DEFAULTS: dict[str, object] = {"w_hidden": 0.0, "w_attn": 0.0, "attn_heads": None, "augment": 0}
+
+
+def _later_distill_defaults(st: StageConfig, cfg: Config) -> set[str]:
+    d = cfg.stage_distill(st)
+    return {k for k, v in _LATER_DISTILL_DEFAULTS.items() if getattr(d, k) == v}
 
 
 def _later_defaults(tc: TrainConfig) -> set[str]:
