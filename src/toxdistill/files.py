@@ -18,6 +18,11 @@ REPORT_FILE = "report.md"
 SIGNIFICANCE_FILE = "significance.json"
 # `toxdistill bench`: its results, with the plot beside it (bench.png).
 BENCH_FILE = "bench.json"
+# The compression frontier of a run (pipeline/frontier.py) and its winner, an exported folder with a model card.
+FRONTIER_FILE = "frontier.json"
+FRONTIER_PLOT = "frontier.png"
+BEST_DIR = "best"
+MODEL_CARD = "README.md"
 # Sub-folders of a run: trained models, and exports of them.
 MODELS_DIR = "models"
 EXPORT_DIR = "export"
