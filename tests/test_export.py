@@ -11,6 +11,9 @@ import pandas as pd
 import pytest
 
 from toxdistill.cli import main
+from toxdistill.data.split import TextSet
+from toxdistill.errors import ToxdistillError
+from toxdistill.inference.export import _reduced_precision_gate
 
 from conftest import LABELS, SAMPLE_TEXTS, make_tiny_run
 
@@ -359,3 +362,16 @@ def test_the_plot_names_every_benched_backend_in_a_colour_of_its_own(tmp_path, m
         "odd",
     ]
     fig.clf()
+
+
+def test_reduced_precision_gate_holds_macro_f1_as_well_as_weighted():
+    """A graph that keeps weighted F1 but loses the rare class (macro F1 down 0.8 points) fails the gate."""
+    texts = TextSet(texts=["a"] * 4, labels=np.zeros(4, dtype=int), source="hand-made")
+    ok = {"agreement": 0.995, "n": 4, "texts": "hand-made", "f1_weighted_drop_points": 0.1, "f1_macro_drop_points": 0.3}
+    _reduced_precision_gate(ok, texts, strict=False, what="int8", hint="", say=lambda s: None)
+    assert ok["ok"] and ok["thresholds"]["f1_macro_drop_points"] == 0.5
+    bad = {**ok, "f1_macro_drop_points": 0.8}
+    _reduced_precision_gate(bad, texts, strict=False, what="int8", hint="", say=lambda s: None)
+    assert not bad["ok"]
+    with pytest.raises(ToxdistillError, match="macro-F1"):
+        _reduced_precision_gate(bad, texts, strict=True, what="int8", hint="", say=lambda s: None)

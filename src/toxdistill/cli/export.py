@@ -17,7 +17,7 @@ HELP = "export a model folder to ONNX (fp32 or int8) or OpenVINO, with a parity 
 DESCRIPTION = """\
 Write MODEL_DIR as ONNX into a folder that also holds the tokenizer, config.json and the model's toxdistill.json
 (metrics, calibration) plus an export record. fp32 logits must match torch within 1e-4; int8 must agree with
-fp32 on >= 99% of the run's test split and lose at most 0.5 weighted-F1 points (the test split is used when
+fp32 on >= 99% of the run's test split and lose at most 0.5 points of weighted and of macro F1 (the test split is used when
 MODEL_DIR is runs/<name>/models/<m>; otherwise a built-in sample, agreement only). The folder appears in one
 rename: never half-written.
 
