@@ -14,9 +14,12 @@ from pathlib import Path
 
 from toxdistill.config import CleanConfig, load_config
 from toxdistill.errors import ToxdistillError
-from toxdistill.files import BASELINE_FILES, CONFIG_FILE, EXPORT_DIR, META_FILE, MODELS_DIR
+from toxdistill.files import BASELINE_FILES, BEST_DIR, CONFIG_FILE, EXPORT_DIR, META_FILE, MODELS_DIR
 
 log = logging.getLogger(__name__)
+
+# Beside a shipped RUN/best/ export: why it was chosen (the frontier's selection block) and its frontier row.
+SELECTION_FILE = "selection.json"
 
 
 def read_meta(model_dir: Path) -> dict:
@@ -59,11 +62,34 @@ def is_transformer(folder: Path) -> bool:
     return (folder / "config.json").is_file() and any(folder.glob("*.safetensors"))
 
 
-def find_models(path: str | Path, transformers_only: bool = False) -> dict[str, Path]:
+def read_selection(folder: Path) -> dict:
+    """A shipped ``best/`` folder's ``selection.json`` (``{"selection": ..., "row": ...}``), or ``{}`` for any
+    other folder."""
+    f = Path(folder) / SELECTION_FILE
+    if not f.is_file():
+        return {}
+    try:
+        out = json.loads(f.read_text())
+    except json.JSONDecodeError:
+        raise ToxdistillError(f"{f} is not valid JSON", "run the frontier step again to rewrite best/") from None
+    return out if isinstance(out, dict) else {}
+
+
+def shipped_best(path: str | Path) -> Path | None:
+    """The run's finished ``best/`` folder for a run folder or its ``models/`` folder, else None."""
+    path = Path(path)
+    run = path.parent if path.name == MODELS_DIR else path if (path / MODELS_DIR).is_dir() else None
+    best = run / BEST_DIR if run is not None else None
+    return best if best is not None and (best / META_FILE).is_file() else None
+
+
+def find_models(path: str | Path, transformers_only: bool = False, best: bool = False) -> dict[str, Path]:
     """Finished model folders by name: ``runs/<name>/models/*``, a bare models folder, or one model folder.
 
     A folder counts once it has its ``toxdistill.json``, which is written last. Hidden folders are
-    ``atomic_dir``'s unfinished or replaced copies and never count.
+    ``atomic_dir``'s unfinished or replaced copies and never count. With ``best`` (what serving asks for),
+    the run's shipped ``best/`` comes first, named ``best``; evaluation, checks and the bench leave it out,
+    as it is a copy of one of the run's exports.
     """
     path = Path(path)
     if not path.is_dir():
@@ -79,6 +105,12 @@ def find_models(path: str | Path, transformers_only: bool = False) -> dict[str, 
             for d in sorted(root.iterdir())
             if d.is_dir() and not d.name.startswith(".") and (d / META_FILE).is_file()
         }
+    shipped = shipped_best(path) if best else None
+    if shipped is not None:
+        if BEST_DIR in found:
+            log.warning("a model named %s hides the run's shipped %s", BEST_DIR, shipped)
+        else:
+            found = {BEST_DIR: shipped, **found}
     if transformers_only:
         found = {n: d for n, d in found.items() if is_transformer(d)}
     if not found:

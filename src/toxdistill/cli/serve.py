@@ -31,7 +31,8 @@ HELP = "web page + JSON API over a run's models"
 DESCRIPTION = """\
 Serve every model of a run (runs/<name>) as a web page (classify a comment, compare models, upload a CSV/TXT
 file, model cards) and a JSON API (POST /api/classify, GET /api/models; docs at /docs), with Prometheus
-metrics at /metrics. Models load once at start-up.
+metrics at /metrics. Models load once at start-up. A run's shipped best/ (its chosen model, an export with a
+model card) comes first and is the default; RUN/best serves it alone.
 
 With --api-keys FILE (or $TOXDISTILL_API_KEYS naming the file: one key per line, # comments), the API,
 /metrics and the page's forms need a key (Authorization: Bearer KEY); /healthz stays open. Without keys the
@@ -122,7 +123,7 @@ def _api_keys(a: argparse.Namespace) -> ApiKeys | None:
 def main(a: argparse.Namespace) -> int:
     options.at_least(a, threads=1)
     # Check the folder first: a typo should fail in a second, before any heavy import or model load.
-    select_models(find_models(a.run), a.models)
+    select_models(find_models(a.run, best=True), a.models)
     keys = _api_keys(a)
     missing = [pkg for pkg, mods in _NEEDS.items() if not any(importlib.util.find_spec(m) for m in mods)]
     if missing:

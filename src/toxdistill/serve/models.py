@@ -22,7 +22,7 @@ import numpy as np
 from toxdistill.errors import ToxdistillError
 from toxdistill.inference.predict import load_scorer
 from toxdistill.inference.scoring import Scorer, score_results
-from toxdistill.runs import find_models, read_meta, select_models
+from toxdistill.runs import find_models, read_meta, read_selection, select_models
 
 log = logging.getLogger(__name__)
 
@@ -130,10 +130,26 @@ class ServedModel:
     batcher: MicroBatcher | None = None
     # Set by the app that serves the model (serve.metrics); the model's own, so apps sharing it agree.
     observer: ModelObserver | None = None
+    # A shipped RUN/best/ folder's selection.json: why it was chosen, and its row of the run's frontier.
+    selection: dict = field(default_factory=dict)
 
     @property
     def label_names(self) -> list[str]:
         return self.scorer.label_names
+
+    @property
+    def frontier_row(self) -> dict:
+        """The shipped model's row of the run's frontier (its source model, engine and bench speed); {} otherwise."""
+        row = self.selection.get("row")
+        return row if isinstance(row, dict) else {}
+
+    @property
+    def title(self) -> str:
+        """The name the model pickers show: a shipped best/ says which model and engine it is."""
+        row = self.frontier_row
+        if not row:
+            return self.name
+        return f"{self.name} ({row.get('model', '?')}, {row.get('backend', '?')})"
 
     @property
     def focus_class(self) -> str:
@@ -152,7 +168,10 @@ class ServedModel:
 
     @property
     def throughput(self) -> float | None:
-        return _num(self.metrics.get("throughput_sps"))
+        """Texts per second: a shipped best/'s own engine as the frontier benched it, else the speed measured
+        after training (an export copies its source's, which is torch's)."""
+        shipped = _num(self.frontier_row.get("samples_per_s"))
+        return shipped if shipped is not None else _num(self.metrics.get("throughput_sps"))
 
     @property
     def confusion_png(self) -> Path | None:
@@ -270,7 +289,7 @@ def load_models(
     A folder that fails to load is skipped with a warning unless it was named explicitly; if nothing
     loads, that is an error.
     """
-    chosen = select_models(find_models(path), names)
+    chosen = select_models(find_models(path, best=True), names)
     # threads reach each engine through load_scorer (torch's pool is set there, for torch folders only),
     # so serving exports never imports torch.
     out: dict[str, ServedModel] = {}
@@ -283,7 +302,7 @@ def load_models(
                 raise
             log.warning("skipping model %s: %s", name, e)
             continue
-        model = ServedModel(name=name, folder=folder, scorer=scorer, meta=meta)
+        model = ServedModel(name=name, folder=folder, scorer=scorer, meta=meta, selection=read_selection(folder))
         if batch_wait_ms is not None:
             model.batcher = MicroBatcher(model.score, batch_wait_ms, max_batch, name)
         out[name] = model
@@ -293,8 +312,12 @@ def load_models(
 
 
 def default_model(models: dict[str, ServedModel]) -> str:
-    """The best test macro F1 among the transformer models (the baseline is the reference floor, and
-    only the default when it is all there is), so a client that names no model gets a balanced one."""
+    """The run's shipped best/ when it is served (the model the run chose to ship), else the best test macro
+    F1 among the transformer models (the baseline is the reference floor, and only the default when it is
+    all there is), so a client that names no model gets a balanced one."""
+    shipped = [m.name for m in models.values() if m.frontier_row]
+    if shipped:
+        return shipped[0]
     pool = [m for m in models.values() if m.meta.get("kind") != "baseline"] or list(models.values())
     return max(pool, key=lambda m: m.f1_macro if m.f1_macro is not None else -1.0).name
 

@@ -43,7 +43,7 @@ def model_options(registry: ModelRegistry) -> list[dict[str, Any]]:
     return [
         {
             "name": n,
-            "label": f"{n} — macro F1 {fmt(m.f1_macro)} · {fmt(m.throughput, ',.0f')} texts/s",
+            "label": f"{m.title} — macro F1 {fmt(m.f1_macro)} · {fmt(m.throughput, ',.0f')} texts/s",
             "info": m.info(),
         }
         for n, m in registry.models.items()

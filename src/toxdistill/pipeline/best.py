@@ -1,0 +1,171 @@
+"""RUN/best/: the frontier's chosen model, shipped as an exported folder with a model card.
+
+``write_best`` copies the export of the row that ``frontier.json``'s selection names to ``RUN/best/``, in one
+rename (a later run replaces the folder whole), and adds what a user of the folder needs beside it:
+
+- ``selection.json``: the selection block (rule, criteria, reason, fallback, whether it holds on test) and the
+  chosen row, so tools (``toxdistill serve``) can tell why the model is there and how fast it ran;
+- ``test_logits.npy``: this graph's logits on the run's test split, which the card's intervals come from;
+- ``README.md``: the model card (``pipeline.model_card``).
+
+An export that did not pass its parity checks is never shipped. When no candidate met the rule
+(``selection.fallback``), the chosen row is the teacher's and best/ is the teacher's own export: the card says
+why, in one line; that is not an error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from toxdistill import __version__
+from toxdistill.config import Config
+from toxdistill.console import Say, quiet
+from toxdistill.data.dataset import Dataset
+from toxdistill.data.split import Split, load_run_split
+from toxdistill.errors import ToxdistillError
+from toxdistill.evaluation.stats import bootstrap_ci, metric_table
+from toxdistill.files import BEST_DIR, META_FILE, MODEL_CARD, TEACHER, TEST_LOGITS
+from toxdistill.inference.predict import load_scorer
+from toxdistill.io import atomic_dir, atomic_write_json, atomic_write_text
+from toxdistill.pipeline.check import output_names
+from toxdistill.pipeline.model_card import CardFacts, render_model_card
+from toxdistill.runs import SELECTION_FILE, read_meta
+
+N_BOOT = 1000  # resamples of the card's intervals, as the report's significance table
+
+
+def chosen_row(frontier: dict) -> dict:
+    """The frontier row that ``selection.model`` names."""
+    name = (frontier.get("selection") or {}).get("model")
+    rows = {r.get("model"): r for r in frontier.get("rows") or []}
+    if name not in rows:
+        raise ToxdistillError(
+            f"the frontier's selection names {name!r}, which is not one of its rows ({', '.join(map(str, rows))})",
+            "run the frontier step again",
+        )
+    return rows[name]
+
+
+def check_parity(folder: Path, row: dict) -> None:
+    """Refuse (one line) an export whose record lacks parity checks or failed any of them."""
+    record = read_meta(folder).get("export") or {}
+    blocks = record.get("parity") or {}
+    failed = sorted(k for k, b in blocks.items() if not (isinstance(b, dict) and b.get("ok")))
+    if not record or not blocks or failed or row.get("parity_passed") is False:
+        what = f"failed {', '.join(failed)}" if failed else "has no passed parity check"
+        raise ToxdistillError(
+            f"will not ship {row.get('model')} ({row.get('export_dir')}): its export {what}",
+            "re-export it with 'toxdistill export' (without --allow-drift), or change select: to pick another",
+        )
+
+
+def write_best(run_dir: Path, frontier: dict, cfg: Config, say: Say = quiet, split: Split | None = None) -> Path:
+    """Ship the frontier's chosen model to ``run_dir/best/`` (see the module's docstring) and return the folder.
+
+    ``split`` is the run's split (rebuilt from the run folder when not given): the card's test metrics and
+    intervals are this graph's own, on its test rows.
+    """
+    run_dir = Path(run_dir)
+    selection = frontier.get("selection") or {}
+    row = chosen_row(frontier)
+    src = run_dir / str(row.get("export_dir") or "")
+    if not row.get("export_dir") or not (src / META_FILE).is_file():
+        raise ToxdistillError(
+            f"the chosen model's export {src} is missing or unfinished", "run the frontier step again"
+        )
+    check_parity(src, row)
+    split = split if split is not None else load_run_split(run_dir)
+    final = run_dir / BEST_DIR
+    with atomic_dir(final) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+        atomic_write_json(tmp / SELECTION_FILE, {"selection": selection, "row": row})
+        logits = _test_logits(tmp, split.test, cfg.threads)
+        k = len(split.test.label_names)
+        focus = cfg.data.focus_index()
+        ci = bootstrap_ci(
+            split.test.labels, logits.argmax(-1), metric_table(focus), n_boot=N_BOOT, seed=cfg.seed, n_classes=k
+        )
+        facts = _facts(run_dir, final, frontier, row, cfg, split, read_meta(tmp), ci)
+        atomic_write_text(tmp / MODEL_CARD, render_model_card(facts))
+    why = "no candidate met the rule: the teacher's own export" if selection.get("fallback") else selection.get("rule")
+    say(f"best: {row.get('model')} ({row.get('backend')}; {why}) → {final}, with its model card {MODEL_CARD}")
+    return final
+
+
+def _test_logits(folder: Path, test: Dataset, threads: int | None) -> np.ndarray:
+    """This graph's logits on the test rows: the export's saved ones when they fit, else scored now (and saved)."""
+    saved = folder / TEST_LOGITS
+    k = len(test.label_names)
+    if saved.is_file():
+        logits = np.load(saved)
+        if logits.shape == (len(test.texts), k):
+            return logits
+    # The split's texts are already cleaned, as Predictor.logits expects.
+    logits, _ = load_scorer(folder, threads).logits(list(test.texts))
+    np.save(saved, logits)
+    return logits
+
+
+def _facts(
+    run_dir: Path, final: Path, frontier: dict, row: dict, cfg: Config, split: Split, meta: dict, ci: dict
+) -> CardFacts:
+    rows = frontier.get("rows") or []
+    teacher = next((r for r in rows if r.get("kind") == TEACHER), None)
+    bench = {k: v for k, v in frontier.items() if k not in ("rows", "selection")}
+    return CardFacts(
+        run_name=run_dir.resolve().name,
+        folder=_shown(final),
+        run_folder=_shown(run_dir),
+        meta=meta,
+        row=row,
+        selection=frontier.get("selection") or {},
+        bench=bench,
+        teacher_row=teacher,
+        teacher_model=cfg.teacher.model,
+        data_source=cfg.data.source,
+        data_name=Path(cfg.data.path).name if cfg.data.path else None,
+        label_names=list(split.test.label_names),
+        focus_class=split.test.label_names[cfg.data.focus_index()],
+        split_sizes={"train": len(split.train.texts), "val": len(split.val.texts), "test": len(split.test.texts)},
+        test_support=np.bincount(split.test.labels, minlength=len(split.test.label_names)).tolist(),
+        seed=cfg.seed,
+        ci=ci,
+        n_boot=N_BOOT,
+        robustness=robustness_line(run_dir, str(row.get("model")), str((teacher or {}).get("model") or TEACHER)),
+        version=__version__,
+    )
+
+
+def robustness_line(run_dir: Path, model: str, teacher: str) -> str | None:
+    """One line from the run's ``robustness.json`` about ``model``, or None when the run has none for it."""
+    f = run_dir / output_names("test")[0]
+    if not f.is_file():
+        return None
+    try:
+        r = json.loads(f.read_text())
+    except json.JSONDecodeError:
+        return None
+    worst = (r.get("worst_char_drop") or {}).get(model)
+    if worst is None:
+        return None
+    t_worst = (r.get("worst_char_drop") or {}).get(teacher)
+    agree = ((r.get("clean") or {}).get(model) or {}).get("agreement")
+    line = (
+        f"On the test split with character-level perturbations (leetspeak, swapped or spaced letters, …), the "
+        f"worst costs {100 * worst:.1f} macro-F1 points"
+        + (f" (the teacher: {100 * t_worst:.1f})" if t_worst is not None and teacher != model else "")
+    )
+    if agree is not None:
+        line += f"; on clean text it agrees with the teacher on {100 * agree:.1f}% of the tweets"
+    return line + f" (measured on {model}'s torch weights; the run's report has the table)."
+
+
+def _shown(path: Path) -> str:
+    """``path`` as the card's commands write it: relative to the working folder when inside it, else absolute."""
+    full, here = Path(path).resolve(), Path.cwd().resolve()
+    return os.path.relpath(full, here) if full.is_relative_to(here) else str(full)
