@@ -185,10 +185,15 @@ def rows() -> list[dict[str, str]]:
     out: list[dict[str, str]] = []
     for func, (label, templates) in GROUP_TEMPLATES.items():
         for group, (plural, _) in GROUPS.items():
-            out += [{"text": t.format(G=plural), "label": label, "functionality": func, "target": group} for t in templates]
+            out += [
+                {"text": t.format(G=plural), "label": label, "functionality": func, "target": group} for t in templates
+            ]
     for func, (label, templates) in SELF_TEMPLATES.items():
         for group, (_, self_word) in GROUPS.items():
-            out += [{"text": t.format(S=self_word), "label": label, "functionality": func, "target": group} for t in templates]
+            out += [
+                {"text": t.format(S=self_word), "label": label, "functionality": func, "target": group}
+                for t in templates
+            ]
     for func, (label, texts) in FIXED.items():
         out += [{"text": t, "label": label, "functionality": func, "target": "none"} for t in texts]
     return out
