@@ -8,12 +8,12 @@ import os
 import sys
 from pathlib import Path
 
-from toxdistill.cli import bench, check, evaluate, export, predict, run, serve
+from toxdistill.cli import bench, check, evaluate, export, frontier, predict, run, serve
 from toxdistill.errors import ToxdistillError
 
 # Each command module holds its NAME, HELP, DESCRIPTION, add_arguments(p) and main(args), and imports its
 # heavy dependencies only when main runs.
-_COMMANDS = (run, check, evaluate, export, predict, bench, serve)
+_COMMANDS = (run, check, evaluate, export, predict, bench, frontier, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:

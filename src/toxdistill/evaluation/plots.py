@@ -1,5 +1,5 @@
-"""Every plot: a model's confusion matrix and reliability diagram, the robustness heatmap and the bench's
-quality-against-speed chart.
+"""Every plot: a model's confusion matrix and reliability diagram, the robustness heatmap, the bench's
+quality-against-speed chart and the run's compression frontier.
 
 matplotlib is imported inside each function (Agg backend), so importing this module costs nothing.
 """
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from toxdistill.evaluation.frontier import PARETO_METRICS, pareto_front
 from toxdistill.evaluation.metrics import ece, reliability_bins
 from toxdistill.evaluation.robustness import drop_matrix
 
@@ -164,12 +165,7 @@ def plot_bench(result: dict, path: Path) -> Path:
             edgecolor="black",
             linewidth=0.5,
         )
-    ax.set_xscale("log")
-    from matplotlib.ticker import FuncFormatter
-
-    plain = FuncFormatter(lambda v, _: f"{v:g}")
-    ax.xaxis.set_major_formatter(plain)
-    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if str(f"{v:g}")[0] in "25" else ""))
+    _log_speed_axis(ax)
     ax.set_xlabel("throughput (samples/s, log scale)")
     ax.set_ylabel("macro F1 (test split)")
     ax.set_title(
@@ -188,6 +184,14 @@ def plot_bench(result: dict, path: Path) -> Path:
         for i, m in enumerate(models)
     ]
     ax.legend(handles=handles, loc="best", fontsize=8, ncol=2)
+    _save_png(fig, path)
+    return path
+
+
+def _save_png(fig, path: Path) -> None:
+    """``fig`` to ``path`` in one rename (a reader never sees half a file), then closed."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp")
     try:
@@ -196,4 +200,107 @@ def plot_bench(result: dict, path: Path) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     plt.close(fig)
+
+
+def _log_speed_axis(ax) -> None:
+    """A log x axis of samples/s with plain numbers (1000, not 10^3) at the decades and at 2× and 5×."""
+    from matplotlib.ticker import FuncFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if str(f"{v:g}")[0] in "25" else ""))
+
+
+# The frontier chart's groups: the reference rows (the teacher, half-depth students, LoRA) and the candidates.
+FRONTIER_GROUPS = {
+    "teacher": ("D", "#7f7f7f", "teacher (its export)"),
+    "half": ("s", "#1f77b4", "half depth (odd / even)"),
+    "lora": ("^", "#9467bd", "LoRA"),
+    "candidate": ("o", "#2ca02c", "frontier stages"),
+}
+FRONTIER_LABELS = {"f1_macro": "macro F1", "f1_weighted": "weighted F1"}
+
+
+def frontier_group(row: dict) -> str:
+    """Which of ``FRONTIER_GROUPS`` a frontier row is drawn as."""
+    if row["kind"] == "teacher":
+        return "teacher"
+    if not row.get("reference"):
+        return "candidate"
+    return "lora" if "lora" in row["kind"] else "half"
+
+
+def plot_frontier(frontier: dict, path: str | Path) -> Path:
+    """Validation macro F1 and weighted F1 against samples/s (log x), one panel each: every exported model a
+    labelled point, the Pareto frontier a step line, the reference rows in markers of their own, the chosen model
+    ringed, the naive teacher (torch fp32) a vertical line and the selection's limits dotted lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    path = Path(path)
+    rows = frontier["rows"]
+    chosen = (frontier.get("selection") or {}).get("model")
+    criteria = (frontier.get("selection") or {}).get("criteria") or {}
+    teacher = frontier.get("teacher") or {}
+    naive = frontier.get("naive_teacher_samples_per_s")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.2))
+    for ax, metric in zip(axes, PARETO_METRICS):
+        front = pareto_front(rows, metric, "val")
+        if len(front) > 1:
+            ax.step(
+                [r["samples_per_s"] for r in front],
+                [r["val"][metric] for r in front],
+                where="pre",
+                color="#ff7f0e",
+                lw=1.5,
+                zorder=1,
+            )
+        for r in rows:
+            marker, color, _ = FRONTIER_GROUPS[frontier_group(r)]
+            x, y = r["samples_per_s"], r["val"][metric]
+            ax.scatter(x, y, marker=marker, color=color, s=55, edgecolor="black", linewidth=0.5, zorder=3)
+            if r["model"] == chosen:
+                ax.scatter(x, y, marker="o", s=260, facecolor="none", edgecolor="#d62728", linewidth=2, zorder=4)
+            ax.annotate(r["model"], (x, y), xytext=(5, 4), textcoords="offset points", fontsize=7.5)
+        if naive:
+            ax.axvline(naive, color="grey", ls="--", lw=1)
+        limit = criteria.get(f"max_drop_{metric}")
+        if limit is not None and teacher.get("val") and criteria.get("min_samples_per_s") is None:
+            ax.axhline(teacher["val"][metric] - limit, color="#d62728", ls=":", lw=1)
+        if criteria.get("min_samples_per_s") is not None:
+            ax.axvline(criteria["min_samples_per_s"], color="#d62728", ls=":", lw=1)
+        _log_speed_axis(ax)
+        ax.set_xlabel("throughput (samples/s, log scale)")
+        ax.set_ylabel(f"{FRONTIER_LABELS[metric]} (validation split)")
+        ax.grid(True, which="both", alpha=0.3)
+    present = {frontier_group(r) for r in rows}
+    handles = [
+        Line2D([], [], marker=m, color=c, markeredgecolor="black", linestyle="", label=label)
+        for g, (m, c, label) in FRONTIER_GROUPS.items()
+        if g in present
+    ]
+    handles += [
+        Line2D([], [], color="#ff7f0e", lw=1.5, label="Pareto frontier"),
+        Line2D(
+            [],
+            [],
+            marker="o",
+            markersize=12,
+            markerfacecolor="none",
+            markeredgecolor="#d62728",
+            linestyle="",
+            label=f"chosen: {chosen}",
+        ),
+        Line2D([], [], color="grey", ls="--", lw=1, label="naive teacher (torch fp32)"),
+        Line2D([], [], color="#d62728", ls=":", lw=1, label="selection limit"),
+    ]
+    axes[1].legend(handles=handles, loc="best", fontsize=8)
+    fig.suptitle(
+        f"compression frontier: {frontier['texts']} test texts, {frontier['threads']} thread(s), {frontier['cpu']}",
+        fontsize=10,
+    )
+    _save_png(fig, path)
     return path

@@ -9,8 +9,12 @@ from toxdistill.evaluation.metrics import hate_f1
 from toxdistill.evaluation.robustness import format_robustness
 from toxdistill.evaluation.stats import layer_set_pairs
 from toxdistill.evaluation.tables import fmt
-from toxdistill.files import MODELS_DIR, REPORT_FILE
+from toxdistill.files import FRONTIER_PLOT, MODELS_DIR, REPORT_FILE
 from toxdistill.io import atomic_write_text
+
+FRONTIER_HEADING = "## Compression frontier"
+# The section the frontier's lines go before when a report written without them gets them later.
+WALL_TIME_HEADING = "## Wall time per stage"
 
 
 def _f(x, nd=3) -> str:
@@ -300,8 +304,78 @@ def _eval_sets(evals: dict | None) -> list[str]:
     return lines
 
 
+def _pair(block_a: dict, block_b: dict, key: str) -> str:
+    return f"{_f(block_a.get(key))} / {_f(block_b.get(key))}"
+
+
+def frontier_section(frontier: dict | None) -> list[str]:
+    """The report's "Compression frontier": the chart, the table (validation / test) and the selection's lines."""
+    if not frontier:
+        return []
+    sel = frontier.get("selection") or {}
+    focus = frontier.get("focus_class") or "focus class"
+    lines = [
+        "",
+        FRONTIER_HEADING,
+        "",
+        f"Every transformer model exported ({frontier['engine']}) and benched in one run on {frontier['cpu']}, "
+        f"{frontier['threads']} thread(s), on the same {frontier['texts']} test texts; the naive teacher (torch "
+        f"fp32, unsorted padded batches) reaches {frontier['naive_teacher_samples_per_s']:.1f} samples/s. Scores "
+        "are the exported models' own, validation / test; the choice is made on validation, the Pareto frontier "
+        "drawn on validation (macro or weighted F1).",
+        "",
+        f"![compression frontier]({FRONTIER_PLOT})",
+        "",
+        "| Model | layers | params | backend | samples/s | × naive teacher | p50 ms | F1 weighted val / test | "
+        f"F1 macro val / test | F1 {focus} val / test | parity | Pareto | chosen |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(frontier["rows"], key=lambda r: r["samples_per_s"]):
+        v, t = r["val"], r["test"]
+        lines.append(
+            f"| {r['model']} | {r['layers']} | {r['params']:,} | {r['backend']} | {r['samples_per_s']:.1f} | "
+            f"{fmt(r.get('x_naive_teacher'), '.2f')}× | {r['p50_ms']:.2f} | {_pair(v, t, 'f1_weighted')} | "
+            f"{_pair(v, t, 'f1_macro')} | {_pair(v, t, 'f1_focus')} | {'passed' if r['parity_passed'] else 'FAILED'} | "
+            f"{'yes' if r.get('pareto') else ''} | {'**chosen**' if r['model'] == sel.get('model') else ''} |"
+        )
+    teacher = frontier.get("teacher") or {}
+    if teacher.get("val"):
+        tv, tt = teacher["val"], teacher["test"]
+        lines += [
+            "",
+            f"Held against the torch teacher ({teacher['model']}): weighted F1 {_pair(tv, tt, 'f1_weighted')}, "
+            f"macro F1 {_pair(tv, tt, 'f1_macro')} (validation / test).",
+        ]
+    if sel:
+        chosen = "the teacher's own export (nothing met the rule)" if sel.get("fallback") else f"**{sel['model']}**"
+        lines += [
+            "",
+            f"- **Chosen ({sel['rule']} rule):** {chosen}. {sel['reason'][:1].upper()}{sel['reason'][1:]}.",
+            f"- **On test:** {'the choice holds' if sel['holds_on_test'] else 'the choice does NOT hold'}: "
+            f"{sel['test_note']}.",
+        ]
+    return lines
+
+
+def update_frontier_section(run_dir: Path, frontier: dict) -> bool:
+    """Put ``frontier``'s section into an existing report.md in place of its old one (or, where it has none,
+    before the wall times); the rest of the report stays as it was. False where the run has no report yet."""
+    path = Path(run_dir) / REPORT_FILE
+    if not path.is_file():
+        return False
+    lines = path.read_text(encoding="utf-8").split("\n")
+    if FRONTIER_HEADING in lines:
+        start = lines.index(FRONTIER_HEADING) - 1  # the blank line each section starts with
+        end = next((i for i in range(start + 2, len(lines)) if lines[i].startswith("## ")), len(lines))
+        end -= 1 if end < len(lines) else 0
+    else:
+        start = end = lines.index(WALL_TIME_HEADING) - 1 if WALL_TIME_HEADING in lines else len(lines)
+    atomic_write_text(path, "\n".join([*lines[:start], *frontier_section(frontier), *lines[end:]]))
+    return True
+
+
 def _wall_times(timings: dict) -> list[str]:
-    lines = ["", "## Wall time per stage", "", "| stage | seconds | minutes |", "|---|---|---|"]
+    lines = ["", WALL_TIME_HEADING, "", "| stage | seconds | minutes |", "|---|---|---|"]
     for k, v in timings.items():
         lines.append(f"| {k} | {v:.0f} | {v / 60:.1f} |")
     total = sum(timings.values())
@@ -319,6 +393,7 @@ def write_report(
     seeds: dict | None = None,
     robustness: dict | None = None,
     eval_sets: dict | None = None,
+    frontier: dict | None = None,
 ) -> None:
     rows = _order(results)
     focus = cfg.data.focus_class
@@ -332,6 +407,7 @@ def write_report(
         *_seed_variation(seeds),
         *_robustness(robustness),
         *_eval_sets(eval_sets),
+        *frontier_section(frontier),
         *_wall_times(timings),
         *["", "## Analysis", "", *analysis(results, significance, focus), ""],
     ]

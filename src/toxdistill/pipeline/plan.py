@@ -43,6 +43,7 @@ from toxdistill.pipeline import stages
 from toxdistill.pipeline.check import check_run
 from toxdistill.pipeline.context import RunContext, SeedContext, main_only, say, seed_dir
 from toxdistill.pipeline.external import check_eval_set, run_eval_sets
+from toxdistill.pipeline.frontier import frontier_step
 from toxdistill.pipeline.results import collect_results, seed_summary, significance, update_older_models
 from toxdistill.runs import read_meta
 from toxdistill.training.ddp import dist
@@ -261,7 +262,9 @@ def _checks(ctx: RunContext) -> tuple[dict | None, dict | None]:
     return robustness, evals
 
 
-def _report(ctx: RunContext, robustness: dict | None = None, eval_sets: dict | None = None) -> None:
+def _report(
+    ctx: RunContext, robustness: dict | None = None, eval_sets: dict | None = None, frontier: dict | None = None
+) -> None:
     """Rank 0: older model folders brought up to date, then results, significance, seed variation, report."""
     s0 = time.perf_counter()
     run_dir, cfg, split = ctx.run_dir, ctx.cfg, ctx.split
@@ -283,6 +286,7 @@ def _report(ctx: RunContext, robustness: dict | None = None, eval_sets: dict | N
         seeds=seeds,
         robustness=robustness,
         eval_sets=eval_sets,
+        frontier=frontier,
     )
     ctx.timings["report"] = time.perf_counter() - s0
     atomic_write_json(run_dir / TIMINGS_FILE, ctx.timings)
@@ -314,5 +318,8 @@ def run(
         ctx = _open_run(cfg, run_dir, data_path, quick, forced, fp)
         _run_steps(ctx, _plan(ctx))
         if main:
-            _report(ctx, *_checks(ctx))
+            robustness, evals = _checks(ctx)
+            frontier = frontier_step(ctx, say)
+            # best/: pipeline/best.write_best (wired by the lead)
+            _report(ctx, robustness, evals, frontier)
     return run_dir

@@ -1,0 +1,395 @@
+"""The compression frontier: the Pareto set and the selection rule on hand-made rows, the frontier step on a tiny
+run (frontier.json, the plot, exports reused, measurements kept), the report's section, `toxdistill frontier`
+and the select block's validation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from toxdistill.cli import main
+from toxdistill.config import SelectConfig, load_config
+from toxdistill.errors import ToxdistillError
+from toxdistill.evaluation.frontier import format_frontier, pareto, select, within_tolerance
+from toxdistill.evaluation.report import FRONTIER_HEADING, frontier_section, update_frontier_section
+
+from conftest import make_tiny_run, tiny_bert
+
+
+# ---------------------------------------------------------------- hand-made rows
+def _scores(f1w: float, f1m: float) -> dict:
+    return {"f1_weighted": f1w, "f1_macro": f1m, "f1_focus": f1m / 2, "accuracy": f1w}
+
+
+def _row(model: str, sps: float, val: tuple[float, float], test: tuple[float, float] | None = None, parity=True):
+    return {
+        "model": model,
+        "kind": "teacher" if model == "teacher" else "distill",
+        "backend": "onnx-int8",
+        "samples_per_s": sps,
+        "x_naive_teacher": sps / 100,
+        "parity_passed": parity,
+        "val": _scores(*val),
+        "test": _scores(*(test or val)),
+    }
+
+
+TEACHER = {"model": "teacher", "val": _scores(0.90, 0.78), "test": _scores(0.91, 0.77)}
+ROWS = [
+    _row("teacher", 300, (0.900, 0.780)),
+    _row("even", 2400, (0.895, 0.770), (0.905, 0.765)),
+    _row("spread2", 5000, (0.892, 0.765), (0.895, 0.760)),  # within on val, 1.5 weighted points off on test
+    _row("spread1", 9000, (0.870, 0.720)),  # too far on both
+    _row("odd", 2300, (0.880, 0.790)),  # slower than even and worse weighted: not on that front
+]
+
+
+def test_pareto_keeps_the_rows_nothing_beats_on_both_speed_and_quality():
+    front = pareto(ROWS)
+    assert front["f1_weighted"] == ["teacher", "even", "spread2", "spread1"]
+    # odd has the best macro F1 at 2300/s: it dominates the teacher there, and even (2400/s, 0.770) stays on.
+    assert front["f1_macro"] == ["odd", "even", "spread2", "spread1"]
+
+
+def test_tolerance_picks_the_fastest_within_it_and_says_it_does_not_hold_on_test():
+    sel = select(ROWS, TEACHER, SelectConfig(max_drop_f1_weighted=0.01, max_drop_f1_macro=0.02))
+    assert sel["model"] == "spread2" and sel["rule"] == "tolerance" and not sel["fallback"]
+    assert sel["criteria"] == {"max_drop_f1_weighted": 0.01, "max_drop_f1_macro": 0.02, "min_samples_per_s": None}
+    assert sel["holds_on_test"] is False and "outside the tolerance" in sel["test_note"]
+    assert "fastest of 2 candidate(s)" in sel["reason"] and "50.0× the naive teacher" in sel["reason"]
+
+
+def test_a_tighter_tolerance_picks_a_slower_model_that_holds_on_test():
+    sel = select(ROWS, TEACHER, SelectConfig(max_drop_f1_weighted=0.006, max_drop_f1_macro=0.02))
+    assert sel["model"] == "even" and sel["holds_on_test"] is True and "within tolerance too" in sel["test_note"]
+
+
+def test_a_drop_of_exactly_the_limit_is_within_it():
+    row = _row("s", 1000, (0.90 - 0.01, 0.78 - 0.02))
+    assert within_tolerance(row, TEACHER, SelectConfig(max_drop_f1_weighted=0.01, max_drop_f1_macro=0.02))
+
+
+def test_a_null_limit_is_not_checked():
+    sel = select(ROWS, TEACHER, SelectConfig(max_drop_f1_weighted=None, max_drop_f1_macro=0.07))
+    assert sel["model"] == "spread1"  # 3 weighted points off, unchecked; 6 macro points, within 7
+    sel = select(ROWS, TEACHER, SelectConfig(max_drop_f1_weighted=None, max_drop_f1_macro=None))
+    assert sel["model"] == "spread1"
+
+
+def test_a_candidate_that_failed_its_parity_gates_is_never_chosen():
+    rows = [r if r["model"] != "spread2" else {**r, "parity_passed": False} for r in ROWS]
+    sel = select(rows, TEACHER, SelectConfig())
+    assert sel["model"] == "even"
+
+
+def test_nothing_within_tolerance_falls_back_to_the_teachers_export_with_a_reason():
+    sel = select(ROWS, TEACHER, SelectConfig(max_drop_f1_weighted=0.001, max_drop_f1_macro=0.001))
+    assert sel["model"] == "teacher" and sel["fallback"] is True
+    assert "no candidate is within tolerance" in sel["reason"] and "the closest, even" in sel["reason"]
+    assert sel["holds_on_test"] is True  # on test none is within either
+
+
+def test_the_fallback_says_when_test_would_have_chosen_otherwise():
+    rows = [*ROWS[:1], _row("s", 4000, (0.85, 0.70), (0.912, 0.772))]
+    sel = select(rows, TEACHER, SelectConfig())
+    assert sel["fallback"] and sel["holds_on_test"] is False and "s would have been within" in sel["test_note"]
+
+
+def test_every_candidate_failing_parity_is_said_as_such():
+    rows = [ROWS[0], *({**r, "parity_passed": False} for r in ROWS[1:])]
+    sel = select(rows, TEACHER, SelectConfig())
+    assert sel["fallback"] and "parity gates" in sel["reason"]
+
+
+def test_budget_picks_the_best_macro_f1_at_that_speed():
+    sel = select(ROWS, TEACHER, SelectConfig(min_samples_per_s=2000))
+    assert sel["model"] == "odd" and sel["rule"] == "budget" and not sel["fallback"]
+    assert sel["holds_on_test"] is True
+    sel = select(ROWS, TEACHER, SelectConfig(min_samples_per_s=2350))
+    assert sel["model"] == "even"
+
+
+def test_budget_that_does_not_hold_on_test():
+    rows = [_row("a", 3000, (0.9, 0.78), (0.9, 0.70)), _row("b", 4000, (0.9, 0.75), (0.9, 0.76)), ROWS[0]]
+    sel = select(rows, TEACHER, SelectConfig(min_samples_per_s=1000))
+    assert sel["model"] == "a" and sel["holds_on_test"] is False and "b has the better macro F1" in sel["test_note"]
+
+
+def test_a_budget_nothing_reaches_falls_back():
+    sel = select(ROWS, TEACHER, SelectConfig(min_samples_per_s=50000))
+    assert sel["fallback"] and sel["model"] == "teacher"
+    assert "no candidate reaches 50000 samples/s" in sel["reason"] and "spread1, reaches 9000" in sel["reason"]
+
+
+# ---------------------------------------------------------------- config
+def test_unknown_select_keys_and_negative_tolerances_fail_at_config_load(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("select: {max_drop_f1: 0.01}\n")
+    with pytest.raises(ToxdistillError, match="max_drop_f1"):
+        load_config(cfg)
+    cfg.write_text("select: {max_drop_f1_macro: -0.01}\n")
+    with pytest.raises(ToxdistillError, match="max_drop_f1_macro"):
+        load_config(cfg)
+    cfg.write_text("frontier: {engine: tensorrt}\n")
+    with pytest.raises(ToxdistillError, match="engine"):
+        load_config(cfg)
+
+
+# ---------------------------------------------------------------- the frontier step on a tiny run
+WORDS = ["nice", "day", "hate", "you", "people", "trash", "love", "game", "go", "away", "the", "best"]
+
+
+def _labelled_tiny_run(root: Path, tokenizer, **frontier) -> Path:
+    """make_tiny_run's folder with a made-up CSV, its split, validation scores and a frontier block."""
+    from toxdistill.data.dataset import load_dataset
+    from toxdistill.data.split import make_or_load_split
+
+    run = make_tiny_run(root, tokenizer)
+    rng = np.random.default_rng(0)
+    rows = [" ".join(rng.choice(WORDS, rng.integers(2, 10))) for _ in range(160)]
+    data = root / "made_up.csv"
+    data.write_text("tweet,class\n" + "\n".join(f"{t},{i % 3}" for i, t in enumerate(rows)) + "\n")
+    cfg = {
+        "name": "tiny-run",
+        "data": {"source": "file", "path": str(data), "sha256": None},
+        "threads": 1,
+        "frontier": {"limit": 12, **frontier},
+    }
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    c = load_config(run / "config.yaml")
+    make_or_load_split(load_dataset(data, c.data), run / "split.json", c.data, c.seed)
+    for d in (run / "models").iterdir():
+        meta = json.loads((d / "toxdistill.json").read_text())
+        m = meta["metrics"]
+        m["val"] = {k: m[k] for k in ("accuracy", "f1_weighted", "f1_macro", "f1_per_class")}
+        (d / "toxdistill.json").write_text(json.dumps(meta))
+    return run
+
+
+@pytest.fixture(scope="module")
+def frontier_run(tmp_path_factory, tokenizer):
+    pytest.importorskip("onnxruntime")
+    from toxdistill.pipeline.frontier import run_frontier
+
+    run = _labelled_tiny_run(tmp_path_factory.mktemp("frontier"), tokenizer)
+    said: list[str] = []
+    result = run_frontier(run, load_config(run / "config.yaml"), said.append)
+    return run, result, said
+
+
+def test_the_frontier_writes_its_schema_and_its_plot(frontier_run):
+    run, result, said = frontier_run
+    saved = json.loads((run / "frontier.json").read_text())
+    assert saved == json.loads(json.dumps(result))
+    assert (run / "frontier.png").stat().st_size > 5000
+    assert {"cpu", "threads", "texts", "engine", "naive_teacher_samples_per_s", "rows", "selection"} <= set(saved)
+    assert saved["engine"] == "onnx-int8" and saved["texts"] == 12 and saved["threads"] == 1
+    assert saved["naive_teacher_samples_per_s"] > 0
+    rows = {r["model"]: r for r in saved["rows"]}
+    assert set(rows) == {"teacher", "odd", "even", "lora-teacher"}
+    keys = {"model", "kind", "layers", "params", "export_dir", "backend", "samples_per_s", "p50_ms"}
+    keys |= {"x_naive_teacher", "parity_passed", "val", "test", "pareto"}
+    for r in rows.values():
+        assert keys <= set(r)
+        assert set(r["val"]) == set(r["test"]) == {"f1_weighted", "f1_macro", "f1_focus", "accuracy"}
+        assert (run / r["export_dir"] / "model.int8.onnx").is_file() and r["backend"] == "onnx-int8"
+        assert r["x_naive_teacher"] == pytest.approx(r["samples_per_s"] / saved["naive_teacher_samples_per_s"])
+    assert rows["teacher"]["kind"] == "teacher" and rows["teacher"]["layers"] == 4 and rows["odd"]["layers"] == 2
+    assert rows["odd"]["kind"] == "distill" and rows["lora-teacher"]["kind"] == "lora"
+    assert all(r["reference"] for r in rows.values())  # teacher, odd, even and LoRA: every row here is one
+    assert any(r["pareto"] for r in rows.values())
+    sel = saved["selection"]
+    assert {"model", "rule", "criteria", "reason", "fallback", "holds_on_test", "test_note"} <= set(sel)
+    assert sel["model"] in rows and sel["rule"] == "tolerance"
+    assert saved["teacher"]["model"] == "teacher" and saved["teacher"]["backend"] == "torch"
+    assert any("exporting onnx-int8" in s for s in said)
+
+
+def test_the_exported_scores_are_the_exports_own(frontier_run):
+    """The val block is the int8 export scored on validation: the same numbers the export gives when asked."""
+    from toxdistill.data.split import load_run_split
+    from toxdistill.inference.predict import Predictor
+
+    run, result, _ = frontier_run
+    row = next(r for r in result["rows"] if r["model"] == "odd")
+    val = load_run_split(run).val
+    logits, _ = Predictor.load(run / row["export_dir"], backend="onnx").logits(val.texts)
+    assert row["val"]["accuracy"] == pytest.approx(float(np.mean(logits.argmax(-1) == np.asarray(val.labels))))
+
+
+def test_a_second_frontier_keeps_the_measurements_and_a_remeasure_reuses_the_exports(frontier_run, monkeypatch):
+    from toxdistill.pipeline import frontier as step
+
+    run, first, _ = frontier_run
+    cfg = load_config(run / "config.yaml")
+
+    def no_bench(*a, **k):
+        raise AssertionError("measured again although nothing changed")
+
+    with monkeypatch.context() as m:
+        m.setattr(step, "bench_model", no_bench)
+        said: list[str] = []
+        again = step.run_frontier(
+            run, cfg.model_copy(update={"select": SelectConfig(min_samples_per_s=1.0)}), said.append
+        )
+    assert any("kept" in s for s in said)
+    assert again["rows"] == first["rows"] and again["selection"]["rule"] == "budget"
+    stamps = {p: p.stat().st_mtime_ns for p in (run / "export").rglob("*") if p.is_file()}
+    said = []
+    step.run_frontier(run, cfg, said.append, remeasure=True)
+    assert sum("reusing" in s for s in said) == 4 and not any("exporting" in s for s in said)
+    assert {p: p.stat().st_mtime_ns for p in (run / "export").rglob("*") if p.is_file()} == stamps
+
+
+def test_the_step_is_skipped_when_disabled_or_the_engine_is_missing(frontier_run, monkeypatch):
+    from toxdistill.data.split import load_run_split
+    from toxdistill.pipeline import frontier as step
+    from toxdistill.pipeline.context import RunContext
+
+    run, _, _ = frontier_run
+    cfg = load_config(run / "config.yaml")
+    off = cfg.model_copy(update={"frontier": cfg.frontier.model_copy(update={"enabled": False})})
+    assert step.frontier_step(RunContext(off, run, load_run_split(run))) is None
+    monkeypatch.setattr(step, "missing_engine", lambda engine: "the frontier's exports need onnxruntime — pip it")
+    said: list[str] = []
+    assert step.frontier_step(RunContext(cfg, run, load_run_split(run)), said.append) is None
+    assert said == ["frontier: skipped, the frontier's exports need onnxruntime — pip it"]
+
+
+# ---------------------------------------------------------------- the report
+def test_the_report_section_has_the_chart_table_cpu_and_selection(frontier_run):
+    _, result, _ = frontier_run
+    text = "\n".join(frontier_section(result))
+    assert FRONTIER_HEADING in text and "![compression frontier](frontier.png)" in text and result["cpu"] in text
+    assert "| Model | layers | params | backend | samples/s | × naive teacher | p50 ms |" in text
+    assert "F1 hate speech val / test" in text and "**chosen**" in text
+    for r in result["rows"]:
+        assert f"| {r['model']} | {r['layers']} | {r['params']:,} | onnx-int8 |" in text
+    assert "**On test:**" in text and result["selection"]["test_note"] in text
+    assert frontier_section(None) == []
+
+
+def test_update_replaces_the_section_in_place_or_adds_it_before_the_wall_times(frontier_run, tmp_path):
+    _, result, _ = frontier_run
+    report = tmp_path / "report.md"
+    assert update_frontier_section(tmp_path, result) is False  # no report: nothing to update
+    report.write_text("# r\n\n## Eval set x\n\nrows\n\n## Wall time per stage\n\n| a |\n\n## Analysis\n\n- fine\n")
+    assert update_frontier_section(tmp_path, result)
+    once = report.read_text()
+    assert once.index("## Eval set x") < once.index(FRONTIER_HEADING) < once.index("## Wall time per stage")
+    changed = {**result, "selection": {**result["selection"], "test_note": "a new note"}}
+    assert update_frontier_section(tmp_path, changed)
+    twice = report.read_text()
+    assert (
+        twice.count(FRONTIER_HEADING) == 1 and "a new note" in twice and result["selection"]["test_note"] not in twice
+    )
+    assert twice.replace("a new note", result["selection"]["test_note"]) == once
+    assert twice.endswith("## Analysis\n\n- fine\n")
+
+
+def test_write_report_puts_the_frontier_before_the_wall_times(frontier_run, tmp_path):
+    from toxdistill.config import Config
+    from toxdistill.evaluation.report import write_report
+
+    _, result, _ = frontier_run
+    write_report(tmp_path, [], Config(), {"teacher": 1.0}, frontier=result)
+    text = (tmp_path / "report.md").read_text()
+    assert text.index(FRONTIER_HEADING) < text.index("## Wall time per stage")
+
+
+def test_the_text_table_marks_the_choice(frontier_run):
+    _, result, _ = frontier_run
+    out = format_frontier(result)
+    assert (
+        "× naive T" in out
+        and result["cpu"] in out
+        and f"chosen (tolerance rule): {result['selection']['model']}" in out
+    )
+
+
+# ---------------------------------------------------------------- the command
+def _one_line(code: int, err: str, needle: str) -> None:
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("toxdistill: error:"), err
+    assert needle in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--max-drop-f1-weighted", "-0.1"], "--max-drop-f1-weighted -0.1 must be at least 0"),
+        (["--max-drop-f1-macro", "lots"], "--max-drop-f1-macro 'lots' is not a number"),
+        (["--min-samples-per-s", "-5"], "--min-samples-per-s -5 must be at least 0"),
+        (["--limit", "0"], "--limit 0 must be at least 1"),
+    ],
+)
+def test_bad_options_are_one_line(extra, needle, frontier_run, capsys):
+    run, _, _ = frontier_run
+    before = (run / "frontier.json").read_bytes()
+    code = main(["frontier", str(run), *extra])
+    _one_line(code, capsys.readouterr().err, needle)
+    assert (run / "frontier.json").read_bytes() == before
+
+
+def test_bad_run_folders_are_one_line(tmp_path, tokenizer, capsys):
+    code = main(["frontier", str(tmp_path / "nope")])
+    _one_line(code, capsys.readouterr().err, "not a finished run folder")
+    empty = tmp_path / "empty"
+    (empty / "models").mkdir(parents=True)
+    (empty / "config.yaml").write_text("name: empty\n")
+    code = main(["frontier", str(empty)])
+    _one_line(code, capsys.readouterr().err, "no transformer models")
+    unsplit = make_tiny_run(tmp_path, tokenizer, names=("teacher",))
+    capsys.readouterr()  # save_pretrained's progress bar
+    code = main(["frontier", str(unsplit)])
+    _one_line(code, capsys.readouterr().err, "has no split.json")
+    assert not (unsplit / "frontier.json").exists()
+
+
+def test_the_command_remakes_the_frontier_and_the_report_section(frontier_run, capsys):
+    run, _, _ = frontier_run
+    (run / "report.md").write_text("# r\n\n## Wall time per stage\n\n| a |\n")
+    code = main(["frontier", str(run), "--min-samples-per-s", "1"])
+    cap = capsys.readouterr()
+    assert code == 0, cap.err
+    saved = json.loads((run / "frontier.json").read_text())
+    assert saved["selection"]["rule"] == "budget" and saved["selection"]["criteria"]["min_samples_per_s"] == 1.0
+    assert "chosen (budget rule)" in cap.out and "kept" in cap.err
+    assert FRONTIER_HEADING in (run / "report.md").read_text() and "budget rule" in (run / "report.md").read_text()
+
+
+# ---------------------------------------------------------------- in a run
+def test_a_run_ends_with_the_frontier_in_its_report(tmp_path, tokenizer):
+    """`toxdistill run` with a given tiny teacher and one 1-layer student: frontier.json, the plot, the section."""
+    pytest.importorskip("onnxruntime")
+    teacher = tmp_path / "given"
+    tiny_bert(n_layers=2).save_pretrained(teacher)
+    tokenizer.save_pretrained(teacher)
+    rng = np.random.default_rng(1)
+    data = tmp_path / "d.csv"
+    rows = [" ".join(rng.choice(WORDS, rng.integers(2, 8))) for _ in range(120)]
+    data.write_text("tweet,class\n" + "\n".join(f"{t},{i % 3}" for i, t in enumerate(rows)) + "\n")
+    cfg = {
+        "name": "f",
+        "output_dir": str(tmp_path / "runs"),
+        "data": {"source": "file", "path": str(data), "sha256": None, "max_length": 32},
+        "teacher": {"model": str(teacher), "train": None},
+        "baseline": False,
+        "robustness": {"enabled": False},
+        "train": {"epochs": 1, "batch_size": 16},
+        "threads": 1,
+        "stages": [{"name": "one", "kind": "distill", "layers": [2]}],
+        "frontier": {"limit": 8},
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["run", "--config", str(tmp_path / "c.yaml")]) == 0
+    run = tmp_path / "runs" / "f"
+    saved = json.loads((run / "frontier.json").read_text())
+    assert {r["model"] for r in saved["rows"]} == {"teacher", "one"} and (run / "frontier.png").is_file()
+    assert next(r for r in saved["rows"] if r["model"] == "one")["reference"] is False
+    assert FRONTIER_HEADING in (run / "report.md").read_text()
+    assert "frontier" in json.loads((run / "timings.json").read_text())
