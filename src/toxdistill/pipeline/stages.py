@@ -5,6 +5,7 @@ evaluation path (``_finish_model``). A finished stage is a model folder written 
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ import numpy as np
 from safetensors.torch import load_file
 
 from toxdistill import __version__
-from toxdistill.config import StageConfig, TrainConfig
+from toxdistill.config import DistillConfig, StageConfig, TrainConfig
 from toxdistill.errors import ToxdistillError
 from toxdistill.evaluation.calibrate import calibrate_model
 from toxdistill.evaluation.metrics import ce_loss, evaluate_predictor, trainer_metrics
@@ -22,10 +23,10 @@ from toxdistill.files import BASELINE, META_FILE, TEACHER, TEST_LOGITS, VAL_LOGI
 from toxdistill.inference.predict import Predictor
 from toxdistill.io import atomic_dir, atomic_write_json
 from toxdistill.models.baseline import TfidfLR
-from toxdistill.models.families import count_params, forward_inputs
+from toxdistill.models.families import count_params, forward_inputs, qkv_names
 from toxdistill.models.lora import add_lora, save_lora
 from toxdistill.models.students import attach_hidden_projection, build_student, detach_hidden_projection, resolve_layers
-from toxdistill.models.teacher import load_classifier, load_given_classifier, load_model_config
+from toxdistill.models.teacher import load_classifier, load_given_classifier, load_model_config, load_tokenizer
 from toxdistill.pipeline.context import RunContext, main_only, say
 from toxdistill.runs import is_baseline_folder, read_meta
 from toxdistill.training.ddp import dist
@@ -85,6 +86,47 @@ def _finish_model(
 def _save_hf(model, tokenizer, out: Path) -> None:
     model.save_pretrained(str(out), safe_serialization=True)
     tokenizer.save_pretrained(str(out))
+
+
+# ---------------------------------------------------------------- checks before training
+_PROBE = "Probe: you're SO wrong!!! héllo @user http 1d10t"
+
+
+def _same_tokenizer(a, b) -> bool:
+    return a.get_vocab() == b.get_vocab() and a(_PROBE)["input_ids"] == b(_PROBE)["input_ids"]
+
+
+def check_levers(name: str, distill: DistillConfig, teacher: tuple, student: tuple) -> None:
+    """The plan's check, before anything trains, that a stage's token-level levers can run: ``w_hidden`` and
+    ``w_attn`` compare the models token by token, so the student must tokenize as the teacher does, and
+    ``w_attn``'s relation heads must divide both widths of families whose attention modules are known.
+    ``teacher`` and ``student`` are (model config, folder) pairs; the student's as it is before any cut."""
+    (tconf, tpath), (sconf, spath) = teacher, student
+    if distill.w_hidden <= 0 and distill.w_attn <= 0:
+        return
+    if spath != tpath and not _same_tokenizer(load_tokenizer(tpath), load_tokenizer(spath)):
+        raise ToxdistillError(
+            f"stage {name!r}: distill.w_hidden and w_attn compare token by token, but the student's tokenizer "
+            "is not the teacher's",
+            "set w_hidden and w_attn to 0 for this student, or pick one with the teacher's tokenizer",
+        )
+    if distill.w_attn <= 0:
+        return
+    try:
+        qkv_names(tconf.model_type)
+        qkv_names(sconf.model_type)
+    except ToxdistillError as e:
+        raise ToxdistillError(f"stage {name!r}: {e.problem}", e.fix) from None
+    heads = distill.attn_heads or int(tconf.num_attention_heads)
+    widths = (int(tconf.hidden_size), int(sconf.hidden_size))
+    if any(w % heads for w in widths):
+        common = math.gcd(*widths)
+        fits = max(d for d in range(1, heads + 1) if common % d == 0)
+        raise ToxdistillError(
+            f"stage {name!r}: {heads} relation heads (distill.attn_heads) do not divide both hidden sizes "
+            f"{widths[0]} (teacher) and {widths[1]} (student)",
+            f"set distill.attn_heads to a divisor of {common}, e.g. {fits}",
+        )
 
 
 # ---------------------------------------------------------------- stages
