@@ -1,4 +1,5 @@
-"""What differs between encoder families, in one table: LoRA targets, the inputs a model takes, its head;
+"""What differs between encoder families, in one table: LoRA targets, attention projections, the inputs a model
+takes, its head;
 and what every family shares: how its layers are named, a peft wrapper around it, its parameter counts.
 
 Student building needs no entry here: it copies every weight outside the per-layer blocks by name, so
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import re
+from typing import Any
 
 import torch
 from transformers import PreTrainedModel
@@ -42,6 +44,23 @@ LORA_TARGETS: dict[str, list[str]] = {
 # saves ``classifier`` only, so these would otherwise stay random and frozen under LoRA.
 HEAD_EXTRA: dict[str, list[str]] = {"distilbert": ["pre_classifier"], "deberta-v2": ["pooler"]}
 
+# The query, key and value projections inside one encoder layer, by module name under ``...layer.N.``: the
+# attention-relation loss (distill.w_attn) reads the last layer's outputs of these with forward hooks.
+_BERT_QKV = ("attention.self.query", "attention.self.key", "attention.self.value")
+QKV_MODULES: dict[str, tuple[str, str, str]] = {
+    "bert": _BERT_QKV,
+    "roberta": _BERT_QKV,
+    "xlm-roberta": _BERT_QKV,
+    "electra": _BERT_QKV,
+    "mpnet": ("attention.attn.q", "attention.attn.k", "attention.attn.v"),
+    "deberta-v2": ("attention.self.query_proj", "attention.self.key_proj", "attention.self.value_proj"),
+    "distilbert": ("attention.q_lin", "attention.k_lin", "attention.v_lin"),
+}
+
+# Modules that exist only while a student trains (``students.attach_hidden_projection``): the saved folder and the
+# parameter counts leave them out.
+TRAINING_ONLY = ("kd_projection", "kd_hidden_projection")
+
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 # The encoder-layer index N in a weight's name: ``encoder.layer.N.`` (BERT, RoBERTa, ELECTRA, MPNet,
@@ -61,6 +80,33 @@ def lora_targets(model_type: str, override: list[str] | None) -> list[str]:
     return list(LORA_TARGETS[model_type])
 
 
+def qkv_names(model_type: str) -> tuple[str, str, str]:
+    """The family's query, key and value module names (``QKV_MODULES``), or one line naming the known ones."""
+    if model_type not in QKV_MODULES:
+        raise ToxdistillError(
+            f"no attention module names for model_type {model_type!r}, which distill.w_attn needs",
+            f"set distill.w_attn: 0 (known families: {', '.join(sorted(QKV_MODULES))})",
+        )
+    return QKV_MODULES[model_type]
+
+
+def last_layer_qkv(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module]:
+    """The query, key and value projections of the model's last encoder layer (under peft, its LoRA-wrapped ones,
+    so that their outputs include the adapters')."""
+    config: Any = unwrap_peft(model).config
+    names = qkv_names(config.model_type)
+    found: dict[str, tuple[int, torch.nn.Module]] = {}
+    for name, module in model.named_modules():
+        m = LAYER_KEY.search(name)
+        for suffix in names:
+            if m and name[m.end() :] == suffix and (suffix not in found or int(m.group(1)) > found[suffix][0]):
+                found[suffix] = (int(m.group(1)), module)
+    if len(found) != 3:
+        raise ToxdistillError("cannot find the last layer's query, key and value modules", "set distill.w_attn: 0")
+    q, k, v = (found[s][1] for s in names)
+    return q, k, v
+
+
 def unwrap_peft(model: torch.nn.Module) -> torch.nn.Module:
     """The transformers model inside a peft wrapper (``get_base_model``); any other model as it is."""
     get_base = getattr(model, "get_base_model", None)
@@ -68,9 +114,9 @@ def unwrap_peft(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def count_params(model: torch.nn.Module) -> tuple[int, int]:
-    """(total, trainable) parameter counts of the model as saved: the training-only ``kd_projection``
-    (``students.attach_hidden_projection``) is left out."""
-    params = [p for n, p in model.named_parameters() if "kd_projection" not in n]
+    """(total, trainable) parameter counts of the model as saved: the training-only projections (``TRAINING_ONLY``,
+    ``students.attach_hidden_projection``) are left out."""
+    params = [p for n, p in model.named_parameters() if not any(t in n.split(".") for t in TRAINING_ONLY)]
     return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
 
 

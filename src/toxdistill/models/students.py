@@ -1,43 +1,81 @@
-"""Students: a teacher with half its layers, chosen as odd, even or any list."""
+"""Students: a teacher (or a pretrained student) cut to fewer layers, chosen by a rule or a list."""
 
 from __future__ import annotations
 
 import copy
+import re
 
 import torch
 from transformers import PreTrainedModel
 
 from toxdistill.errors import ToxdistillError
-from toxdistill.models.families import LAYER_KEY, unwrap_peft
+from toxdistill.models.families import LAYER_KEY, TRAINING_ONLY, unwrap_peft
+
+_RULE = re.compile(r"^(spread|bottom|top):(-?\d+)$")
 
 
-def resolve_layers(spec: str | list[int], n_teacher_layers: int) -> list[int]:
-    """The one place that turns "odd"/"even"/a list into 1-based teacher layer numbers.
+def spread(n: int, k: int) -> list[int]:
+    """``round(i · n / k)`` for i = 1..k, halves rounded up: k layers of n spread evenly, the last one n.
 
-    odd = 1, 3, 5, …; even = 2, 4, 6, …. Both need an even-sized teacher so that the two students
-    have the same depth (half the teacher's) and the comparison is fair.
+    For k ≤ n the steps are at least 1, so the layers are distinct; for k > n some repeat (``hidden_pairs``
+    maps a deeper student onto a shallower teacher that way)."""
+    return [(2 * i * n + k) // (2 * k) for i in range(1, k + 1)]
+
+
+def resolve_layers(spec: str | list[int], n_teacher_layers: int, owner: str = "teacher") -> list[int]:
+    """The one place that turns a layer set into 1-based layer numbers of the model it is cut from.
+
+    - ``odd`` = 1, 3, 5, …; ``even`` = 2, 4, 6, …. Both need an even-sized model so that the two students have
+      the same depth (half the model's) and the comparison is fair.
+    - ``spread:K`` = layer ``round(i · n / K)`` for i = 1..K (halves up): K layers spread evenly up to and
+      including the top one (n = 6: K = 1 → [6], 2 → [3, 6], 3 → [2, 4, 6], which is ``even``; n = 12, K = 4 →
+      [3, 6, 9, 12]). The top layer is kept because the pooler and head the student inherits were trained on
+      its output; the even spread keeps the model's depth profile (low layers' surface features, high layers'
+      task features) rather than one end of it. It is the default rule for shallow students.
+    - ``bottom:K`` = 1..K and ``top:K`` = n − K + 1..n, the alternatives it is compared with.
+    - a list: the given layers, in the given order.
+
+    ``owner`` names the model in messages: the teacher, or a pretrained student cut to fewer layers.
     """
+    n = n_teacher_layers
     if isinstance(spec, str):
+        rule = _RULE.match(spec)
+        if rule:
+            k = int(rule.group(2))
+            if k < 1:
+                raise ToxdistillError(f"layer set {spec!r} asks for {k} layers", "a student needs at least 1 layer")
+            if k > n:
+                raise ToxdistillError(
+                    f"layer set {spec!r} asks for {k} layers; the {owner} has {n}",
+                    f"use a depth from 1 to {n}",
+                )
+            kind = rule.group(1)
+            if kind == "spread":
+                return spread(n, k)
+            return list(range(1, k + 1)) if kind == "bottom" else list(range(n - k + 1, n + 1))
         if spec not in ("odd", "even"):
-            raise ToxdistillError(f"unknown layer set {spec!r}", "use 'odd', 'even' or a list like [1, 3, 5]")
-        if n_teacher_layers % 2:
             raise ToxdistillError(
-                f"the teacher has {n_teacher_layers} layers; odd/even need an even number",
-                "give an explicit list of layers instead",
+                f"unknown layer set {spec!r}",
+                "use 'odd', 'even', 'spread:K', 'bottom:K', 'top:K' or a list like [1, 3, 5]",
+            )
+        if n % 2:
+            raise ToxdistillError(
+                f"the {owner} has {n} layers; odd/even need an even number",
+                "use spread:K or give an explicit list of layers instead",
             )
         start = 1 if spec == "odd" else 2
-        return list(range(start, n_teacher_layers + 1, 2))
+        return list(range(start, n + 1, 2))
     layers = list(spec)
     if not layers:
-        raise ToxdistillError("the student layer list is empty", "give at least one teacher layer, e.g. [2, 4, 6]")
-    bad = [x for x in layers if not isinstance(x, int) or isinstance(x, bool) or not 1 <= x <= n_teacher_layers]
+        raise ToxdistillError("the student layer list is empty", "give at least one layer, e.g. [2, 4, 6]")
+    bad = [x for x in layers if not isinstance(x, int) or isinstance(x, bool) or not 1 <= x <= n]
     if bad:
         raise ToxdistillError(
-            f"layer {bad[0]!r} is out of range for a {n_teacher_layers}-layer teacher",
-            f"use 1-based layer numbers from 1 to {n_teacher_layers}",
+            f"layer {bad[0]!r} is out of range for a {n}-layer {owner}",
+            f"use 1-based layer numbers from 1 to {n}",
         )
     if len(set(layers)) != len(layers):
-        raise ToxdistillError(f"layer list {layers} repeats a layer", "list each teacher layer once")
+        raise ToxdistillError(f"layer list {layers} repeats a layer", "list each layer once")
     return layers
 
 
@@ -72,21 +110,37 @@ def build_student(teacher: PreTrainedModel, layers: list[int]) -> PreTrainedMode
     return student
 
 
-def attach_hidden_projection(student: PreTrainedModel, teacher_hidden: int) -> bool:
-    """A student of another hidden size gets ``kd_projection`` (student → teacher size) for the cosine term.
+def hidden_pairs(n_student: int, n_teacher: int, copied: list[int] | None = None) -> list[tuple[int, int]]:
+    """The (student, teacher) hidden-state pairs of the intermediate-layer loss, as indices into the models'
+    ``hidden_states`` (0 = the embeddings' output, l = encoder layer l's).
+
+    Embeddings ↔ embeddings, then student layer j (1-based) ↔ the teacher layer it was copied from,
+    ``copied[j − 1]``; a student not cut from the teacher (``copied`` None: another pretrained model, cut or
+    not) pairs with the teacher layer at the same relative depth, ``round(j · n_teacher / n_student)``."""
+    teacher_layers = copied if copied is not None else spread(n_teacher, n_student)
+    if len(teacher_layers) != n_student:
+        raise ValueError(f"{len(teacher_layers)} copied layers for a {n_student}-layer student")
+    return [(0, 0), *((j, t) for j, t in enumerate(teacher_layers, 1))]
+
+
+def attach_hidden_projection(student: PreTrainedModel, teacher_hidden: int, name: str = "kd_projection") -> bool:
+    """A student of another hidden size gets a linear projection (student → teacher size) named ``name``:
+    ``kd_projection`` for the [CLS] cosine term, ``kd_hidden_projection`` for the per-token hidden-state term.
 
     It lives on the model so that the optimizer trains it and epoch checkpoints (and resume) keep it;
     ``detach_hidden_projection`` removes it before the student is saved. Returns whether one was added.
     """
+    assert name in TRAINING_ONLY, f"{name} must be listed in families.TRAINING_ONLY"
     h = int(student.config.hidden_size)
     if h == teacher_hidden:
         return False
-    student.kd_projection = torch.nn.Linear(h, teacher_hidden)
+    setattr(student, name, torch.nn.Linear(h, teacher_hidden))
     return True
 
 
 def detach_hidden_projection(model) -> None:
-    """Training-only: the saved student is a plain classifier without the projection."""
+    """Training-only: the saved student is a plain classifier without the projections."""
     inner = unwrap_peft(model)
-    if hasattr(inner, "kd_projection"):
-        del inner.kd_projection
+    for name in TRAINING_ONLY:
+        if hasattr(inner, name):
+            delattr(inner, name)

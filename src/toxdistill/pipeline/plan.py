@@ -135,21 +135,32 @@ def _preflight(cfg: Config) -> None:
     pre = t.pretrained_model()
     pre_conf = load_model_config(resolve_model_path(pre)) if pre and pre != t.model else tconf
     family = {"teacher": tconf.model_type, "pretrained": pre_conf.model_type}
+    # Each distill stage's student before any cut, and where it loads from: the teacher's, or its own model's.
+    student_of: dict[str, tuple[object, str]] = {}
     for st in (s for s in cfg.stages if s.enabled):
+        sconf, spath = tconf, path
+        if st.student is not None:
+            spath = resolve_model_path(st.student)
+            sconf = load_model_config(spath)
         if st.layers is not None:
             # st.kind is the stage's training method (the config key), not a model's role.
-            src = pre_conf if st.kind == "lora" and (st.base or "pretrained") == "pretrained" else tconf
-            resolve_layers(st.layers, src.num_hidden_layers)
-        family[st.name] = tconf.model_type
-        if st.student is not None:
-            sconf = load_model_config(resolve_model_path(st.student))
-            family[st.name] = sconf.model_type
-            if is_classifier(sconf) and sconf.num_labels != len(labels):
-                raise ToxdistillError(
-                    f"stage {st.name!r}: student {st.student} is a classifier of {sconf.num_labels} labels; "
-                    f"the data has {len(labels)}",
-                    "give a classifier of these classes or a bare pretrained encoder",
-                )
+            src = pre_conf if st.kind == "lora" and (st.base or "pretrained") == "pretrained" else sconf
+            owner = "teacher" if st.student is None else f"student {st.student}"
+            try:
+                resolve_layers(st.layers, src.num_hidden_layers, owner)
+            except ToxdistillError as e:
+                raise ToxdistillError(f"stage {st.name!r}: {e.problem}", e.fix) from None
+        family[st.name] = sconf.model_type
+        student_of[st.name] = (sconf, spath)
+        if st.kind in ("distill", "distill-lora"):
+            base = student_of.get(st.base or "", (tconf, path)) if st.kind == "distill-lora" else (sconf, spath)
+            stages.check_levers(st.name, cfg.stage_distill(st), (tconf, path), base)
+        if st.student is not None and is_classifier(sconf) and sconf.num_labels != len(labels):
+            raise ToxdistillError(
+                f"stage {st.name!r}: student {st.student} is a classifier of {sconf.num_labels} labels; "
+                f"the data has {len(labels)}",
+                "give a classifier of these classes or a bare pretrained encoder",
+            )
         if st.kind in ("lora", "distill-lora"):
             try:
                 lora_targets(family.get(st.base or "pretrained", tconf.model_type), cfg.stage_lora(st).target_modules)

@@ -4,7 +4,9 @@ evaluation path (``_finish_model``). A finished stage is a model folder written 
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import math
 import shutil
 import time
 from pathlib import Path
@@ -13,23 +15,38 @@ import numpy as np
 from safetensors.torch import load_file
 
 from toxdistill import __version__
-from toxdistill.config import StageConfig, TrainConfig
+from toxdistill.config import DistillConfig, StageConfig, TrainConfig
+from toxdistill.data.dataset import Dataset
 from toxdistill.errors import ToxdistillError
 from toxdistill.evaluation.calibrate import calibrate_model
 from toxdistill.evaluation.metrics import ce_loss, evaluate_predictor, trainer_metrics
 from toxdistill.evaluation.plots import plot_confusion
-from toxdistill.files import BASELINE, META_FILE, TEACHER, TEST_LOGITS, VAL_LOGITS
+from toxdistill.files import BASELINE, CHAR_PERTURBATIONS, META_FILE, TEACHER, TEST_LOGITS, VAL_LOGITS
 from toxdistill.inference.predict import Predictor
 from toxdistill.io import atomic_dir, atomic_write_json
 from toxdistill.models.baseline import TfidfLR
-from toxdistill.models.families import count_params, forward_inputs
+from toxdistill.models.families import count_params, forward_inputs, qkv_names
 from toxdistill.models.lora import add_lora, save_lora
-from toxdistill.models.students import attach_hidden_projection, build_student, detach_hidden_projection, resolve_layers
-from toxdistill.models.teacher import load_classifier, load_given_classifier, load_model_config
+from toxdistill.models.students import (
+    attach_hidden_projection,
+    build_student,
+    detach_hidden_projection,
+    hidden_pairs,
+    resolve_layers,
+)
+from toxdistill.models.teacher import load_classifier, load_given_classifier, load_model_config, load_tokenizer
 from toxdistill.pipeline.context import RunContext, main_only, say
 from toxdistill.runs import is_baseline_folder, read_meta
 from toxdistill.training.ddp import dist
-from toxdistill.training.trainer import EncodedDataset, load_or_build_teacher_cache, teacher_cache_key, train_model
+from toxdistill.training.trainer import (
+    Augmentation,
+    EncodedDataset,
+    LiveTeacher,
+    augment_texts,
+    load_or_build_teacher_cache,
+    teacher_cache_key,
+    train_model,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +104,47 @@ def _save_hf(model, tokenizer, out: Path) -> None:
     tokenizer.save_pretrained(str(out))
 
 
+# ---------------------------------------------------------------- checks before training
+_PROBE = "Probe: you're SO wrong!!! héllo @user http 1d10t"
+
+
+def _same_tokenizer(a, b) -> bool:
+    return a.get_vocab() == b.get_vocab() and a(_PROBE)["input_ids"] == b(_PROBE)["input_ids"]
+
+
+def check_levers(name: str, distill: DistillConfig, teacher: tuple, student: tuple) -> None:
+    """The plan's check, before anything trains, that a stage's token-level levers can run: ``w_hidden`` and
+    ``w_attn`` compare the models token by token, so the student must tokenize as the teacher does, and
+    ``w_attn``'s relation heads must divide both widths of families whose attention modules are known.
+    ``teacher`` and ``student`` are (model config, folder) pairs; the student's as it is before any cut."""
+    (tconf, tpath), (sconf, spath) = teacher, student
+    if distill.w_hidden <= 0 and distill.w_attn <= 0:
+        return
+    if spath != tpath and not _same_tokenizer(load_tokenizer(tpath), load_tokenizer(spath)):
+        raise ToxdistillError(
+            f"stage {name!r}: distill.w_hidden and w_attn compare token by token, but the student's tokenizer "
+            "is not the teacher's",
+            "set w_hidden and w_attn to 0 for this student, or pick one with the teacher's tokenizer",
+        )
+    if distill.w_attn <= 0:
+        return
+    try:
+        qkv_names(tconf.model_type)
+        qkv_names(sconf.model_type)
+    except ToxdistillError as e:
+        raise ToxdistillError(f"stage {name!r}: {e.problem}", e.fix) from None
+    heads = distill.attn_heads or int(tconf.num_attention_heads)
+    widths = (int(tconf.hidden_size), int(sconf.hidden_size))
+    if any(w % heads for w in widths):
+        common = math.gcd(*widths)
+        fits = max(d for d in range(1, heads + 1) if common % d == 0)
+        raise ToxdistillError(
+            f"stage {name!r}: {heads} relation heads (distill.attn_heads) do not divide both hidden sizes "
+            f"{widths[0]} (teacher) and {widths[1]} (student)",
+            f"set distill.attn_heads to a divisor of {common}, e.g. {fits}",
+        )
+
+
 # ---------------------------------------------------------------- stages
 def stage_baseline(ctx: RunContext) -> None:
     with atomic_dir(ctx.model_dir(BASELINE)) as out:
@@ -128,14 +186,20 @@ def _train_and_save(
     layers: list[int] | None,
     stage_cfg: dict,
     distill=None,
+    live_teacher: LiveTeacher | None = None,
     lora_save=False,
     extra_meta: dict | None = None,
 ) -> None:
     """Train ``model`` as stage ``name`` and save it with its metadata; ``role`` is the model's role in
-    toxdistill.json (teacher, finetune, student, lora)."""
-    teacher_outputs = None
+    toxdistill.json (teacher, finetune, student, lora). A distillation stage reads the teacher cache, and the
+    augmentation cache where ``distill.augment`` is on; ``live_teacher`` runs for its per-token terms."""
+    teacher_outputs = augment = None
+    aims = train_cfg.perturb > 0 or (distill is not None and distill.augment > 0)
+    weights = _perturb_weights(ctx) if aims else None
     if distill is not None:
         teacher_outputs = _teacher_cache(ctx)
+        if distill.augment > 0:
+            augment = _augmentation(ctx, train_cfg, distill.augment, weights)
     params = count_params(model)
     hist = train_model(
         model,
@@ -151,7 +215,9 @@ def _train_and_save(
         teacher_outputs=teacher_outputs,
         # Built here: training sits below evaluation, so the pipeline hands it the report's metrics.
         compute_metrics=trainer_metrics(ctx.split.train.label_names),
-        perturb_weights=_perturb_weights(ctx) if train_cfg.perturb > 0 else None,
+        perturb_weights=weights,
+        live_teacher=live_teacher,
+        augment=augment,
     )
     trainer = hist.pop("trainer")
     if not dist().is_main_process:  # rank 0 alone saves and evaluates; the others wait for the finished folder
@@ -189,30 +255,83 @@ def _cache_file(ctx: RunContext, tdir: Path) -> Path:
     return ctx.run_dir / "cache" / f"teacher-{key}.safetensors"
 
 
-def _build_teacher_cache(ctx: RunContext, tdir: Path, teacher=None, ttok=None):
-    """Rank 0 only: the teacher's logits and final first-token states on the training rows, computed once."""
-    cache_file = _cache_file(ctx, tdir)
+def _teacher_outputs_on(ctx: RunContext, ds: Dataset, cache_file: Path, teacher=None, ttok=None):
+    """Rank 0 only: the teacher's logits and final first-token states on ``ds``'s rows, computed once and kept in
+    ``cache_file``."""
     if teacher is None:
-        teacher, ttok = load_classifier(str(tdir), ctx.split.train.label_names, ctx.cfg.seed)
+        teacher, ttok = load_classifier(str(ctx.model_dir(TEACHER)), ctx.split.train.label_names, ctx.cfg.seed)
     tt = "token_type_ids" in forward_inputs(teacher)
-    enc = EncodedDataset(ctx.split.train, ttok, ctx.cfg.data.max_length, token_types=tt)
-    for stale in (ctx.run_dir / "cache").glob("teacher-*.safetensors"):
-        if stale != cache_file:
-            stale.unlink()
+    enc = EncodedDataset(ds, ttok, ctx.cfg.data.max_length, token_types=tt)
     return load_or_build_teacher_cache(cache_file, teacher, enc)
 
 
-def _teacher_cache(ctx: RunContext):
-    tdir = ctx.model_dir(TEACHER)
+def _build_teacher_cache(ctx: RunContext, tdir: Path, teacher=None, ttok=None):
+    """Rank 0 only: the teacher's outputs on the training rows, computed once; caches of older teachers go."""
     cache_file = _cache_file(ctx, tdir)
-    # Rank 0 builds the cache once (if missing); every other rank waits, then reads the file.
+    for stale in (ctx.run_dir / "cache").glob("teacher-*.safetensors"):
+        if stale != cache_file:
+            stale.unlink()
+    return _teacher_outputs_on(ctx, ctx.split.train, cache_file, teacher, ttok)
+
+
+def _rank0_cache(cache_file: Path, build) -> tuple:
+    """Rank 0 builds the cache once (if missing); every other rank waits, then reads the file."""
     if dist().is_main_process and not cache_file.is_file():
-        out = _build_teacher_cache(ctx, tdir)
+        out = build()
         dist().wait_for_everyone()
         return out
     dist().wait_for_everyone()
     t = load_file(str(cache_file))
     return t["logits"], t["cls"]
+
+
+def _teacher_cache(ctx: RunContext):
+    tdir = ctx.model_dir(TEACHER)
+    return _rank0_cache(_cache_file(ctx, tdir), lambda: _build_teacher_cache(ctx, tdir))
+
+
+def _augmentation(ctx: RunContext, train_cfg: TrainConfig, copies: int, weights) -> Augmentation:
+    """``distill.augment``: ``copies`` perturbed copies of every training text (the stage's perturb_kinds, else every
+    character-level kind), labelled by the teacher once and cached beside its outputs. The cache is keyed by the
+    teacher cache's key, the copies, kinds and seed, and the copies' texts themselves; caches of an older teacher go.
+    """
+    train = ctx.split.train
+    kinds = list(train_cfg.perturb_kinds or CHAR_PERTURBATIONS)
+    seed = ctx.cfg.seed
+    texts = augment_texts(train.texts, copies, kinds, seed, [int(y) for y in train.labels], weights)
+    teacher_key = _cache_file(ctx, ctx.model_dir(TEACHER)).stem.removeprefix("teacher-")
+    h = hashlib.sha256(f"{teacher_key}:{copies}:{','.join(kinds)}:{seed}".encode())
+    h.update("\x00".join(texts).encode("utf-8", "surrogatepass"))
+    cache_file = ctx.run_dir / "cache" / f"augment-{teacher_key}-{h.hexdigest()[:16]}.safetensors"
+
+    def build():
+        for stale in (ctx.run_dir / "cache").glob("augment-*.safetensors"):
+            if not stale.name.startswith(f"augment-{teacher_key}-"):
+                stale.unlink()
+        rows = Dataset(
+            ids=np.arange(len(texts)),
+            texts=texts,
+            labels=np.tile(np.asarray(train.labels), copies),
+            label_names=train.label_names,
+            source_sha256=train.source_sha256,
+        )
+        say(f"augmentation: the teacher labels {len(texts):,} copies ({copies} per row, {', '.join(kinds)})")
+        return _teacher_outputs_on(ctx, rows, cache_file)
+
+    logits, cls = _rank0_cache(cache_file, build)
+    return Augmentation(texts, logits, cls)
+
+
+def _live_teacher(ctx: RunContext, distill: DistillConfig, n_student: int, copied: list[int] | None, teacher=None):
+    """The frozen teacher for ``distill.w_hidden`` / ``w_attn``, or None where both are off. ``copied``: the teacher
+    layers the student was cut from (None: another model, paired by relative depth)."""
+    if distill.w_hidden <= 0 and distill.w_attn <= 0:
+        return None
+    if teacher is None:
+        teacher, _ = load_classifier(str(ctx.model_dir(TEACHER)), ctx.split.train.label_names, ctx.cfg.seed)
+    n_teacher = int(teacher.config.num_hidden_layers)
+    heads = distill.attn_heads or int(teacher.config.num_attention_heads)
+    return LiveTeacher(teacher, hidden_pairs(n_student, n_teacher, copied), heads)
 
 
 def stage_given_teacher(ctx: RunContext) -> None:
@@ -258,22 +377,32 @@ def stage_teacher(ctx: RunContext, name: str = TEACHER, train_cfg: TrainConfig |
 
 
 def stage_distill(ctx: RunContext, st: StageConfig) -> None:
+    """A student cut from the teacher (``layers``), another pretrained model (``student``), or that model cut to
+    fewer of its own layers (both: the two-step student), trained by distillation."""
     labels = ctx.split.train.label_names
     teacher, tok = load_classifier(str(ctx.model_dir(TEACHER)), labels, ctx.cfg.seed)
+    distill = ctx.cfg.stage_distill(st)
+    teacher_hidden = int(teacher.config.hidden_size)
     extra = {}
+    copied: list[int] | None = None  # the teacher layers the student is made of
     if st.student is not None:
         # Another model, with its own tokenizer: the cached teacher outputs are keyed by training row.
         student, tok = load_classifier(st.student, labels, ctx.cfg.seed)
         layers = list(range(1, student.config.num_hidden_layers + 1))
+        if st.layers is not None:  # its own layers, which the plan checked against its depth
+            layers = resolve_layers(st.layers, len(layers), f"student {st.student}")
+            student = build_student(student, layers)
         # Only where the cosine term trains it: an unused projection would stall DDP's gradient sync.
-        projected = ctx.cfg.stage_distill(st).w_cos > 0 and attach_hidden_projection(
-            student, int(teacher.config.hidden_size)
-        )
+        projected = distill.w_cos > 0 and attach_hidden_projection(student, teacher_hidden)
         extra = {"student_model": st.student, "hidden_projection": projected}
     else:
         assert st.layers is not None, "config validation: a distill stage has layers or a student"
         layers = resolve_layers(st.layers, teacher.config.num_hidden_layers)
         student = build_student(teacher, layers)
+        copied = layers
+    if distill.w_hidden > 0:
+        attach_hidden_projection(student, teacher_hidden, "kd_hidden_projection")
+    live = _live_teacher(ctx, distill, int(student.config.num_hidden_layers), copied, teacher)
     del teacher
     _train_and_save(
         ctx,
@@ -283,9 +412,10 @@ def stage_distill(ctx: RunContext, st: StageConfig) -> None:
         tok,
         ctx.cfg.stage_train(st),
         layers=layers,
-        distill=ctx.cfg.stage_distill(st),
+        distill=distill,
+        live_teacher=live,
         stage_cfg=st.model_dump(mode="json")
-        | {"train": ctx.cfg.stage_train(st).model_dump(), "distill": ctx.cfg.stage_distill(st).model_dump()},
+        | {"train": ctx.cfg.stage_train(st).model_dump(), "distill": distill.model_dump()},
         extra_meta=extra,
     )
 
@@ -295,7 +425,7 @@ def stage_lora(ctx: RunContext, st: StageConfig) -> None:
     on a student, trained by distillation). ``st.kind`` is the stage's training method, the config key."""
     lcfg = ctx.cfg.stage_lora(st)
     base_name = st.base or "pretrained"
-    distill = None
+    distill = live = None
     if st.kind == "distill-lora":
         assert st.base is not None, "config validation: distill-lora names its base"
         base_model, tok = load_classifier(str(ctx.model_dir(st.base)), ctx.split.train.label_names, ctx.cfg.seed)
@@ -331,6 +461,11 @@ def stage_lora(ctx: RunContext, st: StageConfig) -> None:
         # resumed distill-lora stage on a student of another hidden size restarts its projection.
         if distill.w_cos > 0:
             attach_hidden_projection(peft_model.get_base_model(), teacher_hidden)
+        if distill.w_hidden > 0:
+            attach_hidden_projection(peft_model.get_base_model(), teacher_hidden, "kd_hidden_projection")
+        base_meta = read_meta(ctx.model_dir(st.base or ""))
+        copied = None if base_meta.get("student_model") else layers
+        live = _live_teacher(ctx, distill, int(base_model.config.num_hidden_layers), copied)
     total, trainable = count_params(peft_model)
     say(f"{st.name}: LoRA r={lcfg.r} on {base_desc}: {trainable:,} trainable of {total:,} ({trainable / total:.2%})")
     _train_and_save(
@@ -342,6 +477,7 @@ def stage_lora(ctx: RunContext, st: StageConfig) -> None:
         ctx.cfg.stage_train(st),
         layers=layers,
         distill=distill,
+        live_teacher=live,
         lora_save=True,
         stage_cfg=st.model_dump(mode="json")
         | {"train": ctx.cfg.stage_train(st).model_dump(), "lora": lcfg.model_dump()},

@@ -6,12 +6,14 @@ linear decay, best-on-validation and DDP under ``torchrun``/``accelerate launch`
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,7 @@ from toxdistill.data.dataset import Dataset
 from toxdistill.data.perturb import perturb_texts
 from toxdistill.errors import ToxdistillError
 from toxdistill.files import CHAR_PERTURBATIONS
-from toxdistill.models.families import LAYER_KEY, forward_inputs, unwrap_peft
+from toxdistill.models.families import LAYER_KEY, TRAINING_ONLY, forward_inputs, last_layer_qkv, unwrap_peft
 from toxdistill.training.losses import cross_entropy, distillation_loss
 
 log = logging.getLogger(__name__)
@@ -79,13 +81,24 @@ class EncodedDataset(TorchDataset):
         out.rng = np.random.default_rng(seed)
         return out
 
+    def with_rows(self, texts: list[str], labels: np.ndarray) -> EncodedDataset:
+        """These rows followed by ``texts`` as new rows (``idx`` from ``len(self)`` on): teacher-labelled
+        augmentation. The new rows are drawn as they are; only the original ones have perturbed variants."""
+        out = copy.copy(self)
+        enc = self.tokenizer(texts, truncation=True, max_length=self.max_length)
+        out.input_ids = [*self.input_ids, *enc["input_ids"]]
+        if self.token_type_ids is not None:
+            out.token_type_ids = [*self.token_type_ids, *([0] * len(x) for x in enc["input_ids"])]
+        out.labels = np.concatenate([np.asarray(self.labels), np.asarray(labels)])
+        return out
+
     def __len__(self) -> int:
         return len(self.input_ids)
 
     def __getitem__(self, i: int) -> dict:
         ids = self.input_ids[i]
         types = None if self.token_type_ids is None else self.token_type_ids[i]
-        if self.variants and self.rng.random() < self.share:
+        if self.variants and i < len(self.variants[0]) and self.rng.random() < self.share:
             ids = self.variants[int(self.rng.integers(len(self.variants)))][i]
             types = None if types is None else [0] * len(ids)  # one segment, as every training text
         item = {"input_ids": ids, "labels": int(self.labels[i]), "idx": i}
@@ -214,15 +227,90 @@ class ToxTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
 
-class DistillationTrainer(ToxTrainer):
-    """Adds soft-target KL and [CLS] cosine terms from cached teacher outputs (train rows only)."""
+@contextlib.contextmanager
+def capture_qkv(model: torch.nn.Module) -> Iterator[list[torch.Tensor]]:
+    """The outputs of the last layer's query, key and value projections (``families.last_layer_qkv``) on the
+    forward passes inside the block, in that order: forward hooks, removed on leaving."""
+    got: list[torch.Tensor] = []
+    handles = [m.register_forward_hook(lambda _m, _i, out: got.append(out)) for m in last_layer_qkv(model)]
+    try:
+        yield got
+    finally:
+        for h in handles:
+            h.remove()
 
-    def __init__(self, *args, teacher_logits: torch.Tensor, teacher_cls: torch.Tensor, distill: DistillConfig, **kw):
+
+def _qkv_if(model: torch.nn.Module, wanted: bool) -> contextlib.AbstractContextManager[list[torch.Tensor]]:
+    return capture_qkv(model) if wanted else contextlib.nullcontext([])
+
+
+@dataclass
+class LiveTeacher:
+    """The frozen teacher, run on each training batch for the per-token terms (``distill.w_hidden``, ``w_attn``):
+    cached per-token states would be far larger than the forward pass is slow (docs/method.md). ``pairs`` are the
+    (student, teacher) ``hidden_states`` indices of ``students.hidden_pairs``; ``heads`` the relation heads."""
+
+    model: PreTrainedModel
+    pairs: list[tuple[int, int]]
+    heads: int
+
+    def __post_init__(self) -> None:
+        self.model.eval()
+        self.model.requires_grad_(False)
+        self.inputs = forward_inputs(self.model)
+
+    @torch.no_grad()
+    def states(self, batch: Mapping[str, torch.Tensor], qkv: bool) -> tuple[tuple[torch.Tensor, ...], list]:
+        """The teacher's hidden states (embeddings first) on the batch the student sees, token for token, and
+        with ``qkv`` its last layer's query, key and value outputs."""
+        device = batch["input_ids"].device
+        if next(self.model.parameters()).device != device:
+            self.model.to(device)  # type: ignore[arg-type]  # mypy misreads the decorator transformers wraps to() in
+        feed = {k: v for k, v in batch.items() if k in self.inputs}
+        with _qkv_if(self.model, qkv) as got:
+            out = self.model(**feed, output_hidden_states=True)
+        return out.hidden_states, list(got)
+
+
+class DistillationTrainer(ToxTrainer):
+    """Adds soft-target KL and [CLS] cosine terms from cached teacher outputs (train rows only), and the per-token
+    hidden-state and attention-relation terms against a ``LiveTeacher`` where they are switched on."""
+
+    def __init__(
+        self,
+        *args,
+        teacher_logits: torch.Tensor,
+        teacher_cls: torch.Tensor,
+        distill: DistillConfig,
+        live_teacher: LiveTeacher | None = None,
+        **kw,
+    ):
         self.teacher_logits = teacher_logits
         self.teacher_cls = teacher_cls
         self.distill = distill
+        self.live_teacher = live_teacher
+        if (distill.w_hidden > 0 or distill.w_attn > 0) and live_teacher is None:
+            raise ValueError("distill.w_hidden and w_attn need the live teacher")
         self.loss_parts: dict[str, float] = {}
         super().__init__(*args, **kw)
+
+    def _token_terms(self, inputs: dict, outputs, student_qkv: list[torch.Tensor]) -> dict:
+        """The keyword arguments of ``distillation_loss``'s per-token terms: the paired hidden states (the
+        student's through ``kd_hidden_projection`` where the widths differ) and both models' Q, K, V."""
+        d, live = self.distill, self.live_teacher
+        if live is None:
+            return {}
+        t_hidden, t_qkv = live.states(inputs, qkv=d.w_attn > 0)
+        terms: dict[str, Any] = {"mask": inputs["attention_mask"], "attn_heads": live.heads}
+        if d.w_hidden > 0:
+            proj = getattr(self.model, "kd_hidden_projection", None)
+            s_states = [outputs.hidden_states[i] for i, _ in live.pairs]
+            if proj is not None:
+                s_states = [proj(h) for h in s_states]
+            terms.update(w_hidden=d.w_hidden, hidden_states=(s_states, [t_hidden[j] for _, j in live.pairs]))
+        if d.w_attn > 0:
+            terms.update(w_attn=d.w_attn, qkv_states=(student_qkv, t_qkv))
+        return terms
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not model.training:  # validation: plain CE, so val loss is comparable across models
@@ -230,8 +318,11 @@ class DistillationTrainer(ToxTrainer):
         inputs = dict(inputs)
         idx = inputs.pop("idx").cpu()
         labels = inputs.pop("labels")
-        outputs = model(**inputs, output_hidden_states=True)
         d = self.distill
+        assert self.model is not None, "the Trainer always holds its model here"
+        # Hooks on the unwrapped model's modules: they fire under a DDP wrapper too.
+        with _qkv_if(self.model, d.w_attn > 0) as student_qkv:
+            outputs = model(**inputs, output_hidden_states=True)
         hidden = outputs.hidden_states[-1][:, 0]  # the first token's final state, in every family
         proj = getattr(self.model, "kd_projection", None)  # a student of another hidden size
         if proj is not None:
@@ -247,6 +338,7 @@ class DistillationTrainer(ToxTrainer):
             w_kd=d.w_kd,
             w_cos=d.w_cos,
             class_weights=self.class_weights,
+            **self._token_terms(inputs, outputs, list(student_qkv)),
         )
         return (loss, outputs) if return_outputs else loss
 
@@ -302,6 +394,56 @@ def load_or_build_teacher_cache(
     return logits, cls
 
 
+# ---------------------------------------------------------------- teacher-labelled augmentation
+def augment_texts(
+    texts: Sequence[str],
+    copies: int,
+    kinds: Sequence[str],
+    seed: int,
+    labels: Sequence[int] | None = None,
+    weights: Sequence[Mapping[str, float]] | None = None,
+) -> list[str]:
+    """``copies`` perturbed copies of every text (``data.perturb``), copy-major: copy c of all texts, then copy
+    c + 1. Copy c uses kind ``kinds[c mod len(kinds)]`` and is the generator's copy number c, so two copies of one
+    kind differ; ``weights`` aim each row's perturbation at the words weighed towards its class."""
+    out: list[str] = []
+    for c in range(copies):
+        out += perturb_texts(texts, kinds[c % len(kinds)], seed, c, labels, weights)
+    return out
+
+
+@dataclass
+class Augmentation:
+    """Teacher-labelled copies of the training rows (``distill.augment``): their texts and the teacher's logits
+    and final [CLS] states on them, from the augmentation cache. The teacher's outputs are their only label."""
+
+    texts: list[str]
+    logits: torch.Tensor
+    cls: torch.Tensor
+
+
+def _with_augmentation(
+    enc: EncodedDataset,
+    soft: torch.Tensor | None,
+    teacher_outputs: tuple[torch.Tensor, torch.Tensor],
+    aug: Augmentation,
+    n_classes: int,
+) -> tuple[EncodedDataset, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """The training rows followed by the copies, each copy's CE target the teacher's softmax on it (the soft-target
+    path of ``cross_entropy``; the clean rows keep theirs, one-hot or ``soft_labels``), and the cached teacher
+    outputs extended by the copies' for the KD and cosine terms."""
+    probs = torch.softmax(aug.logits.float(), dim=-1)
+    clean = (
+        soft if soft is not None else torch.eye(n_classes)[torch.as_tensor(np.asarray(enc.labels), dtype=torch.long)]
+    )
+    logits, cls = teacher_outputs
+    return (
+        enc.with_rows(aug.texts, probs.argmax(-1).numpy()),
+        torch.cat([clean, probs]),
+        (torch.cat([logits, aug.logits]), torch.cat([cls, aug.cls])),
+    )
+
+
 # ---------------------------------------------------------------- the loop
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
 _CKPT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
@@ -332,7 +474,7 @@ def last_complete_checkpoint(work_dir: Path) -> str | None:
 
 
 def _has_projection(model) -> bool:
-    return hasattr(unwrap_peft(model), "kd_projection")
+    return any(hasattr(unwrap_peft(model), name) for name in TRAINING_ONLY)
 
 
 def _training_arguments(
@@ -370,7 +512,7 @@ def _training_arguments(
         remove_unused_columns=False,  # keep "idx" for the teacher cache lookup
         dataloader_num_workers=0,
         use_cpu=not torch.cuda.is_available(),
-        # The hidden projection of a student of another size is used in the loss, outside forward(): DDP's
+        # The hidden projections of a student of another size are used in the loss, outside forward(): DDP's
         # unused-parameter search would then see its gradient arrive twice. Every trainable weight is used.
         ddp_find_unused_parameters=False if projected else None,
     )
@@ -396,6 +538,8 @@ def train_model(
     trainer_kwargs: dict | None = None,
     compute_metrics: Callable[[EvalPrediction], dict[str, float]] | None = None,
     perturb_weights: Sequence[Mapping[str, float]] | None = None,
+    live_teacher: LiveTeacher | None = None,
+    augment: Augmentation | None = None,
 ) -> dict:
     """Train in place (resuming from ``work_dir`` checkpoints) and return the loss history.
 
@@ -403,7 +547,9 @@ def train_model(
     epoch's validation logits, and must return a float under the key ``cfg.best_metric`` (the Trainer logs
     it as ``eval_<key>``); only ``best_metric: loss`` needs none, as the Trainer computes the loss itself.
     With ``cfg.perturb > 0`` that share of the training rows is drawn perturbed (``data.perturb``), aimed at the
-    words ``perturb_weights`` (per class) weigh most towards each row's class.
+    words ``perturb_weights`` (per class) weigh most towards each row's class. In distillation, ``live_teacher``
+    runs on every training batch for the per-token terms, and ``augment``'s copies join the training rows,
+    labelled by the teacher alone (``_with_augmentation``); validation is unchanged by either.
     """
     if max_steps < 0 and cfg.best_metric != "loss" and compute_metrics is None:
         raise ValueError(f"train_model needs compute_metrics to select the best epoch by {cfg.best_metric!r}")
@@ -417,6 +563,11 @@ def train_model(
     val_enc = EncodedDataset(val_ds, tokenizer, max_length, token_types).by_length()
     weights = class_weight_tensor(cfg.class_weights, train_ds.labels, len(train_ds.label_names))
     soft = soft_target_tensor(train_ds, cfg.soft_labels)
+    if augment is not None:
+        assert distill is not None and teacher_outputs is not None, "augmentation is a distillation lever"
+        train_enc, soft, teacher_outputs = _with_augmentation(
+            train_enc, soft, teacher_outputs, augment, len(train_ds.label_names)
+        )
     args = _training_arguments(cfg, work_dir, seed, max_steps, progress, projected=_has_projection(model))
     kw: dict[str, Any] = dict(
         model=model,
@@ -434,7 +585,11 @@ def train_model(
     if distill is not None:
         assert teacher_outputs is not None, "distillation needs the cached teacher outputs"
         trainer = (trainer_cls or DistillationTrainer)(
-            **kw, teacher_logits=teacher_outputs[0], teacher_cls=teacher_outputs[1], distill=distill
+            **kw,
+            teacher_logits=teacher_outputs[0],
+            teacher_cls=teacher_outputs[1],
+            distill=distill,
+            live_teacher=live_teacher,
         )
     else:
         trainer = (trainer_cls or ToxTrainer)(**kw)
