@@ -209,7 +209,7 @@ def test_bad_students_and_lora_leave_the_run_folder_unchanged(byo, tokenizer, ca
     two_dir = _save(two, tokenizer, tmp / "two-label-student")
     cases = [
         ([{"name": "s", "kind": "distill", "student": str(two_dir)}], "classifier of 2 labels"),
-        ([{"name": "s", "kind": "distill", "layers": "odd", "student": str(two_dir)}], "not both"),
+        ([{"name": "s", "kind": "distill", "layers": "spread:9"}], "asks for 9 layers"),
     ]
     capsys.readouterr()
     for stages, needle in cases:

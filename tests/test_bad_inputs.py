@@ -138,6 +138,11 @@ CASES: dict[str, tuple[list[str], str]] = {
     "check: not a run folder": (["check", "{w}/empty-run"], "not a run folder"),
     "check: unknown perturbation kind": (["check", "{w}/tiny-run", "--kinds", "leet,l33t"], "valid kinds: leet"),
     "check: zero words": (["check", "{w}/tiny-run", "--words", "0"], "at least 1"),
+    # ---- frontier
+    "frontier: run folder missing": (["frontier", "{w}/no-run"], "no-run"),
+    "frontier: run without models": (["frontier", "{w}/empty-run"], "not a finished run folder"),
+    "frontier: negative tolerance": (["frontier", "{w}/tiny-run", "--max-drop-f1-macro", "-0.02"], "at least 0"),
+    "frontier: run without a split": (["frontier", "{w}/tiny-run"], "split.json"),
     # ---- predict
     "predict: model folder missing": (
         ["predict", "{w}/no-model", "{w}/texts.txt", "-o", "{w}/existing-out.csv"],

@@ -55,12 +55,12 @@ def test_quick_run_writes_everything(quick_run):
     run_dir, _, _ = quick_run
     results = json.loads((run_dir / "results.json").read_text())
     names = {r["name"] for r in results}
-    assert {"tfidf-lr", "teacher", "odd", "even", "lora-teacher", "lora-student", "distill-lora", "even-llrd"} <= names
+    assert {"tfidf-lr", "teacher", "odd", "even", "lora-teacher", "distill-lora", "even-llrd", "shallow-1"} <= names
     for r in results:
         assert set(r) >= REQUIRED_KEYS, r["name"]
         assert 0 <= r["accuracy"] <= 1 and r["throughput_sps"] > 0
     by = {r["name"]: r for r in results}
-    assert by["odd"]["layers"] == [1, 3, 5] and by["even"]["layers"] == [2, 4, 6]
+    assert by["odd"]["layers"] == [1, 3, 5] and by["even"]["layers"] == [2, 4, 6] and by["shallow-1"]["layers"] == [6]
     assert by["lora-teacher"]["trainable_params"] / by["lora-teacher"]["params"] <= 0.02
     report = (run_dir / "report.md").read_text()
     assert "| Model | Train Loss | Validation Loss | Test Accuracy | Test F1 |" in report
@@ -72,7 +72,7 @@ def test_quick_run_writes_everything(quick_run):
         assert (run_dir / "models" / name / "reliability.png").stat().st_size > 1000
     # --seeds 2: the distill stages again with seed 43, outside models/ (not report rows, not served).
     seeds = json.loads((run_dir / "seeds.json").read_text())
-    assert set(seeds) == {"odd", "even", "even-llrd"}
+    assert set(seeds) == {"odd", "even", "even-llrd", "shallow-1"}
     for name, s in seeds.items():
         assert s["seeds"] == [42, 43]
         again = json.loads((run_dir / "seeds" / "seed43" / name / "toxdistill.json").read_text())["metrics"]
@@ -86,6 +86,15 @@ def test_quick_run_writes_everything(quick_run):
         assert 0 <= r["ece_calibrated"] <= 1 and r["tuned"]["f1_macro"] > 0
         assert 0 <= r["val"]["f1_macro"] <= 1, r["name"]  # validation scores sit beside the test ones
     assert "## Validation beside test" in report
+    # The frontier: every transformer model exported and benched side by side, and the winner shipped.
+    frontier = json.loads((run_dir / "frontier.json").read_text())
+    assert {r["model"] for r in frontier["rows"]} == names - {"tfidf-lr"}
+    assert all(r["samples_per_s"] > 0 and r["x_naive_teacher"] > 0 for r in frontier["rows"])
+    chosen = frontier["selection"]["model"]
+    assert chosen in names and "## Compression frontier" in report
+    card = (run_dir / "best" / "README.md").read_text()
+    assert card.startswith("---\n") and "## How to load" in card and "## Speed on this machine" in card
+    assert json.loads((run_dir / "best" / "selection.json").read_text())["selection"]["model"] == chosen
 
 
 def test_saved_model_loads_with_plain_transformers_and_agrees(quick_run):
@@ -114,4 +123,4 @@ def test_rerun_skips_finished_stages(quick_run):
     run_dir, cmd, env = quick_run
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert r.stdout.count("done already") == 8 + 3  # the 8 stages and the 3 seed-43 repeats
+    assert r.stdout.count("done already") == 8 + 4  # the 8 enabled stages and the 4 seed-43 repeats

@@ -104,11 +104,13 @@ def main(a: argparse.Namespace) -> int:
 
     from toxdistill.evaluation.frontier import format_frontier  # heavy below: torch, the bench and the exporters
     from toxdistill.evaluation.report import update_frontier_section
+    from toxdistill.pipeline.best import write_best
     from toxdistill.pipeline.frontier import run_frontier
 
     say = stderr_say()
     frontier = run_frontier(run, cfg, say, data=a.data, remeasure=a.remeasure)
-    # best/: pipeline/best.write_best (wired by the lead)
+    best = write_best(run, frontier, cfg, say)
+    say(f"shipped {frontier['selection']['model']} to {best} (with its model card)")
     if update_frontier_section(run, frontier):
         say(f"rewrote the Compression frontier section of {run / REPORT_FILE}")
     print(format_frontier(frontier))

@@ -205,7 +205,7 @@ def run_bench(run_dir: str | Path, opts: BenchOptions | None = None, say: Say = 
     teacher: tuple[int, str] | None = None  # (layers, name)
     mean_tokens = None
     for name, folder in chosen.items():
-        model = _load_model(name, folder, texts, opts.threads)
+        model = load_bench_model(name, folder, texts, opts.threads)
         if model.meta.get("kind") == "teacher":  # by kind, whatever the run calls it
             teacher = (model.flops.layers, name)
         rows += bench_model(model, sample, full, opts, say)
@@ -283,7 +283,7 @@ def _measure_peaks(threads: int, opts: BenchOptions, say: Say) -> dict:
     return peaks
 
 
-def _load_model(name: str, folder: Path, texts: list[str], threads: int | None) -> BenchedModel:
+def load_bench_model(name: str, folder: Path, texts: list[str], threads: int | None) -> BenchedModel:
     torch_pred = Predictor.load(folder, backend="torch", threads=threads)
     ids, _ = torch_pred.encode(texts)
     lengths = np.array([len(x) for x in ids])

@@ -34,7 +34,7 @@ from toxdistill.evaluation.frontier import pareto, select
 from toxdistill.evaluation.metrics import classification_metrics, hate_f1, val_headline
 from toxdistill.evaluation.plots import plot_frontier
 from toxdistill.files import FRONTIER_FILE, FRONTIER_PLOT, MODELS_DIR, TEACHER, VAL_LOGITS
-from toxdistill.inference.bench import BenchSample, _load_model, bench_model
+from toxdistill.inference.bench import BenchSample, bench_model, load_bench_model
 from toxdistill.inference.bench_options import BenchOptions
 from toxdistill.inference.engines import AUTO_SUFFIX, auto_export, backend_output, export_kind
 from toxdistill.inference.export import output_named, weights_fingerprint
@@ -42,6 +42,7 @@ from toxdistill.inference.openvino_backend import INSTALL, openvino_installed
 from toxdistill.inference.predict import Predictor
 from toxdistill.inference.timing import cpu_name
 from toxdistill.io import atomic_write_json
+from toxdistill.pipeline.best import write_best
 from toxdistill.pipeline.context import RunContext
 from toxdistill.runs import find_models, read_meta
 
@@ -72,6 +73,8 @@ def frontier_step(ctx: RunContext, say: Say = quiet) -> dict | None:
         return None
     t = time.perf_counter()
     result = run_frontier(ctx.run_dir, cfg, say, split=ctx.split)
+    best = write_best(ctx.run_dir, result, cfg, say, split=ctx.split)
+    say(f"frontier: shipped {result['selection']['model']} to {best} (with its model card)")
     ctx.timings["frontier"] = time.perf_counter() - t
     return result
 
@@ -200,7 +203,7 @@ def _measure(
 
         try:
             backend = _engine_backend(folder, cfg.frontier.engine, opts, tagged)
-            model = _load_model(name, folder, sample.texts, opts.threads)
+            model = load_bench_model(name, folder, sample.texts, opts.threads)
             wanted = ("torch-naive", backend) if name == teacher_name else (backend,)
             tagged(f"benching {', '.join(wanted)}")
             bench_rows = bench_model(model, sample, parity, dataclasses.replace(opts, backends=wanted), tagged)

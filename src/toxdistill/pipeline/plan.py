@@ -330,7 +330,6 @@ def run(
         _run_steps(ctx, _plan(ctx))
         if main:
             robustness, evals = _checks(ctx)
-            frontier = frontier_step(ctx, say)
-            # best/: pipeline/best.write_best (wired by the lead)
+            frontier = frontier_step(ctx, say)  # also ships the winner to RUN/best/
             _report(ctx, robustness, evals, frontier)
     return run_dir
