@@ -45,6 +45,12 @@ def quick_run(tmp_path_factory, real_data_env):
         str(out),
         "--seeds",
         "2",  # every distill stage once more with seed 43: the mean ± std path, at quick-run cost
+        # The frontier in ONNX Runtime int8 on 100 texts: the same step at a CI's cost (NNCF's calibration per
+        # model would add minutes; tests/test_frontier.py covers the engines on tiny models).
+        "--set",
+        "frontier.engine=onnx-int8",
+        "--set",
+        "frontier.limit=100",
     ]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1500)
     assert r.returncode == 0, r.stderr[-3000:]
