@@ -319,3 +319,29 @@ def test_levers_off_keep_stage_fingerprints_and_on_change_them():
     assert Config(stages=stage, distill=off).stage_fingerprint("s") == base
     for lever in ({"w_hidden": 1.0}, {"w_attn": 1.0}, {"attn_heads": 4}, {"augment": 2}):
         assert Config(stages=stage, distill=DistillConfig(**lever)).stage_fingerprint("s") != base
+
+
+def test_distill_lora_gets_the_live_teacher_and_its_hooks_see_the_adapters(tiny_run_ctx, tokenizer, monkeypatch):
+    base = StageConfig(name="base", kind="distill", layers=[2, 4])
+    dc = DistillConfig(w_hidden=1.0, w_attn=1.0)
+    dl = StageConfig(name="dl", kind="distill-lora", base="base", distill=dc)
+    ctx = tiny_run_ctx([base, dl])
+    folder = ctx.model_dir("base")
+    build_student(tiny_bert(n_layers=4), [2, 4]).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / "toxdistill.json").write_text(json.dumps({"name": "base", "kind": "student", "layers": [2, 4]}))
+    seen = {}
+    monkeypatch.setattr(stages, "_train_and_save", lambda *a, **kw: seen.update(kw, model=a[3]))
+    stages.stage_lora(ctx, ctx.cfg.stages[1])
+    live = seen["live_teacher"]
+    assert live.pairs == [(0, 0), (1, 2), (2, 4)] and live.heads == 2
+    names = {id(m): n for n, m in seen["model"].named_modules()}
+    assert all("lora" in type(m).__module__ for m in last_layer_qkv(seen["model"])), names
+    ds = ctx.split.train
+    kw = dict(distill=dc, teacher_outputs=(torch.randn(len(ds), 3), torch.randn(len(ds), 32)), progress=False)
+    cfg = TrainConfig(batch_size=8)
+    hist = train_model(
+        seen["model"], tokenizer, ds, ds, cfg, ctx.work_dir("dl"), 0, 32, 2, max_steps=1, live_teacher=live, **kw
+    )
+    parts = hist["trainer"].loss_parts
+    assert parts["hidden"] > 0 and parts["attn"] > 0 and math.isfinite(parts["attn"])

@@ -250,9 +250,12 @@ def _train_and_save(
     dist().wait_for_everyone()
 
 
+def _teacher_key(ctx: RunContext, tdir: Path) -> str:
+    return teacher_cache_key(tdir, ctx.split.fingerprint(), ctx.cfg.data.max_length)
+
+
 def _cache_file(ctx: RunContext, tdir: Path) -> Path:
-    key = teacher_cache_key(tdir, ctx.split.fingerprint(), ctx.cfg.data.max_length)
-    return ctx.run_dir / "cache" / f"teacher-{key}.safetensors"
+    return ctx.run_dir / "cache" / f"teacher-{_teacher_key(ctx, tdir)}.safetensors"
 
 
 def _teacher_outputs_on(ctx: RunContext, ds: Dataset, cache_file: Path, teacher=None, ttok=None):
@@ -299,7 +302,7 @@ def _augmentation(ctx: RunContext, train_cfg: TrainConfig, copies: int, weights)
     kinds = list(train_cfg.perturb_kinds or CHAR_PERTURBATIONS)
     seed = ctx.cfg.seed
     texts = augment_texts(train.texts, copies, kinds, seed, [int(y) for y in train.labels], weights)
-    teacher_key = _cache_file(ctx, ctx.model_dir(TEACHER)).stem.removeprefix("teacher-")
+    teacher_key = _teacher_key(ctx, ctx.model_dir(TEACHER))
     h = hashlib.sha256(f"{teacher_key}:{copies}:{','.join(kinds)}:{seed}".encode())
     h.update("\x00".join(texts).encode("utf-8", "surrogatepass"))
     cache_file = ctx.run_dir / "cache" / f"augment-{teacher_key}-{h.hexdigest()[:16]}.safetensors"
