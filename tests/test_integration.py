@@ -51,6 +51,12 @@ def quick_run(tmp_path_factory, real_data_env):
         "frontier.engine=onnx-int8",
         "--set",
         "frontier.limit=100",
+        # 240 validation rows with ~14 hate tweets swing macro F1 by points: no tolerance, so the fastest model
+        # whose export passed its gates is shipped, and best/ is there to check.
+        "--set",
+        "select.max_drop_f1_weighted=null",
+        "--set",
+        "select.max_drop_f1_macro=null",
     ]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1500)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -354,6 +354,8 @@ def frontier_section(frontier: dict | None) -> list[str]:
             f"- **On test:** {'the choice holds' if sel['holds_on_test'] else 'the choice does NOT hold'}: "
             f"{sel['test_note']}.",
         ]
+        if sel.get("best_error"):
+            lines.append(f"- **best/ was not written:** {sel['best_error']}")
     return lines
 
 
