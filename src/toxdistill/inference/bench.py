@@ -175,31 +175,35 @@ class BenchedModel:
     lengths: np.ndarray  # tokens per bench text, with this model's tokenizer
 
 
+def bench_sample(texts: list[str], labels: np.ndarray | None, opts: BenchOptions) -> BenchSample:
+    """The same texts, in the same seeded shuffled order, for every model and backend (``opts.limit`` of them
+    where set), with torch's threads set from ``opts``; no peaks yet (the caller measures them or not)."""
+    import torch
+
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    threads = opts.threads or torch.get_num_threads()
+    order = np.random.default_rng(opts.seed).permutation(len(texts))[: opts.limit or None]
+    picked = [texts[i] for i in order]
+    chosen_labels = None if labels is None else np.asarray(labels)[order]
+    return BenchSample(picked, chosen_labels, picked[: opts.latency_n], threads, peaks={})
+
+
 def run_bench(run_dir: str | Path, opts: BenchOptions | None = None, say: Say = quiet) -> dict:
     """Bench every transformer model of ``run_dir`` × ``opts.backends`` on the run's test split; write the
     result to ``bench.json`` (and ``bench.png``), print the table through ``say`` and return the result."""
-    import torch
 
     opts = opts or BenchOptions()
     run_dir = Path(run_dir)
     chosen, backends = _check_bench(run_dir, opts, say)
     opts = dataclasses.replace(opts, backends=backends)
     full = load_test_texts(run_dir, opts.data)
-    if opts.threads:
-        torch.set_num_threads(opts.threads)
-    threads = opts.threads or torch.get_num_threads()
-
-    # The same texts, in the same shuffled order, for every model and backend.
-    order = np.random.default_rng(opts.seed).permutation(len(full.texts))
-    if opts.limit:
-        order = order[: opts.limit]
-    texts = [full.texts[i] for i in order]
-    labels = full.labels[order] if full.labels is not None else None
-    latency_texts = texts[: min(opts.latency_n, len(texts))]
+    sample = bench_sample(full.texts, full.labels, opts)
+    texts, threads = sample.texts, sample.threads
     say(
         f"bench: {len(chosen)} model(s) × {len(backends)} backend(s) on {len(texts)} texts ({full.source}), {threads} thread(s)"
     )
-    sample = BenchSample(texts, labels, latency_texts, threads, _measure_peaks(threads, opts, say))
+    sample.peaks = _measure_peaks(threads, opts, say)
 
     rows: list[dict] = []
     teacher: tuple[int, str] | None = None  # (layers, name)

@@ -34,7 +34,7 @@ from toxdistill.evaluation.frontier import pareto, select
 from toxdistill.evaluation.metrics import classification_metrics, hate_f1, val_headline
 from toxdistill.evaluation.plots import plot_frontier
 from toxdistill.files import FRONTIER_FILE, FRONTIER_PLOT, MODELS_DIR, TEACHER, VAL_LOGITS
-from toxdistill.inference.bench import BenchSample, bench_model, load_bench_model
+from toxdistill.inference.bench import BenchSample, bench_model, bench_sample, load_bench_model
 from toxdistill.inference.bench_options import BenchOptions
 from toxdistill.inference.engines import AUTO_SUFFIX, auto_export, backend_output, export_kind
 from toxdistill.inference.export import output_named, weights_fingerprint
@@ -111,7 +111,7 @@ def run_frontier(
     split = split or load_run_split(run_dir, data)
     focus = cfg.data.focus_class
     opts = BenchOptions(threads=cfg.threads, limit=cfg.frontier.limit, data=data, plot=False)
-    sample = _sample(split, opts)
+    sample = bench_sample(list(split.test.texts), np.asarray(split.test.labels), opts)
     key = _measurement_key(models, cfg, sample)
 
     previous = _read(run_dir / FRONTIER_FILE)
@@ -151,20 +151,6 @@ def _read(path: Path) -> dict:
         return json.loads(path.read_text()) if path.is_file() else {}
     except json.JSONDecodeError:
         return {}  # a frontier that cannot be read is measured again, not trusted
-
-
-def _sample(split: Split, opts: BenchOptions) -> BenchSample:
-    """The bench's texts: the test split in the bench's seeded order, ``opts.limit`` of them where set."""
-    import torch
-
-    if opts.threads:
-        torch.set_num_threads(opts.threads)
-    test = split.test
-    order = np.random.default_rng(opts.seed).permutation(len(test.texts))[: opts.limit or None]
-    texts = [test.texts[i] for i in order]
-    labels = np.asarray(test.labels)[order]
-    threads = opts.threads or torch.get_num_threads()
-    return BenchSample(texts, labels, texts[: opts.latency_n], threads, peaks={})
 
 
 def _measurement_key(models: dict[str, Path], cfg: Config, sample: BenchSample) -> str:
