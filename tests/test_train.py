@@ -9,6 +9,7 @@ from toxdistill.training.trainer import (
     DistillationTrainer,
     EncodedDataset,
     class_weight_tensor,
+    fused_adamw_ok,
     layerwise_param_groups,
     soft_target_tensor,
     teacher_cache_key,
@@ -68,6 +69,37 @@ def test_trainer_optimizer_uses_llrd_groups(tmp_path, tokenizer):
     # The linear schedule has decayed "lr" to 0 by now; "initial_lr" is what each group started from.
     rates = sorted({g["initial_lr"] for g in hist["trainer"].optimizer.param_groups if g["params"]})
     assert rates == pytest.approx([1e-3 * 0.5**3, 1e-3 * 0.5**2, 1e-3 * 0.5, 1e-3])
+
+
+def test_the_optimizer_is_fused_adamw_on_the_cpu_and_steps_like_the_default(tmp_path, tokenizer):
+    model = tiny_bert(n_layers=2)
+    cfg = TrainConfig(epochs=1, lr=1e-3, batch_size=16)
+    hist = fit(model, tokenizer, tiny_dataset(), cfg, tmp_path / "w", 2, compute_metrics=val_metrics)
+    opt = hist["trainer"].optimizer
+    assert all(g["fused"] is True for g in opt.param_groups)  # accelerate wraps the AdamW it made
+    # The fused kernel is the same update: one step on the same groups moves the weights alike.
+    torch.manual_seed(0)
+    a, b = tiny_bert(n_layers=1), tiny_bert(n_layers=1)
+    b.load_state_dict(a.state_dict())
+    steps = []
+    for m, fused in ((a, True), (b, False)):
+        m.eval()  # no dropout: the two forward passes are the same
+        groups = layerwise_param_groups(m, lr=1e-2, n_layers=1)
+        o = torch.optim.AdamW(groups, lr=1e-2, fused=fused)
+        ids = torch.randint(5, 60, (4, 7), generator=torch.Generator().manual_seed(1))
+        m(input_ids=ids, labels=torch.tensor([0, 1, 2, 0])).loss.backward()
+        o.step()
+        steps.append(torch.cat([p.detach().flatten() for p in m.parameters()]))
+    assert torch.allclose(steps[0], steps[1], atol=1e-6)
+    assert not torch.equal(steps[0], torch.cat([p.detach().flatten() for p in tiny_bert(n_layers=1).parameters()]))
+
+
+def test_fused_adamw_only_for_floating_cpu_or_cuda_parameters():
+    w = torch.nn.Parameter(torch.zeros(3))
+    assert fused_adamw_ok([{"params": [w]}])
+    assert not fused_adamw_ok([{"params": []}])
+    assert not fused_adamw_ok([{"params": [w, torch.zeros(2, dtype=torch.int64)]}])
+    assert not fused_adamw_ok([{"params": [torch.nn.Parameter(torch.zeros(2, device="meta"))]}])
 
 
 def test_distillation_uses_cached_teacher_outputs(tmp_path, tokenizer):
