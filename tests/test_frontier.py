@@ -254,7 +254,8 @@ def test_the_step_is_skipped_when_disabled_or_the_engine_is_missing(frontier_run
     cfg = load_config(run / "config.yaml")
     off = cfg.model_copy(update={"frontier": cfg.frontier.model_copy(update={"enabled": False})})
     assert step.frontier_step(RunContext(off, run, load_run_split(run))) is None
-    monkeypatch.setattr(step, "missing_engine", lambda engine: "the frontier's exports need onnxruntime — pip it")
+    missing = ToxdistillError("the frontier's exports need onnxruntime", "pip it")
+    monkeypatch.setattr(step, "missing_engine", lambda engine: missing)
     said: list[str] = []
     assert step.frontier_step(RunContext(cfg, run, load_run_split(run)), said.append) is None
     assert said == ["frontier: skipped, the frontier's exports need onnxruntime — pip it"]

@@ -7,7 +7,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -372,13 +372,17 @@ class SelectConfig(_Strict):
     run's frontier bench. With it, the two tolerances are not used."""
 
 
+FrontierEngine = Literal["auto", "onnx-int8", "openvino-int8"]
+FRONTIER_ENGINES: tuple[str, ...] = get_args(FrontierEngine)  # the CLI's --engine choices, from the one list
+
+
 class FrontierConfig(_Strict):
     """The compression frontier: every transformer model exported and benched at the end of the run, and the winner
     chosen (select) and written to RUN/best/."""
 
     enabled: bool = True
     """Export and bench every model, draw the frontier and write RUN/best/. Off: the report has no frontier."""
-    engine: Literal["auto", "onnx-int8", "openvino-int8"] = "onnx-int8"
+    engine: FrontierEngine = "onnx-int8"
     """The int8 export each candidate is benched in: onnx-int8 (ONNX Runtime dynamic int8, no extra needed) or
     openvino-int8 (NNCF static int8, the openvino extra), or auto (export --auto's choice per model)."""
     limit: int | None = Field(default=None, gt=0)

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from toxdistill.cli import options
+from toxdistill.config import FRONTIER_ENGINES, SelectConfig, load_config
 from toxdistill.console import stderr_say
 from toxdistill.errors import ToxdistillError
 
@@ -24,14 +25,16 @@ EPILOG = """\
 examples: toxdistill frontier runs/davidson-minilm --max-drop-f1-weighted 0.005 --max-drop-f1-macro none
           toxdistill frontier runs/davidson-minilm --min-samples-per-s 5000
 """
-ENGINES = ("onnx-int8", "openvino-int8", "auto")
 TOLERANCES = ("max_drop_f1_weighted", "max_drop_f1_macro")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder, e.g. runs/davidson-minilm")
     p.add_argument(
-        "--engine", choices=ENGINES, default=None, help="the int8 export to bench (default: the run's frontier.engine)"
+        "--engine",
+        choices=FRONTIER_ENGINES,
+        default=None,
+        help="the int8 export to bench (default: the run's frontier.engine)",
     )
     p.add_argument(
         "--limit", type=int, default=None, metavar="N", help="bench on N test texts (default: the run's frontier.limit)"
@@ -75,7 +78,6 @@ def _tolerance(a: argparse.Namespace, dest: str) -> dict:
 
 
 def main(a: argparse.Namespace) -> int:
-    from toxdistill.config import SelectConfig, load_config  # the config only: the frontier's imports come later
     from toxdistill.files import CONFIG_FILE, MODELS_DIR, REPORT_FILE
 
     options.at_least(a, threads=1, limit=1)

@@ -52,12 +52,14 @@ MEASURED = ("cpu", "threads", "texts", "naive_teacher_samples_per_s", "batch_siz
 _ROLE_TO_STAGE_KIND = {"student": "distill", "lora": "lora", "finetune": "finetune", "teacher": "teacher"}
 
 
-def missing_engine(engine: str) -> str | None:
-    """Why ``engine`` cannot run here (with the install line), or None when it can."""
+def missing_engine(engine: str) -> ToxdistillError | None:
+    """Why ``engine`` cannot run here (with the install line as its fix), or None when it can."""
     if importlib.util.find_spec("onnxruntime") is None:  # every engine starts from the ONNX fp32 graph
-        return "the frontier's exports need onnxruntime, not installed — pip install 'toxdistill[onnx]'"
+        return ToxdistillError(
+            "the frontier's exports need onnxruntime, not installed", "pip install 'toxdistill[onnx]'"
+        )
     if engine == "openvino-int8" and not (openvino_installed() and importlib.util.find_spec("nncf") is not None):
-        return f"frontier.engine openvino-int8 needs OpenVINO and NNCF, not installed — {INSTALL}"
+        return ToxdistillError("frontier.engine openvino-int8 needs OpenVINO and NNCF, not installed", INSTALL)
     return None
 
 
@@ -102,9 +104,9 @@ def run_frontier(
     if not (run_dir / MODELS_DIR).is_dir():
         raise ToxdistillError(f"{run_dir} has no {MODELS_DIR}/ folder", "give a run folder written by 'toxdistill run'")
     models = find_models(run_dir, transformers_only=True)
-    why = missing_engine(cfg.frontier.engine)
-    if why:
-        raise ToxdistillError(*why.split(" — ", 1))
+    missing = missing_engine(cfg.frontier.engine)
+    if missing:
+        raise missing
     teacher_name = next((n for n, d in models.items() if read_meta(d).get("kind") == "teacher"), None)
     if teacher_name is None:
         raise ToxdistillError(f"{run_dir} has no teacher model", "the frontier holds every model against the teacher")
