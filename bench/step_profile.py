@@ -3,7 +3,8 @@
 Trains a student built from the given teacher layers (``[6]``, ``[2,4,6]``, ``[1,2,3,4,5,6]``) for 80 steps of
 batch 32 on the first Davidson training rows, through ``train_model`` as the pipeline does, and prints ms per
 step. VARIANT: ``fused`` (the pipeline's AdamW), ``unfused`` (torch's default AdamW), ``lora`` / ``lora-nodrop``
-(LoRA r=8 with dropout 0.1 / 0.0), and any of them with ``-profile`` for torch.profiler's table.
+(LoRA r=8 with dropout 0.1 / 0.0), and any of them with ``-torchdrop`` for torch's own dropout instead of
+``training.dropout``'s, or with ``-profile`` for torch.profiler's table.
 Figures of 2026-12-02 (2-core Intel Xeon): bench/results/train_step_profile.json, docs/method.md.
 """
 
@@ -21,6 +22,7 @@ from toxdistill.data.dataset import load_dataset
 from toxdistill.models.lora import add_lora
 from toxdistill.models.students import build_student
 from toxdistill.models.teacher import load_classifier
+from toxdistill.training import trainer as trainer_mod
 from toxdistill.training.trainer import EncodedDataset, compute_teacher_outputs, train_model
 
 STEPS, BATCH = 80, 32
@@ -41,6 +43,8 @@ def main() -> None:
     enc = EncodedDataset(sub, tok, 128)
     lora = a.variant.startswith("lora")
     outs = None if lora else compute_teacher_outputs(teacher, enc, progress=False)
+    if "torchdrop" in a.variant:  # torch's own dropout, as before training.dropout
+        trainer_mod.use_cheap_dropout = lambda model: 0
     if a.variant.startswith("unfused"):
         adamw = torch.optim.AdamW
         torch.optim.AdamW = lambda *args, **kw: adamw(*args, **{**kw, "fused": False})  # type: ignore[misc]

@@ -5,6 +5,7 @@ import torch
 from toxdistill.config import DistillConfig, TrainConfig
 from toxdistill.errors import ToxdistillError
 from toxdistill.evaluation.metrics import classification_metrics
+from toxdistill.training.dropout import CheapDropout
 from toxdistill.training.trainer import (
     DistillationTrainer,
     EncodedDataset,
@@ -276,3 +277,11 @@ def test_consistency_distillation_targets_the_teacher_on_the_clean_row(tmp_path,
     with torch.no_grad():
         b = tokenizer(ds.texts[:8], padding=True, return_tensors="pt")
         assert (trainer.model(**b).logits.argmax(-1) == 2).all()
+
+
+def test_training_swaps_in_cheap_dropout(tmp_path, tokenizer):
+    model = tiny_bert(n_layers=2)
+    cfg = TrainConfig(epochs=1, lr=1e-3, batch_size=16)
+    fit(model, tokenizer, tiny_dataset(), cfg, tmp_path / "w", 2, compute_metrics=val_metrics)
+    assert any(isinstance(m, CheapDropout) for m in model.modules())
+    assert not any(type(m) is torch.nn.Dropout and m.p > 0 for m in model.modules())

@@ -37,6 +37,7 @@ from toxdistill.data.perturb import perturb_texts
 from toxdistill.errors import ToxdistillError
 from toxdistill.files import CHAR_PERTURBATIONS
 from toxdistill.models.families import LAYER_KEY, TRAINING_ONLY, forward_inputs, last_layer_qkv, unwrap_peft
+from toxdistill.training.dropout import use_cheap_dropout
 from toxdistill.training.losses import cross_entropy, distillation_loss
 
 log = logging.getLogger(__name__)
@@ -564,6 +565,7 @@ def train_model(
     """
     if max_steps < 0 and cfg.best_metric != "loss" and compute_metrics is None:
         raise ValueError(f"train_model needs compute_metrics to select the best epoch by {cfg.best_metric!r}")
+    use_cheap_dropout(model)
     token_types = "token_type_ids" in forward_inputs(model)
     train_enc = train_enc or EncodedDataset(train_ds, tokenizer, max_length, token_types)
     if cfg.perturb > 0:
