@@ -15,9 +15,14 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+# A user's exported TOXDISTILL_DATA would outrank the tiny runs' own data files (the CLI's lookup order), so the
+# tests take it out of their environment; it still names the real CSV for the integration run.
+_USER_DATA = os.environ.pop("TOXDISTILL_DATA", None)
 REPO = Path(__file__).resolve().parents[1]
 DAVIDSON = Path(
-    os.environ.get("TOXDISTILL_TEST_DATA", REPO.parent / "shared" / "data" / "davidson" / "labeled_data.csv")
+    os.environ.get("TOXDISTILL_TEST_DATA")
+    or _USER_DATA
+    or REPO.parent / "shared" / "data" / "davidson" / "labeled_data.csv"
 )
 LABELS = ["hate speech", "offensive", "neither"]
 

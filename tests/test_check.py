@@ -11,6 +11,7 @@ import pytest
 from toxdistill.cli import main
 from toxdistill.config import RobustnessConfig, load_config
 from toxdistill.data.dataset import load_dataset
+from toxdistill.data.perturb import perturb_texts
 from toxdistill.data.split import make_or_load_split
 from toxdistill.evaluation.robustness import flip_rate
 from toxdistill.pipeline import check
@@ -46,6 +47,35 @@ def test_check_scores_every_model_and_kind_with_fidelity(run):
     # The flip rate is what the cached logits say it is.
     with np.load(run / "robustness" / "odd.npz") as z:
         assert result["models"]["odd"]["leet"]["flip_rate"] == pytest.approx(flip_rate(z["clean"], z["k_leet"]))
+
+
+def test_rows_an_uncased_tokenizer_cannot_tell_apart_keep_the_clean_logits(run, monkeypatch):
+    scored: list[str] = []
+    real = check.load_scorer
+
+    def recording(*a, **k):
+        scorer = real(*a, **k)
+        logits = scorer.logits
+        scorer.logits = lambda texts, *b, **c: scored.extend(texts) or logits(texts, *b, **c)
+        return scorer
+
+    monkeypatch.setattr(check, "load_scorer", recording)
+    settings = RobustnessConfig(kinds=["case", "leet"], seed=11)
+    result = check.check_run(run, settings, plot=False)
+    test = check.load_run_split(run, None).test
+    labels = [int(y) for y in test.labels]
+    cased = perturb_texts(list(test.texts), "case", 11, 0, labels, None, settings.n_words)
+    leet = perturb_texts(list(test.texts), "leet", 11, 0, labels, None, settings.n_words)
+    assert result["kinds"]["case"]["changed"] > 0.5  # the texts changed; their lower-cased ids did not
+    assert not (set(cased) - set(test.texts)) & set(scored)  # so no case-perturbed row was scored
+    assert set(leet) - set(test.texts) <= set(scored)
+    with np.load(run / "robustness" / "odd.npz") as z:
+        assert np.array_equal(z["k_case"], z["clean"]) and not np.array_equal(z["k_leet"], z["clean"])
+
+
+def test_the_tfidf_floor_compares_texts():
+    clean, texts = ["Hate them", "love it"], ["hate them", "love it"]
+    assert check._changed_rows(clean, texts).tolist() == [True, False]
 
 
 def test_a_second_check_reads_the_cache_and_loads_no_model(run, monkeypatch):

@@ -5,9 +5,10 @@ the flip rate and, for every model but the teacher, fidelity to the teacher (top
 total-variation distance, the teacher scored on the same perturbed texts). Results go to
 ``RUN/robustness.json`` and a heatmap ``RUN/robustness.png``; ``toxdistill run`` calls this before its report.
 
-Only the rows a perturbation changed are scored again (an unchanged row has the clean logits), and each
-model's perturbed logits are cached in ``RUN/robustness/<model>.npz`` under a key of everything they depend
-on, so adding a stage to a run scores only the new model.
+Only the rows a perturbation changed are scored again: a row with the clean text, or for a transformer the
+clean text after the tokenizer's normalizer, has the clean logits. Each model's perturbed logits are cached in
+``RUN/robustness/<model>.npz`` under a key of everything they depend on, so adding a stage to a run scores only
+the new model.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 from toxdistill.config import RobustnessConfig, load_config
 from toxdistill.console import Say, quiet
 from toxdistill.data.perturb import CHAR_KINDS, KINDS, check_kinds, perturb_texts
+from toxdistill.data.readers import safe_text
 from toxdistill.data.split import load_run_split
 from toxdistill.errors import ToxdistillError
 from toxdistill.evaluation.plots import plot_robustness
@@ -89,8 +91,9 @@ def _model_logits(
     if clean is None or len(clean) != len(clean_texts):
         clean = scorer.logits(clean_texts, batch_size)[0]
     out = {}
+    normalizer = _normalizer(scorer)  # None for the TF-IDF floor: its texts are compared as they are
     for kind, texts in perturbed.items():
-        changed = np.fromiter((a != b for a, b in zip(texts, clean_texts)), dtype=bool, count=len(texts))
+        changed = _changed_rows(clean_texts, texts, normalizer)
         logits = clean.copy()
         if changed.any():
             logits[changed] = scorer.logits([t for t, c in zip(texts, changed) if c], batch_size)[0]
@@ -102,6 +105,25 @@ def _model_logits(
     np.savez(tmp, **arrays)  # type: ignore[arg-type]
     tmp.replace(f)
     return clean, out
+
+
+def _normalizer(scorer: object):
+    """The tokenizer's normalizer (lower-casing, accent stripping), or None where the scorer has none."""
+    backend = getattr(getattr(scorer, "tokenizer", None), "backend_tokenizer", None)
+    return getattr(backend, "normalizer", None)
+
+
+def _changed_rows(clean_texts: list[str], texts: list[str], normalizer=None) -> np.ndarray:
+    """The rows whose model input a perturbation changed. With the tokenizer's ``normalizer`` a row counts as
+    changed only where its normalized text differs: an uncased tokenizer folds ``case`` and ``accent`` away
+    entirely (every row of the default run's test split keeps the clean row's token ids), so those rows keep the
+    clean logits instead of being scored again. Normalizing is about 5× cheaper than tokenizing."""
+    changed = np.fromiter((a != b for a, b in zip(texts, clean_texts)), dtype=bool, count=len(texts))
+    if normalizer is not None and changed.any():
+        rows = np.flatnonzero(changed)
+        norm = normalizer.normalize_str
+        changed[rows] = [norm(safe_text(texts[i])) != norm(safe_text(clean_texts[i])) for i in rows]
+    return changed
 
 
 def check_run(
