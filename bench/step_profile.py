@@ -31,7 +31,10 @@ STEPS, BATCH = 80, 32
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("layers", type=json.loads, help="teacher layers to keep, e.g. [6]")
-    p.add_argument("variant", help="fused, unfused, lora, lora-nodrop; add -profile for the op table")
+    p.add_argument(
+        "variant",
+        help="fused, unfused, lora, lora-nodrop; add -torchdrop for torch's dropout, -profile for the op table",
+    )
     p.add_argument("--teacher", default=os.path.expanduser("~/toxdistill-runs/davidson-minilm/models/teacher"))
     p.add_argument("--data", default=os.environ.get("TOXDISTILL_DATA", "../shared/data/davidson/labeled_data.csv"))
     a = p.parse_args()
