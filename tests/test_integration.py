@@ -67,12 +67,23 @@ def test_quick_run_writes_everything(quick_run):
     run_dir, _, _ = quick_run
     results = json.loads((run_dir / "results.json").read_text())
     names = {r["name"] for r in results}
-    assert {"tfidf-lr", "teacher", "odd", "even", "lora-teacher", "distill-lora", "even-llrd", "shallow-1"} <= names
+    assert {
+        "tfidf-lr",
+        "teacher",
+        "odd",
+        "even",
+        "lora-teacher",
+        "distill-lora",
+        "shallow-1",
+        "shallow-1-llrd",
+    } <= names
+    assert "even-llrd" not in names  # off in the default config since shallow-1-llrd came in
     for r in results:
         assert set(r) >= REQUIRED_KEYS, r["name"]
         assert 0 <= r["accuracy"] <= 1 and r["throughput_sps"] > 0
     by = {r["name"]: r for r in results}
     assert by["odd"]["layers"] == [1, 3, 5] and by["even"]["layers"] == [2, 4, 6] and by["shallow-1"]["layers"] == [6]
+    assert by["shallow-1-llrd"]["layers"] == [6]
     assert by["lora-teacher"]["trainable_params"] / by["lora-teacher"]["params"] <= 0.02
     report = (run_dir / "report.md").read_text()
     assert "| Model | Train Loss | Validation Loss | Test Accuracy | Test F1 |" in report
@@ -84,7 +95,7 @@ def test_quick_run_writes_everything(quick_run):
         assert (run_dir / "models" / name / "reliability.png").stat().st_size > 1000
     # --seeds 2: the distill stages again with seed 43, outside models/ (not report rows, not served).
     seeds = json.loads((run_dir / "seeds.json").read_text())
-    assert set(seeds) == {"odd", "even", "even-llrd", "shallow-1"}
+    assert set(seeds) == {"odd", "even", "shallow-1", "shallow-1-llrd"}
     for name, s in seeds.items():
         assert s["seeds"] == [42, 43]
         again = json.loads((run_dir / "seeds" / "seed43" / name / "toxdistill.json").read_text())["metrics"]

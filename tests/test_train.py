@@ -12,6 +12,7 @@ from toxdistill.training.trainer import (
     class_weight_tensor,
     fused_adamw_ok,
     layerwise_param_groups,
+    perturbed_ids,
     soft_target_tensor,
     teacher_cache_key,
     train_model,
@@ -242,7 +243,7 @@ def test_selecting_the_best_epoch_by_a_score_needs_compute_metrics(tmp_path, tok
 def test_perturbed_rows_keep_the_clean_rows_index_and_label(tokenizer):
     ds = tiny_dataset(32)
     clean = EncodedDataset(ds, tokenizer, 32)
-    variants = [[t.upper() + " zzz" for t in ds.texts], [t + " qqq" for t in ds.texts]]
+    variants = [clean.encode([t.upper() + " zzz" for t in ds.texts]), clean.encode([t + " qqq" for t in ds.texts])]
     always = clean.with_perturbations(variants, share=1.0, seed=0)
     variant_ids = [always.variants[k] for k in range(2)]
     drawn = set()
@@ -259,6 +260,44 @@ def test_perturbed_rows_keep_the_clean_rows_index_and_label(tokenizer):
     half = clean.with_perturbations(variants, share=0.5, seed=1)
     share = np.mean([half[i % len(ds)]["input_ids"] != clean.input_ids[i % len(ds)] for i in range(400)])
     assert 0.4 < share < 0.6
+
+
+def test_perturbed_copies_are_made_once_per_training_set_seed_and_aims(tokenizer, monkeypatch):
+    from toxdistill.data.perturb import perturb_texts
+    from toxdistill.training import trainer as trainer_mod
+
+    calls = []
+
+    def counting(texts, kind, *a, **kw):
+        calls.append(kind)
+        return perturb_texts(texts, kind, *a, **kw)
+
+    monkeypatch.setattr(trainer_mod, "perturb_texts", counting)
+    monkeypatch.setattr(trainer_mod, "_PERTURBED", {})
+    ds = tiny_dataset(24)
+    enc = EncodedDataset(ds, tokenizer, 32)
+    kinds = ["leet", "spaces"]
+    labels = [int(y) for y in ds.labels]
+    first = perturbed_ids(enc, ds, kinds, 3, None)
+    assert first == [enc.encode(perturb_texts(ds.texts, k, 3, 0, labels, None)) for k in kinds]
+    assert first != [enc.encode(ds.texts)] * 2  # the copies are perturbed
+    assert calls == kinds
+    # A second stage of the same run (a fresh EncodedDataset of the same rows): nothing perturbed again.
+    assert perturbed_ids(EncodedDataset(ds, tokenizer, 32), ds, kinds, 3, None) is first
+    assert calls == kinds
+    # Another seed, other aims, another length or other rows: made again, and right for the new inputs.
+    weights = [{"ok": 1.0}, {"word": 2.0}, {"text": 1.5}]
+    for args in [
+        (enc, ds, kinds, 4, None),
+        (enc, ds, kinds, 3, weights),
+        (EncodedDataset(ds, tokenizer, 8), ds, kinds, 3, None),
+    ]:
+        e, d, k, seed, w = args
+        again = perturbed_ids(e, d, k, seed, w)
+        assert again == [e.encode(perturb_texts(d.texts, kind, seed, 0, labels, w)) for kind in k]
+    assert len(calls) == 4 * len(kinds)  # the first build and the three new inputs, each kind once
+    other = tiny_dataset(20)
+    assert len(perturbed_ids(EncodedDataset(other, tokenizer, 32), other, kinds, 3, None)[0]) == 20
 
 
 def test_consistency_distillation_targets_the_teacher_on_the_clean_row(tmp_path, tokenizer):

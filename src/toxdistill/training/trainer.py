@@ -70,13 +70,17 @@ class EncodedDataset(TorchDataset):
         out.labels = np.asarray(self.labels)[order]
         return out
 
-    def with_perturbations(self, variants: list[list[str]], share: float, seed: int) -> EncodedDataset:
-        """The same rows, each drawn as one of its perturbed copies ``variants[k][i]`` (k at random) with
-        probability ``share``, else clean: consistency training. ``idx`` and the label stay the clean row's, so
-        a perturbed row is scored against its clean row's label and cached teacher outputs. This copy is for
-        training only; the clean one (teacher cache, validation) is left as it was."""
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of ``texts``, as the rows were encoded."""
+        return self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+
+    def with_perturbations(self, variants: list[list[list[int]]], share: float, seed: int) -> EncodedDataset:
+        """The same rows, each drawn as one of its perturbed copies ``variants[k][i]`` (token ids, ``encode``;
+        k at random) with probability ``share``, else clean: consistency training. ``idx`` and the label stay
+        the clean row's, so a perturbed row is scored against its clean row's label and cached teacher outputs.
+        This copy is for training only; the clean one (teacher cache, validation) is left as it was."""
         out = copy.copy(self)
-        out.variants = [self.tokenizer(v, truncation=True, max_length=self.max_length)["input_ids"] for v in variants]
+        out.variants = variants
         out.share = share
         # Draws follow the order the sampler asks for rows in, which the seed fixes.
         out.rng = np.random.default_rng(seed)
@@ -86,10 +90,10 @@ class EncodedDataset(TorchDataset):
         """These rows followed by ``texts`` as new rows (``idx`` from ``len(self)`` on): teacher-labelled
         augmentation. The new rows are drawn as they are; only the original ones have perturbed variants."""
         out = copy.copy(self)
-        enc = self.tokenizer(texts, truncation=True, max_length=self.max_length)
-        out.input_ids = [*self.input_ids, *enc["input_ids"]]
+        ids = self.encode(texts)
+        out.input_ids = [*self.input_ids, *ids]
         if self.token_type_ids is not None:
-            out.token_type_ids = [*self.token_type_ids, *([0] * len(x) for x in enc["input_ids"])]
+            out.token_type_ids = [*self.token_type_ids, *([0] * len(x) for x in ids)]
         out.labels = np.concatenate([np.asarray(self.labels), np.asarray(labels)])
         return out
 
@@ -106,6 +110,36 @@ class EncodedDataset(TorchDataset):
         if types is not None:
             item["token_type_ids"] = types
         return item
+
+
+# The last training set's perturbed copies, as token ids. Every consistency-trained stage of a run perturbs the
+# same rows with the same seed, aims and tokenizer, and doing it costs about 10 s a stage on the 2-core Intel
+# Xeon (8 kinds x 19,827 rows). One entry: a process trains on one training set at a time, and seed repeats
+# (``run --seeds``) come after every stage of the first seed.
+_PERTURBED: dict[str, list[list[list[int]]]] = {}
+
+
+def perturbed_ids(
+    enc: EncodedDataset,
+    ds: Dataset,
+    kinds: Sequence[str],
+    seed: int,
+    weights: Sequence[Mapping[str, float]] | None,
+) -> list[list[list[int]]]:
+    """Token ids (``enc.encode``) of each kind's perturbed copy of every row of ``ds`` (copy 0 of ``seed``,
+    aimed by ``weights``, ``data.perturb``): ``[kind][row]``. Computed once per process for the same inputs;
+    the lists are shared, and nothing that draws from them changes them."""
+    labels = [int(y) for y in ds.labels]
+    backend = getattr(enc.tokenizer, "backend_tokenizer", None)
+    vocab = backend.to_str() if backend is not None else repr(sorted(enc.tokenizer.get_vocab().items()))
+    h = hashlib.sha256()
+    for part in (ds.texts, labels, list(kinds), seed, weights, enc.max_length, vocab):
+        h.update(json.dumps(part, sort_keys=True).encode("utf-8", "surrogatepass"))
+    key = h.hexdigest()
+    if key not in _PERTURBED:
+        _PERTURBED.clear()
+        _PERTURBED[key] = [enc.encode(perturb_texts(ds.texts, k, seed, 0, labels, weights)) for k in kinds]
+    return _PERTURBED[key]
 
 
 def collator(tokenizer: PreTrainedTokenizerBase, pad_to: int | None = None) -> DataCollatorWithPadding:
@@ -570,8 +604,7 @@ def train_model(
     train_enc = train_enc or EncodedDataset(train_ds, tokenizer, max_length, token_types)
     if cfg.perturb > 0:
         kinds = cfg.perturb_kinds or list(CHAR_PERTURBATIONS)
-        labels = [int(y) for y in train_ds.labels]
-        variants = [perturb_texts(train_ds.texts, k, seed, 0, labels, perturb_weights) for k in kinds]
+        variants = perturbed_ids(train_enc, train_ds, kinds, seed, perturb_weights)
         train_enc = train_enc.with_perturbations(variants, cfg.perturb, seed)
     val_enc = EncodedDataset(val_ds, tokenizer, max_length, token_types).by_length()
     weights = class_weight_tensor(cfg.class_weights, train_ds.labels, len(train_ds.label_names))
