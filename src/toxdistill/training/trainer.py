@@ -113,8 +113,8 @@ class EncodedDataset(TorchDataset):
 
 
 # The last training set's perturbed copies, as token ids. Every consistency-trained stage of a run perturbs the
-# same rows with the same seed, aims and tokenizer, and doing it costs about 10 s a stage on the 2-core Intel
-# Xeon (8 kinds x 19,827 rows). One entry: a process trains on one training set at a time, and seed repeats
+# same rows with the same seed, aims and tokenizer: making them took 12.6 s on the 2-core Intel Xeon (8 kinds x
+# 19,827 rows), finding them again 1.0 s with the clean rows' encoding (docs/frontier.md). One entry: a process trains on one training set at a time, and seed repeats
 # (``run --seeds``) come after every stage of the first seed.
 _PERTURBED: dict[str, list[list[list[int]]]] = {}
 
