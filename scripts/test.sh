@@ -7,4 +7,5 @@ export TOXDISTILL_TEST_DATA=${TOXDISTILL_TEST_DATA:-$(cd .. && pwd)/shared/data/
 .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench
 .venv/bin/mypy  # type check of src/ (settings in pyproject.toml)
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+# --durations: the suite's slowest tests and its total time land in every CI log.
+.venv/bin/python -m pytest -q -p no:cacheprovider --durations=15 "$@"

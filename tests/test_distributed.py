@@ -12,7 +12,7 @@ pytestmark = pytest.mark.integration
 CONFIG = """
 name: ddp
 data: {quick_rows: 400}
-teacher: {model: "packaged:all-MiniLM-L6-v2", train: {epochs: 1, lr: 1.0e-4, batch_size: 16}}
+teacher: {model: TEACHER, train: {epochs: 1, lr: 1.0e-4, batch_size: 16}}
 train: {epochs: 1, lr: 1.0e-4, batch_size: 16}
 stages:
   - {name: even, kind: distill, layers: even}
@@ -43,7 +43,7 @@ LAUNCHERS = {
 
 
 @pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
-def test_quick_pipeline_under_ddp_launcher(tmp_path, real_data_env, launcher):
+def test_quick_pipeline_under_ddp_launcher(tmp_path, real_data_env, launcher, tiny_model_dir):
     from toxdistill.models.teacher import load_tokenizer, resolve_model_path
 
     from conftest import tiny_family
@@ -52,7 +52,8 @@ def test_quick_pipeline_under_ddp_launcher(tmp_path, real_data_env, launcher):
     tiny_family("mpnet", n_layers=2, hidden=48).save_pretrained(student)
     load_tokenizer(resolve_model_path("packaged:all-MiniLM-L6-v2")).save_pretrained(student)
     cfg = tmp_path / "ddp.yaml"
-    cfg.write_text(CONFIG.replace("STUDENT", str(student)))
+    # Tiny models: the launchers, the ranks and the outputs are what is tested, not what a model learns.
+    cfg.write_text(CONFIG.replace("STUDENT", str(student)).replace("TEACHER", str(tiny_model_dir)))
     env = {**real_data_env, "OMP_NUM_THREADS": "1"}
     cmd = [
         sys.executable,

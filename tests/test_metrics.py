@@ -9,33 +9,24 @@ import pytest
 from sklearn.metrics import f1_score
 
 from toxdistill.evaluation import stats
-from toxdistill.evaluation.logits import log_softmax, softmax
+from toxdistill.evaluation.logits import log_softmax
 from toxdistill.evaluation.metrics import TRAINER_METRICS, ce_loss, ece, hate_f1, reliability_bins, trainer_metrics
 from toxdistill.inference import calibration
 
 NAMES = ["hate speech", "offensive", "neither"]
 
 
-def _old_ece(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
-    """calibrate.ece as it was before it used the shared bins."""
-    conf = probs.max(-1)
-    correct = probs.argmax(-1) == labels
-    edges = np.linspace(0, 1, n_bins + 1)
-    total = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        m = (conf > lo) & (conf <= hi)
-        if m.any():
-            total += m.mean() * abs(correct[m].mean() - conf[m].mean())
-    return float(total)
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n_bins", [5, 15])
-def test_ece_from_the_shared_bins_is_the_old_ece_exactly(rng, dtype, n_bins):
-    logits = (rng.normal(size=(500, 3)) * 3).astype(dtype)
-    labels = rng.integers(0, 3, 500)
-    probs = softmax(logits)
-    assert ece(probs, labels, n_bins) == _old_ece(probs, labels, n_bins)
+def test_ece_by_hand_with_confidences_on_the_bin_edges(dtype):
+    # Four bins (0, .25], (.25, .5], (.5, .75], (.75, 1]: a confidence on an edge falls in the lower bin.
+    # (.25, .5]: conf 0.5 (right) and 0.4 (wrong): mean 0.45, accuracy 0.5. (.5, .75]: 0.75 (wrong).
+    # (.75, 1]: 1.0 (right). ECE = 2/4 * |0.5 - 0.45| + 1/4 * |0 - 0.75| + 1/4 * 0 = 0.2125.
+    probs = np.array([[0.5, 0.25, 0.25], [0.25, 0.75, 0.0], [0.0, 0.0, 1.0], [0.4, 0.35, 0.25]], dtype=dtype)
+    labels = np.array([0, 0, 2, 1])
+    bins = reliability_bins(probs, labels, 4)
+    assert bins["count"].tolist() == [0, 2, 1, 1]
+    assert bins["confidence"][1] == pytest.approx(0.45) and bins["accuracy"].tolist()[1:] == [0.5, 0.0, 1.0]
+    assert ece(probs, labels, 4) == pytest.approx(0.2125)
 
 
 def test_ece_by_hand():
@@ -50,17 +41,17 @@ def test_ece_by_hand():
     assert ece(probs, labels, 10) == pytest.approx(2 / 3 * 0.35 + 1 / 3 * 0.45)
 
 
-def test_ce_loss_with_a_temperature_is_the_old_nll(rng):
+def test_ce_loss_with_a_temperature_is_the_tempered_nll(rng):
     logits = (rng.normal(size=(200, 3)) * 2).astype(np.float32)
     labels = rng.integers(0, 3, 200)
     for t in (0.5, 1.0, 2.7):
-        old_nll = float(-log_softmax(logits.astype(np.float64) / t)[np.arange(200), labels].mean())
-        assert ce_loss(logits, labels, t) == old_nll
+        nll = float(-log_softmax(logits.astype(np.float64) / t)[np.arange(200), labels].mean())
+        assert ce_loss(logits, labels, t) == nll
     # At T = 1 it is the plain cross-entropy: equal logits cost log K.
     assert ce_loss(np.zeros((4, 3)), np.array([0, 1, 2, 0])) == pytest.approx(np.log(3))
 
 
-def test_trainer_metrics_give_the_old_trainer_numbers(rng):
+def test_trainer_metrics_are_accuracy_and_f1_by_their_definitions(rng):
     """The keys and values ``_metrics_for_trainer`` reported, so ``train.best_metric`` picks the same epoch."""
     labels = np.tile([0, 1, 2], 40)  # every class in validation, as a stratified split has
     logits = rng.normal(size=(120, 3)) + 1.5 * np.eye(3)[labels]
