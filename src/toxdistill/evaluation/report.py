@@ -47,19 +47,32 @@ def _sig_words(c: dict | None) -> str:
 def analysis(results: list[dict], sig: dict | None = None, focus: str | None = None) -> list[str]:
     """Statements derived from this run's numbers only; ``focus`` is the class of the "hate" statements
     (``data.focus_class``; None: the first class)."""
-    by = {r["name"]: r for r in results}
-    out: list[str] = []
     base = next((r for r in results if r["kind"] == "baseline"), None)
     teacher = next((r for r in results if r["kind"] == "teacher"), None)
     trans = [r for r in results if r["kind"] != "baseline"]
-    if base and trans:
-        beat = [r["name"] for r in trans if r["f1_weighted"] > base["f1_weighted"]]
-        lose = [r["name"] for r in trans if r["f1_weighted"] <= base["f1_weighted"]]
-        out.append(
-            f"- **Floor.** {base['name']} reaches weighted F1 {_f(base['f1_weighted'])}; "
-            + (f"{len(beat)} of {len(trans)} transformer rows beat it" if beat else "no transformer row beats it")
-            + (f" ({', '.join(lose)} do not)." if lose else ".")
-        )
+    out = _floor_lines(base, trans) + _layer_set_lines(results, sig)
+    if teacher:
+        out += _teacher_lines(teacher, trans, sig)
+    if trans:
+        out += _hate_lines(trans, focus) + _calibration_lines(trans)
+    return out
+
+
+def _floor_lines(base: dict | None, trans: list[dict]) -> list[str]:
+    if not (base and trans):
+        return []
+    beat = [r["name"] for r in trans if r["f1_weighted"] > base["f1_weighted"]]
+    lose = [r["name"] for r in trans if r["f1_weighted"] <= base["f1_weighted"]]
+    return [
+        f"- **Floor.** {base['name']} reaches weighted F1 {_f(base['f1_weighted'])}; "
+        + (f"{len(beat)} of {len(trans)} transformer rows beat it" if beat else "no transformer row beats it")
+        + (f" ({', '.join(lose)} do not)." if lose else ".")
+    ]
+
+
+def _layer_set_lines(results: list[dict], sig: dict | None) -> list[str]:
+    by = {r["name"]: r for r in results}
+    out = []
     for a, b in layer_set_pairs(results):
         o, e = by[a], by[b]
         win = b if e["f1_weighted"] > o["f1_weighted"] else a
@@ -71,50 +84,61 @@ def analysis(results: list[dict], sig: dict | None = None, focus: str | None = N
             + (_sig_words(_comparison(sig, a, b, "f1_macro")) or " (no bootstrap run)")
             + "."
         )
-    if teacher:
-        for r in trans:
-            if r is teacher:
-                continue
-            d = (r["f1_weighted"] - teacher["f1_weighted"]) * 100
-            dm = (r["f1_macro"] - teacher["f1_macro"]) * 100
-            sp = r["throughput_sps"] / teacher["throughput_sps"] if teacher["throughput_sps"] else float("nan")
-            out.append(
-                f"- **{r['name']}** vs {teacher['name']}: {d:+.2f} weighted-F1 points, {dm:+.2f} macro-F1 points"
-                f"{_sig_words(_comparison(sig, r['name'], teacher['name'], 'f1_macro'))}, "
-                f"{sp:.2f}× the teacher's throughput, {r['trainable_params'] / max(r['params'], 1):.2%} of its "
-                "parameters trained."
-            )
-    if trans:
-        best = max(trans, key=lambda r: hate_f1(r.get("tuned") or r, focus))
-        t = best.get("tuned") or best
-        out.append(
-            f"- **Hate class.** best hate F1 is {best['name']}'s: {_f(hate_f1(best, focus))} at argmax, "
-            f"{_f(hate_f1(t, focus))} with validation-tuned offsets."
-        )
-        # (validation, test)
-        pairs = [(hate_f1(r["val"], focus), hate_f1(r, focus)) for r in trans if r.get("val")]
-        if pairs:
-            gaps = [(v - t) * 100 for v, t in pairs]
-            val_hate, test_hate = zip(*pairs)
-            out.append(
-                f"  On validation the same {len(pairs)} models score hate F1 "
-                f"{min(val_hate):.3f}–{max(val_hate):.3f}; "
-                f"validation − test is {min(gaps):+.1f} to {max(gaps):+.1f} points per model, against a "
-                f"{(max(test_hate) - min(test_hate)) * 100:.1f}-point spread between models on test."
-            )
-        eces = [
-            (r["name"], r["ece"], r["ece_calibrated"])
-            for r in trans
-            if r.get("ece") is not None and r.get("ece_calibrated") is not None
-        ]
-        if eces:
-            worst = max(eces, key=lambda x: x[2])
-            out.append(
-                f"- **Calibration.** after calibration (temperature + class bias, fitted on validation) the worst "
-                f"test ECE is {worst[0]}'s {_f(worst[2])} "
-                f"(before: {_f(worst[1])})."
-            )
     return out
+
+
+def _teacher_lines(teacher: dict, trans: list[dict], sig: dict | None) -> list[str]:
+    out = []
+    for r in trans:
+        if r is teacher:
+            continue
+        d = (r["f1_weighted"] - teacher["f1_weighted"]) * 100
+        dm = (r["f1_macro"] - teacher["f1_macro"]) * 100
+        sp = r["throughput_sps"] / teacher["throughput_sps"] if teacher["throughput_sps"] else float("nan")
+        out.append(
+            f"- **{r['name']}** vs {teacher['name']}: {d:+.2f} weighted-F1 points, {dm:+.2f} macro-F1 points"
+            f"{_sig_words(_comparison(sig, r['name'], teacher['name'], 'f1_macro'))}, "
+            f"{sp:.2f}× the teacher's throughput, {r['trainable_params'] / max(r['params'], 1):.2%} of its "
+            "parameters trained."
+        )
+    return out
+
+
+def _hate_lines(trans: list[dict], focus: str | None) -> list[str]:
+    best = max(trans, key=lambda r: hate_f1(r.get("tuned") or r, focus))
+    t = best.get("tuned") or best
+    out = [
+        f"- **Hate class.** best hate F1 is {best['name']}'s: {_f(hate_f1(best, focus))} at argmax, "
+        f"{_f(hate_f1(t, focus))} with validation-tuned offsets."
+    ]
+    # (validation, test)
+    pairs = [(hate_f1(r["val"], focus), hate_f1(r, focus)) for r in trans if r.get("val")]
+    if pairs:
+        gaps = [(v - t) * 100 for v, t in pairs]
+        val_hate, test_hate = zip(*pairs)
+        out.append(
+            f"  On validation the same {len(pairs)} models score hate F1 "
+            f"{min(val_hate):.3f}–{max(val_hate):.3f}; "
+            f"validation − test is {min(gaps):+.1f} to {max(gaps):+.1f} points per model, against a "
+            f"{(max(test_hate) - min(test_hate)) * 100:.1f}-point spread between models on test."
+        )
+    return out
+
+
+def _calibration_lines(trans: list[dict]) -> list[str]:
+    eces = [
+        (r["name"], r["ece"], r["ece_calibrated"])
+        for r in trans
+        if r.get("ece") is not None and r.get("ece_calibrated") is not None
+    ]
+    if not eces:
+        return []
+    worst = max(eces, key=lambda x: x[2])
+    return [
+        f"- **Calibration.** after calibration (temperature + class bias, fitted on validation) the worst "
+        f"test ECE is {worst[0]}'s {_f(worst[2])} "
+        f"(before: {_f(worst[1])})."
+    ]
 
 
 def _headline(rows: list[dict], run_dir: Path, cfg: Config, quick: bool) -> list[str]:

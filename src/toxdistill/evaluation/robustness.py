@@ -95,6 +95,21 @@ def _pts(x: float | None) -> str:
     return "—" if x is None or not np.isfinite(x) else f"{100 * x:+.1f}"
 
 
+def _fidelity_row(name: str, clean: dict, row: dict, kinds: list[str]) -> str:
+    """One student's fidelity to the teacher, clean and over the perturbation kinds."""
+    agr = {k: row[k]["agreement"] for k in kinds if "agreement" in row[k]}
+    low = min(agr, key=agr.__getitem__) if agr else None
+    mean_agr = float(np.mean(list(agr.values()))) if agr else float("nan")
+    mean_tv = float(np.mean([row[k]["tv"] for k in agr])) if agr else float("nan")
+    lowest = f"{agr[low]:.3f} ({low})" if low else "—"
+    vs_clean = [row[k]["agreement_clean_teacher"] for k in kinds if "agreement_clean_teacher" in row[k]]
+    mean_vs_clean = f"{np.mean(vs_clean):.3f}" if vs_clean else "—"
+    return (
+        f"| {name} | {clean['agreement']:.3f} | {clean['tv']:.3f} | {lowest} | {mean_agr:.3f} | {mean_tv:.3f} "
+        f"| {mean_vs_clean} |"
+    )
+
+
 def format_robustness(result: dict, detail: str | None = None) -> str:
     """Markdown: the drop in macro F1 per model × perturbation, fidelity per student, and every measure for
     one model (``detail``; default: the model with the best clean macro F1)."""
@@ -130,18 +145,7 @@ def format_robustness(result: dict, detail: str | None = None) -> str:
             "| agreement with the clean teacher, mean |",
             "|---|---|---|---|---|---|---|",
         ]
-        for n in students:
-            agr = {k: rows[n][k]["agreement"] for k in kinds if "agreement" in rows[n][k]}
-            low = min(agr, key=agr.__getitem__) if agr else None
-            mean_agr = float(np.mean(list(agr.values()))) if agr else float("nan")
-            mean_tv = float(np.mean([rows[n][k]["tv"] for k in agr])) if agr else float("nan")
-            lowest = f"{agr[low]:.3f} ({low})" if low else "—"
-            vs_clean = [rows[n][k]["agreement_clean_teacher"] for k in kinds if "agreement_clean_teacher" in rows[n][k]]
-            mean_vs_clean = f"{np.mean(vs_clean):.3f}" if vs_clean else "—"
-            lines.append(
-                f"| {n} | {clean[n]['agreement']:.3f} | {clean[n]['tv']:.3f} | {lowest} | {mean_agr:.3f} | {mean_tv:.3f} "
-                f"| {mean_vs_clean} |"
-            )
+        lines += [_fidelity_row(n, clean[n], rows[n], kinds) for n in students]
     if rows:
         best = detail or max(rows, key=lambda n: clean[n]["f1_macro"])
         lines += [

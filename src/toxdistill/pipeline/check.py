@@ -137,6 +137,18 @@ def _changed_rows(
     return changed
 
 
+def _baseline_word_weights(models: dict[str, Path]):
+    """The TF-IDF floor's words per class, which the perturbations aim at; None without a floor."""
+    if BASELINE in models and is_baseline_folder(models[BASELINE]):
+        return TfidfLR.load(models[BASELINE]).class_word_weights()
+    return None
+
+
+def _kind_record(kind: str, perturbed: list[str], clean: list[str]) -> dict:
+    changed = float(np.mean([a != b for a, b in zip(perturbed, clean)]))
+    return {"level": KINDS[kind].level, "example": KINDS[kind].example, "changed": changed}
+
+
 def check_run(
     run_dir: str | Path,
     settings: RobustnessConfig | None = None,
@@ -168,9 +180,7 @@ def check_run(
     labels = np.asarray(test.labels, dtype=np.int64)
     focus = cfg.data.focus_index()
     everything = find_models(run_dir)
-    weights = None
-    if BASELINE in everything and is_baseline_folder(everything[BASELINE]):
-        weights = TfidfLR.load(everything[BASELINE]).class_word_weights()
+    weights = _baseline_word_weights(everything)
     clean_texts = list(test.texts)
     perturbed = {k: perturb_texts(clean_texts, k, seed, 0, labels.tolist(), weights, n_words) for k in kinds}
     teacher = next((n for n, d in everything.items() if read_meta(d).get("kind") == "teacher"), None)
@@ -189,14 +199,7 @@ def check_run(
             "seed": seed,
             "n_words": n_words,
             "targets": "TF-IDF baseline's words for the row's class" if weights else "words of 4+ letters",
-            "kinds": {
-                k: {
-                    "level": KINDS[k].level,
-                    "example": KINDS[k].example,
-                    "changed": float(np.mean([a != b for a, b in zip(perturbed[k], clean_texts)])),
-                }
-                for k in kinds
-            },
+            "kinds": {k: _kind_record(k, perturbed[k], clean_texts) for k in kinds},
         }
     )
     json_name, png_name = output_names(split)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -112,21 +113,18 @@ def evaluate_external(
         "data": {
             "path": str(data_path),
             "sha256": sha256_file(data_path),
-            "rows": int(len(raw_texts)),
+            "rows": len(raw_texts),
             "dropped_rows": dropped,
-            "text_col": text_col,
-            "label_col": label_col,
-            "group_col": group_col,
-        },
+        }
+        | {"text_col": text_col, "label_col": label_col, "group_col": group_col},
         "label_names": label_names,
         "label_map": {lab: [label_names[c] for c in ids] for lab, ids in full_map.items()},
         "label_counts": {lab: labels.count(lab) for lab in present},
         "models": {},
         "skipped": {},
     }
-    cleaned: dict[str, list[str]] = {}
+    scoring = _Scoring(raw_texts, labels, present, label_names, groups, n_boot, seed)
     for name, folder in chosen.items():
-        meta = read_meta(folder)
         try:
             scorer = load_scorer(folder, threads, backend)
         except ToxdistillError as e:
@@ -135,25 +133,46 @@ def evaluate_external(
             log.warning("skipping model %s: %s", name, e)
             result["skipped"][name] = str(e)
             continue
+        got = result["models"][name] = scoring.score(folder, scorer, clean, batch_size)
+        say(f"{name}: accuracy {got['tuned']['accuracy']:.3f} ({got['seconds']:.1f}s)")
+    if not result["models"]:
+        raise ToxdistillError("no model of the run could be loaded", "see the warnings above; re-run the stages")
+    return result
+
+
+@dataclass
+class _Scoring:
+    """One external set, scored model after model; texts cleaned once per distinct cleaning config."""
+
+    raw_texts: list[str]
+    labels: list[str]
+    present: dict[str, list[int]]
+    label_names: list[str]
+    groups: list[str] | None
+    n_boot: int
+    seed: int
+    cleaned: dict[str, list[str]] = field(default_factory=dict)
+
+    def score(self, folder: Path, scorer, clean: bool, batch_size: int) -> dict:
+        meta = read_meta(folder)
         cfg = find_clean_config(folder, meta) if clean else None
         key = cfg.model_dump_json() if cfg is not None else ""
-        if key not in cleaned:
-            cleaned[key] = [clean_text(t, cfg) for t in raw_texts] if cfg is not None else raw_texts
+        if key not in self.cleaned:
+            self.cleaned[key] = [clean_text(t, cfg) for t in self.raw_texts] if cfg is not None else self.raw_texts
         t0 = time.perf_counter()
-        logits, truncated = scorer.logits(cleaned[key], batch_size)
+        logits, truncated = scorer.logits(self.cleaned[key], batch_size)
         elapsed = time.perf_counter() - t0
-        result["models"][name] = {
+        return {
             "kind": meta.get("kind"),  # the model's role, under its toxdistill.json key
             "cleaned": cfg is not None,
             "truncated": int(np.asarray(truncated).sum()),
             "seconds": elapsed,
-            "tuned": score_predictions(labels, present, scorer.decide(logits), label_names, groups, n_boot, seed),
-            "argmax": score_predictions(labels, present, logits.argmax(-1), label_names, groups, n_boot, seed),
+            "tuned": self._scores(scorer.decide(logits)),
+            "argmax": self._scores(logits.argmax(-1)),
         }
-        say(f"{name}: accuracy {result['models'][name]['tuned']['accuracy']:.3f} ({elapsed:.1f}s)")
-    if not result["models"]:
-        raise ToxdistillError("no model of the run could be loaded", "see the warnings above; re-run the stages")
-    return result
+
+    def _scores(self, pred: np.ndarray) -> dict:
+        return score_predictions(self.labels, self.present, pred, self.label_names, self.groups, self.n_boot, self.seed)
 
 
 def check_eval_set(es: EvalSetConfig, label_names: list[str]) -> int:
