@@ -1,6 +1,5 @@
-"""The metrics that had two copies each give the numbers the old copies gave: ECE from the shared reliability
-bins, the NLL of temperature scaling as ``ce_loss``, the Trainer's metrics from ``classification_metrics``,
-and the class of interest read by name or id."""
+"""The metrics by their definitions, on hand-computed cases: ECE over the shared reliability bins, the NLL of
+temperature scaling as ``ce_loss``, the Trainer's metrics, and the class of interest read by name or id."""
 
 from __future__ import annotations
 
