@@ -1,4 +1,4 @@
-"""Bulk scoring throughput: ``toxdistill predict`` with ``--engine local`` against ``--engine ray`` (1 and 2
+"""Bulk scoring throughput: ``toxdistill predict`` with ``--runner local`` against ``--runner ray`` (1 and 2
 actors), on the same texts, side by side in one process and one run.
 
     python bench/ray_predict.py                        # 3,000 tweets, packaged MiniLM-L6 with a 3-class head
@@ -10,7 +10,8 @@ Texts: a seeded sample of ``--rows`` tweets from the data file (``--data``, else
 3-class head, saved to a temporary folder: the work per text is that of a real teacher, the labels are not.
 
 Every set-up runs through ``toxdistill.cli.main`` as a user would, and is timed end to end (model loading,
-Ray actors starting, reading, scoring, writing, the row-id check and, for a single output file, the merge).
+Ray actors starting, reading, scoring, writing, the row-id check and, for a single output file, the merge: the
+input read again and written with its scores through the one writer, as --runner local writes it).
 Each set-up is also run on 32 texts first: that wall time is its fixed cost, and
 ``steady_rows_per_s = (rows - 32) / (wall - fixed)`` is the rate once the actors are up. The Ray outputs are
 checked against the local one (same labels, probabilities within 1e-5). Ray is started once, before the
@@ -100,6 +101,57 @@ def _read(path: Path) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
+SETUPS = [
+    # name, runner, actors, threads per process/actor, input, output
+    ("local, 1 process x 2 threads", "local", None, 2, "csv", "local2.csv"),
+    ("local, 1 process x 1 thread", "local", None, 1, "csv", "local1.csv"),
+    ("ray, 1 actor x 1 thread", "ray", 1, 1, "shards", "ray1/"),
+    ("ray, 2 actors x 1 thread", "ray", 2, 1, "shards", "ray2/"),
+    ("ray, 2 actors x 1 thread, CSV in/out", "ray", 2, 1, "csv", "ray2.csv"),
+]
+
+
+def _run_setups(model: Path, paths: dict[str, Path], root: Path, batch_size: int, n: int) -> list[dict]:
+    """Time every set-up of ``SETUPS`` (Ray already started) and check its output against the first one's."""
+    common = ["--batch-size", str(batch_size)]
+    # Untimed warm-up of both runners: imports and first-use caches of this process are not the runners' cost.
+    warm = ["predict", str(model), str(paths["small_shards"]), *common]
+    _timed([*warm, "-o", str(root / "warm.csv")])
+    _timed([*warm, "-o", str(root / "warm/"), "--runner", "ray", "--actors", "1", "--threads", "1"])
+    results = []
+    reference = None
+    for name, runner, actors, threads, src, out in SETUPS:
+        extra = ["--runner", runner, "--threads", str(threads), *common]
+        extra += ["--actors", str(actors)] if actors else []
+        # The fixed cost: the same set-up on 32 texts.
+        fixed = _timed(["predict", str(model), str(paths[f"small_{src}"]), "-o", str(root / f"small-{out}"), *extra])
+        wall = _timed(["predict", str(model), str(paths[src]), "-o", str(root / out), *extra])
+        got = _read(root / out)
+        if reference is None:
+            reference = got
+        probs = [c for c in reference.columns if c.startswith("p_")]
+        same_labels = got["label"].tolist() == reference["label"].tolist()
+        max_diff = float(np.abs(got[probs].to_numpy() - reference[probs].to_numpy()).max())
+        if not same_labels or max_diff > 1e-5:
+            raise SystemExit(f"{name}: the output differs from the local one (max diff {max_diff:.2e})")
+        row = {
+            "setup": name,
+            "runner": runner,
+            "actors": actors,
+            "threads": threads,
+            "input": "4 Parquet shards -> Parquet folder" if src == "shards" else "CSV -> CSV",
+            "rows": n,
+            "wall_s": round(wall, 2),
+            "rows_per_s": round(n / wall, 1),
+            "fixed_s": round(fixed, 2),
+            "steady_rows_per_s": round((n - FIXED_ROWS) / (wall - fixed), 1) if wall > fixed else None,
+            "max_abs_diff_vs_local": max_diff,
+        }
+        results.append(row)
+        print(f"{name}: {row['rows_per_s']} rows/s end to end ({wall:.1f} s)", file=sys.stderr, flush=True)
+    return results
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="model folder (default: packaged MiniLM-L6, random 3-class head)")
@@ -125,56 +177,10 @@ def main() -> None:
         ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
         logging.getLogger("ray.data").setLevel(logging.ERROR)  # its per-job summaries would bury the table
         ray_start = time.perf_counter() - t0
-        common = ["--batch-size", str(a.batch_size)]
-        setups = [
-            # name, engine, actors, threads per process/actor, input, output
-            ("local, 1 process x 2 threads", "local", None, 2, "csv", "local2.csv"),
-            ("local, 1 process x 1 thread", "local", None, 1, "csv", "local1.csv"),
-            ("ray, 1 actor x 1 thread", "ray", 1, 1, "shards", "ray1/"),
-            ("ray, 2 actors x 1 thread", "ray", 2, 1, "shards", "ray2/"),
-            ("ray, 2 actors x 1 thread, CSV in/out", "ray", 2, 1, "csv", "ray2.csv"),
-        ]
-        results = []
-        reference = None
         try:
-            # Untimed warm-up of both engines: imports and first-use caches of this process are not the engines' cost.
-            warm = ["predict", str(model), str(paths["small_shards"]), *common]
-            _timed([*warm, "-o", str(root / "warm.csv")])
-            _timed([*warm, "-o", str(root / "warm/"), "--engine", "ray", "--actors", "1", "--threads", "1"])
-            for name, engine, actors, threads, src, out in setups:
-                extra = ["--engine", engine, "--threads", str(threads), *common]
-                extra += ["--actors", str(actors)] if actors else []
-                # The fixed cost: the same set-up on 32 texts.
-                fixed = _timed(
-                    ["predict", str(model), str(paths[f"small_{src}"]), "-o", str(root / f"small-{out}"), *extra]
-                )
-                wall = _timed(["predict", str(model), str(paths[src]), "-o", str(root / out), *extra])
-                got = _read(root / out)
-                if reference is None:
-                    reference = got
-                probs = [c for c in reference.columns if c.startswith("p_")]
-                same_labels = got["label"].tolist() == reference["label"].tolist()
-                max_diff = float(np.abs(got[probs].to_numpy() - reference[probs].to_numpy()).max())
-                if not same_labels or max_diff > 1e-5:
-                    raise SystemExit(f"{name}: the output differs from the local one (max diff {max_diff:.2e})")
-                row = {
-                    "setup": name,
-                    "engine": engine,
-                    "actors": actors,
-                    "threads": threads,
-                    "input": "4 Parquet shards -> Parquet folder" if src == "shards" else "CSV -> CSV",
-                    "rows": n,
-                    "wall_s": round(wall, 2),
-                    "rows_per_s": round(n / wall, 1),
-                    "fixed_s": round(fixed, 2),
-                    "steady_rows_per_s": round((n - FIXED_ROWS) / (wall - fixed), 1) if wall > fixed else None,
-                    "max_abs_diff_vs_local": max_diff,
-                }
-                results.append(row)
-                print(f"{name}: {row['rows_per_s']} rows/s end to end ({wall:.1f} s)", file=sys.stderr, flush=True)
+            results = _run_setups(model, paths, root, a.batch_size, n)
         finally:
             ray.shutdown()
-    torch_threads_note = "local: torch intra-op threads = --threads; ray: --threads per actor, each actor 1 process"
     res = {
         "machine": {"cpu": _cpu_name(), "cores": cores, "python": platform.python_version()},
         "versions": {"ray": ray.__version__, "torch": torch.__version__},
@@ -182,16 +188,21 @@ def main() -> None:
         "data": f"{n} tweets sampled (seed 0) from {data.name}",
         "batch_size": a.batch_size,
         "ray_start_s": round(ray_start, 2),
-        "notes": torch_threads_note,
+        "notes": "local: torch intra-op threads = --threads; ray: --threads per actor, each actor 1 process",
         "results": results,
     }
-    out = Path(a.out)
+    _report(res, Path(a.out))
+
+
+def _report(res: dict, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2) + "\n")
-    print(f"\n{n} texts, {res['model']}; {res['machine']['cpu']}, {cores} cores\n")
+    print(
+        f"\n{res['results'][0]['rows']} texts, {res['model']}; {res['machine']['cpu']}, {res['machine']['cores']} cores\n"
+    )
     print("| set-up | input → output | wall s | rows/s | fixed s | steady rows/s |")
     print("|---|---|---|---|---|---|")
-    for r in results:
+    for r in res["results"]:
         steady = "" if r["steady_rows_per_s"] is None else r["steady_rows_per_s"]
         print(f"| {r['setup']} | {r['input']} | {r['wall_s']} | {r['rows_per_s']} | {r['fixed_s']} | {steady} |")
     print(f"\nRay start-up (once, not in the rows above): {res['ray_start_s']} s. Written to {out}.")

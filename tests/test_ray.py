@@ -1,8 +1,10 @@
-"""``toxdistill predict --engine ray`` on a local Ray instance: the same output as ``--engine local``, every row
-exactly once (also when a worker is killed), and one-line errors that leave nothing behind."""
+"""``toxdistill predict --runner ray`` on a local Ray instance: the same output file as ``--runner local``, byte for
+byte (Parquet: the same table), every row exactly once (also when a worker is killed), and one-line errors that
+leave nothing behind."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -59,7 +61,8 @@ def _run(argv, capsys):
 
 
 def _assert_same_scores(got: pd.DataFrame, ref: pd.DataFrame) -> None:
-    """Same rows, same columns in the same order, same values (probabilities to float tolerance)."""
+    """A folder's shards against the local file: same rows in row-id order, same columns after ``row_id``,
+    same values (probabilities to float tolerance: the runners' batches differ here)."""
     assert got.columns[0] == "row_id" and got["row_id"].tolist() == list(range(len(ref)))
     got = got.drop(columns="row_id").reset_index(drop=True)
     assert list(got.columns) == list(ref.columns)
@@ -67,6 +70,20 @@ def _assert_same_scores(got: pd.DataFrame, ref: pd.DataFrame) -> None:
     assert len(probs) == 3
     pd.testing.assert_frame_equal(got.drop(columns=probs), ref.drop(columns=probs), check_dtype=False)
     np.testing.assert_allclose(got[probs].to_numpy(float), ref[probs].to_numpy(float), atol=1e-6)
+
+
+# Both runners score each text alone on one thread: the same numbers whatever rows Ray puts in one call.
+SAME = ["--batch-size", 1, "--threads", 1, "--chunk-size", 4]
+
+
+def _assert_same_file(ray_out: Path, local: Path) -> None:
+    """The runners' output files: the same bytes; Parquet files the same table (columns, types and values)."""
+    if local.suffix == ".parquet":
+        pq = pytest.importorskip("pyarrow.parquet")
+        got, ref = pq.read_table(ray_out), pq.read_table(local)
+        assert got.schema.equals(ref.schema) and got.equals(ref)
+    else:
+        assert ray_out.read_bytes() == local.read_bytes()
 
 
 def _leftovers(folder: Path) -> list[str]:
@@ -81,7 +98,7 @@ def test_parquet_shards_to_a_folder_equal_local_predict(ray_local, tiny_model_di
     out.mkdir()
     (out / "stale.parquet").write_bytes(b"an earlier output, replaced whole")
     code, err = _run(
-        ["predict", tiny_model_dir, shards, "-o", out, "--engine", "ray", "--actors", 2, "--chunk-size", 3], capsys
+        ["predict", tiny_model_dir, shards, "-o", out, "--runner", "ray", "--actors", 2, "--chunk-size", 3], capsys
     )
     assert code == 0, err
     assert "wrote 30 predictions" in err and "2 actors" in err
@@ -97,20 +114,18 @@ def test_parquet_shards_to_a_folder_equal_local_predict(ray_local, tiny_model_di
 def test_csv_file_to_csv_file_equals_local_predict(ray_local, tiny_model_dir, tmp_path, capsys):
     src = tmp_path / "in.csv"
     gold = ["neither", "offensive", "hate speech"] * 10
-    # Cells kept as written ("007", "NA"), and a gold 'label' column: both engines add pred_ columns.
+    # Cells kept as written ("007", "NA"), and a gold 'label' column: both runners add pred_ columns.
     pd.DataFrame({"id": [f"{i:03d}" for i in range(30)], "tweet": TEXTS, "label": gold, "note": "NA"}).to_csv(
         src, index=False
     )
     local, ray_out = tmp_path / "local.csv", tmp_path / "ray.csv"
-    assert _run(["predict", tiny_model_dir, src, "-o", local], capsys)[0] == 0
-    code, err = _run(
-        ["predict", tiny_model_dir, src, "-o", ray_out, "--engine", "ray", "--actors", 2, "--chunk-size", 4], capsys
-    )
+    assert _run(["predict", tiny_model_dir, src, "-o", local, *SAME], capsys)[0] == 0
+    code, err = _run(["predict", tiny_model_dir, src, "-o", ray_out, "--runner", "ray", "--actors", 2, *SAME], capsys)
     assert code == 0, err
-    read = {"dtype": {"id": str}, "keep_default_na": False}
-    got, ref = pd.read_csv(ray_out, **read), pd.read_csv(local, **read)
-    assert {"label", "pred_label", "pred_p_offensive"} <= set(got.columns)
-    _assert_same_scores(got, ref)
+    _assert_same_file(ray_out, local)
+    got = pd.read_csv(ray_out, dtype={"id": str}, keep_default_na=False)
+    assert list(got.columns)[:4] == ["id", "tweet", "label", "note"] and "row_id" not in got
+    assert {"pred_label", "pred_p_offensive"} <= set(got.columns)
     assert got["id"].tolist()[:3] == ["000", "001", "002"] and (got["note"] == "NA").all()
     assert not _leftovers(tmp_path)
 
@@ -129,15 +144,15 @@ class DyingActor(ScoringActor):
 
 def test_a_killed_worker_loses_and_duplicates_no_row(ray_local, tiny_model_dir, shards, tmp_path, capsys):
     local = tmp_path / "local.jsonl"
-    assert _run(["predict", tiny_model_dir, shards, "-o", local], capsys)[0] == 0
+    assert _run(["predict", tiny_model_dir, shards, "-o", local, *SAME], capsys)[0] == 0
     DyingActor.marker = str(tmp_path / "died")
     out = tmp_path / "ray.jsonl"
-    s = predict_ray(tiny_model_dir, str(shards), str(out), ScoreOptions(chunk_size=4), actors=2, actor_class=DyingActor)
+    opts = ScoreOptions(chunk_size=4, batch_size=1, threads=1)
+    s = predict_ray(tiny_model_dir, str(shards), str(out), opts, actors=2, actor_class=DyingActor)
     assert Path(DyingActor.marker).is_file()  # a worker really died mid-job
     assert s.rows == 30
-    got = pd.read_json(out, lines=True, dtype=False)
-    assert got["row_id"].tolist() == list(range(30)) == got["id"].tolist()  # each row once, in input order
-    _assert_same_scores(got, pd.read_json(local, lines=True, dtype=False))
+    _assert_same_file(out, local)  # each row once, in input order, with its own scores
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == list(range(30))
     assert not _leftovers(tmp_path)
 
 
@@ -156,29 +171,93 @@ def test_an_error_in_a_worker_is_one_line_and_keeps_the_old_output(ray_local, ti
 
 
 def test_row_id_check_and_merge_without_ray(tmp_path):
-    """The driver's safety net on its own: shards whose ids interleave merge in id order; a duplicate or a
-    missing id is refused."""
+    """The driver's safety net on its own: shards whose ids interleave give their scores in id order, beside
+    the input's rows as the reader gives them again; a duplicate, a missing id or an input that changed (more or
+    fewer rows than were scored) is refused."""
     pa = pytest.importorskip("pyarrow")
     pq = pytest.importorskip("pyarrow.parquet")
-    from toxdistill.inference.ray_scoring import check_row_ids, merge
+    from toxdistill.inference.ray_scoring import check_row_ids, merge, scores_in_order
+    from toxdistill.inference.scored_output import ScoredWriter
 
     def shard(name: str, *groups: list[int]) -> Path:
         path = tmp_path / name
-        with pq.ParquetWriter(path, pa.schema([("row_id", pa.int64()), ("text", pa.string())])) as w:
+        with pq.ParquetWriter(path, pa.schema([("row_id", pa.int64()), ("label", pa.string())])) as w:
             for ids in groups:  # one row group each
-                w.write_table(pa.table({"row_id": ids, "text": [f"t{i}" for i in ids]}))
+                w.write_table(pa.table({"row_id": ids, "label": [f"l{i}" for i in ids]}))
         return path
 
     files = [shard("a.parquet", [3, 4, 0, 1], [7]), shard("b.parquet", [2, 5, 6])]
     ranges = check_row_ids(files, 8)
     assert [(r.first, r.length) for r in ranges] == [(0, 2), (2, 1), (3, 2), (5, 2), (7, 1)]
-    merge(files, ranges, "csv", tmp_path / "all.csv")
+
+    def write(rows: int, out: Path) -> None:
+        texts = [f"t{i}" for i in range(rows)]
+        chunks = iter([(texts[:3], texts[:3]), (texts[3:], texts[3:])])  # chunks cut elsewhere than the ranges
+        with ScoredWriter(out, "csv", ["x"]) as w:
+            merge(scores_in_order(files, ranges), "txt", chunks, w)
+            w.publish()
+
+    write(8, tmp_path / "all.csv")
     got = pd.read_csv(tmp_path / "all.csv")
-    assert got["row_id"].tolist() == list(range(8)) and got["text"].tolist() == [f"t{i}" for i in range(8)]
+    assert got["text"].tolist() == [f"t{i}" for i in range(8)] and got["label"].tolist() == [f"l{i}" for i in range(8)]
+    for rows in (7, 9):
+        with pytest.raises(ToxdistillError, match="the input changed"):
+            write(rows, tmp_path / f"{rows}.csv")
+        assert not (tmp_path / f"{rows}.csv").exists()
     with pytest.raises(ToxdistillError, match="twice"):
         check_row_ids([*files, shard("c.parquet", [5])], 8)
     with pytest.raises(ToxdistillError, match="lost 1 of 9"):
         check_row_ids(files, 9)
+
+
+def _write_input(tmp_path: Path, kind: str) -> Path:
+    """An input of each kind; JSONL objects vary (fields only some rows have, nested values, a gold label)."""
+    if kind == "csv":
+        src = tmp_path / "in.csv"
+        pd.DataFrame({"id": [f"{i:03d}" for i in range(30)], "tweet": TEXTS, "note": ["", "NA", "x"] * 10}).to_csv(
+            src, index=False
+        )
+        return src
+    src = tmp_path / "in.jsonl"
+    rows = []
+    for i, t in enumerate(TEXTS):
+        row: dict = {"id": i, "text": f"RT @u{i}: {t} &amp; http://t.co/{i} 😂", "user": {"name": f"u{i}", "n": i}}
+        if i % 3 == 0:
+            row["note"] = f"é{i}"
+        if i % 2:
+            row["label"] = "neither"
+        rows.append(json.dumps(row, ensure_ascii=i % 2 == 0))
+    src.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return src
+
+
+@pytest.mark.parametrize(
+    "kind, out_name",
+    [
+        ("csv", "out.jsonl"),
+        ("csv", "out.parquet"),
+        ("jsonl", "out.csv"),
+        ("jsonl", "out.jsonl"),
+        ("jsonl", "out.parquet"),
+        ("jsonl-stdin", "out.jsonl"),
+    ],
+)
+def test_both_runners_write_the_same_file(ray_local, tiny_model_dir, tmp_path, capsys, monkeypatch, kind, out_name):
+    """The one writer: the same input and options give the same bytes (Parquet: the same table) locally and on
+    Ray, in every output format (CSV to CSV and Parquet shards to JSONL: the tests above)."""
+    import io
+
+    src = _write_input(tmp_path, kind.removesuffix("-stdin"))
+    spec: object = src
+    if kind.endswith("-stdin"):
+        spec = "-"
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(src.read_bytes()), encoding="utf-8"))
+    local, ray_out = tmp_path / f"local-{out_name}", tmp_path / f"ray-{out_name}"
+    assert _run(["predict", tiny_model_dir, src, "-o", local, *SAME], capsys)[0] == 0
+    code, err = _run(["predict", tiny_model_dir, spec, "-o", ray_out, "--runner", "ray", "--actors", 2, *SAME], capsys)
+    assert code == 0 and "wrote 30 predictions" in err, err
+    _assert_same_file(ray_out, local)
+    assert not _leftovers(tmp_path)
 
 
 def _bad_input(tmp_path: Path, kind: str) -> tuple[Path, list[str]]:
@@ -228,7 +307,7 @@ def test_bad_input_is_one_line_and_writes_nothing(ray_local, tiny_model_dir, tmp
         out.mkdir()
         (out / "part-0.parquet").write_bytes(b"previous shard")
     before = sorted(p.name for p in tmp_path.iterdir())
-    code, err = _run(["predict", tiny_model_dir, src, "-o", out, "--engine", "ray", *extra], capsys)
+    code, err = _run(["predict", tiny_model_dir, src, "-o", out, "--runner", "ray", *extra], capsys)
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and lines[0].startswith("toxdistill: error:") and needle in lines[0], err
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no temporary file or folder is left
@@ -247,7 +326,7 @@ def test_output_that_would_delete_other_files_is_refused(ray_local, tiny_model_d
         (shards, "is or holds the input"),
         (tmp_path, "is or holds the input"),
     ):
-        code, err = _run(["predict", tiny_model_dir, shards, "-o", out, "--engine", "ray"], capsys)
+        code, err = _run(["predict", tiny_model_dir, shards, "-o", out, "--runner", "ray"], capsys)
         assert code == 2 and needle in err, err
     assert (keep / "todo.txt").read_text() == "mine" and len(list(shards.iterdir())) == 3
 
@@ -260,7 +339,7 @@ def test_an_address_nothing_answers_on_fails_at_once(ray_local, tiny_model_dir, 
         port = s.getsockname()[1]
     for address, needle in ((f"127.0.0.1:{port}", "cannot reach a Ray cluster"), ("nonsense", "is not HOST:PORT")):
         code, err = _run(
-            ["predict", tiny_model_dir, shards, "-o", tmp_path / "o.csv", "--engine", "ray", "--address", address],
+            ["predict", tiny_model_dir, shards, "-o", tmp_path / "o.csv", "--runner", "ray", "--address", address],
             capsys,
         )
         assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err, err
@@ -271,10 +350,10 @@ def test_without_ray_the_error_names_the_install(tiny_model_dir, tmp_path, capsy
     src = tmp_path / "t.txt"
     src.write_text("hello\n")
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` sees when it is not installed
-    code, err = _run(["predict", tiny_model_dir, src, "-o", tmp_path / "o.csv", "--engine", "ray"], capsys)
+    code, err = _run(["predict", tiny_model_dir, src, "-o", tmp_path / "o.csv", "--runner", "ray"], capsys)
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and "pip install 'toxdistill[ray]'" in lines[0], err
     assert not (tmp_path / "o.csv").exists()
-    # The Ray flags mean nothing to the local engine: said, not ignored.
+    # The Ray flags mean nothing to the local runner: said, not ignored.
     code, err = _run(["predict", tiny_model_dir, src, "-o", tmp_path / "o.csv", "--actors", "2"], capsys)
-    assert code == 2 and "--engine ray" in err
+    assert code == 2 and "--runner ray" in err

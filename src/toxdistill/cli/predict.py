@@ -1,7 +1,8 @@
 """``toxdistill predict``: score a CSV, JSONL, text or Parquet input (or stdin) with a model, in bounded memory.
 
-The command parses and reports; the engines do the work: ``inference.score_file`` in this process
-(``--engine local``) and ``inference.ray_scoring`` on a Ray cluster (``--engine ray``).
+The command parses and reports; the runners do the work: ``inference.score_file`` in this process
+(``--runner local``) and ``inference.ray_scoring`` on a Ray cluster (``--runner ray``). Both write through the
+one writer of scored files (``inference.scored_output``), so they write the same files.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ file, a folder of them or a quoted glob like 'shards/*.parquet'), plain text (on
 skipped) or - for stdin. The output is CSV, JSONL when -o ends with .jsonl, or Parquet when it ends with
 .parquet; it appears only when complete.
 
---engine ray scores on a Ray cluster (pip install 'toxdistill[ray]'; see docs/scoring.md) and adds a row_id
-column (0..N-1 in input order). Its -o may also be a folder (a name without suffix, or ending in /), which
-gets Parquet shards.
+--runner ray scores on a Ray cluster (pip install 'toxdistill[ray]'; see docs/scoring.md). Its output file
+is written by the same writer as --runner local's: the same rows, columns and format (with --batch-size 1 and
+--threads 1, the same bytes; other batches can move a probability's last digit). Its -o may also be a folder
+(a name without suffix, or ending in /), which gets Parquet shards with a row_id column (0..N-1 in input
+order).
 """
 
 
@@ -56,22 +59,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--progress", default="auto", choices=["auto", "on", "off"], help="progress bar on stderr (auto: on a terminal)"
     )
     p.add_argument(
-        "--engine",
+        "--runner",
         default="local",
         choices=["local", "ray"],
-        help="local: this process (default); ray: a Ray cluster through Ray Data (docs/scoring.md)",
+        help="where the scoring runs: local: this process (default); ray: a Ray cluster through Ray Data "
+        "(docs/scoring.md)",
     )
     p.add_argument(
         "--address",
         default=None,
-        help="--engine ray: the cluster, e.g. auto, HOST:6379 or ray://HOST:10001 "
+        help="--runner ray: the cluster, e.g. auto, HOST:6379 or ray://HOST:10001 "
         "(default: $RAY_ADDRESS, a cluster started on this machine, else a new local instance)",
     )
     p.add_argument(
         "--actors",
         type=int,
         default=None,
-        help="--engine ray: scoring actors; each loads the model once and runs --threads threads (there: default 1). "
+        help="--runner ray: scoring actors; each loads the model once and runs --threads threads (there: default 1). "
         "Default: the cluster's CPUs / threads",
     )
 
@@ -88,10 +92,10 @@ def main(a: argparse.Namespace) -> int:
         clean=not a.no_clean,
         progress=a.progress == "on" or (a.progress == "auto" and sys.stderr.isatty()),
     )
-    if a.engine == "ray":
+    if a.runner == "ray":
         return _main_ray(a, opts)
     if a.address is not None or a.actors is not None:
-        raise ToxdistillError("--address and --actors apply to --engine ray only", "add --engine ray or drop them")
+        raise ToxdistillError("--address and --actors apply to --runner ray only", "add --runner ray or drop them")
     s = score_file(a.model_dir, a.input, a.output, opts)
     note = f"; {s.truncated} truncated to {s.max_length} tokens" if s.truncated else ""
     cleaned = " (cleaned as in training)" if s.cleaned else ""
@@ -107,7 +111,7 @@ def _main_ray(a: argparse.Namespace, opts: ScoreOptions) -> int:
     cleaned = " (cleaned as in training)" if s.cleaned else ""
     print(
         f"toxdistill: wrote {s.rows} predictions{cleaned} to {s.output} "
-        f"(ray engine, {s.actors} actor{'s' if s.actors != 1 else ''}, {s.backend} backend)",
+        f"(ray runner, {s.actors} actor{'s' if s.actors != 1 else ''}, {s.backend} backend)",
         file=sys.stderr,
     )
     return 0

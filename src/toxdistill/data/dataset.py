@@ -71,16 +71,25 @@ def _download(url: str, dest: Path, sha256: str | None) -> Path:
     return dest
 
 
-_MENTION = re.compile(r"@\w+")
+@dataclass(frozen=True)
+class CleanStep:
+    """One regex step of ``clean_text``: where ``switch`` (a CleanConfig field) is on, ``pattern`` becomes
+    ``repl``. Data, not code, so the model card's plain-Python snippet renders the very same steps."""
+
+    switch: str
+    pattern: str
+    repl: str
+    strip: bool = False  # then trim both ends
 
 
-_URL = re.compile(r"https?://\S+|www\.\S+")
-
-
-_WS = re.compile(r"\s+")
-
-
-_RT = re.compile(r"^\s*RT\b:?\s*")
+# The regex steps, in the order clean_text applies them (after the HTML unescaping, which is not a regex).
+CLEAN_STEPS = (
+    CleanStep("normalize_urls", r"https?://\S+|www\.\S+", "http"),
+    CleanStep("normalize_mentions", r"@\w+", "@user"),
+    CleanStep("strip_rt", r"^\s*RT\b:?\s*", ""),
+    CleanStep("collapse_whitespace", r"\s+", " ", strip=True),
+)
+_COMPILED = {s.switch: re.compile(s.pattern) for s in CLEAN_STEPS}
 
 
 def clean_text(text: str, cfg) -> str:
@@ -90,14 +99,11 @@ def clean_text(text: str, cfg) -> str:
     if cfg.unescape_html:
         # Twice: some tweets are double-escaped ("&amp;#8220;").
         text = html.unescape(html.unescape(text))
-    if cfg.normalize_urls:
-        text = _URL.sub("http", text)
-    if cfg.normalize_mentions:
-        text = _MENTION.sub("@user", text)
-    if cfg.strip_rt:
-        text = _RT.sub("", text)
-    if cfg.collapse_whitespace:
-        text = _WS.sub(" ", text).strip()
+    for step in CLEAN_STEPS:
+        if getattr(cfg, step.switch):
+            text = _COMPILED[step.switch].sub(step.repl, text)
+            if step.strip:
+                text = text.strip()
     return text
 
 

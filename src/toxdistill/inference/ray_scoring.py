@@ -1,4 +1,4 @@
-"""``toxdistill predict --engine ray``: score Parquet shards or a CSV/JSONL/text file on a Ray cluster.
+"""``toxdistill predict --runner ray``: score Parquet shards or a CSV/JSONL/text file on a Ray cluster.
 
 Ray Data does the work; this module only plans it and checks the result:
 
@@ -7,15 +7,21 @@ Ray Data does the work; this module only plans it and checks the result:
   The same input gives the same ids however Ray schedules, splits or retries the work (ids made from task or
   block numbers, like Spark's ``monotonically_increasing_id``, change when a task is retried).
 - **One path for every input.** CSV, JSONL and text are streamed through the one reader
-  (``data.readers.read_chunks``) into temporary Parquet shards first, then take the Parquet path.
+  (``data.readers.read_chunks``) into temporary Parquet shards first, then take the Parquet path. For an
+  output file only the texts are staged (and stdin is copied first, to be read twice).
+- **One writer.** An output file is written by the one writer of scored files
+  (``scored_output.ScoredWriter``) from the input read again through the same reader as ``--runner local``
+  (``score_file.input_chunks``) and the scores in row-id order: the same bytes as ``--runner local`` writes.
+  A folder output gets the scored shards as Ray wrote them, each row with its ``row_id``.
 - **Ray Data schedules.** Read tasks over ``from_items`` work items, a fixed pool of scoring actors
   (``ScoringActor``) that load the model once each through the one loader (``predict.load_scorer``), and
   ``write_parquet``. Its map tasks are retried when a worker dies, and its actor pools restart a dead actor and
   retry its tasks: ``max_restarts=-1`` and ``max_task_retries=-1`` are Ray Data's own
   defaults for actor pools (Ray 2.60 deprecates passing them as extra ``map_batches`` arguments).
 - **Nothing is published unchecked.** Everything is written next to the output under a temporary name. Only
-  after the driver has read back the ``row_id`` column and found every id 0..N-1 exactly once is it renamed onto
-  the output; an error leaves no partial output and any existing output untouched.
+  after the driver has read back the ``row_id`` column and found every id 0..N-1 exactly once (and, for a
+  file, read the input again to the same N rows) is it renamed onto the output; an error leaves no partial
+  output and any existing output untouched.
 
 The paths (model, input, output) must be the same on every node: a shared filesystem on a real cluster.
 """
@@ -23,7 +29,6 @@ The paths (model, input, output) must be the same on every node: a shared filesy
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -38,22 +43,20 @@ import numpy as np
 
 from toxdistill.data.readers import (
     as_text,
-    detect_format,
     open_input,
     open_parquet,
     parquet_shards,
     pick_column,
-    read_chunks,
     require_parquet,
     rows_frame,
     safe_text,
 )
 from toxdistill.errors import ToxdistillError
 from toxdistill.inference.predict import load_scorer
-from toxdistill.inference.score_file import (
+from toxdistill.inference.score_file import ScoreOptions, ScoreSummary, input_chunks
+from toxdistill.inference.scored_output import (
     FOLDER,
-    ScoreOptions,
-    ScoreSummary,
+    ScoredWriter,
     check_output,
     file_format,
     prediction_frame,
@@ -71,7 +74,7 @@ def require_ray() -> Any:
         import ray
         import ray.data  # noqa: F401 - ray without its data extra has no Ray Data
     except ImportError:
-        raise ToxdistillError("--engine ray needs Ray Data, which is not installed", INSTALL_HINT) from None
+        raise ToxdistillError("--runner ray needs Ray Data, which is not installed", INSTALL_HINT) from None
     return ray
 
 
@@ -116,7 +119,7 @@ def plan_parquet(shards: list[Path], text_col: str | None) -> ScoringPlan:
             col = pick_column(list(this.names), text_col, f"input {path}")
             if ROW_ID in this.names:
                 raise ToxdistillError(
-                    f"input {path} already has a {ROW_ID!r} column, which --engine ray adds", "rename or drop it"
+                    f"input {path} already has a {ROW_ID!r} column, which --runner ray adds", "rename or drop it"
                 )
         elif not this.equals(schema, check_metadata=False):
             raise ToxdistillError(f"input {path} has other columns or types than {first}", "give shards of one schema")
@@ -129,43 +132,63 @@ def plan_parquet(shards: list[Path], text_col: str | None) -> ScoringPlan:
     return ScoringPlan(items, offset, col, list(schema.names) if schema is not None else [], size)
 
 
-def stage_text_input(spec: str, fmt: str, text_col: str | None, chunk: int, folder: Path) -> list[Path]:
+def copy_stdin(folder: Path) -> Path:
+    """What stdin gives, copied into ``folder`` (checked as any input is): an output file reads the input twice."""
+    src = open_input("-")
+    dest = folder / "stdin"
+    try:
+        with open(dest, "wb") as f:
+            shutil.copyfileobj(src.stream, f)
+    finally:
+        src.close()
+    return dest
+
+
+def stage_text_input(
+    spec: str, opts: ScoreOptions, folder: Path, texts_only: bool, stdin_copy: Path | None = None
+) -> list[Path]:
     """Stream a CSV/JSONL/text input through the one reader into Parquet shards, one per chunk.
 
-    Memory stays at one chunk. The first chunk's columns and types fix every shard's (as ``predict`` does for a
-    Parquet output), so all shards share one schema.
+    Memory stays at one chunk. ``texts_only`` stages a ``text`` column of the texts as the reader gives them
+    (enough for an output file, which takes the other columns from the input itself); else the first chunk's
+    columns and types fix every shard's (as ``predict`` does for a Parquet output), so all shards share one
+    schema.
     """
     import pyarrow as pa
 
     pq = require_parquet()
     folder.mkdir()
-    src = open_input(spec)
     files: list[Path] = []
     schema: Any = None
     columns: list[str] = []
-    try:
-        fmt = detect_format(src, fmt, text_col)
-        for k, (_, rows) in enumerate(read_chunks(src, fmt, text_col, chunk)):
-            df = rows_frame(fmt, rows)
-            if schema is None:
-                columns = [str(c) for c in df.columns]
+    with input_chunks(spec, opts, stdin_copy) as (fmt, chunks):
+        for k, (texts, rows) in enumerate(chunks):
+            if texts_only:
+                table = pa.table({"text": pa.array(texts, pa.string())})
             else:
-                df = df.reindex(columns=columns)  # JSONL objects may vary; the first chunk's fields are kept
-            try:
-                table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
-            except (pa.ArrowException, ValueError, TypeError) as e:
-                raise ToxdistillError(
-                    f"{src.what} {src.name} cannot be stored as Parquet ({str(e).splitlines()[0][:100]})",
-                    "give fields of one type in every row, or use --engine local",
-                ) from None
-            schema = table.schema
+                df = rows_frame(fmt, rows)
+                if schema is None:
+                    columns = [str(c) for c in df.columns]
+                else:
+                    df = df.reindex(columns=columns)  # JSONL objects may vary; the first chunk's fields are kept
+                table = _as_table(df, schema, spec)
+                schema = table.schema
             files.append(folder / f"part-{k:06d}.parquet")
             pq.write_table(table, files[-1])
-    finally:
-        src.close()
-    if not files:
-        raise ToxdistillError(f"{src.what} {src.name} has no texts", "give a file with at least one text")
     return files
+
+
+def _as_table(df: Any, schema: Any, spec: str) -> Any:
+    import pyarrow as pa
+
+    try:
+        return pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+    except (pa.ArrowException, ValueError, TypeError) as e:
+        name = "<stdin>" if spec == "-" else spec
+        raise ToxdistillError(
+            f"input {name} cannot be stored as Parquet ({str(e).splitlines()[0][:100]})",
+            "give fields of one type in every row, or use --runner local",
+        ) from None
 
 
 # ------------------------------------------------------------------ work (Ray workers)
@@ -190,7 +213,7 @@ class ScoringActor:
     """Ray Data actor: loads the model once (``predict.load_scorer``), then scores batches (Arrow tables) into
     the output columns.
 
-    The prediction columns come from ``score_file.prediction_frame``, the same code as ``--engine local``.
+    The prediction columns come from ``scored_output.prediction_frame``, the same code as ``--runner local``.
     """
 
     def __init__(
@@ -202,16 +225,20 @@ class ScoringActor:
         batch_size: int,
         clean: bool,
         prefix: str,
+        keep_input: bool = True,
     ):
         self.scorer = load_scorer(Path(model_dir), threads, backend)
         self.clean = clean and self.scorer.clean_config is not None
         self.text_col, self.batch_size, self.prefix = text_col, batch_size, prefix
+        self.keep_input = keep_input  # False for an output file: the writer takes the input from the input
 
     def __call__(self, table: Any) -> Any:
         import pyarrow as pa
 
         texts = [safe_text(as_text(v)) for v in table.column(self.text_col).to_pylist()]
         preds, _ = prediction_frame(self.scorer, texts, self.batch_size, self.clean)
+        if not self.keep_input:
+            table = table.select([ROW_ID])
         for name in preds.columns:
             table = table.append_column(self.prefix + name, pa.array(preds[name].to_numpy()))
         return table
@@ -256,29 +283,42 @@ def check_row_ids(files: list[Path], n: int) -> list[RowRange]:
     return sorted(ranges, key=lambda r: r.first)
 
 
-def merge(files: list[Path], ranges: list[RowRange], fmt: str, dest: Path) -> None:
-    """Write the shards' rows in row-id order into one CSV, JSONL or Parquet file, a row group at a time."""
+def scores_in_order(files: list[Path], ranges: list[RowRange]) -> Iterator[Any]:
+    """The shards' prediction columns (Arrow tables, ``row_id`` dropped) in row-id order, a range at a time."""
     pq = require_parquet()
     readers = [pq.ParquetFile(f) for f in files]
     cached: tuple[tuple[int, int], Any] | None = None
-    parquet: Any = None
-    with contextlib.ExitStack() as stack:
-        text = None if fmt == "parquet" else stack.enter_context(open(dest, "w", encoding="utf-8", newline=""))
-        for k, r in enumerate(ranges):
-            if cached is None or cached[0] != (r.file, r.row_group):
-                cached = ((r.file, r.row_group), readers[r.file].read_row_group(r.row_group))
-            part = cached[1].slice(r.start, r.length)
-            if text is None:
-                if parquet is None:
-                    parquet = stack.enter_context(pq.ParquetWriter(str(dest), part.schema))
-                parquet.write_table(part.cast(parquet.schema))
-            elif fmt == "jsonl":
-                text.writelines(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in part.to_pylist())
-            else:
-                part.to_pandas().to_csv(text, index=False, header=k == 0, lineterminator="\n")
-        if text is not None:
-            text.flush()
-            os.fsync(text.fileno())
+    for r in ranges:
+        if cached is None or cached[0] != (r.file, r.row_group):
+            cached = ((r.file, r.row_group), readers[r.file].read_row_group(r.row_group))
+        yield cached[1].slice(r.start, r.length).drop_columns([ROW_ID])
+
+
+def merge(scores: Iterator[Any], in_fmt: str, chunks: Iterator[tuple[list[str], Any]], out: ScoredWriter) -> None:
+    """Write each input chunk, as the one reader gives it again, with its rows' scores (``scores_in_order``)
+    through the one writer: what ``--runner local`` writes for the same chunks."""
+    import pyarrow as pa
+
+    pending: list[Any] = []
+    have = 0
+    for _, rows in chunks:
+        while have < len(rows):
+            piece = next(scores, None)
+            if piece is None:
+                break
+            pending.append(piece)
+            have += piece.num_rows
+        if have < len(rows):
+            raise _input_changed()
+        table = pa.concat_tables(pending)
+        out.write(in_fmt, rows, table.slice(0, len(rows)).to_pandas())
+        pending, have = [table.slice(len(rows))], have - len(rows)
+    if have or next(scores, None) is not None:
+        raise _input_changed()
+
+
+def _input_changed() -> ToxdistillError:
+    return ToxdistillError("the input changed while it was scored", "do not write to the input meanwhile; rerun")
 
 
 # ------------------------------------------------------------------ the command
@@ -286,7 +326,7 @@ def output_format(path: Path, spec: str) -> str:
     """``folder`` (Parquet shards) for a folder, a path ending in ``/`` or without suffix; else the file's format."""
     if path.is_dir() or spec.endswith(("/", os.sep)) or not path.suffix:
         return FOLDER
-    return file_format(path)  # as --engine local: any other name is CSV
+    return file_format(path)  # as --runner local: any other name is CSV
 
 
 def _check_reachable(address: str | None) -> None:
@@ -344,6 +384,24 @@ def _user_error(e: BaseException) -> ToxdistillError:
     )
 
 
+@dataclass
+class _Job:
+    """One ``predict_ray`` call as the driver sees it: what is read, where it goes, its temporary folder."""
+
+    input_spec: str
+    opts: ScoreOptions
+    out_path: Path
+    out_format: str
+    work: Path  # temporary, next to the output
+    label_names: list[str]
+    stdin_copy: Path | None = None
+    rows: int = 0
+
+    @property
+    def to_file(self) -> bool:
+        return self.out_format != FOLDER
+
+
 def predict_ray(
     model_dir: str | Path,
     input_spec: str,
@@ -367,48 +425,74 @@ def predict_ray(
     if input_spec != "-":
         inputs.append(Path(input_spec).resolve())
     check_output(out_path, out_format, inputs, folders=True)
-    if pq_shards is None and input_spec != "-":  # stdin cannot be read twice
+    if pq_shards is None and input_spec != "-":  # stdin is checked as it is copied
         open_input(input_spec).close()  # a typo or a binary file fails now, before the model loads
 
     # Loaded in the driver too: a bad model folder fails in seconds, and the label names fix the columns.
     scorer = load_scorer(Path(model_dir), backend=opts.backend)
-    cleaned = opts.clean and scorer.clean_config is not None
-    threads = opts.threads or 1
     # Temporary files live next to the output: the same filesystem (the renames are atomic) and, on a
     # cluster, as visible to the workers as the output itself.
     work = Path(tempfile.mkdtemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".ray"))
+    job = _Job(input_spec, opts, out_path, out_format, work, scorer.label_names)
     started = False
     try:
-        shards = pq_shards or stage_text_input(input_spec, opts.fmt, opts.text_col, opts.chunk_size, work / "input")
-        plan = plan_parquet(shards, opts.text_col)  # staged shards keep the input's column names
-        if plan.rows == 0:
-            raise ToxdistillError(f"input {input_spec} has no texts", "give a file with at least one text")
+        plan = _plan(job, pq_shards)
         started = _connect(ray, address, verbose)
         if actors is None:
-            actors = max(1, int(ray.cluster_resources().get("CPU", 1)) // threads)
-        # Rows per actor call: --chunk-size, or less on a small input so that every actor gets work (two calls
-        # each), also when the whole input is one row group. Not less: the Predictor sorts by length within a
-        # call, and 375-row calls scored 3,000 tweets 25% slower than one 3,000-row call (bench/ray_predict.py).
-        piece = max(1, min(opts.chunk_size, -(-plan.rows // (2 * actors))))
-        actor_kwargs = {
-            "model_dir": str(Path(model_dir).resolve()),
-            "backend": opts.backend,
-            "threads": threads,
-            "text_col": plan.text_col,
-            "batch_size": opts.batch_size,
-            "clean": opts.clean,
-            "prefix": prediction_prefix(plan.columns, scorer.label_names),
-        }
-        # A dataset copies Ray Data's settings when it is made: made and run inside the block.
-        with _data_context(ray, _data_settings(plan, piece, opts.progress, verbose)):
-            ds = _scored_dataset(ray, plan, piece, actors, threads, actor_class, actor_kwargs)
-            _publish(ds, plan.rows, actors, out_path, out_format, work)
+            actors = max(1, int(ray.cluster_resources().get("CPU", 1)) // (opts.threads or 1))
+        _run(ray, job, plan, model_dir, actors, actor_class, verbose)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         if started:
             with contextlib.suppress(Exception):
                 ray.shutdown()
+    cleaned = opts.clean and scorer.clean_config is not None
     return ScoreSummary(plan.rows, out_path, scorer.backend_name, cleaned, actors=actors)
+
+
+def _plan(job: _Job, pq_shards: list[Path] | None) -> ScoringPlan:
+    """Stage a text input (stdin copied first) and plan the work from the Parquet footers."""
+    if pq_shards is None and job.input_spec == "-":
+        job.stdin_copy = copy_stdin(job.work)
+    shards = pq_shards or stage_text_input(job.input_spec, job.opts, job.work / "input", job.to_file, job.stdin_copy)
+    plan = plan_parquet(shards, "text" if pq_shards is None and job.to_file else job.opts.text_col)
+    if plan.rows == 0:
+        raise ToxdistillError(f"input {job.input_spec} has no texts", "give a file with at least one text")
+    job.rows = plan.rows
+    return plan
+
+
+def _run(
+    ray: Any,
+    job: _Job,
+    plan: ScoringPlan,
+    model_dir: str | Path,
+    actors: int,
+    actor_class: type[ScoringActor],
+    verbose: bool,
+) -> None:
+    """Build the Ray Data pipeline for ``plan``, run it and publish the checked result."""
+    opts = job.opts
+    threads = opts.threads or 1
+    # Rows per actor call: --chunk-size, or less on a small input so that every actor gets work (two calls
+    # each), also when the whole input is one row group. Not less: the Predictor sorts by length within a
+    # call, and 375-row calls scored 3,000 tweets 25% slower than one 3,000-row call (bench/ray_predict.py).
+    piece = max(1, min(opts.chunk_size, -(-plan.rows // (2 * actors))))
+    actor_kwargs = {
+        "model_dir": str(Path(model_dir).resolve()),
+        "backend": opts.backend,
+        "threads": threads,
+        "text_col": plan.text_col,
+        "batch_size": opts.batch_size,
+        "clean": opts.clean,
+        # An output file: the writer adds the prefix, from the input's columns, as for --runner local.
+        "prefix": "" if job.to_file else prediction_prefix(plan.columns, job.label_names),
+        "keep_input": not job.to_file,
+    }
+    # A dataset copies Ray Data's settings when it is made: made and run inside the block.
+    with _data_context(ray, _data_settings(plan, piece, opts.progress, verbose)):
+        ds = _scored_dataset(ray, plan, piece, actors, threads, actor_class, actor_kwargs)
+        _publish(ds, job, actors)
 
 
 def _data_settings(plan: ScoringPlan, piece: int, progress: bool, verbose: bool) -> dict[str, Any]:
@@ -455,21 +539,26 @@ def _scored_dataset(
     )
 
 
-def _publish(ds: Any, rows: int, actors: int, out_path: Path, out_format: str, work: Path) -> None:
-    """Run the job, check every row id is there once, and only then put the result at ``out_path``."""
-    if out_format == FOLDER:
-        with atomic_dir(out_path) as tmp:
+def _publish(ds: Any, job: _Job, actors: int) -> None:
+    """Run the job, check every row id is there once, and only then put the result at the output."""
+    if not job.to_file:
+        with atomic_dir(job.out_path) as tmp:
             umask = os.umask(0)
             os.umask(umask)
             tmp.chmod(0o777 & ~umask)  # mkdtemp's 0700 would hide the output from the cluster's other users
             _write(ds, tmp, actors)
-            check_row_ids(sorted(tmp.glob("*.parquet")), rows)
+            check_row_ids(sorted(tmp.glob("*.parquet")), job.rows)
         return
-    scored = work / "scored"
+    scored = job.work / "scored"
     _write(ds, scored, actors)
     files = sorted(scored.glob("*.parquet"))
-    merge(files, check_row_ids(files, rows), out_format, work / "merged")
-    os.replace(work / "merged", out_path)
+    scores = scores_in_order(files, check_row_ids(files, job.rows))
+    with (
+        input_chunks(job.input_spec, job.opts, job.stdin_copy) as (in_fmt, chunks),
+        ScoredWriter(job.out_path, job.out_format, job.label_names) as out,
+    ):
+        merge(scores, in_fmt, chunks, out)
+        out.publish()
 
 
 @contextlib.contextmanager

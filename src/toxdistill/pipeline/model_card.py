@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from toxdistill.data.dataset import CLEAN_STEPS
 from toxdistill.evaluation.tables import fmt
 from toxdistill.files import PACKAGED_MINILM, PACKAGED_MPNET
 from toxdistill.inference.export import gate_block
@@ -455,19 +456,7 @@ def plain_snippet(f: CardFacts) -> str:
     cal = meta.get("calibration") or {}
     temperature = float(cal.get("temperature", 1.0))
     bias, offsets = cal.get("bias"), cal.get("offsets")
-    c = _clean(meta)
-    clean = ["def clean(text):", "    # The cleaning of the training data (toxdistill's data.clean)."]
-    if c.get("unescape_html"):
-        clean.append("    text = html.unescape(html.unescape(text))")
-    if c.get("normalize_urls"):
-        clean.append('    text = re.sub(r"https?://\\S+|www\\.\\S+", "http", text)')
-    if c.get("normalize_mentions"):
-        clean.append('    text = re.sub(r"@\\w+", "@user", text)')
-    if c.get("strip_rt"):
-        clean.append('    text = re.sub(r"^\\s*RT\\b:?\\s*", "", text)')
-    if c.get("collapse_whitespace"):
-        clean.append('    text = re.sub(r"\\s+", " ", text).strip()')
-    clean.append("    return text")
+    clean = clean_function(_clean(meta))
     if f.openvino:
         imports = ["import openvino as ov"]
         load = [
@@ -519,6 +508,27 @@ def plain_snippet(f: CardFacts) -> str:
         "    print(label, {n: round(float(q), 3) for n, q in zip(labels, p)}, text)",
     ]
     return "\n".join(lines)
+
+
+def clean_function(switches: dict) -> list[str]:
+    """The snippet's ``clean(text)``: ``data.dataset.clean_text``'s steps rendered from its own patterns
+    (``CLEAN_STEPS``), those that ``switches`` (the model's saved data.clean) turns on."""
+    lines = ["def clean(text):", "    # The cleaning of the training data (toxdistill's data.clean)."]
+    if switches.get("unescape_html"):
+        lines.append("    text = html.unescape(html.unescape(text))  # twice: some tweets are double-escaped")
+    for step in CLEAN_STEPS:
+        if switches.get(step.switch):
+            strip = ".strip()" if step.strip else ""
+            lines.append(f"    text = re.sub({_raw(step.pattern)}, {json.dumps(step.repl)}, text){strip}")
+    lines.append("    return text")
+    return lines
+
+
+def _raw(pattern: str) -> str:
+    """``pattern`` as a Python literal: a raw string where one can say it, as a reader would write it."""
+    if '"' in pattern or pattern.endswith("\\") or "\n" in pattern:
+        return repr(pattern)
+    return f'r"{pattern}"'
 
 
 def _floats(values) -> str:
