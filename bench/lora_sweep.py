@@ -38,7 +38,7 @@ def main() -> None:
     from toxdistill.inference.predict import Predictor
     from toxdistill.models.lora import add_lora, count_params
     from toxdistill.models.teacher import load_classifier
-    from toxdistill.training.trainer import train_model
+    from toxdistill.training.trainer import TrainData, TrainJob, train_model
 
     cfg = load_config(a.config)
     ds = load_dataset(resolve_data_path(cfg.data, a.data), cfg.data)
@@ -62,16 +62,16 @@ def main() -> None:
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory() as work:
             hist = train_model(
-                model,
-                tok,
-                train,
-                split.val,
-                tcfg,
-                Path(work) / "w",
-                seed=cfg.seed,
-                max_length=cfg.data.max_length,
-                n_layers=model.config.num_hidden_layers,
-                progress=False,
+                TrainJob(
+                    model,
+                    tok,
+                    TrainData(train, split.val, cfg.data.max_length),
+                    tcfg,
+                    Path(work) / "w",
+                    seed=cfg.seed,
+                    n_layers=model.config.num_hidden_layers,
+                    progress=False,
+                )
             )
             trained = hist["trainer"].model
             if kind == "lora":

@@ -23,7 +23,9 @@ from toxdistill.models.lora import add_lora
 from toxdistill.models.students import build_student
 from toxdistill.models.teacher import load_classifier
 from toxdistill.training import trainer as trainer_mod
-from toxdistill.training.trainer import EncodedDataset, compute_teacher_outputs, train_model
+from toxdistill.training.encoded import EncodedDataset
+from toxdistill.training.teacher_cache import compute_teacher_outputs
+from toxdistill.training.trainer import TeacherTargets, TrainData, TrainJob, train_model
 
 STEPS, BATCH = 80, 32
 
@@ -60,20 +62,18 @@ def main() -> None:
         if prof:
             prof.__enter__()
         r = train_model(
-            model,
-            tok,
-            sub,
-            sub,
-            cfg,
-            work,
-            42,
-            128,
-            len(a.layers),
-            distill=None if lora else DistillConfig(),
-            teacher_outputs=outs,
-            train_enc=enc,
-            progress=False,
-            max_steps=STEPS,
+            TrainJob(
+                model,
+                tok,
+                TrainData(sub, sub, 128, encoded=enc),
+                cfg,
+                work,
+                42,
+                len(a.layers),
+                teacher=None if outs is None else TeacherTargets(DistillConfig(), outs),
+                progress=False,
+                max_steps=STEPS,
+            )
         )
         if prof:
             prof.__exit__(None, None, None)

@@ -27,7 +27,9 @@ from toxdistill.files import PACKAGED_MINILM
 from toxdistill.io import atomic_write_json
 from toxdistill.models.students import build_student
 from toxdistill.models.teacher import load_classifier
-from toxdistill.training.trainer import DistillationTrainer, EncodedDataset, compute_teacher_outputs, train_model
+from toxdistill.training.encoded import EncodedDataset
+from toxdistill.training.teacher_cache import compute_teacher_outputs
+from toxdistill.training.trainer import DistillationTrainer, TeacherTargets, TrainData, TrainJob, train_model
 
 
 class LiveTeacherDistillationTrainer(DistillationTrainer):
@@ -68,26 +70,23 @@ def _time_steps(
     for n_steps in (3, 3 + steps):  # the difference removes start-up cost (dataloader, optimizer init)
         model = make_model()
         with tempfile.TemporaryDirectory() as work:
-            kw = dict(distill=distill, teacher_outputs=outputs) if distill else {}
-            if live_teacher is not None:
-                kw.update(trainer_cls=LiveTeacherDistillationTrainer, trainer_kwargs={"teacher": live_teacher})
-            t0 = time.perf_counter()
-            train_model(
+            job = TrainJob(
                 model,
                 tokenizer,
-                ds,
-                ds,
+                TrainData(ds, ds, 128, encoded=enc),
                 cfg,
                 Path(work),
                 seed=0,
-                max_length=128,
                 n_layers=n_layers,
-                train_enc=enc,
+                teacher=TeacherTargets(distill, outputs) if distill else None,
                 pad_to=pad_to,
                 progress=False,
                 max_steps=n_steps,
-                **kw,
             )
+            if live_teacher is not None:
+                job.trainer_cls, job.trainer_kwargs = LiveTeacherDistillationTrainer, {"teacher": live_teacher}
+            t0 = time.perf_counter()
+            train_model(job)
             rates.append(time.perf_counter() - t0)
     return steps * batch_size / (rates[1] - rates[0])
 

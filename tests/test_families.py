@@ -14,7 +14,9 @@ from toxdistill.inference.predict import Predictor
 from toxdistill.models.families import LORA_TARGETS, count_params, forward_inputs, label_order, relabel
 from toxdistill.models.lora import add_lora
 from toxdistill.models.students import attach_hidden_projection, build_student, detach_hidden_projection
-from toxdistill.training.trainer import EncodedDataset, compute_teacher_outputs, train_model
+from toxdistill.training.encoded import EncodedDataset
+from toxdistill.training.teacher_cache import compute_teacher_outputs
+from toxdistill.training.trainer import TeacherTargets, TrainData, TrainJob, train_model
 
 from conftest import FAMILIES, LABELS, SAMPLE_TEXTS, tiny_dataset, tiny_family
 
@@ -103,7 +105,7 @@ def test_no_token_type_ids_reach_a_model_that_has_none(family, tmp_path, tokeniz
 
     model.forward = spy
     ds = tiny_dataset(24)
-    train_model(model, tokenizer, ds, ds, BY_LOSS, tmp_path / "w", 0, 32, 4, progress=False)
+    train_model(TrainJob(model, tokenizer, TrainData(ds, ds, 32), BY_LOSS, tmp_path / "w", 0, 4, progress=False))
     enc = EncodedDataset(ds, tokenizer, 32, token_types="token_type_ids" in forward_inputs(model))
     compute_teacher_outputs(model, enc, progress=False)
     assert "input_ids" in seen and "token_type_ids" not in seen
@@ -121,19 +123,9 @@ def test_no_token_type_ids_reach_a_model_that_has_none(family, tmp_path, tokeniz
 def _distill(student, tokenizer, ds, cache, tmp_path, distill: DistillConfig) -> dict:
     """One epoch of distillation of a 2-layer student on ``ds`` from the cached teacher outputs."""
     cfg = BY_LOSS.model_copy(update={"lr": 1e-3})
+    teacher = TeacherTargets(distill, cache)
     return train_model(
-        student,
-        tokenizer,
-        ds,
-        ds,
-        cfg,
-        tmp_path / "w",
-        0,
-        32,
-        2,
-        distill=distill,
-        teacher_outputs=cache,
-        progress=False,
+        TrainJob(student, tokenizer, TrainData(ds, ds, 32), cfg, tmp_path / "w", 0, 2, teacher, progress=False)
     )
 
 

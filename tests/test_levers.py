@@ -17,14 +17,16 @@ from toxdistill.models.families import count_params, last_layer_qkv
 from toxdistill.models.students import attach_hidden_projection, build_student, hidden_pairs
 from toxdistill.pipeline import stages
 from toxdistill.pipeline.context import RunContext
-from toxdistill.training import trainer as trainer_mod
+from toxdistill.training import teacher_cache as cache_mod
+from toxdistill.training.encoded import EncodedDataset
 from toxdistill.training.losses import attention_relation_loss, distillation_loss, hidden_mse_loss
+from toxdistill.training.teacher_cache import Augmentation, augment_texts, compute_teacher_outputs
 from toxdistill.training.trainer import (
-    Augmentation,
-    EncodedDataset,
     LiveTeacher,
+    TeacherTargets,
+    TrainData,
+    TrainJob,
     _with_augmentation,
-    augment_texts,
     capture_qkv,
     train_model,
 )
@@ -216,7 +218,7 @@ def test_a_two_step_student_with_every_lever_trains_and_saves_a_plain_classifier
     def no_teacher(*a, **k):
         raise AssertionError("the augmentation cache should have been reused")
 
-    monkeypatch.setattr(trainer_mod, "compute_teacher_outputs", no_teacher)
+    monkeypatch.setattr(cache_mod, "compute_teacher_outputs", no_teacher)
     again = stages._augmentation(ctx, ctx.cfg.stage_train(st), 1, None)
     assert len(again.texts) == 24 and torch.equal(again.logits, load_file(str(augs[0]))["logits"])
 
@@ -239,7 +241,7 @@ def test_a_projected_student_resumes_with_its_projection(tmp_path, tokenizer):
     ds = tiny_dataset(16)
     teacher = tiny_bert(n_layers=2)
     enc = EncodedDataset(ds, tokenizer, 32)
-    outs = trainer_mod.compute_teacher_outputs(teacher, enc, progress=False)
+    outs = compute_teacher_outputs(teacher, enc, progress=False)
     dc = DistillConfig(w_hidden=1.0, w_cos=0.0)
 
     def fit(epochs):
@@ -247,8 +249,9 @@ def test_a_projected_student_resumes_with_its_projection(tmp_path, tokenizer):
         assert attach_hidden_projection(student, 32, "kd_hidden_projection")
         live = LiveTeacher(teacher, hidden_pairs(2, 2), 2)
         cfg = TrainConfig(epochs=epochs, batch_size=16, best_metric="loss")
-        kw = dict(distill=dc, teacher_outputs=outs, train_enc=enc, progress=False, live_teacher=live)
-        return train_model(student, tokenizer, ds, ds, cfg, tmp_path / "w", 0, 32, 2, **kw)
+        teacher_part = TeacherTargets(dc, outs, live=live)
+        data = TrainData(ds, ds, 32, encoded=enc)
+        return train_model(TrainJob(student, tokenizer, data, cfg, tmp_path / "w", 0, 2, teacher_part, progress=False))
 
     fit(1)
     ckpt = tmp_path / "w" / "checkpoint-1" / "model.safetensors"
@@ -338,10 +341,10 @@ def test_distill_lora_gets_the_live_teacher_and_its_hooks_see_the_adapters(tiny_
     names = {id(m): n for n, m in seen["model"].named_modules()}
     assert all("lora" in type(m).__module__ for m in last_layer_qkv(seen["model"])), names
     ds = ctx.split.train
-    kw = dict(distill=dc, teacher_outputs=(torch.randn(len(ds), 3), torch.randn(len(ds), 32)), progress=False)
+    teacher = TeacherTargets(dc, (torch.randn(len(ds), 3), torch.randn(len(ds), 32)), live=live)
     cfg = TrainConfig(batch_size=8)
-    hist = train_model(
-        seen["model"], tokenizer, ds, ds, cfg, ctx.work_dir("dl"), 0, 32, 2, max_steps=1, live_teacher=live, **kw
-    )
+    data = TrainData(ds, ds, 32)
+    job = TrainJob(seen["model"], tokenizer, data, cfg, ctx.work_dir("dl"), 0, 2, teacher, progress=False, max_steps=1)
+    hist = train_model(job)
     parts = hist["trainer"].loss_parts
     assert parts["hidden"] > 0 and parts["attn"] > 0 and math.isfinite(parts["attn"])

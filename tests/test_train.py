@@ -6,15 +6,16 @@ from toxdistill.config import DistillConfig, TrainConfig
 from toxdistill.errors import ToxdistillError
 from toxdistill.evaluation.metrics import classification_metrics
 from toxdistill.training.dropout import CheapDropout
+from toxdistill.training.encoded import EncodedDataset
 from toxdistill.training.trainer import (
     DistillationTrainer,
-    EncodedDataset,
+    TeacherTargets,
+    TrainData,
+    TrainJob,
     class_weight_tensor,
     fused_adamw_ok,
     layerwise_param_groups,
-    perturbed_ids,
     soft_target_tensor,
-    teacher_cache_key,
     train_model,
 )
 
@@ -28,9 +29,11 @@ def val_metrics(eval_pred) -> dict[str, float]:
     return {k: m[k] for k in ("accuracy", "f1_macro", "f1_weighted")}
 
 
-def fit(model, tokenizer, ds, cfg: TrainConfig, work, n_layers: int, **kw) -> dict:
-    """train_model on ``ds``, validated on ``ds`` too: seed 0, 32 tokens, no progress bars."""
-    return train_model(model, tokenizer, ds, ds, cfg, work, 0, 32, n_layers, progress=False, **kw)
+def fit(model, tokenizer, ds, cfg: TrainConfig, work, n_layers: int, encoded=None, **kw) -> dict:
+    """train_model on ``ds``, validated on ``ds`` too: seed 0, 32 tokens, no progress bars; ``kw`` are further
+    ``TrainJob`` fields."""
+    data = TrainData(ds, ds, 32, encoded=encoded)
+    return train_model(TrainJob(model, tokenizer, data, cfg, work, 0, n_layers, progress=False, **kw))
 
 
 def test_layerwise_lr_groups_have_expected_rates():
@@ -114,9 +117,8 @@ def test_distillation_uses_cached_teacher_outputs(tmp_path, tokenizer):
     student = tiny_bert(n_layers=2)
     cfg = TrainConfig(epochs=3, lr=3e-3, batch_size=16)
     dcfg = DistillConfig(w_ce=0.0, w_kd=1.0, w_cos=0.0, temperature=1.0)
-    teacher_outputs = (fake_logits, fake_cls)
-    kw = dict(distill=dcfg, teacher_outputs=teacher_outputs, train_enc=enc, compute_metrics=val_metrics)
-    hist = fit(student, tokenizer, ds, cfg, tmp_path / "w", 2, **kw)
+    teacher = TeacherTargets(dcfg, (fake_logits, fake_cls))
+    hist = fit(student, tokenizer, ds, cfg, tmp_path / "w", 2, enc, teacher=teacher, compute_metrics=val_metrics)
     trainer = hist["trainer"]
     assert isinstance(trainer, DistillationTrainer)
     assert trainer.teacher_logits is fake_logits
@@ -124,17 +126,6 @@ def test_distillation_uses_cached_teacher_outputs(tmp_path, tokenizer):
         b = tokenizer(ds.texts[:8], padding=True, return_tensors="pt")
         preds = trainer.model(**b).logits.argmax(-1)
     assert (preds == 2).all()
-
-
-def test_teacher_cache_key_changes_with_teacher_or_split(tmp_path):
-    t = tmp_path / "teacher"
-    t.mkdir()
-    (t / "model.safetensors").write_bytes(b"a" * 10)
-    k1 = teacher_cache_key(t, "split1", 128)
-    assert k1 == teacher_cache_key(t, "split1", 128)
-    assert k1 != teacher_cache_key(t, "split2", 128)
-    (t / "model.safetensors").write_bytes(b"b" * 11)
-    assert k1 != teacher_cache_key(t, "split1", 128)
 
 
 def _epoch_batches(tmp_path, tokenizer, group_by_length: bool) -> tuple[list[int], float]:
@@ -262,44 +253,6 @@ def test_perturbed_rows_keep_the_clean_rows_index_and_label(tokenizer):
     assert 0.4 < share < 0.6
 
 
-def test_perturbed_copies_are_made_once_per_training_set_seed_and_aims(tokenizer, monkeypatch):
-    from toxdistill.data.perturb import perturb_texts
-    from toxdistill.training import trainer as trainer_mod
-
-    calls = []
-
-    def counting(texts, kind, *a, **kw):
-        calls.append(kind)
-        return perturb_texts(texts, kind, *a, **kw)
-
-    monkeypatch.setattr(trainer_mod, "perturb_texts", counting)
-    monkeypatch.setattr(trainer_mod, "_PERTURBED", {})
-    ds = tiny_dataset(24)
-    enc = EncodedDataset(ds, tokenizer, 32)
-    kinds = ["leet", "spaces"]
-    labels = [int(y) for y in ds.labels]
-    first = perturbed_ids(enc, ds, kinds, 3, None)
-    assert first == [enc.encode(perturb_texts(ds.texts, k, 3, 0, labels, None)) for k in kinds]
-    assert first != [enc.encode(ds.texts)] * 2  # the copies are perturbed
-    assert calls == kinds
-    # A second stage of the same run (a fresh EncodedDataset of the same rows): nothing perturbed again.
-    assert perturbed_ids(EncodedDataset(ds, tokenizer, 32), ds, kinds, 3, None) is first
-    assert calls == kinds
-    # Another seed, other aims, another length or other rows: made again, and right for the new inputs.
-    weights = [{"ok": 1.0}, {"word": 2.0}, {"text": 1.5}]
-    for args in [
-        (enc, ds, kinds, 4, None),
-        (enc, ds, kinds, 3, weights),
-        (EncodedDataset(ds, tokenizer, 8), ds, kinds, 3, None),
-    ]:
-        e, d, k, seed, w = args
-        again = perturbed_ids(e, d, k, seed, w)
-        assert again == [e.encode(perturb_texts(d.texts, kind, seed, 0, labels, w)) for kind in k]
-    assert len(calls) == 4 * len(kinds)  # the first build and the three new inputs, each kind once
-    other = tiny_dataset(20)
-    assert len(perturbed_ids(EncodedDataset(other, tokenizer, 32), other, kinds, 3, None)[0]) == 20
-
-
 def test_consistency_distillation_targets_the_teacher_on_the_clean_row(tmp_path, tokenizer):
     """Every row drawn perturbed: the student still learns the cached (clean-row) teacher outputs."""
     ds = tiny_dataset(64)
@@ -308,8 +261,8 @@ def test_consistency_distillation_targets_the_teacher_on_the_clean_row(tmp_path,
     student = tiny_bert(n_layers=2)
     cfg = TrainConfig(epochs=3, lr=3e-3, batch_size=16, perturb=1.0, perturb_kinds=["spaces", "leet"])
     dcfg = DistillConfig(w_ce=0.0, w_kd=1.0, w_cos=0.0, temperature=1.0)
-    kw = dict(distill=dcfg, teacher_outputs=(fake_logits, torch.ones(len(ds), 32)), train_enc=enc)
-    hist = fit(student, tokenizer, ds, cfg, tmp_path / "w", 2, compute_metrics=val_metrics, **kw)
+    teacher = TeacherTargets(dcfg, (fake_logits, torch.ones(len(ds), 32)))
+    hist = fit(student, tokenizer, ds, cfg, tmp_path / "w", 2, enc, teacher=teacher, compute_metrics=val_metrics)
     trainer = hist["trainer"]
     assert trainer.train_dataset is not enc and trainer.train_dataset.share == 1.0
     assert len(trainer.train_dataset.variants) == 2

@@ -4,7 +4,6 @@ evaluation path (``_finish_model``). A finished stage is a model folder written 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import shutil
@@ -12,11 +11,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from safetensors.torch import load_file
 
 from toxdistill import __version__
 from toxdistill.config import DistillConfig, StageConfig, TrainConfig
-from toxdistill.data.dataset import Dataset
 from toxdistill.errors import ToxdistillError
 from toxdistill.evaluation.calibrate import calibrate_model
 from toxdistill.evaluation.metrics import ce_loss, evaluate_predictor, trainer_metrics
@@ -25,7 +22,7 @@ from toxdistill.files import BASELINE, CHAR_PERTURBATIONS, META_FILE, TEACHER, T
 from toxdistill.inference.predict import Predictor
 from toxdistill.io import atomic_dir, atomic_write_json
 from toxdistill.models.baseline import TfidfLR
-from toxdistill.models.families import count_params, forward_inputs, qkv_names
+from toxdistill.models.families import count_params, qkv_names
 from toxdistill.models.lora import add_lora, save_lora
 from toxdistill.models.students import (
     attach_hidden_projection,
@@ -38,15 +35,8 @@ from toxdistill.models.teacher import load_classifier, load_given_classifier, lo
 from toxdistill.pipeline.context import RunContext, main_only, say
 from toxdistill.runs import is_baseline_folder, read_meta
 from toxdistill.training.ddp import dist
-from toxdistill.training.trainer import (
-    Augmentation,
-    EncodedDataset,
-    LiveTeacher,
-    augment_texts,
-    load_or_build_teacher_cache,
-    teacher_cache_key,
-    train_model,
-)
+from toxdistill.training.teacher_cache import Augmentation, TeacherCache
+from toxdistill.training.trainer import LiveTeacher, TeacherTargets, TrainData, TrainJob, train_model
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +165,30 @@ def _load_teacher_pretrained(ctx: RunContext):
     return load_classifier(spec, ctx.split.train.label_names, ctx.cfg.seed)
 
 
+def _train_job(ctx: RunContext, name: str, model, tokenizer, train_cfg: TrainConfig, distill, live_teacher) -> TrainJob:
+    """Stage ``name``'s training job. A distillation stage reads the teacher cache, and the augmentation cache where
+    ``distill.augment`` is on; ``live_teacher`` runs for its per-token terms."""
+    aims = train_cfg.perturb > 0 or (distill is not None and distill.augment > 0)
+    weights = _perturb_weights(ctx) if aims else None
+    teacher = None
+    if distill is not None:
+        outputs = _teacher_cache(ctx).outputs(ctx.split.train)
+        augment = _augmentation(ctx, train_cfg, distill.augment, weights) if distill.augment > 0 else None
+        teacher = TeacherTargets(distill, outputs, live=live_teacher, augment=augment)
+    return TrainJob(
+        model=model,
+        tokenizer=tokenizer,
+        data=TrainData(ctx.split.train, ctx.split.val, ctx.cfg.data.max_length, perturb_weights=weights),
+        cfg=_quick_train(train_cfg, ctx.quick),
+        work_dir=ctx.work_dir(name),
+        seed=ctx.cfg.seed,
+        n_layers=model.config.num_hidden_layers,
+        teacher=teacher,
+        # Built here: training sits below evaluation, so the pipeline hands it the report's metrics.
+        compute_metrics=trainer_metrics(ctx.split.train.label_names),
+    )
+
+
 def _train_and_save(
     ctx: RunContext,
     name: str,
@@ -190,35 +204,10 @@ def _train_and_save(
     lora_save=False,
     extra_meta: dict | None = None,
 ) -> None:
-    """Train ``model`` as stage ``name`` and save it with its metadata; ``role`` is the model's role in
-    toxdistill.json (teacher, finetune, student, lora). A distillation stage reads the teacher cache, and the
-    augmentation cache where ``distill.augment`` is on; ``live_teacher`` runs for its per-token terms."""
-    teacher_outputs = augment = None
-    aims = train_cfg.perturb > 0 or (distill is not None and distill.augment > 0)
-    weights = _perturb_weights(ctx) if aims else None
-    if distill is not None:
-        teacher_outputs = _teacher_cache(ctx)
-        if distill.augment > 0:
-            augment = _augmentation(ctx, train_cfg, distill.augment, weights)
+    """Train ``model`` as stage ``name`` (``_train_job``) and save it with its metadata; ``role`` is the model's
+    role in toxdistill.json (teacher, finetune, student, lora)."""
     params = count_params(model)
-    hist = train_model(
-        model,
-        tokenizer,
-        ctx.split.train,
-        ctx.split.val,
-        _quick_train(train_cfg, ctx.quick),
-        ctx.work_dir(name),
-        seed=ctx.cfg.seed,
-        max_length=ctx.cfg.data.max_length,
-        n_layers=model.config.num_hidden_layers,
-        distill=distill,
-        teacher_outputs=teacher_outputs,
-        # Built here: training sits below evaluation, so the pipeline hands it the report's metrics.
-        compute_metrics=trainer_metrics(ctx.split.train.label_names),
-        perturb_weights=weights,
-        live_teacher=live_teacher,
-        augment=augment,
-    )
+    hist = train_model(_train_job(ctx, name, model, tokenizer, train_cfg, distill, live_teacher))
     trainer = hist.pop("trainer")
     if not dist().is_main_process:  # rank 0 alone saves and evaluates; the others wait for the finished folder
         dist().wait_for_everyone()
@@ -250,79 +239,22 @@ def _train_and_save(
     dist().wait_for_everyone()
 
 
-def _teacher_key(ctx: RunContext, tdir: Path) -> str:
-    return teacher_cache_key(tdir, ctx.split.fingerprint(), ctx.cfg.data.max_length)
-
-
-def _cache_file(ctx: RunContext, tdir: Path) -> Path:
-    return ctx.run_dir / "cache" / f"teacher-{_teacher_key(ctx, tdir)}.safetensors"
-
-
-def _teacher_outputs_on(ctx: RunContext, ds: Dataset, cache_file: Path, teacher=None, ttok=None):
-    """Rank 0 only: the teacher's logits and final first-token states on ``ds``'s rows, computed once and kept in
-    ``cache_file``."""
-    if teacher is None:
-        teacher, ttok = load_classifier(str(ctx.model_dir(TEACHER)), ctx.split.train.label_names, ctx.cfg.seed)
-    tt = "token_type_ids" in forward_inputs(teacher)
-    enc = EncodedDataset(ds, ttok, ctx.cfg.data.max_length, token_types=tt)
-    return load_or_build_teacher_cache(cache_file, teacher, enc)
-
-
-def _build_teacher_cache(ctx: RunContext, tdir: Path, teacher=None, ttok=None):
-    """Rank 0 only: the teacher's outputs on the training rows, computed once; caches of older teachers go."""
-    cache_file = _cache_file(ctx, tdir)
-    for stale in (ctx.run_dir / "cache").glob("teacher-*.safetensors"):
-        if stale != cache_file:
-            stale.unlink()
-    return _teacher_outputs_on(ctx, ctx.split.train, cache_file, teacher, ttok)
-
-
-def _rank0_cache(cache_file: Path, build) -> tuple:
-    """Rank 0 builds the cache once (if missing); every other rank waits, then reads the file."""
-    if dist().is_main_process and not cache_file.is_file():
-        out = build()
-        dist().wait_for_everyone()
-        return out
-    dist().wait_for_everyone()
-    t = load_file(str(cache_file))
-    return t["logits"], t["cls"]
-
-
-def _teacher_cache(ctx: RunContext):
-    tdir = ctx.model_dir(TEACHER)
-    return _rank0_cache(_cache_file(ctx, tdir), lambda: _build_teacher_cache(ctx, tdir))
+def _teacher_cache(ctx: RunContext, teacher_dir: Path | None = None) -> TeacherCache:
+    """The run's teacher cache, keyed by the teacher in ``teacher_dir`` (by default the run's teacher folder)."""
+    return TeacherCache(
+        folder=ctx.run_dir / "cache",
+        teacher_dir=teacher_dir or ctx.model_dir(TEACHER),
+        split_fingerprint=ctx.split.fingerprint(),
+        max_length=ctx.cfg.data.max_length,
+        load_teacher=lambda: load_classifier(str(ctx.model_dir(TEACHER)), ctx.split.train.label_names, ctx.cfg.seed),
+    )
 
 
 def _augmentation(ctx: RunContext, train_cfg: TrainConfig, copies: int, weights) -> Augmentation:
     """``distill.augment``: ``copies`` perturbed copies of every training text (the stage's perturb_kinds, else every
-    character-level kind), labelled by the teacher once and cached beside its outputs. The cache is keyed by the
-    teacher cache's key, the copies, kinds and seed, and the copies' texts themselves; caches of an older teacher go.
-    """
-    train = ctx.split.train
+    character-level kind), labelled by the teacher once and cached beside its outputs (``TeacherCache``)."""
     kinds = list(train_cfg.perturb_kinds or CHAR_PERTURBATIONS)
-    seed = ctx.cfg.seed
-    texts = augment_texts(train.texts, copies, kinds, seed, [int(y) for y in train.labels], weights)
-    teacher_key = _teacher_key(ctx, ctx.model_dir(TEACHER))
-    h = hashlib.sha256(f"{teacher_key}:{copies}:{','.join(kinds)}:{seed}".encode())
-    h.update("\x00".join(texts).encode("utf-8", "surrogatepass"))
-    cache_file = ctx.run_dir / "cache" / f"augment-{teacher_key}-{h.hexdigest()[:16]}.safetensors"
-
-    def build():
-        for stale in (ctx.run_dir / "cache").glob("augment-*.safetensors"):
-            if not stale.name.startswith(f"augment-{teacher_key}-"):
-                stale.unlink()
-        rows = Dataset(
-            ids=np.arange(len(texts)),
-            texts=texts,
-            labels=np.tile(np.asarray(train.labels), copies),
-            label_names=train.label_names,
-            source_sha256=train.source_sha256,
-        )
-        say(f"augmentation: the teacher labels {len(texts):,} copies ({copies} per row, {', '.join(kinds)})")
-        return _teacher_outputs_on(ctx, rows, cache_file)
-
-    logits, cls = _rank0_cache(cache_file, build)
-    return Augmentation(texts, logits, cls)
+    return _teacher_cache(ctx).augmentation(ctx.split.train, copies, kinds, ctx.cfg.seed, weights, announce=say)
 
 
 def _live_teacher(ctx: RunContext, distill: DistillConfig, n_student: int, copied: list[int] | None, teacher=None):
@@ -347,7 +279,7 @@ def stage_given_teacher(ctx: RunContext) -> None:
     with atomic_dir(ctx.model_dir(TEACHER)) as out:
         _save_hf(model, tok, out)
         # The cache key is the files' names, sizes and times, which the folder's rename keeps.
-        logits, _ = _build_teacher_cache(ctx, out, model, tok)
+        logits, _ = _teacher_cache(ctx, out).build(ctx.split.train, model, tok)
         n = model.config.num_hidden_layers
         meta = {
             "kind": "teacher",  # the model's role (see _train_and_save)
@@ -423,35 +355,39 @@ def stage_distill(ctx: RunContext, st: StageConfig) -> None:
     )
 
 
+def _lora_base(ctx: RunContext, st: StageConfig) -> tuple:
+    """The model a LoRA stage puts its adapters on, its tokenizer, the teacher layers it has (``layers`` in
+    toxdistill.json) and its description: the base stage's student for ``distill-lora``, else the pretrained model
+    or the teacher, cut to ``st.layers`` where given."""
+    if st.kind == "distill-lora":
+        assert st.base is not None, "config validation: distill-lora names its base"
+        base_model, tok = load_classifier(str(ctx.model_dir(st.base)), ctx.split.train.label_names, ctx.cfg.seed)
+        return base_model, tok, read_meta(ctx.model_dir(st.base)).get("layers"), f"models/{st.base}"
+    base_name = st.base or "pretrained"
+    if base_name == "pretrained":
+        base_model, tok = _load_teacher_pretrained(ctx)
+        base_desc = str(ctx.cfg.teacher.pretrained_model())
+    elif base_name == "teacher":
+        base_model, tok = load_classifier(str(ctx.model_dir(TEACHER)), ctx.split.train.label_names, ctx.cfg.seed)
+        base_desc = "models/teacher"
+    else:
+        raise ToxdistillError(f"stage {st.name!r}: lora base {base_name!r} is unknown", "use 'pretrained' or 'teacher'")
+    n = base_model.config.num_hidden_layers
+    layers = list(range(1, n + 1))
+    if st.layers is not None:
+        layers = resolve_layers(st.layers, n)
+        base_model = build_student(base_model, layers)
+        base_desc += f" layers {layers}"
+    return base_model, tok, layers, base_desc
+
+
 def stage_lora(ctx: RunContext, st: StageConfig) -> None:
     """A ``lora`` stage (adapters on the pretrained model or the teacher) or a ``distill-lora`` one (adapters
     on a student, trained by distillation). ``st.kind`` is the stage's training method, the config key."""
     lcfg = ctx.cfg.stage_lora(st)
-    base_name = st.base or "pretrained"
-    distill = live = None
-    if st.kind == "distill-lora":
-        assert st.base is not None, "config validation: distill-lora names its base"
-        base_model, tok = load_classifier(str(ctx.model_dir(st.base)), ctx.split.train.label_names, ctx.cfg.seed)
-        layers = read_meta(ctx.model_dir(st.base)).get("layers")
-        distill = ctx.cfg.stage_distill(st)
-        base_desc = f"models/{st.base}"
-    else:
-        if base_name == "pretrained":
-            base_model, tok = _load_teacher_pretrained(ctx)
-            base_desc = str(ctx.cfg.teacher.pretrained_model())
-        elif base_name == "teacher":
-            base_model, tok = load_classifier(str(ctx.model_dir(TEACHER)), ctx.split.train.label_names, ctx.cfg.seed)
-            base_desc = "models/teacher"
-        else:
-            raise ToxdistillError(
-                f"stage {st.name!r}: lora base {base_name!r} is unknown", "use 'pretrained' or 'teacher'"
-            )
-        n = base_model.config.num_hidden_layers
-        layers = list(range(1, n + 1))
-        if st.layers is not None:
-            layers = resolve_layers(st.layers, n)
-            base_model = build_student(base_model, layers)
-            base_desc += f" layers {layers}"
+    distill = ctx.cfg.stage_distill(st) if st.kind == "distill-lora" else None
+    live = None
+    base_model, tok, layers, base_desc = _lora_base(ctx, st)
     # Every adapter keeps its exact base beside it (``<model>/base``), so that the folder loads with plain
     # peft from any directory and after it is moved: a path to the base would break on either.
     if dist().is_main_process:

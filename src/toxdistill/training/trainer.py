@@ -1,29 +1,26 @@
-"""Training: one Trainer for fine-tuning and LoRA, and a DistillationTrainer that overrides one method.
+"""Training: one Trainer for fine-tuning and LoRA, a DistillationTrainer that overrides one method, and
+``train_model``, which runs one ``TrainJob`` through either.
 
 Both sit on the Hugging Face Trainer, so checkpoint resume, length-grouped batches, warm-up with
 linear decay, best-on-validation and DDP under ``torchrun``/``accelerate launch`` come from there.
+The teacher's outputs come from the teacher cache (``training.teacher_cache``), the losses from
+``training.losses``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
-import hashlib
 import json
 import logging
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
-from torch.utils.data import Dataset as TorchDataset
-from tqdm.auto import tqdm
 from transformers import (
-    DataCollatorWithPadding,
     EvalPrediction,
     PreTrainedModel,
     PreTrainedTokenizerBase,
@@ -33,123 +30,18 @@ from transformers import (
 
 from toxdistill.config import DistillConfig, TrainConfig
 from toxdistill.data.dataset import Dataset
-from toxdistill.data.perturb import perturb_texts
 from toxdistill.errors import ToxdistillError
 from toxdistill.files import CHAR_PERTURBATIONS
 from toxdistill.models.families import LAYER_KEY, TRAINING_ONLY, forward_inputs, last_layer_qkv, unwrap_peft
 from toxdistill.training.dropout import use_cheap_dropout
+from toxdistill.training.encoded import EncodedDataset, collator
 from toxdistill.training.losses import cross_entropy, distillation_loss
+from toxdistill.training.teacher_cache import Augmentation, TeacherOutputs, perturbed_ids
 
 log = logging.getLogger(__name__)
 
 
-# ---------------------------------------------------------------- data plumbing
-class EncodedDataset(TorchDataset):
-    """Pre-tokenised rows. ``idx`` is the row's position, used to look up cached teacher outputs."""
-
-    def __init__(self, ds: Dataset, tokenizer: PreTrainedTokenizerBase, max_length: int, token_types: bool = True):
-        enc = tokenizer(ds.texts, truncation=True, max_length=max_length)
-        self.tokenizer = tokenizer  # its pad() pads the batches (``collator``)
-        self.input_ids: list[list[int]] = enc["input_ids"]
-        # Only for a model that takes them (families.forward_inputs); others would swallow them unused.
-        self.token_type_ids = enc.get("token_type_ids") if token_types else None
-        self.labels = ds.labels
-        self.max_length = max_length
-        # Perturbed copies of the rows for consistency training (``with_perturbations``); none by default.
-        self.variants: list[list[list[int]]] = []
-        self.share = 0.0
-        self.rng = np.random.default_rng(0)
-
-    def by_length(self) -> EncodedDataset:
-        """The same rows, shortest first. For validation: the Trainer evaluates in order, so sorted batches
-        carry little padding, and every metric is order-free."""
-        order = np.argsort([len(x) for x in self.input_ids], kind="stable")
-        out = copy.copy(self)
-        out.input_ids = [self.input_ids[i] for i in order]
-        out.token_type_ids = None if self.token_type_ids is None else [self.token_type_ids[i] for i in order]
-        out.labels = np.asarray(self.labels)[order]
-        return out
-
-    def encode(self, texts: list[str]) -> list[list[int]]:
-        """Token ids of ``texts``, as the rows were encoded."""
-        return self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
-
-    def with_perturbations(self, variants: list[list[list[int]]], share: float, seed: int) -> EncodedDataset:
-        """The same rows, each drawn as one of its perturbed copies ``variants[k][i]`` (token ids, ``encode``;
-        k at random) with probability ``share``, else clean: consistency training. ``idx`` and the label stay
-        the clean row's, so a perturbed row is scored against its clean row's label and cached teacher outputs.
-        This copy is for training only; the clean one (teacher cache, validation) is left as it was."""
-        out = copy.copy(self)
-        out.variants = variants
-        out.share = share
-        # Draws follow the order the sampler asks for rows in, which the seed fixes.
-        out.rng = np.random.default_rng(seed)
-        return out
-
-    def with_rows(self, texts: list[str], labels: np.ndarray) -> EncodedDataset:
-        """These rows followed by ``texts`` as new rows (``idx`` from ``len(self)`` on): teacher-labelled
-        augmentation. The new rows are drawn as they are; only the original ones have perturbed variants."""
-        out = copy.copy(self)
-        ids = self.encode(texts)
-        out.input_ids = [*self.input_ids, *ids]
-        if self.token_type_ids is not None:
-            out.token_type_ids = [*self.token_type_ids, *([0] * len(x) for x in ids)]
-        out.labels = np.concatenate([np.asarray(self.labels), np.asarray(labels)])
-        return out
-
-    def __len__(self) -> int:
-        return len(self.input_ids)
-
-    def __getitem__(self, i: int) -> dict:
-        ids = self.input_ids[i]
-        types = None if self.token_type_ids is None else self.token_type_ids[i]
-        if self.variants and i < len(self.variants[0]) and self.rng.random() < self.share:
-            ids = self.variants[int(self.rng.integers(len(self.variants)))][i]
-            types = None if types is None else [0] * len(ids)  # one segment, as every training text
-        item = {"input_ids": ids, "labels": int(self.labels[i]), "idx": i}
-        if types is not None:
-            item["token_type_ids"] = types
-        return item
-
-
-# The last training set's perturbed copies, as token ids. Every consistency-trained stage of a run perturbs the
-# same rows with the same seed, aims and tokenizer: making them took 12.6 s on the 2-core Intel Xeon (8 kinds x
-# 19,827 rows), finding them again 1.0 s with the clean rows' encoding (docs/frontier.md). One entry: a process trains on one training set at a time, and seed repeats
-# (``run --seeds``) come after every stage of the first seed.
-_PERTURBED: dict[str, list[list[list[int]]]] = {}
-
-
-def perturbed_ids(
-    enc: EncodedDataset,
-    ds: Dataset,
-    kinds: Sequence[str],
-    seed: int,
-    weights: Sequence[Mapping[str, float]] | None,
-) -> list[list[list[int]]]:
-    """Token ids (``enc.encode``) of each kind's perturbed copy of every row of ``ds`` (copy 0 of ``seed``,
-    aimed by ``weights``, ``data.perturb``): ``[kind][row]``. Computed once per process for the same inputs;
-    the lists are shared, and nothing that draws from them changes them."""
-    labels = [int(y) for y in ds.labels]
-    backend = getattr(enc.tokenizer, "backend_tokenizer", None)
-    vocab = backend.to_str() if backend is not None else repr(sorted(enc.tokenizer.get_vocab().items()))
-    h = hashlib.sha256()
-    for part in (ds.texts, labels, list(kinds), seed, weights, enc.max_length, vocab):
-        h.update(json.dumps(part, sort_keys=True).encode("utf-8", "surrogatepass"))
-    key = h.hexdigest()
-    if key not in _PERTURBED:
-        _PERTURBED.clear()
-        _PERTURBED[key] = [enc.encode(perturb_texts(ds.texts, k, seed, 0, labels, weights)) for k in kinds]
-    return _PERTURBED[key]
-
-
-def collator(tokenizer: PreTrainedTokenizerBase, pad_to: int | None = None) -> DataCollatorWithPadding:
-    """The tokenizer's own padding: to the longest row of each batch, or to ``pad_to`` (the naive set-up the
-    training bench compares against). ``labels`` and ``idx`` pass through as tensors."""
-    if pad_to is None:
-        return DataCollatorWithPadding(tokenizer, padding="longest")
-    return DataCollatorWithPadding(tokenizer, padding="max_length", max_length=pad_to)
-
-
+# ---------------------------------------------------------------- targets
 def class_weight_tensor(spec, labels: np.ndarray, n_classes: int) -> torch.Tensor | None:
     """``balanced`` gives w_c = N / (K · n_c), sklearn's rule; ``sqrt-balanced`` gives its square root;
     a list is used as given."""
@@ -389,92 +281,14 @@ class DistillationTrainer(ToxTrainer):
         return (loss, outputs) if return_outputs else loss
 
 
-# ---------------------------------------------------------------- teacher cache
-def teacher_cache_key(teacher_dir: Path, split_fingerprint: str, max_length: int) -> str:
-    """Keyed by the teacher's weights and the split, so either changing invalidates the cache."""
-    h = hashlib.sha256()
-    for f in sorted(Path(teacher_dir).glob("*.safetensors")):
-        st = f.stat()
-        h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
-    h.update(f"{split_fingerprint}:{max_length}".encode())
-    return h.hexdigest()[:16]
-
-
-@torch.no_grad()
-def compute_teacher_outputs(
-    teacher: PreTrainedModel, enc: EncodedDataset, batch_size: int = 128, progress: bool = True
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits and final [CLS] states for every row, teacher frozen in eval mode, length-sorted batches."""
-    teacher.eval()
-    order = np.argsort([len(x) for x in enc.input_ids], kind="stable")
-    collate = collator(enc.tokenizer)
-    n = len(enc)
-    k = teacher.config.num_labels
-    assert k is not None, "a sequence classifier knows its label count"
-    logits = torch.empty((n, k), dtype=torch.float32)
-    cls = torch.empty((n, teacher.config.hidden_size), dtype=torch.float32)
-    for start in tqdm(range(0, n, batch_size), desc="teacher outputs", disable=not progress, unit="batch"):
-        rows = [enc[int(i)] for i in order[start : start + batch_size]]
-        b = collate(rows)
-        idx = b.pop("idx")
-        b.pop("labels")
-        out = teacher(**b, output_hidden_states=True)
-        logits[idx] = out.logits.float()
-        cls[idx] = out.hidden_states[-1][:, 0].float()
-    return logits, cls
-
-
-def load_or_build_teacher_cache(
-    cache_file: Path, teacher: PreTrainedModel, enc: EncodedDataset, batch_size: int = 128
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Compute once, store as safetensors (no pickle), reuse for every student."""
-    if cache_file.is_file():
-        t = load_file(str(cache_file))
-        if t["logits"].shape[0] == len(enc):
-            return t["logits"], t["cls"]
-    logits, cls = compute_teacher_outputs(teacher, enc, batch_size)
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_file.with_name(f".{cache_file.name}.tmp")
-    save_file({"logits": logits.contiguous(), "cls": cls.contiguous()}, str(tmp))
-    tmp.replace(cache_file)
-    return logits, cls
-
-
 # ---------------------------------------------------------------- teacher-labelled augmentation
-def augment_texts(
-    texts: Sequence[str],
-    copies: int,
-    kinds: Sequence[str],
-    seed: int,
-    labels: Sequence[int] | None = None,
-    weights: Sequence[Mapping[str, float]] | None = None,
-) -> list[str]:
-    """``copies`` perturbed copies of every text (``data.perturb``), copy-major: copy c of all texts, then copy
-    c + 1. Copy c uses kind ``kinds[c mod len(kinds)]`` and is the generator's copy number c, so two copies of one
-    kind differ; ``weights`` aim each row's perturbation at the words weighed towards its class."""
-    out: list[str] = []
-    for c in range(copies):
-        out += perturb_texts(texts, kinds[c % len(kinds)], seed, c, labels, weights)
-    return out
-
-
-@dataclass
-class Augmentation:
-    """Teacher-labelled copies of the training rows (``distill.augment``): their texts and the teacher's logits
-    and final [CLS] states on them, from the augmentation cache. The teacher's outputs are their only label."""
-
-    texts: list[str]
-    logits: torch.Tensor
-    cls: torch.Tensor
-
-
 def _with_augmentation(
     enc: EncodedDataset,
     soft: torch.Tensor | None,
-    teacher_outputs: tuple[torch.Tensor, torch.Tensor],
+    teacher_outputs: TeacherOutputs,
     aug: Augmentation,
     n_classes: int,
-) -> tuple[EncodedDataset, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+) -> tuple[EncodedDataset, torch.Tensor, TeacherOutputs]:
     """The training rows followed by the copies, each copy's CE target the teacher's softmax on it (the soft-target
     path of ``cross_entropy``; the clean rows keep theirs, one-hot or ``soft_labels``), and the cached teacher
     outputs extended by the copies' for the KD and cosine terms."""
@@ -490,7 +304,7 @@ def _with_augmentation(
     )
 
 
-# ---------------------------------------------------------------- the loop
+# ---------------------------------------------------------------- checkpoints and the Trainer's settings
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
 _CKPT_FILES = ("trainer_state.json", "optimizer.pt", "scheduler.pt")
 
@@ -564,82 +378,147 @@ def _training_arguments(
     )
 
 
-def train_model(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    train_ds: Dataset,
-    val_ds: Dataset,
-    cfg: TrainConfig,
-    work_dir: Path,
-    seed: int,
-    max_length: int,
-    n_layers: int,
-    distill: DistillConfig | None = None,
-    teacher_outputs: tuple[torch.Tensor, torch.Tensor] | None = None,
-    train_enc: EncodedDataset | None = None,
-    pad_to: int | None = None,
-    progress: bool = True,
-    max_steps: int = -1,
-    trainer_cls: type[ToxTrainer] | None = None,
-    trainer_kwargs: dict | None = None,
-    compute_metrics: Callable[[EvalPrediction], dict[str, float]] | None = None,
-    perturb_weights: Sequence[Mapping[str, float]] | None = None,
-    live_teacher: LiveTeacher | None = None,
-    augment: Augmentation | None = None,
-) -> dict:
-    """Train in place (resuming from ``work_dir`` checkpoints) and return the loss history.
+# ---------------------------------------------------------------- the job
+@dataclass
+class TrainData:
+    """The rows a model trains and is validated on."""
 
-    The best epoch on validation ``cfg.best_metric`` is loaded at the end. ``compute_metrics`` scores each
-    epoch's validation logits, and must return a float under the key ``cfg.best_metric`` (the Trainer logs
-    it as ``eval_<key>``); only ``best_metric: loss`` needs none, as the Trainer computes the loss itself.
-    With ``cfg.perturb > 0`` that share of the training rows is drawn perturbed (``data.perturb``), aimed at the
-    words ``perturb_weights`` (per class) weigh most towards each row's class. In distillation, ``live_teacher``
-    runs on every training batch for the per-token terms, and ``augment``'s copies join the training rows,
-    labelled by the teacher alone (``_with_augmentation``); validation is unchanged by either.
-    """
-    if max_steps < 0 and cfg.best_metric != "loss" and compute_metrics is None:
-        raise ValueError(f"train_model needs compute_metrics to select the best epoch by {cfg.best_metric!r}")
-    use_cheap_dropout(model)
-    token_types = "token_type_ids" in forward_inputs(model)
-    train_enc = train_enc or EncodedDataset(train_ds, tokenizer, max_length, token_types)
+    train: Dataset
+    """The training rows: their labels (or, with ``soft_labels``, their votes) are the CE targets."""
+    val: Dataset
+    """The validation rows: every epoch is scored on them, and the best one kept."""
+    max_length: int
+    """Tokens per row (``data.max_length``); longer rows are cut."""
+    encoded: EncodedDataset | None = None
+    """``train`` already tokenized with the job's tokenizer and ``max_length`` (tests and benches reuse one set);
+    None, the pipeline's case: tokenized here, with token types where the model takes them."""
+    perturb_weights: Sequence[Mapping[str, float]] | None = None
+    """Per class, the words consistency training (``train.perturb``) aims at, from the run's TF-IDF baseline;
+    None: ``data.perturb`` picks words of 4+ letters, the choice when there is no baseline to read them from."""
+
+
+@dataclass
+class TeacherTargets:
+    """What a student learns from besides the labels: the distillation job's part."""
+
+    distill: DistillConfig
+    """The loss's terms, weights and temperature."""
+    outputs: TeacherOutputs
+    """The teacher's cached logits and final [CLS] states on the training rows, row by row (``teacher_cache``)."""
+    live: LiveTeacher | None = None
+    """The frozen teacher run on every training batch for the per-token terms; None where ``distill.w_hidden`` and
+    ``w_attn`` are off (their default), which spares a teacher forward pass per step."""
+    augment: Augmentation | None = None
+    """Teacher-labelled copies that join the training rows (``distill.augment``); None where that is off (its
+    default), so the student trains on the training rows alone."""
+
+
+@dataclass
+class TrainJob:
+    """One call of ``train_model``: a model, its rows and settings, and for distillation the teacher's targets."""
+
+    model: PreTrainedModel
+    """Trained in place; the best epoch's weights are loaded into it at the end."""
+    tokenizer: PreTrainedTokenizerBase
+    """Tokenizes the rows and pads the batches."""
+    data: TrainData
+    """The training and validation rows."""
+    cfg: TrainConfig
+    """The stage's training settings."""
+    work_dir: Path
+    """The checkpoints' folder; a job finds its complete checkpoints there and resumes from the newest."""
+    seed: int
+    """The Trainer's seed (sampler, dropout, new weights) and the perturbed copies' draws."""
+    n_layers: int
+    """The model's encoder layers: the depths of layer-wise lr decay and ``freeze_layers``."""
+    teacher: TeacherTargets | None = None
+    """None: fine-tuning on the labels (the teacher's stage, finetune and LoRA stages); else distillation."""
+    compute_metrics: Callable[[EvalPrediction], dict[str, float]] | None = None
+    """Scores each epoch's validation logits under the key ``cfg.best_metric`` (the Trainer logs it as
+    ``eval_<key>``); the pipeline hands in evaluation's, as training sits below evaluation. None will do only where
+    the Trainer's own loss selects the best epoch (``best_metric: loss``) or nothing is validated (``max_steps``)."""
+    progress: bool = True
+    """Progress bars, for a person watching a console; tests and benches turn them off."""
+    max_steps: int = -1
+    """-1: train ``cfg.epochs``, validating and saving every epoch and loading the best; n >= 0 (the training
+    bench): n steps with no validation and no checkpoints."""
+    pad_to: int | None = None
+    """None: each batch is padded to its longest row, the cheap way; a length: every batch padded to it, the naive
+    set-up the training bench compares against."""
+    trainer_cls: type[ToxTrainer] | None = None
+    """None: ``ToxTrainer``, or ``DistillationTrainer`` with a teacher; the training bench passes a subclass."""
+    trainer_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Further arguments of ``trainer_cls``; none but for the training bench's subclass, which takes its teacher."""
+
+
+# ---------------------------------------------------------------- the loop
+def _datasets(job: TrainJob) -> tuple[EncodedDataset, EncodedDataset, torch.Tensor | None, TeacherOutputs | None]:
+    """The training rows as the Trainer draws them (perturbed with ``cfg.perturb``, with the teacher-labelled
+    copies after them), the validation rows, the soft CE targets if any, and the teacher outputs by training row."""
+    d, cfg = job.data, job.cfg
+    token_types = "token_type_ids" in forward_inputs(job.model)
+    train_enc = d.encoded or EncodedDataset(d.train, job.tokenizer, d.max_length, token_types)
     if cfg.perturb > 0:
         kinds = cfg.perturb_kinds or list(CHAR_PERTURBATIONS)
-        variants = perturbed_ids(train_enc, train_ds, kinds, seed, perturb_weights)
-        train_enc = train_enc.with_perturbations(variants, cfg.perturb, seed)
-    val_enc = EncodedDataset(val_ds, tokenizer, max_length, token_types).by_length()
-    weights = class_weight_tensor(cfg.class_weights, train_ds.labels, len(train_ds.label_names))
-    soft = soft_target_tensor(train_ds, cfg.soft_labels)
-    if augment is not None:
-        assert distill is not None and teacher_outputs is not None, "augmentation is a distillation lever"
-        train_enc, soft, teacher_outputs = _with_augmentation(
-            train_enc, soft, teacher_outputs, augment, len(train_ds.label_names)
-        )
-    args = _training_arguments(cfg, work_dir, seed, max_steps, progress, projected=_has_projection(model))
+        variants = perturbed_ids(train_enc, d.train, kinds, job.seed, d.perturb_weights)
+        train_enc = train_enc.with_perturbations(variants, cfg.perturb, job.seed)
+    val_enc = EncodedDataset(d.val, job.tokenizer, d.max_length, token_types).by_length()
+    soft = soft_target_tensor(d.train, cfg.soft_labels)
+    teacher = job.teacher
+    if teacher is None:
+        return train_enc, val_enc, soft, None
+    if teacher.augment is None:
+        return train_enc, val_enc, soft, teacher.outputs
+    n_classes = len(d.train.label_names)
+    train_enc, soft_all, outputs = _with_augmentation(train_enc, soft, teacher.outputs, teacher.augment, n_classes)
+    return train_enc, val_enc, soft_all, outputs
+
+
+def _make_trainer(job: TrainJob) -> ToxTrainer:
+    """The Trainer of ``job``: a ``DistillationTrainer`` where it has a teacher, else a ``ToxTrainer``."""
+    cfg, train = job.cfg, job.data.train
+    train_enc, val_enc, soft, teacher_outputs = _datasets(job)
+    projected = _has_projection(job.model)
     kw: dict[str, Any] = dict(
-        model=model,
-        args=args,
+        model=job.model,
+        args=_training_arguments(cfg, job.work_dir, job.seed, job.max_steps, job.progress, projected=projected),
         train_dataset=train_enc,
         eval_dataset=val_enc,
-        data_collator=collator(tokenizer, pad_to),
-        compute_metrics=compute_metrics,
-        class_weights=weights,
+        data_collator=collator(job.tokenizer, job.pad_to),
+        compute_metrics=job.compute_metrics,
+        class_weights=class_weight_tensor(cfg.class_weights, train.labels, len(train.label_names)),
         soft_targets=soft,
         train_cfg=cfg,
-        n_layers=n_layers,
+        n_layers=job.n_layers,
     )
-    kw.update(trainer_kwargs or {})
-    if distill is not None:
-        assert teacher_outputs is not None, "distillation needs the cached teacher outputs"
-        trainer = (trainer_cls or DistillationTrainer)(
-            **kw,
-            teacher_logits=teacher_outputs[0],
-            teacher_cls=teacher_outputs[1],
-            distill=distill,
-            live_teacher=live_teacher,
-        )
-    else:
-        trainer = (trainer_cls or ToxTrainer)(**kw)
-    last = last_complete_checkpoint(Path(work_dir))
+    kw.update(job.trainer_kwargs)
+    if job.teacher is None:
+        return (job.trainer_cls or ToxTrainer)(**kw)
+    assert teacher_outputs is not None, "a teacher comes with its cached outputs"
+    return (job.trainer_cls or DistillationTrainer)(
+        **kw,
+        teacher_logits=teacher_outputs[0],
+        teacher_cls=teacher_outputs[1],
+        distill=job.teacher.distill,
+        live_teacher=job.teacher.live,
+    )
+
+
+def train_model(job: TrainJob) -> dict:
+    """Train ``job.model`` in place (resuming from ``job.work_dir`` checkpoints) and return the loss history.
+
+    The best epoch on validation ``cfg.best_metric`` is loaded at the end, as ``job.compute_metrics`` scores it.
+    With ``cfg.perturb > 0`` that share of the training rows is drawn perturbed (``data.perturb``), aimed at the
+    words ``job.data.perturb_weights`` (per class) weigh most towards each row's class. In distillation, the
+    teacher's live model runs on every training batch for the per-token terms, and its augmentation copies join
+    the training rows, labelled by the teacher alone (``_with_augmentation``); validation is unchanged by either.
+    """
+    cfg = job.cfg
+    if job.max_steps < 0 and cfg.best_metric != "loss" and job.compute_metrics is None:
+        raise ValueError(f"train_model needs compute_metrics to select the best epoch by {cfg.best_metric!r}")
+    use_cheap_dropout(job.model)
+    trainer = _make_trainer(job)
+    last = last_complete_checkpoint(Path(job.work_dir))
     if last:
         log.info("resuming from %s", last)
     result = trainer.train(resume_from_checkpoint=last)
