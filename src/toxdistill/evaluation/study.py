@@ -322,11 +322,26 @@ def targets(run: Path) -> list[str]:
     return lines
 
 
+def fill_block(text: str, tag: str, body: str) -> str:
+    """``text`` with what stands between ``<!-- TAG -->`` and ``<!-- /TAG -->`` replaced by ``body``: how the
+    README and docs/ hold a generated table, so a test can compare it with a fresh one and a writer refresh it."""
+    start, end = f"<!-- {tag} -->", f"<!-- /{tag} -->"
+    i, j = text.find(start), text.find(end)
+    if i < 0 or j < i:
+        raise ToxdistillError(f"no {start} … {end} block to fill")
+    return text[: i + len(start)] + "\n" + body + "\n" + text[j:]
+
+
+def frontier_block(run: Path) -> str:
+    """The README's results block: the frontier's caption line above its table."""
+    return frontier_caption(run) + "\n\n" + frontier_table(run)
+
+
 def _only(a: argparse.Namespace) -> str:
     """One kind of table for every run named: the short summary, the frontier or the bench's speed."""
     if a.summary:
         return summary_table(a.runs)
-    make = (lambda r: frontier_caption(r) + "\n\n" + frontier_table(r)) if a.frontier else speed_caption_table
+    make = frontier_block if a.frontier else speed_caption_table
     return "\n\n".join(make(r) for r in a.runs)
 
 
