@@ -24,6 +24,7 @@ MINILM = RESULTS / "davidson-minilm"  # the default config's earlier run, the st
 BLOCKS: list[tuple[str, str, Callable[[], str]]] = [
     ("README.md", "FRONTIER", lambda: study.frontier_block(FRONTIER)),
     ("docs/results.md", "FRONTIER", lambda: study.frontier_block(FRONTIER)),
+    ("docs/frontier.md", "FRONTIER", lambda: study.frontier_block(FRONTIER)),
     ("docs/benchmarks.md", "ENGINES", lambda: study.speed_caption_table(ENGINES)),
     ("docs/tables.md", "FRONTIER", lambda: study.frontier_block(FRONTIER)),
     ("docs/tables.md", "ENGINES", lambda: study.speed_caption_table(ENGINES)),
