@@ -5,8 +5,8 @@ each run's `results.json`, train and validation loss, test accuracy, weighted, m
 bootstrap intervals of its `significance.json`, and the trained parameters; then each run's layer-set
 comparisons (odd − even), the first run's speed table (every backend and export target of its `bench.json`)
 and the study's targets checked on the numbers. `--frontier RUN` prints a run's compression frontier (its
-`frontier.json`, the model shipped to `best/` from `best/selection.json`), `--speed RUN` a bench's speed table
-alone, `--summary RUN ...` the short per-run table. Every figure comes from the run folders, so a table made
+`frontier.json`, the model shipped to `best/` from `best/selection.json`) and `--speed RUN` a bench's speed table
+alone. Every figure comes from the run folders, so a table made
 with it traces to their files. The reference rows are the published figures (bert-base teacher, 6-layer
 students).
 """
@@ -246,37 +246,6 @@ def frontier_caption(run: Path) -> str:
     return " ".join(lines)
 
 
-def summary_table(runs: list[Path]) -> str:
-    """The README's one short table: each run's benched models, its best LoRA model and the TF-IDF floor, with
-    their test F1 (weighted, macro, hate) and, where the bench measured them, the best samples/s and the ratio to
-    the naive teacher, the CPU named."""
-    out = [
-        "| run | model | layers | params | F1 weighted | macro F1 | hate F1 | best samples/s (backend) | × naive teacher | CPU |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for run in runs:
-        results, _ = run_rows(run)
-        bench = read_bench(run)
-        rows_by_model: dict[str, list[dict]] = {}
-        for row in (bench or {}).get("rows", []):
-            rows_by_model.setdefault(row["model"], []).append(row)
-        cpu = (bench or {}).get("machine", {}).get("cpu", "—")
-        # Short: the benched models, the best LoRA model (the alternative to distillation) and the floor.
-        loras = [r for r in results if r["kind"] == "lora"]
-        best_lora = max(loras, key=lambda r: r["f1_macro"])["name"] if loras else None
-        keep = [r for r in results if r["name"] in rows_by_model or r["name"] == best_lora or r["kind"] == "baseline"]
-        for r in sorted(keep, key=lambda r: -r["f1_macro"]):
-            layers = len(r["layers"]) if r.get("layers") else "—"
-            fast = max(rows_by_model.get(r["name"], []), key=lambda b: b["samples_per_s"], default=None)
-            speed = f"{fast['samples_per_s']:,.0f} ({fast['backend']})" if fast else "—"
-            ratio = f"{fast['x_naive_teacher']:.1f}×" if fast else "—"
-            out.append(
-                f"| {run.name} | {r['name']} | {layers} | {r['params'] / 1e6:.1f}M | {r['f1_weighted']:.3f} | "
-                f"{r['f1_macro']:.3f} | {hate_f1(r):.3f} | {speed} | {ratio} | {cpu if fast else '—'} |"
-            )
-    return "\n".join(out)
-
-
 def targets(run: Path) -> list[str]:
     """The 12 → 6 study's targets, checked on one run (points are 100 × the metric)."""
     results, _ = run_rows(run)
@@ -338,9 +307,7 @@ def frontier_block(run: Path) -> str:
 
 
 def _only(a: argparse.Namespace) -> str:
-    """One kind of table for every run named: the short summary, the frontier or the bench's speed."""
-    if a.summary:
-        return summary_table(a.runs)
+    """One kind of table for every run named: the frontier or the bench's speed."""
     make = frontier_block if a.frontier else speed_caption_table
     return "\n\n".join(make(r) for r in a.runs)
 
@@ -369,13 +336,12 @@ def main(argv: list[str] | None = None) -> None:
         "--speed-goal", type=float, default=30.0, help="the fastest student's goal against the naive teacher"
     )
     ap.add_argument("--data", default=None, help="the data file, to rebuild the test labels for --pair")
-    ap.add_argument("--summary", action="store_true", help="print only the short table of the runs")
     ap.add_argument(
         "--frontier", action="store_true", help="print each run's compression frontier and shipped best/ only"
     )
     ap.add_argument("--speed", action="store_true", help="print each run's bench speed table only")
     a = ap.parse_args(argv)
-    if a.summary or a.frontier or a.speed:
+    if a.frontier or a.speed:
         text = _only(a)
         print(text)
         if a.out:
