@@ -147,8 +147,72 @@ def test_speed_table_lists_every_model_and_backend_from_the_bench(tmp_path):
     bench = {"baseline": {"model": "teacher", "samples_per_s": 20.0}, "rows": rows}
     (run / "bench.json").write_text(json.dumps(bench))
     lines = study.speed_table(run).splitlines()
+    # Every backend or target the bench measured is a column, SPEED_BACKENDS' order first; none is invented.
+    assert lines[0].startswith("| model | layers | params | torch-naive | onnx-int8 | × naive teacher (best) |")
     # The teacher first, then the students fastest first; a backend not benched reads "—", not a number.
     assert [line.split(" | ")[0] for line in lines[2:]] == ["| teacher", "| fast", "| slow"]
-    assert lines[2] == "| teacher | 12 | 110.0M | 20.0 | — | — | 100.0 | 5.0× | 9.50 |"
-    assert lines[3] == "| fast | 6 | 23.0M | — | — | — | 800.0 | 40.0× | 0.80 |"
-    assert lines[4].endswith("| 40.0 | — | — | — | 2.0× | — |")
+    assert lines[2] == "| teacher | 12 | 110.0M | 20.0 | 100.0 | 5.0× | onnx-int8 | 9.50 |"
+    assert lines[3] == "| fast | 6 | 23.0M | — | 800.0 | 40.0× | onnx-int8 | 0.80 |"
+    assert lines[4].endswith("| 40.0 | — | 2.0× | torch-naive | 1.00 |")
+
+
+def test_speed_table_takes_targets_beyond_the_known_backends_in_bench_order(tmp_path):
+    """OpenVINO and fused targets are columns too, after SPEED_BACKENDS, in the order the bench wrote them."""
+    run = tmp_path / "r"
+    run.mkdir()
+    rows = [
+        {"model": "t", "layers": 6, "params": 1e6, "backend": b, "samples_per_s": sps, "x_naive_teacher": sps / 10}
+        for b, sps in (("openvino-int8", 90.0), ("torch-naive", 10.0), ("onnx-int8-fused", 50.0))
+    ]
+    (run / "bench.json").write_text(json.dumps({"baseline": {"model": "t", "samples_per_s": 10.0}, "rows": rows}))
+    header, _, row = study.speed_table(run).splitlines()
+    assert "| torch-naive | openvino-int8 | onnx-int8-fused |" in header
+    assert row == "| t | 6 | 1.0M | 10.0 | 90.0 | 50.0 | 9.0× | openvino-int8 | — |"
+
+
+def _frontier_row(model, layers, sps, val_w, val_m, test):
+    return {
+        "model": model,
+        "layers": layers,
+        "params": 13_842_051,
+        "backend": "openvino-int8",
+        "samples_per_s": sps,
+        "x_naive_teacher": sps / 100.0,
+        "val": {"f1_weighted": val_w, "f1_macro": val_m},
+        "test": {"f1_weighted": test, "f1_macro": test - 0.1, "f1_focus": test - 0.4},
+    }
+
+
+def test_frontier_table_and_caption_come_from_frontier_json_and_the_shipped_selection(tmp_path):
+    run = tmp_path / "davidson-minilm-frontier"
+    (run / "best").mkdir(parents=True)
+    assert study.frontier_table(run) == "" and study.frontier_caption(run) == ""  # no frontier: nothing claimed
+    front = {
+        "cpu": "Some CPU",
+        "threads": 2,
+        "created": "2026-12-02T10:57:35+0000",
+        "texts": 2478,
+        "batch_size": 64,
+        "repeats": 3,
+        "naive_teacher_samples_per_s": 100.0,
+        "teacher": {"val": {"f1_weighted": 0.90, "f1_macro": 0.78}},
+        "rows": [
+            _frontier_row("even", 3, 1000.0, 0.895, 0.77, 0.905),
+            _frontier_row("one", 1, 2500.0, 0.89, 0.765, 0.9),
+        ],
+    }
+    (run / "frontier.json").write_text(json.dumps(front))
+    lines = study.frontier_table(run).splitlines()
+    assert "shipped" not in "\n".join(lines)  # no best/selection.json: nothing marked as shipped
+    sel = {"selection": {"model": "one", "reason": "one is the fastest", "test_note": "it holds on test"}}
+    (run / "best" / "selection.json").write_text(json.dumps(sel))
+    lines = study.frontier_table(run).splitlines()
+    # Fastest first; the validation points against the teacher are the selection's own measure.
+    assert lines[2] == (
+        "| **one** (shipped: best/) | 1 | 13.8M | openvino-int8 | 2,500 | 25.0× | -1.00 / -1.50 | 0.900 | 0.800 | 0.500 |"
+    )
+    assert lines[3].startswith("| even | 3 | 13.8M | openvino-int8 | 1,000 | 10.0× | -0.50 / -1.00 | 0.905 |")
+    caption = study.frontier_caption(run)
+    assert caption.startswith("Some CPU, 2 threads, 2026-12-02; 2,478 test texts")
+    assert "naive teacher (torch, random-order padded batches) 100.0 samples/s" in caption
+    assert caption.endswith("Shipped: one is the fastest; it holds on test.")

@@ -1,10 +1,14 @@
-"""The three-way results table: the reference work, a run at its own scale, and the default offline run.
+"""The results tables of the README and docs/, made from committed run folders only.
 
 `python bench/study_table.py RUN [RUN ...] [-o table.md]` (this module's command line) prints, for every row of
 each run's `results.json`, train and validation loss, test accuracy, weighted, macro and hate F1 with the 95%
-bootstrap intervals of its `significance.json`, and the trained parameters; then each run's layer-set comparisons (odd − even) and the
-issue's targets checked on the numbers. Every figure comes from the run folders, so a README table made with it
-traces to their files. The reference rows are the published figures (bert-base teacher, 6-layer students).
+bootstrap intervals of its `significance.json`, and the trained parameters; then each run's layer-set
+comparisons (odd − even), the first run's speed table (every backend and export target of its `bench.json`)
+and the study's targets checked on the numbers. `--frontier RUN` prints a run's compression frontier (its
+`frontier.json`, the model shipped to `best/` from `best/selection.json`) and `--speed RUN` a bench's speed table
+alone. Every figure comes from the run folders, so a table made
+with it traces to their files. The reference rows are the published figures (bert-base teacher, 6-layer
+students).
 """
 
 from __future__ import annotations
@@ -19,7 +23,16 @@ from toxdistill.data.split import load_run_split
 from toxdistill.errors import ToxdistillError
 from toxdistill.evaluation.metrics import hate_f1
 from toxdistill.evaluation.stats import compare_models, layer_set_pairs
-from toxdistill.files import BENCH_FILE, RESULTS_FILE, SIGNIFICANCE_FILE, SPLIT_FILE, TEST_LOGITS
+from toxdistill.files import (
+    BENCH_FILE,
+    BEST_DIR,
+    FRONTIER_FILE,
+    RESULTS_FILE,
+    SIGNIFICANCE_FILE,
+    SPLIT_FILE,
+    TEST_LOGITS,
+)
+from toxdistill.runs import SELECTION_FILE
 
 # The reference work's results (accuracy, weighted F1); it reports neither macro nor hate F1.
 REFERENCE = [("even (6 of 12 layers)", 0.915, 0.912), ("odd (6 of 12 layers)", 0.913, 0.910), ("LoRA", 0.843, 0.812)]
@@ -123,18 +136,27 @@ def speed(run: Path, goal: float) -> list[str]:
 SPEED_BACKENDS = ("torch-naive", "torch-sorted", "onnx-fp32", "onnx-int8")
 
 
+def target_order(names: list[str]) -> list[str]:
+    """Every backend or export target a bench measured, in a reader's order: SPEED_BACKENDS first (the naive
+    teacher's own path leads), then the others as the bench first wrote them (OpenVINO, fused graphs, ...)."""
+    known = [str(b) for b in SPEED_BACKENDS]
+    seen = list(dict.fromkeys(names))
+    return [b for b in known if b in seen] + [b for b in seen if b not in known]
+
+
 def speed_table(run: Path) -> str:
-    """Samples/s of every benched model in each backend, from the run's ``bench.json``, with its best ratio to
-    the naive teacher and its int8 p50 latency."""
+    """Samples/s of every benched model in every backend and export target of the run's ``bench.json``, with
+    its best ratio to the naive teacher, where that best is reached and its single-text p50 latency there."""
     bench = read_bench(run)
     if bench is None:
         return ""
     by_model: dict[str, dict[str, dict]] = {}
     for r in bench["rows"]:
         by_model.setdefault(r["model"], {})[r["backend"]] = r
+    columns = target_order([r["backend"] for r in bench["rows"]])
     out = [
-        "| model | layers | params | " + " | ".join(SPEED_BACKENDS) + " | × naive teacher (best) | int8 p50 ms |",
-        "|---|---|---|" + "---|" * len(SPEED_BACKENDS) + "---|---|",
+        "| model | layers | params | " + " | ".join(columns) + " | × naive teacher (best) | best at | p50 ms there |",
+        "|---|---|---|" + "---|" * len(columns) + "---|---|---|",
     ]
     # The teacher first, then the students from fastest to slowest: the order a reader compares them in.
     order = sorted(
@@ -144,46 +166,84 @@ def speed_table(run: Path) -> str:
     for m in order:
         rows = by_model[m]
         any_row = next(iter(rows.values()))
-        cells = [f"{rows[b]['samples_per_s']:,.1f}" if b in rows else "—" for b in SPEED_BACKENDS]
-        best = max(rows[b]["x_naive_teacher"] for b in SPEED_BACKENDS if b in rows)
-        p50 = rows["onnx-int8"]["latency_p50_ms"] if "onnx-int8" in rows else None
+        cells = [f"{rows[b]['samples_per_s']:,.1f}" if b in rows else "—" for b in columns]
+        best = max(rows.values(), key=lambda r: r["x_naive_teacher"])
+        p50 = best.get("latency_p50_ms")
         out.append(
             f"| {m} | {any_row['layers']} | {any_row['params'] / 1e6:.1f}M | "
             + " | ".join(cells)
-            + f" | {best:.1f}× | {'—' if p50 is None else f'{p50:.2f}'} |"
+            + f" | {best['x_naive_teacher']:.1f}× | {best['backend']} | {'—' if p50 is None else f'{p50:.2f}'} |"
         )
     return "\n".join(out)
 
 
-def summary_table(runs: list[Path]) -> str:
-    """The README's one short table: each run's benched models, its best LoRA model and the TF-IDF floor, with
-    their test F1 (weighted, macro, hate) and, where the bench measured them, the best samples/s and the ratio to
-    the naive teacher, the CPU named."""
+def speed_caption(run: Path) -> str:
+    """Where and how the run's ``bench.json`` was measured: the CPU, threads, date and the naive teacher."""
+    bench = read_bench(run)
+    if bench is None:
+        return ""
+    m = bench["machine"]
+    return (
+        f"{m['cpu']}, {m.get('cores', '?')} cores, {m['threads']} threads, {bench['created'][:10]}; "
+        f"{bench['texts']['n']:,} test texts, batches of {bench['batch_size']}, the fastest of {bench['repeats']} "
+        f"passes; naive teacher {bench['baseline']['samples_per_s']:,.1f} samples/s"
+    )
+
+
+def read_frontier(run: Path) -> tuple[dict, dict] | None:
+    """The run's ``frontier.json`` and its ``best/selection.json`` ({} when nothing was shipped), or None."""
+    f = run / FRONTIER_FILE
+    if not f.is_file():
+        return None
+    sel = run / BEST_DIR / SELECTION_FILE
+    return json.loads(f.read_text()), json.loads(sel.read_text()) if sel.is_file() else {}
+
+
+def _points(row: dict, ref: dict, split: str, metric: str) -> str:
+    return f"{(row[split][metric] - ref[split][metric]) * 100:+.2f}"
+
+
+def frontier_table(run: Path) -> str:
+    """Every model of the run's compression frontier, fastest first, the one shipped to ``best/`` in bold: its
+    export target, samples/s and ratio to the naive teacher, validation points against the (torch) teacher that
+    the selection reads, and its test F1 (weighted, macro, hate) as the exported model scores it."""
+    found = read_frontier(run)
+    if found is None:
+        return ""
+    front, sel = found
+    shipped = sel.get("selection", {}).get("model")
+    teacher = front["teacher"]
     out = [
-        "| run | model | layers | params | F1 weighted | macro F1 | hate F1 | best samples/s (backend) | × naive teacher | CPU |",
+        "| model | layers | params | target | samples/s | × naive teacher | val Δ weighted / macro (points) "
+        "| test F1 weighted | macro F1 | hate F1 |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for run in runs:
-        results, _ = run_rows(run)
-        bench = read_bench(run)
-        rows_by_model: dict[str, list[dict]] = {}
-        for row in (bench or {}).get("rows", []):
-            rows_by_model.setdefault(row["model"], []).append(row)
-        cpu = (bench or {}).get("machine", {}).get("cpu", "—")
-        # Short: the benched models, the best LoRA model (the alternative to distillation) and the floor.
-        loras = [r for r in results if r["kind"] == "lora"]
-        best_lora = max(loras, key=lambda r: r["f1_macro"])["name"] if loras else None
-        keep = [r for r in results if r["name"] in rows_by_model or r["name"] == best_lora or r["kind"] == "baseline"]
-        for r in sorted(keep, key=lambda r: -r["f1_macro"]):
-            layers = len(r["layers"]) if r.get("layers") else "—"
-            fast = max(rows_by_model.get(r["name"], []), key=lambda b: b["samples_per_s"], default=None)
-            speed = f"{fast['samples_per_s']:,.0f} ({fast['backend']})" if fast else "—"
-            ratio = f"{fast['x_naive_teacher']:.1f}×" if fast else "—"
-            out.append(
-                f"| {run.name} | {r['name']} | {layers} | {r['params'] / 1e6:.1f}M | {r['f1_weighted']:.3f} | "
-                f"{r['f1_macro']:.3f} | {hate_f1(r):.3f} | {speed} | {ratio} | {cpu if fast else '—'} |"
-            )
+    for r in sorted(front["rows"], key=lambda r: -r["samples_per_s"]):
+        name = f"**{r['model']}** (shipped: best/)" if r["model"] == shipped else r["model"]
+        out.append(
+            f"| {name} | {r['layers']} | {r['params'] / 1e6:.1f}M | {r['backend']} | {r['samples_per_s']:,.0f} "
+            f"| {r['x_naive_teacher']:.1f}× | {_points(r, teacher, 'val', 'f1_weighted')} / "
+            f"{_points(r, teacher, 'val', 'f1_macro')} | {r['test']['f1_weighted']:.3f} | "
+            f"{r['test']['f1_macro']:.3f} | {r['test']['f1_focus']:.3f} |"
+        )
     return "\n".join(out)
+
+
+def frontier_caption(run: Path) -> str:
+    """Where the frontier was measured and what ``best/`` holds: CPU, threads, date, the naive teacher and the
+    selection's own sentence (rule, tolerance, whether it holds on test)."""
+    found = read_frontier(run)
+    if found is None:
+        return ""
+    front, sel = found
+    lines = [
+        f"{front['cpu']}, {front['threads']} threads, {front['created'][:10]}; {front['texts']:,} test texts, "
+        f"batches of {front['batch_size']}, the fastest of {front['repeats']} passes; naive teacher (torch, "
+        f"random-order padded batches) {front['naive_teacher_samples_per_s']:,.1f} samples/s."
+    ]
+    if s := sel.get("selection"):
+        lines.append(f"Shipped: {s['reason']}; {s['test_note']}.")
+    return " ".join(lines)
 
 
 def targets(run: Path) -> list[str]:
@@ -231,6 +291,32 @@ def targets(run: Path) -> list[str]:
     return lines
 
 
+def fill_block(text: str, tag: str, body: str) -> str:
+    """``text`` with what stands between ``<!-- TAG -->`` and ``<!-- /TAG -->`` replaced by ``body``: how the
+    README and docs/ hold a generated table, so a test can compare it with a fresh one and a writer refresh it."""
+    start, end = f"<!-- {tag} -->", f"<!-- /{tag} -->"
+    i, j = text.find(start), text.find(end)
+    if i < 0 or j < i:
+        raise ToxdistillError(f"no {start} … {end} block to fill")
+    return text[: i + len(start)] + "\n" + body + "\n" + text[j:]
+
+
+def frontier_block(run: Path) -> str:
+    """The README's results block: the frontier's caption line above its table."""
+    return frontier_caption(run) + "\n\n" + frontier_table(run)
+
+
+def _only(a: argparse.Namespace) -> str:
+    """One kind of table for every run named: the frontier or the bench's speed."""
+    make = frontier_block if a.frontier else speed_caption_table
+    return "\n\n".join(make(r) for r in a.runs)
+
+
+def speed_caption_table(run: Path) -> str:
+    """A bench's caption line (CPU, threads, date, naive teacher) above its speed table."""
+    return speed_caption(run) + "\n\n" + speed_table(run)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(
         prog="bench/study_table.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -250,10 +336,13 @@ def main(argv: list[str] | None = None) -> None:
         "--speed-goal", type=float, default=30.0, help="the fastest student's goal against the naive teacher"
     )
     ap.add_argument("--data", default=None, help="the data file, to rebuild the test labels for --pair")
-    ap.add_argument("--summary", action="store_true", help="print only the README's short table of the runs")
+    ap.add_argument(
+        "--frontier", action="store_true", help="print each run's compression frontier and shipped best/ only"
+    )
+    ap.add_argument("--speed", action="store_true", help="print each run's bench speed table only")
     a = ap.parse_args(argv)
-    if a.summary:
-        text = summary_table(a.runs)
+    if a.frontier or a.speed:
+        text = _only(a)
         print(text)
         if a.out:
             a.out.write_text(text + "\n")

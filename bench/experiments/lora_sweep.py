@@ -1,6 +1,6 @@
 """LoRA learning-rate sweep on the validation split (the evidence behind the config's LoRA lr).
 
-    python bench/lora_sweep.py --data ../shared/data/davidson/labeled_data.csv \
+    python bench/experiments/lora_sweep.py --data ../shared/data/davidson/labeled_data.csv \
         --lrs 3e-4 1e-3 3e-3 --rows 6000 --epochs 4 -o bench/results/lora_sweep.json
 
 LoRA on the *pretrained* teacher (the lora-teacher stage), one short run per learning rate on a

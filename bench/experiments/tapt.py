@@ -1,6 +1,6 @@
 """Task-adaptive pretraining (TAPT, Gururangan et al., 2020) of the teacher: an A/B experiment.
 
-    python bench/tapt.py --run runs/davidson-minilm --out runs/tapt-minilm --epochs 3
+    python bench/experiments/tapt.py --run runs/davidson-minilm --out runs/tapt-minilm --epochs 3
     toxdistill run --set teacher.model=runs/tapt-minilm --name davidson-minilm-tapt
     python bench/compare_runs.py runs/davidson-minilm-tapt runs/davidson-minilm -o bench/results/tapt_ab.json
 

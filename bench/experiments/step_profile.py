@@ -1,11 +1,11 @@
-"""Where one training step goes on this CPU: `python bench/step_profile.py LAYERS VARIANT [--teacher DIR]`.
+"""Where one training step goes on this CPU: `python bench/experiments/step_profile.py LAYERS VARIANT [--teacher DIR]`.
 
 Trains a student built from the given teacher layers (``[6]``, ``[2,4,6]``, ``[1,2,3,4,5,6]``) for 80 steps of
 batch 32 on the first Davidson training rows, through ``train_model`` as the pipeline does, and prints ms per
 step. VARIANT: ``fused`` (the pipeline's AdamW), ``unfused`` (torch's default AdamW), ``lora`` / ``lora-nodrop``
 (LoRA r=8 with dropout 0.1 / 0.0), and any of them with ``-torchdrop`` for torch's own dropout instead of
 ``training.dropout``'s, or with ``-profile`` for torch.profiler's table.
-Figures of 2026-12-02 (2-core Intel Xeon): bench/results/train_step_profile.json, docs/method.md.
+Figures of 2026-12-02 (2-core Intel Xeon, AMX, AVX-512 VNNI): bench/results/train_step_profile.json.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Collect an A/B run's small outputs into one JSON: clean validation and test scores of every model and seed
 repeat (from toxdistill.json), and the robustness check on both splits (robustness.json, robustness-val.json).
 
-    python bench/collect_ab.py ~/toxdistill-runs/consistency-ab -o bench/results/consistency_ab.json
+    python bench/experiments/collect_ab.py ~/toxdistill-runs/consistency-ab -o bench/results/consistency_ab.json
 
 Run `toxdistill check RUN --split val --seeds` first, so the validation file holds every seed.
 """
