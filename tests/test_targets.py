@@ -150,20 +150,17 @@ def test_a_registered_engine_is_among_the_command_lines_choices(made_up_engine):
     assert "tensorcore-int4" in sub["export"].format_help()
 
 
-def test_a_registered_engine_is_a_bench_and_auto_candidate(made_up_engine, tmp_path, monkeypatch):
+def test_a_registered_engine_is_a_bench_and_auto_candidate(made_up_engine, monkeypatch):
     from toxdistill.benchmark import auto, bench
-    from toxdistill.benchmark.options import BenchOptions
 
     monkeypatch.setattr(auto, "cpu_has_bf16", lambda: True)
     monkeypatch.setattr(auto, "missing_module", lambda target: None)  # every engine installed, this one too
     names = [t.name for t in auto.available_candidates()]
     # The fused fp32 graph is measured only on request, as ONNX Runtime's.
     assert names[-3:] == ["tensorcore-fp32", "tensorcore-int4", "tensorcore-int4-fused"]
-    (tmp_path / "models").mkdir()
-    _, rows = bench._check_bench(tmp_path, BenchOptions(), lambda m: None)
+    rows = bench.rows_to_bench(None)
     assert rows[-3:] == ("tensorcore-fp32", "tensorcore-int4", "tensorcore-int4-fused")
-    _, rows = bench._check_bench(tmp_path, BenchOptions(targets=("torch-sorted", "tensorcore-int4")), print)
-    assert rows == ("torch-sorted", "tensorcore-int4")
+    assert bench.rows_to_bench(("torch-sorted", " tensorcore-int4")) == ("torch-sorted", "tensorcore-int4")
 
 
 def test_a_registered_engine_that_is_not_installed_is_left_out_with_its_install_line(monkeypatch):

@@ -13,7 +13,7 @@ Imports nothing heavy: the configuration (a base module) validates ``frontier.ta
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from toxdistill.errors import ToxdistillError
 
@@ -86,19 +86,13 @@ ENGINES: dict[str, Engine] = {
 }
 
 
-def engine(name: str) -> Engine:
-    if name not in ENGINES:
-        raise ToxdistillError(f"unknown engine {name!r}", f"use one of {', '.join(ENGINES)}")
-    return ENGINES[name]
-
-
 @dataclass(frozen=True)
 class Target:
     """An engine, a precision and (for an engine that fuses) fusion; ``str()`` is its canonical string."""
 
     engine: str
     precision: str
-    fused: bool = field(default=False)
+    fused: bool = False
 
     def __post_init__(self) -> None:
         spec = ENGINES.get(self.engine)
@@ -186,10 +180,6 @@ def parse_target(name: str | Target) -> Target:
         return Target(parts[0], parts[1], fused)
     except ToxdistillError:
         raise _unknown(text) from None
-
-
-def is_target(name: str) -> bool:
-    return name in target_names()
 
 
 def bench_row_names() -> list[str]:

@@ -231,7 +231,6 @@ def _check_bench(run_dir: Path, opts: BenchOptions, say: Say = quiet) -> tuple[d
         raise ToxdistillError(
             f"run folder not found: {run_dir}", "give a folder written by 'toxdistill run', e.g. runs/<name>"
         )
-    wanted = check_bench_rows(opts.targets) if opts.targets is not None else None
     if opts.overlap not in OVERLAP_MODES:
         raise ToxdistillError(f"unknown overlap mode {opts.overlap!r}", f"use {', '.join(OVERLAP_MODES)}")
     if not (run_dir / MODELS_DIR).is_dir():  # a run, not a bare model folder: its split is what is benched
@@ -239,18 +238,25 @@ def _check_bench(run_dir: Path, opts: BenchOptions, say: Say = quiet) -> tuple[d
             f"{run_dir} has no {MODELS_DIR}/ folder",
             "give a run folder written by 'toxdistill run', e.g. runs/<name>",
         )
-    chosen = select_models(find_models(run_dir, transformers_only=True), opts.models)
+    rows = rows_to_bench(opts.targets, say)
+    return select_models(find_models(run_dir, transformers_only=True), opts.models), rows
+
+
+def rows_to_bench(wanted: tuple[str, ...] | None, say: Say = quiet) -> tuple[str, ...]:
+    """The rows asked for (each checked, and its engine installed), or by default the torch rows and the default
+    targets this machine can run."""
+    rows = check_bench_rows(wanted) if wanted is not None else None
     # Every export starts from the ONNX fp32 graph, whatever engine it is for.
-    exports = export_targets(wanted) if wanted is not None else default_targets()
+    exports = export_targets(rows) if rows is not None else default_targets()
     if exports and importlib.util.find_spec("onnxruntime") is None:
         raise ToxdistillError("the export targets need onnxruntime, not installed", ONNX_INSTALL)
-    if wanted is None:
-        return chosen, (*TORCH_ROWS, *(t.name for t in runnable(default_targets(), say)))
-    for t in export_targets(wanted):
+    if rows is None:
+        return (*TORCH_ROWS, *(t.name for t in runnable(default_targets(), say)))
+    for t in export_targets(rows):
         missing = missing_module(t)
         if missing is not None:
             raise ToxdistillError(f"the {t} target needs {missing}, not installed", t.spec.install)
-    return chosen, wanted
+    return rows
 
 
 def _measure_peaks(threads: int, opts: BenchOptions, say: Say) -> dict:

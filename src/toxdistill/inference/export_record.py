@@ -1,8 +1,8 @@
-"""What an export folder says about itself, read side: its record (``toxdistill.json``'s ``export`` block), the
-target it was made for and the parity block that decides whether it passed.
+"""What an export folder says about itself, read side: the parity block of its record (``toxdistill.json``'s
+``export`` block) that decides whether it passed.
 
-The Predictor and everything that ships or measures an export read folders through here; making them is
-``toxdistill.export``, a layer above.
+The Predictor, and everything that ships or measures an export, read folders through here and
+``toxdistill.targets.target_of_record``; making them is ``toxdistill.export``, a layer above.
 """
 
 from __future__ import annotations
@@ -10,17 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from toxdistill.runs import read_meta
-from toxdistill.targets import Target, target_of_record
-
-
-def export_record(folder: Path) -> dict:
-    """The folder's export record; empty for a folder that is not an export."""
-    return read_meta(folder).get("export") or {} if Path(folder).is_dir() else {}
-
-
-def record_target(record: dict) -> Target | None:
-    """The target an export record was made for; None for no record."""
-    return target_of_record(record) if record else None
+from toxdistill.targets import target_of_record
 
 
 def gate_block(record: dict) -> dict:
@@ -31,9 +21,5 @@ def gate_block(record: dict) -> dict:
 
 
 def parity_record(folder: Path) -> dict:
+    """Every parity block of the folder's export record; empty for a folder that is not an export."""
     return (read_meta(folder).get("export") or {}).get("parity") or {}
-
-
-def passes_gates(folder: Path) -> bool:
-    """Whether the export in ``folder`` passed its parity gates when it was made."""
-    return bool(gate_block(export_record(folder)).get("ok"))

@@ -214,25 +214,9 @@ def _measure(
             naive = by_backend["torch-naive"]["samples_per_s"]
         export_dir = default_output(folder, target)
         scores = _export_scores(export_dir, target, split, sample.threads, opts.batch_size, cfg.data.focus_class)
-        r = by_backend[target.name]
         kind, reference = _kind(name, model.meta, stages.get(name))
-        rows.append(
-            {
-                "model": name,
-                "kind": kind,
-                "reference": reference,
-                "layers": r["layers"],
-                "params": r["params"],
-                "export_dir": os.path.relpath(export_dir, run_dir),
-                "backend": target.name,
-                "samples_per_s": r["samples_per_s"],
-                "p50_ms": r["latency_p50_ms"],
-                "p95_ms": r["latency_p95_ms"],
-                "size_mb": r["size_mb"],
-                "parity_passed": bool(r.get("gate_ok")),
-                **scores,
-            }
-        )
+        row = by_backend[target.name]
+        rows.append(_frontier_row(name, kind, reference, row, os.path.relpath(export_dir, run_dir), scores))
         del model
         gc.collect()
     assert naive is not None  # the teacher is benched first, in torch-naive too
@@ -250,6 +234,25 @@ def _measure(
     }
 
 
+def _frontier_row(name: str, kind: str, reference: bool, r: dict, export_dir: str, scores: dict) -> dict:
+    """A frontier row: the model, its bench row's speed and size, its export's parity and scores."""
+    return {
+        "model": name,
+        "kind": kind,
+        "reference": reference,
+        "layers": r["layers"],
+        "params": r["params"],
+        "export_dir": export_dir,
+        "backend": r["backend"],
+        "samples_per_s": r["samples_per_s"],
+        "p50_ms": r["latency_p50_ms"],
+        "p95_ms": r["latency_p95_ms"],
+        "size_mb": r["size_mb"],
+        "parity_passed": bool(r.get("gate_ok")),
+        **scores,
+    }
+
+
 def _target_of(folder: Path, choice: str, opts: BenchOptions, say: Say) -> Target:
     """The target a model is measured in: the configured one, or for ``auto`` the one ``export --auto`` chose
     for these weights on this CPU (its choice reused while both are the same, else made now)."""
@@ -257,10 +260,10 @@ def _target_of(folder: Path, choice: str, opts: BenchOptions, say: Say) -> Targe
         return parse_target(choice)
     auto = output_named(folder, AUTO_SUFFIX)
     rec = read_meta(auto).get("export") or {}
-    choice = rec.get("auto") or {}
-    if choice.get("cpu") == cpu_name() and rec.get("source_sha256") == weights_fingerprint(folder):
-        say(f"export --auto chose {choice['chosen']} on this CPU before; reusing that choice")
-        return parse_target(choice["chosen"])
+    before = rec.get("auto") or {}
+    if before.get("cpu") == cpu_name() and rec.get("source_sha256") == weights_fingerprint(folder):
+        say(f"export --auto chose {before['chosen']} on this CPU before; reusing that choice")
+        return parse_target(before["chosen"])
     auto_export(folder, auto, data=opts.data, threads=opts.threads, batch_size=opts.batch_size, say=say)
     return parse_target(read_meta(auto)["export"]["auto"]["chosen"])
 
