@@ -367,8 +367,8 @@ def measure_row(
     sample: BenchSample,
     opts: BenchOptions,
 ) -> tuple[dict[str, Any], np.ndarray]:
-    """One model × row (torch or target): throughput (the fastest of ``opts.repeats`` passes), single-text latency, GFLOP/s
-    against the peak of the row's engine, where the time went, and quality on the bench texts.
+    """One model × row (torch or target): throughput (the fastest of ``opts.repeats`` passes), single-text
+    latency, GFLOP/s against the peak of the row's engine, where the time went, and quality on the bench texts.
     ``f1`` is the macro F1 to show and where it comes from; returns the row and the logits.
 
     With ``opts.overlap == "both"`` the throughput is measured with the tokenizer overlapped and again without
@@ -377,12 +377,7 @@ def measure_row(
     pred.overlap = opts.overlap != "off"
     sps, logits, elapsed, rates = throughput(pred, sample.texts, opts.batch_size, sort, opts.repeats)
     shares, hidden = time_shares(pred.timings), pred.tokenize_hidden
-    sequential = None
-    if opts.overlap == "both":
-        pred.overlap = False
-        sps2, _, elapsed2, _ = throughput(pred, sample.texts, opts.batch_size, sort, opts.repeats)
-        sequential = {"samples_per_s": sps2, "seconds": elapsed2, "time_shares": time_shares(pred.timings)}
-        pred.overlap = True
+    sequential = _without_overlap(pred, sample.texts, sort, opts) if opts.overlap == "both" else None
     p50, p95 = latency_ms(pred, sample.latency_texts)
     fm = model.flops
     useful = fm.flops(model.lengths)
@@ -422,6 +417,14 @@ def measure_row(
         m = classification_metrics(sample.labels, logits.argmax(-1), model.torch_pred.label_names)
         row["f1_macro_bench"], row["f1_weighted_bench"] = m["f1_macro"], m["f1_weighted"]
     return row, logits
+
+
+def _without_overlap(pred: Predictor, texts: list[str], sort: bool, opts: BenchOptions) -> dict[str, Any]:
+    """The same throughput measured with the tokenizer not overlapped: ``row["sequential"]``."""
+    pred.overlap = False
+    sps, _, elapsed, _ = throughput(pred, texts, opts.batch_size, sort, opts.repeats)
+    pred.overlap = True
+    return {"samples_per_s": sps, "seconds": elapsed, "time_shares": time_shares(pred.timings)}
 
 
 def _peak_backend(row: str, pred: Predictor) -> str:
