@@ -182,7 +182,7 @@ def test_export_predict_and_serve_the_given_teachers_models(byo, tmp_path, capsy
 
     _, run, _, _, data = byo
     for name in ("teacher", "mini"):
-        assert main(["export", str(run / "models" / name), "--int8", "--allow-drift"]) == 0
+        assert main(["export", str(run / "models" / name), "--target", "onnx-int8", "--allow-drift"]) == 0
     out = tmp_path / "scored.csv"
     assert main(["predict", str(run / "export" / "mini-onnx-int8"), str(data), "-o", str(out)]) == 0
     scored = pd.read_csv(out)

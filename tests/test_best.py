@@ -85,13 +85,13 @@ def run_with_exports(tmp_path_factory, tokenizer) -> Path:
     """A tiny run with a labelled split and fp32 exports of its teacher and of its student even."""
     from test_export import _labelled_run
 
-    from toxdistill.inference.export import export_model
+    from toxdistill.export.job import ExportJob, export_model
 
     root = tmp_path_factory.mktemp("best")
     make_tiny_run(root, tokenizer, names=("even",))
     run, _ = _labelled_run(root, tokenizer)  # adds the teacher, the config and the split
-    export_model(run / "models" / "even")
-    export_model(run / "models" / "teacher")
+    export_model(ExportJob(run / "models" / "even"))
+    export_model(ExportJob(run / "models" / "teacher"))
     return run
 
 
@@ -208,9 +208,10 @@ def test_the_cards_onnxruntime_snippet_runs_and_matches_toxdistill(shipped, caps
 
 def test_the_cards_openvino_snippet_runs_and_matches_toxdistill(run, capsys):
     pytest.importorskip("openvino")
-    from toxdistill.inference.export import export_model
+    from toxdistill.export.job import ExportJob, export_model
+    from toxdistill.targets import Target
 
-    out = export_model(run / "models" / "even", engine="openvino", precision="fp32")
+    out = export_model(ExportJob(run / "models" / "even", Target("openvino", "fp32")))
     write_best(
         run, _frontier(export_dir=str(out.relative_to(run)), backend="openvino-fp32"), load_config(run / "config.yaml")
     )

@@ -13,7 +13,8 @@ import pytest
 from toxdistill.cli import main
 from toxdistill.data.split import TextSet
 from toxdistill.errors import ToxdistillError
-from toxdistill.inference.export import _reduced_precision_gate
+from toxdistill.export.parity import reduced_precision_gate
+from toxdistill.targets import Target, bench_row_names, parse_target
 
 from conftest import LABELS, SAMPLE_TEXTS, make_tiny_run
 
@@ -45,8 +46,8 @@ def exports(tmp_path_factory, tiny_model_dir):
 
     root = tmp_path_factory.mktemp("exports")
     fp32, int8 = root / "fp32", root / "int8"
-    assert cli(["export", str(tiny_model_dir), "--format", "onnx", "-o", str(fp32)]) == 0
-    assert cli(["export", str(tiny_model_dir), "--int8", "-o", str(int8)]) == 0
+    assert cli(["export", str(tiny_model_dir), "-o", str(fp32)]) == 0  # the default target, onnx-fp32
+    assert cli(["export", str(tiny_model_dir), "--target", "onnx-int8", "-o", str(int8)]) == 0
     return fp32, int8
 
 
@@ -93,11 +94,11 @@ def test_int8_export_runs_and_reports_agreement(exports, capsys):
 def test_fused_export_fuses_every_layer_and_keeps_parity(tiny_model_dir, tmp_path, capsys):
     import onnx
 
-    from toxdistill.inference.export import export_is_current
+    from toxdistill.export.folder import export_is_current
     from toxdistill.inference.predict import Predictor
 
     fp32, int8 = tmp_path / "fp32", tmp_path / "int8"
-    code, out, err = _run(["export", tiny_model_dir, "--fuse", "-o", fp32], capsys)
+    code, out, err = _run(["export", tiny_model_dir, "--target", "onnx-fp32-fused", "-o", fp32], capsys)
     assert code == 0, err
     rec = json.loads((fp32 / "toxdistill.json").read_text())["export"]
     ops = rec["fusion"]["fused_ops"]
@@ -110,18 +111,20 @@ def test_fused_export_fuses_every_layer_and_keeps_parity(tiny_model_dir, tmp_pat
     got, _ = Predictor.load(fp32).logits(SAMPLE_TEXTS, 4)
     np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)
 
-    code, out, err = _run(["export", tiny_model_dir, "--fuse", "--int8", "-o", int8], capsys)
+    code, out, err = _run(["export", tiny_model_dir, "--target", "onnx-int8-fused", "-o", int8], capsys)
     assert code == 0, err
     rec = json.loads((int8 / "toxdistill.json").read_text())["export"]
     assert "Attention" in rec["quantization"]["op_types"] and rec["fusion"]["fused_ops"]["Attention"] == 4
     assert "QAttention" in {n.op_type for n in onnx.load(str(int8 / "model.int8.onnx")).graph.node}
     # An export is current only for the fusion setting it was made with.
-    assert export_is_current(fp32, tiny_model_dir, False, fuse=True)
-    assert not export_is_current(fp32, tiny_model_dir, False, fuse=False)
+    assert export_is_current(fp32, tiny_model_dir, Target("onnx", "fp32", fused=True))
+    assert not export_is_current(fp32, tiny_model_dir, Target("onnx", "fp32"))
+    assert export_is_current(int8, tiny_model_dir, parse_target("onnx-int8-fused"))
+    assert not export_is_current(int8, tiny_model_dir, parse_target("onnx-int8"))
 
 
 def test_export_prints_agreement(tiny_model_dir, tmp_path, capsys):
-    code, out, _ = _run(["export", tiny_model_dir, "--int8", "-o", tmp_path / "e"], capsys)
+    code, out, _ = _run(["export", tiny_model_dir, "--target", "onnx-int8", "-o", tmp_path / "e"], capsys)
     assert code == 0
     assert "fp32 ONNX vs torch: max |Δlogit|" in out and "int8 vs fp32: agreement" in out and "built-in sample" in out
 
@@ -152,7 +155,7 @@ def _labelled_run(root: Path, tokenizer) -> tuple[Path, Path]:
 
 def test_export_in_a_run_checks_on_its_test_split(tmp_path, tokenizer, capsys):
     run, _ = _labelled_run(tmp_path, tokenizer)
-    code, out, err = _run(["export", run / "models" / "teacher", "--int8", "--allow-drift"], capsys)
+    code, out, err = _run(["export", run / "models" / "teacher", "--target", "onnx-int8", "--allow-drift"], capsys)
     assert code == 0, err
     dest = run / "export" / "teacher-onnx-int8"  # default: the run's export/ folder, not models/
     assert (dest / "model.int8.onnx").is_file()
@@ -163,12 +166,21 @@ def test_export_in_a_run_checks_on_its_test_split(tmp_path, tokenizer, capsys):
 
 
 def test_default_output_names(tmp_path, tiny_model_dir, tiny_run):
-    from toxdistill.inference.export import default_output
+    from toxdistill.export.naming import default_output
 
-    assert default_output(tiny_model_dir, False) == tiny_model_dir.with_name("tiny-bert-onnx")
-    assert default_output(tiny_model_dir, True, fuse=True) == tiny_model_dir.with_name("tiny-bert-onnx-int8-fused")
-    assert default_output(tiny_model_dir, True) == tiny_model_dir.with_name("tiny-bert-onnx-int8")
-    assert default_output(tiny_run / "models" / "odd", True) == tiny_run / "export" / "odd-onnx-int8"
+    def named(target: str, model=tiny_model_dir):
+        return default_output(model, parse_target(target))
+
+    # The folder names exports have always had on disk: onnx-fp32 is <m>-onnx, every other target <m>-<target>.
+    assert named("onnx-fp32") == tiny_model_dir.with_name("tiny-bert-onnx")
+    assert named("onnx-fp32-fused") == tiny_model_dir.with_name("tiny-bert-onnx-fused")
+    assert named("onnx-int8-fused") == tiny_model_dir.with_name("tiny-bert-onnx-int8-fused")
+    assert named("onnx-int8") == tiny_model_dir.with_name("tiny-bert-onnx-int8")
+    assert named("openvino-bf16") == tiny_model_dir.with_name("tiny-bert-openvino-bf16")
+    assert named("onnx-int8", tiny_run / "models" / "odd") == tiny_run / "export" / "odd-onnx-int8"
+    # One folder per target, and back.
+    names = [named(t).name for t in bench_row_names() if not t.startswith("torch")]
+    assert len(set(names)) == len(names)
 
 
 @pytest.fixture
@@ -220,7 +232,14 @@ def test_export_refuses_an_export(exports, tmp_path, capsys):
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--int8-embeddings"], "--int8-embeddings needs --int8 — add --int8"),
+        (
+            ["--int8-embeddings"],
+            "--int8-embeddings is ONNX Runtime's int8 — use --target onnx-int8 (or onnx-int8-fused) with it",
+        ),
+        (
+            ["--auto", "--target", "onnx-int8"],
+            "--auto chooses the target itself; leave out --target — export one target with --target instead",
+        ),
         (["--opset", "12"], "--opset 12 is out of range — use 13..23; 17 is the default"),
         (["--opset", "24"], "--opset 24 is out of range — use 13..23; 17 is the default"),
     ],
@@ -260,7 +279,7 @@ def test_bench_writes_json_plot_and_table(tmp_path, tokenizer, capsys):
             20,
             "--latency-n",
             5,
-            "--backends",
+            "--targets",
             "torch-naive,torch-sorted,onnx-int8",
             "--threads",
             1,
@@ -299,7 +318,7 @@ def test_bench_writes_json_plot_and_table(tmp_path, tokenizer, capsys):
     assert "× naive T" in out and "samples/s" in out
     # A second run reuses the exports.
     code, out, _ = _run(
-        ["bench", run, "--limit", 5, "--latency-n", 2, "--backends", "onnx-int8", "--models", "half", "--no-plot"],
+        ["bench", run, "--limit", 5, "--latency-n", 2, "--targets", "onnx-int8", "--models", "half", "--no-plot"],
         capsys,
     )
     assert code == 0 and "reusing" in out
@@ -312,6 +331,9 @@ def test_bench_bad_inputs(tmp_path, tiny_run, capsys):
     _assert_one_line_error(code, err)
     code, _, err = _run(["bench", tiny_run], capsys)  # no split.json: says how to get one
     _assert_one_line_error(code, err)
+    code, _, err = _run(["bench", tiny_run, "--targets", "torch-naive,onnx-bf16"], capsys)
+    _assert_one_line_error(code, err)
+    assert "unknown bench target 'onnx-bf16'" in err and "torch-sorted, onnx-fp32, onnx-int8" in err
 
 
 def _bench_result(backends, models=("teacher", "odd")) -> dict:
@@ -339,7 +361,7 @@ def _plotted(result: dict, path: Path, monkeypatch):
 def test_the_plot_names_every_benched_backend_in_a_colour_of_its_own(tmp_path, monkeypatch):
     from matplotlib.colors import to_rgba
 
-    from toxdistill.inference.bench_options import BACKENDS
+    BACKENDS = bench_row_names()
 
     fig = _plotted(_bench_result(BACKENDS), tmp_path / "bench.png", monkeypatch)
     ax = fig.axes[0]
@@ -368,10 +390,10 @@ def test_reduced_precision_gate_holds_macro_f1_as_well_as_weighted():
     """A graph that keeps weighted F1 but loses the rare class (macro F1 down 0.8 points) fails the gate."""
     texts = TextSet(texts=["a"] * 4, labels=np.zeros(4, dtype=int), source="hand-made")
     ok = {"agreement": 0.995, "n": 4, "texts": "hand-made", "f1_weighted_drop_points": 0.1, "f1_macro_drop_points": 0.3}
-    _reduced_precision_gate(ok, texts, strict=False, what="int8", hint="", say=lambda s: None)
+    reduced_precision_gate(ok, texts, strict=False, what="int8", hint="", say=lambda s: None)
     assert ok["ok"] and ok["thresholds"]["f1_macro_drop_points"] == 0.5
     bad = {**ok, "f1_macro_drop_points": 0.8}
-    _reduced_precision_gate(bad, texts, strict=False, what="int8", hint="", say=lambda s: None)
+    reduced_precision_gate(bad, texts, strict=False, what="int8", hint="", say=lambda s: None)
     assert not bad["ok"]
     with pytest.raises(ToxdistillError, match="macro-F1"):
-        _reduced_precision_gate(bad, texts, strict=True, what="int8", hint="", say=lambda s: None)
+        reduced_precision_gate(bad, texts, strict=True, what="int8", hint="", say=lambda s: None)

@@ -177,7 +177,9 @@ def test_export_parity_per_family(family, fuse, tmp_path, tokenizer):
     tiny_family(family).save_pretrained(d)
     tokenizer.save_pretrained(d)
     (d / "toxdistill.json").write_text(json.dumps({"name": family, "label_names": LABELS, "max_length": 64}))
-    assert main(["export", str(d), "-o", str(tmp_path / "onnx"), *(["--fuse"] if fuse else [])]) == 0
+    assert (
+        main(["export", str(d), "-o", str(tmp_path / "onnx"), *(["--target", "onnx-fp32-fused"] if fuse else [])]) == 0
+    )
     rec = json.loads((tmp_path / "onnx" / "toxdistill.json").read_text())["export"]
     assert rec["parity"]["fp32"]["ok"] and rec["parity"]["fp32"]["max_abs_diff"] <= 1e-4
     # The optimizer fuses what it recognises in every family (LayerNorm at least), never breaking parity.

@@ -134,9 +134,15 @@ def test_unknown_select_keys_and_negative_tolerances_fail_at_config_load(tmp_pat
     cfg.write_text("select: {max_drop_f1_macro: -0.01}\n")
     with pytest.raises(ToxdistillError, match="max_drop_f1_macro"):
         load_config(cfg)
-    cfg.write_text("frontier: {engine: tensorrt}\n")
-    with pytest.raises(ToxdistillError, match="engine"):
+    cfg.write_text("frontier: {target: tensorrt}\n")
+    with pytest.raises(ToxdistillError, match="unknown target 'tensorrt'.*auto, onnx-fp32, onnx-int8"):
         load_config(cfg)
+    cfg.write_text("frontier: {target: onnx-bf16}\n")  # a precision ONNX Runtime has no export for
+    with pytest.raises(ToxdistillError, match="unknown target 'onnx-bf16'"):
+        load_config(cfg)
+    # Run folders saved before the key was renamed still load, with the same value.
+    cfg.write_text("frontier: {engine: openvino-int8}\n")
+    assert load_config(cfg).frontier.target == "openvino-int8"
 
 
 # ---------------------------------------------------------------- the frontier step on a tiny run
@@ -245,7 +251,7 @@ def test_a_second_frontier_keeps_the_measurements_and_a_remeasure_reuses_the_exp
     assert {p: p.stat().st_mtime_ns for p in (run / "export").rglob("*") if p.is_file()} == stamps
 
 
-def test_the_step_is_skipped_when_disabled_or_the_engine_is_missing(frontier_run, monkeypatch):
+def test_the_step_is_skipped_when_disabled_or_the_target_is_missing(frontier_run, monkeypatch):
     from toxdistill.data.split import load_run_split
     from toxdistill.pipeline import frontier as step
     from toxdistill.pipeline.context import RunContext
@@ -255,7 +261,7 @@ def test_the_step_is_skipped_when_disabled_or_the_engine_is_missing(frontier_run
     off = cfg.model_copy(update={"frontier": cfg.frontier.model_copy(update={"enabled": False})})
     assert step.frontier_step(RunContext(off, run, load_run_split(run))) is None
     missing = ToxdistillError("the frontier's exports need onnxruntime", "pip it")
-    monkeypatch.setattr(step, "missing_engine", lambda engine: missing)
+    monkeypatch.setattr(step, "missing_target", lambda target: missing)
     said: list[str] = []
     assert step.frontier_step(RunContext(cfg, run, load_run_split(run)), said.append) is None
     assert said == ["frontier: skipped, the frontier's exports need onnxruntime — pip it"]

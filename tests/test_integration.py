@@ -51,7 +51,7 @@ def quick_run(tmp_path_factory, real_data_env):
         # The frontier in ONNX Runtime int8 on 100 texts: the same step at a CI's cost (NNCF's calibration per
         # model would add minutes; tests/test_frontier.py covers the engines on tiny models).
         "--set",
-        "frontier.engine=onnx-int8",
+        "frontier.target=onnx-int8",
         "--set",
         "frontier.limit=100",
         # 240 validation rows with ~14 hate tweets swing macro F1 by points: no tolerance, so the fastest model

@@ -14,7 +14,19 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "toxdistill"
-LAYERS = ("base", "data", "models", "training", "evaluation", "inference", "pipeline", "serve", "cli")
+LAYERS = (
+    "base",
+    "data",
+    "models",
+    "training",
+    "evaluation",
+    "inference",
+    "export",
+    "benchmark",
+    "pipeline",
+    "serve",
+    "cli",
+)
 
 
 def module_name(path: Path) -> str:

@@ -12,12 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from toxdistill.benchmark import auto
+from toxdistill.benchmark.auto import choose_fastest
 from toxdistill.cli import main
 from toxdistill.errors import ToxdistillError
-from toxdistill.inference import engines, openvino_backend
-from toxdistill.inference.engines import choose_fastest
-from toxdistill.inference.export import SAMPLE_TEXTS as EXPORT_SAMPLE
+from toxdistill.export.naming import default_output
+from toxdistill.export.parity import SAMPLE_TEXTS as EXPORT_SAMPLE
+from toxdistill.inference import openvino_backend
 from toxdistill.inference.predict import Predictor
+from toxdistill.targets import parse_target
 
 from conftest import LABELS, SAMPLE_TEXTS
 
@@ -41,7 +44,7 @@ def exports(tmp_path_factory, tiny_model_dir) -> dict[str, Path]:
     assert main(["export", str(tiny_model_dir), "-o", str(out["onnx"])]) == 0
     for p in ("fp32", "bf16", "int8"):
         out[p] = root / f"openvino-{p}"
-        assert main(["export", str(tiny_model_dir), "--engine", "openvino", "--precision", p, "-o", str(out[p])]) == 0
+        assert main(["export", str(tiny_model_dir), "--target", f"openvino-{p}", "-o", str(out[p])]) == 0
     return out
 
 
@@ -141,9 +144,8 @@ def test_bad_openvino_requests(exports, tiny_model_dir, tmp_path, capsys):
     with pytest.raises(ToxdistillError, match="unknown OpenVINO precision"):
         Predictor.load(exports["onnx"], backend="openvino", precision="fp8")
     for extra, message in (
-        (["--engine", "openvino", "--int8"], "--int8 and --fuse are ONNX Runtime's"),
-        (["--precision", "bf16"], "ONNX Runtime exports fp32 or int8"),
-        (["--auto", "--int8"], "--auto chooses the engine and precision itself"),
+        (["--target", "openvino-int8", "--int8-embeddings"], "--int8-embeddings is ONNX Runtime's int8"),
+        (["--auto", "--target", "openvino-int8"], "--auto chooses the target itself"),
         (["--threads", "2"], "--threads only applies to --auto"),
     ):
         code, _, err = _run(["export", tiny_model_dir, *extra, "-o", tmp_path / "x"], capsys)
@@ -159,13 +161,13 @@ def test_without_the_extra_every_path_says_how_to_install_it(exports, tiny_model
     src.write_text("you are lovely\nget out\n")
     for argv in (
         ["predict", exports["int8"], src, "-o", tmp_path / "out.csv"],
-        ["export", tiny_model_dir, "--engine", "openvino", "-o", tmp_path / "ov"],
+        ["export", tiny_model_dir, "--target", "openvino-fp32", "-o", tmp_path / "ov"],
     ):
         code, _, err = _run(argv, capsys)
-        assert code == 2 and err.count("\n") == 1 and "OpenVINO is not installed" in err and INSTALL in err, err
+        assert code == 2 and err.count("\n") == 1 and "openvino is not installed" in err.lower() and INSTALL in err, err
     # --auto measures what there is, and says what is left out.
     notes: list[str] = []
-    assert engines.available_candidates(notes.append) == ["onnx-fp32", "onnx-int8", "onnx-int8-fused"]
+    assert [t.name for t in auto.available_candidates(notes.append)] == ["onnx-fp32", "onnx-int8", "onnx-int8-fused"]
     assert len(notes) == 1 and INSTALL in notes[0]
     # The ONNX Runtime path is untouched.
     assert Predictor.load(exports["onnx"]).backend_name == "onnx"
@@ -203,7 +205,7 @@ def fake_timing(monkeypatch):
         calls.append((backend, len(texts), repeats))
         return RATES[backend], np.zeros((len(texts), 3)), 1.0, [RATES[backend]] * repeats
 
-    real_gate = engines.gate_block
+    real_gate = auto.gate_block
 
     def gate_block(record):
         # Every gate's outcome is set here: a real int8 gate fails on CPUs without VNNI, and the rule is the test.
@@ -211,9 +213,9 @@ def fake_timing(monkeypatch):
         block["ok"] = not (record.get("engine") == "openvino" and record.get("precision") == "int8")
         return block
 
-    monkeypatch.setattr(engines, "throughput", throughput)
-    monkeypatch.setattr(engines, "gate_block", gate_block)
-    monkeypatch.setattr(engines, "available_candidates", lambda say=None: list(RATES))
+    monkeypatch.setattr(auto, "throughput", throughput)
+    monkeypatch.setattr(auto, "gate_block", gate_block)
+    monkeypatch.setattr(auto, "available_candidates", lambda say=None: [parse_target(t) for t in RATES])
     return calls
 
 
@@ -224,18 +226,18 @@ def test_auto_keeps_the_fastest_candidate_that_passes(fake_timing, tiny_model_di
     assert code == 0, err
     chosen = tmp_path / "tiny-auto"
     rec = _record(chosen)
-    auto = rec["auto"]
+    choice = rec["auto"]
     # openvino-int8 is fastest but fails its gate: onnx-int8 is the fastest that passes.
-    assert auto["chosen"] == "onnx-int8" and rec["engine"] == "onnxruntime" and rec["precision"] == "int8"
-    assert {c["backend"]: c["samples_per_s"] for c in auto["candidates"]} == RATES
-    assert {c["backend"]: c["ok"] for c in auto["candidates"]}["openvino-int8"] is False
-    assert auto["cpu"] == rec["cpu"] and auto["timing"]["texts"] == 300 and auto["timing"]["passes"] == 3
+    assert choice["chosen"] == "onnx-int8" and rec["engine"] == "onnxruntime" and rec["precision"] == "int8"
+    assert {c["backend"]: c["samples_per_s"] for c in choice["candidates"]} == RATES
+    assert {c["backend"]: c["ok"] for c in choice["candidates"]}["openvino-int8"] is False
+    assert choice["cpu"] == rec["cpu"] and choice["timing"]["texts"] == 300 and choice["timing"]["passes"] == 3
     assert [c[0] for c in fake_timing] == list(RATES) and all(n == 300 and r == 3 for _, n, r in fake_timing)
     assert "chose onnx-int8" in out
     assert Predictor.load(chosen).backend_name == "onnx" and (chosen / "model.int8.onnx").is_file()
     # Every candidate stays where export puts it by default, so a second --auto (or bench) reuses it.
     for b in RATES:
-        assert engines.backend_output(model, b).is_dir()
+        assert default_output(model, parse_target(b)).is_dir()
     code, out, _ = _run(["export", model, "--auto"], capsys)
     assert code == 0 and out.count("reusing") == len(RATES)
 
@@ -243,8 +245,8 @@ def test_auto_keeps_the_fastest_candidate_that_passes(fake_timing, tiny_model_di
 def test_auto_with_no_passing_candidate_writes_nothing(fake_timing, tiny_model_dir, tmp_path, monkeypatch, capsys):
     model = tmp_path / "tiny"
     shutil.copytree(tiny_model_dir, model)
-    monkeypatch.setattr(engines, "gate_block", lambda record: {"ok": False})
-    monkeypatch.setattr(engines, "available_candidates", lambda say=None: ["onnx-fp32"])
+    monkeypatch.setattr(auto, "gate_block", lambda record: {"ok": False})
+    monkeypatch.setattr(auto, "available_candidates", lambda say=None: [parse_target("onnx-fp32")])
     code, _, err = _run(["export", model, "--auto"], capsys)
     assert code == 2 and "none of the 1 candidates passed" in err and err.count("\n") == 1
     assert not (tmp_path / "tiny-auto").exists()
@@ -255,7 +257,7 @@ def test_int8_calibrates_on_training_rows_and_the_bench_has_openvino_rows(tmp_pa
     from test_export import _labelled_run
 
     from toxdistill.data.split import load_run_split
-    from toxdistill.inference.export import calibration_texts
+    from toxdistill.export.parity import calibration_texts
 
     run, _ = _labelled_run(tmp_path, tokenizer)
     split = load_run_split(run)
@@ -265,7 +267,7 @@ def test_int8_calibrates_on_training_rows_and_the_bench_has_openvino_rows(tmp_pa
 
     backends = "torch-sorted,onnx-fp32,openvino-fp32,openvino-int8"
     flags = ["--limit", "20", "--latency-n", "3", "--threads", "1", "--quick", "--overlap", "both", "--no-plot"]
-    code, out, err = _run(["bench", run, "--backends", backends, *flags], capsys)
+    code, out, err = _run(["bench", run, "--targets", backends, *flags], capsys)
     assert code == 0, err
     rec = _record(run / "export" / "teacher-openvino-int8")
     assert "training texts of" in rec["quantization"]["calibration"]["texts"]
@@ -290,14 +292,16 @@ def test_int8_calibrates_on_training_rows_and_the_bench_has_openvino_rows(tmp_pa
 
 
 def test_bench_leaves_out_what_this_machine_cannot_run(monkeypatch):
-    from toxdistill.inference import bench
-    from toxdistill.inference.bench_options import DEFAULT_BACKENDS
+    from toxdistill.benchmark import bench
+    from toxdistill.targets import TORCH_ROWS, default_targets
 
     notes: list[str] = []
-    monkeypatch.setattr(bench, "openvino_installed", lambda: True)
-    monkeypatch.setattr(bench, "cpu_has_bf16", lambda: False)
-    got = bench._default_backends(notes.append)
+    monkeypatch.setattr(auto, "missing_module", lambda target: None)
+    monkeypatch.setattr(auto, "cpu_has_bf16", lambda: False)
+    got = bench.rows_to_bench(None, notes.append)
     assert "openvino-bf16" not in got and "openvino-int8" in got and "no bf16" in notes[0]
-    monkeypatch.setattr(bench, "openvino_installed", lambda: False)
-    got = bench._default_backends(notes.append)
-    assert got == tuple(b for b in DEFAULT_BACKENDS if not b.startswith("openvino")) and INSTALL in notes[-1]
+    assert got[: len(TORCH_ROWS)] == TORCH_ROWS
+    monkeypatch.setattr(auto, "missing_module", lambda target: "openvino" if target.engine == "openvino" else None)
+    got = bench.rows_to_bench(None, notes.append)
+    assert got == (*TORCH_ROWS, *(t.name for t in default_targets() if t.engine != "openvino"))
+    assert INSTALL in notes[-1] and len(notes) == 2  # one note for the engine, not one per target

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from toxdistill.inference.peaks import peak_for, theoretical_peaks, torch_fp32_peak
+from toxdistill.benchmark.peaks import peak_for, theoretical_peaks, torch_fp32_peak
 
 
 def test_theoretical_peak_from_vector_width_clock_and_vnni():
@@ -31,13 +31,14 @@ def test_measured_peak_is_the_best_over_shapes_and_threads():
 def test_ort_peaks_run_the_int8_graph_that_export_makes(monkeypatch):
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
-    from toxdistill.inference import export, peaks
+    from toxdistill.benchmark import peaks
+    from toxdistill.export import quantize
 
     quantized: dict[Path, set[str]] = {}  # each graph the quantizer wrote, with its op types
     opened: list[Path] = []
 
     def spy_quantize(src, dst, *a, **k):
-        out = export.quantize_int8(src, dst, *a, **k)
+        out = quantize.quantize_int8(src, dst, *a, **k)
         quantized[Path(dst)] = {n.op_type for n in onnx.load(str(dst)).graph.node}
         return out
 
@@ -77,7 +78,7 @@ def test_each_backend_is_held_against_its_own_engine():
 
 
 def test_the_bf16_peak_is_measured_only_where_the_cpu_has_bf16(monkeypatch):
-    from toxdistill.inference import peaks
+    from toxdistill.benchmark import peaks
 
     monkeypatch.setattr(peaks, "torch_fp32_peak", lambda *a, **k: {"gflops": 10.0})
     monkeypatch.setattr(peaks, "torch_bf16_peak", lambda *a, **k: {"gflops": 40.0})
@@ -88,15 +89,38 @@ def test_the_bf16_peak_is_measured_only_where_the_cpu_has_bf16(monkeypatch):
     assert "torch-bf16" not in peaks.machine_peaks(2, onnx=False, bf16=True)  # emulated bf16 is no peak
 
 
-def test_the_bf16_matmul_peak_runs():
-    from toxdistill.inference import peaks
+def test_the_bf16_peak_is_the_best_rate_of_bf16_matmuls(monkeypatch):
+    import torch
 
-    out = peaks.torch_bf16_peak(1, shapes=((64, 64, 64),), reps=1)
-    assert out["gflops"] > 0 and out["at"]["shape"] == [64, 64, 64]
+    from toxdistill.benchmark import peaks
+
+    # Each shape's best time is made up; the matmul itself runs once, to see what it multiplies.
+    seconds = iter([1e-4, 1e-5, 2e-5, 4e-5])
+    dtypes, threads = [], []
+
+    def fake_best_seconds(fn, reps):
+        dtypes.append(fn().dtype)
+        threads.append(torch.get_num_threads())
+        return next(seconds)
+
+    monkeypatch.setattr(peaks, "_best_seconds", fake_best_seconds)
+    before = torch.get_num_threads()
+    out = peaks.torch_bf16_peak(2, shapes=((64, 64, 64), (128, 64, 32)), reps=1)
+    assert dtypes == [torch.bfloat16] * 4 and threads == [1, 1, 2, 2]  # every shape on 1 thread, then on 2
+    assert torch.get_num_threads() == before  # the caller's setting is restored
+    rates = [
+        2 * 64**3 / 1e-4 / 1e9,
+        2 * 128 * 64 * 32 / 1e-5 / 1e9,
+        2 * 64**3 / 2e-5 / 1e9,
+        2 * 128 * 64 * 32 / 4e-5 / 1e9,
+    ]
+    assert [r["gflops"] for r in out["all"]] == pytest.approx(rates)
+    # The best of every shape × thread count: 2·128·64·32 FLOPs in 10 µs on 1 thread.
+    assert out["gflops"] == pytest.approx(52.4288) and out["at"] == {"threads": 1, "shape": [128, 64, 32]}
 
 
 def test_a_measured_rate_above_the_bound_reports_the_clock_it_implies(monkeypatch):
-    from toxdistill.inference import peaks
+    from toxdistill.benchmark import peaks
 
     info = {"flags": ["avx512f"], "max_mhz": 2000.0, "mhz_source": "test"}
     monkeypatch.setattr(peaks, "cpu_info", lambda: info)

@@ -122,7 +122,7 @@ def test_overlapped_tokenizing_gives_the_sequential_results(pred, sort, monkeypa
 
 
 def test_the_bench_counts_the_padding_of_the_predictors_batches(pred):
-    from toxdistill.inference.bench import padded_lengths
+    from toxdistill.benchmark.bench import padded_lengths
 
     texts = _many()
     ids, _ = pred.encode(texts)
@@ -168,7 +168,7 @@ def test_prepare_cleans_like_the_run(tiny_run, tiny_model_dir):
 def test_unknown_backend_and_missing_onnx(tiny_model_dir):
     from toxdistill.errors import ToxdistillError
 
-    with pytest.raises(ToxdistillError, match="use auto, torch, onnx or openvino"):
+    with pytest.raises(ToxdistillError, match="use auto, torch, onnx, openvino"):
         Predictor.load(tiny_model_dir, backend="tpu")
     with pytest.raises(ToxdistillError, match="no .onnx"):
         Predictor.load(tiny_model_dir, backend="onnx")

@@ -328,7 +328,7 @@ def test_predictor_scores_an_openvino_export_without_torch(tiny_model_dir, tmp_p
     from toxdistill.inference.predict import Predictor
 
     folder = tmp_path / "tiny-openvino-int8"
-    assert main(["export", str(tiny_model_dir), "--engine", "openvino", "--precision", "int8", "-o", str(folder)]) == 0
+    assert main(["export", str(tiny_model_dir), "--target", "openvino-int8", "-o", str(folder)]) == 0
     got = _score_without_torch(folder, tmp_path, "openvino")
     assert got["backend"] == "openvino"
     ref, cut = Predictor.load(folder).logits(TEXTS, 4)

@@ -7,13 +7,14 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from toxdistill.errors import ToxdistillError
 from toxdistill.files import BASELINE, BERT_LORA_TARGETS, PACKAGED_MINILM, PERTURBATIONS, TEACHER
+from toxdistill.targets import check_frontier_target
 
 DAVIDSON_SHA256 = "fcb8bc7c68120ae4af04a5b9acd58585513ede11e1548ebf36a5c2040b6f6281"
 
@@ -372,8 +373,8 @@ class SelectConfig(_Strict):
     run's frontier bench. With it, the two tolerances are not used."""
 
 
-FrontierEngine = Literal["auto", "onnx-int8", "openvino-int8"]
-FRONTIER_ENGINES: tuple[str, ...] = get_args(FrontierEngine)  # the CLI's --engine choices, from the one list
+# "auto" or a target string (toxdistill.targets), kept in its canonical form.
+FrontierTarget = Annotated[str, AfterValidator(check_frontier_target)]
 
 
 class FrontierConfig(_Strict):
@@ -382,11 +383,22 @@ class FrontierConfig(_Strict):
 
     enabled: bool = True
     """Export and bench every model, draw the frontier and write RUN/best/. Off: the report has no frontier."""
-    engine: FrontierEngine = "onnx-int8"
-    """The int8 export each candidate is benched in: onnx-int8 (ONNX Runtime dynamic int8, no extra needed) or
-    openvino-int8 (NNCF static int8, the openvino extra), or auto (export --auto's choice per model)."""
+    target: FrontierTarget = "onnx-int8"
+    """The export each candidate is benched in (an export target such as onnx-int8, ONNX Runtime's dynamic int8 with no
+    extra needed, or openvino-int8, NNCF's static int8 with the openvino extra), or auto (export --auto's choice per
+    model). onnx-int8 by default: it needs no extra, so the frontier runs on every install that can export."""
+
     limit: int | None = Field(default=None, gt=0)
     """Bench on this many test texts (random, seeded). null: the whole test split."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older_key(cls, data):
+        # Run folders written before the key was named target saved it as engine, with the same values; their
+        # config.yaml must still load for 'toxdistill frontier RUN'.
+        if isinstance(data, dict) and "engine" in data and "target" not in data:
+            data = {("target" if k == "engine" else k): v for k, v in data.items()}
+        return data
 
 
 class Config(_Strict):

@@ -1,21 +1,15 @@
-"""``toxdistill bench``: CPU inference speed of every model × backend of a run, on its test split."""
+"""``toxdistill bench``: CPU inference speed of every model × export target (and torch) of a run, on its test split."""
 
 from __future__ import annotations
 
 import argparse
 
+from toxdistill.benchmark.options import OVERLAP_MODES, QUICK_LIMIT, SPEED_GOAL, BenchOptions
 from toxdistill.cli import options
-from toxdistill.inference.bench_options import (
-    BACKENDS,
-    DEFAULT_BACKENDS,
-    OVERLAP_MODES,
-    QUICK_LIMIT,
-    SPEED_GOAL,
-    BenchOptions,
-)
+from toxdistill.targets import TORCH_ROWS, bench_row_names, default_targets
 
 NAME = "bench"
-HELP = "inference benchmark: throughput, latency and GFLOP/s of every model × backend in a run"
+HELP = "inference benchmark: throughput, latency and GFLOP/s of every model × target in a run"
 DESCRIPTION = """\
 Benchmark every transformer model of RUN_DIR on its test split, in one run on the same texts: torch fp32 naive
 (random order, padded batches), torch fp32 length-sorted, ONNX fp32, ONNX int8, ONNX int8 on a fused graph and
@@ -23,7 +17,7 @@ OpenVINO fp32, bf16 and int8 where the openvino extra is installed (exported int
 the weights are unchanged). Each row shows where its time went (model, tokenization, batching) and its GFLOP/s
 against the peak of its own engine and number format (torch fp32, ONNX Runtime fp32 or int8; OpenVINO against
 the machine's peak per format), measured in the same run over several shapes and thread counts, next to the
-CPU's theoretical peak. Per model, the export backend 'export --auto' would choose (the fastest that passes its
+CPU's theoretical peak. Per model, the export target 'export --auto' would choose (the fastest that passes its
 parity gates) is marked. Prints a table of ratios against the naive teacher, writes bench.json and bench.png
 (macro F1 vs samples/s) into the run.
 """
@@ -34,12 +28,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--models", default=None, metavar="A,B", help="only these models (comma-separated; default: all transformers)"
     )
+    defaults = [*TORCH_ROWS, *(t.name for t in default_targets())]
     p.add_argument(
-        "--backends",
+        "--targets",
         default=None,
         metavar="A,B",
-        help=f"backends to run, from {','.join(BACKENDS)} (default: {','.join(DEFAULT_BACKENDS)}, less OpenVINO's "
-        "where it is not installed and openvino-bf16 where the CPU has no bf16)",
+        help=f"the torch rows and export targets to run, from {','.join(bench_row_names())} (default: "
+        f"{','.join(defaults)}, less the targets whose engine is not installed and bf16 where the CPU has none)",
     )
     p.add_argument(
         "--speed-goal",
@@ -80,12 +75,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(a: argparse.Namespace) -> int:
-    from toxdistill.inference.bench import run_bench  # heavy: scikit-learn, pandas and the export code
+    from toxdistill.benchmark.bench import run_bench  # heavy: scikit-learn, pandas and the export code
 
     options.at_least(a, limit=1, threads=1, batch_size=1, latency_n=1, speed_goal=0, repeats=1)
     limit = a.limit if a.limit is not None else (QUICK_LIMIT if a.quick else None)
     opts = BenchOptions(
-        backends=tuple(b.strip() for b in a.backends.split(",") if b.strip()) if a.backends is not None else None,
+        targets=tuple(b.strip() for b in a.targets.split(",") if b.strip()) if a.targets is not None else None,
         limit=limit,
         plot=not a.no_plot,
         quick_peaks=a.quick,

@@ -1,4 +1,4 @@
-"""``toxdistill frontier RUN_DIR``: the compression frontier of a finished run, made again (other engine, texts
+"""``toxdistill frontier RUN_DIR``: the compression frontier of a finished run, made again (other target, texts
 or selection rule): frontier.json, frontier.png and the report's section."""
 
 from __future__ import annotations
@@ -7,19 +7,21 @@ import argparse
 from pathlib import Path
 
 from toxdistill.cli import options
-from toxdistill.config import FRONTIER_ENGINES, SelectConfig, load_config
+from toxdistill.config import SelectConfig, load_config
 from toxdistill.console import stderr_say
 from toxdistill.errors import ToxdistillError
+from toxdistill.targets import frontier_choices
 
 NAME = "frontier"
-HELP = "the compression frontier: every model exported to int8 and benched, the Pareto set and the best model"
+HELP = "the compression frontier: every model exported and benched, the Pareto set and the best model"
 DESCRIPTION = """\
-Export every transformer model of RUN_DIR to int8 (reusing current exports in RUN_DIR/export/), bench them in
+Export every transformer model of RUN_DIR for one target (default: the run's frontier.target; reusing current
+exports in RUN_DIR/export/), bench them in
 one call on the same test texts on this machine beside the naive teacher (torch fp32), score each export on
 validation and test, and choose the best model on validation: the fastest within the tolerances of the teacher
 (default: the run's select block), or with --min-samples-per-s the best macro F1 at that speed. Says whether
 the choice holds on test. Writes RUN_DIR/frontier.json and frontier.png and rewrites the report's "Compression
-frontier" section. Measurements made for the same models, engine, texts and CPU are kept unless --remeasure.
+frontier" section. Measurements made for the same models, target, texts and CPU are kept unless --remeasure.
 """
 EPILOG = """\
 examples: toxdistill frontier runs/davidson-minilm --max-drop-f1-weighted 0.005 --max-drop-f1-macro none
@@ -31,10 +33,12 @@ TOLERANCES = ("max_drop_f1_weighted", "max_drop_f1_macro")
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder, e.g. runs/davidson-minilm")
     p.add_argument(
-        "--engine",
-        choices=FRONTIER_ENGINES,
+        "--target",
+        choices=frontier_choices(),
+        metavar="TARGET",
         default=None,
-        help="the int8 export to bench (default: the run's frontier.engine)",
+        help=f"the export target to bench, from {', '.join(frontier_choices())} (auto: export --auto's choice per "
+        "model; default: the run's frontier.target)",
     )
     p.add_argument(
         "--limit", type=int, default=None, metavar="N", help="bench on N test texts (default: the run's frontier.limit)"
@@ -96,7 +100,7 @@ def main(a: argparse.Namespace) -> int:
         )
     cfg = load_config(run / CONFIG_FILE)
     frontier_cfg = cfg.frontier.model_copy(
-        update={k: v for k, v in (("engine", a.engine), ("limit", a.limit)) if v is not None}
+        update={k: v for k, v in (("target", a.target), ("limit", a.limit)) if v is not None}
     )
     select_cfg = SelectConfig.model_validate({**cfg.select.model_dump(), **given})
     updates = {"frontier": frontier_cfg, "select": select_cfg}

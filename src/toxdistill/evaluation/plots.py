@@ -14,6 +14,7 @@ import numpy as np
 from toxdistill.evaluation.frontier import PARETO_METRICS, pareto_front
 from toxdistill.evaluation.metrics import ece, reliability_bins
 from toxdistill.evaluation.robustness import drop_matrix
+from toxdistill.targets import Target, bench_row_names
 
 
 def reliability_diagram(
@@ -130,18 +131,24 @@ def plot_robustness(result: dict, path: str | Path) -> Path:
     return path
 
 
-# One colour per backend in the plot (the fused rows included: a point the legend does not name is unreadable).
-BACKEND_COLORS = {
-    "torch-naive": "#999999",
-    "torch-sorted": "#1f77b4",
-    "onnx-fp32": "#2ca02c",
-    "onnx-int8": "#d62728",
-    "onnx-fp32-fused": "#9467bd",
-    "onnx-int8-fused": "#ff7f0e",
-    "openvino-fp32": "#17becf",
-    "openvino-bf16": "#8c564b",
-    "openvino-int8": "#e377c2",
+# One colour per bench row in the plot (the fused targets included: a point the legend does not name is
+# unreadable): the torch rows by name, the export targets by target.
+TORCH_COLORS = {"torch-naive": "#999999", "torch-sorted": "#1f77b4"}
+TARGET_COLORS = {
+    Target("onnx", "fp32"): "#2ca02c",
+    Target("onnx", "int8"): "#d62728",
+    Target("onnx", "fp32", fused=True): "#9467bd",
+    Target("onnx", "int8", fused=True): "#ff7f0e",
+    Target("openvino", "fp32"): "#17becf",
+    Target("openvino", "bf16"): "#8c564b",
+    Target("openvino", "int8"): "#e377c2",
 }
+
+
+def row_colors() -> dict[str, str]:
+    """Each bench row's colour, by its name, in the order the bench lists them (``bench_row_names``)."""
+    by_name = {**TORCH_COLORS, **{t.name: c for t, c in TARGET_COLORS.items()}}
+    return {n: by_name[n] for n in bench_row_names() if n in by_name}
 
 
 def plot_bench(result: dict, path: Path) -> Path:
@@ -151,6 +158,7 @@ def plot_bench(result: dict, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     markers = "os^vD<>pPhX*"
+    colors = row_colors()
     models = list(dict.fromkeys(r["model"] for r in result["rows"]))
     fig, ax = plt.subplots(figsize=(9, 5.5))
     for r in result["rows"]:
@@ -159,7 +167,7 @@ def plot_bench(result: dict, path: Path) -> Path:
         ax.scatter(
             r["samples_per_s"],
             r["f1_macro"],
-            color=BACKEND_COLORS.get(r["backend"], "black"),
+            color=colors.get(r["backend"], "black"),
             marker=markers[models.index(r["model"]) % len(markers)],
             s=60,
             edgecolor="black",
@@ -174,11 +182,9 @@ def plot_bench(result: dict, path: Path) -> Path:
     ax.grid(True, which="both", alpha=0.3)
     from matplotlib.lines import Line2D
 
-    # Only the backends this bench ran: a legend entry with no point is noise.
+    # Only the rows this bench ran: a legend entry with no point is noise.
     benched = {r["backend"] for r in result["rows"]}
-    handles = [
-        Line2D([], [], color=c, marker="o", linestyle="", label=b) for b, c in BACKEND_COLORS.items() if b in benched
-    ]
+    handles = [Line2D([], [], color=c, marker="o", linestyle="", label=b) for b, c in colors.items() if b in benched]
     handles += [
         Line2D([], [], color="black", marker=markers[i % len(markers)], linestyle="", markerfacecolor="white", label=m)
         for i, m in enumerate(models)

@@ -33,6 +33,7 @@ from toxdistill.files import (
     TEST_LOGITS,
 )
 from toxdistill.runs import SELECTION_FILE
+from toxdistill.targets import TORCH_ROWS, Target
 
 # The reference work's results (accuracy, weighted F1); it reports neither macro nor hate F1.
 REFERENCE = [("even (6 of 12 layers)", 0.915, 0.912), ("odd (6 of 12 layers)", 0.913, 0.910), ("LoRA", 0.843, 0.812)]
@@ -133,7 +134,7 @@ def speed(run: Path, goal: float) -> list[str]:
 
 
 # The backends the study's speed table shows, in order: the naive teacher's own path first.
-SPEED_BACKENDS = ("torch-naive", "torch-sorted", "onnx-fp32", "onnx-int8")
+SPEED_BACKENDS = (*TORCH_ROWS, Target("onnx", "fp32").name, Target("onnx", "int8").name)
 
 
 def target_order(names: list[str]) -> list[str]:

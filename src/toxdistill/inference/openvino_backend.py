@@ -1,7 +1,7 @@
 """OpenVINO, the second CPU engine beside ONNX Runtime (the extra ``openvino``).
 
 It runs the fp32 ONNX export, or the OpenVINO IR (``model.xml`` + ``model.bin``) that ``toxdistill export
---engine openvino`` writes, at one of three precisions:
+--target openvino-<precision>`` writes, at one of three precisions:
 
 * ``fp32``: ``INFERENCE_PRECISION_HINT=f32``. Set on purpose: on a CPU with bf16 (AVX512_BF16, AMX) OpenVINO
   runs an fp32 graph in bf16 unless told otherwise.
@@ -26,13 +26,13 @@ import numpy as np
 
 from toxdistill.console import Say
 from toxdistill.errors import ToxdistillError
+from toxdistill.targets import ENGINES
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "bf16", "int8")
-ENGINES = ("onnxruntime", "openvino")  # what an export is made for: ONNX Runtime's graph, or OpenVINO's IR
-INSTALL = "pip install 'toxdistill[openvino]'"
-IR_FILE = "model.xml"  # its weights are model.bin beside it, as openvino.save_model writes them
+OPENVINO = ENGINES["openvino"]
+INSTALL = OPENVINO.install
+IR_FILE = OPENVINO.files["fp32"]  # its weights are model.bin beside it, as openvino.save_model writes them
 _HINTS = {"fp32": "f32", "bf16": "bf16"}  # int8: no hint, the engine's default for the float ops
 
 
@@ -64,8 +64,8 @@ def cpu_has_bf16(core: Any | None = None) -> bool:
 
 
 def check_precision(precision: str) -> None:
-    if precision not in PRECISIONS:
-        raise ToxdistillError(f"unknown OpenVINO precision {precision!r}", f"use {', '.join(PRECISIONS)}")
+    if precision not in OPENVINO.precisions:
+        raise ToxdistillError(f"unknown OpenVINO precision {precision!r}", f"use {', '.join(OPENVINO.precisions)}")
 
 
 def runnable_precision(precision: str, core: Any | None = None, say: Say = _warn) -> str:

@@ -32,6 +32,7 @@ from toxdistill.inference.openvino_backend import OpenVinoBackend, find_openvino
 from toxdistill.inference.scoring import score_results
 from toxdistill.inference.tokenizer import TOKENIZER_FILE, JsonTokenizer
 from toxdistill.runs import find_clean_config, is_baseline_folder, read_meta
+from toxdistill.targets import ENGINES, target_of_record
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,8 @@ def find_onnx_file(model_dir: Path, meta: dict | None = None) -> Path | None:
 
 
 PHASES = ("tokenize", "batching", "model", "other", "total")
-BACKEND_NAMES = ("auto", "torch", "onnx", "openvino")
+# auto: the engine an export's record names; torch: the model folder itself; else an engine of the registry.
+BACKEND_NAMES = ("auto", "torch", *ENGINES)
 # Long inputs are tokenized this many batches at a time (1,024 texts at batch 64): the first chunk is all the
 # tokenizing that nothing can hide.
 PIPELINE_BATCHES = 16
@@ -154,11 +156,9 @@ def time_shares(timings: dict[str, float]) -> dict[str, float]:
 
 
 def engine_of(meta: dict) -> str | None:
-    """The backend an export's record names: ``openvino`` for an OpenVINO export, ``onnx`` for ONNX Runtime's."""
+    """The backend an export's record names (its target's engine): ``openvino``, ``onnx`` for ONNX Runtime's."""
     rec = meta.get("export") or {}
-    if not rec:
-        return None
-    return "openvino" if rec.get("engine") == "openvino" else "onnx"
+    return target_of_record(rec).engine if rec else None
 
 
 class Predictor:
@@ -219,7 +219,7 @@ class Predictor:
                 f"model folder not found: {model_dir}", "give a folder written by toxdistill or save_pretrained"
             )
         if backend not in BACKEND_NAMES:
-            raise ToxdistillError(f"unknown backend {backend!r}", "use auto, torch, onnx or openvino")
+            raise ToxdistillError(f"unknown backend {backend!r}", f"use {', '.join(BACKEND_NAMES)}")
         meta = read_meta(model_dir)
         onnx_file = find_onnx_file(model_dir, meta)
         if backend == "auto":
@@ -376,10 +376,11 @@ def _export_backend(
     graph = find_openvino_file(model_dir, meta) or onnx_file
     if graph is None:
         raise ToxdistillError(
-            f"{model_dir} has no OpenVINO IR or .onnx file", "run 'toxdistill export --engine openvino' first"
+            f"{model_dir} has no OpenVINO IR or .onnx file", "run 'toxdistill export --target openvino-fp32' first"
         )
     rec = meta.get("export") or {}
-    own = rec.get("precision") if rec.get("engine") == "openvino" else None
+    made_for = target_of_record(rec) if rec else None
+    own = made_for.precision if made_for is not None and made_for.engine == "openvino" else None
     return OpenVinoBackend(graph, precision or own or "fp32", threads)
 
 

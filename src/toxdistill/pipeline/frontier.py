@@ -2,12 +2,12 @@
 same texts, on this machine, with the naive teacher beside them; each export scored on validation and test;
 the Pareto set and the winner (``evaluation/frontier.py``); ``RUN/frontier.json`` and ``RUN/frontier.png``.
 
-The measuring is the bench's own (``inference/bench.py``: ``bench_model`` exports through ``ensure_export``, which
+The measuring is the bench's own (``benchmark/bench.py``: ``bench_model`` exports through ``ensure_export``, which
 reuses an export in ``RUN/export/`` while the weights are unchanged, then times it with ``measure_row``), so the
 numbers here and those of ``toxdistill bench`` mean the same. ``toxdistill run`` calls this after the checks and
 before the report; ``toxdistill frontier RUN`` makes it again for a finished run.
 
-A frontier measured for the same models (weights), engine, texts, threads and CPU is not measured again: its
+A frontier measured for the same models (weights), target, texts, threads and CPU is not measured again: its
 rows are kept and only the selection is made afresh, so a resumed run spends no time here (``remeasure``
 benches anyway).
 """
@@ -26,6 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from toxdistill.benchmark.auto import AUTO_SUFFIX, auto_export, missing_module
+from toxdistill.benchmark.bench import BenchSample, bench_model, bench_sample, load_bench_model
+from toxdistill.benchmark.options import BenchOptions
 from toxdistill.config import Config
 from toxdistill.console import Say, quiet
 from toxdistill.data.split import Split, TextSet, load_run_split
@@ -33,18 +36,16 @@ from toxdistill.errors import ToxdistillError
 from toxdistill.evaluation.frontier import pareto, select
 from toxdistill.evaluation.metrics import classification_metrics, hate_f1, val_headline
 from toxdistill.evaluation.plots import plot_frontier
+from toxdistill.export.folder import weights_fingerprint
+from toxdistill.export.naming import default_output, output_named
 from toxdistill.files import FRONTIER_FILE, FRONTIER_PLOT, MODELS_DIR, TEACHER, VAL_LOGITS
-from toxdistill.inference.bench import BenchSample, bench_model, bench_sample, load_bench_model
-from toxdistill.inference.bench_options import BenchOptions
-from toxdistill.inference.engines import AUTO_SUFFIX, auto_export, backend_output, export_kind
-from toxdistill.inference.export import output_named, weights_fingerprint
-from toxdistill.inference.openvino_backend import INSTALL, openvino_installed
+from toxdistill.inference.cpu import cpu_name
 from toxdistill.inference.predict import Predictor
-from toxdistill.inference.timing import cpu_name
 from toxdistill.io import atomic_write_json
 from toxdistill.pipeline.best import write_best
 from toxdistill.pipeline.context import RunContext
 from toxdistill.runs import find_models, read_meta
+from toxdistill.targets import AUTO, ONNX_INSTALL, Target, parse_target
 
 # What the bench measured, kept as it is when the frontier is made again for the same inputs.
 MEASURED = ("cpu", "threads", "texts", "naive_teacher_samples_per_s", "batch_size", "repeats", "latency_n", "rows")
@@ -52,24 +53,26 @@ MEASURED = ("cpu", "threads", "texts", "naive_teacher_samples_per_s", "batch_siz
 _ROLE_TO_STAGE_KIND = {"student": "distill", "lora": "lora", "finetune": "finetune", "teacher": "teacher"}
 
 
-def missing_engine(engine: str) -> ToxdistillError | None:
-    """Why ``engine`` cannot run here (with the install line as its fix), or None when it can."""
-    if importlib.util.find_spec("onnxruntime") is None:  # every engine starts from the ONNX fp32 graph
-        return ToxdistillError(
-            "the frontier's exports need onnxruntime, not installed", "pip install 'toxdistill[onnx]'"
-        )
-    if engine == "openvino-int8" and not (openvino_installed() and importlib.util.find_spec("nncf") is not None):
-        return ToxdistillError("frontier.engine openvino-int8 needs OpenVINO and NNCF, not installed", INSTALL)
+def missing_target(target: str) -> ToxdistillError | None:
+    """Why ``target`` (or ``auto``) cannot run here (with the install line as its fix), or None when it can."""
+    if importlib.util.find_spec("onnxruntime") is None:  # every target starts from the ONNX fp32 graph
+        return ToxdistillError("the frontier's exports need onnxruntime, not installed", ONNX_INSTALL)
+    if target == AUTO:
+        return None  # export --auto leaves out what is not installed, with a note
+    t = parse_target(target)
+    missing = missing_module(t)
+    if missing is not None:
+        return ToxdistillError(f"frontier.target {t} needs {missing}, not installed", t.spec.install)
     return None
 
 
 def frontier_step(ctx: RunContext, say: Say = quiet) -> dict | None:
     """``toxdistill run``'s step, after the checks and before the report: the frontier when ``frontier.enabled``,
-    with its own wall-time row. An engine this install lacks skips it with a note: the trained models stand."""
+    with its own wall-time row. A target this install lacks skips it with a note: the trained models stand."""
     cfg = ctx.cfg
     if not cfg.frontier.enabled:
         return None
-    why = missing_engine(cfg.frontier.engine)
+    why = missing_target(cfg.frontier.target)
     if why:
         say(f"frontier: skipped, {why}")
         return None
@@ -104,7 +107,7 @@ def run_frontier(
     if not (run_dir / MODELS_DIR).is_dir():
         raise ToxdistillError(f"{run_dir} has no {MODELS_DIR}/ folder", "give a run folder written by 'toxdistill run'")
     models = find_models(run_dir, transformers_only=True)
-    missing = missing_engine(cfg.frontier.engine)
+    missing = missing_target(cfg.frontier.target)
     if missing:
         raise missing
     teacher_name = next((n for n, d in models.items() if read_meta(d).get("kind") == "teacher"), None)
@@ -130,7 +133,7 @@ def run_frontier(
         r["pareto"] = any(r["model"] in names for names in front.values())
     frontier: dict[str, Any] = {
         **measured,
-        "engine": cfg.frontier.engine,
+        "engine": cfg.frontier.target,  # the key frontier.json has always had (the report reads it)
         "created": previous.get("created") if reused else time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "key": key,
         "focus_class": focus or split.val.label_names[0],
@@ -156,10 +159,10 @@ def _read(path: Path) -> dict:
 
 
 def _measurement_key(models: dict[str, Path], cfg: Config, sample: BenchSample) -> str:
-    """Everything the measured rows depend on: the models' weights, the engine, the texts, threads and CPU."""
+    """Everything the measured rows depend on: the models' weights, the target, the texts, threads and CPU."""
     parts = {
         "models": {n: weights_fingerprint(d) for n, d in models.items()},
-        "engine": cfg.frontier.engine,
+        "engine": cfg.frontier.target,  # keyed as before, so frontiers measured earlier are recognised
         "texts": hashlib.sha256("\x1e".join(sample.texts).encode("utf-8", "surrogatepass")).hexdigest(),
         "threads": sample.threads,
         "cpu": cpu_name(),
@@ -177,12 +180,12 @@ def _measure(
     opts: BenchOptions,
     say: Say,
 ) -> dict:
-    """One bench over every model in its engine's export (the teacher also in torch-naive, the reference), then
+    """One bench over every model in its target's export (the teacher also in torch-naive, the reference), then
     each export's validation and test scores."""
     test = split.test
     parity = TextSet(list(test.texts), np.asarray(test.labels), f"test split of {run_dir}", list(test.label_names))
     say(
-        f"frontier: {len(models)} model(s) in {cfg.frontier.engine} on {len(sample.texts)} test texts, "
+        f"frontier: {len(models)} model(s) in {cfg.frontier.target} on {len(sample.texts)} test texts, "
         f"{sample.threads} thread(s), {cpu_name()}"
     )
     stages = {st.name: st for st in cfg.stages}
@@ -196,11 +199,11 @@ def _measure(
             say(f"frontier: [{name}] {msg}")
 
         try:
-            backend = _engine_backend(folder, cfg.frontier.engine, opts, tagged)
+            target = _target_of(folder, cfg.frontier.target, opts, tagged)
             model = load_bench_model(name, folder, sample.texts, opts.threads)
-            wanted = ("torch-naive", backend) if name == teacher_name else (backend,)
+            wanted = ("torch-naive", target.name) if name == teacher_name else (target.name,)
             tagged(f"benching {', '.join(wanted)}")
-            bench_rows = bench_model(model, sample, parity, dataclasses.replace(opts, backends=wanted), tagged)
+            bench_rows = bench_model(model, sample, parity, dataclasses.replace(opts, targets=wanted), tagged)
         except ToxdistillError as e:
             if name == teacher_name:
                 raise
@@ -209,27 +212,11 @@ def _measure(
         by_backend = {r["backend"]: r for r in bench_rows}
         if name == teacher_name:
             naive = by_backend["torch-naive"]["samples_per_s"]
-        export_dir = backend_output(folder, backend)
-        scores = _export_scores(export_dir, backend, split, sample.threads, opts.batch_size, cfg.data.focus_class)
-        r = by_backend[backend]
+        export_dir = default_output(folder, target)
+        scores = _export_scores(export_dir, target, split, sample.threads, opts.batch_size, cfg.data.focus_class)
         kind, reference = _kind(name, model.meta, stages.get(name))
-        rows.append(
-            {
-                "model": name,
-                "kind": kind,
-                "reference": reference,
-                "layers": r["layers"],
-                "params": r["params"],
-                "export_dir": os.path.relpath(export_dir, run_dir),
-                "backend": backend,
-                "samples_per_s": r["samples_per_s"],
-                "p50_ms": r["latency_p50_ms"],
-                "p95_ms": r["latency_p95_ms"],
-                "size_mb": r["size_mb"],
-                "parity_passed": bool(r.get("gate_ok")),
-                **scores,
-            }
-        )
+        row = by_backend[target.name]
+        rows.append(_frontier_row(name, kind, reference, row, os.path.relpath(export_dir, run_dir), scores))
         del model
         gc.collect()
     assert naive is not None  # the teacher is benched first, in torch-naive too
@@ -247,19 +234,38 @@ def _measure(
     }
 
 
-def _engine_backend(folder: Path, engine: str, opts: BenchOptions, say: Say) -> str:
-    """The bench backend a model is measured in: the configured engine, or for ``auto`` the one ``export --auto``
-    chose for these weights on this CPU (its choice reused while both are the same, else made now)."""
-    if engine != "auto":
-        return engine
+def _frontier_row(name: str, kind: str, reference: bool, r: dict, export_dir: str, scores: dict) -> dict:
+    """A frontier row: the model, its bench row's speed and size, its export's parity and scores."""
+    return {
+        "model": name,
+        "kind": kind,
+        "reference": reference,
+        "layers": r["layers"],
+        "params": r["params"],
+        "export_dir": export_dir,
+        "backend": r["backend"],
+        "samples_per_s": r["samples_per_s"],
+        "p50_ms": r["latency_p50_ms"],
+        "p95_ms": r["latency_p95_ms"],
+        "size_mb": r["size_mb"],
+        "parity_passed": bool(r.get("gate_ok")),
+        **scores,
+    }
+
+
+def _target_of(folder: Path, choice: str, opts: BenchOptions, say: Say) -> Target:
+    """The target a model is measured in: the configured one, or for ``auto`` the one ``export --auto`` chose
+    for these weights on this CPU (its choice reused while both are the same, else made now)."""
+    if choice != AUTO:
+        return parse_target(choice)
     auto = output_named(folder, AUTO_SUFFIX)
     rec = read_meta(auto).get("export") or {}
-    choice = rec.get("auto") or {}
-    if choice.get("cpu") == cpu_name() and rec.get("source_sha256") == weights_fingerprint(folder):
-        say(f"export --auto chose {choice['chosen']} on this CPU before; reusing that choice")
-        return str(choice["chosen"])
+    before = rec.get("auto") or {}
+    if before.get("cpu") == cpu_name() and rec.get("source_sha256") == weights_fingerprint(folder):
+        say(f"export --auto chose {before['chosen']} on this CPU before; reusing that choice")
+        return parse_target(before["chosen"])
     auto_export(folder, auto, data=opts.data, threads=opts.threads, batch_size=opts.batch_size, say=say)
-    return str(read_meta(auto)["export"]["auto"]["chosen"])
+    return parse_target(read_meta(auto)["export"]["auto"]["chosen"])
 
 
 def _kind(name: str, meta: dict, stage) -> tuple[str, bool]:
@@ -282,10 +288,10 @@ def _headline(m: dict, focus: str | None) -> dict:
 
 
 def _export_scores(
-    export_dir: Path, backend: str, split: Split, threads: int, batch_size: int, focus: str | None
+    export_dir: Path, target: Target, split: Split, threads: int, batch_size: int, focus: str | None
 ) -> dict[str, dict]:
     """The exported model's own argmax scores on validation and on the whole test split."""
-    pred = Predictor.load(export_dir, backend=export_kind(backend).predictor_backend, threads=threads)
+    pred = Predictor.load(export_dir, backend=target.engine, threads=threads)
     out = {}
     for part, ds in (("val", split.val), ("test", split.test)):
         logits, _ = pred.logits(ds.texts, batch_size)

@@ -18,7 +18,7 @@ import yaml
 from toxdistill.data.dataset import CLEAN_STEPS
 from toxdistill.evaluation.tables import fmt
 from toxdistill.files import PACKAGED_MINILM, PACKAGED_MPNET
-from toxdistill.inference.export import gate_block
+from toxdistill.inference.export_record import gate_block
 
 # Teacher checkpoints whose licence and Hub id are known: (licence, base_model).
 KNOWN_CHECKPOINTS = {

@@ -29,7 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from toxdistill.inference.export import quantize_int8
+from toxdistill.export.quantize import quantize_int8
+from toxdistill.targets import TORCH_ROWS, parse_target
 
 # (M, K, N): squares, then a batch of 64 tweets × 64 tokens through MiniLM's (384) and base-size (768)
 # projections and feed-forward layers: the shapes the models themselves multiply.
@@ -210,16 +211,18 @@ def machine_peaks(threads: int, onnx: bool = True, shapes=SHAPES, reps: int = 3,
     return out
 
 
-def peak_engine(backend: str) -> str:
-    """The engine and number format a bench backend runs on, as keyed in ``machine_peaks``; for OpenVINO,
-    the machine's peak for its number format (see the module's docstring)."""
-    if backend == "openvino-bf16":
-        return "torch-bf16"
-    if "int8" in backend:
-        return "ort-int8"
-    return "ort-fp32" if backend.startswith(("onnx", "openvino")) else "torch-fp32"
+# The measured peak per number format that bounds an export target's rows (see the module's docstring).
+PEAK_BY_PRECISION = {"fp32": "ort-fp32", "int8": "ort-int8", "bf16": "torch-bf16"}
 
 
-def peak_for(backend: str, peaks: dict) -> float | None:
-    """The measured peak that bounds a bench backend: its own engine and number format."""
-    return (peaks.get(peak_engine(backend)) or {}).get("gflops")
+def peak_engine(row: str) -> str:
+    """The engine and number format a bench row runs on, as keyed in ``machine_peaks``: torch's fp32 for the
+    torch rows, else the machine's peak for the target's number format."""
+    if row in TORCH_ROWS:
+        return "torch-fp32"
+    return PEAK_BY_PRECISION[parse_target(row).precision]
+
+
+def peak_for(row: str, peaks: dict) -> float | None:
+    """The measured peak that bounds a bench row: its own engine and number format."""
+    return (peaks.get(peak_engine(row)) or {}).get("gflops")

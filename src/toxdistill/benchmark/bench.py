@@ -1,6 +1,6 @@
-"""Inference benchmark: every transformer model of a run × every CPU backend, on the run's test split.
+"""Inference benchmark: every transformer model of a run × every CPU target, on the run's test split.
 
-Backends, all through the one ``Predictor``:
+Rows, all through the one ``Predictor`` (the torch rows, then export targets, ``toxdistill.targets``):
 
 * ``torch-naive``  — fp32 torch, texts in random order, batches of 64 padded to their longest text
   (what a plain ``model(**tokenizer(batch, padding=True))`` loop does);
@@ -8,16 +8,16 @@ Backends, all through the one ``Predictor``:
 * ``onnx-fp32``    — ONNX Runtime on the fp32 export, sorted batches;
 * ``onnx-int8``    — ONNX Runtime on the int8 export (dynamic quantization), sorted batches;
 * ``onnx-fp32-fused`` / ``onnx-int8-fused`` — the same on graphs fused by ONNX Runtime's transformer
-  optimizer before quantization (``export --fuse``);
+  optimizer before quantization (``export --target onnx-int8-fused``);
 * ``openvino-fp32`` / ``openvino-bf16`` / ``openvino-int8`` — OpenVINO on the same fp32 graph, at fp32, at
-  bf16 (where the CPU has it) and NNCF's static int8 (``export --engine openvino``; the ``openvino`` extra).
+  bf16 (where the CPU has it) and NNCF's static int8 (``export --target openvino-int8``; the ``openvino`` extra).
 
 For each it measures throughput (samples/s over the whole text set, after one warm-up batch), where that
 time went (tokenization, batching, the model, the rest: ``time_shares``; with the tokenizer overlapped,
 ``--overlap both`` measures each row both ways), single-text latency (p50/p95 over N texts, one call each,
 tokenization included), and the achieved GFLOP/s against the peak of the engine and number format it runs
-on, measured in the same run (``inference.peaks``). Exports are made into ``runs/<name>/export/`` and
-reused while the source weights are unchanged. Per model, the export backend that ``export --auto`` would
+on, measured in the same run (``benchmark.peaks``). Exports are made into ``runs/<name>/export/`` and
+reused while the source weights are unchanged. Per model, the export target that ``export --auto`` would
 choose from these rows (the fastest that passes its parity gates) is named in the result and the table.
 """
 
@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import importlib.metadata
+import importlib.util
 import os
 import platform
 import time
@@ -35,29 +36,23 @@ from typing import Any
 
 import numpy as np
 
+from toxdistill.benchmark.auto import choose_fastest, ensure_export, missing_module, runnable
+from toxdistill.benchmark.options import MAX_F1W_DROP, OVERLAP_MODES, P50_GOAL_MS, SPEED_GOAL, BenchOptions
+from toxdistill.benchmark.peaks import QUICK_SHAPES, SHAPES, machine_peaks, peak_engine, peak_for
+from toxdistill.benchmark.timing import throughput
 from toxdistill.console import Say, quiet
 from toxdistill.data.split import TextSet, load_test_texts
 from toxdistill.errors import ToxdistillError
 from toxdistill.evaluation.metrics import classification_metrics
 from toxdistill.evaluation.plots import plot_bench
+from toxdistill.export.folder import graph_files
 from toxdistill.files import BENCH_FILE, MODELS_DIR, TEACHER
-from toxdistill.inference.bench_options import (
-    BACKENDS,
-    DEFAULT_BACKENDS,
-    MAX_F1W_DROP,
-    OVERLAP_MODES,
-    P50_GOAL_MS,
-    SPEED_GOAL,
-    BenchOptions,
-)
-from toxdistill.inference.engines import choose_fastest, ensure_export, export_kind, is_export_backend
-from toxdistill.inference.export import gate_block
-from toxdistill.inference.openvino_backend import INSTALL, cpu_has_bf16, openvino_installed
-from toxdistill.inference.peaks import QUICK_SHAPES, SHAPES, machine_peaks, peak_engine, peak_for
+from toxdistill.inference.cpu import cpu_name
+from toxdistill.inference.export_record import gate_block
 from toxdistill.inference.predict import Predictor, find_onnx_file, pipeline_chunks, time_shares
-from toxdistill.inference.timing import cpu_name, throughput
 from toxdistill.io import atomic_write_json
 from toxdistill.runs import find_models, read_meta, select_models
+from toxdistill.targets import ONNX_INSTALL, TORCH_ROWS, Target, check_bench_rows, default_targets, parse_target
 
 
 # ------------------------------------------------------------------ measurements
@@ -190,18 +185,18 @@ def bench_sample(texts: list[str], labels: np.ndarray | None, opts: BenchOptions
 
 
 def run_bench(run_dir: str | Path, opts: BenchOptions | None = None, say: Say = quiet) -> dict:
-    """Bench every transformer model of ``run_dir`` × ``opts.backends`` on the run's test split; write the
+    """Bench every transformer model of ``run_dir`` × ``opts.targets`` on the run's test split; write the
     result to ``bench.json`` (and ``bench.png``), print the table through ``say`` and return the result."""
 
     opts = opts or BenchOptions()
     run_dir = Path(run_dir)
-    chosen, backends = _check_bench(run_dir, opts, say)
-    opts = dataclasses.replace(opts, backends=backends)
+    chosen, targets = _check_bench(run_dir, opts, say)
+    opts = dataclasses.replace(opts, targets=targets)
     full = load_test_texts(run_dir, opts.data)
     sample = bench_sample(full.texts, full.labels, opts)
     texts, threads = sample.texts, sample.threads
     say(
-        f"bench: {len(chosen)} model(s) × {len(backends)} backend(s) on {len(texts)} texts ({full.source}), {threads} thread(s)"
+        f"bench: {len(chosen)} model(s) × {len(targets)} target(s) on {len(texts)} texts ({full.source}), {threads} thread(s)"
     )
     sample.peaks = _measure_peaks(threads, opts, say)
 
@@ -222,19 +217,20 @@ def run_bench(run_dir: str | Path, opts: BenchOptions | None = None, say: Say = 
     return result
 
 
-def _check_bench(run_dir: Path, opts: BenchOptions, say: Say = quiet) -> tuple[dict[str, Path], tuple[str, ...]]:
-    """The models and backends to bench, once the run folder, the backends and the engines they need check out.
+def export_targets(rows: tuple[str, ...] | list[str]) -> list[Target]:
+    """The export targets among bench rows (all but the torch rows)."""
+    return [parse_target(r) for r in rows if r not in TORCH_ROWS]
 
-    Asked for by name, a backend whose engine is missing is an error; among the defaults it is left out with
-    a note (OpenVINO without its extra, OpenVINO bf16 on a CPU without bf16)."""
+
+def _check_bench(run_dir: Path, opts: BenchOptions, say: Say = quiet) -> tuple[dict[str, Path], tuple[str, ...]]:
+    """The models and rows to bench, once the run folder, the rows and the engines they need check out.
+
+    Asked for by name, a target whose engine is missing is an error; among the defaults it is left out with
+    a note (OpenVINO without its extra, bf16 on a CPU without bf16)."""
     if not run_dir.is_dir():
         raise ToxdistillError(
             f"run folder not found: {run_dir}", "give a folder written by 'toxdistill run', e.g. runs/<name>"
         )
-    backends = tuple(opts.backends) if opts.backends is not None else _default_backends(say)
-    bad = [b for b in backends if b not in BACKENDS]
-    if bad:
-        raise ToxdistillError(f"unknown backend {bad[0]!r}", f"pick from: {', '.join(BACKENDS)}")
     if opts.overlap not in OVERLAP_MODES:
         raise ToxdistillError(f"unknown overlap mode {opts.overlap!r}", f"use {', '.join(OVERLAP_MODES)}")
     if not (run_dir / MODELS_DIR).is_dir():  # a run, not a bare model folder: its split is what is benched
@@ -242,34 +238,30 @@ def _check_bench(run_dir: Path, opts: BenchOptions, say: Say = quiet) -> tuple[d
             f"{run_dir} has no {MODELS_DIR}/ folder",
             "give a run folder written by 'toxdistill run', e.g. runs/<name>",
         )
-    chosen = select_models(find_models(run_dir, transformers_only=True), opts.models)
-    if any(is_export_backend(b) for b in backends):  # an OpenVINO export starts from the ONNX fp32 graph too
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError:
-            raise ToxdistillError(
-                "the onnx backends need onnxruntime, not installed", "pip install 'toxdistill[onnx]'"
-            ) from None
-    if any(b.startswith("openvino") for b in backends) and not openvino_installed():
-        raise ToxdistillError("the openvino backends need OpenVINO, not installed", INSTALL)
-    return chosen, backends
+    rows = rows_to_bench(opts.targets, say)
+    return select_models(find_models(run_dir, transformers_only=True), opts.models), rows
 
 
-def _default_backends(say: Say) -> tuple[str, ...]:
-    out = [b for b in DEFAULT_BACKENDS if not b.startswith("openvino")]
-    if not openvino_installed():
-        say(f"note: OpenVINO is not installed, so its backends are left out ({INSTALL})")
-        return tuple(out)
-    left = [b for b in DEFAULT_BACKENDS if b.startswith("openvino")]
-    if "openvino-bf16" in left and not cpu_has_bf16():
-        say("note: this CPU has no bf16 support that OpenVINO can use: openvino-bf16 left out")
-        left.remove("openvino-bf16")
-    return (*out, *left)
+def rows_to_bench(wanted: tuple[str, ...] | None, say: Say = quiet) -> tuple[str, ...]:
+    """The rows asked for (each checked, and its engine installed), or by default the torch rows and the default
+    targets this machine can run."""
+    rows = check_bench_rows(wanted) if wanted is not None else None
+    # Every export starts from the ONNX fp32 graph, whatever engine it is for.
+    exports = export_targets(rows) if rows is not None else default_targets()
+    if exports and importlib.util.find_spec("onnxruntime") is None:
+        raise ToxdistillError("the export targets need onnxruntime, not installed", ONNX_INSTALL)
+    if rows is None:
+        return (*TORCH_ROWS, *(t.name for t in runnable(default_targets(), say)))
+    for t in export_targets(rows):
+        missing = missing_module(t)
+        if missing is not None:
+            raise ToxdistillError(f"the {t} target needs {missing}, not installed", t.spec.install)
+    return rows
 
 
 def _measure_peaks(threads: int, opts: BenchOptions, say: Say) -> dict:
-    backends = opts.backends or ()
-    bf16 = "openvino-bf16" in backends
+    targets = export_targets(opts.targets or ())
+    bf16 = any(t.precision == "bf16" for t in targets)
     say(
         "measuring the machine's matmul peaks (torch fp32"
         + (", torch bf16" if bf16 else "")
@@ -277,7 +269,7 @@ def _measure_peaks(threads: int, opts: BenchOptions, say: Say) -> dict:
     )
     peaks = machine_peaks(
         threads,
-        onnx=any(is_export_backend(b) for b in backends),
+        onnx=bool(targets),
         shapes=QUICK_SHAPES if opts.quick_peaks else SHAPES,
         reps=1 if opts.quick_peaks else 3,
         bf16=bf16,
@@ -294,41 +286,28 @@ def load_bench_model(name: str, folder: Path, texts: list[str], threads: int | N
     return BenchedModel(name, folder, read_meta(folder), torch_pred, FlopModel.of(torch_pred.backend.model), lengths)
 
 
-# ------------------------------------------------------------------ one model, one row per backend
+# ------------------------------------------------------------------ one model, one row per target
 def bench_model(model: BenchedModel, sample: BenchSample, parity: TextSet, opts: BenchOptions, say: Say) -> list[dict]:
-    """One row per backend of ``opts`` for one model; an export backend exports first (``ensure_export``).
+    """One row per torch row and target of ``opts`` for one model; a target exports first (``ensure_export``).
     The export row ``export --auto`` would choose from these is marked ``auto_choice``."""
-    metrics = model.meta.get("metrics") or {}
 
     def tagged(msg: str) -> None:  # every line about this model names it
         say(f"[{model.name}] {msg}")
 
     rows: list[dict] = []
     ref_logits = None
-    for backend in opts.backends or ():
-        pred, folder = model.torch_pred, model.folder
-        f1: tuple[Any, str] = (metrics.get("f1_macro"), "model metrics")
-        gate: dict | None = None
-        if is_export_backend(backend):
-            kind = export_kind(backend)
-            folder = ensure_export(model.folder, backend, parity, tagged, opts.data, opts.batch_size)
-            pred = Predictor.load(folder, backend=kind.predictor_backend, threads=sample.threads)
-            gate = gate_block(read_meta(folder).get("export") or {})
-            if kind.precision != "fp32" and "f1_macro" in gate:
-                f1 = (gate["f1_macro"], f"{kind.precision} parity check")
-        row, logits = measure_row(model, backend, pred, folder, f1, sample, opts)
-        if gate is not None:
-            row["gate_ok"] = bool(gate.get("ok"))
-        if backend == "torch-sorted" or (backend == "torch-naive" and ref_logits is None):
+    for name in opts.targets or ():
+        row, logits, pred, folder = _bench_one(model, name, sample, parity, opts, tagged)
+        if name == "torch-sorted" or (name == "torch-naive" and ref_logits is None):
             ref_logits = logits
-        if ref_logits is not None and is_export_backend(backend):
+        if ref_logits is not None and name not in TORCH_ROWS:
             row["agreement_with_torch"] = float((ref_logits.argmax(-1) == logits.argmax(-1)).mean())
-        if opts.profile_ops and backend.startswith("onnx"):
+        if opts.profile_ops and name not in TORCH_ROWS and parse_target(name).engine == "onnx":
             onnx_file = find_onnx_file(folder, read_meta(folder))
             if onnx_file is not None:
                 row["op_shares"] = ort_op_shares(onnx_file, pred, sample.texts, opts.batch_size, sample.threads)
                 top = ", ".join(f"{k} {100 * v:.0f}%" for k, v in list(row["op_shares"].items())[:6])
-                tagged(f"{backend} graph time by op: {top}")
+                tagged(f"{name} graph time by op: {top}")
         rows.append(row)
         tagged(_row_line(row))
         if pred is not model.torch_pred:
@@ -338,6 +317,27 @@ def bench_model(model: BenchedModel, sample: BenchSample, parity: TextSet, opts:
         if auto is not None and r["backend"] == auto["backend"]:
             r["auto_choice"] = True
     return rows
+
+
+def _bench_one(
+    model: BenchedModel, name: str, sample: BenchSample, parity: TextSet, opts: BenchOptions, say: Say
+) -> tuple[dict, np.ndarray, Predictor, Path]:
+    """One row: a torch row on the model folder, or a target on its export (made or reused first)."""
+    metrics = model.meta.get("metrics") or {}
+    pred, folder = model.torch_pred, model.folder
+    f1: tuple[Any, str] = (metrics.get("f1_macro"), "model metrics")
+    gate: dict | None = None
+    if name not in TORCH_ROWS:
+        target = parse_target(name)
+        folder = ensure_export(model.folder, target, parity, say, opts.data, opts.batch_size)
+        pred = Predictor.load(folder, backend=target.engine, threads=sample.threads)
+        gate = gate_block(read_meta(folder).get("export") or {})
+        if target.reduced and "f1_macro" in gate:
+            f1 = (gate["f1_macro"], f"{target.precision} parity check")
+    row, logits = measure_row(model, name, pred, folder, f1, sample, opts)
+    if gate is not None:
+        row["gate_ok"] = bool(gate.get("ok"))
+    return row, logits, pred, folder
 
 
 def _row_line(row: dict) -> str:
@@ -367,8 +367,8 @@ def measure_row(
     sample: BenchSample,
     opts: BenchOptions,
 ) -> tuple[dict[str, Any], np.ndarray]:
-    """One model × backend: throughput (the fastest of ``opts.repeats`` passes), single-text latency, GFLOP/s
-    against the peak of the backend's engine, where the time went, and quality on the bench texts.
+    """One model × row (torch or target): throughput (the fastest of ``opts.repeats`` passes), single-text
+    latency, GFLOP/s against the peak of the row's engine, where the time went, and quality on the bench texts.
     ``f1`` is the macro F1 to show and where it comes from; returns the row and the logits.
 
     With ``opts.overlap == "both"`` the throughput is measured with the tokenizer overlapped and again without
@@ -377,12 +377,7 @@ def measure_row(
     pred.overlap = opts.overlap != "off"
     sps, logits, elapsed, rates = throughput(pred, sample.texts, opts.batch_size, sort, opts.repeats)
     shares, hidden = time_shares(pred.timings), pred.tokenize_hidden
-    sequential = None
-    if opts.overlap == "both":
-        pred.overlap = False
-        sps2, _, elapsed2, _ = throughput(pred, sample.texts, opts.batch_size, sort, opts.repeats)
-        sequential = {"samples_per_s": sps2, "seconds": elapsed2, "time_shares": time_shares(pred.timings)}
-        pred.overlap = True
+    sequential = _without_overlap(pred, sample.texts, sort, opts) if opts.overlap == "both" else None
     p50, p95 = latency_ms(pred, sample.latency_texts)
     fm = model.flops
     useful = fm.flops(model.lengths)
@@ -416,7 +411,7 @@ def measure_row(
     }
     if sequential is not None:
         row["sequential"] = sequential
-    if backend.startswith("openvino"):
+    if hasattr(pred.backend, "precision"):  # an engine that may run another precision than asked (OpenVINO bf16)
         row["precision_run"] = pred.backend.precision
     if sample.labels is not None:
         m = classification_metrics(sample.labels, logits.argmax(-1), model.torch_pred.label_names)
@@ -424,11 +419,20 @@ def measure_row(
     return row, logits
 
 
-def _peak_backend(backend: str, pred: Predictor) -> str:
-    """The backend whose peak bounds this row: a bf16 row that ran in fp32 (no bf16 here) is an fp32 row."""
-    if backend == "openvino-bf16" and getattr(pred.backend, "precision", "bf16") != "bf16":
-        return "openvino-fp32"
-    return backend
+def _without_overlap(pred: Predictor, texts: list[str], sort: bool, opts: BenchOptions) -> dict[str, Any]:
+    """The same throughput measured with the tokenizer not overlapped: ``row["sequential"]``."""
+    pred.overlap = False
+    sps, _, elapsed, _ = throughput(pred, texts, opts.batch_size, sort, opts.repeats)
+    pred.overlap = True
+    return {"samples_per_s": sps, "seconds": elapsed, "time_shares": time_shares(pred.timings)}
+
+
+def _peak_backend(row: str, pred: Predictor) -> str:
+    """The row whose peak bounds this row: a bf16 row that ran in fp32 (no bf16 here) is an fp32 row."""
+    ran_fp32 = getattr(pred.backend, "precision", "bf16") != "bf16"
+    if row not in TORCH_ROWS and parse_target(row).precision == "bf16" and ran_fp32:
+        return parse_target(row).with_precision("fp32").name
+    return row
 
 
 # ------------------------------------------------------------------ the result: bench.json, table, plot
@@ -474,7 +478,7 @@ def bench_result(
         "gflops_computed counts padded tokens (the work done), gflops_useful only real tokens",
         "rows": rows,
         "overlap": opts.overlap,
-        # Per model, the export backend export --auto would keep: the fastest row that passes its parity gates.
+        # Per model, the export target export --auto would keep: the fastest row that passes its parity gates.
         "auto": {
             r["model"]: {
                 "backend": r["backend"],
@@ -507,13 +511,12 @@ def _version(package: str) -> str | None:
         return None
 
 
-def _size_mb(folder: Path, backend: str) -> float:
-    if backend.startswith("openvino"):
-        files = [*folder.glob("*.xml"), *folder.glob("*.bin")]
-    elif backend.startswith("onnx"):
-        files = list(folder.glob("*.onnx"))
-    else:
+def _size_mb(folder: Path, row: str) -> float:
+    """The row's weights on disk: the model folder's safetensors for a torch row, else the export's graph."""
+    if row in TORCH_ROWS:
         files = list(folder.glob("*.safetensors"))
+    else:
+        files = graph_files(folder, parse_target(row).graph_file)
     return sum(f.stat().st_size for f in files) / 2**20
 
 
@@ -623,7 +626,7 @@ def format_table(result: dict) -> str:
     for model, a in (result.get("auto") or {}).items():
         lines.append(
             f"auto (* above): {model} → {a['backend']}, {a['samples_per_s']:.1f} samples/s, the fastest export "
-            "backend that passes its parity gates"
+            "target that passes its parity gates"
         )
     lines += _overlap_lines(result["rows"])
     for key, t in result.get("targets", {}).items():
