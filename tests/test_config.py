@@ -249,12 +249,12 @@ def test_docs_config_md_is_generated_from_the_schema():
 def test_the_default_config_is_the_schema_defaults():
     """Config() is the default run: the packaged YAML sets every key to the schema's default, so that a key left
     out of any config, docs/config.md and the default run agree."""
-    shipped = load_config(DEFAULT_CONFIG).model_dump(mode="json")
+    shipped = load_config(None).model_dump(mode="json")
+    assert shipped == load_config(DEFAULT_CONFIG).model_dump(mode="json")
     defaults = Config().model_dump(mode="json")
     # The frontier block is left out until FrontierConfig's default target is the default config's.
     shipped.pop("frontier"), defaults.pop("frontier")
     assert shipped == defaults
-    assert load_config(None).model_dump() == Config().model_dump()
     assert [es.path for es in Config().eval_sets] == [str(DEFAULT_CONFIG.parent / "functional-suite.csv")]
 
 
@@ -286,7 +286,7 @@ def test_run_without_config_trains_the_same_run_from_any_folder(tmp_path, monkey
         code, cfg, err = _run_config(monkeypatch, capsys, ["--config", str(DEFAULT_CONFIG)])
         assert code == 0 and cfg is not None, err
         assert cfg.eval_sets[0].path == str(DEFAULT_CONFIG.parent / "functional-suite.csv")
-    assert seen[0] == seen[1] == seen[2] == Config().to_yaml()
+    assert seen[0] == seen[1] == seen[2] == load_config(DEFAULT_CONFIG).to_yaml()
 
 
 def test_enable_and_disable_switch_stages_by_name(monkeypatch, capsys):
@@ -297,7 +297,7 @@ def test_enable_and_disable_switch_stages_by_name(monkeypatch, capsys):
     enabled = {s.name: s.enabled for s in cfg.stages}
     assert enabled["even-llrd"] and not enabled["odd"] and not enabled["even"] and not enabled["lora-student"]
     # Switching a stage is not a change of its training: its fingerprint stays.
-    assert cfg.stage_fingerprint("even-llrd") == Config().stage_fingerprint("even-llrd")
+    assert cfg.stage_fingerprint("even-llrd") == load_config(None).stage_fingerprint("even-llrd")
     for argv, needle in (
         (["--enable", "nope"], "--enable nope: no stage of that name — the config's stages: odd, even, even-llrd,"),
         (["--disable", "odd", "--enable", "odd"], "both name stage 'odd'"),
@@ -315,3 +315,9 @@ def test_an_unknown_stage_name_lists_the_known_ones(tmp_path):
         load_config(f, disable=["c"])
     assert e.value.fix == "the config's stages: a, b"
     assert [s.enabled for s in load_config(f, disable=["b"]).stages] == [True, False]
+
+
+def test_set_indexes_the_default_configs_stages_without_a_config():
+    cfg = load_config(None, {"stages.2.enabled": True, "stages.0.train.lr": 3e-4})
+    assert (cfg.stages[2].name, cfg.stages[2].enabled) == ("even-llrd", True)
+    assert cfg.stage_train(cfg.stages[0]).lr == 3e-4 and cfg.stage_train(cfg.stages[0]).perturb == 0.5

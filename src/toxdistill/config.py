@@ -650,9 +650,11 @@ def load_config(
     enable: Sequence[str] = (),
     disable: Sequence[str] = (),
 ) -> Config:
-    """Load a YAML config (None: the default config, ``Config()``), apply dotted overrides, then switch the named
-    stages on (``enable``) or off (``disable``)."""
-    raw = _read_yaml(Path(path)) if path is not None else {}
+    """Load a YAML config (None: the default config shipped in the package), apply dotted overrides, then switch the
+    named stages on (``enable``) or off (``disable``)."""
+    # The default config's file, not Config(): --set can then index its lists (stages.0.train.lr) as in any config.
+    path = DEFAULT_CONFIG if path is None else path
+    raw = _read_yaml(Path(path))
     for key, value in (overrides or {}).items():
         _set_dotted(raw, key, value)
     if enable or disable:
@@ -660,10 +662,8 @@ def load_config(
     try:
         cfg = Config.model_validate(raw)
     except ValidationError as e:
-        source = str(path) if path is not None else "defaults"
-        raise ToxdistillError(_format_validation_error(e, source), "see docs/config.md for the valid keys") from None
-    if path is not None:
-        _resolve_eval_set_paths(cfg, Path(path).parent)
+        raise ToxdistillError(_format_validation_error(e, str(path)), "see docs/config.md for the valid keys") from None
+    _resolve_eval_set_paths(cfg, Path(path).parent)
     return cfg
 
 
