@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from toxdistill.config import CleanConfig, load_config
+from toxdistill.config import CleanConfig, Config, load_config
 from toxdistill.errors import ToxdistillError
 from toxdistill.files import (
     BASELINE_FILES,
@@ -69,6 +69,12 @@ def check_run_format(run_dir: Path, fix: str = RERUN) -> None:
     raise ToxdistillError(f"run folder {run_dir}: {f.name} has no format version this toxdistill knows", fix)
 
 
+def load_run_config(run_dir: Path) -> Config:
+    """A run folder's saved config, once its format is one this toxdistill reads."""
+    check_run_format(run_dir)
+    return load_config(Path(run_dir) / CONFIG_FILE)
+
+
 def run_folder_of(path: Path) -> Path | None:
     """The run folder that ``path`` is or sits in (``RUN``, ``RUN/models``, ``RUN/models/<m>``, ``RUN/export/<m>``),
     or None for a folder outside any run."""
@@ -105,7 +111,7 @@ def find_clean_config(model_dir: Path, meta: dict | None = None) -> CleanConfig 
     model_dir = Path(model_dir).resolve()
     run_cfg = model_dir.parent.parent / CONFIG_FILE
     if model_dir.parent.name in (MODELS_DIR, EXPORT_DIR) and run_cfg.is_file():
-        check_run_format(run_cfg.parent)
+        check_run_format(run_cfg.parent)  # a folder of an unknown format is refused, not read as unclean
         try:
             return load_config(run_cfg).data.clean
         except ToxdistillError:
