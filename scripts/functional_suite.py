@@ -1,4 +1,4 @@
-"""Write configs/functional-suite.csv: toxdistill's own functional tests for hate speech.
+"""Write src/toxdistill/configs/functional-suite.csv: toxdistill's own functional tests for hate speech.
 
 Written from scratch for this project, after the method of functional testing for hate-speech models
 (Röttger et al., ACL 2021: one template per function a model should get right, filled in over identity
@@ -8,7 +8,7 @@ it measures how the models generalise to text nobody trained them for.
 Each row: ``text``, ``label`` (``hateful`` or ``non-hateful``), ``functionality`` (the function the template
 tests), ``target`` (the identity group, or ``none``). Deterministic: the same file every time.
 
-    python scripts/functional_suite.py            # rewrites configs/functional-suite.csv
+    python scripts/functional_suite.py            # rewrites src/toxdistill/configs/functional-suite.csv
     python scripts/functional_suite.py --check    # exit 1 if the committed file differs
 """
 
@@ -20,7 +20,7 @@ import io
 import sys
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parents[1] / "configs" / "functional-suite.csv"
+OUT = Path(__file__).resolve().parents[1] / "src" / "toxdistill" / "configs" / "functional-suite.csv"
 
 # Identity groups as a plural noun phrase, and as the adjective/noun a person would use of themselves.
 GROUPS = {

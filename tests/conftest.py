@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import torch
 
+from toxdistill.runs import write_run_format
+
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -142,6 +144,7 @@ def make_tiny_run(root: Path, tokenizer, names=("teacher", "odd", "even", "lora-
         json.dumps([{"name": r["name"], "kind": r["kind"], **r["metrics"]} for r in results])
     )
     (run / "config.yaml").write_text("name: tiny-run\n")
+    write_run_format(run)
     return run
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from toxdistill.cli import main
+from toxdistill.runs import write_run_format
 
 
 def _run(argv, capsys):
@@ -60,6 +61,7 @@ def test_run_refuses_a_folder_made_with_another_config(files, capsys):
     keep = run_dir / "models" / "teacher" / "toxdistill.json"
     keep.write_text('{"precious": true}')
     (run_dir / "config.fingerprint").write_text("someotherconfig")
+    write_run_format(run_dir)
     code, err = _run(
         [
             "run",
@@ -147,6 +149,7 @@ def test_run_refuses_a_stage_trained_with_other_settings(files, capsys):
     (run_dir / "models" / "odd").mkdir(parents=True)
     meta = run_dir / "models" / "odd" / "toxdistill.json"
     meta.write_text('{"name": "odd", "fingerprint": "from-an-older-lr"}')
+    write_run_format(run_dir)
     code, err = _run(
         [
             "run",
@@ -194,6 +197,7 @@ def test_forcing_a_stage_drops_its_old_seed_repeats(files, monkeypatch):
     )
     for name in ("odd", "even"):
         (run_dir / "seeds" / "seed43" / name).mkdir(parents=True)
+    write_run_format(run_dir)
 
     class Stop(Exception):
         pass

@@ -6,7 +6,7 @@ import yaml
 from pydantic import BaseModel
 
 from toxdistill import config as config_module
-from toxdistill.config import Config, TrainConfig, load_config
+from toxdistill.config import DEFAULT_CONFIG, Config, TrainConfig, load_config
 from toxdistill.config_docs import REGENERATE, config_models, render_config_docs
 from toxdistill.errors import ToxdistillError
 from toxdistill.files import BERT_LORA_TARGETS, CONFIG_FILE, META_FILE, MODELS_DIR
@@ -14,9 +14,9 @@ from toxdistill.files import BERT_LORA_TARGETS, CONFIG_FILE, META_FILE, MODELS_D
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("name", ["davidson-minilm.yaml", "davidson-bert-base.yaml"])
-def test_shipped_configs_load(name):
-    cfg = load_config(REPO / "configs" / name)
+@pytest.mark.parametrize("path", [DEFAULT_CONFIG, REPO / "configs" / "davidson-bert-base.yaml"], ids=lambda p: p.name)
+def test_shipped_configs_load(path):
+    cfg = load_config(path)
     kinds = {s.kind for s in cfg.stages}
     assert {"distill", "lora", "distill-lora"} <= kinds
     assert any(s.train and s.train.layer_lr_decay for s in cfg.stages)  # an llrd row
@@ -48,11 +48,11 @@ def test_bad_configs(tmp_path, yaml_text, msg):
 
 
 def test_overrides_and_fingerprint():
-    a = load_config(REPO / "configs" / "davidson-minilm.yaml")
-    b = load_config(REPO / "configs" / "davidson-minilm.yaml", {"teacher.train.epochs": 1})
+    a = load_config(DEFAULT_CONFIG)
+    b = load_config(DEFAULT_CONFIG, {"teacher.train.epochs": 1})
     assert b.teacher.train.epochs == 1
     assert a.fingerprint() != b.fingerprint()
-    assert a.fingerprint() == load_config(REPO / "configs" / "davidson-minilm.yaml", {"output_dir": "x"}).fingerprint()
+    assert a.fingerprint() == load_config(DEFAULT_CONFIG, {"output_dir": "x"}).fingerprint()
 
 
 # Fingerprints of the shipped offline config, as every release since run folders existed computed them.
@@ -72,7 +72,7 @@ PINNED = {
 # Consistency training (train.perturb) was adopted in three distill stages after those fingerprints were made;
 # the shipped config without it must still give every one of them.
 def _consistency_off() -> dict:
-    raw = yaml.safe_load((REPO / "configs" / "davidson-minilm.yaml").read_text())
+    raw = yaml.safe_load((DEFAULT_CONFIG).read_text())
     for st in raw["stages"]:
         if st.get("train", {}).pop("perturb", None) is not None and not st["train"]:
             del st["train"]
@@ -85,7 +85,7 @@ def _fps(**overrides):
 
 
 def test_adopting_consistency_training_changes_exactly_the_stages_that_use_it():
-    shipped = load_config(REPO / "configs" / "davidson-minilm.yaml")
+    shipped = load_config(DEFAULT_CONFIG)
     fps = {name: shipped.stage_fingerprint(name) for name in PINNED}
     # distill-lora starts from even, and its fingerprint holds its base's.
     assert {n for n in PINNED if fps[n] != PINNED[n]} == {"odd", "even", "even-llrd", "distill-lora"}
@@ -113,7 +113,7 @@ def test_fingerprints_are_stable_and_votes_count_only_where_they_train():
 def test_leaving_out_lora_targets_keeps_old_fingerprints():
     """A config without lora.target_modules means "the family's defaults"; for BERT that is the list the old
     default (and the shipped configs) spelled out, so run folders made from such configs keep their stages."""
-    raw = yaml.safe_load((REPO / "configs" / "davidson-minilm.yaml").read_text())
+    raw = yaml.safe_load((DEFAULT_CONFIG).read_text())
     assert "target_modules" not in raw["lora"] and load_config(None, raw).lora.target_modules is None
     raw["lora"]["target_modules"] = list(BERT_LORA_TARGETS)
     cfg = load_config(None, {**raw, "stages": _consistency_off()["stages"]})
@@ -128,11 +128,11 @@ def test_pretrained_is_for_a_given_teacher_only():
 
 
 def test_set_indexes_lists_and_rejects_bad_paths():
-    cfg = load_config(REPO / "configs" / "davidson-minilm.yaml", {"stages.2.train.lr": 3e-4})
+    cfg = load_config(DEFAULT_CONFIG, {"stages.2.train.lr": 3e-4})
     assert cfg.stages[2].train.lr == 3e-4
     for key, msg in (("stages.x.lr", "not an index"), ("stages.99.lr", "not an index"), ("seed.x", "holds a value")):
         with pytest.raises(ToxdistillError, match=msg):
-            load_config(REPO / "configs" / "davidson-minilm.yaml", {key: 1})
+            load_config(DEFAULT_CONFIG, {key: 1})
 
 
 def test_set_on_a_stage_without_a_train_block_merges_onto_the_run_train(tmp_path):
@@ -147,13 +147,13 @@ def test_set_on_a_stage_without_a_train_block_merges_onto_the_run_train(tmp_path
 
 
 def test_a_stage_train_block_is_merged_onto_the_run_train():
-    run = {"train": {"epochs": 2, "lr": 1e-4, "class_weights": "sqrt-balanced", "grad_accum": 2}}
+    run = {"train": {"epochs": 4, "lr": 1e-4, "class_weights": "sqrt-balanced", "grad_accum": 2}}
     stage = {"name": "s", "kind": "lora", "train": {"lr": 1e-3, "class_weights": None}}
     st_train = load_config(None, {**run, "stages": [stage]}).stages[0].train
     # Keys the stage gives win, an explicit null included; the rest are the run's, not TrainConfig's defaults.
     assert (st_train.lr, st_train.class_weights) == (1e-3, None)
-    assert (st_train.epochs, st_train.grad_accum) == (2, 2)
-    assert TrainConfig().epochs != 2 and TrainConfig().grad_accum != 2
+    assert (st_train.epochs, st_train.grad_accum) == (4, 2)
+    assert TrainConfig().epochs != 4 and TrainConfig().grad_accum != 2
 
 
 def _spelled_out(raw: dict) -> dict:
@@ -165,9 +165,13 @@ def _spelled_out(raw: dict) -> dict:
     return out
 
 
-@pytest.mark.parametrize("name", ["davidson-minilm.yaml", "davidson-bert-base.yaml", "davidson-mpnet-base.yaml"])
-def test_leaving_run_train_keys_to_the_merge_keeps_fingerprints_and_saved_config(name):
-    raw = yaml.safe_load((REPO / "configs" / name).read_text())
+@pytest.mark.parametrize(
+    "path",
+    [DEFAULT_CONFIG, REPO / "configs" / "davidson-bert-base.yaml", REPO / "configs" / "davidson-mpnet-base.yaml"],
+    ids=lambda p: p.name,
+)
+def test_leaving_run_train_keys_to_the_merge_keeps_fingerprints_and_saved_config(path):
+    raw = yaml.safe_load(path.read_text())
     assert any(set(raw["train"]) - set(st.get("train") or raw["train"]) for st in raw["stages"])  # relies on it
     slim, full = load_config(None, raw), load_config(None, _spelled_out(raw))
     names = ["teacher", "tfidf-lr", *(s.name for s in slim.stages)]
@@ -215,7 +219,7 @@ def test_committed_run_folders_keep_their_fingerprints(run_dir):
 def test_shipped_configs_give_their_run_folders_fingerprints(run_dir):
     recorded = _recorded(run_dir)
     made_with = load_config(run_dir / CONFIG_FILE)
-    shipped = REPO / "configs" / f"{made_with.name}.yaml"
+    shipped = DEFAULT_CONFIG if made_with.name == "davidson-minilm" else REPO / "configs" / f"{made_with.name}.yaml"
     # Consistency training was adopted in the default config after its first committed run was made.
     adopted = any(made_with.stage_train(st).perturb > 0 for st in made_with.stages)
     if made_with.name == "davidson-minilm" and not adopted:
@@ -240,3 +244,78 @@ def test_every_config_model_and_field_is_documented():
 def test_docs_config_md_is_generated_from_the_schema():
     committed = (REPO / "docs" / "config.md").read_text(encoding="utf-8")
     assert committed == render_config_docs(), f"docs/config.md differs from the schema: run `{REGENERATE}`"
+
+
+def test_the_default_config_is_the_schema_defaults():
+    """Config() is the default run: the packaged YAML sets every key to the schema's default, so that a key left
+    out of any config, docs/config.md and the default run agree."""
+    shipped = load_config(None).model_dump(mode="json")
+    assert shipped == load_config(DEFAULT_CONFIG).model_dump(mode="json")
+    defaults = Config().model_dump(mode="json")
+    assert shipped == defaults
+    assert [es.path for es in Config().eval_sets] == [str(DEFAULT_CONFIG.parent / "functional-suite.csv")]
+
+
+def _run_config(monkeypatch, capsys, argv: list[str]) -> tuple[int, Config | None, str]:
+    """What `toxdistill run ARGV` would train (the pipeline replaced by a catch), its exit code and stderr."""
+    from toxdistill.cli import main
+    from toxdistill.pipeline import plan
+
+    seen: list[Config] = []
+    monkeypatch.setattr(plan, "run", lambda cfg, **kw: seen.append(cfg))
+    code = main(["run", *argv])
+    return code, (seen[0] if seen else None), capsys.readouterr().err
+
+
+def test_run_without_config_trains_the_same_run_from_any_folder(tmp_path, monkeypatch, capsys):
+    # A folder with its own configs/davidson-minilm.yaml and functional-suite.csv: neither may be picked up.
+    decoy = tmp_path / "decoy"
+    (decoy / "configs").mkdir(parents=True)
+    (decoy / "configs" / "davidson-minilm.yaml").write_text("name: decoy\nstages: []\n")
+    (decoy / "configs" / "functional-suite.csv").write_text("text,label\nx,hateful\n")
+    (decoy / "functional-suite.csv").write_text("text,label\nx,hateful\n")
+    (tmp_path / "empty").mkdir()
+    seen = []
+    for folder in (tmp_path / "empty", decoy, REPO):
+        monkeypatch.chdir(folder)
+        code, cfg, err = _run_config(monkeypatch, capsys, [])
+        assert code == 0 and cfg is not None, err
+        seen.append(cfg.to_yaml())
+        code, cfg, err = _run_config(monkeypatch, capsys, ["--config", str(DEFAULT_CONFIG)])
+        assert code == 0 and cfg is not None, err
+        assert cfg.eval_sets[0].path == str(DEFAULT_CONFIG.parent / "functional-suite.csv")
+    assert seen[0] == seen[1] == seen[2] == load_config(DEFAULT_CONFIG).to_yaml()
+
+
+def test_enable_and_disable_switch_stages_by_name(monkeypatch, capsys):
+    code, cfg, err = _run_config(
+        monkeypatch, capsys, ["--enable", "even-llrd", "--disable", "odd", "--disable", "even"]
+    )
+    assert code == 0, err
+    enabled = {s.name: s.enabled for s in cfg.stages}
+    assert enabled["even-llrd"] and not enabled["odd"] and not enabled["even"] and not enabled["lora-student"]
+    # Switching a stage is not a change of its training: its fingerprint stays.
+    assert cfg.stage_fingerprint("even-llrd") == load_config(None).stage_fingerprint("even-llrd")
+    for argv, needle in (
+        (["--enable", "nope"], "--enable nope: no stage of that name — the config's stages: odd, even, even-llrd,"),
+        (["--disable", "odd", "--enable", "odd"], "both name stage 'odd'"),
+    ):
+        code, cfg, err = _run_config(monkeypatch, capsys, argv)
+        assert code == 2 and cfg is None
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and needle in lines[0], err
+
+
+def test_an_unknown_stage_name_lists_the_known_ones(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("stages: [{name: a, kind: distill, layers: odd}, {name: b, kind: distill, layers: even}]\n")
+    with pytest.raises(ToxdistillError, match="no stage of that name") as e:
+        load_config(f, disable=["c"])
+    assert e.value.fix == "the config's stages: a, b"
+    assert [s.enabled for s in load_config(f, disable=["b"]).stages] == [True, False]
+
+
+def test_set_indexes_the_default_configs_stages_without_a_config():
+    cfg = load_config(None, {"stages.2.enabled": True, "stages.0.train.lr": 3e-4})
+    assert (cfg.stages[2].name, cfg.stages[2].enabled) == ("even-llrd", True)
+    assert cfg.stage_train(cfg.stages[0]).lr == 3e-4 and cfg.stage_train(cfg.stages[0]).perturb == 0.5

@@ -90,10 +90,10 @@ def test_adapter_share_budget_on_minilm_shape_and_bert_base_shape():
     from toxdistill.config import load_config
 
     for hidden, layers, inter, cfg_file, budget in (
-        (384, 6, 1536, "davidson-minilm.yaml", 0.02),
-        (768, 12, 3072, "davidson-bert-base.yaml", 0.01),
+        (384, 6, 1536, None, 0.02),  # the default config
+        (768, 12, 3072, "configs/davidson-bert-base.yaml", 0.01),
     ):
-        lcfg = load_config(f"configs/{cfg_file}").lora
+        lcfg = load_config(cfg_file).lora
         cfg = BertConfig(
             hidden_size=hidden,
             num_hidden_layers=layers,

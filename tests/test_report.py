@@ -1,20 +1,18 @@
-"""report.md's analysis is computed from the run's numbers, and older run folders are brought up to date
-from their saved logits."""
+"""report.md's analysis is computed from the run's numbers."""
 
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from toxdistill.config import Config, DataConfig, StageConfig
 from toxdistill.data.split import Split
-from toxdistill.evaluation.metrics import classification_metrics, hate_f1, val_headline
+from toxdistill.evaluation.metrics import classification_metrics, val_headline
 from toxdistill.evaluation.report import analysis
 from toxdistill.files import META_FILE
 from toxdistill.pipeline import stages
 from toxdistill.pipeline.context import RunContext, seed_dir
-from toxdistill.pipeline.results import seed_summary, significance, update_older_models
+from toxdistill.pipeline.results import seed_summary, significance
 
 from conftest import tiny_dataset
 
@@ -54,39 +52,6 @@ def test_analysis_without_validation_scores_says_nothing_about_them():
     rows = [_row("teacher", "teacher", 0.44, None), _row("even", "student", 0.47, None)]
     text = "\n".join(analysis(rows))
     assert "Hate class" in text and "On validation" not in text
-
-
-def test_older_model_folders_get_validation_scores_and_a_class_bias(tmp_path):
-    rng = np.random.default_rng(0)
-    y_val, y_test = rng.integers(0, 3, 300), rng.integers(0, 3, 300)
-    # logits that lean towards the label, so the scores are not trivial
-    val_logits = rng.normal(size=(300, 3)) + 2.0 * np.eye(3)[y_val]
-    test_logits = rng.normal(size=(300, 3)) + 2.0 * np.eye(3)[y_test]
-    d = tmp_path / "models" / "even"
-    d.mkdir(parents=True)
-    np.save(d / "val_logits.npy", val_logits.astype(np.float32))
-    np.save(d / "test_logits.npy", test_logits.astype(np.float32))
-    metrics = classification_metrics(y_test, test_logits.argmax(-1), NAMES)
-    old = {"name": "even", "kind": "student", "calibration": {"temperature": 1.3}, "metrics": metrics}
-    (d / META_FILE).write_text(json.dumps(old))
-    split = SimpleNamespace(
-        val=SimpleNamespace(labels=y_val, label_names=NAMES), test=SimpleNamespace(labels=y_test, label_names=NAMES)
-    )
-
-    update_older_models(tmp_path, split)
-
-    meta = json.loads((d / META_FILE).read_text())
-    want = classification_metrics(y_val, val_logits.astype(np.float32).argmax(-1), NAMES)
-    assert meta["metrics"]["val"]["f1_macro"] == pytest.approx(want["f1_macro"])
-    assert hate_f1(meta["metrics"]["val"]) == pytest.approx(hate_f1(want))
-    assert len(meta["calibration"]["bias"]) == 3 and meta["calibration"]["temperature"] > 0
-    assert meta["metrics"]["f1_macro"] == metrics["f1_macro"]  # test scores are not touched
-    assert (d / "reliability.png").is_file()
-
-    # up to date now: a second pass rewrites nothing
-    before = (d / META_FILE).stat().st_mtime_ns
-    update_older_models(tmp_path, split)
-    assert (d / META_FILE).stat().st_mtime_ns == before
 
 
 def test_val_headline_keeps_the_headline_scores_only():

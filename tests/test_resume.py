@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from toxdistill.files import FORMAT_VERSION, RUN_FILE
+
 pytestmark = pytest.mark.integration
 
 CONFIG = """
@@ -18,6 +20,7 @@ data: {quick_rows: 1200}  # enough steps that the kill lands mid-stage even with
 teacher: {model: TEACHER, train: {epochs: 3, lr: 1.0e-4, batch_size: 16}}
 train: {epochs: 3, lr: 1.0e-4, batch_size: 16}
 threads: 2
+eval_sets: []
 stages:
   - {name: even, kind: distill, layers: even}
 """
@@ -102,3 +105,4 @@ def test_kill_and_resume_gives_the_same_results(tmp_path, real_data_env, tiny_mo
         else:
             assert b[k] == pytest.approx(a[k], abs=1e-6), k
     assert not list(run_dir.glob("**/.*.tmp"))
+    assert json.loads((run_dir / RUN_FILE).read_text()) == {"format_version": FORMAT_VERSION}

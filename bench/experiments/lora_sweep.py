@@ -21,7 +21,7 @@ from pathlib import Path
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default="configs/davidson-minilm.yaml")
+    ap.add_argument("--config", default=None, help="YAML config (default: the default config)")
     ap.add_argument("--data", default=None)
     ap.add_argument("--lrs", type=float, nargs="+", default=[1e-4, 3e-4, 1e-3, 3e-3])
     ap.add_argument("--rows", type=int, default=6000, help="training rows (stratified subset of the train split)")

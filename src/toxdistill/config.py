@@ -3,11 +3,14 @@ for its default. docs/config.md is generated from them (scripts/config_docs.py).
 
 from __future__ import annotations
 
+import copy
+import functools
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -147,11 +150,12 @@ class DataConfig(_Strict):
 class TrainConfig(_Strict):
     """How one model is trained (AdamW, linear schedule with warm-up; the best epoch on validation is kept)."""
 
-    epochs: float = 3.0
-    """Training epochs; a fraction stops part-way through the last one."""
-    lr: float = 5e-5
-    """The peak learning rate, reached after the warm-up and decayed linearly to 0. The default is in the BERT paper's
-    2e-5..5e-5 for base-size encoders."""
+    epochs: float = 2.0
+    """Training epochs; a fraction stops part-way through the last one. 2: students start from the teacher's layers
+    and its cached soft targets, and converge in 2 (the teacher's own block sets 3)."""
+    lr: float = 1e-4
+    """The peak learning rate, reached after the warm-up and decayed linearly to 0. 1e-4 suits the small default
+    models; base-size encoders want the BERT paper's 2e-5..5e-5."""
     batch_size: int = 32
     """Training batch size per device: small batches give more updates per epoch, which helps the rare hate class."""
     eval_batch_size: int = 128
@@ -167,9 +171,10 @@ class TrainConfig(_Strict):
     move. null disables it."""
     freeze_layers: int = 0
     """Freeze the embeddings and the lowest k encoder layers (0 = none); LoRA weights stay trainable."""
-    class_weights: Literal["balanced", "sqrt-balanced"] | list[float] | None = None
+    class_weights: Literal["balanced", "sqrt-balanced"] | list[float] | None = "sqrt-balanced"
     """Per-class weights of the hard-label cross-entropy: null, "balanced" (N / (K n_c)), "sqrt-balanced" (its square
-    root: a milder push towards rare classes that costs less accuracy), or explicit weights in label_names order."""
+    root: a milder push towards rare classes that costs less accuracy), or explicit weights in label_names order. The
+    default: hate is 5.8% of the tweets, and the square root lifts it without wrecking "offensive" (docs/results.md)."""
     group_by_length: bool = True
     """Batch training texts of similar length together: tweets average ~30 tokens, and grouping cuts padding about
     3x."""
@@ -193,6 +198,11 @@ class TrainConfig(_Strict):
     perturb_kinds: PerturbationKinds = None
     """The perturbation kinds drawn from when perturb > 0. null: every character-level kind (leet, swap, delete,
     spaces, join, repeat, homoglyph, accent): the evasive spellings; token-level noise barely moves these models."""
+
+    LEVERS: ClassVar[tuple[str, ...]] = ("soft_labels", "perturb", "perturb_kinds")
+
+    def off_levers(self) -> set[str]:
+        return _off_levers(self)
 
     @field_validator("layer_lr_decay")
     @classmethod
@@ -232,6 +242,11 @@ class DistillConfig(_Strict):
     """Teacher-labelled augmentation (TinyBERT): K perturbed copies of each training text (data/perturb.py, the
     train block's perturb_kinds or every character-level kind), labelled only by the teacher's soft targets on the
     copy, computed once and cached like the teacher's outputs. 0: off."""
+
+    LEVERS: ClassVar[tuple[str, ...]] = ("w_hidden", "w_attn", "attn_heads", "augment")
+
+    def off_levers(self) -> set[str]:
+        return _off_levers(self)
 
 
 class LoraConfig(_Strict):
@@ -308,10 +323,11 @@ class TeacherConfig(_Strict):
     model: str = PACKAGED_MINILM
     """A hub id, a local folder, or a packaged offline model (packaged:all-MiniLM-L6-v2, packaged:all-mpnet-base-v2).
     The default runs offline."""
-    train: TrainConfig | None = TrainConfig(epochs=3.0, lr=1e-4)
+    train: TrainConfig | None = TrainConfig(epochs=3.0)
     """How the teacher is fine-tuned from model: its own block, not merged with the run's train (keys it leaves out
-    take the defaults listed under train). The default's lr of 1e-4 suits small models; base-size ones want
-    2e-5..5e-5. null: model is already a fine-tuned classifier of these classes; it is used as it is, not trained."""
+    take the defaults listed under train). The default's 3 epochs were chosen on validation over 2 (+0.9 macro, +1.1
+    weighted F1). null: model is already a fine-tuned classifier of these classes; it is used as it is, not
+    trained."""
     label_map: dict[str, str] | None = None
     """The given teacher's label names → data.label_names, where they differ (e.g. {hateful: hate speech})."""
     pretrained: str | None = None
@@ -329,8 +345,8 @@ class EvalSetConfig(_Strict):
     name: EvalSetName
     """The set's name in the report and in RUN/eval-<name>.json."""
     path: str
-    """The CSV or JSONL file. A relative path is read from the working directory, else from the config file's
-    folder (so configs/functional-suite.csv works from the repository root and beside the config)."""
+    """The CSV or JSONL file. A relative path is read beside the config file when it is there, else from the working
+    directory, so a config scores the same file from whichever folder it is run."""
     format: Literal["auto", "csv", "jsonl"] = "auto"
     """The file's format; "auto" goes by its suffix."""
     text_col: str = "text"
@@ -383,22 +399,38 @@ class FrontierConfig(_Strict):
 
     enabled: bool = True
     """Export and bench every model, draw the frontier and write RUN/best/. Off: the report has no frontier."""
-    target: FrontierTarget = "onnx-int8"
-    """The export each candidate is benched in (an export target such as onnx-int8, ONNX Runtime's dynamic int8 with no
-    extra needed, or openvino-int8, NNCF's static int8 with the openvino extra), or auto (export --auto's choice per
-    model). onnx-int8 by default: it needs no extra, so the frontier runs on every install that can export."""
+    target: FrontierTarget = "openvino-int8"
+    """The export each candidate is benched in: an export target such as openvino-int8 (NNCF's static int8, the
+    openvino extra) or onnx-int8 (ONNX Runtime's dynamic int8, no extra), or auto (export --auto's choice per model,
+    which benches six targets per model: too slow for the default run). openvino-int8 by default: export --auto's
+    choice for the students on the Intel Xeon (bench/results/engines-xeon). On CPUs without AVX-512 VNNI ONNX Runtime's
+    int8 is the faster one (docs/benchmarks.md): set onnx-int8 or auto there."""
 
     limit: int | None = Field(default=None, gt=0)
     """Bench on this many test texts (random, seeded). null: the whole test split."""
 
-    @model_validator(mode="before")
-    @classmethod
-    def _older_key(cls, data):
-        # Run folders written before the key was named target saved it as engine, with the same values; their
-        # config.yaml must still load for 'toxdistill frontier RUN'.
-        if isinstance(data, dict) and "engine" in data and "target" not in data:
-            data = {("target" if k == "engine" else k): v for k, v in data.items()}
-        return data
+
+# The default config ships in the package, so that `toxdistill run` without --config trains the same run from any
+# folder. Its stages and eval sets are read from it as the schema's defaults; each of its other keys equals the
+# schema's default, so Config() is the default run (tests/test_config.py checks it).
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "davidson-minilm.yaml"
+
+
+@functools.cache
+def _default_yaml() -> dict:
+    return yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))
+
+
+def _default_stages() -> list[StageConfig]:
+    return [StageConfig.model_validate(s) for s in _default_yaml()["stages"]]
+
+
+def _default_eval_sets() -> list[EvalSetConfig]:
+    # Their files ship beside the default config and are read from there, whatever the working directory.
+    return [
+        EvalSetConfig.model_validate({**e, "path": str(DEFAULT_CONFIG.parent / e["path"])})
+        for e in _default_yaml()["eval_sets"]
+    ]
 
 
 class Config(_Strict):
@@ -423,24 +455,19 @@ class Config(_Strict):
     """The distillation defaults of distill and distill-lora stages."""
     lora: LoraConfig = LoraConfig()
     """The LoRA defaults of lora and distill-lora stages."""
-    stages: list[StageConfig] = Field(
-        default_factory=lambda: [
-            StageConfig(name="odd", kind="distill", layers="odd"),
-            StageConfig(name="even", kind="distill", layers="even"),
-        ]
-    )
-    """The models trained after the teacher, in order (see stages[])."""
+    stages: list[StageConfig] = Field(default_factory=lambda: _default_stages())
+    """The models trained after the teacher, in order (see stages[]). The default: the default config's stages, each
+    with the reason it is there (src/toxdistill/configs/davidson-minilm.yaml)."""
     threads: int | None = None
     """CPU threads for torch. null: torch's default (all cores)."""
-    checkpoint_every_epoch: bool = True
-    """Not read: every epoch is checkpointed either way, so a killed run resumes from its last finished epoch. Kept so
-    that configs which set it still load."""
     seeds: int = Field(default=1, ge=1)
     """Train each distill stage this many times (seeds seed, seed+1, ...) and report mean ± std: one test split of
     ~2,500 tweets cannot tell a 0.3-point gap from seed noise. 1 = the stages once, as listed."""
-    eval_sets: list[EvalSetConfig] = []
+    eval_sets: list[EvalSetConfig] = Field(default_factory=lambda: _default_eval_sets())
     """Labelled files scored at the end of the run and reported per group (see eval_sets[]). Not in any
-    fingerprint: they change what is reported, not what is trained."""
+    fingerprint: they change what is reported, not what is trained. The default: toxdistill's functional tests
+    (hateful or not, mapped onto Davidson's classes), shipped beside the default config; a config with other
+    classes gives its own, or []."""
     robustness: RobustnessConfig = RobustnessConfig()
     """The robustness and fidelity check before the report (see robustness)."""
     frontier: FrontierConfig = FrontierConfig()
@@ -524,17 +551,16 @@ class Config(_Strict):
     def stage_lora(self, stage: StageConfig) -> LoraConfig:
         return stage.lora or self.lora
 
-    # data.vote_cols and train.soft_labels came after run folders already existed. They enter a hash only
-    # where they change training (soft_labels > 0), so older run folders keep their finished stages.
-    # Settings added later enter a hash only when set, so run folders made before them keep their fingerprints.
+    # A fingerprint names what trains: an option left unset (null) and a lever at its default (off) add nothing to
+    # it and stay out of the hash, so a lever added with an off default changes no fingerprint.
     def fingerprint(self) -> str:
         """Hash of what every model depends on (data, split, seed, teacher). A run folder refuses a change here."""
         t = self.teacher
         votes_unused = t.train is None or t.train.soft_labels == 0
         exclude: dict = {"data": {"vote_cols", "focus_class"} if votes_unused else {"focus_class"}}
-        later = _later_defaults(t.train) if t.train is not None else set()
-        if later:
-            exclude["teacher"] = {"train": later}
+        off = t.train.off_levers() if t.train is not None else set()
+        if off:
+            exclude["teacher"] = {"train": off}
         unset = {k for k in ("label_map", "pretrained") if getattr(t, k) is None}
         if unset:
             exclude.setdefault("teacher", {}).update(dict.fromkeys(unset, True))
@@ -552,14 +578,15 @@ class Config(_Strict):
         # A stage's own train block is the merged one (see _merge_stage_train), so a YAML that repeats the run's
         # train keys in a stage and one that leaves them to the merge hash the same.
         tc = self.stage_train(st)
-        soft = _later_defaults(tc)
-        own_train = {"train": soft} if st.train is not None and soft else {}
+        off = tc.off_levers()
+        own_train = {"train": off} if st.train is not None and off else {}
         unset_stage = {"student": True} if st.student is None else {}
+        distill = self.stage_distill(st)
         d: dict[str, object] = {
             "global": self.fingerprint(),
             "stage": st.model_dump(mode="json", exclude={"enabled": True, **own_train, **unset_stage}),
-            "train": tc.model_dump(mode="json", exclude=soft),
-            "distill": self.stage_distill(st).model_dump(mode="json", exclude=_later_distill_defaults(st, self)),
+            "train": tc.model_dump(mode="json", exclude=off),
+            "distill": distill.model_dump(mode="json", exclude=distill.off_levers()),
             "lora": _lora_dump(self.stage_lora(st)),
         }
         if st.kind == "distill-lora" and st.base:
@@ -572,26 +599,14 @@ class Config(_Strict):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
-# Before lora.target_modules could be None (the family's defaults) its default was BERT's list; hashing None
-# as that list keeps the fingerprints of run folders made from configs that left the key out. A change of
-# teacher family changes the global fingerprint anyway.
-# Train settings added after run folders already existed, with the value that leaves training as it was: they
-# enter a hash only where they change training, so older run folders keep their finished stages.
-_LATER_TRAIN_DEFAULTS: dict[str, object] = {"soft_labels": 0.0, "perturb": 0.0, "perturb_kinds": None}
+def _off_levers(block: TrainConfig | DistillConfig) -> set[str]:
+    """The block's levers (optional additions to the plain recipe) that are at their default, i.e. off."""
+    return {k for k in block.LEVERS if getattr(block, k) == type(block).model_fields[k].default}
 
 
-_LATER_DISTILL_DEFAULTS: dict[str, object] = {"w_hidden": 0.0, "w_attn": 0.0, "attn_heads": None, "augment": 0}
-
-
-def _later_distill_defaults(st: StageConfig, cfg: Config) -> set[str]:
-    d = cfg.stage_distill(st)
-    return {k for k, v in _LATER_DISTILL_DEFAULTS.items() if getattr(d, k) == v}
-
-
-def _later_defaults(tc: TrainConfig) -> set[str]:
-    return {k for k, v in _LATER_TRAIN_DEFAULTS.items() if getattr(tc, k) == v}
-
-
+# null means the family's defaults, and a BERT-like family's defaults are this list: hashed as the list, a config
+# that leaves the key out and one that spells BERT's list out name the same training, and the run folders under
+# bench/results keep the fingerprints they record. Another family changes the global fingerprint anyway.
 def _lora_dump(lora: LoraConfig) -> dict:
     d = lora.model_dump(mode="json")
     if d["target_modules"] is None:
@@ -634,40 +649,65 @@ def _set_dotted(raw: dict, key: str, value) -> None:
             node = node[part]
 
 
-def load_config(path: str | Path | None = None, overrides: dict | None = None) -> Config:
-    """Load a YAML config (or the defaults) and apply dotted overrides."""
-    raw: dict = {}
-    source = "defaults"
-    if path is not None:
-        p = Path(path)
-        source = str(p)
-        if not p.is_file():
-            raise ToxdistillError(f"config file not found: {p}", "pass an existing YAML file to --config")
-        try:
-            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except (yaml.YAMLError, UnicodeDecodeError) as e:
-            line = getattr(getattr(e, "problem_mark", None), "line", None)
-            where = f" (line {line + 1})" if line is not None else ""
-            raise ToxdistillError(f"config {p} is not valid YAML{where}", "fix the syntax and retry") from None
-        if not isinstance(raw, dict):
-            raise ToxdistillError(f"config {p} must be a YAML mapping", "see configs/davidson-minilm.yaml")
+def load_config(
+    path: str | Path | None = None,
+    overrides: dict | None = None,
+    enable: Sequence[str] = (),
+    disable: Sequence[str] = (),
+) -> Config:
+    """Load a YAML config (None: the default config shipped in the package), apply dotted overrides, then switch the
+    named stages on (``enable``) or off (``disable``)."""
+    # The default config's file, not Config(): --set can then index its lists (stages.0.train.lr) as in any config.
+    path = DEFAULT_CONFIG if path is None else path
+    raw = _read_yaml(Path(path))
     for key, value in (overrides or {}).items():
         _set_dotted(raw, key, value)
+    if enable or disable:
+        _switch_stages(raw, enable, disable)
     try:
         cfg = Config.model_validate(raw)
     except ValidationError as e:
-        raise ToxdistillError(
-            _format_validation_error(e, source), "see configs/davidson-minilm.yaml for valid keys"
-        ) from None
-    if path is not None:
-        _resolve_eval_set_paths(cfg, Path(path).parent)
+        raise ToxdistillError(_format_validation_error(e, str(path)), "see docs/config.md for the valid keys") from None
+    _resolve_eval_set_paths(cfg, Path(path).parent)
     return cfg
 
 
+def _read_yaml(p: Path) -> dict:
+    if not p.is_file():
+        raise ToxdistillError(f"config file not found: {p}", "pass an existing YAML file to --config")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        line = getattr(getattr(e, "problem_mark", None), "line", None)
+        where = f" (line {line + 1})" if line is not None else ""
+        raise ToxdistillError(f"config {p} is not valid YAML{where}", "fix the syntax and retry") from None
+    if not isinstance(raw, dict):
+        raise ToxdistillError(f"config {p} must be a YAML mapping", "see docs/config.md for the valid keys")
+    return raw
+
+
+def _switch_stages(raw: dict, enable: Sequence[str], disable: Sequence[str]) -> None:
+    """``--enable NAME`` / ``--disable NAME`` by stage name: a list index would name another stage once one is added."""
+    if "stages" not in raw:
+        raw["stages"] = copy.deepcopy(_default_yaml()["stages"])
+    stages = [s for s in raw["stages"] if isinstance(s, dict)] if isinstance(raw["stages"], list) else []
+    known = [str(s.get("name")) for s in stages]
+    both = sorted(set(enable) & set(disable))
+    if both:
+        raise ToxdistillError(f"--enable and --disable both name stage {both[0]!r}", "name each stage once")
+    for flag, names, on in (("--enable", enable, True), ("--disable", disable, False)):
+        for name in names:
+            if name not in known:
+                raise ToxdistillError(
+                    f"{flag} {name}: no stage of that name", f"the config's stages: {', '.join(known) or 'none'}"
+                )
+            stages[known.index(name)]["enabled"] = on
+
+
 def _resolve_eval_set_paths(cfg: Config, config_dir: Path) -> None:
-    """A relative eval-set path that is not there from the working directory is read beside the config; the run's
-    saved config.yaml then holds the path that was found, so later commands find it from anywhere."""
+    """A relative eval-set path is read beside the config file when it is there, else from the working directory,
+    so a config scores the same file from any folder; the run's saved config.yaml holds the path that was found."""
     for es in cfg.eval_sets:
         p = Path(es.path)
-        if not p.is_absolute() and not p.exists() and (config_dir / p).exists():
+        if not p.is_absolute() and (config_dir / p).exists():
             es.path = str((config_dir / p).resolve())

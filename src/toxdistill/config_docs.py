@@ -16,9 +16,11 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from toxdistill.config import Config
+from toxdistill.config import DEFAULT_CONFIG, Config
 
 REGENERATE = "python scripts/config_docs.py"
+
+DEFAULT = "src/toxdistill/configs/" + DEFAULT_CONFIG.name
 
 HEADER = f"""<!-- Generated from src/toxdistill/config.py by scripts/config_docs.py: do not edit by hand. -->
 # Configuration reference
@@ -26,10 +28,13 @@ HEADER = f"""<!-- Generated from src/toxdistill/config.py by scripts/config_docs
 This file is generated from the config schema: the string under each field in `src/toxdistill/config.py`.
 After changing a field, regenerate it with `{REGENERATE}`; `tests/test_config.py` fails while the two differ.
 
-A config is a YAML file given to `toxdistill run --config`, e.g. `configs/davidson-minilm.yaml`. Every key
-is optional (a stage's `name` and `kind` excepted), and an unknown key is an error: it is almost always a
-typo. `--set KEY=VALUE` overrides one key, and a number indexes a list (`--set stages.0.train.lr=3e-4`).
-A stage's `train:` is merged onto the run's `train:`; its `distill:` and `lora:` replace the run's whole.
+A config is a YAML file given to `toxdistill run --config`, e.g. `configs/davidson-mpnet-base.yaml`.
+Without --config, `toxdistill run` uses the default config shipped in the package, from any folder:
+`{DEFAULT}`. The defaults below are its values, so a key left out of a config means
+what the default run does. Every key is optional (a stage's `name` and `kind` excepted), and an unknown key
+is an error: it is almost always a typo. `--set KEY=VALUE` overrides one key, and a number indexes a list
+(`--set stages.0.train.lr=3e-4`); `--enable NAME` and `--disable NAME` switch a stage by its name. A stage's
+`train:` is merged onto the run's `train:`; its `distill:` and `lora:` replace the run's whole.
 """
 
 
@@ -108,8 +113,16 @@ def _default(info: FieldInfo) -> str:
         value = info.default
     if isinstance(value, BaseModel) and not value.model_fields_set:
         return "its section's defaults"
+    if isinstance(value, list) and value and all(isinstance(v, BaseModel) and hasattr(v, "name") for v in value):
+        return f"the default config's: {_names(value)}"
     text = yaml.safe_dump(_plain(value), default_flow_style=True, width=10**6, sort_keys=False, allow_unicode=True)
     return "`" + text.removesuffix("...\n").strip() + "`"  # a lone scalar's dump ends with "..."
+
+
+def _names(items: list[BaseModel]) -> str:
+    """A default list of stages or eval sets by name, the ones switched off marked: in full, it is the default
+    config itself, comments and all."""
+    return ", ".join(f"`{v.name}`" + (" (off)" if getattr(v, "enabled", True) is False else "") for v in items)  # type: ignore[attr-defined]
 
 
 def _cell(text: str) -> str:

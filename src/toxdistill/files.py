@@ -9,6 +9,11 @@ from __future__ import annotations
 # A model folder's metadata (kind, layers, metrics, calibration, export record); written last, so a
 # folder counts as finished once it has one.
 META_FILE = "toxdistill.json"
+# A run folder's format: RUN_FILE records the FORMAT_VERSION its layout was written in. Raise the version when a
+# change makes run folders written before it unreadable, so that commands refuse them in one line instead of
+# failing somewhere inside.
+RUN_FILE = "run.json"
+FORMAT_VERSION = 1
 # A run folder's resolved config, its split (row ids) and its per-stage wall times.
 CONFIG_FILE = "config.yaml"
 SPLIT_FILE = "split.json"

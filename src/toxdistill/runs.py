@@ -12,14 +12,80 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from toxdistill.config import CleanConfig, load_config
+from toxdistill.config import CleanConfig, Config, load_config
 from toxdistill.errors import ToxdistillError
-from toxdistill.files import BASELINE_FILES, BEST_DIR, CONFIG_FILE, EXPORT_DIR, META_FILE, MODELS_DIR
+from toxdistill.files import (
+    BASELINE_FILES,
+    BEST_DIR,
+    CONFIG_FILE,
+    EXPORT_DIR,
+    FORMAT_VERSION,
+    META_FILE,
+    MODELS_DIR,
+    RUN_FILE,
+    SPLIT_FILE,
+)
+from toxdistill.io import atomic_write_json
 
 log = logging.getLogger(__name__)
 
 # Beside a shipped RUN/best/ export: why it was chosen (the frontier's selection block) and its frontier row.
 SELECTION_FILE = "selection.json"
+
+
+# What a command that reads a run folder suggests when it cannot: a new run writes the current format.
+RERUN = "run 'toxdistill run' again into a new folder (--name NEW)"
+
+
+def write_run_format(run_dir: Path) -> None:
+    """Record in ``RUN/run.json`` the run-folder format this toxdistill writes."""
+    atomic_write_json(Path(run_dir) / RUN_FILE, {"format_version": FORMAT_VERSION})
+
+
+def check_run_format(run_dir: Path, fix: str = RERUN) -> None:
+    """One line for a run folder of a format this toxdistill cannot read: a newer one, an unknown one, or none
+    recorded in a folder that holds a run's results (a split or a finished model), which one written before run
+    folders recorded their format does. A folder without results yet is fine: a run records its format when it
+    starts."""
+    run_dir = Path(run_dir)
+    f = run_dir / RUN_FILE
+    if not f.is_file():
+        if (run_dir / SPLIT_FILE).is_file() or any((run_dir / MODELS_DIR).glob(f"*/{META_FILE}")):
+            raise ToxdistillError(
+                f"run folder {run_dir} records no format version ({RUN_FILE}): an older toxdistill wrote it", fix
+            )
+        return
+    try:
+        version = json.loads(f.read_text()).get("format_version")
+    except (json.JSONDecodeError, AttributeError):
+        version = None
+    if version == FORMAT_VERSION:
+        return
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        raise ToxdistillError(
+            f"run folder {run_dir} has format version {version}; this toxdistill reads version {FORMAT_VERSION}",
+            "upgrade toxdistill (pip install -U toxdistill)",
+        )
+    raise ToxdistillError(f"run folder {run_dir}: {f.name} has no format version this toxdistill knows", fix)
+
+
+def load_run_config(run_dir: Path) -> Config:
+    """A run folder's saved config, once its format is one this toxdistill reads."""
+    check_run_format(run_dir)
+    return load_config(Path(run_dir) / CONFIG_FILE)
+
+
+def run_folder_of(path: Path) -> Path | None:
+    """The run folder that ``path`` is or sits in (``RUN``, ``RUN/models``, ``RUN/models/<m>``, ``RUN/export/<m>``),
+    or None for a folder outside any run."""
+    path = Path(path).resolve()
+    if (path / CONFIG_FILE).is_file():
+        return path
+    if path.name == MODELS_DIR and (path.parent / CONFIG_FILE).is_file():
+        return path.parent
+    if path.parent.name in (MODELS_DIR, EXPORT_DIR) and (path.parent.parent / CONFIG_FILE).is_file():
+        return path.parent.parent
+    return None
 
 
 def read_meta(model_dir: Path) -> dict:
@@ -45,6 +111,7 @@ def find_clean_config(model_dir: Path, meta: dict | None = None) -> CleanConfig 
     model_dir = Path(model_dir).resolve()
     run_cfg = model_dir.parent.parent / CONFIG_FILE
     if model_dir.parent.name in (MODELS_DIR, EXPORT_DIR) and run_cfg.is_file():
+        check_run_format(run_cfg.parent)  # a folder of an unknown format is refused, not read as unclean
         try:
             return load_config(run_cfg).data.clean
         except ToxdistillError:
@@ -96,6 +163,9 @@ def find_models(path: str | Path, transformers_only: bool = False, best: bool = 
         raise ToxdistillError(
             f"run folder not found: {path}", "give a folder written by 'toxdistill run', e.g. runs/<name>"
         )
+    run = run_folder_of(path)
+    if run is not None:
+        check_run_format(run)
     if (path / META_FILE).is_file():
         found = {path.name: path}
     else:
@@ -141,5 +211,6 @@ def run_dir_of(model_dir: Path) -> Path | None:
         model_dir = model_dir.resolve()
     run = model_dir.parent.parent
     if model_dir.parent.name in (MODELS_DIR, EXPORT_DIR) and (run / CONFIG_FILE).is_file():
+        check_run_format(run)
         return run
     return None

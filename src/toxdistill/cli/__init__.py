@@ -6,7 +6,6 @@ import argparse
 import logging
 import os
 import sys
-from pathlib import Path
 
 from toxdistill.cli import bench, check, evaluate, export, frontier, predict, run, serve
 from toxdistill.errors import ToxdistillError
@@ -58,8 +57,6 @@ def main(argv: list[str] | None = None) -> int:
         from toxdistill.models.teacher import set_allow_pickle  # heavy: torch; only with --allow-pickle
 
         set_allow_pickle(True)
-    if a.command == "run" and a.config is None and Path("configs/davidson-minilm.yaml").is_file():
-        a.config = "configs/davidson-minilm.yaml"
     try:
         return a.func(a)
     except ToxdistillError as e:

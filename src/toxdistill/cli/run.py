@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--config",
         default=None,
-        help="YAML config (default: configs/davidson-minilm.yaml if present, else built-in defaults)",
+        help="YAML config (default: the default config shipped with toxdistill, davidson-minilm, from any folder)",
     )
     options.add_data(p, help="path to the data file (overrides $TOXDISTILL_DATA and the config)")
     p.add_argument("--quick", action="store_true", help="smoke run: small stratified subset, one epoch per stage")
@@ -45,6 +45,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override a config value, e.g. teacher.train.epochs=2 or stages.0.train.lr=3e-4 (a number indexes a list)",
     )
+    p.add_argument(
+        "--enable", action="append", default=[], metavar="STAGE", help="run the config's stage STAGE (repeatable)"
+    )
+    p.add_argument(
+        "--disable", action="append", default=[], metavar="STAGE", help="skip the config's stage STAGE (repeatable)"
+    )
 
 
 def _parse_set(values: list[str]) -> dict:
@@ -60,7 +66,7 @@ def _parse_set(values: list[str]) -> dict:
 def main(a: argparse.Namespace) -> int:
     from toxdistill.pipeline.plan import run  # heavy: torch and transformers; keeps `toxdistill --help` fast
 
-    cfg = load_config(a.config, _parse_set(a.set))
+    cfg = load_config(a.config, _parse_set(a.set), enable=a.enable, disable=a.disable)
     if a.seeds is not None:
         options.at_least(a, seeds=1)
         cfg = cfg.model_copy(update={"seeds": a.seeds})

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from toxdistill.config import DataConfig, load_config
+from toxdistill.config import DataConfig
 from toxdistill.data.dataset import Dataset, load_dataset, resolve_data_path
 from toxdistill.errors import ToxdistillError
-from toxdistill.files import CONFIG_FILE, SPLIT_FILE
+from toxdistill.files import SPLIT_FILE
 from toxdistill.io import atomic_write_text
+from toxdistill.runs import load_run_config
 
 
 def stratified_split(
@@ -99,7 +100,7 @@ def load_run_split(run_dir: Path, data: str | None = None) -> Split:
     split_file = run_dir / SPLIT_FILE
     if not split_file.is_file():
         raise ToxdistillError(f"{run_dir} has no {SPLIT_FILE}", "run 'toxdistill run' first")
-    cfg = load_config(run_dir / CONFIG_FILE)
+    cfg = load_run_config(run_dir)
     ds = load_dataset(resolve_data_path(cfg.data, data, download=False), cfg.data)
     return make_or_load_split(ds, split_file, cfg.data, cfg.seed)
 

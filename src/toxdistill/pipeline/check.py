@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toxdistill.config import RobustnessConfig, load_config
+from toxdistill.config import RobustnessConfig
 from toxdistill.console import Say, quiet
 from toxdistill.data.perturb import CHAR_KINDS, KINDS, check_kinds, perturb_texts
 from toxdistill.data.readers import safe_text
@@ -32,7 +32,7 @@ from toxdistill.files import BASELINE, CONFIG_FILE, META_FILE, SEEDS_DIR, TEST_L
 from toxdistill.inference.predict import load_scorer
 from toxdistill.io import atomic_write_json
 from toxdistill.models.baseline import TfidfLR
-from toxdistill.runs import find_models, is_baseline_folder, read_meta, select_models
+from toxdistill.runs import find_models, is_baseline_folder, load_run_config, read_meta, select_models
 
 CACHE_DIR = "robustness"
 # The saved clean logits of each split (written by the pipeline's one evaluation path).
@@ -172,7 +172,7 @@ def check_run(
     kinds = check_kinds(settings.kinds) if settings.kinds else list(KINDS)
     if not (run_dir / CONFIG_FILE).is_file():
         raise ToxdistillError(f"{run_dir} is not a run folder (no {CONFIG_FILE})", "give runs/<name>")
-    cfg = load_config(run_dir / CONFIG_FILE)
+    cfg = load_run_config(run_dir)
     chosen = select_models(find_models(run_dir), models)
     if split not in _SAVED_LOGITS:
         raise ToxdistillError(f"unknown split {split!r}", "use test or val")

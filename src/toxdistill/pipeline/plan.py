@@ -44,8 +44,8 @@ from toxdistill.pipeline.check import check_run
 from toxdistill.pipeline.context import RunContext, SeedContext, main_only, say, seed_dir
 from toxdistill.pipeline.external import check_eval_set, run_eval_sets
 from toxdistill.pipeline.frontier import frontier_step
-from toxdistill.pipeline.results import collect_results, seed_summary, significance, update_older_models
-from toxdistill.runs import read_meta
+from toxdistill.pipeline.results import collect_results, seed_summary, significance
+from toxdistill.runs import check_run_format, read_meta, write_run_format
 from toxdistill.training.ddp import dist
 
 log = logging.getLogger(__name__)
@@ -181,6 +181,7 @@ def _open_run(cfg: Config, run_dir: Path, data_path: str | None, quick: bool, fo
     if d.is_main_process:
         # Written only once the data and the config have passed every check, so a failed start
         # leaves no config behind that would block the corrected run.
+        write_run_format(run_dir)
         atomic_write_text(run_dir / CONFIG_FILE, cfg.to_yaml())
         atomic_write_text(run_dir / FINGERPRINT_FILE, fp)
         if "split" in forced:
@@ -276,10 +277,9 @@ def _checks(ctx: RunContext) -> tuple[dict | None, dict | None]:
 def _report(
     ctx: RunContext, robustness: dict | None = None, eval_sets: dict | None = None, frontier: dict | None = None
 ) -> None:
-    """Rank 0: older model folders brought up to date, then results, significance, seed variation, report."""
+    """Rank 0: results, significance, seed variation, report."""
     s0 = time.perf_counter()
     run_dir, cfg, split = ctx.run_dir, ctx.cfg, ctx.split
-    update_older_models(run_dir, split, say)
     results = collect_results(run_dir)
     atomic_write_json(run_dir / RESULTS_FILE, results)
     sig = significance(run_dir, results, split.test.labels, cfg.seed, focus=cfg.data.focus_index())
@@ -319,6 +319,8 @@ def run(
     main = dist().is_main_process
     # Rank 0 is the one writer and holds the run folder's lock; the other ranks read what it writes.
     with run_lock(run_dir) if main else contextlib.nullcontext():
+        if "all" not in forced:  # --force all redoes the folder in the current format
+            check_run_format(run_dir, fix="use --name NEW for a new run, or --force all to redo this one")
         fp = cfg.fingerprint() + (":quick" if quick else "")
         _check_run_fingerprint(run_dir, fp, forced)
         if "all" in forced and main:

@@ -1,4 +1,4 @@
-"""A run's results: the summary rows, seed variation, significance, and updates of older model folders."""
+"""A run's results: the summary rows, seed variation and significance."""
 
 from __future__ import annotations
 
@@ -9,41 +9,12 @@ from typing import Any
 import numpy as np
 
 from toxdistill.config import Config
-from toxdistill.console import Say, quiet
-from toxdistill.data.split import Split
-from toxdistill.evaluation.calibrate import calibrate_model
-from toxdistill.evaluation.metrics import hate_f1, val_headline
+from toxdistill.evaluation.metrics import hate_f1
 from toxdistill.evaluation.stats import bootstrap_table, compare_models, default_pairs, metric_table
-from toxdistill.files import META_FILE, MODELS_DIR, TEST_LOGITS, VAL_LOGITS
-from toxdistill.io import atomic_write_json
+from toxdistill.files import META_FILE, MODELS_DIR, TEST_LOGITS
 from toxdistill.runs import read_meta
 
 log = logging.getLogger(__name__)
-
-
-def update_older_models(run_dir: Path, split: Split, say: Say = quiet) -> None:
-    """Models finished by an older toxdistill get what the current one records, computed from their
-    saved validation and test logits (no retraining, no re-scoring): calibration with a class bias
-    where they have a temperature alone, and validation scores where they have none."""
-    models = run_dir / MODELS_DIR
-    for d in sorted(models.iterdir()) if models.is_dir() else []:
-        if d.name.startswith(".") or not (d / VAL_LOGITS).is_file() or not (d / META_FILE).is_file():
-            continue
-        meta = read_meta(d)
-        metrics = meta.get("metrics")
-        if not metrics:
-            continue
-        recalibrate = "bias" not in (meta.get("calibration") or {})
-        add_val = "val" not in metrics
-        if not (recalibrate or add_val):
-            continue
-        val_logits, test_logits = np.load(d / VAL_LOGITS), np.load(d / TEST_LOGITS)
-        if recalibrate:
-            meta["calibration"] = calibrate_model(meta["name"], d, metrics, val_logits, test_logits, split)
-            say(f"{meta['name']}: recalibrated from its saved logits (temperature + class bias)")
-        if add_val:
-            metrics["val"] = val_headline(val_logits, split.val.labels, split.val.label_names)
-        atomic_write_json(d / META_FILE, meta)
 
 
 # ---------------------------------------------------------------- report
