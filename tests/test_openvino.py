@@ -138,6 +138,22 @@ def test_bf16_runs_where_the_cpu_has_it_and_falls_back_in_one_line(exports, monk
     np.testing.assert_allclose(fallback.logits(SAMPLE_TEXTS)[0], ref, atol=1e-4, rtol=0)
 
 
+def test_int8_calibrates_a_model_that_takes_no_token_type_ids(tokenizer, tmp_path, capsys):
+    """NNCF is fed only the inputs the graph takes: an MPNet (like RoBERTa or DistilBERT) has no token_type_ids."""
+    from conftest import tiny_family
+
+    model = tmp_path / "mpnet"
+    tiny_family("mpnet", n_layers=2, hidden=48).save_pretrained(model)
+    tokenizer.save_pretrained(model)
+    meta = {"name": "mpnet", "kind": "student", "label_names": LABELS, "max_length": 32}
+    (model / "toxdistill.json").write_text(json.dumps(meta))
+    code, _, err = _run(["export", model, "--target", "openvino-int8", "-o", tmp_path / "int8"], capsys)
+    assert code == 0, err
+    rec = _record(tmp_path / "int8")
+    assert rec["inputs"] == ["input_ids", "attention_mask"] and rec["quantization"]["method"] == "static"
+    assert Predictor.load(tmp_path / "int8").logits(SAMPLE_TEXTS)[0].shape == (len(SAMPLE_TEXTS), 3)
+
+
 def test_bad_openvino_requests(exports, tiny_model_dir, tmp_path, capsys):
     with pytest.raises(ToxdistillError, match="no OpenVINO IR or .onnx"):
         Predictor.load(tiny_model_dir, backend="openvino")

@@ -47,7 +47,10 @@ def quantize_static_openvino(model: Any, pred: Predictor, calibration: TextSet) 
     except ImportError:
         raise ToxdistillError("OpenVINO int8 needs nncf, not installed", INSTALL) from None
     ids, _ = pred.encode(calibration.texts)
-    items = [pred.batch_inputs([row]) for row in ids]
+    # The tokenizer's inputs, less those the graph does not take (MPNet, RoBERTa and DistilBERT take no
+    # token_type_ids): NNCF feeds every key it is given.
+    takes = {name for port in model.inputs for name in port.get_names()}
+    items = [{k: v for k, v in pred.batch_inputs([row]).items() if k in takes} for row in ids]
     with quiet_tools():
         quantized = nncf.quantize(
             model, nncf.Dataset(items), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(items)
