@@ -14,6 +14,7 @@ name: ddp
 data: {quick_rows: 400}
 teacher: {model: TEACHER, train: {epochs: 1, lr: 1.0e-4, batch_size: 16}}
 train: {epochs: 1, lr: 1.0e-4, batch_size: 16}
+frontier: {target: onnx-int8, limit: 50}  # ONNX Runtime's int8 on 50 texts: no NNCF calibration per model
 stages:
   - {name: even, kind: distill, layers: even}
   - {name: small, kind: distill, student: STUDENT}   # another family and hidden size: the projection under DDP

@@ -19,6 +19,7 @@ name: resume
 data: {quick_rows: 1200}  # enough steps that the kill lands mid-stage even with a tiny teacher
 teacher: {model: TEACHER, train: {epochs: 3, lr: 1.0e-4, batch_size: 16}}
 train: {epochs: 3, lr: 1.0e-4, batch_size: 16}
+frontier: {target: onnx-int8, limit: 50}  # ONNX Runtime's int8 on 50 texts: no NNCF calibration per model
 threads: 2
 eval_sets: []
 stages:
