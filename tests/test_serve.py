@@ -283,7 +283,7 @@ def test_lying_content_length_is_caught_by_size(models):
         "raw_path": b"/api/classify",
         "query_string": b"",
         "root_path": "",
-        "headers": [(b"content-type", b"application/json"), (b"content-length", b"20")],
+        "headers": [(b"host", b"localhost"), (b"content-type", b"application/json"), (b"content-length", b"20")],
         "client": ("t", 1),
         "server": ("t", 80),
     }

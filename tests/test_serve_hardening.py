@@ -258,3 +258,24 @@ def test_explain_scores_match_occluding_the_whole_text(models):
     c = res["label_id"]
     expected = probs[0, c] - probs[1:, c]
     assert [s["score"] for s in scores[: len(full)]] == pytest.approx(list(expected), abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"texts": "a", "explain": NaN}',
+        b'{"texts": "a", "x": ' + b'{"a":' * 50_000 + b"1" + b"}" * 50_000 + b"}",
+        b'{"texts": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
+        b'{"texts": [' + b"7" * 5_000 + b"]}",
+    ],
+    ids=["nan", "deep-object", "deep-list", "5000-digits"],
+)
+@pytest.mark.parametrize("ctype", ["application/json", None], ids=["json", "no-type"])
+def test_hostile_json_on_a_live_server(server, raw, ctype):
+    import http.client
+
+    conn = http.client.HTTPConnection(server.split("//")[1], timeout=20)
+    conn.request("POST", "/api/classify", raw, {"content-type": ctype} if ctype else {})
+    r = conn.getresponse()
+    body = r.read()
+    assert 400 <= r.status < 500 and len(body) < 4000 and b"Traceback" not in body
