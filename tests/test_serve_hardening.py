@@ -122,7 +122,7 @@ def test_every_answer_has_the_security_headers(models, client):
     for r in answers:
         csp = r.headers["content-security-policy"]
         assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "default-src 'self'" in csp
-        assert r.headers["x-content-type-options"] == "nosniff" and r.headers["referrer-policy"] == "no-referrer"
+        assert r.headers["x-content-type-options"] == "nosniff" and r.headers["referrer-policy"] == "same-origin"
 
 
 @pytest.mark.parametrize("path", ["/", "/models/odd", "/docs", "/nope-page"])
@@ -173,8 +173,13 @@ def test_cross_site_posts_are_refused_without_keys(client, no_model_work, header
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"origin": LOCAL}, {"origin": LOCAL, "sec-fetch-site": "same-origin"}],
-    ids=["curl", "page", "fetch"],
+    [
+        {},
+        {"origin": LOCAL},
+        {"origin": LOCAL, "sec-fetch-site": "same-origin"},
+        {"origin": "null", "sec-fetch-site": "same-origin"},
+    ],
+    ids=["curl", "page", "fetch", "browser-without-origin"],
 )
 def test_same_origin_and_originless_posts_work(client, headers):
     assert client.post("/", data={"text": "you", "model": "odd"}, headers=headers).status_code == 200

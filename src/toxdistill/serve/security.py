@@ -25,7 +25,9 @@ CSP = (
 HEADERS = (
     (b"content-security-policy", CSP.encode()),
     (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),  # the page's URLs may carry a comment's text; no other site needs them
+    # No other site needs the page's URLs; the page itself keeps its origin, which browsers then send as Origin
+    # (with no-referrer, chromium's same-origin form posts say "Origin: null").
+    (b"referrer-policy", b"same-origin"),
     (b"x-frame-options", b"DENY"),  # frame-ancestors for browsers that predate it
 )
 # Methods that change nothing, so a cross-site one is harmless (and a link or an <img> must work).
@@ -73,7 +75,10 @@ def refusal(scope: Scope, check_host: bool) -> str | None:
         return f"a server without API keys answers only loopback host names (localhost, 127.0.0.1, [::1]), not {host[:100]!r}"
     if scope["method"] in SAFE_METHODS:
         return None
-    if headers.get("sec-fetch-site", "").strip().lower() == "cross-site":
+    fetch_site = headers.get("sec-fetch-site", "").strip().lower()
+    if fetch_site == "same-origin":  # set by the browser only, never by a page's script
+        return None
+    if fetch_site == "cross-site":
         return "cross-site requests are refused by a server without API keys"
     origin = headers.get("origin")
     if origin is not None and urlsplit(origin.strip()).netloc.lower() != host.strip().lower():
