@@ -189,7 +189,7 @@ def test_export_predict_and_serve_the_given_teachers_models(byo, tmp_path, capsy
     assert len(scored) == len(pd.read_csv(data)) and set(scored.label) <= set(LABELS)
     models = load_models(run)
     try:
-        client = TestClient(create_app(models, run_name="byo"))
+        client = TestClient(create_app(models, run_name="byo"), base_url="http://localhost")
         r = client.post("/api/classify", json={"texts": ["you are vermin"], "model": "mini"})
         assert r.status_code == 200 and r.json()["results"][0]["label"] in LABELS
         names = {m["name"] for m in client.get("/api/models").json()["models"]}

@@ -303,7 +303,7 @@ def test_serve_lists_best_first_and_makes_it_the_default(shipped):
         best = models["best"]
         assert best.title == "best (even, onnx-fp32)" and best.throughput == 2400.0
         assert models["even"].title == "even" and models["even"].throughput == 500.0  # unchanged for the others
-        client = TestClient(create_app(models, run_name="tiny-run"))
+        client = TestClient(create_app(models, run_name="tiny-run"), base_url="http://localhost")
         listed = client.get("/api/models").json()
         assert listed["default"] == "best" and [m["name"] for m in listed["models"]][0] == "best"
         page = client.get("/").text

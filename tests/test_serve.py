@@ -82,7 +82,7 @@ def models(served_run: Path):
 
 @pytest.fixture(scope="module")
 def client(models) -> TestClient:
-    return TestClient(create_app(models, run_name="tiny-run"))
+    return TestClient(create_app(models, run_name="tiny-run"), base_url="http://localhost")
 
 
 def classify(client: TestClient, **body):
@@ -283,7 +283,7 @@ def test_lying_content_length_is_caught_by_size(models):
         "raw_path": b"/api/classify",
         "query_string": b"",
         "root_path": "",
-        "headers": [(b"content-type", b"application/json"), (b"content-length", b"20")],
+        "headers": [(b"host", b"localhost"), (b"content-type", b"application/json"), (b"content-length", b"20")],
         "client": ("t", 1),
         "server": ("t", 80),
     }
@@ -373,9 +373,9 @@ def test_openapi_and_docs(client):
     assert {"404", "413", "422"} <= set(spec["paths"]["/api/classify"]["post"]["responses"])
     assert "/" not in spec["paths"]  # HTML routes stay out of the API schema
     docs = client.get("/docs")
-    # Swagger UI loads from a CDN; offline, the page still lists the endpoints.
-    assert docs.status_code == 200 and "swagger-ui" in docs.text and 'id="offline-docs"' in docs.text
-    assert "POST /api/classify" in docs.text
+    # The server's own list of the routes: no third-party script on the origin that holds the API key.
+    assert docs.status_code == 200 and "POST /api/classify" in docs.text and 'href="/openapi.json"' in docs.text
+    assert "<script" not in docs.text and "cdn" not in docs.text.lower()
 
 
 # ---------------------------------------------------------------- HTML page (no JavaScript)
@@ -559,8 +559,11 @@ def test_model_pages_never_touch_other_paths(client, path):
 # ---------------------------------------------------------------- the registry and the class colours
 def test_each_app_serves_its_own_registry(models):
     """Routes read the models from their app's registry, so two apps in one process never mix them up."""
-    a = TestClient(create_app({"odd": models["odd"]}, run_name="run-a"))
-    b = TestClient(create_app({"even": models["even"], "tfidf-lr": models["tfidf-lr"]}, run_name="run-b"))
+    a = TestClient(create_app({"odd": models["odd"]}, run_name="run-a"), base_url="http://localhost")
+    b = TestClient(
+        create_app({"even": models["even"], "tfidf-lr": models["tfidf-lr"]}, run_name="run-b"),
+        base_url="http://localhost",
+    )
     assert a.get("/api/models").json()["default"] == "odd"
     assert [m["name"] for m in b.get("/api/models").json()["models"]] == ["even", "tfidf-lr"]
     assert classify(a, texts="hi").json()["model"] == "odd"
@@ -598,7 +601,9 @@ def test_the_focus_class_gets_the_hate_colour_whatever_its_name():
 
 def test_page_colours_follow_the_models_focus_class(models):
     odd = models["odd"]
-    client = TestClient(create_app({"odd": replace(odd, meta={**odd.meta, "focus_class": "neither"})}))
+    client = TestClient(
+        create_app({"odd": replace(odd, meta={**odd.meta, "focus_class": "neither"})}), base_url="http://localhost"
+    )
     card = client.get("/models/odd").text
     assert '<span class="pill pill-hate">neither</span>' in card
     assert '<span class="pill pill-neither">hate speech</span>' in card

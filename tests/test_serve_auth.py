@@ -201,7 +201,7 @@ def test_schema_documents_the_bearer_scheme_only_with_keys(client, models):
         op = next(iter(spec["paths"][path].values()))
         assert op["security"] == [{"HTTPBearer": []}] and "401" in op["responses"]
     assert "security" not in spec["paths"]["/healthz"]["get"]
-    open_spec = TestClient(create_app(models)).get("/openapi.json").json()
+    open_spec = TestClient(create_app(models), base_url="http://localhost").get("/openapi.json").json()
     assert "securitySchemes" not in open_spec.get("components", {})
     assert "401" not in open_spec["paths"]["/api/classify"]["post"]["responses"]
 
@@ -215,7 +215,9 @@ def test_page_asks_for_the_key_and_stores_it_in_the_session_only(client, models)
     assert (
         "sessionStorage" in js and "localStorage." not in js and "document.cookie" not in js
     )  # the browser test runs it
-    assert 'name="api_key"' not in TestClient(create_app(models)).get("/").text  # no keys, no field
+    assert (
+        'name="api_key"' not in TestClient(create_app(models), base_url="http://localhost").get("/").text
+    )  # no keys, no field
 
 
 @pytest.mark.parametrize("path", ["/", "/batch"])

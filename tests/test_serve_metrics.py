@@ -42,7 +42,7 @@ def value(samples, name: str, **labels) -> float:
 
 
 def test_requests_by_route_template_and_status(models):
-    client = TestClient(create_app(models))
+    client = TestClient(create_app(models), base_url="http://localhost")
     assert client.post("/api/classify", json={"texts": ["a", "b", "c"], "model": "odd"}).status_code == 200
     assert client.post("/api/classify", json={"texts": "x", "model": "nope"}).status_code == 404
     assert client.post("/api/classify", json={"texts": ""}).status_code == 422
@@ -69,7 +69,7 @@ def test_requests_by_route_template_and_status(models):
 
 
 def test_models_loaded_texts_scored_and_latency_per_model(models):
-    client = TestClient(create_app(models))
+    client = TestClient(create_app(models), base_url="http://localhost")
     m0 = scrape(client)
     assert value(m0, "toxdistill_models_loaded") == 2
     assert value(m0, "toxdistill_model_info", model="odd", backend="torch", kind="student") == 1
@@ -87,7 +87,7 @@ def test_models_loaded_texts_scored_and_latency_per_model(models):
 
 
 def test_micro_batch_sizes(models, monkeypatch):
-    client = TestClient(create_app(models))
+    client = TestClient(create_app(models), base_url="http://localhost")
     odd = models["odd"]
     batcher = odd.batcher
     assert batcher is not None
@@ -119,8 +119,10 @@ def test_micro_batch_sizes(models, monkeypatch):
 
 
 def test_each_app_has_its_own_registry_and_a_model_one_set_of_counters(models):
-    a = TestClient(create_app({"odd": models["odd"]}, run_name="a"))
-    b = TestClient(create_app(models, run_name="b"))  # no "Duplicated timeseries" for a second app
+    a = TestClient(create_app({"odd": models["odd"]}, run_name="a"), base_url="http://localhost")
+    b = TestClient(
+        create_app(models, run_name="b"), base_url="http://localhost"
+    )  # no "Duplicated timeseries" for a second app
     a.get("/healthz")
     a.post("/api/classify", json={"texts": "x"})
     ma, mb = scrape(a), scrape(b)
@@ -138,11 +140,11 @@ def test_each_app_has_its_own_registry_and_a_model_one_set_of_counters(models):
 
 
 def test_metrics_are_not_in_the_api_schema(models):
-    spec = TestClient(create_app(models)).get("/openapi.json").json()
+    spec = TestClient(create_app(models), base_url="http://localhost").get("/openapi.json").json()
     assert "/metrics" not in spec["paths"]
 
 
 def test_every_sample_is_a_number(models):
-    client = TestClient(create_app(models))
+    client = TestClient(create_app(models), base_url="http://localhost")
     client.post("/api/classify", json={"texts": "x"})
     assert all(math.isfinite(v) for v in scrape(client).values())

@@ -145,7 +145,7 @@ def main(a: argparse.Namespace) -> int:
         )
         run = Path(a.run).resolve()
         run_name = run.parent.name if run.name == MODELS_DIR else run.name
-        app = create_app(models, run_name=run_name, api_keys=keys)
+        app = create_app(models, run_name=run_name, api_keys=keys, loopback_only=_is_loopback(sock.getsockname()[0]))
         shown = "localhost" if a.host in ("127.0.0.1", "::1") else f"[{a.host}]" if ":" in a.host else a.host
         port = sock.getsockname()[1]  # the real one when --port 0 let the system pick
         print(

@@ -24,11 +24,12 @@ from toxdistill.serve.models import ServedModel
 from toxdistill.serve.registry import ModelRegistry
 from toxdistill.serve.routes import api, cards, pages, service, upload
 from toxdistill.serve.schemas import MAX_TEXTS, ErrorResponse
+from toxdistill.serve.security import SameOriginOnly, SecurityHeaders
 
 HERE = Path(__file__).parent
 
 
-# Only documents the scheme in /openapi.json (and /docs' Authorize button): RequireKey, ahead of every
+# Only documents the scheme in /openapi.json: RequireKey, ahead of every
 # route, is what enforces it.
 _BEARER = HTTPBearer(auto_error=False, description="A key from the server's --api-keys file")
 _UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
@@ -37,19 +38,24 @@ _UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
 
 
 def create_app(
-    models: dict[str, ServedModel], run_name: str = "toxdistill", api_keys: ApiKeys | None = None
+    models: dict[str, ServedModel],
+    run_name: str = "toxdistill",
+    api_keys: ApiKeys | None = None,
+    loopback_only: bool = True,
 ) -> FastAPI:
     """An app over already loaded models (load them with ``models.load_models``). With ``api_keys``, the API,
-    /metrics and the page's forms need one of them (``serve.auth``)."""
+    /metrics and the page's forms need one of them (``serve.auth``). Without keys, cross-site requests that
+    change anything are refused, and so, with ``loopback_only`` (the default, as a keyless server listens on
+    loopback only), is any ``Host`` that is not a loopback name (``serve.security``)."""
     registry = ModelRegistry.of(models, run_name)
     app = FastAPI(
         title="toxdistill",
         version=__version__,
         description=(
             f"Toxic-comment classifier ({run_name}). Classes: {', '.join(registry.label_names)}. "
-            f"Up to {MAX_TEXTS} texts per request, 1 MiB per body."
+            f"Up to {MAX_TEXTS} texts per request, 1 MiB per body. /docs lists the routes; this schema is the reference."
         ),
-        docs_url=None,  # routes.service serves a /docs page that still says something when the CDN is unreachable
+        docs_url=None,  # routes.service serves /docs itself: a plain page that loads no third-party script
         redoc_url=None,
     )
     app.state.registry = registry
@@ -69,9 +75,13 @@ def create_app(
     # Every route the app answers, for the metrics' route templates: the app's own (/openapi.json and the
     # /static mount) and each router's.
     routes = [r for r in app.router.routes if isinstance(r, Route | Mount)] + [r for rt in routers for r in rt.routes]
-    # Added innermost first: the metrics see every answer, the key check runs before the body is read.
+    # Added innermost first: every answer gets the security headers and is counted; the key and origin checks
+    # run before the body is read.
     app.add_middleware(BodyLimit)
     if api_keys is not None:
         app.add_middleware(RequireKey, keys=api_keys)
+    else:
+        app.add_middleware(SameOriginOnly, check_host=loopback_only)
     app.add_middleware(metrics.RecordRequests, metrics=app.state.metrics, routes=routes)
+    app.add_middleware(SecurityHeaders)
     return app

@@ -49,6 +49,12 @@ def read_texts(filename: str, data: bytes, column: str | None = None) -> tuple[l
                 break
     except ToxdistillError as e:
         raise BatchError(str(e)) from None
+    except RecursionError:  # a JSON line nested thousands deep
+        raise BatchError("the file cannot be read: a line is nested too deeply") from None
+    except ValueError as e:  # e.g. a JSON number of thousands of digits, which Python refuses to convert
+        raise BatchError(
+            f"the file cannot be read: {str(e).splitlines()[0][:200] if str(e) else 'bad value'}"
+        ) from None
     if not texts:
         raise BatchError("no comments found in the file (all rows are blank)")
     if len(texts) > MAX_ROWS:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from toxdistill.data.readers import safe_obj
+from toxdistill.data.readers import safe_text
 
 
 class ApiError(Exception):
@@ -24,6 +25,54 @@ class ApiError(Exception):
 
 
 _UNION_TAGS = {"str", "list[str]"}
+# A 422 echoes this many of the validation errors (and says how many there were): the first few say what is
+# wrong, and 50,000 bad items would otherwise make the answer tens of times bigger than the request.
+MAX_ECHOED_ERRORS = 5
+# Characters of an offending string (or of a path part, which can be a client's key) that an error echoes.
+MAX_ECHOED_CHARS = 100
+# Integers that any JSON client can read back: a 5,000-digit integer cannot even be turned into text.
+MAX_ECHOED_INT = 2**53
+_OMIT = object()
+
+
+def _short(text: str) -> str:
+    return safe_text(text[:MAX_ECHOED_CHARS] + ("..." if len(text) > MAX_ECHOED_CHARS else ""))
+
+
+def _short_input(value: Any) -> Any:
+    """What an error may echo of the input: a short string, a finite number or a literal; never a container
+    (it may be nested 50,000 deep) and never NaN or infinity (JSON has no such values)."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return _short(value)
+    if isinstance(value, int):
+        return value if abs(value) <= MAX_ECHOED_INT else _OMIT
+    if isinstance(value, float):
+        return value if math.isfinite(value) else _OMIT
+    return _OMIT
+
+
+def short_errors(errors: Sequence[dict]) -> list[dict]:
+    """The first ``MAX_ECHOED_ERRORS`` errors, each with its type, location, message and a short echo of its input."""
+    out = []
+    for e in errors[:MAX_ECHOED_ERRORS]:
+        loc = [p if isinstance(p, int) else _short(str(p)) for p in e.get("loc", ())][: MAX_ECHOED_ERRORS * 2]
+        item: dict[str, Any] = {"type": str(e.get("type", "")), "loc": loc, "msg": _short_msg(e)}
+        value = _short_input(e.get("input"))
+        if value is not _OMIT:
+            item["input"] = value
+        ctx = e.get("ctx") or {}
+        if isinstance(ctx, dict) and "error" in ctx:
+            item["ctx"] = {"error": _short(str(ctx["error"]))}
+        out.append(item)
+    return out
+
+
+def _short_msg(e: dict) -> str:
+    # A message is short, but a validator's may quote the input; a sentence fits in a few hundred characters.
+    msg = str(e.get("msg", "invalid"))
+    return safe_text(msg[: MAX_ECHOED_CHARS * 4])
 
 
 def summarize(errors: list[dict]) -> str:
@@ -60,9 +109,14 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResp
 
 
 async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-    # The errors echo the input, which may hold lone surrogates that no UTF-8 response can carry.
-    errors = safe_obj(jsonable_encoder(exc.errors(), custom_encoder={Exception: str}))
-    return JSONResponse({"detail": errors, "message": summarize(errors)}, status_code=422)
+    # Only a short echo of the input: it may hold lone surrogates, NaN, huge numbers or deep nesting, none of
+    # which a JSON response can carry, and a count instead of every error when there are many.
+    all_errors = exc.errors()
+    errors = short_errors(all_errors)
+    body: dict[str, Any] = {"detail": errors, "message": summarize(errors)}
+    if len(all_errors) > len(errors):
+        body["errors_total"] = len(all_errors)
+    return JSONResponse(body, status_code=422)
 
 
 def add_error_handlers(app: FastAPI) -> None:

@@ -25,6 +25,10 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 # Texts per micro-batch: MicroBatcher's max_batch is 32 by default; a single request may bring up to 256.
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 UNMATCHED = "unmatched"  # one label for every unknown path, so a scan of random URLs cannot grow the series
+# HTTP's standard methods; any other word a client sends counts as OTHER, so invented methods cannot grow the
+# series either.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"})
+OTHER = "other"
 
 router = APIRouter(include_in_schema=False)
 
@@ -164,7 +168,8 @@ class RecordRequests:
         try:
             await self.app(scope, receive, send_and_note)
         finally:
-            self.metrics.observe(route, scope["method"], status, time.perf_counter() - t0)
+            method = scope["method"] if scope["method"] in KNOWN_METHODS else OTHER
+            self.metrics.observe(route, method, status, time.perf_counter() - t0)
 
 
 @router.get("/metrics")

@@ -27,6 +27,10 @@ from toxdistill.runs import find_models, read_meta, read_selection, select_model
 log = logging.getLogger(__name__)
 
 _WORD = re.compile(r"\S+")
+# Characters of a cleaned text that reach the tokenizer: 32 per token of the model's window. English averages
+# about 4 characters per token, so only a text far longer than the window is cut, and the cut is marked as
+# truncated; without it a 1 MB text was tokenized whole (seconds) only to keep its first tokens.
+CHARS_PER_TOKEN = 32
 
 
 class ModelObserver(Protocol):
@@ -175,8 +179,19 @@ class ServedModel:
 
     @property
     def confusion_png(self) -> Path | None:
-        f = self.folder / "confusion.png"
-        return f if f.is_file() else None
+        return self.own_file("confusion.png")
+
+    def own_file(self, name: str) -> Path | None:
+        """The model folder's regular file ``name``, or None: a link that leads outside the folder (or to no
+        file) is not the model's, and the pages that show it need no key."""
+        folder = self.folder.resolve()
+        f = (folder / name).resolve()
+        return f if f.is_relative_to(folder) and f.is_file() else None
+
+    @property
+    def max_chars(self) -> int:
+        """How much of a cleaned text is tokenized (``CHARS_PER_TOKEN``)."""
+        return CHARS_PER_TOKEN * self.scorer.max_length
 
     def prepare(self, texts: Sequence[str]) -> list[str]:
         """Clean raw user text the way the model's training data was cleaned (mentions, URLs, HTML)."""
@@ -187,11 +202,12 @@ class ServedModel:
         through here, so every path cleans the same way; cleaning runs outside the lock (it touches no
         model state)."""
         texts = self.prepare(texts)
+        cut = np.array([len(t) > self.max_chars for t in texts], dtype=bool)
         with self.lock:
-            out = self.scorer.logits(texts, batch_size)
+            logits, truncated = self.scorer.logits([t[: self.max_chars] for t in texts], batch_size)
         if self.observer is not None:
             self.observer.scored(len(texts))
-        return out
+        return logits, np.asarray(truncated, dtype=bool) | cut
 
     def logits(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
         """``score``, timed for the latency metric as the caller waits for it."""
@@ -227,19 +243,25 @@ class ServedModel:
 
     def explain_budget(self, text: str) -> int:
         """How many occluded variants explaining ``text`` costs."""
-        return min(len(_WORD.findall(text)), self.scorer.max_length)
+        return min(len(_WORD.findall(text[: self.max_chars])), self.scorer.max_length)
 
     def explain(self, text: str) -> tuple[dict, list[dict]]:
         """The result for ``text`` and, per word, how much the predicted class's probability drops without it.
 
         Words are cut from the raw text (what the user sees); the original and every variant are then
-        cleaned and go through the model in one call (one lock, length-sorted batches).
+        cleaned and go through the model in one call (one lock, length-sorted batches). Only the words of
+        the first ``max_chars`` characters are scored, the most that is ever tokenized, so the cost is bounded
+        whatever the text's length.
         Each word is at least one token, so a word at position >= max_length is outside the model's window
-        and removing it cannot change anything: such words score 0 without being run.
+        and removing it cannot change anything: such words score 0 without being run. For the same reason a
+        variant needs only the first max_length + 1 words (the model reads no further), which keeps each
+        variant a window long instead of the text's length; the baseline has no window and gets every word.
         """
-        words = _WORD.findall(text)
-        n = min(len(words), self.scorer.max_length)
-        variants = [" ".join(words[:i] + words[i + 1 :]) for i in range(n)]
+        window = self.scorer.max_length
+        words = _WORD.findall(text[: self.max_chars])
+        n = min(len(words), window)
+        context = words if self.meta.get("kind") == "baseline" else words[: window + 1]
+        variants = [" ".join(context[:i] + context[i + 1 :]) for i in range(n)]
         logits, truncated = self.logits([text, *variants])
         probs = self.scorer.probabilities(logits)
         res = self.results(logits[:1], truncated[:1])[0]
