@@ -325,6 +325,12 @@ def _make_bad(tmp_path: Path, kind: str) -> tuple[Path, list[str]]:
     elif kind == "jsonl-no-field":
         p = p.with_suffix(".jsonl")
         p.write_text('{"text": "a"}\n{"body": "b"}\n')
+    elif kind == "jsonl-deep":  # valid JSON nested past Python's recursion limit
+        p = p.with_suffix(".jsonl")
+        p.write_text('{"text": "a"}\n{"text": ' + "[" * 50_000 + "]" * 50_000 + "}\n")
+    elif kind == "jsonl-huge-int":  # valid JSON with more digits than int() converts
+        p = p.with_suffix(".jsonl")
+        p.write_text('{"text": "a", "n": ' + "9" * 5_000 + "}\n")
     elif kind == "folder":
         p.mkdir()
     return p, []
@@ -344,6 +350,8 @@ def _make_bad(tmp_path: Path, kind: str) -> tuple[Path, list[str]]:
         "bad-json-late",
         "bad-csv-late",
         "jsonl-no-field",
+        "jsonl-deep",
+        "jsonl-huge-int",
         "folder",
     ],
 )

@@ -296,6 +296,13 @@ def _read_jsonl(
             raise ToxdistillError(
                 f"{name} line {lineno} is not valid JSON ({e.msg})", "give one JSON object per line"
             ) from None
+        except (RecursionError, ValueError):
+            # Valid JSON that Python will not hold: nesting deeper than its recursion limit, or an integer of more
+            # digits than int() converts (sys.get_int_max_str_digits).
+            raise ToxdistillError(
+                f"{name} line {lineno} is nested too deeply or holds a number too long to read",
+                "give one flat JSON object per line",
+            ) from None
         if not isinstance(obj, dict):
             raise ToxdistillError(
                 f"{name} line {lineno} is not a JSON object", 'give one object per line, e.g. {"text": "..."}'
