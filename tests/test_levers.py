@@ -1,4 +1,4 @@
-"""Issue 24's quality levers for shallow students: intermediate-layer distillation (w_hidden), attention relations
+"""The quality levers for shallow students: intermediate-layer distillation (w_hidden), attention relations
 (w_attn) against a live teacher, teacher-labelled augmentation (augment), and the two-step student."""
 
 import json
