@@ -254,7 +254,7 @@ class _Steps:
             " (run as fp32: no bf16 on this CPU)" if backend.precision != precision else ""
         )
         if precision == "fp32":
-            fp32_gate(block, what, "ONNX Runtime", self.strict, self.say)
+            fp32_gate(block, "OpenVINO", "ONNX Runtime", self.strict, self.say)
             return
         hint = "export --target openvino-fp32, or pass --allow-drift to keep it anyway"
         reduced_precision_gate(block, texts, self.strict, what, hint, self.say)

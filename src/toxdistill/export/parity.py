@@ -132,18 +132,8 @@ def fp32_parity(
     got1, _ = fp32_pred.logits(single, 1)
     block = agreement_block(ref, got, torch_pred, texts, torch_pred.label_names)
     block["max_abs_diff"] = max(block["max_abs_diff"], float(np.abs(ref1 - got1).max()))
-    block["tolerance"] = FP32_TOLERANCE
-    block["ok"] = block["max_abs_diff"] <= FP32_TOLERANCE
     record["parity"] = {"fp32": block}
-    say(
-        f"fp32 ONNX vs torch: max |Δlogit| {block['max_abs_diff']:.1e} (tolerance {FP32_TOLERANCE:.0e}); "
-        + describe(block, "predicted class")
-    )
-    if not block["ok"] and strict:
-        raise ToxdistillError(
-            f"ONNX fp32 logits differ from torch by {block['max_abs_diff']:.1e} (> {FP32_TOLERANCE:.0e})",
-            "try --exporter dynamo, or pass --allow-drift to keep it anyway",
-        )
+    fp32_gate(block, "ONNX", "torch", strict, say, "try --exporter dynamo, or pass --allow-drift to keep it anyway")
     return fp32_pred, got
 
 
@@ -168,16 +158,23 @@ def reduced_precision_gate(block: dict, texts: TextSet, strict: bool, what: str,
         say(f"warning: {what} agreement is below 99% on the built-in sample")
 
 
-def fp32_gate(block: dict, what: str, reference: str, strict: bool, say: Say) -> None:
+def fp32_gate(
+    block: dict,
+    what: str,
+    reference: str,
+    strict: bool,
+    say: Say,
+    hint: str = "pass --allow-drift to keep it anyway",
+) -> None:
     """The fp32 gate on an fp32 graph held against ``reference``'s fp32 logits: within ``FP32_TOLERANCE``."""
     block["tolerance"] = FP32_TOLERANCE
     block["ok"] = block["max_abs_diff"] <= FP32_TOLERANCE
     say(
-        f"{what} vs {reference} fp32: max |Δlogit| {block['max_abs_diff']:.1e} (tolerance {FP32_TOLERANCE:.0e}); "
+        f"fp32 {what} vs {reference}: max |Δlogit| {block['max_abs_diff']:.1e} (tolerance {FP32_TOLERANCE:.0e}); "
         + describe(block, "predicted class")
     )
     if not block["ok"] and strict:
         raise ToxdistillError(
-            f"{what} logits differ from {reference}'s by {block['max_abs_diff']:.1e} (> {FP32_TOLERANCE:.0e})",
-            "pass --allow-drift to keep it anyway",
+            f"{what} fp32 logits differ from {reference}'s by {block['max_abs_diff']:.1e} (> {FP32_TOLERANCE:.0e})",
+            hint,
         )

@@ -311,6 +311,28 @@ def stage_teacher(ctx: RunContext, name: str = TEACHER, train_cfg: TrainConfig |
     )
 
 
+def _train_stage(
+    ctx: RunContext, st: StageConfig, role: str, model, tok, layers, distill, live, recorded: dict, **kw
+) -> None:
+    """``_train_and_save`` for a configured stage: its name and train settings, and its config recorded with
+    ``recorded`` (the stage's distillation or LoRA settings) beside the train settings it used."""
+    train = ctx.cfg.stage_train(st)
+    stage_cfg = st.model_dump(mode="json") | {"train": train.model_dump(), **recorded}
+    _train_and_save(
+        ctx,
+        st.name,
+        role,
+        model,
+        tok,
+        train,
+        layers=layers,
+        distill=distill,
+        live_teacher=live,
+        stage_cfg=stage_cfg,
+        **kw,
+    )
+
+
 def stage_distill(ctx: RunContext, st: StageConfig) -> None:
     """A student cut from the teacher (``layers``), another pretrained model (``student``), or that model cut to
     fewer of its own layers (both: the two-step student), trained by distillation."""
@@ -339,20 +361,8 @@ def stage_distill(ctx: RunContext, st: StageConfig) -> None:
         attach_hidden_projection(student, teacher_hidden, "kd_hidden_projection")
     live = _live_teacher(ctx, distill, int(student.config.num_hidden_layers), copied, teacher)
     del teacher
-    _train_and_save(
-        ctx,
-        st.name,
-        "student",
-        student,
-        tok,
-        ctx.cfg.stage_train(st),
-        layers=layers,
-        distill=distill,
-        live_teacher=live,
-        stage_cfg=st.model_dump(mode="json")
-        | {"train": ctx.cfg.stage_train(st).model_dump(), "distill": distill.model_dump()},
-        extra_meta=extra,
-    )
+    recorded = {"distill": distill.model_dump()}
+    _train_stage(ctx, st, "student", student, tok, layers, distill, live, recorded, extra_meta=extra)
 
 
 def _lora_base(ctx: RunContext, st: StageConfig) -> tuple:
@@ -407,21 +417,9 @@ def stage_lora(ctx: RunContext, st: StageConfig) -> None:
         live = _live_teacher(ctx, distill, int(base_model.config.num_hidden_layers), copied)
     total, trainable = count_params(peft_model)
     say(f"{st.name}: LoRA r={lcfg.r} on {base_desc}: {trainable:,} trainable of {total:,} ({trainable / total:.2%})")
-    _train_and_save(
-        ctx,
-        st.name,
-        "lora",
-        peft_model,
-        tok,
-        ctx.cfg.stage_train(st),
-        layers=layers,
-        distill=distill,
-        live_teacher=live,
-        lora_save=True,
-        stage_cfg=st.model_dump(mode="json")
-        | {"train": ctx.cfg.stage_train(st).model_dump(), "lora": lcfg.model_dump()},
-        extra_meta={"adapter_base": base_desc, "lora_share": trainable / total},
-    )
+    meta = {"adapter_base": base_desc, "lora_share": trainable / total}
+    recorded = {"lora": lcfg.model_dump()}
+    _train_stage(ctx, st, "lora", peft_model, tok, layers, distill, live, recorded, lora_save=True, extra_meta=meta)
 
 
 def stage_finetune(ctx: RunContext, st: StageConfig) -> None:
