@@ -203,7 +203,7 @@ def _measure(
             model = load_bench_model(name, folder, sample.texts, opts.threads)
             wanted = ("torch-naive", target.name) if name == teacher_name else (target.name,)
             tagged(f"benching {', '.join(wanted)}")
-            bench_rows = bench_model(model, sample, parity, dataclasses.replace(opts, targets=wanted), tagged)
+            bench_rows = bench_model(model, sample, parity, dataclasses.replace(opts, targets=wanted), _prefixed(say))
         except ToxdistillError as e:
             if name == teacher_name:
                 raise
@@ -251,6 +251,11 @@ def _frontier_row(name: str, kind: str, reference: bool, r: dict, export_dir: st
         "parity_passed": bool(r.get("gate_ok")),
         **scores,
     }
+
+
+def _prefixed(say: Say) -> Say:
+    """The frontier's prefix alone: bench_model names the model in each of its lines itself."""
+    return lambda msg: say(f"frontier: {msg}")
 
 
 def _target_of(folder: Path, choice: str, opts: BenchOptions, say: Say) -> Target:
