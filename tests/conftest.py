@@ -169,6 +169,16 @@ def server(tiny_run: Path) -> Iterator[str]:
         close_models(models)
 
 
+@pytest.fixture(scope="module")
+def served_models(tiny_run):
+    """The tiny run's odd and even students loaded for serving, without micro-batching, once per test module."""
+    from toxdistill.serve.models import close_models, load_models
+
+    ms = load_models(tiny_run, "odd,even", batch_wait_ms=None)
+    yield ms
+    close_models(ms)
+
+
 @pytest.fixture(scope="session")
 def real_data_env() -> dict[str, str]:
     """The environment for a subprocess run on the real Davidson CSV; skips when the file is absent."""

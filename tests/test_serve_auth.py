@@ -20,16 +20,13 @@ from toxdistill.errors import ToxdistillError  # noqa: E402
 from toxdistill.serve import auth  # noqa: E402
 from toxdistill.serve.app import create_app  # noqa: E402
 from toxdistill.serve.auth import ENV_VAR, ApiKeys, bearer, keys_from  # noqa: E402
-from toxdistill.serve.models import close_models, load_models  # noqa: E402
 
 KEY, OTHER = "k-3f9a1c7e5b2d4f60", "k-second-key-00000000"
 
 
 @pytest.fixture(scope="module")
-def models(tiny_run):
-    ms = load_models(tiny_run, "odd,even", batch_wait_ms=None)
-    yield ms
-    close_models(ms)
+def models(served_models):
+    return served_models
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from toxdistill.serve.app import create_app  # noqa: E402
 from toxdistill.serve.auth import ApiKeys  # noqa: E402
 from toxdistill.serve.errors import MAX_ECHOED_ERRORS  # noqa: E402
-from toxdistill.serve.models import CHARS_PER_TOKEN, close_models, load_models  # noqa: E402
+from toxdistill.serve.models import CHARS_PER_TOKEN  # noqa: E402
 
 LOCAL = "http://localhost"
 KEY = "k-hardening-0000000000"
@@ -24,10 +24,8 @@ PNG = bytes.fromhex("89504e470d0a1a0a")
 
 
 @pytest.fixture(scope="module")
-def models(tiny_run):
-    ms = load_models(tiny_run, "odd,even", batch_wait_ms=None)
-    yield ms
-    close_models(ms)
+def models(served_models):
+    return served_models
 
 
 @pytest.fixture(scope="module")
@@ -219,8 +217,8 @@ def test_linked_files_outside_the_model_folder_are_not_served(models, tmp_path):
 
 
 # ---------------------------------------------------------------- explain and long texts
-def test_long_texts_are_cut_before_tokenizing(models, monkeypatch):
-    m = models["odd"]
+def _spy_lengths(m, monkeypatch) -> list[int]:
+    """The length of every text the model's scorer is given from now on, in a list that fills as it scores."""
     seen: list[int] = []
     real = m.scorer.logits
 
@@ -229,6 +227,13 @@ def test_long_texts_are_cut_before_tokenizing(models, monkeypatch):
         return real(texts, *a, **k)
 
     monkeypatch.setattr(m.scorer, "logits", spy)
+    return seen
+
+
+def test_long_texts_are_cut_before_tokenizing(models, monkeypatch):
+    m = models["odd"]
+    real = m.scorer.logits
+    seen = _spy_lengths(m, monkeypatch)
     long = "word " * 200_000  # 1 MB
     [res] = m.results(*m.logits([long]))
     assert res["truncated"] is True and max(seen) <= CHARS_PER_TOKEN * m.scorer.max_length
@@ -238,14 +243,7 @@ def test_long_texts_are_cut_before_tokenizing(models, monkeypatch):
 
 def test_explain_cost_is_a_window_whatever_the_length(models, monkeypatch):
     m = models["odd"]
-    seen: list[int] = []
-    real = m.scorer.logits
-
-    def spy(texts, *a, **k):
-        seen.extend(len(t) for t in texts)
-        return real(texts, *a, **k)
-
-    monkeypatch.setattr(m.scorer, "logits", spy)
+    seen = _spy_lengths(m, monkeypatch)
     window = m.scorer.max_length
     res, scores = m.explain(" ".join(f"w{i}" for i in range(50_000)))
     assert len(seen) == 1 + window and max(seen) <= CHARS_PER_TOKEN * window
