@@ -12,6 +12,7 @@ from toxdistill.data.perturb import (
     _HOMOGLYPH,
     _LEET,
     CHAR_KINDS,
+    HELDOUT_KINDS,
     KINDS,
     TOKEN_KINDS,
     check_kinds,
@@ -50,7 +51,7 @@ def test_copies_are_independent_perturbations():
     assert len({perturb(TEXT + " again and again", "swap", copy=c) for c in range(8)}) > 1
 
 
-@pytest.mark.parametrize("kind", [k for k in CHAR_KINDS if k != "join"] + ["hashtag"])
+@pytest.mark.parametrize("kind", [k for k in CHAR_KINDS if k != "join"] + ["hashtag", *HELDOUT_KINDS])
 def test_short_words_and_placeholders_are_never_touched(kind):
     out = perturb(TEXT, kind, seed=0)
     assert out.startswith("@user you are a ") and out.endswith(" you http")
@@ -71,7 +72,7 @@ def test_rows_use_the_weights_of_their_own_class():
 
 
 def test_a_text_without_eligible_words_comes_back_unchanged():
-    for kind in CHAR_KINDS:
+    for kind in CHAR_KINDS + HELDOUT_KINDS:
         assert perturb("i am ok", kind) == "i am ok"
 
 
@@ -135,8 +136,15 @@ def test_unknown_kinds_get_the_list_of_valid_kinds():
     assert "'leetspeak'" in str(e.value) and all(k in str(e.value) for k in KINDS)
 
 
+def test_a_group_name_stands_for_its_kinds_each_once():
+    assert check_kinds(["mixed", "held-out", "leet"]) == ["mixed", *[k for k in HELDOUT_KINDS if k != "mixed"], "leet"]
+    assert check_kinds(["char"]) == list(CHAR_KINDS)
+
+
 def test_the_config_checks_the_same_kinds_the_generator_has():
     from toxdistill.files import CHAR_PERTURBATIONS, PERTURBATIONS, TOKEN_PERTURBATIONS
 
-    assert tuple(KINDS) == PERTURBATIONS
+    assert tuple(k for k in KINDS if k not in HELDOUT_KINDS) == PERTURBATIONS
     assert CHAR_KINDS == CHAR_PERTURBATIONS and TOKEN_KINDS == TOKEN_PERTURBATIONS
+    # Consistency training's default (the training family's char kinds) never draws a held-out kind.
+    assert not set(HELDOUT_KINDS) & set(CHAR_PERTURBATIONS + TOKEN_PERTURBATIONS)
