@@ -9,8 +9,11 @@ from toxdistill.evaluation.robustness import (
     agreement,
     class_scores,
     drop_matrix,
+    drop_summary,
     flip_rate,
     format_robustness,
+    heatmap_view,
+    held_out_summary,
     robustness_row,
     total_variation,
 )
@@ -96,3 +99,71 @@ def test_drop_matrix_and_the_markdown_table():
     assert "| even | 1.000 | +0.0 | +0.0 |" in md
     assert "| even | 1.000 | 0.000 | 0.667 (leet) |" in md
     assert "agreement with the clean teacher" in md
+
+
+def _rows(drops: dict[str, float]) -> dict[str, dict[str, float]]:
+    return {k: {"drop_f1_macro": v} for k, v in drops.items()}
+
+
+def test_seen_and_held_out_kinds_are_summed_up_apart():
+    rows = _rows({"leet": 0.02, "spaces": 0.10, "case": 0.0, "separators": 0.30, "mixed": 0.20})
+    s = held_out_summary(rows, trained=["leet", "spaces", "join"], family=["separators", "zero-width", "mixed"])
+    assert s["seen"] == {
+        "kinds": ["leet", "spaces"],
+        "mean": pytest.approx(0.06),
+        "worst": 0.10,
+        "worst_kind": "spaces",
+    }
+    assert s["held_out"]["kinds"] == ["case", "separators", "mixed"]
+    assert s["held_out"]["mean"] == pytest.approx(0.5 / 3) and s["held_out"]["worst_kind"] == "separators"
+    assert s["held_out_family"]["kinds"] == ["separators", "mixed"]  # zero-width was not scored
+    assert held_out_summary(rows, trained=[], family=[])["seen"] is None
+    blind = held_out_summary(rows, trained=["leet"], family=["separators"], invisible=["case", "leet"])
+    assert blind["seen"] is None and blind["held_out"]["kinds"] == ["spaces", "separators", "mixed"]
+    assert blind["invisible"] == ["leet", "case"]
+    assert drop_summary(rows, ["zero-width"]) is None
+
+
+def _result():
+    labels = np.array([0, 1, 2])
+    perfect, lost = onehot([0, 1, 2]), onehot([1, 1, 2])
+    rows = {
+        "teacher": {k: robustness_row(labels, perfect, lost, 0) for k in ("leet", "separators")},
+        "even": {
+            "leet": robustness_row(labels, perfect, perfect, 0),
+            "separators": robustness_row(labels, perfect, lost, 0),
+        },
+    }
+    trained = {"teacher": [], "even": ["leet"]}
+    return {
+        "clean": {n: class_scores(labels, np.array([0, 1, 2]), 3, 0) for n in rows},
+        "models": rows,
+        "kinds": {"leet": {"changed": 1.0, "family": "training"}, "separators": {"changed": 1.0, "family": "held-out"}},
+        "focus_class": "hate speech",
+        "teacher": "teacher",
+        "seed": 0,
+        "n_words": 2,
+        "targets": "words of 4+ letters",
+        "worst_char_drop": {n: r["leet"]["drop_f1_macro"] for n, r in rows.items()},
+        "trained_kinds": trained,
+        "held_out": {n: held_out_summary(rows[n], trained[n], ["separators"]) for n in rows},
+    }
+
+
+def test_the_markdown_marks_trained_cells_and_the_held_out_family():
+    md = format_robustness(_result())
+    assert "| model | clean macro F1 | leet | separators† | worst char-level |" in md
+    even = next(line for line in md.splitlines() if line.startswith("| even | 1.000 |"))
+    assert "+0.0*" in even and even.count("*") == 1
+    assert "Trained on: teacher: none; even: leet." in md
+    drop = _result()["models"]["even"]["separators"]["drop_f1_macro"]
+    assert f"| even | +0.0 | +0.0 (leet) | {100 * drop:+.1f} | {100 * drop:+.1f} (separators) |" in md
+    assert "| teacher | — | — |" in md  # the teacher was trained on no kind
+
+
+def test_the_heatmap_names_say_what_each_model_was_trained_on():
+    view = heatmap_view(_result())
+    assert list(view["models"]) == ["teacher (trained on none)", "even (trained on 1 kind)"]
+    assert list(view["models"]["even (trained on 1 kind)"]) == ["leet (trained: 1 of 2)", "separators† (held out)"]
+    models, kinds, m = drop_matrix(view["models"])
+    assert kinds == ["leet (trained: 1 of 2)", "separators† (held out)"] and m.shape == (2, 2)

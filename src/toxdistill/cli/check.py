@@ -7,7 +7,7 @@ import argparse
 from toxdistill.cli import options
 from toxdistill.config import RobustnessConfig
 from toxdistill.console import stderr_say
-from toxdistill.data.perturb import KINDS, WORDS_PER_TEXT, check_kinds
+from toxdistill.data.perturb import HELDOUT_KINDS, KIND_GROUPS, KINDS, WORDS_PER_TEXT, check_kinds
 from toxdistill.evaluation.robustness import format_robustness
 
 NAME = "check"
@@ -15,15 +15,24 @@ HELP = "robustness and fidelity: every model under each perturbation of the test
 DESCRIPTION = """\
 Score every model of RUN on its test split, clean and under each label-preserving perturbation (leetspeak,
 swapped or deleted letters, spaces inside words, words run together, repeated letters, homoglyphs, accents,
-casing, punctuation, emoji, hashtags, @user/URL noise). Prints, per model and perturbation, macro F1, the
-focus class's F1 and recall, their drop from clean text, the flip rate, and each student's top-1 agreement
-with the teacher and mean total-variation distance. Writes RUN/robustness.json and RUN/robustness.png.
+casing, punctuation, emoji, hashtags, @user/URL noise) and of the held-out family, written apart from the
+generator that consistency training draws from (other separators inside words, zero-width characters, random
+words, several edits a word, several kinds a text). Prints, per model and perturbation, macro F1, the focus
+class's F1 and recall, their drop from clean text, the flip rate, and each student's top-1 agreement with the
+teacher and mean total-variation distance; then, per model, the drop on the kinds it was trained on against
+the kinds held out from it. Writes RUN/robustness.json and RUN/robustness.png.
 """
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run folder written by 'toxdistill run' (e.g. runs/davidson-minilm)")
-    p.add_argument("--kinds", default=None, metavar="A,B", help=f"perturbation kinds (default: all: {','.join(KINDS)})")
+    p.add_argument(
+        "--kinds",
+        default=None,
+        metavar="A,B",
+        help=f"perturbation kinds, or groups of them ({', '.join(KIND_GROUPS)}; held-out: "
+        f"{','.join(HELDOUT_KINDS)}) (default: all: {','.join(KINDS)})",
+    )
     p.add_argument("--models", default=None, metavar="A,B", help="only these models (the teacher is always scored)")
     p.add_argument("--seed", type=int, default=0, help="perturbation seed (default: 0)")
     p.add_argument(
@@ -47,12 +56,13 @@ def main(a: argparse.Namespace) -> int:
 
     options.at_least(a, threads=1, batch_size=1, words=1)
     kinds = [k.strip() for k in a.kinds.split(",") if k.strip()] if a.kinds else None
-    settings = RobustnessConfig(kinds=check_kinds(kinds) if kinds else None, seed=a.seed, n_words=a.words)
+    settings = RobustnessConfig(seed=a.seed, n_words=a.words)
     result = check_run(
         a.run,
         settings,
         plot=not a.no_plot,
         say=stderr_say(),
+        kinds=check_kinds(kinds) if kinds else None,
         **options.forward(a, "models", "data", "threads", "batch_size", "split", "seeds"),
     )
     print(format_robustness(result))

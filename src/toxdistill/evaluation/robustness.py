@@ -6,7 +6,7 @@ All functions are pure numpy on logits (``n × K``) and labels; ``pipeline/check
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -91,6 +91,63 @@ def drop_matrix(table: Mapping[str, Mapping[str, Mapping[str, float]]], metric: 
     return models, kinds, m
 
 
+def drop_summary(
+    rows: Mapping[str, Mapping[str, float]], kinds: Sequence[str], metric: str = "drop_f1_macro"
+) -> dict | None:
+    """Mean and worst ``metric`` over those of ``kinds`` that ``rows`` has, and the worst one's kind; None for none."""
+    got = [k for k in kinds if k in rows and np.isfinite(rows[k].get(metric, np.nan))]
+    if not got:
+        return None
+    worst = max(got, key=lambda k: rows[k][metric])
+    return {
+        "kinds": got,
+        "mean": float(np.mean([rows[k][metric] for k in got])),
+        "worst": float(rows[worst][metric]),
+        "worst_kind": worst,
+    }
+
+
+def held_out_summary(
+    rows: Mapping[str, Mapping[str, float]],
+    trained: Sequence[str],
+    family: Sequence[str],
+    invisible: Sequence[str] = (),
+) -> dict:
+    """One model's drop on the kinds its weights were trained on (``seen``), on every other kind (``held_out``),
+    and on the held-out family's kinds it was not trained on (``held_out_family``: the same yardstick for every
+    model of a run, where no model trained on them). Kinds ``invisible`` to the model (its logits the clean ones
+    on every row: its tokenizer normalizes them away) are left out of all three: their drop is 0 by
+    construction, not by anything the model learnt, and would only dilute the means."""
+    visible = [k for k in rows if k not in invisible]
+    return {
+        "seen": drop_summary(rows, [k for k in visible if k in trained]),
+        "held_out": drop_summary(rows, [k for k in visible if k not in trained]),
+        "held_out_family": drop_summary(rows, [k for k in family if k in visible and k not in trained]),
+        "invisible": [k for k in rows if k in invisible],
+    }
+
+
+def heatmap_view(result: dict) -> dict:
+    """``result`` with its model and kind names marked for the heatmap: each model with how many kinds it was
+    trained on, each kind with how many of the models were trained on it, or "held out" where none was, and a
+    kind of the held-out family with a † (as in the report's table)."""
+    trained = result.get("trained_kinds") or {}
+    rows = result["models"]
+    n = len(rows)
+
+    def kind_label(k: str) -> str:
+        seen = sum(k in trained.get(m, ()) for m in rows)
+        mark = "†" if result["kinds"].get(k, {}).get("family") == "held-out" else ""
+        return f"{k}{mark} (trained: {seen} of {n})" if seen else f"{k}{mark} (held out)"
+
+    def model_label(m: str) -> str:
+        n_kinds = len(trained.get(m) or ())
+        return f"{m} (trained on {n_kinds} kind{'' if n_kinds == 1 else 's'})" if n_kinds else f"{m} (trained on none)"
+
+    marked = {model_label(m): {kind_label(k): r for k, r in kinds.items()} for m, kinds in rows.items()}
+    return {**result, "models": marked}
+
+
 def _pts(x: float | None) -> str:
     return "—" if x is None or not np.isfinite(x) else f"{100 * x:+.1f}"
 
@@ -110,29 +167,113 @@ def _fidelity_row(name: str, clean: dict, row: dict, kinds: list[str]) -> str:
     )
 
 
+def _family(result: dict) -> list[str]:
+    return [k for k, v in result["kinds"].items() if v.get("family") == "held-out"]
+
+
+def _drop_table(result: dict) -> list[str]:
+    """Model × kind, drop in macro F1; a kind of the held-out family marked †, a kind the model trained on *."""
+    clean, rows, kinds = result["clean"], result["models"], list(result["kinds"])
+    trained = result.get("trained_kinds") or {}
+    family = set(_family(result))
+    lines = [
+        "| model | clean macro F1 | "
+        + " | ".join(k + ("†" if k in family else "") for k in kinds)
+        + " | worst char-level |",
+        "|---|---|" + "---|" * len(kinds) + "---|",
+    ]
+    for name in rows:
+        cells = [_pts(rows[name][k]["drop_f1_macro"]) + ("*" if k in trained.get(name, ()) else "") for k in kinds]
+        worst = result["worst_char_drop"].get(name)
+        lines.append(f"| {name} | {clean[name]['f1_macro']:.3f} | " + " | ".join(cells) + f" | {_pts(worst)} |")
+    if trained or family:
+        lines += [
+            "",
+            "\\* the model's weights were trained on this kind (consistency training, augmentation, or the model it "
+            "starts from); every other cell is held out. † the held-out family, written apart from the training "
+            "generator; worst char-level is over the training family's character-level kinds.",
+        ]
+    return lines
+
+
+def _worst(s: dict | None) -> str:
+    return "—" if s is None else f"{_pts(s['worst'])} ({s['worst_kind']})"
+
+
+def _mean(s: dict | None) -> str:
+    return "—" if s is None else _pts(s["mean"])
+
+
+def _held_out_table(result: dict) -> list[str]:
+    """Per model: the drop on the kinds it was trained on against the kinds it was not, and on the held-out family."""
+    summary, trained = result.get("held_out") or {}, result.get("trained_kinds") or {}
+    if not summary:
+        return []
+    groups: dict[str, list[str]] = {}
+    for name in summary:
+        groups.setdefault(", ".join(trained.get(name) or []) or "none", []).append(name)
+    unseen: dict[str, list[str]] = {}
+    for name, s in summary.items():
+        unseen.setdefault(", ".join(s.get("invisible") or []) or "none", []).append(name)
+    lines = [
+        "",
+        "Seen in training against held out: the drop in macro F1 (points), mean and worst over the kinds each model "
+        "was trained on, over every other kind, and over the held-out family ("
+        + (", ".join(_family(result)) or "not scored")
+        + "). Trained on: "
+        + "; ".join(f"{', '.join(names)}: {kinds}" for kinds, names in groups.items())
+        + ". Left out of every mean, as the model's input stays the same under them (its tokenizer normalizes "
+        "them away; drop 0 by construction): "
+        + "; ".join(f"{', '.join(names)}: {kinds}" for kinds, names in unseen.items())
+        + ".",
+        "",
+        "| model | seen: mean | seen: worst | held out: mean | held out: worst | held-out family: mean "
+        "| held-out family: worst |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, s in summary.items():
+        cells = [f(s[g]) for g in ("seen", "held_out", "held_out_family") for f in (_mean, _worst)]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _detail_table(result: dict, best: str) -> list[str]:
+    r_all, focus = result["models"][best], result["focus_class"]
+    lines = [
+        "",
+        f"Every measure for {best} (F1 and recall of {focus!r}; drops in points):",
+        "",
+        f"| perturbation | macro F1 | drop | {focus} F1 | drop | {focus} recall | drop | flip rate | agreement | TV |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for k in result["kinds"]:
+        r = r_all[k]
+        agr_s = f"{r['agreement']:.3f}" if "agreement" in r else "—"
+        tv_s = f"{r['tv']:.3f}" if "tv" in r else "—"
+        lines.append(
+            f"| {k} | {r['f1_macro']:.3f} | {_pts(r['drop_f1_macro'])} | {r['f1_focus']:.3f} | "
+            f"{_pts(r['drop_f1_focus'])} | {r['recall_focus']:.3f} | {_pts(r['drop_recall_focus'])} | "
+            f"{r['flip_rate']:.3f} | {agr_s} | {tv_s} |"
+        )
+    return lines
+
+
 def format_robustness(result: dict, detail: str | None = None) -> str:
-    """Markdown: the drop in macro F1 per model × perturbation, fidelity per student, and every measure for
-    one model (``detail``; default: the model with the best clean macro F1)."""
+    """Markdown: the drop in macro F1 per model × perturbation, seen against held-out kinds per model, fidelity
+    per student, and every measure for one model (``detail``; default: the model with the best clean macro F1)."""
     clean, rows = result["clean"], result["models"]
     kinds = list(result["kinds"])
-    focus = result["focus_class"]
     lines = [
         f"Drop in macro F1 from clean text, in points (clean − perturbed; positive is a loss). "
         f"{'Validation' if result.get('split') == 'val' else 'Test'} split, "
         f"seed {result['seed']}, {result['n_words']} target words per text ({result['targets']}).",
         "",
-        "| model | clean macro F1 | " + " | ".join(kinds) + " | worst char-level |",
-        "|---|---|" + "---|" * len(kinds) + "---|",
-    ]
-    for name in rows:
-        cells = [_pts(rows[name][k]["drop_f1_macro"]) for k in kinds]
-        worst = result["worst_char_drop"].get(name)
-        lines.append(f"| {name} | {clean[name]['f1_macro']:.3f} | " + " | ".join(cells) + f" | {_pts(worst)} |")
-    lines += [
+        *_drop_table(result),
         "",
         "Share of test rows each perturbation changes: "
         + ", ".join(f"{k} {100 * v['changed']:.0f}%" for k, v in result["kinds"].items())
         + ".",
+        *_held_out_table(result),
     ]
     students = [n for n in rows if "agreement" in clean[n]]
     if students:
@@ -147,21 +288,5 @@ def format_robustness(result: dict, detail: str | None = None) -> str:
         ]
         lines += [_fidelity_row(n, clean[n], rows[n], kinds) for n in students]
     if rows:
-        best = detail or max(rows, key=lambda n: clean[n]["f1_macro"])
-        lines += [
-            "",
-            f"Every measure for {best} (F1 and recall of {focus!r}; drops in points):",
-            "",
-            f"| perturbation | macro F1 | drop | {focus} F1 | drop | {focus} recall | drop | flip rate | agreement | TV |",
-            "|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for k in kinds:
-            r = rows[best][k]
-            agr_s = f"{r['agreement']:.3f}" if "agreement" in r else "—"
-            tv_s = f"{r['tv']:.3f}" if "tv" in r else "—"
-            lines.append(
-                f"| {k} | {r['f1_macro']:.3f} | {_pts(r['drop_f1_macro'])} | {r['f1_focus']:.3f} | "
-                f"{_pts(r['drop_f1_focus'])} | {r['recall_focus']:.3f} | {_pts(r['drop_recall_focus'])} | "
-                f"{r['flip_rate']:.3f} | {agr_s} | {tv_s} |"
-            )
+        lines += _detail_table(result, detail or max(rows, key=lambda n: clean[n]["f1_macro"]))
     return "\n".join(lines)

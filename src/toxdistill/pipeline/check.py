@@ -5,6 +5,11 @@ the flip rate and, for every model but the teacher, fidelity to the teacher (top
 total-variation distance, the teacher scored on the same perturbed texts). Results go to
 ``RUN/robustness.json`` and a heatmap ``RUN/robustness.png``; ``toxdistill run`` calls this before its report.
 
+Each model's drop is also summed up apart on the kinds its weights were trained on (its folder's recorded
+stage: ``train.perturb`` or ``distill.augment`` and their kinds) and on the kinds held out from it: a model
+graded only on the generator it trained with grades its own homework. The held-out family of
+``data/perturb.py``, which no default stage trains on, is the yardstick common to every model.
+
 Only the rows a perturbation changed are scored again: a row with the clean text, or for a transformer the
 clean text after the tokenizer's normalizer, has the clean logits. Each model's perturbed logits are cached in
 ``RUN/robustness/<model>.npz`` under a key of everything they depend on, so adding a stage to a run scores only
@@ -22,13 +27,27 @@ import numpy as np
 
 from toxdistill.config import RobustnessConfig
 from toxdistill.console import Say, quiet
-from toxdistill.data.perturb import CHAR_KINDS, KINDS, check_kinds, perturb_texts
+from toxdistill.data.perturb import CHAR_KINDS, HELDOUT_KINDS, KINDS, check_kinds, perturb_texts
 from toxdistill.data.readers import safe_text
 from toxdistill.data.split import load_run_split
 from toxdistill.errors import ToxdistillError
 from toxdistill.evaluation.plots import plot_robustness
-from toxdistill.evaluation.robustness import class_scores, robustness_row, total_variation
-from toxdistill.files import BASELINE, CONFIG_FILE, META_FILE, SEEDS_DIR, TEST_LOGITS, VAL_LOGITS
+from toxdistill.evaluation.robustness import (
+    class_scores,
+    heatmap_view,
+    held_out_summary,
+    robustness_row,
+    total_variation,
+)
+from toxdistill.files import (
+    BASELINE,
+    CHAR_PERTURBATIONS,
+    CONFIG_FILE,
+    META_FILE,
+    SEEDS_DIR,
+    TEST_LOGITS,
+    VAL_LOGITS,
+)
 from toxdistill.inference.predict import load_scorer
 from toxdistill.io import atomic_write_json
 from toxdistill.models.baseline import TfidfLR
@@ -146,7 +165,39 @@ def _baseline_word_weights(models: dict[str, Path]):
 
 def _kind_record(kind: str, perturbed: list[str], clean: list[str]) -> dict:
     changed = float(np.mean([a != b for a, b in zip(perturbed, clean)]))
-    return {"level": KINDS[kind].level, "example": KINDS[kind].example, "changed": changed}
+    k = KINDS[kind]
+    family = "held-out" if k.held_out else "training"
+    return {"level": k.level, "family": family, "example": k.example, "changed": changed}
+
+
+def _weights_from(meta: dict, teacher: str | None) -> str | None:
+    """The model whose trained weights this one starts from: a distill-lora stage's base, the teacher for a
+    student cut from its layers or a LoRA stage on it; None for a model that starts from a pretrained one."""
+    stage = meta.get("stage") or {}
+    if stage.get("kind") == "distill-lora":
+        return stage.get("base")
+    if stage.get("kind") == "lora":
+        return teacher if stage.get("base") == "teacher" else None
+    if meta.get("kind") == "student" and stage.get("layers") is not None and not meta.get("student_model"):
+        return teacher
+    return None
+
+
+def trained_kinds(folder: Path, found: dict[str, Path], teacher: str | None, depth: int = 0) -> list[str]:
+    """The perturbation kinds a model's weights were trained on, in ``KINDS`` order: its stage's (recorded in
+    its toxdistill.json) where ``train.perturb`` or ``distill.augment`` is on, from ``train.perturb_kinds`` or
+    the trainer's default, and those of the model its weights start from. A folder without a recorded stage
+    (the TF-IDF floor, a given teacher) was trained on none."""
+    meta = read_meta(folder)
+    stage = meta.get("stage") or {}
+    train, distill = stage.get("train") or {}, stage.get("distill") or {}
+    kinds: set[str] = set()
+    if (train.get("perturb") or 0) > 0 or (distill.get("augment") or 0) > 0:
+        kinds.update(train.get("perturb_kinds") or CHAR_PERTURBATIONS)  # the trainer's default when null
+    parent = _weights_from(meta, teacher)
+    if parent in found and found[parent] != folder and depth < 8:  # 8: deeper than any chain of stages
+        kinds.update(trained_kinds(found[parent], found, teacher, depth + 1))
+    return [k for k in KINDS if k in kinds] + sorted(kinds - set(KINDS))
 
 
 def check_run(
@@ -160,16 +211,18 @@ def check_run(
     split: str = "test",
     seeds: bool = False,
     say: Say = quiet,
+    kinds: list[str] | None = None,
 ) -> dict:
     """Score every (or every named) model of a finished run under the perturbations of ``settings`` (the
     config's ``robustness`` block: kinds, seed, words per text) on its ``split`` ("test", or "val" to decide
     on), write ``robustness.json`` (``robustness-val.json``) and the heatmap, and return the result. With
     ``seeds`` the seed repeats of ``run --seeds N`` are scored too, as ``<stage>@seed<N>``: how much of a
-    difference is seed-to-seed noise."""
+    difference is seed-to-seed noise. ``kinds`` (kind or group names, ``check_kinds``) stands in for the
+    settings' kinds."""
     settings = settings or RobustnessConfig()
     seed, n_words = settings.seed, settings.n_words
     run_dir = Path(run_dir)
-    kinds = check_kinds(settings.kinds) if settings.kinds else list(KINDS)
+    kinds = check_kinds(kinds or settings.kinds or list(KINDS))
     if not (run_dir / CONFIG_FILE).is_file():
         raise ToxdistillError(f"{run_dir} is not a run folder (no {CONFIG_FILE})", "give runs/<name>")
     cfg = load_run_config(run_dir)
@@ -192,7 +245,8 @@ def check_run(
         n: _model_logits(n, d, split, clean_texts, perturbed, run_dir / CACHE_DIR, threads, batch_size, say)
         for n, d in chosen.items()
     }
-    result = summarise(labels, logits, teacher, focus, list(test.label_names))
+    trained = {n: trained_kinds(d, everything, teacher) for n, d in chosen.items()}
+    result = summarise(labels, logits, teacher, focus, list(test.label_names), trained)
     result.update(
         {
             "split": split,
@@ -205,7 +259,7 @@ def check_run(
     json_name, png_name = output_names(split)
     atomic_write_json(run_dir / json_name, result)
     if plot:
-        plot_robustness(result, run_dir / png_name)
+        plot_robustness(heatmap_view(result), run_dir / png_name)
     return result
 
 
@@ -215,8 +269,10 @@ def summarise(
     teacher: str | None,
     focus: int,
     label_names: list[str],
+    trained: dict[str, list[str]] | None = None,
 ) -> dict:
-    """The JSON-ready table: ``clean`` scores (and fidelity) per model, ``models[m][kind]`` rows."""
+    """The JSON-ready table: ``clean`` scores (and fidelity) per model, ``models[m][kind]`` rows, and with
+    ``trained`` (each model's training kinds) ``held_out[m]``: the drop on seen against held-out kinds."""
     k = len(label_names)
     t_clean, t_pert = logits.get(teacher or "", (None, {}))
     out: dict = {"teacher": teacher, "focus_class": label_names[focus], "clean": {}, "models": {}}
@@ -235,6 +291,16 @@ def summarise(
         }
     out["worst_char_drop"] = {
         name: max((rows[c]["drop_f1_macro"] for c in CHAR_KINDS if c in rows), default=None)
+        for name, rows in out["models"].items()
+    }
+    trained = trained or {}
+    out["trained_kinds"] = {name: trained.get(name, []) for name in out["models"]}
+    # A kind whose logits are the clean ones on every row never reached the model (see _changed_rows).
+    invisible = {
+        name: [k for k, p in pert.items() if np.array_equal(p, clean)] for name, (clean, pert) in logits.items()
+    }
+    out["held_out"] = {
+        name: held_out_summary(rows, out["trained_kinds"][name], HELDOUT_KINDS, invisible[name])
         for name, rows in out["models"].items()
     }
     return out
