@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -333,6 +332,13 @@ def _make_bad(tmp_path: Path, kind: str) -> tuple[Path, list[str]]:
         p.write_text('{"text": "a", "n": ' + "9" * 5_000 + "}\n")
     elif kind == "folder":
         p.mkdir()
+    elif kind.startswith("long-line-"):  # line 3 is over --max-line-bytes 1000
+        fmt = kind.removeprefix("long-line-")
+        p = p.with_suffix("." + fmt)
+        rows = {"txt": ["a", "b", "x" * 1001], "csv": ["text", "a", "x" * 1001], "jsonl": ['{"text": "a"}'] * 2}
+        rows["jsonl"].append(json.dumps({"text": "x" * 1001}))
+        p.write_text("\n".join(rows[fmt]) + "\n")
+        return p, ["--max-line-bytes", "1000"]
     return p, []
 
 
@@ -353,6 +359,9 @@ def _make_bad(tmp_path: Path, kind: str) -> tuple[Path, list[str]]:
         "jsonl-deep",
         "jsonl-huge-int",
         "folder",
+        "long-line-txt",
+        "long-line-csv",
+        "long-line-jsonl",
     ],
 )
 def test_predict_bad_input(kind, tiny_model_dir, tmp_path, capsys):
@@ -362,6 +371,8 @@ def test_predict_bad_input(kind, tiny_model_dir, tmp_path, capsys):
     out.write_text("previous results\n")
     code, _, err = _run(["predict", tiny_model_dir, src, "-o", out, *extra], capsys)
     _assert_failed_cleanly(code, err, out, b"previous results\n")
+    if kind.startswith("long-line"):
+        assert "line 3 is longer than 1000 bytes" in err
 
 
 def test_predict_scores_with_the_tfidf_baseline_through_the_one_loader(tmp_path, capsys):
@@ -410,7 +421,7 @@ def test_predict_unwritable_output(tiny_model_dir, tmp_path, capsys, monkeypatch
             def refuse(*a, **k):
                 raise PermissionError(13, "Permission denied")
 
-            monkeypatch.setattr(tempfile, "mkstemp", refuse)
+            monkeypatch.setattr("toxdistill.inference.scored_output.new_temp_file", refuse)
         code, _, err = _run(["predict", tiny_model_dir, src, "-o", out], capsys)
         _assert_failed_cleanly(code, err, out, b"keep")
     finally:
@@ -426,3 +437,74 @@ def test_predict_option_errors(tiny_model_dir, inputs, tmp_path, capsys):
         assert code != 0 and err.startswith("toxdistill: error:")
     code, _, err = _run(["predict", tiny_model_dir, d / "a.txt", "-o", tmp_path / "o.csv", "--text-col", "x"], capsys)
     assert code != 0 and "plain text" in err
+
+
+# ------------------------------------------------------------------ predict: stopped, killed, permissions
+def _stop_on_second_chunk(monkeypatch, stop):
+    """``stop()`` while predict scores its second chunk, after the first was written to the .part file."""
+    import toxdistill.inference.score_file as sf
+
+    real, calls = sf.prediction_frame, [0]
+
+    def scoring(*a, **k):
+        calls[0] += 1
+        if calls[0] == 2:
+            stop()
+        return real(*a, **k)
+
+    monkeypatch.setattr(sf, "prediction_frame", scoring)
+
+
+def _sigterm() -> None:
+    import signal
+
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _interrupt() -> None:
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("stop, code", [(_sigterm, 143), (_interrupt, 130)])
+def test_a_stopped_predict_removes_its_part_file_and_keeps_the_output(
+    tiny_model_dir, inputs, tmp_path, capsys, monkeypatch, stop, code
+):
+    d, _ = inputs
+    out = tmp_path / "o.csv"
+    out.write_text("previous results\n")
+    _stop_on_second_chunk(monkeypatch, stop)
+    got, _, err = _run(["predict", tiny_model_dir, d / "a.txt", "-o", out, "--chunk-size", 8], capsys)
+    assert got == code and len(err.strip().splitlines()) == 1 and "was not written" in err
+    assert out.read_text() == "previous results\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_predict_removes_the_part_files_killed_predicts_left_of_its_output(tiny_model_dir, inputs, tmp_path, capsys):
+    import subprocess
+    import sys
+
+    d, _ = inputs
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    live = os.getppid()
+    stale = [f".o.csv.{dead.pid}-0123abcd.part", ".o.csv.k3x9_q2z.part"]  # an older toxdistill's had no pid
+    # A live predict's, another output's, and a user's backup.
+    kept = [f".o.csv.{live}-0123abcd.part", f".other.csv.{dead.pid}-0123abcd.part", ".o.csv.old"]
+    for name in stale + kept:
+        (tmp_path / name).write_text("half")
+    assert _run(["predict", tiny_model_dir, d / "a.txt", "-o", tmp_path / "o.csv"], capsys)[0] == 0
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == sorted(kept)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX modes")
+def test_predict_replacing_an_output_gives_it_the_umasks_permissions(tiny_model_dir, inputs, tmp_path, capsys):
+    d, _ = inputs
+    out = tmp_path / "o.csv"
+    out.write_text("previous results\n")
+    out.chmod(0o644)
+    before = os.umask(0o022)
+    try:
+        assert _run(["predict", tiny_model_dir, d / "a.txt", "-o", out], capsys)[0] == 0
+    finally:
+        os.umask(before)
+    assert out.stat().st_mode & 0o777 == 0o644 and out.read_text() != "previous results\n"

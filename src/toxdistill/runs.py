@@ -7,9 +7,10 @@ the file names (``files``) and the errors.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from toxdistill.config import CleanConfig, Config, load_config
@@ -25,7 +26,7 @@ from toxdistill.files import (
     RUN_FILE,
     SPLIT_FILE,
 )
-from toxdistill.io import atomic_write_json
+from toxdistill.io import atomic_write_json, run_lock
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,19 @@ def run_folder_of(path: Path) -> Path | None:
     if path.parent.name in (MODELS_DIR, EXPORT_DIR) and (path.parent.parent / CONFIG_FILE).is_file():
         return path.parent.parent
     return None
+
+
+@contextlib.contextmanager
+def run_folders_locked(*paths: str | Path | None) -> Iterator[list[Path]]:
+    """Hold the lock of every run folder that ``paths`` are or sit in (``run_folder_of``), as ``toxdistill run``
+    holds its own: a command that writes into a run folder (export, bench, frontier) then never mixes its files
+    with a run's, and a run starting meanwhile is refused instead of clearing the command's temporary folders.
+    Another holder is one line (``ToxdistillError``), at once: nothing waits."""
+    runs = sorted({r for p in paths if p is not None and (r := run_folder_of(Path(p))) is not None})
+    with contextlib.ExitStack() as stack:
+        for run in runs:
+            stack.enter_context(run_lock(run, fix="wait for it to finish, then run this command again"))
+        yield runs
 
 
 def read_meta(model_dir: Path) -> dict:

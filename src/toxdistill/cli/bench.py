@@ -19,7 +19,8 @@ against the peak of its own engine and number format (torch fp32, ONNX Runtime f
 the machine's peak per format), measured in the same run over several shapes and thread counts, next to the
 CPU's theoretical peak. Per model, the export target 'export --auto' would choose (the fastest that passes its
 parity gates) is marked. Prints a table of ratios against the naive teacher, writes bench.json and bench.png
-(macro F1 vs samples/s) into the run.
+(macro F1 vs samples/s) into the run. It holds the run's lock: it fails at once while a run or another command
+writes there.
 """
 
 
@@ -75,8 +76,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(a: argparse.Namespace) -> int:
-    from toxdistill.benchmark.bench import run_bench  # heavy: scikit-learn, pandas and the export code
-
     options.at_least(a, limit=1, threads=1, batch_size=1, latency_n=1, speed_goal=0, repeats=1)
     limit = a.limit if a.limit is not None else (QUICK_LIMIT if a.quick else None)
     opts = BenchOptions(
@@ -88,5 +87,10 @@ def main(a: argparse.Namespace) -> int:
         profile_ops=a.profile_ops,
         **options.forward(a, "models", "threads", "batch_size", "latency_n", "data", "output", "speed_goal", "overlap"),
     )
-    run_bench(a.run_dir, opts, say=print)  # progress and the table on stdout, as before
+    from toxdistill.runs import run_folders_locked
+
+    with run_folders_locked(a.run_dir, a.output):  # its exports go into RUN_DIR/export/ whatever -o says
+        from toxdistill.benchmark.bench import run_bench  # heavy: scikit-learn, pandas and the export code
+
+        run_bench(a.run_dir, opts, say=print)  # progress and the table on stdout, as before
     return 0

@@ -19,7 +19,8 @@ Write MODEL_DIR for one export target (--target ENGINE-PRECISION[-fused]) into a
 tokenizer, config.json and the model's toxdistill.json (metrics, calibration) plus an export record. fp32 logits
 must match torch within 1e-4; int8 must agree with fp32 on >= 99% of the run's test split and lose at most 0.5
 points of weighted and of macro F1 (the test split is used when MODEL_DIR is runs/<name>/models/<m>; otherwise a
-built-in sample, agreement only). The folder appears in one rename: never half-written.
+built-in sample, agreement only). The folder appears in one rename: never half-written. Exporting a run's model,
+or into a run folder, holds that run's lock: it fails at once while a run or another command writes there.
 
 onnx-*: ONNX Runtime's graph, fp32 or int8 (dynamic weight quantization); -fused: attention, LayerNorm and GELU
 fused by its transformer optimizer first (same gates; slower on the CPUs measured, see docs/benchmarks.md).
@@ -115,11 +116,20 @@ def main(a: argparse.Namespace) -> int:
         raise ToxdistillError(
             "export needs onnx and onnxruntime, not installed", "pip install 'toxdistill[onnx]'"
         ) from None
+    from toxdistill.runs import run_folders_locked
+
+    # The model's run gets the exports by default (and --auto's candidates always): its lock, and the output's.
+    with run_folders_locked(a.model_dir, a.output):
+        _export(a)
+    return 0
+
+
+def _export(a: argparse.Namespace) -> None:
     if a.auto:
         from toxdistill.benchmark.auto import auto_export  # heavy: sklearn, pandas and the model code
 
         auto_export(a.model_dir, a.output, data=a.data, threads=a.threads, say=print)
-        return 0
+        return
     from toxdistill.export.job import ExportJob, export_model  # heavy: sklearn, pandas and the model code
 
     job = ExportJob(
@@ -130,4 +140,3 @@ def main(a: argparse.Namespace) -> int:
         **options.forward(a, "int8_embeddings", "exporter", "opset", "data"),
     )
     export_model(job, say=print)  # the parity report on stdout, as before
-    return 0

@@ -7,9 +7,10 @@ import argparse
 from pathlib import Path
 
 from toxdistill.cli import options
-from toxdistill.config import SelectConfig, load_config
+from toxdistill.config import Config, SelectConfig, load_config
 from toxdistill.console import stderr_say
 from toxdistill.errors import ToxdistillError
+from toxdistill.files import REPORT_FILE
 from toxdistill.targets import frontier_choices
 
 NAME = "frontier"
@@ -22,6 +23,7 @@ validation and test, and choose the best model on validation: the fastest within
 (default: the run's select block), or with --min-samples-per-s the best macro F1 at that speed. Says whether
 the choice holds on test. Writes RUN_DIR/frontier.json and frontier.png and rewrites the report's "Compression
 frontier" section. Measurements made for the same models, target, texts and CPU are kept unless --remeasure.
+It holds the run's lock: it fails at once while a run or another command writes there.
 """
 EPILOG = """\
 examples: toxdistill frontier runs/davidson-minilm --max-drop-f1-weighted 0.005 --max-drop-f1-macro none
@@ -82,7 +84,7 @@ def _tolerance(a: argparse.Namespace, dest: str) -> dict:
 
 
 def main(a: argparse.Namespace) -> int:
-    from toxdistill.files import CONFIG_FILE, MODELS_DIR, REPORT_FILE
+    from toxdistill.files import CONFIG_FILE, MODELS_DIR
 
     options.at_least(a, threads=1, limit=1)
     given = {k: v for dest in TOLERANCES for k, v in _tolerance(a, dest).items()}
@@ -108,8 +110,19 @@ def main(a: argparse.Namespace) -> int:
         updates["threads"] = a.threads
     cfg = cfg.model_copy(update=updates)
 
-    from toxdistill.evaluation.frontier import format_frontier  # heavy below: torch, the bench and the exporters
-    from toxdistill.evaluation.report import update_frontier_section
+    from toxdistill.runs import run_folders_locked
+
+    with run_folders_locked(run):  # before the heavy imports: a busy run folder fails in a second
+        frontier = _make(run, cfg, a)
+    from toxdistill.evaluation.frontier import format_frontier
+
+    print(format_frontier(frontier))
+    return 0
+
+
+def _make(run: Path, cfg: Config, a: argparse.Namespace) -> dict:
+    """Measure the frontier, ship its winner to RUN/best/ and rewrite the report's section; the frontier."""
+    from toxdistill.evaluation.report import update_frontier_section  # heavy: torch, the bench and the exporters
     from toxdistill.pipeline.best import write_best
     from toxdistill.pipeline.frontier import run_frontier
 
@@ -119,5 +132,4 @@ def main(a: argparse.Namespace) -> int:
     say(f"shipped {frontier['selection']['model']} to {best} (with its model card)")
     if update_frontier_section(run, frontier):
         say(f"rewrote the Compression frontier section of {run / REPORT_FILE}")
-    print(format_frontier(frontier))
-    return 0
+    return frontier

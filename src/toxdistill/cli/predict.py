@@ -8,9 +8,14 @@ one writer of scored files (``inference.scored_output``), so they write the same
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 from toxdistill.cli import options
+from toxdistill.data.readers import MAX_LINE_BYTES
 from toxdistill.errors import ToxdistillError
 from toxdistill.inference.ray_scoring import predict_ray, require_ray
 from toxdistill.inference.score_file import ScoreOptions, score_file
@@ -30,6 +35,11 @@ is written by the same writer as --runner local's: the same rows, columns and fo
 --threads 1, the same bytes; other batches can move a probability's last digit). Its -o may also be a folder
 (a name without suffix, or ending in /), which gets Parquet shards with a row_id column (0..N-1 in input
 order).
+
+A line of the input longer than --max-line-bytes (default 1 MiB) is refused with its line number, before it
+is read whole. Interrupted (Ctrl-C, SIGTERM) or failing, predict removes its temporary .part file and leaves an
+existing output as it was; a .part left by a killed predict (SIGKILL) is removed by the next predict writing
+the same output. There is no resume: a stopped predict starts over.
 """
 
 
@@ -51,6 +61,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     options.add_batch_size(p)
     p.add_argument(
         "--chunk-size", type=int, default=8192, help="rows read, scored and written at a time (default: 8192)"
+    )
+    p.add_argument(
+        "--max-line-bytes",
+        type=int,
+        default=MAX_LINE_BYTES,
+        metavar="N",
+        help=f"refuse an input line longer than N bytes, before reading it whole (default: {MAX_LINE_BYTES}, 1 MiB: "
+        "hundreds of times what a model reads of a text, which keeps a file without line breaks from filling "
+        "memory)",
     )
     options.add_threads(p)
     options.add_backend(p)
@@ -80,8 +99,40 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where predict is: a BaseException so that it unwinds like Ctrl-C, through every clean-up."""
+
+
+@contextlib.contextmanager
+def _terminate_unwinds() -> Iterator[None]:
+    """SIGTERM (``kill``, a scheduler stopping the job) unwinds predict like Ctrl-C instead of ending the process
+    on the spot, so the writer removes its .part file. A handler can only be set in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(a: argparse.Namespace) -> int:
-    options.at_least(a, batch_size=1, chunk_size=1, threads=1, actors=1)
+    options.at_least(a, batch_size=1, chunk_size=1, threads=1, actors=1, max_line_bytes=1)
+    try:
+        with _terminate_unwinds():
+            return _score(a)
+    except (KeyboardInterrupt, Terminated) as e:
+        why = "interrupted" if isinstance(e, KeyboardInterrupt) else "stopped (SIGTERM)"
+        print(f"toxdistill: predict {why}; {a.output} was not written (an existing one is unchanged)", file=sys.stderr)
+        return 130 if isinstance(e, KeyboardInterrupt) else 128 + signal.SIGTERM
+
+
+def _score(a: argparse.Namespace) -> int:
     opts = ScoreOptions(
         text_col=a.text_col,
         fmt=a.format,
@@ -91,6 +142,7 @@ def main(a: argparse.Namespace) -> int:
         backend=a.backend,
         clean=not a.no_clean,
         progress=a.progress == "on" or (a.progress == "auto" and sys.stderr.isatty()),
+        max_line_bytes=a.max_line_bytes,
     )
     if a.runner == "ray":
         return _main_ray(a, opts)

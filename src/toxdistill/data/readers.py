@@ -12,12 +12,17 @@ all read through here, so they accept the same files and refuse the same ones wi
 - **Plain text**: one text per line, kept as written (only the line break goes), blank lines skipped.
 - **Any text is safe**: JSON can carry lone surrogates (``"\\ud800"``), which no UTF-8 writer or tokenizer
   accepts. ``safe_text`` replaces each with U+FFFD (valid surrogate pairs become their character).
+- **Bounded lines**: a line (CSV, JSONL or text; between two line breaks) longer than ``MAX_LINE_BYTES`` (1 MiB;
+  ``predict --max-line-bytes``) is refused with a one-line error naming its line number, as soon as the reader
+  has read that much of it: the bytes are counted as they are read, so memory stays bounded however long the
+  line is, and no output ever gets a copy of it.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +35,12 @@ TEXT_COLUMNS = ("text", "tweet", "comment")
 JSONL_SUFFIXES = {".jsonl", ".ndjson", ".json"}
 FORMATS = ("csv", "tsv", "jsonl", "txt")
 HEAD_BYTES = 1 << 16
+# The longest line read, in bytes. 1 MiB holds ~200k words: hundreds of times what a model reads of a text (the
+# tokenizer truncates at max_length, 512 tokens at most), so no real comment is refused, while a file without
+# line breaks (a binary dump, a minified JSON array) fails after 1 MiB instead of filling memory with a line read
+# whole, then copied into the output. The server's uploads (2 MB at most) get the same limit.
+MAX_LINE_BYTES = 1 << 20
+_BREAK = re.compile(rb"\r\n|\r|\n")
 
 
 def safe_text(text: str) -> str:
@@ -53,10 +64,15 @@ def safe_obj(obj: Any) -> Any:
 
 
 class _Prefixed(io.RawIOBase):
-    """A byte stream that replays ``head`` (already read, to sniff the input) and then reads the rest."""
+    """A byte stream that replays ``head`` (already read, to sniff the input) and then reads the rest, counting
+    line lengths as the bytes go by: a line over ``max_line`` bytes ends the read with a one-line error."""
 
-    def __init__(self, head: bytes, rest):
-        self.head, self.rest = head, rest
+    def __init__(self, head: bytes, rest, max_line: int | None = MAX_LINE_BYTES):
+        self.head, self.rest, self.max_line = head, rest, max_line
+        self.source: Source | None = None  # set once opened: the error names it as the caller may rename it
+        self.line = 1  # the line the next byte belongs to
+        self.run = 0  # bytes of that line so far
+        self.after_cr = False  # the last block ended in \r: a \n that starts the next one is the same break
 
     def readable(self) -> bool:
         return True
@@ -71,12 +87,51 @@ class _Prefixed(io.RawIOBase):
             n = min(len(b), len(self.head))
             b[:n] = self.head[:n]
             self.head = self.head[n:]
-            return n
-        if self.rest is None:
+        elif self.rest is None:
             return 0
-        data = self.rest.read1(len(b)) if hasattr(self.rest, "read1") else self.rest.read(len(b))
-        b[: len(data)] = data
-        return len(data)
+        else:
+            data = self.rest.read1(len(b)) if hasattr(self.rest, "read1") else self.rest.read(len(b))
+            n = len(data)
+            b[:n] = data
+        if self.max_line is not None and n:
+            self._count(bytes(b[:n]), self.max_line)
+        return n
+
+    def _count(self, data: bytes, limit: int) -> None:
+        """Advance the line count over ``data``; raise once a line is longer than ``limit`` bytes."""
+        if self.after_cr and data.startswith(b"\n"):
+            data = data[1:]
+        self.after_cr = data.endswith(b"\r")
+        first = min((i for i in (data.find(b"\n"), data.find(b"\r")) if i >= 0), default=-1)
+        if first < 0:
+            self._grow(len(data))
+            return
+        self._grow(first)
+        last = max(data.rfind(b"\n"), data.rfind(b"\r"))
+        if last - first > limit:  # a whole line within this block may be too long: look at each (rare)
+            pos = first
+            for m in _BREAK.finditer(data, first):
+                self._grow(m.start() - pos)
+                self.line, self.run, pos = self.line + 1, 0, m.end()
+        else:
+            self.line += data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
+        self.run = len(data) - last - 1
+        self._grow(0)
+
+    def _grow(self, n: int) -> None:
+        self.run += n
+        if self.max_line is not None and self.run > self.max_line:
+            what, name = (self.source.what, self.source.name) if self.source else ("input", "")
+            fix = "split it into shorter texts" + (" or raise --max-line-bytes" if what == "input" else "")
+            raise ToxdistillError(f"{what} {name} line {self.line} is longer than {_size(self.max_line)}", fix)
+
+
+def _size(n: int) -> str:
+    """``n`` bytes as the limit is usually given: 1 MiB, 64 KiB or 300 bytes."""
+    for unit, shift in (("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift and n % (1 << shift) == 0:
+            return f"{n >> shift} {unit}"
+    return f"{n} bytes"
 
 
 @dataclass
@@ -93,7 +148,7 @@ class Source:
         self.stream.close()
 
 
-def _checked(name: str, suffix: str, head: bytes, raw, what: str) -> Source:
+def _checked(name: str, suffix: str, head: bytes, raw, what: str, max_line: int | None) -> Source:
     if not head.strip():
         raise ToxdistillError(f"{what} {name} is empty", "give a file with at least one text")
     if b"\x00" in head:
@@ -105,16 +160,19 @@ def _checked(name: str, suffix: str, head: bytes, raw, what: str) -> Source:
             raise ToxdistillError(
                 f"{what} {name} is not UTF-8 text", "re-encode it as UTF-8 (iconv -t utf-8)"
             ) from None
-    return Source(name, suffix, head, io.BufferedReader(_Prefixed(head, raw), buffer_size=HEAD_BYTES), what)
+    stream = _Prefixed(head, raw, max_line)
+    src = Source(name, suffix, head, io.BufferedReader(stream, buffer_size=HEAD_BYTES), what)
+    stream.source = src
+    return src
 
 
-def open_input(spec: str | Path, what: str = "input") -> Source:
-    """A file path, or ``-`` for stdin."""
+def open_input(spec: str | Path, what: str = "input", max_line_bytes: int | None = MAX_LINE_BYTES) -> Source:
+    """A file path, or ``-`` for stdin; lines longer than ``max_line_bytes`` are refused (None: no limit)."""
     if str(spec) == "-":
         raw = getattr(sys.stdin, "buffer", None)
         if raw is None:  # a text stream (tests, embedding): encode it
             raw = io.BytesIO(sys.stdin.read().encode("utf-8"))
-        return _checked("<stdin>", "", raw.read(HEAD_BYTES), raw, what)
+        return _checked("<stdin>", "", raw.read(HEAD_BYTES), raw, what, max_line_bytes)
     path = Path(spec)
     if path.is_dir():
         raise ToxdistillError(f"{what} {path} is a folder", "give a file")
@@ -124,13 +182,14 @@ def open_input(spec: str | Path, what: str = "input") -> Source:
         raw = open(path, "rb")  # noqa: SIM115 - closed through Source.close
     except OSError as e:
         raise ToxdistillError(f"cannot read {path}: {e.strerror}", "check its permissions") from None
-    return _checked(str(path), path.suffix.lower(), raw.read(HEAD_BYTES), raw, what)
+    return _checked(str(path), path.suffix.lower(), raw.read(HEAD_BYTES), raw, what, max_line_bytes)
 
 
-def open_bytes(filename: str, data: bytes, what: str = "upload") -> Source:
+def open_bytes(filename: str, data: bytes, what: str = "upload", max_line_bytes: int | None = MAX_LINE_BYTES) -> Source:
     """Bytes already in memory (an upload), named by the file name the client gave."""
     raw = io.BytesIO(data)
-    return _checked(filename or "upload", Path(filename or "").suffix.lower(), raw.read(HEAD_BYTES), raw, what)
+    head = raw.read(HEAD_BYTES)
+    return _checked(filename or "upload", Path(filename or "").suffix.lower(), head, raw, what, max_line_bytes)
 
 
 def detect_format(src: Source, fmt: str = "auto", text_col: str | None = None) -> str:

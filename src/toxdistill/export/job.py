@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +45,7 @@ from toxdistill.export.quantize import quantize_int8, quantize_static_openvino
 from toxdistill.inference.export_record import parity_record
 from toxdistill.inference.openvino_backend import IR_FILE, import_openvino
 from toxdistill.inference.predict import Predictor
-from toxdistill.io import atomic_dir
+from toxdistill.io import atomic_dir, new_temp_dir
 from toxdistill.runs import read_meta
 from toxdistill.targets import DEFAULT_TARGET, Target, parse_target
 
@@ -115,7 +114,8 @@ def export_model(job: ExportJob, say: Say = quiet) -> Path:
     steps = _Steps(t, torch_pred, meta, texts, record, job.batch_size, job.strict, say)
     reuse = _reusable_fp32(job.model_dir, out, t.fused) if job.derived and _default_graph(job) else None
     with atomic_dir(out) as tmp:
-        fp32_dir = Path(tempfile.mkdtemp(dir=tmp.parent, prefix=f".{out.name}.fp32.")) if job.derived else tmp
+        # A temporary name a restart's clean-up recognises (io.recover_partial_writes), should this process be killed.
+        fp32_dir = new_temp_dir(out.with_name(f"{out.name}.fp32")) if job.derived else tmp
         try:
             graph, fp32_pred, got = steps.reuse_fp32(reuse) if reuse else steps.fp32(fp32_dir, job.exporter, job.opset)
             if t.engine == "openvino":

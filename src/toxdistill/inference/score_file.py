@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from toxdistill.data.readers import (
+    MAX_LINE_BYTES,
     detect_format,
     open_input,
     parquet_shards,
@@ -45,6 +46,7 @@ class ScoreOptions:
     backend: str = "auto"  # auto, torch or onnx
     clean: bool = True  # clean texts as the model's training data was, where that is known
     progress: bool = False  # a progress bar on stderr
+    max_line_bytes: int | None = MAX_LINE_BYTES  # a longer input line is refused (see data.readers); None: any
 
 
 @dataclass
@@ -76,7 +78,9 @@ def input_chunks(input_spec: str, opts: ScoreOptions, stdin_copy: Path | None = 
             in_fmt, name = "parquet", f"input {input_spec}"
             chunks = read_parquet(shards, opts.text_col, opts.chunk_size)
         else:
-            src = stack.enter_context(contextlib.closing(open_input(stdin_copy or input_spec)))
+            src = stack.enter_context(
+                contextlib.closing(open_input(stdin_copy or input_spec, max_line_bytes=opts.max_line_bytes))
+            )
             if stdin_copy is not None:
                 src.name = "<stdin>"  # messages name what the user gave
             in_fmt = detect_format(src, opts.fmt, opts.text_col)

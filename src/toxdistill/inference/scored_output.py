@@ -5,8 +5,10 @@ prediction columns with ``prediction_frame`` and write a scored file through ``S
 chunk as the one reader (``data.readers``) gives the input. The same input and options therefore give the same
 bytes (CSV, JSONL) or the same table (Parquet) whichever runner scored it.
 
-A scored file appears only when complete: ``ScoredWriter`` writes a temporary file beside the output and
-renames it onto the output in ``publish``; an error leaves any existing output untouched.
+A scored file appears only when complete: ``ScoredWriter`` writes a temporary file beside the output
+(``.<output>.<pid>-<id>.part``, with the permissions the umask gives) and renames it onto the output in
+``publish``; an error, Ctrl-C or SIGTERM (see ``cli.predict``) removes it and leaves any existing output
+untouched, and the next writer of the same output removes one that a killed process left.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ import numpy as np
 from toxdistill.data.readers import parquet_writer, rows_frame
 from toxdistill.errors import ToxdistillError
 from toxdistill.inference.scoring import Scorer
-from toxdistill.io import json_default
+from toxdistill.io import json_default, new_temp_file, recover_partial_writes
 
 # Output file formats by suffix; any other name is written as CSV.
 FILE_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
@@ -115,7 +116,10 @@ class ScoredWriter:
     def __init__(self, path: Path, fmt: str, label_names: list[str]):
         self.path, self.fmt, self.label_names = Path(path), fmt, label_names
         try:
-            fd, self.tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".part")
+            # A .part of this output left by a predict that was killed (SIGKILL, a power cut) goes now; one that a
+            # live predict is still writing stays (io.recover_partial_writes).
+            recover_partial_writes(self.path.parent, self.path.name)
+            fd, self.tmp = new_temp_file(self.path, "part")  # the umask's permissions, as a plain open gives
         except OSError as e:
             raise ToxdistillError(
                 f"cannot write to output folder {self.path.parent}: {e.strerror}",

@@ -35,7 +35,7 @@ from toxdistill.files import (
     TEACHER,
     TIMINGS_FILE,
 )
-from toxdistill.io import atomic_write_json, atomic_write_text, run_lock
+from toxdistill.io import atomic_write_json, atomic_write_text, recover_partial_writes, run_lock
 from toxdistill.models.families import is_classifier, lora_targets
 from toxdistill.models.students import resolve_layers
 from toxdistill.models.teacher import check_given_classifier, load_model_config, resolve_model_path
@@ -108,18 +108,13 @@ def _check_stage_fingerprints(cfg: Config, run_dir: Path, forced: set[str]) -> N
 
 
 def _remove_partial_writes(run_dir: Path) -> None:
-    """Temporary files and folders left by a killed run are never results; clear them on restart."""
-    for p in [
-        *run_dir.glob(".*.tmp"),
-        *run_dir.glob("*/.*.tmp"),
-        *run_dir.glob("*/.*.old"),
-        *run_dir.glob("seeds/*/.*.tmp"),
-        *run_dir.glob("seeds/*/.*.old"),
-    ]:
-        if p.is_dir():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            p.unlink(missing_ok=True)
+    """What a killed run, export or bench left in the run folder is put right on restart: a model folder that
+    was being replaced gets its complete copy back, and temporary files and folders whose writer is gone are
+    removed (a live process's are kept: ``io.recover_partial_writes``)."""
+    folders = [run_dir, *(d for d in run_dir.iterdir() if d.is_dir() and not d.name.startswith("."))]
+    folders += [d for d in (run_dir / "seeds").glob("*") if d.is_dir() and not d.name.startswith(".")]
+    for folder in folders:
+        recover_partial_writes(folder)
 
 
 def _preflight(cfg: Config) -> None:
@@ -325,9 +320,9 @@ def run(
         _check_run_fingerprint(run_dir, fp, forced)
         if "all" in forced and main:
             _force_all(run_dir)
-        _check_stage_fingerprints(cfg, run_dir, forced)
-        if main:
+        if main:  # first, so that a model folder a killed process was replacing is back before it is checked
             _remove_partial_writes(run_dir)
+        _check_stage_fingerprints(cfg, run_dir, forced)
         ctx = _open_run(cfg, run_dir, data_path, quick, forced, fp)
         _run_steps(ctx, _plan(ctx))
         if main:
