@@ -83,6 +83,25 @@ def tiny_model_dir(tmp_path_factory, tokenizer) -> Path:
     return d
 
 
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory, tiny_model_dir):
+    """``tiny_export(target)``: ``tiny_model_dir`` exported to that target through the CLI, once per session for
+    every test file that reads it. Read-only: a test that changes an export copies it first."""
+    from toxdistill.cli import main
+
+    root = tmp_path_factory.mktemp("tiny-exports")
+    made: dict[str, Path] = {}
+
+    def get(target: str) -> Path:
+        if target not in made:
+            out = root / target
+            assert main(["export", str(tiny_model_dir), "--target", target, "-o", str(out)]) == 0
+            made[target] = out
+        return made[target]
+
+    return get
+
+
 def tiny_dataset(n: int = 48, seed: int = 0):
     """Made-up rows of a few words with random labels: enough to run training code, not to learn."""
     from toxdistill.data.dataset import Dataset

@@ -40,15 +40,9 @@ def _snapshot(folder: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def exports(tmp_path_factory, tiny_model_dir):
-    """fp32 and int8 exports of the tiny model, made once through the CLI."""
-    from toxdistill.cli import main as cli
-
-    root = tmp_path_factory.mktemp("exports")
-    fp32, int8 = root / "fp32", root / "int8"
-    assert cli(["export", str(tiny_model_dir), "-o", str(fp32)]) == 0  # the default target, onnx-fp32
-    assert cli(["export", str(tiny_model_dir), "--target", "onnx-int8", "-o", str(int8)]) == 0
-    return fp32, int8
+def exports(tiny_export):
+    """fp32 and int8 exports of the tiny model, made once through the CLI (shared with the other files)."""
+    return tiny_export("onnx-fp32"), tiny_export("onnx-int8")
 
 
 def test_fp32_export_is_self_describing_and_matches_torch(exports, tiny_model_dir):
@@ -316,11 +310,9 @@ def test_bench_writes_json_plot_and_table(tmp_path, tokenizer, capsys):
     assert "op_shares" not in next(r for r in res["rows"] if r["backend"] == "torch-sorted")
     assert len(int8["samples_per_s_passes"]) == 1 and res["repeats"] == 1  # --quick: one pass
     assert "× naive T" in out and "samples/s" in out
-    # A second run reuses the exports.
-    code, out, _ = _run(
-        ["bench", run, "--limit", 5, "--latency-n", 2, "--targets", "onnx-int8", "--models", "half", "--no-plot"],
-        capsys,
-    )
+    # A second run reuses the exports (--quick: the full peaks, a dozen matmul shapes, are not what is tested).
+    again = ["--limit", 5, "--latency-n", 2, "--targets", "onnx-int8", "--models", "half", "--no-plot", "--quick"]
+    code, out, _ = _run(["bench", run, *again], capsys)
     assert code == 0 and "reusing" in out
 
 

@@ -37,15 +37,9 @@ def _run(argv, capsys):
 
 
 @pytest.fixture(scope="module")
-def exports(tmp_path_factory, tiny_model_dir) -> dict[str, Path]:
+def exports(tiny_export) -> dict[str, Path]:
     """The tiny model's ONNX fp32 export and its OpenVINO exports at every precision, made through the CLI."""
-    root = tmp_path_factory.mktemp("openvino")
-    out = {"onnx": root / "onnx"}
-    assert main(["export", str(tiny_model_dir), "-o", str(out["onnx"])]) == 0
-    for p in ("fp32", "bf16", "int8"):
-        out[p] = root / f"openvino-{p}"
-        assert main(["export", str(tiny_model_dir), "--target", f"openvino-{p}", "-o", str(out[p])]) == 0
-    return out
+    return {"onnx": tiny_export("onnx-fp32"), **{p: tiny_export(f"openvino-{p}") for p in ("fp32", "bf16", "int8")}}
 
 
 def _record(folder: Path) -> dict:

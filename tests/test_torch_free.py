@@ -67,12 +67,8 @@ def _env(tmp_path: Path, name: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def export(tmp_path_factory, tiny_model_dir) -> Path:
-    from toxdistill.cli import main
-
-    out = tmp_path_factory.mktemp("lean") / "tiny-onnx"
-    assert main(["export", str(tiny_model_dir), "-o", str(out)]) == 0
-    return out
+def export(tiny_export) -> Path:
+    return tiny_export("onnx-fp32")  # the default target
 
 
 # ---------------------------------------------------------------- the tokenizer
@@ -321,14 +317,12 @@ def test_the_documented_lean_install_is_the_extra():
     assert "pip install --no-deps" in doc
 
 
-def test_predictor_scores_an_openvino_export_without_torch(tiny_model_dir, tmp_path):
+def test_predictor_scores_an_openvino_export_without_torch(tiny_export, tmp_path):
     """An OpenVINO int8 export needs the openvino runtime beside serve-onnx; not nncf, which made it."""
     pytest.importorskip("openvino")
-    from toxdistill.cli import main
     from toxdistill.inference.predict import Predictor
 
-    folder = tmp_path / "tiny-openvino-int8"
-    assert main(["export", str(tiny_model_dir), "--target", "openvino-int8", "-o", str(folder)]) == 0
+    folder = tiny_export("openvino-int8")
     got = _score_without_torch(folder, tmp_path, "openvino")
     assert got["backend"] == "openvino"
     ref, cut = Predictor.load(folder).logits(TEXTS, 4)
