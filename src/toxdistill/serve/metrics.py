@@ -29,6 +29,8 @@ UNMATCHED = "unmatched"  # one label for every unknown path, so a scan of random
 # series either.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"})
 OTHER = "other"
+# The status counted for a request whose client hung up before it was answered (nginx's convention).
+CLIENT_GONE = 499
 
 router = APIRouter(include_in_schema=False)
 
@@ -157,16 +159,19 @@ class RecordRequests:
         # Matched before the app runs: mounting /static rewrites the scope's paths on the way in.
         route = route_template(self.routes, scope)
         status = 500  # what the client gets when the app raises before answering
+        started = False
         t0 = time.perf_counter()
 
         async def send_and_note(msg: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if msg["type"] == "http.response.start":
-                status = msg["status"]
+                status, started = msg["status"], True
             await send(msg)
 
         try:
             await self.app(scope, receive, send_and_note)
+            if not started:
+                status = CLIENT_GONE  # the app returned without answering: its client had hung up
         finally:
             method = scope["method"] if scope["method"] in KNOWN_METHODS else OTHER
             self.metrics.observe(route, method, status, time.perf_counter() - t0)
