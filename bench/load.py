@@ -20,6 +20,7 @@ Texts come from a run's test split, or a .txt file (one per line).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import math
@@ -35,6 +36,7 @@ import threading
 import time
 from pathlib import Path
 
+from toxdistill.data.readers import detect_format, open_input, read_chunks
 from toxdistill.data.split import load_run_split
 
 HOST = "127.0.0.1"  # loopback only, never configurable
@@ -42,10 +44,20 @@ GOALS = {"served_vs_offline": 0.70, "p99_ms": 50.0, "errors": 0}
 
 
 def _texts(source: Path, limit: int = 2000) -> list[str]:
-    if source.is_file():
-        texts = [t for t in source.read_text(encoding="utf-8").splitlines() if t.strip()]
-    else:
+    """Up to ``limit`` non-blank texts: a run folder's test split, or any input file ``toxdistill predict`` reads
+    (a .txt, one text per line; a .csv or .jsonl with a text column), read by the same reader."""
+    if source.is_dir():
         texts = load_run_split(source).test.texts
+    else:
+        src = open_input(source, "texts file")
+        try:
+            texts = []
+            for chunk, _ in read_chunks(src, detect_format(src), None, limit):
+                texts += [t for t in chunk if t.strip()]
+                if len(texts) >= limit:
+                    break
+        finally:
+            src.close()
     if not texts:
         raise SystemExit(f"no texts in {source}")
     return texts[:limit]
@@ -194,20 +206,32 @@ def _served_model(a: argparse.Namespace, port: int, key: str | None) -> str:
 
 
 def _offline(a: argparse.Namespace, model: str, texts: list[str]) -> dict:
-    """The same model on the same texts and threads, with nothing else running: the ceiling for serving."""
+    """The same model on the same texts, with nothing else running: the ceiling for serving. Timed with the
+    Predictor's length-sorted batches of 32 and of 64 texts; the faster one is the reference."""
     from toxdistill.inference.predict import load_scorer
     from toxdistill.runs import find_models, select_models
 
     folder = select_models(find_models(a.target), model)[model]
-    scorer = load_scorer(folder, threads=a.threads)
+    threads = a.offline_threads or a.threads
+    scorer = load_scorer(folder, threads=threads)
     clean = scorer.prepare(texts)
     scorer.logits(clean[:64])  # warm-up
-    n, t0 = 0, time.perf_counter()
-    while n == 0 or time.perf_counter() - t0 < a.offline_seconds:
-        scorer.logits(clean, 64)
-        n += len(clean)
-    sps = n / (time.perf_counter() - t0)
-    return {"model": model, "folder": str(folder), "offline_sps": sps, "batch_size": 64}
+    by_batch = {}
+    for batch in (32, 64):
+        n, t0 = 0, time.perf_counter()
+        while n == 0 or time.perf_counter() - t0 < a.offline_seconds / 2:
+            scorer.logits(clean, batch)
+            n += len(clean)
+        by_batch[batch] = n / (time.perf_counter() - t0)
+    best = max(by_batch, key=by_batch.__getitem__)
+    return {
+        "model": model,
+        "folder": str(folder),
+        "threads": threads,
+        "offline_sps": by_batch[best],
+        "batch_size": best,
+        "sps_by_batch": by_batch,
+    }
 
 
 # ---------------------------------------------------------------- the wrk suite
@@ -285,10 +309,20 @@ def _wrk(port: int, bodies: Path, lua: Path, key: str | None, connections: int, 
 
 
 def _rss_mb(pid: int) -> float:
-    for ln in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if ln.startswith("VmRSS:"):
-            return int(ln.split()[1]) / 1024
-    return float("nan")
+    """Resident memory of the server: the process and its workers, if any (``--workers``)."""
+    total = 0.0
+    for p in [pid, *_children(pid)]:
+        with contextlib.suppress(OSError):
+            for ln in Path(f"/proc/{p}/status").read_text().splitlines():
+                if ln.startswith("VmRSS:"):
+                    total += int(ln.split()[1]) / 1024
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    with contextlib.suppress(OSError):
+        return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return []
 
 
 class _Sampler:
@@ -504,6 +538,9 @@ def main() -> None:
     ap.add_argument("--serve-args", default="", help="extra arguments for toxdistill serve")
     ap.add_argument("--no-auth", action="store_true", help="serve without API keys (default: a throwaway key)")
     ap.add_argument("--offline-seconds", type=float, default=10.0, help="seconds of offline timing (0: skip)")
+    ap.add_argument(
+        "--offline-threads", type=int, default=None, help="threads of the offline timing (default: --threads)"
+    )
     ap.add_argument("-o", "--out", default="bench/results/load.json")
     suite = ap.add_argument_group("the wrk suite")
     suite.add_argument("--suite", action="store_true", help="run the wrk suite instead of the Python clients")

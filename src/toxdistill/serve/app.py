@@ -19,6 +19,7 @@ from toxdistill import __version__
 from toxdistill.serve import metrics
 from toxdistill.serve.auth import ApiKeys, RequireKey
 from toxdistill.serve.errors import add_error_handlers
+from toxdistill.serve.fastpath import FastClassify
 from toxdistill.serve.lifecycle import Lifecycle
 from toxdistill.serve.limits import Admission, BodyLimit
 from toxdistill.serve.models import ServedModel
@@ -84,7 +85,9 @@ def create_app(
     # /static mount) and each router's.
     routes = [r for r in app.router.routes if isinstance(r, Route | Mount)] + [r for rt in routers for r in rt.routes]
     # Added innermost first: every answer gets the security headers and is counted; the key and origin checks
-    # run before admission (a request without a key takes no place), and both before the body is read.
+    # run before admission (a request without a key takes no place), and both before the body is read; the
+    # hot path (serve.fastpath) answers valid classify requests without the framework's routing.
+    app.add_middleware(FastClassify, registry=registry)
     app.add_middleware(BodyLimit)
     app.add_middleware(Admission, limit=max_concurrent_requests, lifecycle=lifecycle)
     if api_keys is not None:

@@ -39,9 +39,10 @@ class Lifecycle:
 class ServeLimits:
     """The server's limits; each default is the one ``toxdistill serve`` documents, with its reason."""
 
-    # Model requests in progress at once (429 past it). Measured: at 64 the admitted requests' p99 stays
-    # under 100 ms on 2 cores while the model is kept busy (docs/serving.md, "Load").
-    max_concurrent_requests: int = 64
+    # Model requests in progress at once, per worker (429 past it): as many as one micro-batch holds (32), so
+    # the model is kept busy while an admitted request waits at most about two batches. Measured at 200
+    # connections on 2 cores: 64 per worker let the admitted p99 reach 245 ms (docs/serving.md, "Load").
+    max_concurrent_requests: int = 32
     # Seconds a request may wait for its batch to start (503 past it): the model runs ~1,000 texts/s on
     # 2 cores, so an admitted request normally starts within a few batches; past this it is better refused.
     queue_timeout: float = 0.5

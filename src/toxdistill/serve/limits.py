@@ -4,6 +4,7 @@ before any route reads the body."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -102,6 +103,9 @@ MODEL_ROUTES = frozenset({("POST", "/api/classify"), ("POST", "/"), ("POST", "/b
 # Seconds a refused client is told to wait: a micro-batch takes tens of milliseconds, so within a second the
 # requests ahead of it have been answered and new room has opened.
 RETRY_AFTER_S = 1
+# Seconds a 429 is held before it is sent: nothing to a client that waits Retry-After anyway, and a cap on how
+# fast one that does not can make the server refuse it.
+REFUSAL_PAUSE_S = 0.05
 
 
 class Admission:
@@ -129,6 +133,9 @@ class Admission:
             return
         if self.limit is not None and self.in_flight >= self.limit:
             msg = f"the server is busy: {self.in_flight} requests in progress; retry after {RETRY_AFTER_S} s"
+            # A client that retries at once, ignoring Retry-After, would otherwise keep the event loop busy with
+            # refusals (measured: 7,000 a second at 200 connections, a third of the throughput lost).
+            await asyncio.sleep(REFUSAL_PAUSE_S)
             await refuse(send, scope["path"], 429, "Busy", msg, (retry,))
             return
         self.in_flight += 1

@@ -351,18 +351,20 @@ class ServedModel:
         else:
             work = self.batcher.submit_async(texts)
         t0 = time.perf_counter()
-        if gone is None:
-            out = await work
-        else:
+        watch = None
+        if gone is not None:
             watch = asyncio.ensure_future(gone)
-            try:
-                await asyncio.wait((work, watch), return_when=asyncio.FIRST_COMPLETED)
-            finally:
+            # A callback rather than asyncio.wait: no extra futures per request on the hot path.
+            watch.add_done_callback(lambda _: work.cancel())
+        try:
+            out = await work
+        except asyncio.CancelledError:
+            if watch is not None and watch.done() and not watch.cancelled():
+                return None  # the client left; the batcher skips the cancelled job
+            raise
+        finally:
+            if watch is not None:
                 watch.cancel()
-            if not work.done():
-                work.cancel()
-                return None
-            out = work.result()
         if self.batcher is not None and self.observer is not None:
             self.observer.waited(time.perf_counter() - t0)
         return list(out)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 import threading
@@ -127,9 +128,17 @@ class DrainingServer(uvicorn.Server):
     Unlike uvicorn's own handling, the signal is not raised again afterwards, so the caller's clean-up runs and
     the process exits 0. A second Ctrl+C still forces the stop."""
 
-    def __init__(self, config: uvicorn.Config, lifecycle: Lifecycle):
+    def __init__(self, config: uvicorn.Config, lifecycle: Lifecycle, parent_pid: int | None = None):
         super().__init__(config)
         self.lifecycle = lifecycle
+        self.parent_pid = parent_pid
+
+    async def on_tick(self, counter: int) -> bool:
+        # A worker whose supervisor has died (its parent changed) drains and stops rather than serve alone.
+        if self.parent_pid is not None and not self.should_exit and os.getppid() != self.parent_pid:
+            self.lifecycle.drain()
+            self.should_exit = True
+        return await super().on_tick(counter)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -169,7 +178,14 @@ def make_config(app: Any, limits: ServeLimits, log_level: str = "warning", acces
     return config
 
 
-def run(app: Any, sock: socket.socket, limits: ServeLimits, lifecycle: Lifecycle, **log: Any) -> None:
-    """Serve ``app`` on the bound ``sock`` until SIGTERM or Ctrl+C has drained it; returns normally."""
-    sock.listen(2048)
-    DrainingServer(make_config(app, limits, **log), lifecycle).run(sockets=[sock])
+def run(
+    app: Any,
+    sock: socket.socket,
+    limits: ServeLimits,
+    lifecycle: Lifecycle,
+    parent_pid: int | None = None,
+    **log: Any,
+) -> None:
+    """Serve ``app`` on the listening ``sock`` until SIGTERM or Ctrl+C has drained it; returns normally.
+    ``parent_pid``: a worker's supervisor, whose death stops the worker too."""
+    DrainingServer(make_config(app, limits, **log), lifecycle, parent_pid).run(sockets=[sock])

@@ -15,7 +15,7 @@ from starlette.types import Receive
 
 from toxdistill.serve.errors import ApiError, queue_timeout_error
 from toxdistill.serve.metrics import CLIENT_GONE
-from toxdistill.serve.models import QueueTimeout
+from toxdistill.serve.models import QueueTimeout, ServedModel
 from toxdistill.serve.registry import Registry
 from toxdistill.serve.schemas import MAX_TEXTS, ClassifyRequest, ClassifyResponse, ErrorResponse, ModelsResponse
 
@@ -57,17 +57,24 @@ async def api_classify(req: ClassifyRequest, registry: Registry, request: Reques
                 413,
                 f"explaining these texts needs {cost} model passes; the limit is {MAX_EXPLAIN_VARIANTS}: send fewer texts",
             )
-        results: list[dict] | None = await run_in_threadpool(m.classify, texts, True)
+        body: dict | None = {"model": m.name, "results": await run_in_threadpool(m.classify, texts, True)}
     else:
         try:
-            results = await m.classify_async(texts, gone=_disconnected(request.receive))
+            body = await classify_texts(m, texts, request.receive)
         except QueueTimeout as e:
             raise queue_timeout_error(e) from None
-    if results is None:
+    if body is None:
         return Response(status_code=CLIENT_GONE)
     # The results are plain dicts of the documented shape; answering with them directly skips a second
     # validation of what the model code built (the response_model above still documents the schema).
-    return JSONResponse({"model": m.name, "results": results})
+    return JSONResponse(body)
+
+
+async def classify_texts(m: ServedModel, texts: list[str], receive: Receive) -> dict | None:
+    """The answer for ``texts`` (already checked against the limits), or None if the client hung up while they
+    waited for the model (``receive`` is the request's ASGI receive, its body already read)."""
+    results = await m.classify_async(texts, gone=_disconnected(receive))
+    return None if results is None else {"model": m.name, "results": results}
 
 
 async def _disconnected(receive: Receive) -> None:
