@@ -206,8 +206,9 @@ def _served_model(a: argparse.Namespace, port: int, key: str | None) -> str:
 
 
 def _offline(a: argparse.Namespace, model: str, texts: list[str]) -> dict:
-    """The same model on the same texts, with nothing else running: the ceiling for serving. Timed with the
-    Predictor's length-sorted batches of 32 and of 64 texts; the faster one is the reference."""
+    """The same model on the same texts, with nothing else running: the ceiling for serving. Raw texts are
+    cleaned and scored, as ``toxdistill predict`` (and the server) does, with the Predictor's length-sorted
+    batches of 32 and of 64; the faster is the reference. The speed on texts cleaned beforehand is kept too."""
     from toxdistill.inference.predict import load_scorer
     from toxdistill.runs import find_models, select_models
 
@@ -216,13 +217,15 @@ def _offline(a: argparse.Namespace, model: str, texts: list[str]) -> dict:
     scorer = load_scorer(folder, threads=threads)
     clean = scorer.prepare(texts)
     scorer.logits(clean[:64])  # warm-up
-    by_batch = {}
-    for batch in (32, 64):
+
+    def rate(batch: int, raw: bool) -> float:
         n, t0 = 0, time.perf_counter()
-        while n == 0 or time.perf_counter() - t0 < a.offline_seconds / 2:
-            scorer.logits(clean, batch)
-            n += len(clean)
-        by_batch[batch] = n / (time.perf_counter() - t0)
+        while n == 0 or time.perf_counter() - t0 < a.offline_seconds / 3:
+            scorer.logits(scorer.prepare(texts) if raw else clean, batch)
+            n += len(texts)
+        return n / (time.perf_counter() - t0)
+
+    by_batch = {batch: rate(batch, raw=True) for batch in (32, 64)}
     best = max(by_batch, key=by_batch.__getitem__)
     return {
         "model": model,
@@ -231,6 +234,7 @@ def _offline(a: argparse.Namespace, model: str, texts: list[str]) -> dict:
         "offline_sps": by_batch[best],
         "batch_size": best,
         "sps_by_batch": by_batch,
+        "precleaned_sps": rate(best, raw=False),
     }
 
 
@@ -496,6 +500,7 @@ def _suite(a: argparse.Namespace, texts: list[str]) -> dict:
         try:
             _wait_ready(port, server, files["log"])
             model = _served_model(a, port, key)
+            before = _offline(a, model, texts)  # the server idle; once more at the end, stopped
             _wrk(port, files["single"], files["lua"], key, a.connections, 3)  # warm-up, not recorded
             res["single"] = _wrk(port, files["single"], files["lua"], key, a.connections, a.step_seconds)
             res["batch32"] = _wrk(port, files["batch"], files["lua"], key, a.batch_connections, a.step_seconds)
@@ -507,7 +512,11 @@ def _suite(a: argparse.Namespace, texts: list[str]) -> dict:
             if server.poll() is None:
                 server.kill()
                 server.wait(timeout=15)
-    offline = _offline(a, model, texts)
+    after = _offline(a, model, texts)
+    # The faster of the two timings is the reference: this machine's speed varies from one to the next, and
+    # the higher ceiling makes the served share the stricter figure.
+    offline = max(before, after, key=lambda o: o["offline_sps"])
+    offline["timings_sps"] = [before["offline_sps"], after["offline_sps"]]
     res["single"]["vs_offline"] = res["single"]["requests_per_s"] / offline["offline_sps"]
     res["batch32"]["vs_offline"] = res["batch32"]["samples_per_s"] / offline["offline_sps"]
     head = {"target": a.target, "model": model, "auth": key is not None, "server_threads": a.threads}
