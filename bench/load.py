@@ -1,25 +1,33 @@
-"""Bounded load test of `toxdistill serve` on loopback: N concurrent clients post single tweets.
+"""Bounded load tests of `toxdistill serve` on loopback.
 
-    python bench/load.py runs/davidson-minilm/export/even-onnx-int8 --duration 60 --clients 32 \\
-        --texts-from runs/davidson-minilm -o bench/results/load.json
+    python bench/load.py RUN/export/even-onnx-int8 --texts-from RUN --suite -o bench/results/load-wrk-x/load.json
 
-It starts the server itself on 127.0.0.1 (a free port), with a throwaway API key file (as a team would
-deploy it; --no-auth serves without keys), sends only there, and stops after --duration seconds or
---max-requests requests, whichever comes first (plus a drain of at most 30 s). It records requests/s,
-p50/p95/p99 latency, status codes, errors, dropped requests (sent but never answered), and the
-micro-batch sizes the server reached (scraped from its /metrics). Then, with the server stopped, it times
-the same model offline on the same texts and threads (the Predictor, length-sorted batches of 64) and
-reports the served rate as a share of that. Texts come from a run's test split, or a .txt file (one per line).
+``--suite`` drives the server with ``wrk`` (a Lua script posts real tweets) through five steps, each bounded
+in time and connections: single-text requests at 32 connections; 32-text requests at 8; overload, 200
+connections for 20 s (every answer counted by status; the latency of admitted requests sampled by two probe
+clients; /healthz timed every 100 ms; the server's RSS sampled), then how fast throughput comes back once
+the overload stops; and SIGTERM under load (exit status, time to exit, whether any in-flight request was
+cancelled). With the server stopped, it then times the same model offline on the same texts and threads
+(the Predictor, length-sorted batches of 64) and states each goal as met or not, with the CPU's name.
+
+Without ``--suite``, one step is measured by N Python clients (``--clients``), each on one keep-alive
+connection posting one text at a time, bounded by ``--duration`` and ``--max-requests``: a quick check that
+needs no wrk. Either way the server is started here on 127.0.0.1 (a free port), with a throwaway API key
+file (as a team would deploy it; --no-auth serves without keys), and only that address is sent to.
+Texts come from a run's test split, or a .txt file (one per line).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import math
 import os
 import secrets
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -28,6 +36,7 @@ import threading
 import time
 from pathlib import Path
 
+from toxdistill.data.readers import detect_format, open_input, read_chunks
 from toxdistill.data.split import load_run_split
 
 HOST = "127.0.0.1"  # loopback only, never configurable
@@ -35,10 +44,20 @@ GOALS = {"served_vs_offline": 0.70, "p99_ms": 50.0, "errors": 0}
 
 
 def _texts(source: Path, limit: int = 2000) -> list[str]:
-    if source.is_file():
-        texts = [t for t in source.read_text(encoding="utf-8").splitlines() if t.strip()]
-    else:
+    """Up to ``limit`` non-blank texts: a run folder's test split, or any input file ``toxdistill predict`` reads
+    (a .txt, one text per line; a .csv or .jsonl with a text column), read by the same reader."""
+    if source.is_dir():
         texts = load_run_split(source).test.texts
+    else:
+        src = open_input(source, "texts file")
+        try:
+            texts = []
+            for chunk, _ in read_chunks(src, detect_format(src), None, limit):
+                texts += [t for t in chunk if t.strip()]
+                if len(texts) >= limit:
+                    break
+        finally:
+            src.close()
     if not texts:
         raise SystemExit(f"no texts in {source}")
     return texts[:limit]
@@ -187,20 +206,333 @@ def _served_model(a: argparse.Namespace, port: int, key: str | None) -> str:
 
 
 def _offline(a: argparse.Namespace, model: str, texts: list[str]) -> dict:
-    """The same model on the same texts and threads, with nothing else running: the ceiling for serving."""
+    """The same model on the same texts, with nothing else running: the ceiling for serving. Raw texts are
+    cleaned and scored, as ``toxdistill predict`` (and the server) does, with the Predictor's length-sorted
+    batches of 32 and of 64; the faster is the reference. The speed on texts cleaned beforehand is kept too."""
     from toxdistill.inference.predict import load_scorer
     from toxdistill.runs import find_models, select_models
 
     folder = select_models(find_models(a.target), model)[model]
-    scorer = load_scorer(folder, threads=a.threads)
+    threads = a.offline_threads or a.threads
+    scorer = load_scorer(folder, threads=threads)
     clean = scorer.prepare(texts)
     scorer.logits(clean[:64])  # warm-up
-    n, t0 = 0, time.perf_counter()
-    while n == 0 or time.perf_counter() - t0 < a.offline_seconds:
-        scorer.logits(clean, 64)
-        n += len(clean)
-    sps = n / (time.perf_counter() - t0)
-    return {"model": model, "folder": str(folder), "offline_sps": sps, "batch_size": 64}
+
+    def rate(batch: int, raw: bool) -> float:
+        n, t0 = 0, time.perf_counter()
+        while n == 0 or time.perf_counter() - t0 < a.offline_seconds / 3:
+            scorer.logits(scorer.prepare(texts) if raw else clean, batch)
+            n += len(texts)
+        return n / (time.perf_counter() - t0)
+
+    by_batch = {batch: rate(batch, raw=True) for batch in (32, 64)}
+    best = max(by_batch, key=by_batch.__getitem__)
+    return {
+        "model": model,
+        "folder": str(folder),
+        "threads": threads,
+        "offline_sps": by_batch[best],
+        "batch_size": best,
+        "sps_by_batch": by_batch,
+        "precleaned_sps": rate(best, raw=False),
+    }
+
+
+# ---------------------------------------------------------------- the wrk suite
+# Goals of the suite (docs/serving.md, "Load"): single-text requests near the offline speed with a low p99;
+# 32-text requests nearer still; under 4x overload every request answered fast, the admitted ones within
+# 100 ms, /healthz within 50 ms, memory bounded and throughput back within 2 s; SIGTERM loses nothing.
+SUITE_GOALS = {
+    "single_vs_offline": 0.70,
+    "single_p99_ms": 50.0,
+    "batch_vs_offline": 0.90,
+    "overload_max_ms": 1000.0,
+    "overload_admitted_p99_ms": 100.0,
+    "overload_healthz_max_ms": 50.0,
+    "overload_rss_growth_mb": 200.0,
+    "recovery_vs_single": 0.90,
+}
+WRK_LUA = r"""
+-- Posts the JSON bodies of args[1] (one per line) in turn, each thread from its own start; counts answers by
+-- status and prints one JSON line at the end.
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args)
+  bodies = {}
+  for line in io.lines(args[1]) do bodies[#bodies + 1] = line end
+  counts = {}
+  i = math.random(#bodies)
+  headers = {["Content-Type"] = "application/json"}
+  if args[2] and args[2] ~= "" then headers["Authorization"] = "Bearer " .. args[2] end
+end
+function request()
+  i = i % #bodies + 1
+  return wrk.format("POST", "/api/classify", headers, bodies[i])
+end
+function response(status, hdrs, body) counts[status] = (counts[status] or 0) + 1 end
+function done(summary, latency, requests)
+  local total = {}
+  for _, t in ipairs(threads) do
+    for k, v in pairs(t:get("counts")) do total[k] = (total[k] or 0) + v end
+  end
+  local parts = {}
+  for k, v in pairs(total) do parts[#parts + 1] = string.format('"%d": %d', k, v) end
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"status": {%s}, "responses": %d, "duration_s": %.3f, "errors": {"connect": %d, "read": %d, ' ..
+    '"write": %d, "timeout": %d}, "latency_ms": {"mean": %.2f, "p50": %.2f, "p90": %.2f, "p99": %.2f, "max": %.2f}}\n',
+    table.concat(parts, ", "), summary.requests, summary.duration / 1e6, e.connect, e.read, e.write, e.timeout,
+    latency.mean / 1000, latency:percentile(50) / 1000, latency:percentile(90) / 1000,
+    latency:percentile(99) / 1000, latency.max / 1000))
+end
+"""
+
+
+def _cpu_name() -> str:
+    """The CPU's model name and its widest vector extension, from /proc/cpuinfo."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "?")
+    flags = set(next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), []))
+    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    extra = [f for f in ("avx512_vnni", "avx512_bf16", "amx_tile") if f in flags]
+    return f"{name} with {isa}" + (f" ({', '.join(extra)})" if extra else "") + f", {os.cpu_count()} cores"
+
+
+def _wrk(port: int, bodies: Path, lua: Path, key: str | None, connections: int, seconds: float) -> dict:
+    """One wrk run (one thread: the client takes as little of the two cores as it can), its JSON line parsed."""
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "5s", "-s", str(lua)]
+    cmd += [f"http://{HOST}:{port}/api/classify", "--", str(bodies), key or ""]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
+    if line is None:
+        raise SystemExit(f"wrk failed: {out.stdout[-1000:]} {out.stderr[-1000:]}")
+    res = json.loads(line.removeprefix("WRKJSON "))
+    res["connections"] = connections
+    res["requests_per_s"] = res["responses"] / res["duration_s"]
+    return res
+
+
+def _rss_mb(pid: int) -> float:
+    """Resident memory of the server: the process and its workers, if any (``--workers``)."""
+    total = 0.0
+    for p in [pid, *_children(pid)]:
+        with contextlib.suppress(OSError):
+            for ln in Path(f"/proc/{p}/status").read_text().splitlines():
+                if ln.startswith("VmRSS:"):
+                    total += int(ln.split()[1]) / 1024
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    with contextlib.suppress(OSError):
+        return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return []
+
+
+class _Sampler:
+    """Background samples while a step runs: /healthz latency every 100 ms, the server's RSS every 0.5 s, and
+    the latency of admitted single-text requests from ``probes`` clients posting in a loop."""
+
+    def __init__(self, port: int, key: str | None, pid: int, bodies: list[str], probes: int = 2):
+        self.port, self.key, self.pid, self.bodies = port, key, pid, bodies
+        self.stop = threading.Event()
+        self.healthz: list[float] = []
+        self.healthz_status: dict[int, int] = {}
+        self.rss: list[float] = []
+        self.admitted: list[float] = []
+        self.probe_status: dict[int, int] = {}
+        self.threads = [threading.Thread(target=self._health, daemon=True)]
+        self.threads += [threading.Thread(target=self._probe, args=(k,), daemon=True) for k in range(probes)]
+
+    def __enter__(self) -> _Sampler:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=10)
+
+    def _health(self) -> None:
+        conn = http.client.HTTPConnection(HOST, self.port, timeout=5)
+        k = 0
+        while not self.stop.wait(0.1):
+            t0 = time.perf_counter()
+            try:
+                conn.request("GET", "/healthz")
+                r = conn.getresponse()
+                r.read()
+                self.healthz.append(1000 * (time.perf_counter() - t0))
+                self.healthz_status[r.status] = self.healthz_status.get(r.status, 0) + 1
+            except OSError:
+                conn.close()
+                conn = http.client.HTTPConnection(HOST, self.port, timeout=5)
+            k += 1
+            if k % 5 == 0:
+                self.rss.append(_rss_mb(self.pid))
+
+    def _probe(self, k: int) -> None:
+        conn = http.client.HTTPConnection(HOST, self.port, timeout=5)
+        headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {self.key}"} if self.key else {})}
+        i = k
+        while not self.stop.is_set():
+            t0 = time.perf_counter()
+            try:
+                conn.request("POST", "/api/classify", self.bodies[i % len(self.bodies)], headers)
+                r = conn.getresponse()
+                r.read()
+            except OSError:
+                conn.close()
+                conn = http.client.HTTPConnection(HOST, self.port, timeout=5)
+                continue
+            i += 2
+            self.probe_status[r.status] = self.probe_status.get(r.status, 0) + 1
+            if r.status == 200:
+                self.admitted.append(1000 * (time.perf_counter() - t0))
+            else:
+                self.stop.wait(0.01)  # a refused probe backs off briefly, as Retry-After asks (scaled down)
+
+
+def _pct(xs: list[float], p: float) -> float | None:
+    xs = sorted(xs)
+    return round(xs[min(len(xs) - 1, int(p * len(xs)))], 2) if xs else None
+
+
+def _step_overload(a: argparse.Namespace, port: int, key: str | None, pid: int, files: dict, single_rps: float) -> dict:
+    bodies = files["single"].read_text().splitlines()
+    rss_before = _rss_mb(pid)
+    with _Sampler(port, key, pid, bodies) as s:
+        res = _wrk(port, files["single"], files["lua"], key, a.overload_connections, a.overload_seconds)
+    res["admitted_probe"] = {
+        "status": s.probe_status,
+        "samples": len(s.admitted),
+        "p50_ms": _pct(s.admitted, 0.5),
+        "p99_ms": _pct(s.admitted, 0.99),
+    }
+    res["healthz"] = {
+        "status": s.healthz_status,
+        "samples": len(s.healthz),
+        "p50_ms": _pct(s.healthz, 0.5),
+        "p99_ms": _pct(s.healthz, 0.99),
+        "max_ms": round(max(s.healthz), 2) if s.healthz else None,
+    }
+    res["rss_mb"] = {"before": round(rss_before, 1), "max": round(max(s.rss, default=rss_before), 1)}
+    # Right after the overload: the same single-text load as the first step, for 2 s.
+    rec = _wrk(port, files["single"], files["lua"], key, a.connections, 2)
+    res["recovery"] = {
+        "requests_per_s": rec["requests_per_s"],
+        "vs_single": rec["requests_per_s"] / single_rps if single_rps else None,
+        "status": rec["status"],
+        "p99_ms": rec["latency_ms"]["p99"],
+    }
+    return res
+
+
+def _step_sigterm(a: argparse.Namespace, port: int, key: str | None, server: subprocess.Popen, files: dict) -> dict:
+    """Single-text load; SIGTERM after 2 s; how the server ends and what the clients got."""
+    out: dict = {}
+
+    def load() -> None:
+        out["wrk"] = _wrk(port, files["single"], files["lua"], key, a.connections, 5)
+
+    t = threading.Thread(target=load)
+    t.start()
+    time.sleep(2)
+    t0 = time.monotonic()
+    server.send_signal(signal.SIGTERM)
+    try:
+        code = server.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        code = server.wait()
+    exit_s = time.monotonic() - t0
+    t.join(timeout=30)
+    log = files["log"].read_text()
+    return {
+        **out,
+        "exit_code": code,
+        "exit_s": round(exit_s, 3),
+        "cancelled_in_flight": "timeout graceful shutdown exceeded" in log,
+        "traceback": "Traceback" in log,
+    }
+
+
+def _suite_goals(res: dict) -> dict:
+    g, single, batch, over = SUITE_GOALS, res["single"], res["batch32"], res["overload"]
+    answered = set(over["status"]) <= {"200", "429", "503"} and not any(over["errors"].values())
+    term = res["sigterm"]
+    return {
+        "single_vs_offline": single["vs_offline"] >= g["single_vs_offline"],
+        "single_p99_ms": single["latency_ms"]["p99"] < g["single_p99_ms"],
+        "single_errors": set(single["status"]) == {"200"} and not any(single["errors"].values()),
+        "batch_vs_offline": batch["vs_offline"] >= g["batch_vs_offline"],
+        "overload_all_answered": answered and over["latency_ms"]["max"] < g["overload_max_ms"],
+        "overload_admitted_p99_ms": (over["admitted_probe"]["p99_ms"] or 1e9) < g["overload_admitted_p99_ms"],
+        "overload_healthz_max_ms": (over["healthz"]["max_ms"] or 1e9) < g["overload_healthz_max_ms"],
+        "overload_rss_bounded": over["rss_mb"]["max"] - over["rss_mb"]["before"] < g["overload_rss_growth_mb"],
+        "recovery_within_2s": (over["recovery"]["vs_single"] or 0) >= g["recovery_vs_single"],
+        "sigterm_clean": term["exit_code"] == 0 and not term["cancelled_in_flight"] and not term["traceback"],
+    }
+
+
+def _suite_files(tmp: Path, texts: list[str], model: str | None) -> dict:
+    extra = {"model": model} if model else {}
+    single = tmp / "single.jsonl"
+    single.write_text("\n".join(json.dumps({"texts": t, **extra}) for t in texts) + "\n")
+    groups = [texts[i : i + 32] for i in range(0, len(texts) - 31, 32)] or [texts[:32]]
+    batch = tmp / "batch32.jsonl"
+    batch.write_text("\n".join(json.dumps({"texts": g, **extra}) for g in groups) + "\n")
+    lua = tmp / "post.lua"
+    lua.write_text(WRK_LUA)
+    return {"single": single, "batch": batch, "lua": lua, "log": tmp / "server.log"}
+
+
+def _suite(a: argparse.Namespace, texts: list[str]) -> dict:
+    if shutil.which("wrk") is None:
+        raise SystemExit("--suite needs wrk (apt-get install wrk)")
+    port = _free_port()
+    with tempfile.TemporaryDirectory(prefix="toxdistill-load-") as tmp:
+        key, key_file = _key_file(a, Path(tmp))
+        files = _suite_files(Path(tmp), texts, a.model)
+        server = _start_server(a, port, key_file, files["log"])
+        res: dict = {}
+        try:
+            _wait_ready(port, server, files["log"])
+            model = _served_model(a, port, key)
+            before = _offline(a, model, texts)  # the server idle; once more at the end, stopped
+            _wrk(port, files["single"], files["lua"], key, a.connections, 3)  # warm-up, not recorded
+            res["single"] = _wrk(port, files["single"], files["lua"], key, a.connections, a.step_seconds)
+            res["batch32"] = _wrk(port, files["batch"], files["lua"], key, a.batch_connections, a.step_seconds)
+            res["batch32"]["samples_per_s"] = 32 * res["batch32"]["requests_per_s"]
+            res["overload"] = _step_overload(a, port, key, server.pid, files, res["single"]["requests_per_s"])
+            res["micro_batches"] = _micro_batches(_get(port, "/metrics", key)[1].decode())
+            res["sigterm"] = _step_sigterm(a, port, key, server, files)
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait(timeout=15)
+    after = _offline(a, model, texts)
+    # The faster of the two timings is the reference: this machine's speed varies from one to the next, and
+    # the higher ceiling makes the served share the stricter figure.
+    offline = max(before, after, key=lambda o: o["offline_sps"])
+    offline["timings_sps"] = [before["offline_sps"], after["offline_sps"]]
+    res["single"]["vs_offline"] = res["single"]["requests_per_s"] / offline["offline_sps"]
+    res["batch32"]["vs_offline"] = res["batch32"]["samples_per_s"] / offline["offline_sps"]
+    head = {"target": a.target, "model": model, "auth": key is not None, "server_threads": a.threads}
+    head |= {"serve_args": a.serve_args, "cpu": _cpu_name(), "offline": offline, "goals": SUITE_GOALS}
+    res = {**head, **res}
+    res["goals_met"] = _suite_goals(res)
+    return res
+
+
+def _key_file(a: argparse.Namespace, tmp: Path) -> tuple[str | None, Path | None]:
+    if a.no_auth:
+        return None, None
+    key = secrets.token_urlsafe(24)
+    key_file = tmp / "keys"
+    key_file.write_text(f"# bench/load.py, deleted after the run\n{key}\n")
+    return key, key_file
 
 
 def main() -> None:
@@ -215,19 +547,30 @@ def main() -> None:
     ap.add_argument("--serve-args", default="", help="extra arguments for toxdistill serve")
     ap.add_argument("--no-auth", action="store_true", help="serve without API keys (default: a throwaway key)")
     ap.add_argument("--offline-seconds", type=float, default=10.0, help="seconds of offline timing (0: skip)")
+    ap.add_argument(
+        "--offline-threads", type=int, default=None, help="threads of the offline timing (default: --threads)"
+    )
     ap.add_argument("-o", "--out", default="bench/results/load.json")
+    suite = ap.add_argument_group("the wrk suite")
+    suite.add_argument("--suite", action="store_true", help="run the wrk suite instead of the Python clients")
+    suite.add_argument("--step-seconds", type=float, default=20.0, help="seconds of each steady step (at most 120)")
+    suite.add_argument("--connections", type=int, default=32, help="connections of the single-text steps")
+    suite.add_argument("--batch-connections", type=int, default=8, help="connections of the 32-text step")
+    suite.add_argument("--overload-connections", type=int, default=200, help="connections of the overload (<= 1000)")
+    suite.add_argument("--overload-seconds", type=float, default=20.0, help="seconds of overload (at most 120)")
     a = ap.parse_args()
     if not 0 < a.duration <= 600 or a.max_requests < 1 or a.clients < 1:
         raise SystemExit("--duration must be in (0, 600], --max-requests and --clients at least 1")
+    if not (0 < a.step_seconds <= 120 and 0 < a.overload_seconds <= 120 and 0 < a.overload_connections <= 1000):
+        raise SystemExit("--step-seconds and --overload-seconds must be in (0, 120], --overload-connections <= 1000")
 
     texts = _texts(Path(a.texts_from))
+    if a.suite:
+        _write(Path(a.out), _suite(a, texts))
+        return
     port = _free_port()
     with tempfile.TemporaryDirectory(prefix="toxdistill-load-") as tmp:
-        key = None if a.no_auth else secrets.token_urlsafe(24)
-        key_file = None
-        if key is not None:
-            key_file = Path(tmp) / "keys"
-            key_file.write_text(f"# bench/load.py, deleted after the run\n{key}\n")
+        key, key_file = _key_file(a, Path(tmp))
         log = Path(tmp) / "server.log"
         server = _start_server(a, port, key_file, log)
         try:
@@ -252,8 +595,11 @@ def main() -> None:
             "errors": got["errors"] == 0 and res["non_200"] == 0 and res["dropped"] == 0,
         }
     res["server_threads"] = a.threads
-    res["machine"] = f"{os.cpu_count()} CPU cores"
-    out = Path(a.out)
+    res["machine"] = _cpu_name()
+    _write(Path(a.out), res)
+
+
+def _write(out: Path, res: dict) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2) + "\n")
     print(json.dumps(res, indent=2))

@@ -92,13 +92,13 @@ def test_micro_batch_sizes(models, monkeypatch):
     batcher = odd.batcher
     assert batcher is not None
     waiting = []
-    submit = batcher.submit
+    submit = batcher.submit_async
 
     def counted(texts):
         waiting.append(texts)
         return submit(texts)
 
-    monkeypatch.setattr(batcher, "submit", counted)
+    monkeypatch.setattr(batcher, "submit_async", counted)
     # Hold the model until all eight requests wait in the batcher: it must then run them in fewer passes.
     # (The lock is let go first, then the pool waits for the answers.)
     with ThreadPoolExecutor(8) as pool, odd.lock:

@@ -19,7 +19,9 @@ from toxdistill import __version__
 from toxdistill.serve import metrics
 from toxdistill.serve.auth import ApiKeys, RequireKey
 from toxdistill.serve.errors import add_error_handlers
-from toxdistill.serve.limits import BodyLimit
+from toxdistill.serve.fastpath import FastClassify
+from toxdistill.serve.lifecycle import Lifecycle
+from toxdistill.serve.limits import Admission, BodyLimit
 from toxdistill.serve.models import ServedModel
 from toxdistill.serve.registry import ModelRegistry
 from toxdistill.serve.routes import api, cards, pages, service, upload
@@ -42,11 +44,17 @@ def create_app(
     run_name: str = "toxdistill",
     api_keys: ApiKeys | None = None,
     loopback_only: bool = True,
+    max_concurrent_requests: int | None = None,
+    lifecycle: Lifecycle | None = None,
 ) -> FastAPI:
     """An app over already loaded models (load them with ``models.load_models``). With ``api_keys``, the API,
     /metrics and the page's forms need one of them (``serve.auth``). Without keys, cross-site requests that
     change anything are refused, and so, with ``loopback_only`` (the default, as a keyless server listens on
-    loopback only), is any ``Host`` that is not a loopback name (``serve.security``)."""
+    loopback only), is any ``Host`` that is not a loopback name (``serve.security``).
+
+    ``max_concurrent_requests`` caps the model requests in progress (429 past it; None: no cap), and
+    ``lifecycle`` (default: ready) is what /readyz reports and what stops admitting work while draining
+    (``serve.limits.Admission``)."""
     registry = ModelRegistry.of(models, run_name)
     app = FastAPI(
         title="toxdistill",
@@ -60,6 +68,7 @@ def create_app(
     )
     app.state.registry = registry
     app.state.api_keys = api_keys
+    app.state.lifecycle = lifecycle = lifecycle or Lifecycle()
     app.state.metrics = metrics.ServeMetrics(models)
     add_error_handlers(app)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
@@ -76,8 +85,11 @@ def create_app(
     # /static mount) and each router's.
     routes = [r for r in app.router.routes if isinstance(r, Route | Mount)] + [r for rt in routers for r in rt.routes]
     # Added innermost first: every answer gets the security headers and is counted; the key and origin checks
-    # run before the body is read.
+    # run before admission (a request without a key takes no place), and both before the body is read; the
+    # hot path (serve.fastpath) answers valid classify requests without the framework's routing.
+    app.add_middleware(FastClassify, registry=registry)
     app.add_middleware(BodyLimit)
+    app.add_middleware(Admission, limit=max_concurrent_requests, lifecycle=lifecycle)
     if api_keys is not None:
         app.add_middleware(RequireKey, keys=api_keys)
     else:

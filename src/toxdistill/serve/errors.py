@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from toxdistill.data.readers import safe_text
+from toxdistill.serve.limits import RETRY_AFTER_S
+from toxdistill.serve.models import QueueTimeout
 
 
 class ApiError(Exception):
     """A refused API request: answered as ``{"detail": ..., **extra}`` with ``status``."""
 
-    def __init__(self, status: int, detail: str, **extra: Any):
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None, **extra: Any):
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        self.headers = headers
         self.extra = extra
 
 
@@ -94,7 +98,22 @@ def summarize(errors: list[dict]) -> str:
 
 
 async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-    return JSONResponse({"detail": exc.detail, **exc.extra}, status_code=exc.status)
+    return JSONResponse({"detail": exc.detail, **exc.extra}, status_code=exc.status, headers=exc.headers)
+
+
+def queue_timeout_error(exc: QueueTimeout) -> ApiError:
+    """503 for a request that waited too long for the model: the server is behind, another try may find room."""
+    return ApiError(
+        503, f"the model is overloaded: the request {exc}; retry later", headers={"Retry-After": str(RETRY_AFTER_S)}
+    )
+
+
+async def _queue_timeout(request: Request, exc: QueueTimeout) -> Response:
+    err = queue_timeout_error(exc)
+    if request.url.path.startswith("/api"):
+        return await _api_error(request, err)
+    page = f"<!doctype html><title>Busy</title><h1>503 Busy</h1><p>{html.escape(err.detail)}. <a href='/'>Back</a></p>"
+    return HTMLResponse(page, status_code=503, headers=err.headers)
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -121,5 +140,6 @@ async def _invalid(request: Request, exc: RequestValidationError) -> JSONRespons
 
 def add_error_handlers(app: FastAPI) -> None:
     app.exception_handler(ApiError)(_api_error)
+    app.exception_handler(QueueTimeout)(_queue_timeout)
     app.exception_handler(StarletteHTTPException)(_http_error)
     app.exception_handler(RequestValidationError)(_invalid)

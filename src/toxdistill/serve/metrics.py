@@ -29,6 +29,8 @@ UNMATCHED = "unmatched"  # one label for every unknown path, so a scan of random
 # series either.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"})
 OTHER = "other"
+# The status counted for a request whose client hung up before it was answered (nginx's convention).
+CLIENT_GONE = 499
 
 router = APIRouter(include_in_schema=False)
 
@@ -149,24 +151,36 @@ class RecordRequests:
         self.app = app
         self.metrics = metrics
         self.routes = routes
+        # (method, path) -> template for paths that are a route's own fixed path (/api/classify, /healthz):
+        # matching every route costs more than the rest of this middleware. Only those, with a standard method,
+        # are kept, so the cache never outgrows the app's fixed routes, whatever paths and methods clients invent.
+        self._fixed: dict[tuple[str, str], str] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         # Matched before the app runs: mounting /static rewrites the scope's paths on the way in.
-        route = route_template(self.routes, scope)
+        key = (scope["method"], scope["path"])
+        route = self._fixed.get(key)
+        if route is None:
+            route = route_template(self.routes, scope)
+            if route == scope["path"] and scope["method"] in KNOWN_METHODS:
+                self._fixed[key] = route
         status = 500  # what the client gets when the app raises before answering
+        started = False
         t0 = time.perf_counter()
 
         async def send_and_note(msg: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if msg["type"] == "http.response.start":
-                status = msg["status"]
+                status, started = msg["status"], True
             await send(msg)
 
         try:
             await self.app(scope, receive, send_and_note)
+            if not started:
+                status = CLIENT_GONE  # the app returned without answering: its client had hung up
         finally:
             method = scope["method"] if scope["method"] in KNOWN_METHODS else OTHER
             self.metrics.observe(route, method, status, time.perf_counter() - t0)

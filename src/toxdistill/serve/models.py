@@ -6,12 +6,14 @@ optional web dependencies are even needed.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import queue
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,32 +43,94 @@ class ModelObserver(Protocol):
     def micro_batch(self, texts: int) -> None: ...
 
 
-class MicroBatcher:
-    """Gathers small concurrent requests for one model into one forward pass.
+class QueueTimeout(Exception):
+    """A job waited in the micro-batcher's queue longer than its ``queue_timeout_s`` before its batch started."""
 
-    A worker thread takes the first waiting job, then everything already queued, then keeps collecting
+
+@dataclass(eq=False)
+class _Job:
+    texts: list[str]
+    # An asyncio future (``loop`` is its loop) for the async API, a concurrent one for threads.
+    fut: Any
+    loop: asyncio.AbstractEventLoop | None
+    queued: float  # time.monotonic() when it was queued
+
+    def abandoned(self) -> bool:
+        # Read from the model thread: a cancelled asyncio future only ever stays cancelled, so a stale read at
+        # worst runs one job whose caller has just left.
+        return self.loop is not None and self.fut.done()
+
+
+def _settle(results: list[tuple[Any, Any, BaseException | None]]) -> None:
+    """On the event loop: hand each waiting coroutine its rows (or its error), skipping those that left."""
+    for fut, out, exc in results:
+        if fut.done():
+            continue
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(out)
+
+
+def _rows(out: Any, start: int, end: int) -> Any:
+    """A caller's share of a batch's output: each array of a tuple, or the slice of a list."""
+    if isinstance(out, tuple):
+        return tuple(x[start:end] for x in out)
+    return out[start:end]
+
+
+class MicroBatcher:
+    """Gathers small concurrent requests for one model into one forward pass, on a thread of its own.
+
+    The model thread takes the first waiting job, then everything already queued, then keeps collecting
     for up to ``wait_ms`` (or until ``max_batch`` texts); it runs them as one batch and hands each caller
     its own rows. Under load the queue fills while the model is busy, so batches form even with
-    ``wait_ms=0``; a lone request pays at most ``wait_ms`` extra latency.
+    ``wait_ms=0``; a lone request pays at most ``wait_ms`` extra latency. A job larger than ``max_batch``
+    runs as a batch of its own.
+
+    ``submit`` blocks a thread; ``submit_async`` returns an asyncio future that the model thread resolves
+    through ``loop.call_soon_threadsafe`` (one call per batch), so a waiting request holds no thread. A job
+    whose future was cancelled (its client hung up) is skipped, and one that waited longer than
+    ``queue_timeout_s`` before its batch started fails with ``QueueTimeout`` instead of running late.
     """
 
     def __init__(
-        self, run: Callable[[list[str]], tuple[np.ndarray, np.ndarray]], wait_ms: float, max_batch: int, name: str = ""
+        self,
+        run: Callable[[list[str]], Any],
+        wait_ms: float,
+        max_batch: int,
+        name: str = "",
+        queue_timeout_s: float | None = None,
     ):
         self._run = run
         self.wait_s = max(0.0, wait_ms) / 1000.0
         self.max_batch = max_batch
+        self.queue_timeout_s = queue_timeout_s
         self.batches = 0  # forward passes made, for tests and logs
         self.jobs = 0
+        self.skipped = 0  # jobs dropped because their caller had left
+        self.timed_out = 0  # jobs refused because they waited past queue_timeout_s
         self.observer: ModelObserver | None = None
-        self._q: queue.Queue[tuple[list[str], Future] | None] = queue.Queue()
+        self._q: queue.Queue[_Job | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name=f"batcher-{name}", daemon=True)
         self._thread.start()
 
-    def submit(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    def submit(self, texts: list[str]) -> Any:
         fut: Future = Future()
-        self._q.put((texts, fut))
+        self._q.put(_Job(texts, fut, None, time.monotonic()))
         return fut.result()
+
+    def submit_async(self, texts: list[str]) -> asyncio.Future:
+        """The rows for ``texts``, awaitable on the running loop; cancel it to drop the job if not yet run."""
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._q.put(_Job(texts, fut, loop, time.monotonic()))
+        return fut
+
+    @property
+    def waiting(self) -> int:
+        """Jobs queued and not yet taken into a batch (approximate, for metrics and admission)."""
+        return self._q.qsize()
 
     def close(self) -> None:
         self._q.put(None)
@@ -77,41 +141,11 @@ class MicroBatcher:
         while not stop:
             first = self._q.get()
             if first is None:
-                return
-            jobs = [first]
-            n = len(first[0])
-            deadline = time.monotonic() + self.wait_s
-            while n < self.max_batch:
-                try:
-                    # Non-blocking once the deadline has passed: still take what is already queued.
-                    nxt = (
-                        self._q.get(timeout=max(0.0, deadline - time.monotonic()))
-                        if self.wait_s
-                        else self._q.get_nowait()
-                    )
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stop = True
-                    break
-                jobs.append(nxt)
-                n += len(nxt[0])
-            texts = [t for job, _ in jobs for t in job]
-            try:
-                logits, truncated = self._run(texts)
-            except BaseException as e:  # noqa: BLE001 - every waiting caller must hear about the failure
-                for _, fut in jobs:
-                    fut.set_exception(e)
-                continue
-            self.batches += 1
-            self.jobs += len(jobs)
-            if self.observer is not None:
-                self.observer.micro_batch(len(texts))
-            start = 0
-            for job, fut in jobs:
-                end = start + len(job)
-                fut.set_result((logits[start:end], truncated[start:end]))
-                start = end
+                break
+            jobs, stop = self._gather(first)
+            jobs = self._admit(jobs)
+            if jobs:
+                self._run_batch(jobs)
         # Anything that arrived after the stop signal still gets an answer.
         while True:
             try:
@@ -119,7 +153,75 @@ class MicroBatcher:
             except queue.Empty:
                 return
             if late is not None:
-                late[1].set_exception(RuntimeError("server is shutting down"))
+                self._deliver([(late, None, RuntimeError("server is shutting down"))])
+
+    def _gather(self, first: _Job) -> tuple[list[_Job], bool]:
+        """The first job and those that join it: everything queued, and more for up to ``wait_s``."""
+        jobs = [first]
+        n = len(first.texts)
+        deadline = time.monotonic() + self.wait_s
+        while n < self.max_batch:
+            try:
+                # Non-blocking once the deadline has passed: still take what is already queued.
+                left = deadline - time.monotonic()
+                nxt = self._q.get(timeout=left) if left > 0 else self._q.get_nowait()
+            except queue.Empty:
+                break
+            if nxt is None:
+                return jobs, True
+            jobs.append(nxt)
+            n += len(nxt.texts)
+        return jobs, False
+
+    def _admit(self, jobs: list[_Job]) -> list[_Job]:
+        """The jobs worth running: not abandoned by their callers, and not waiting past the queue timeout."""
+        now = time.monotonic()
+        keep, late = [], []
+        for job in jobs:
+            if job.abandoned():
+                self.skipped += 1
+            elif self.queue_timeout_s is not None and now - job.queued > self.queue_timeout_s:
+                late.append((job, None, QueueTimeout(f"waited {now - job.queued:.2f} s for the model")))
+            else:
+                keep.append(job)
+        if late:
+            self.timed_out += len(late)
+            self._deliver(late)
+        return keep
+
+    def _run_batch(self, jobs: list[_Job]) -> None:
+        texts = [t for job in jobs for t in job.texts]
+        try:
+            out = self._run(texts)
+        except BaseException as e:  # noqa: BLE001 - every waiting caller must hear about the failure
+            self._deliver([(job, None, e) for job in jobs])
+            return
+        self.batches += 1
+        self.jobs += len(jobs)
+        if self.observer is not None:
+            self.observer.micro_batch(len(texts))
+        done, start = [], 0
+        for job in jobs:
+            end = start + len(job.texts)
+            done.append((job, _rows(out, start, end), None))
+            start = end
+        self._deliver(done)
+
+    @staticmethod
+    def _deliver(outcomes: Sequence[tuple[_Job, Any, BaseException | None]]) -> None:
+        """Threads' futures are set here; each event loop gets one callback for all of its jobs."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, Any, BaseException | None]]] = {}
+        for job, out, exc in outcomes:
+            if job.loop is None:
+                if exc is not None:
+                    job.fut.set_exception(exc)
+                else:
+                    job.fut.set_result(out)
+            else:
+                by_loop.setdefault(job.loop, []).append((job.fut, out, exc))
+        for loop, results in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting any more
+                loop.call_soon_threadsafe(_settle, results)
 
 
 @dataclass
@@ -218,22 +320,61 @@ class ServedModel:
         return out
 
     def logits_batched(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Small requests go through the micro-batcher when there is one; the latency metric counts the
-        wait for the batch too."""
-        if self.batcher is None or len(texts) > self.batcher.max_batch:
-            return self.logits(texts)
+        """Logits for a caller that holds a thread and no micro-batcher: one model pass under the lock."""
+        return self.logits(texts)
+
+    def batch_results(self, texts: list[str]) -> list[dict]:
+        """What the micro-batcher runs on its thread for each batch: the model pass and the results of every
+        row at once, so the calibration's numpy work is done once per batch rather than once per request."""
+        return self.results(*self.score(texts))
+
+    def classify_batched(self, texts: list[str]) -> list[dict]:
+        """Results for ``texts`` from a thread: through the micro-batcher when there is one (the latency
+        metric then counts the wait for the batch too)."""
+        if self.batcher is None:
+            return self.results(*self.logits_batched(texts))
         t0 = time.perf_counter()
         out = self.batcher.submit(texts)
         if self.observer is not None:
             self.observer.waited(time.perf_counter() - t0)
-        return out
+        return list(out)
+
+    async def classify_async(self, texts: list[str], gone: Awaitable[Any] | None = None) -> list[dict] | None:
+        """Results for ``texts`` on the event loop, holding no thread while the model thread works.
+
+        ``gone`` finishes when the client hangs up: the job is then cancelled (the batcher skips it if it has
+        not run yet) and the answer is None. Without a micro-batcher the pass runs on the loop's executor.
+        """
+        if self.batcher is None:
+            loop = asyncio.get_running_loop()
+            work: asyncio.Future = loop.run_in_executor(None, self.classify_batched, texts)
+        else:
+            work = self.batcher.submit_async(texts)
+        t0 = time.perf_counter()
+        watch = None
+        if gone is not None:
+            watch = asyncio.ensure_future(gone)
+            # A callback rather than asyncio.wait: no extra futures per request on the hot path.
+            watch.add_done_callback(lambda _: work.cancel())
+        try:
+            out = await work
+        except asyncio.CancelledError:
+            if watch is not None and watch.done() and not watch.cancelled():
+                return None  # the client left; the batcher skips the cancelled job
+            raise
+        finally:
+            if watch is not None:
+                watch.cancel()
+        if self.batcher is not None and self.observer is not None:
+            self.observer.waited(time.perf_counter() - t0)
+        return list(out)
 
     def results(self, logits: np.ndarray, truncated: np.ndarray) -> list[dict]:
         return score_results(self.scorer, logits, truncated)
 
     def classify(self, texts: list[str], explain: bool = False) -> list[dict]:
         if not explain:
-            return self.results(*self.logits_batched(texts))
+            return self.classify_batched(texts)
         out = []
         for text in texts:
             res, scores = self.explain(text)
@@ -305,8 +446,11 @@ def load_models(
     backend: str = "auto",
     batch_wait_ms: float | None = 5.0,
     max_batch: int = 32,
+    queue_timeout_s: float | None = None,
 ) -> dict[str, ServedModel]:
-    """Load every (or every named) model once. ``batch_wait_ms=None`` turns micro-batching off.
+    """Load every (or every named) model once. ``batch_wait_ms=None`` runs each request on the caller's thread,
+    without a micro-batcher (``max_batch=1`` keeps the model thread but runs one request per pass).
+    ``queue_timeout_s``: see ``MicroBatcher``.
 
     A folder that fails to load is skipped with a warning unless it was named explicitly; if nothing
     loads, that is an error.
@@ -326,7 +470,7 @@ def load_models(
             continue
         model = ServedModel(name=name, folder=folder, scorer=scorer, meta=meta, selection=read_selection(folder))
         if batch_wait_ms is not None:
-            model.batcher = MicroBatcher(model.score, batch_wait_ms, max_batch, name)
+            model.batcher = MicroBatcher(model.batch_results, batch_wait_ms, max_batch, name, queue_timeout_s)
         out[name] = model
     if not out:
         raise ToxdistillError(f"none of the models in {path} could be loaded", "run with -v to see why")

@@ -1,20 +1,52 @@
-"""The service's own routes: the liveness check and the API docs page."""
+"""The service's own routes: the health checks and the API docs page.
+
+The checks are ``async`` and touch only the app's state: they never wait for a thread of the pool or for the
+model, so they answer at once however busy the model is.
+"""
 
 from __future__ import annotations
 
 import html
+from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 
+from toxdistill.serve.lifecycle import Lifecycle
 from toxdistill.serve.schemas import Health
 
 router = APIRouter()
+_NOT_READY: dict[int | str, dict[str, Any]] = {
+    503: {"model": Health, "description": "Not ready: models loading, or the server is shutting down"}
+}
 
 
-@router.get("/healthz", response_model=Health, tags=["service"], summary="Liveness check (runs no model)")
-def healthz() -> Health:
-    return Health()
+def _readiness(request: Request) -> JSONResponse:
+    lifecycle: Lifecycle = request.app.state.lifecycle
+    if lifecycle.is_ready:
+        return JSONResponse({"status": "ok"})
+    return JSONResponse({"status": lifecycle.state}, status_code=503, headers={"Connection": "close"})
+
+
+@router.get(
+    "/healthz", response_model=Health, tags=["service"], responses=_NOT_READY,
+    summary="Readiness check, as /readyz (runs no model)",
+)  # fmt: skip
+async def healthz(request: Request) -> JSONResponse:
+    return _readiness(request)
+
+
+@router.get(
+    "/readyz", response_model=Health, tags=["service"], responses=_NOT_READY,
+    summary="Ready for traffic: models loaded and not shutting down (runs no model)",
+)  # fmt: skip
+async def readyz(request: Request) -> JSONResponse:
+    return _readiness(request)
+
+
+@router.get("/livez", response_model=Health, tags=["service"], summary="The process is alive (runs no model)")
+async def livez() -> JSONResponse:
+    return JSONResponse({"status": "ok"})
 
 
 @router.get("/docs", response_class=HTMLResponse, include_in_schema=False)
