@@ -63,6 +63,7 @@ def _frontier(model: str = "even", fallback: bool = False, **row_changes) -> dic
     )
     return {
         "cpu": "Tiny Test CPU @ 1 GHz",
+        "cpu_features": ["avx2"],
         "threads": 2,
         "texts": 40,
         "engine": "onnx-int8",
@@ -146,7 +147,32 @@ def test_best_is_a_copy_of_the_chosen_export_with_its_selection(shipped):
     sel = json.loads((best / SELECTION_FILE).read_text())
     assert sel["selection"] == _frontier()["selection"] and sel["row"]["model"] == "even"
     assert sel["row"]["export_dir"] == "export/even-onnx"
+    # The CPU it was measured on, and its engine in short: pinned here (the row records no screen).
+    assert sel["cpu"] == "Tiny Test CPU @ 1 GHz"
+    assert sel["engine"] == {
+        "chosen": "onnx-fp32",
+        "samples_per_s": 2400.0,
+        "rule": "frontier.target onnx-int8",
+        "pinned": True,
+        "screen": None,
+        "runners_up": [],
+    }
     assert not [p for p in shipped.iterdir() if p.name.startswith(".best")]  # no temporary folder left
+
+
+def test_best_measured_on_another_cpu_says_how_to_choose_again(shipped, monkeypatch):
+    from toxdistill.inference import export_record
+
+    best = shipped / BEST_DIR
+    monkeypatch.setattr(export_record, "cpu_name", lambda: "Tiny Test CPU @ 1 GHz")
+    monkeypatch.setattr(export_record, "cpu_features", lambda: ["avx2"])
+    assert export_record.engine_cpu_note(best) is None  # the frontier's CPU: nothing to say
+    monkeypatch.setattr(export_record, "cpu_name", lambda: "Another CPU")
+    note = export_record.engine_cpu_note(best)
+    assert note and "\n" not in note and f"the engine of {best} (onnx-fp32) was chosen on Tiny Test CPU @ 1 GHz" in note
+    # Pinned by the run's config: the frontier measures the engines only when asked to.
+    assert f"'toxdistill frontier {shipped} --target auto'" in note
+    assert f"'toxdistill export {shipped / 'models' / 'even'} --auto'" in note
 
 
 def test_the_card_has_front_matter_the_hub_reads_and_every_section(shipped):
@@ -169,6 +195,7 @@ def test_the_card_has_front_matter_the_hub_reads_and_every_section(shipped):
         assert got[name] == pytest.approx(value, abs=1e-4), name
     # The card's figures: the frontier's speed and CPU, intervals, the split, the labels, the robustness line.
     assert "Tiny Test CPU @ 1 GHz" in body and "| 2,400 |" in body and "8.0×" in body
+    assert "**Engine:** onnx-fp32, pinned by the run's `frontier.target`" in body
     assert re.search(r"\| weighted F1 \| [0-9.]+ \| \[[0-9.]+, [0-9.]+\] \|", body)
     assert "train 320, validation 40, test 40" in body and "0 hate speech, 1 offensive, 2 neither" in body
     assert "11.4 macro-F1 points (the teacher: 40.9)" in body and "97.3%" in body

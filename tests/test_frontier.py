@@ -5,6 +5,7 @@ and the select block's validation."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,12 @@ import yaml
 
 from toxdistill.cli import main
 from toxdistill.config import SelectConfig, load_config
+from toxdistill.data.split import load_run_split
 from toxdistill.errors import ToxdistillError
 from toxdistill.evaluation.frontier import format_frontier, pareto, select, within_tolerance
 from toxdistill.evaluation.report import FRONTIER_HEADING, frontier_section, update_frontier_section
+from toxdistill.inference.cpu import cpu_features
+from toxdistill.targets import parse_target
 
 from conftest import make_tiny_run, tiny_bert
 
@@ -214,6 +218,13 @@ def test_the_frontier_writes_its_schema_and_its_plot(frontier_run):
     assert sel["model"] in rows and sel["rule"] == "tolerance"
     assert saved["teacher"]["model"] == "teacher" and saved["teacher"]["backend"] == "torch"
     assert any("exporting onnx-int8" in s for s in said)
+    # Where it was measured, and with what: the CPU's features and the engines' versions.
+    assert saved["cpu_features"] == cpu_features() and "onnxruntime" in saved["versions"]
+    for r in rows.values():
+        assert r["engine_choice"]["chosen"] == "onnx-int8" and r["engine_choice"]["pinned"] is True
+        assert r["engine_choice"]["cpu"] == saved["cpu"] and r["engine_choice"]["candidates"] == []
+        # The export's test logits, saved for RUN/best/ to take instead of scoring the test split again.
+        assert np.load(run / r["export_dir"] / "test_logits.npy").shape == (len(load_run_split(run).test.texts), 3)
 
 
 def test_the_exported_scores_are_the_exports_own(frontier_run):
@@ -245,11 +256,101 @@ def test_a_second_frontier_keeps_the_measurements_and_a_remeasure_reuses_the_exp
         )
     assert any("kept" in s for s in said)
     assert again["rows"] == first["rows"] and again["selection"]["rule"] == "budget"
-    stamps = {p: p.stat().st_mtime_ns for p in (run / "export").rglob("*") if p.is_file()}
+
+    def stamps() -> dict:  # the exports' own files; the frontier's test logits beside them are scored anew
+        return {p: p.stat().st_mtime_ns for p in (run / "export").rglob("*") if p.is_file() and p.suffix != ".npy"}
+
+    before = stamps()
     said = []
     step.run_frontier(run, cfg, said.append, remeasure=True)
     assert sum("reusing" in s for s in said) == 4 and not any("exporting" in s for s in said)
-    assert {p: p.stat().st_mtime_ns for p in (run / "export").rglob("*") if p.is_file()} == stamps
+    assert stamps() == before
+
+
+# auto: rates fixed by the export folder's name, the int8 gate failed for odd alone, so the rule decides.
+AUTO_RATES = {"onnx-fp32": 500.0, "onnx-int8": 300.0}
+
+
+def _fake_screen(monkeypatch, step) -> list[tuple[str, tuple]]:
+    """auto's screen on fixed rates and gates, and a spy on the bench: (model, targets) per bench_model call."""
+    from toxdistill.benchmark import auto
+
+    def throughput(pred, texts, batch_size, sort, repeats=1):
+        backend = "onnx-int8" if pred.model_dir.name.endswith("-int8") else "onnx-fp32"
+        return AUTO_RATES[backend], None, 1.0, [AUTO_RATES[backend]] * repeats
+
+    real_gate, real_bench = auto.gate_block, step.bench_model
+
+    def gate_block(record):
+        return {**real_gate(record), "ok": not (record["source"].endswith("odd") and record["precision"] == "int8")}
+
+    benched: list[tuple[str, tuple]] = []
+
+    def bench_model(model, sample, parity, opts, say):
+        benched.append((model.name, opts.targets))
+        return real_bench(model, sample, parity, opts, say)
+
+    monkeypatch.setattr(auto, "throughput", throughput)
+    monkeypatch.setattr(auto, "gate_block", gate_block)
+    monkeypatch.setattr(step, "bench_model", bench_model)
+    monkeypatch.setattr(step, "available_candidates", lambda say=None: [parse_target(t) for t in AUTO_RATES])
+    return benched
+
+
+def test_auto_screens_every_engine_benches_only_the_winner_and_best_names_them(frontier_run, tmp_path, monkeypatch):
+    from toxdistill.pipeline import best as best_step
+    from toxdistill.pipeline import frontier as step
+
+    run = tmp_path / "tiny-run"
+    shutil.copytree(frontier_run[0], run)
+    cfg = load_config(run / "config.yaml")
+    cfg = cfg.model_copy(update={"frontier": cfg.frontier.model_copy(update={"target": "auto"})})
+    benched = _fake_screen(monkeypatch, step)
+    said: list[str] = []
+    result = step.run_frontier(run, cfg, said.append)
+
+    rows = {r["model"]: r for r in result["rows"]}
+    assert result["engine"] == "auto" and {m: r["backend"] for m, r in rows.items()} == {
+        "teacher": "onnx-int8",
+        "odd": "onnx-fp32",  # its int8 failed its gate: fp32 timed, and chosen
+        "even": "onnx-int8",
+        "lora-teacher": "onnx-int8",
+    }
+    # Only the winner is benched in full (the teacher in torch-naive too).
+    assert dict(benched) == {m: (("torch-naive",) if m == "teacher" else ()) + (r["backend"],) for m, r in rows.items()}
+    choice = rows["odd"]["engine_choice"]
+    assert choice["pinned"] is False and choice["chosen"] == "onnx-fp32" and choice["cpu"] == result["cpu"]
+    assert choice["timing"]["texts"] == 300 and choice["timing"]["passes"] == 3
+    assert {c["backend"]: (c["samples_per_s"], c["ok"]) for c in choice["candidates"]} == {
+        "onnx-int8": (300.0, False),
+        "onnx-fp32": (500.0, True),
+    }
+    assert all(c["folder"].startswith("export/") for c in choice["candidates"]) and choice["not_timed"] == []
+    assert rows["even"]["engine_choice"]["not_timed"] == ["onnx-fp32"]  # int8 passed: fp32 not timed
+    text = "\n".join(said)
+    assert "frontier: [odd] engine: onnx-fp32 (chosen from onnx-fp32 500/s, onnx-int8 300/s (failed parity) (" in text
+    report = "\n".join(frontier_section(result))
+    assert "- **odd** → onnx-fp32: chosen from onnx-fp32 500/s, onnx-int8 300/s (failed parity)" in report
+    assert "- **even** → onnx-int8: chosen from onnx-int8 300/s; onnx-fp32 not timed" in report
+    assert "measured fastest on this CPU" in report and ", ".join(cpu_features()) in report
+
+    # best/ takes the frontier's test logits (no second scoring) and names the CPU, the winner and runners-up.
+    monkeypatch.setattr(best_step, "load_scorer", lambda *a, **k: pytest.fail("scored the test split again"))
+    sel = {**result["selection"], "model": "odd", "fallback": False}
+    best = best_step.write_best(run, {**result, "selection": sel}, cfg)
+    shipped = json.loads((best / "selection.json").read_text())
+    assert shipped["cpu"] == result["cpu"] and shipped["cpu_features"] == cpu_features()
+    engine, odd = shipped["engine"], rows["odd"]
+    assert engine["chosen"] == "onnx-fp32" and engine["samples_per_s"] == odd["samples_per_s"]
+    assert engine["pinned"] is False
+    assert engine["runners_up"] == [{"backend": "onnx-int8", "samples_per_s": 300.0, "ok": False}]
+    card = (best / "README.md").read_text()
+    speed = card.split("## Speed on this machine")[1].split("\n## ")[0]
+    # The speed claim is the winner's full bench, not the screen's.
+    assert f"| this model (odd) | onnx-fp32 | {odd['samples_per_s']:,.0f} |" in speed
+    assert f"{odd['x_naive_teacher']:.1f}× |" in speed and result["cpu"] in speed
+    assert "**Engine:** onnx-fp32 on this CPU, chosen from onnx-fp32 500/s, onnx-int8 300/s (failed parity)" in speed
+    assert f"`toxdistill frontier {run}` measures again there" in speed
 
 
 def test_the_step_is_skipped_when_disabled_or_the_target_is_missing(frontier_run, monkeypatch):
@@ -371,9 +472,14 @@ def test_the_command_remakes_the_frontier_and_the_report_section(frontier_run, c
 
 
 # ---------------------------------------------------------------- in a run
-def test_a_run_ends_with_the_frontier_in_its_report(tmp_path, tokenizer):
-    """`toxdistill run` with a given tiny teacher and one 1-layer student: frontier.json, the plot, the section."""
+def test_a_run_ends_with_the_frontier_in_its_report(tmp_path, tokenizer, monkeypatch):
+    """`toxdistill run` with a given tiny teacher and one 1-layer student: frontier.json, the plot, the section;
+    each engine chosen by measurement (auto, the default), here among ONNX Runtime's fp32 and int8."""
     pytest.importorskip("onnxruntime")
+    from toxdistill.pipeline import frontier as step
+
+    two = [parse_target("onnx-fp32"), parse_target("onnx-int8")]
+    monkeypatch.setattr(step, "available_candidates", lambda say=None: two)
     teacher = tmp_path / "given"
     tiny_bert(n_layers=2).save_pretrained(teacher)
     tokenizer.save_pretrained(teacher)
@@ -399,5 +505,12 @@ def test_a_run_ends_with_the_frontier_in_its_report(tmp_path, tokenizer):
     saved = json.loads((run / "frontier.json").read_text())
     assert {r["model"] for r in saved["rows"]} == {"teacher", "one"} and (run / "frontier.png").is_file()
     assert next(r for r in saved["rows"] if r["model"] == "one")["reference"] is False
-    assert FRONTIER_HEADING in (run / "report.md").read_text()
+    for r in saved["rows"]:  # which engine wins is the machine's; that it was measured is ours
+        choice = r["engine_choice"]
+        timed = [c["backend"] for c in choice["candidates"]]
+        assert choice["pinned"] is False and timed[0] == "onnx-int8"  # below fp32 first; fp32 only if it fails
+        assert sorted(timed + choice["not_timed"]) == ["onnx-fp32", "onnx-int8"] and r["backend"] == choice["chosen"]
+    report = (run / "report.md").read_text()
+    assert FRONTIER_HEADING in report and "Engines, chosen per model on this CPU" in report
+    assert "## Machine and reproducibility" in report and "only on the same CPU kind" in report
     assert "frontier" in json.loads((run / "timings.json").read_text())

@@ -239,17 +239,32 @@ def test_auto_keeps_the_fastest_candidate_that_passes(fake_timing, tiny_model_di
     choice = rec["auto"]
     # openvino-int8 is fastest but fails its gate: onnx-int8 is the fastest that passes.
     assert choice["chosen"] == "onnx-int8" and rec["engine"] == "onnxruntime" and rec["precision"] == "int8"
-    assert {c["backend"]: c["samples_per_s"] for c in choice["candidates"]} == RATES
+    # The fp32 targets are not timed once a target below fp32 passed (the ONNX graph is made: the others start from it).
+    below = {b: r for b, r in RATES.items() if not b.endswith("fp32")}
+    assert {c["backend"]: c["samples_per_s"] for c in choice["candidates"]} == below
+    assert choice["not_timed"] == ["onnx-fp32", "openvino-fp32"] and "onnx-fp32, openvino-fp32 not timed" in out
     assert {c["backend"]: c["ok"] for c in choice["candidates"]}["openvino-int8"] is False
     assert choice["cpu"] == rec["cpu"] and choice["timing"]["texts"] == 300 and choice["timing"]["passes"] == 3
-    assert [c[0] for c in fake_timing] == list(RATES) and all(n == 300 and r == 3 for _, n, r in fake_timing)
+    assert [c[0] for c in fake_timing] == list(below) and all(n == 300 and r == 3 for _, n, r in fake_timing)
     assert "chose onnx-int8" in out
     assert Predictor.load(chosen).backend_name == "onnx" and (chosen / "model.int8.onnx").is_file()
-    # Every candidate stays where export puts it by default, so a second --auto (or bench) reuses it.
-    for b in RATES:
+    # Every export stays where export puts it by default, so a second --auto (or bench) reuses it.
+    for b in (*below, "onnx-fp32"):
         assert default_output(model, parse_target(b)).is_dir()
+    assert not default_output(model, parse_target("openvino-fp32")).exists()
     code, out, _ = _run(["export", model, "--auto"], capsys)
-    assert code == 0 and out.count("reusing") == len(RATES)
+    assert code == 0 and out.count("reusing") == len(below) + 1
+
+
+def test_auto_times_fp32_when_nothing_below_it_passes(fake_timing, tiny_model_dir, tmp_path, monkeypatch):
+    model = tmp_path / "tiny"
+    shutil.copytree(tiny_model_dir, model)
+    monkeypatch.setattr(auto, "gate_block", lambda record: {"ok": record.get("precision") == "fp32"})
+    said: list[str] = []
+    out = auto.auto_export(model, say=said.append)
+    choice = _record(out)["auto"]
+    assert choice["chosen"] == "openvino-fp32" and choice["not_timed"] == []  # 150/s against ONNX Runtime's 100
+    assert [c[0] for c in fake_timing] == ["onnx-int8", "openvino-int8", "onnx-fp32", "openvino-fp32"]
 
 
 def test_auto_with_no_passing_candidate_writes_nothing(fake_timing, tiny_model_dir, tmp_path, monkeypatch, capsys):

@@ -118,3 +118,20 @@ def test_significance_scores_the_focus_class_under_f1_hate(tmp_path):
         assert c["a_value"] == pytest.approx(
             classification_metrics(y, preds["even"], NAMES)["f1_per_class"][NAMES[focus]]
         )
+
+
+def test_the_report_names_the_machine_and_says_when_its_digits_reproduce(tmp_path):
+    from toxdistill.evaluation.report import MACHINE_HEADING, write_report
+    from toxdistill.inference import cpu
+
+    machine = {"cpu": "AMD EPYC", "cpu_features": ["avx2"], "versions": {"torch": "9.9", "onnxruntime": "1.0"}}
+    write_report(tmp_path, [], Config(), {"teacher": 1.0}, machine=machine)
+    text = (tmp_path / "report.md").read_text()
+    section = text.split(MACHINE_HEADING)[1].split("\n## ")[0]
+    assert "**CPU:** AMD EPYC (avx2)" in section and "**Libraries:** torch 9.9, onnxruntime 1.0" in section
+    assert "Reproducible to the last digit only on the same CPU kind" in section
+    assert text.index("## Wall time per stage") < text.index(MACHINE_HEADING) < text.index("## Analysis")
+    # What the run passes: this machine's own facts, the libraries installed.
+    facts = cpu.machine_facts()
+    assert facts["cpu"] == cpu.cpu_name() and facts["cpu_features"] == cpu.cpu_features()
+    assert {"torch", "transformers", "onnxruntime"} <= set(facts["versions"])

@@ -399,12 +399,14 @@ class FrontierConfig(_Strict):
 
     enabled: bool = True
     """Export and bench every model, draw the frontier and write RUN/best/. Off: the report has no frontier."""
-    target: FrontierTarget = "openvino-int8"
-    """The export each candidate is benched in: an export target such as openvino-int8 (NNCF's static int8, the
-    openvino extra) or onnx-int8 (ONNX Runtime's dynamic int8, no extra), or auto (export --auto's choice per model,
-    which benches six targets per model: too slow for the default run). openvino-int8 by default: export --auto's
-    choice for the students on the Intel Xeon (bench/results/engines-xeon). On CPUs without AVX-512 VNNI ONNX Runtime's
-    int8 is the faster one (docs/benchmarks.md): set onnx-int8 or auto there."""
+    target: FrontierTarget = "auto"
+    """The export each candidate is benched in: auto, or an export target such as onnx-int8 (ONNX Runtime's dynamic
+    int8, no extra) or openvino-int8 (NNCF's static int8, the openvino extra). auto by default: per model, the engine
+    that measures fastest on this CPU while passing its parity gates, as export --auto chooses it (every candidate's
+    export timed on a few hundred test texts, then the winner alone benched in full). The fastest engine depends on
+    the CPU: OpenVINO's int8 won on an Intel Xeon with AMX (bench/results/engines-xeon), ONNX Runtime's int8 on an
+    AVX2-only AMD EPYC, so any one pinned engine ships a slower model, with a lower speed-up on its card, on the
+    other. Pin a target to compare runs engine for engine, or to save the screen's time."""
 
     limit: int | None = Field(default=None, gt=0)
     """Bench on this many test texts (random, seeded). null: the whole test split."""

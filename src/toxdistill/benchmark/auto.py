@@ -1,16 +1,21 @@
-"""The export target chosen by measurement (``toxdistill export --auto``), and which targets this machine can run.
+"""The export target chosen by measurement (``toxdistill export --auto``, and the frontier's ``auto``), and which
+targets this machine can run.
 
-``auto_export`` makes (or reuses) the export of every candidate this machine can run (``runnable``: the default
+``screen_engines`` makes (or reuses) the export of every candidate this machine can run (``runnable``: the default
 targets, less those whose engine is not installed and bf16 where the CPU has none). Each export is checked for
 parity as ``export`` always does. It then times each one on a few hundred of the parity texts (the fastest of a
 few passes) and keeps the fastest one that passes its gates (``choose_fastest``, the same rule the bench reports
-per model). The winner is copied to ``<m>-auto``; its record names the target, the CPU and every candidate's
-samples/s.
+per model). ``auto_export`` copies the winner to ``<m>-auto``; its record names the target, the CPU and every
+candidate's samples/s. The frontier keeps the same choice in its rows instead, and benches only the winner in full.
+
+An export below fp32 made on another CPU is made again here (``stale_here``): its parity holds for the CPU it
+was checked on.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -25,18 +30,24 @@ from toxdistill.export.folder import check_export_folder, export_is_current
 from toxdistill.export.job import ExportJob, export_model
 from toxdistill.export.naming import default_output, output_named
 from toxdistill.export.parity import parity_texts
+from toxdistill.export.quantize import wants_reduce_range
 from toxdistill.files import META_FILE
-from toxdistill.inference.cpu import cpu_name
-from toxdistill.inference.export_record import gate_block
+from toxdistill.inference.cpu import cpu_features, cpu_name
+from toxdistill.inference.export_record import engine_cpu_note, gate_block, same_cpu
 from toxdistill.inference.openvino_backend import cpu_has_bf16
 from toxdistill.inference.predict import Predictor
 from toxdistill.io import atomic_dir, atomic_write_json
 from toxdistill.runs import read_meta
-from toxdistill.targets import Target, default_targets, parse_target
+from toxdistill.targets import DEFAULT_TARGET, Target, default_targets, parse_target
 
 AUTO_SUFFIX = "-auto"
 AUTO_TIMING_TEXTS = 300  # enough for stable rates, few enough that --auto takes about a minute
-AUTO_PASSES = 3
+AUTO_PASSES = 3  # the fastest of 3: on a shared machine a pass is only ever slowed down, and 3 passes catch one clean
+# At least this long timed per candidate: a pass of a 1-layer student over 300 texts takes about 0.1 s, where one
+# scheduler hiccup moved a rate by 20% and turned a choice; the passes capped so a tiny model cannot loop long.
+AUTO_MIN_SECONDS = 0.5
+AUTO_MAX_PASSES = 20
+AUTO_RULE = "the fastest candidate that passes its parity gates"
 
 
 def missing_module(target: Target) -> str | None:
@@ -71,15 +82,34 @@ def ensure_export(
     folder: Path, target: Target, texts: TextSet, say: Say = quiet, data: str | None = None, batch_size: int = 64
 ) -> Path:
     """The export a target runs on: the current export of ``folder`` for ``target``, made now (parity checked on
-    ``texts``, never refused) when it is missing or its weights changed."""
+    ``texts``, never refused) when it is missing, its weights changed or it does not hold on this CPU
+    (``stale_here``)."""
     out = default_output(folder, target)
-    if export_is_current(out, folder, target):
+    why = stale_here(out, target) if export_is_current(out, folder, target) else "missing or stale"
+    if why is None:
         say(f"reusing {out}")
     else:
-        say(f"exporting {target} → {out}")
+        say(f"exporting {target} → {out}" + ("" if why == "missing or stale" else f" ({why})"))
         job = ExportJob(folder, target, out, strict=False, texts=texts, data=data, batch_size=batch_size)
         export_model(job, say=lambda m: say(f"  {m}"))
     return out
+
+
+def stale_here(out: Path, target: Target) -> str | None:
+    """Why a current export of ``target`` in ``out`` must be made again on this CPU, or None.
+
+    A graph below fp32 was checked against fp32 on the CPU that made it, and its error depends on the CPU's
+    int8 or bf16 kernels: on another CPU it is made and checked again. ONNX Runtime's int8 is quantized for
+    the CPU too (``reduce_range`` without VNNI)."""
+    if not target.reduced:
+        return None
+    rec = read_meta(out).get("export") or {}
+    if not same_cpu(rec.get("cpu"), rec.get("cpu_features")):
+        return f"its parity was checked on another CPU, {rec.get('cpu')} ({', '.join(rec.get('cpu_features') or [])})"
+    quantization = rec.get("quantization") or {}
+    if target.engine == "onnx" and bool(quantization.get("reduce_range")) != wants_reduce_range():
+        return "quantized for a CPU " + ("with" if wants_reduce_range() else "without") + " VNNI"
+    return None
 
 
 def choose_fastest(candidates: list[dict]) -> dict | None:
@@ -113,30 +143,84 @@ def auto_export(
     model_dir = Path(model_dir)
     out = Path(out) if out else output_named(model_dir, AUTO_SUFFIX)
     check_export_folder(out, model_dir)
+    note = engine_cpu_note(out) if out.is_dir() else None
+    if note:
+        say(f"{note}; choosing again now")
     texts = parity_texts(model_dir, data, say)
-    sample = timing_sample(texts.texts, timing_texts)
-    measured = []
-    for target in [parse_target(c) for c in candidates] if candidates else available_candidates(say):
-        folder = ensure_export(model_dir, target, texts, _tagged(say, target), data, batch_size)
-        measured.append(_time_candidate(folder, target, sample, batch_size, threads, passes))
-        c = measured[-1]
-        say(f"[{target}] {c['samples_per_s']:.1f} samples/s; parity {'passed' if c['ok'] else 'FAILED'}")
-    best = choose_fastest(measured)
+    targets = [parse_target(c) for c in candidates] if candidates else available_candidates(say)
+    auto = screen_engines(model_dir, targets, texts, threads, batch_size, timing_texts, passes, data, say)
+    best = next((c for c in auto["candidates"] if c["backend"] == auto["chosen"]), None)
     if best is None:
         raise ToxdistillError(
-            f"none of the {len(measured)} candidates passed its parity gates", "see the parity lines above"
+            f"none of the {len(auto['candidates'])} candidates passed its parity gates", "see the parity lines above"
         )
-    auto = {
-        "chosen": best["backend"],
-        "rule": "the fastest candidate that passes its parity gates",
-        "cpu": cpu_name(),
-        "threads": threads,
-        "timing": {"texts": len(sample), "passes": passes, "batch_size": batch_size, "source": texts.source},
-        "candidates": measured,
-    }
     _write_winner(Path(best["folder"]), out, auto)
     say(f"chose {best['backend']} ({best['samples_per_s']:.1f} samples/s on {auto['cpu']}); wrote {out}")
     return out
+
+
+def screen_engines(
+    model_dir: Path,
+    targets: list[Target],
+    texts: TextSet,
+    threads: int | None = None,
+    batch_size: int = 64,
+    timing_texts: int = AUTO_TIMING_TEXTS,
+    passes: int = AUTO_PASSES,
+    data: str | None = None,
+    say: Say = quiet,
+) -> dict[str, Any]:
+    """The targets' exports of ``model_dir`` made or reused (parity checked on ``texts``), each timed on
+    ``timing_texts`` of them (the fastest of ``passes``): the choice, as ``export.auto`` records it. ``chosen``
+    is the fastest that passes its gates (``choose_fastest``), None when none does.
+
+    The targets below fp32 first; the fp32 ones are timed (and OpenVINO's fp32 IR made) only when none of those
+    passes. Why: the fastest target below fp32 that passed ran 1.6–3.2× as fast as the fastest fp32 one for every
+    model on every CPU measured (docs/benchmarks.md on an Intel Xeon; bench/results/engine-choice on an AMD EPYC),
+    so timing fp32 only ever bought a fallback that was not needed, at about a sixth of the screen's time."""
+    sample = timing_sample(texts.texts, timing_texts)
+    below = [t for t in targets if t.reduced]
+    fp32 = [t for t in targets if not t.reduced]
+    if DEFAULT_TARGET in fp32 and below:  # every other export starts from its graph: made first
+        ensure_export(model_dir, DEFAULT_TARGET, texts, _tagged(say, DEFAULT_TARGET), data, batch_size)
+    measured = [_screen_one(model_dir, t, texts, sample, threads, batch_size, passes, data, say) for t in below]
+    not_timed = []
+    if fp32 and choose_fastest(measured) is not None:
+        not_timed = [t.name for t in fp32]
+        say(f"{', '.join(not_timed)} not timed: a target below fp32 passed its gates, and fp32 is slower")
+    else:
+        measured += [_screen_one(model_dir, t, texts, sample, threads, batch_size, passes, data, say) for t in fp32]
+    best = choose_fastest(measured)
+    timing = {"texts": len(sample), "passes": passes, "min_seconds": AUTO_MIN_SECONDS, "batch_size": batch_size}
+    return {
+        "chosen": best["backend"] if best else None,
+        "rule": AUTO_RULE,
+        "pinned": False,
+        "cpu": cpu_name(),
+        "cpu_features": cpu_features(),
+        "threads": threads,
+        "timing": {**timing, "source": texts.source},
+        "candidates": measured,
+        "not_timed": not_timed,
+    }
+
+
+def _screen_one(
+    model_dir: Path,
+    target: Target,
+    texts: TextSet,
+    sample: list[str],
+    threads: int | None,
+    batch_size: int,
+    passes: int,
+    data: str | None,
+    say: Say,
+) -> dict[str, Any]:
+    """One candidate: its export made or reused, then timed."""
+    folder = ensure_export(model_dir, target, texts, _tagged(say, target), data, batch_size)
+    c = _time_candidate(folder, target, sample, batch_size, threads, passes)
+    say(f"[{target}] {c['samples_per_s']:.1f} samples/s; parity {'passed' if c['ok'] else 'FAILED'}")
+    return c
 
 
 def timing_sample(texts: list[str], n: int) -> list[str]:
@@ -156,13 +240,17 @@ def _time_candidate(
     rec = read_meta(folder).get("export") or {}
     block = gate_block(rec)
     pred = Predictor.load(folder, backend=target.engine, threads=threads)
-    sps, _, _, rates = throughput(pred, texts, batch_size, sort=True, repeats=passes)
+    _, _, _, rates = throughput(pred, texts, batch_size, sort=True, repeats=passes)
+    spent = sum(len(texts) / r for r in rates)
+    if spent < AUTO_MIN_SECONDS:  # a fast model: more passes, so that one hiccup does not decide
+        more = min(AUTO_MAX_PASSES - len(rates), math.ceil((AUTO_MIN_SECONDS - spent) * len(rates) / spent))
+        rates += throughput(pred, texts, batch_size, sort=True, repeats=max(1, more))[3]
     return {
         "backend": target.name,  # the key the records of export --auto have always used
         "engine": rec.get("engine", target.spec.record_engine),
         "precision": target.precision,
         "folder": str(folder),
-        "samples_per_s": sps,
+        "samples_per_s": max(rates),
         "samples_per_s_passes": rates,
         "ok": bool(block.get("ok")),
         "agreement": block.get("agreement"),

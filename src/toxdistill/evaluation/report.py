@@ -15,6 +15,7 @@ from toxdistill.io import atomic_write_text
 FRONTIER_HEADING = "## Compression frontier"
 # The section the frontier's lines go before when a report written without them gets them later.
 WALL_TIME_HEADING = "## Wall time per stage"
+MACHINE_HEADING = "## Machine and reproducibility"
 
 
 def _f(x, nd=3) -> str:
@@ -342,8 +343,9 @@ def frontier_section(frontier: dict | None) -> list[str]:
         "",
         FRONTIER_HEADING,
         "",
-        f"Every transformer model exported ({frontier['engine']}) and benched in one run on {frontier['cpu']}, "
-        f"{frontier['threads']} thread(s), on the same {frontier['texts']} test texts; the naive teacher (torch "
+        f"Every transformer model exported ({_engines_phrase(frontier)}) and benched in one run on "
+        f"{_cpu_phrase(frontier)}, {frontier['threads']} thread(s), on the same {frontier['texts']} test texts; "
+        "the naive teacher (torch "
         f"fp32, unsorted padded batches) reaches {frontier['naive_teacher_samples_per_s']:.1f} samples/s. Scores "
         "are the exported models' own, validation / test; the choice is made on validation, the Pareto frontier "
         "drawn on validation (macro or weighted F1).",
@@ -362,6 +364,7 @@ def frontier_section(frontier: dict | None) -> list[str]:
             f"{_pair(v, t, 'f1_macro')} | {_pair(v, t, 'f1_focus')} | {'passed' if r['parity_passed'] else 'FAILED'} | "
             f"{'yes' if r.get('pareto') else ''} | {'**chosen**' if r['model'] == sel.get('model') else ''} |"
         )
+    lines += _engine_lines(frontier)
     teacher = frontier.get("teacher") or {}
     if teacher.get("val"):
         tv, tt = teacher["val"], teacher["test"]
@@ -381,6 +384,54 @@ def frontier_section(frontier: dict | None) -> list[str]:
         if sel.get("best_error"):
             lines.append(f"- **best/ was not written:** {sel['best_error']}")
     return lines
+
+
+def _cpu_phrase(frontier: dict) -> str:
+    features = frontier.get("cpu_features")
+    return frontier["cpu"] + (f" ({', '.join(features)})" if features else "")
+
+
+def _engines_phrase(frontier: dict) -> str:
+    if frontier.get("engine") == "auto":
+        return "auto: each in the engine that measured fastest on this CPU while passing its parity gates"
+    return str(frontier.get("engine"))
+
+
+def _engine_lines(frontier: dict) -> list[str]:
+    """Per model, how its engine was chosen: the screen's samples/s of the winner and the runners-up."""
+    chosen = [r for r in frontier["rows"] if not (r.get("engine_choice") or {}).get("pinned", True)]
+    if not chosen:
+        return []
+    lines = [
+        "",
+        "Engines, chosen per model on this CPU (the screen's samples/s; the table's are the full bench's):",
+        "",
+    ]
+    for r in chosen:
+        lines.append(f"- **{r['model']}** → {r['backend']}: {describe_choice(r['engine_choice'])}.")
+    return lines
+
+
+def describe_choice(engine: dict) -> str:
+    """One phrase on how an engine was chosen (an ``engine_choice`` block): pinned, or the screen's rates, the
+    winner's first, then the runners-up fastest first, each failed parity gate said, and the rule."""
+    if engine.get("pinned", True):
+        return "pinned by frontier.target"
+    cands = sorted(
+        engine.get("candidates") or [], key=lambda c: (c["backend"] != engine.get("chosen"), -c["samples_per_s"])
+    )
+    rates = ", ".join(
+        f"{c['backend']} {c['samples_per_s']:,.0f}/s" + ("" if c.get("ok") else " (failed parity)") for c in cands
+    )
+    timing = engine.get("timing") or {}
+    least = (
+        f"at least {timing.get('passes')} passes and {timing['min_seconds']:g} s"
+        if timing.get("min_seconds")
+        else f"{timing.get('passes')} passes"
+    )
+    skipped = engine.get("not_timed") or []
+    rates += f"; {', '.join(skipped)} not timed, as a target below fp32 passed" if skipped else ""
+    return f"chosen from {rates} ({engine.get('rule')}; {timing.get('texts')} test texts, the fastest of {least})"
 
 
 def update_frontier_section(run_dir: Path, frontier: dict) -> bool:
@@ -409,6 +460,26 @@ def _wall_times(timings: dict) -> list[str]:
     return lines
 
 
+def _machine(machine: dict | None) -> list[str]:
+    """Where the numbers were computed (``machine``: cpu, cpu_features, versions), and what that means for
+    reproducing them."""
+    if not machine:
+        return []
+    features = ", ".join(machine.get("cpu_features") or []) or "no AVX2 or newer listed"
+    versions = ", ".join(f"{k} {v}" for k, v in (machine.get("versions") or {}).items())
+    return [
+        "",
+        MACHINE_HEADING,
+        "",
+        f"- **CPU:** {machine.get('cpu')} ({features}).",
+        f"- **Libraries:** {versions or 'unknown'}.",
+        "- **Reproducible to the last digit only on the same CPU kind** (and these versions): the same seed and data "
+        "give the same split everywhere, but float sums run in other orders on other vector units (AVX2, AVX-512, "
+        "AMX), so trained weights and scores can differ in their last digits, and on a close call a model's "
+        "place. Speeds, and which engine wins, are this CPU's.",
+    ]
+
+
 def write_report(
     run_dir: Path,
     results: list[dict],
@@ -420,7 +491,10 @@ def write_report(
     robustness: dict | None = None,
     eval_sets: dict | None = None,
     frontier: dict | None = None,
+    machine: dict | None = None,
 ) -> None:
+    """report.md. ``machine`` (``inference.cpu.machine_facts``: the CPU, its features and the library versions)
+    adds the section that says where the numbers were computed."""
     rows = _order(results)
     focus = cfg.data.focus_class
     names = list(rows[0]["f1_per_class"]) if rows else []
@@ -435,6 +509,7 @@ def write_report(
         *_eval_sets(eval_sets),
         *frontier_section(frontier),
         *_wall_times(timings),
+        *_machine(machine),
         *["", "## Analysis", "", *analysis(results, significance, focus), ""],
     ]
     atomic_write_text(run_dir / REPORT_FILE, "\n".join(lines))

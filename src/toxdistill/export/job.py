@@ -10,6 +10,7 @@ failed gate is an error and nothing is written; the folder appears in one rename
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import shutil
 import time
@@ -50,6 +51,9 @@ from toxdistill.runs import read_meta
 from toxdistill.targets import DEFAULT_TARGET, Target, parse_target
 
 DEFAULT_OPSET = 17  # the oldest opset these encoders export to with every op ONNX Runtime fuses
+# The fp32 graph's logits on its parity texts, kept beside it: every target made from it (int8, OpenVINO) holds
+# its own logits against them, and on a run's test split computing them again took as long as the export.
+FP32_LOGITS = "fp32_parity_logits.npy"
 
 
 @dataclass
@@ -138,6 +142,12 @@ def export_model(job: ExportJob, say: Say = quiet) -> Path:
     return out
 
 
+def _logits_key(texts: TextSet, batch_size: int) -> str:
+    """What fp32 logits saved by one export are good for another's parity: the same texts in the same batches."""
+    h = hashlib.sha256("\x1e".join(texts.texts).encode("utf-8", "surrogatepass"))
+    return f"{h.hexdigest()[:16]}-b{batch_size}"
+
+
 def _default_graph(job: ExportJob) -> bool:
     """Whether the job's fp32 graph is the one a default export makes (so an existing one can be reused)."""
     return job.exporter == "auto" and job.opset == DEFAULT_OPSET
@@ -186,6 +196,8 @@ class _Steps:
         fp32_pred, got = fp32_parity(
             self.torch_pred, folder, self.texts, self.record, self.batch_size, self.strict, self.say
         )
+        np.save(folder / FP32_LOGITS, got)
+        self.record["parity"]["fp32"]["logits_key"] = _logits_key(self.texts, self.batch_size)
         return graph, fp32_pred, got
 
     def reuse_fp32(self, reuse: Path) -> tuple[Path, Predictor, np.ndarray]:
@@ -200,7 +212,12 @@ class _Steps:
         )
         self.record["parity"] = {"fp32": prev["parity"]["fp32"]}
         fp32_pred = Predictor.load(reuse, backend="onnx")
-        got, _ = fp32_pred.logits(self.texts.texts, self.batch_size)
+        if (reuse / FP32_LOGITS).is_file() and prev["parity"]["fp32"].get("logits_key") == _logits_key(
+            self.texts, self.batch_size
+        ):
+            got = np.load(reuse / FP32_LOGITS)  # its parity pass's logits, on these very texts and batches
+        else:
+            got, _ = fp32_pred.logits(self.texts.texts, self.batch_size)
         step = "converting" if self.target.engine == "openvino" else "quantizing"
         self.say(
             f"{step} the fp32 export {reuse} (its parity: max |Δlogit| {prev['parity']['fp32']['max_abs_diff']:.1e})"

@@ -3,9 +3,11 @@
 ``write_best`` copies the export of the row that ``frontier.json``'s selection names to ``RUN/best/``, in one
 rename (a later run replaces the folder whole), and adds what a user of the folder needs beside it:
 
-- ``selection.json``: the selection block (rule, criteria, reason, fallback, whether it holds on test) and the
-  chosen row, so tools (``toxdistill serve``) can tell why the model is there and how fast it ran;
-- ``test_logits.npy``: this graph's logits on the run's test split, which the card's intervals come from;
+- ``selection.json``: the selection block (rule, criteria, reason, fallback, whether it holds on test), the
+  chosen row, the CPU it was measured on and how its engine was chosen (the winner, the runners-up with their
+  samples/s), so tools (``toxdistill serve``) can tell why the model is there, how fast it ran and where;
+- ``test_logits.npy``: this graph's logits on the run's test split, which the card's intervals come from (the
+  frontier's own, saved in the export when it scored it; scored here only where they are missing);
 - ``README.md``: the model card (``pipeline.model_card``).
 
 An export that did not pass its parity checks is never shipped. When no candidate met the rule
@@ -83,7 +85,7 @@ def write_best(run_dir: Path, frontier: dict, cfg: Config, say: Say = quiet, spl
     final = run_dir / BEST_DIR
     with atomic_dir(final) as tmp:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
-        atomic_write_json(tmp / SELECTION_FILE, {"selection": selection, "row": row})
+        atomic_write_json(tmp / SELECTION_FILE, selection_record(frontier, row))
         logits = _test_logits(tmp, split.test, cfg.threads)
         k = len(split.test.label_names)
         focus = cfg.data.focus_index()
@@ -95,6 +97,33 @@ def write_best(run_dir: Path, frontier: dict, cfg: Config, say: Say = quiet, spl
     why = "no candidate met the rule: the teacher's own export" if selection.get("fallback") else selection.get("rule")
     say(f"best: {row.get('model')} ({row.get('backend')}; {why}) → {final}, with its model card {MODEL_CARD}")
     return final
+
+
+def selection_record(frontier: dict, row: dict) -> dict:
+    """selection.json: the selection block and the chosen row (with its ``engine_choice``), the CPU it was
+    measured on, and the engine in short: the winner's full-bench samples/s, the rule, and the runners-up with
+    the samples/s of the screen that chose it."""
+    choice = row.get("engine_choice") or {}
+    runners_up = [
+        {k: c.get(k) for k in ("backend", "samples_per_s", "ok")}
+        for c in sorted(choice.get("candidates") or [], key=lambda c: -c["samples_per_s"])
+        if c.get("backend") != row.get("backend")
+    ]
+    engine = {
+        "chosen": row.get("backend"),
+        "samples_per_s": row.get("samples_per_s"),
+        "rule": choice.get("rule") or f"frontier.target {frontier.get('engine')}",
+        "pinned": choice.get("pinned", True),
+        "screen": choice.get("timing"),
+        "runners_up": runners_up,
+    }
+    return {
+        "selection": frontier.get("selection") or {},
+        "row": row,
+        "cpu": frontier.get("cpu"),
+        "cpu_features": frontier.get("cpu_features"),
+        "engine": engine,
+    }
 
 
 def _test_logits(folder: Path, test: Dataset, threads: int | None) -> np.ndarray:

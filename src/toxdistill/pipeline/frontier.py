@@ -1,15 +1,21 @@
-"""The compression frontier of a run: every transformer model exported to int8 and benched in one call, on the
-same texts, on this machine, with the naive teacher beside them; each export scored on validation and test;
-the Pareto set and the winner (``evaluation/frontier.py``); ``RUN/frontier.json`` and ``RUN/frontier.png``.
+"""The compression frontier of a run: every transformer model exported and benched in one call, on the same
+texts, on this machine, with the naive teacher beside them; each export scored on validation and test; the
+Pareto set and the winner (``evaluation/frontier.py``); ``RUN/frontier.json`` and ``RUN/frontier.png``.
+
+Each model runs in the engine ``frontier.target`` names, or with ``auto`` (the default) in the one that measures
+fastest on this CPU while passing its parity gates: every candidate's export is made or reused and timed on a
+few hundred test texts (``benchmark/auto.py``'s ``screen_engines``, as ``export --auto`` does), then only the
+winner is benched in full. Each row keeps how its engine was chosen (``engine_choice``: the CPU, the rule, every
+candidate's samples/s), which ``RUN/best/``'s selection.json, its model card and the report show.
 
 The measuring is the bench's own (``benchmark/bench.py``: ``bench_model`` exports through ``ensure_export``, which
 reuses an export in ``RUN/export/`` while the weights are unchanged, then times it with ``measure_row``), so the
 numbers here and those of ``toxdistill bench`` mean the same. ``toxdistill run`` calls this after the checks and
 before the report; ``toxdistill frontier RUN`` makes it again for a finished run.
 
-A frontier measured for the same models (weights), target, texts, threads and CPU is not measured again: its
-rows are kept and only the selection is made afresh, so a resumed run spends no time here (``remeasure``
-benches anyway).
+A frontier measured for the same models (weights), target, texts, threads and CPU (its name and features) is not
+measured again: its rows are kept and only the selection is made afresh, so a resumed run spends no time here
+(``remeasure`` benches anyway). On another CPU it measures again, engines and all.
 """
 
 from __future__ import annotations
@@ -26,7 +32,13 @@ from typing import Any
 
 import numpy as np
 
-from toxdistill.benchmark.auto import AUTO_SUFFIX, auto_export, missing_module
+from toxdistill.benchmark.auto import (
+    AUTO_PASSES,
+    AUTO_TIMING_TEXTS,
+    available_candidates,
+    missing_module,
+    screen_engines,
+)
 from toxdistill.benchmark.bench import BenchSample, bench_model, bench_sample, load_bench_model
 from toxdistill.benchmark.options import BenchOptions
 from toxdistill.config import Config
@@ -36,10 +48,11 @@ from toxdistill.errors import ToxdistillError
 from toxdistill.evaluation.frontier import pareto, select
 from toxdistill.evaluation.metrics import classification_metrics, hate_f1, val_headline
 from toxdistill.evaluation.plots import plot_frontier
+from toxdistill.evaluation.report import describe_choice
 from toxdistill.export.folder import weights_fingerprint
-from toxdistill.export.naming import default_output, output_named
-from toxdistill.files import FRONTIER_FILE, FRONTIER_PLOT, MODELS_DIR, TEACHER, VAL_LOGITS
-from toxdistill.inference.cpu import cpu_name
+from toxdistill.export.naming import default_output
+from toxdistill.files import FRONTIER_FILE, FRONTIER_PLOT, MODELS_DIR, TEACHER, TEST_LOGITS, VAL_LOGITS
+from toxdistill.inference.cpu import cpu_features, cpu_kind, cpu_name, library_versions
 from toxdistill.inference.predict import Predictor
 from toxdistill.io import atomic_write_json
 from toxdistill.pipeline.best import write_best
@@ -48,9 +61,25 @@ from toxdistill.runs import find_models, read_meta
 from toxdistill.targets import AUTO, ONNX_INSTALL, Target, parse_target
 
 # What the bench measured, kept as it is when the frontier is made again for the same inputs.
-MEASURED = ("cpu", "threads", "texts", "naive_teacher_samples_per_s", "batch_size", "repeats", "latency_n", "rows")
+MEASURED = (
+    "cpu",
+    "cpu_features",
+    "versions",
+    "threads",
+    "texts",
+    "naive_teacher_samples_per_s",
+    "batch_size",
+    "repeats",
+    "latency_n",
+    "rows",
+)
 # A model's role in its toxdistill.json → the stage kind it was trained by, for models the config does not name.
 _ROLE_TO_STAGE_KIND = {"student": "distill", "lora": "lora", "finetune": "finetune", "teacher": "teacher"}
+# auto's screen of the candidate engines per model: export --auto's own settings (a few hundred test texts, the
+# fastest of a few passes). The exports it times are the ones the bench then reuses, so beyond the exports the
+# screen costs timing only, and the winner alone gets the full bench (all the texts, latency, scores).
+SCREEN_TEXTS = AUTO_TIMING_TEXTS
+SCREEN_PASSES = AUTO_PASSES
 
 
 def missing_target(target: str) -> ToxdistillError | None:
@@ -159,15 +188,34 @@ def _read(path: Path) -> dict:
 
 
 def _measurement_key(models: dict[str, Path], cfg: Config, sample: BenchSample) -> str:
-    """Everything the measured rows depend on: the models' weights, the target, the texts, threads and CPU."""
+    """Everything the measured rows depend on: the models' weights, the target (and for auto the candidates),
+    the texts, threads and CPU."""
     parts = {
         "models": {n: weights_fingerprint(d) for n, d in models.items()},
-        "engine": cfg.frontier.target,  # keyed as before, so frontiers measured earlier are recognised
+        "engine": cfg.frontier.target,
         "texts": hashlib.sha256("\x1e".join(sample.texts).encode("utf-8", "surrogatepass")).hexdigest(),
         "threads": sample.threads,
-        "cpu": cpu_name(),
+        # The name and the features: two virtual machines both named "AMD EPYC" differ in AVX-512 and VNNI.
+        "cpu": cpu_kind(),
+        "versions": library_versions(),  # a new engine release may change which engine wins, and by how much
     }
+    if cfg.frontier.target == AUTO:  # an engine installed since is a candidate the last screen did not see
+        parts["candidates"] = [t.name for t in available_candidates()]
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclasses.dataclass
+class _Bench:
+    """What every model of one frontier bench shares: the run, its texts, the bench's options, the engines."""
+
+    run_dir: Path
+    cfg: Config
+    split: Split
+    sample: BenchSample
+    opts: BenchOptions
+    parity: TextSet  # the test split: the exports' parity texts and the bench's quality texts
+    candidates: list[Target]  # auto's candidate engines; empty for a pinned target
+    say: Say
 
 
 def _measure(
@@ -180,50 +228,34 @@ def _measure(
     opts: BenchOptions,
     say: Say,
 ) -> dict:
-    """One bench over every model in its target's export (the teacher also in torch-naive, the reference), then
-    each export's validation and test scores."""
+    """One bench over every model in its engine's export (the teacher also in torch-naive, the reference), then
+    each export's validation and test scores. With ``auto``, each model's engine is chosen first by a short
+    screen of every candidate (``screen_engines``); only the winner gets the full bench."""
     test = split.test
     parity = TextSet(list(test.texts), np.asarray(test.labels), f"test split of {run_dir}", list(test.label_names))
+    choice = cfg.frontier.target
+    engines = "each in the engine that measures fastest here (auto)" if choice == AUTO else f"in {choice}"
     say(
-        f"frontier: {len(models)} model(s) in {cfg.frontier.target} on {len(sample.texts)} test texts, "
-        f"{sample.threads} thread(s), {cpu_name()}"
+        f"frontier: {len(models)} model(s) {engines}, on {len(sample.texts)} test texts, "
+        f"{sample.threads} thread(s), {cpu_kind()}"
     )
-    stages = {st.name: st for st in cfg.stages}
+    candidates = available_candidates(_prefixed(say)) if choice == AUTO else []
+    bench = _Bench(run_dir, cfg, split, sample, opts, parity, candidates, say)
     naive: float | None = None
     rows = []
     # The teacher first: its export is the fallback, so a failure there is the frontier's failure.
     for name in sorted(models, key=lambda n: n != teacher_name):
-        folder = models[name]
-
-        def tagged(msg: str, name: str = name) -> None:
-            say(f"frontier: [{name}] {msg}")
-
-        try:
-            target = _target_of(folder, cfg.frontier.target, opts, tagged)
-            model = load_bench_model(name, folder, sample.texts, opts.threads)
-            wanted = ("torch-naive", target.name) if name == teacher_name else (target.name,)
-            tagged(f"benching {', '.join(wanted)}")
-            bench_rows = bench_model(model, sample, parity, dataclasses.replace(opts, targets=wanted), _prefixed(say))
-        except ToxdistillError as e:
-            if name == teacher_name:
-                raise
-            tagged(f"left out of the frontier: {e}")
-            continue
-        by_backend = {r["backend"]: r for r in bench_rows}
-        if name == teacher_name:
-            naive = by_backend["torch-naive"]["samples_per_s"]
-        export_dir = default_output(folder, target)
-        scores = _export_scores(export_dir, target, split, sample.threads, opts.batch_size, cfg.data.focus_class)
-        kind, reference = _kind(name, model.meta, stages.get(name))
-        row = by_backend[target.name]
-        rows.append(_frontier_row(name, kind, reference, row, os.path.relpath(export_dir, run_dir), scores))
-        del model
-        gc.collect()
+        row, naive_sps = _measure_model(bench, name, models[name], name == teacher_name)
+        if row is not None:
+            rows.append(row)
+        naive = naive_sps if name == teacher_name else naive
     assert naive is not None  # the teacher is benched first, in torch-naive too
     for r in rows:
         r["x_naive_teacher"] = r["samples_per_s"] / naive
     return {
         "cpu": cpu_name(),
+        "cpu_features": cpu_features(),
+        "versions": library_versions(),
         "threads": sample.threads,
         "texts": len(sample.texts),
         "naive_teacher_samples_per_s": naive,
@@ -232,6 +264,75 @@ def _measure(
         "latency_n": len(sample.latency_texts),
         "rows": rows,
     }
+
+
+def _measure_model(b: _Bench, name: str, folder: Path, teacher: bool) -> tuple[dict | None, float | None]:
+    """One model's frontier row (None where it is left out) and, for the teacher, the naive teacher's rate."""
+
+    def tagged(msg: str) -> None:
+        b.say(f"frontier: [{name}] {msg}")
+
+    try:
+        target, engine = _choose_engine(folder, b.cfg.frontier.target, b.candidates, b.parity, b.opts, tagged)
+        model = load_bench_model(name, folder, b.sample.texts, b.opts.threads)
+        wanted = ("torch-naive", target.name) if teacher else (target.name,)
+        tagged(f"benching {', '.join(wanted)}")
+        opts = dataclasses.replace(b.opts, targets=wanted)
+        bench_rows = bench_model(model, b.sample, b.parity, opts, _prefixed(b.say))
+    except ToxdistillError as e:
+        if teacher:
+            raise
+        tagged(f"left out of the frontier: {e}")
+        return None, None
+    by_backend = {r["backend"]: r for r in bench_rows}
+    export_dir = default_output(folder, target)
+    scores = _export_scores(export_dir, target, b.split, b.sample.threads, b.opts.batch_size, b.cfg.data.focus_class)
+    kind, reference = _kind(name, model.meta, {st.name: st for st in b.cfg.stages}.get(name))
+    row = _frontier_row(name, kind, reference, by_backend[target.name], os.path.relpath(export_dir, b.run_dir), scores)
+    del model
+    gc.collect()
+    naive = by_backend["torch-naive"]["samples_per_s"] if teacher else None
+    return {**row, "engine_choice": _relative(engine, b.run_dir)}, naive
+
+
+def _choose_engine(
+    folder: Path, choice: str, candidates: list[Target], parity: TextSet, opts: BenchOptions, say: Say
+) -> tuple[Target, dict]:
+    """The target a model is benched in and how it was chosen: the configured one (pinned), or for ``auto`` the
+    fastest that passes its parity gates in a short screen of ``candidates`` on this CPU (``screen_engines``:
+    exports reused, a few hundred test texts, a few passes). Where none passes, the fastest all the same: its
+    row says it failed parity, and the selection never takes it."""
+    if choice != AUTO:
+        target = parse_target(choice)
+        return target, {
+            "chosen": target.name,
+            "rule": "pinned by frontier.target",
+            "pinned": True,
+            "cpu": cpu_name(),
+            "cpu_features": cpu_features(),
+            "candidates": [],
+        }
+    engine = screen_engines(
+        folder, candidates, parity, opts.threads, opts.batch_size, SCREEN_TEXTS, SCREEN_PASSES, opts.data, say
+    )
+    if not engine["candidates"]:
+        raise ToxdistillError("no candidate engine can run here", ONNX_INSTALL)
+    if engine["chosen"] is None:
+        fastest = max(engine["candidates"], key=lambda c: c["samples_per_s"])
+        engine["chosen"] = fastest["backend"]
+        engine["rule"] = "none passed its parity gates: the fastest, never shipped"
+        say(f"none of its {len(candidates)} candidate engines passed its parity gates; benching {fastest['backend']}")
+    else:
+        say(f"engine: {engine['chosen']} ({describe_choice(engine)})")
+    return parse_target(engine["chosen"]), engine
+
+
+def _relative(engine: dict, run_dir: Path) -> dict:
+    """The choice as frontier.json keeps it: the candidates' folders relative to the run folder."""
+    cands = [
+        {**c, "folder": os.path.relpath(c["folder"], run_dir)} if "folder" in c else c for c in engine["candidates"]
+    ]
+    return {**engine, "candidates": cands}
 
 
 def _frontier_row(name: str, kind: str, reference: bool, r: dict, export_dir: str, scores: dict) -> dict:
@@ -258,21 +359,6 @@ def _prefixed(say: Say) -> Say:
     return lambda msg: say(f"frontier: {msg}")
 
 
-def _target_of(folder: Path, choice: str, opts: BenchOptions, say: Say) -> Target:
-    """The target a model is measured in: the configured one, or for ``auto`` the one ``export --auto`` chose
-    for these weights on this CPU (its choice reused while both are the same, else made now)."""
-    if choice != AUTO:
-        return parse_target(choice)
-    auto = output_named(folder, AUTO_SUFFIX)
-    rec = read_meta(auto).get("export") or {}
-    before = rec.get("auto") or {}
-    if before.get("cpu") == cpu_name() and rec.get("source_sha256") == weights_fingerprint(folder):
-        say(f"export --auto chose {before['chosen']} on this CPU before; reusing that choice")
-        return parse_target(before["chosen"])
-    auto_export(folder, auto, data=opts.data, threads=opts.threads, batch_size=opts.batch_size, say=say)
-    return parse_target(read_meta(auto)["export"]["auto"]["chosen"])
-
-
 def _kind(name: str, meta: dict, stage) -> tuple[str, bool]:
     """The row's kind (the stage kind that trained it, or "teacher") and whether it is a reference row: the
     teacher, the half-depth odd/even students and the LoRA stages, beside which the frontier stages are drawn."""
@@ -295,7 +381,8 @@ def _headline(m: dict, focus: str | None) -> dict:
 def _export_scores(
     export_dir: Path, target: Target, split: Split, threads: int, batch_size: int, focus: str | None
 ) -> dict[str, dict]:
-    """The exported model's own argmax scores on validation and on the whole test split."""
+    """The exported model's own argmax scores on validation and on the whole test split. Its test logits are
+    saved in the export (``test_logits.npy``), where ``RUN/best/`` takes them from instead of scoring again."""
     pred = Predictor.load(export_dir, backend=target.engine, threads=threads)
     out = {}
     for part, ds in (("val", split.val), ("test", split.test)):
@@ -303,6 +390,8 @@ def _export_scores(
         out[part] = _headline(
             classification_metrics(np.asarray(ds.labels), logits.argmax(-1), list(ds.label_names)), focus
         )
+        if part == "test":
+            np.save(export_dir / TEST_LOGITS, logits.astype(np.float32))
     return out
 
 

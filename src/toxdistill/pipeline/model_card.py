@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from toxdistill.data.dataset import CLEAN_STEPS
+from toxdistill.evaluation.report import describe_choice
 from toxdistill.evaluation.tables import fmt
 from toxdistill.files import PACKAGED_MINILM, PACKAGED_MPNET
 from toxdistill.inference.export_record import gate_block
@@ -55,7 +56,7 @@ class CardFacts:
     meta: dict  # best/toxdistill.json: the source model's metadata and the export record
     row: dict  # the chosen row of frontier.json
     selection: dict  # frontier.json's selection block
-    bench: dict  # frontier.json's top level: cpu, threads, texts, engine, naive_teacher_samples_per_s
+    bench: dict  # frontier.json's top level: cpu, cpu_features, threads, texts, engine, naive_teacher_samples_per_s
     teacher_row: dict | None
     teacher_model: str
     data_source: str  # "davidson" or "file"
@@ -372,14 +373,31 @@ def _speed(f: CardFacts) -> str:
         rows.append(_speed_row("teacher", t))
     if naive:
         rows.append(f"| naive teacher | torch fp32 | {naive:,.0f} | — | 1.0× |")
+    features = b.get("cpu_features")
+    cpu = f"**{b.get('cpu', 'an unnamed CPU')}**" + (f" ({', '.join(features)})" if features else "")
     note = (
-        f"Measured by the run's frontier bench on **{b.get('cpu', 'an unnamed CPU')}**, {b.get('threads', '?')} "
-        f"threads, on the same {fmt(b.get('texts'), ',')} test texts for every row, in one bench run (engine "
-        f"{b.get('engine', '?')}). The ratios carry to other machines better than the rates; `toxdistill bench` "
-        "measures yours. p50 is the median latency of one text."
+        f"Measured by the run's frontier bench on {cpu}, {b.get('threads', '?')} threads, on the same "
+        f"{fmt(b.get('texts'), ',')} test texts for every row, in one bench run. The ratios carry to other machines "
+        "better than the rates; `toxdistill bench` measures yours. p50 is the median latency of one text."
     )
     header = ["## Speed on this machine", "", "| model | engine | samples/s | p50 (ms) | × naive teacher |"]
-    return "\n".join([*header, "|---|---|---|---|---|", *rows, "", note])
+    return "\n".join([*header, "|---|---|---|---|---|", *rows, "", note, "", _engine_choice(f)])
+
+
+def _engine_choice(f: CardFacts) -> str:
+    """How this model's engine was chosen, and how to choose again on another CPU."""
+    choice = f.row.get("engine_choice") or {}
+    model = f"{f.run_folder}/models/{f.row.get('model')}"
+    if choice.get("pinned", True):
+        return (
+            f"**Engine:** {f.row.get('backend')}, pinned by the run's `frontier.target`. Which engine is fastest "
+            f"depends on the CPU: `toxdistill frontier {f.run_folder} --target auto` measures each on yours."
+        )
+    return (
+        f"**Engine:** {f.row.get('backend')} on this CPU, {describe_choice(choice)}; then benched in full "
+        f"(the table). Another CPU may favour another engine: `toxdistill frontier {f.run_folder}` measures again "
+        f"there, or `toxdistill export {model} --auto` for this model alone."
+    )
 
 
 def _speed_row(name: str, r: dict) -> str:

@@ -35,6 +35,7 @@ from toxdistill.files import (
     TEACHER,
     TIMINGS_FILE,
 )
+from toxdistill.inference.cpu import machine_facts
 from toxdistill.io import atomic_write_json, atomic_write_text, recover_partial_writes, run_lock
 from toxdistill.models.families import is_classifier, lora_targets
 from toxdistill.models.students import resolve_layers
@@ -293,6 +294,7 @@ def _report(
         robustness=robustness,
         eval_sets=eval_sets,
         frontier=frontier,
+        machine=machine_facts(),
     )
     ctx.timings["report"] = time.perf_counter() - s0
     atomic_write_json(run_dir / TIMINGS_FILE, ctx.timings)
