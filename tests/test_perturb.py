@@ -142,9 +142,10 @@ def test_a_group_name_stands_for_its_kinds_each_once():
 
 
 def test_the_config_checks_the_same_kinds_the_generator_has():
-    from toxdistill.files import CHAR_PERTURBATIONS, PERTURBATIONS, TOKEN_PERTURBATIONS
+    from toxdistill.files import CHAR_PERTURBATIONS, HELDOUT_PERTURBATIONS, PERTURBATIONS, TOKEN_PERTURBATIONS
 
     assert tuple(k for k in KINDS if k not in HELDOUT_KINDS) == PERTURBATIONS
     assert CHAR_KINDS == CHAR_PERTURBATIONS and TOKEN_KINDS == TOKEN_PERTURBATIONS
     # Consistency training's default (the training family's char kinds) never draws a held-out kind.
     assert not set(HELDOUT_KINDS) & set(CHAR_PERTURBATIONS + TOKEN_PERTURBATIONS)
+    assert HELDOUT_KINDS == HELDOUT_PERTURBATIONS

@@ -16,7 +16,14 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from toxdistill.errors import ToxdistillError
-from toxdistill.files import BASELINE, BERT_LORA_TARGETS, PACKAGED_MINILM, PERTURBATIONS, TEACHER
+from toxdistill.files import (
+    BASELINE,
+    BERT_LORA_TARGETS,
+    HELDOUT_PERTURBATIONS,
+    PACKAGED_MINILM,
+    PERTURBATIONS,
+    TEACHER,
+)
 from toxdistill.targets import check_frontier_target
 
 DAVIDSON_SHA256 = "fcb8bc7c68120ae4af04a5b9acd58585513ede11e1548ebf36a5c2040b6f6281"
@@ -37,9 +44,10 @@ EvalSetName = Annotated[str, AfterValidator(_safe_name("eval set name"))]
 
 
 def _known_perturbations(v: list[str] | None) -> list[str] | None:
-    unknown = [k for k in v or [] if k not in PERTURBATIONS]
+    known = PERTURBATIONS + HELDOUT_PERTURBATIONS
+    unknown = [k for k in v or [] if k not in known]
     if unknown:
-        raise ValueError(f"unknown perturbation kind {unknown[0]!r}; valid kinds: {', '.join(PERTURBATIONS)}")
+        raise ValueError(f"unknown perturbation kind {unknown[0]!r}; valid kinds: {', '.join(known)}")
     if v is not None and not v:
         raise ValueError("the list of perturbation kinds is empty; give at least one, or null for the default")
     return v
@@ -368,7 +376,9 @@ class RobustnessConfig(_Strict):
     """Score every model under each perturbation of the test split before the report. About a minute per model
     on 2 cores; off: the report has no robustness section."""
     kinds: PerturbationKinds = None
-    """The perturbation kinds to score (data/perturb.py). null: every kind, character- and token-level."""
+    """The perturbation kinds to score (data/perturb.py). null: every kind: the training family (character- and
+    token-level) and the held-out family (separators, zero-width, untargeted, multi-edit, mixed), which no default
+    stage trains on, so its drops measure transfer rather than memory of the generator."""
     seed: int = 0
     """The perturbation seed: the same seed gives the same perturbed texts on every machine."""
     n_words: int = Field(default=2, ge=1)

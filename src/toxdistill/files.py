@@ -56,3 +56,5 @@ BERT_LORA_TARGETS = ("query", "key", "value", "attention.output.dense", "interme
 CHAR_PERTURBATIONS = ("leet", "swap", "delete", "spaces", "join", "repeat", "homoglyph", "accent")
 TOKEN_PERTURBATIONS = ("case", "punct", "emoji", "hashtag", "noise")
 PERTURBATIONS = CHAR_PERTURBATIONS + TOKEN_PERTURBATIONS
+# The held-out family: no stage trains on it by default, so `toxdistill check` measures transfer with it.
+HELDOUT_PERTURBATIONS = ("separators", "zero-width", "untargeted", "multi-edit", "mixed")

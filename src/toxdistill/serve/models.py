@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from toxdistill.errors import ToxdistillError
+from toxdistill.inference.export_record import engine_cpu_note
 from toxdistill.inference.predict import load_scorer
 from toxdistill.inference.scoring import Scorer, score_results
 from toxdistill.runs import find_models, read_meta, read_selection, select_models
@@ -472,6 +473,10 @@ def load_models(
         if batch_wait_ms is not None:
             model.batcher = MicroBatcher(model.batch_results, batch_wait_ms, max_batch, name, queue_timeout_s)
         out[name] = model
+        # The engine fastest where it was chosen may not be here: say so, with how to choose again.
+        note = engine_cpu_note(folder)
+        if note:
+            log.warning("%s: %s", name, note)
     if not out:
         raise ToxdistillError(f"none of the models in {path} could be loaded", "run with -v to see why")
     return out
