@@ -28,9 +28,10 @@ openvino-*: an OpenVINO IR of the same fp32 graph (the extra: pip install 'toxdi
 (where the CPU has it; else fp32, with a notice) or int8 (NNCF static quantization calibrated on training texts
 of the run). bf16 and int8 pass the same gates as int8.
 
---auto exports every target this machine can run (ONNX Runtime fp32, int8, int8 fused; OpenVINO fp32, bf16,
-int8), times each on a few hundred of the parity texts and keeps the fastest that passes its gates in <m>-auto
-(or -o); its record names the target, the CPU and every candidate's samples/s.
+--auto exports the targets this machine can run (ONNX Runtime int8, int8 fused; OpenVINO bf16, int8; the fp32
+graph they start from), times each on a few hundred of the parity texts and keeps the fastest that passes its
+gates in <m>-auto (or -o); fp32 (ONNX Runtime, OpenVINO) is timed only when none below it passes. Its record
+names the target, the CPU, its features and every candidate's samples/s.
 """
 
 

@@ -16,13 +16,15 @@ from toxdistill.targets import frontier_choices
 NAME = "frontier"
 HELP = "the compression frontier: every model exported and benched, the Pareto set and the best model"
 DESCRIPTION = """\
-Export every transformer model of RUN_DIR for one target (default: the run's frontier.target; reusing current
-exports in RUN_DIR/export/), bench them in
+Export every transformer model of RUN_DIR for the run's frontier.target (auto by default: per model, the engine
+that measures fastest on this CPU while passing its parity gates; --target pins one), reusing current exports
+in RUN_DIR/export/, bench them in
 one call on the same test texts on this machine beside the naive teacher (torch fp32), score each export on
 validation and test, and choose the best model on validation: the fastest within the tolerances of the teacher
 (default: the run's select block), or with --min-samples-per-s the best macro F1 at that speed. Says whether
 the choice holds on test. Writes RUN_DIR/frontier.json and frontier.png and rewrites the report's "Compression
-frontier" section. Measurements made for the same models, target, texts and CPU are kept unless --remeasure.
+frontier" section. Measurements made for the same models, target, texts, CPU and library versions are kept unless
+--remeasure.
 It holds the run's lock: it fails at once while a run or another command writes there.
 """
 EPILOG = """\
