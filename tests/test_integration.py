@@ -132,7 +132,17 @@ def test_saved_model_loads_with_plain_transformers_and_agrees(quick_run):
         np.testing.assert_allclose(logits.numpy(), saved, atol=1e-4)
 
 
-def test_rerun_skips_finished_stages(quick_run, monkeypatch, capsys):
+@pytest.fixture
+def torch_threads_restored():
+    """The run sets torch's thread count for its process; in this process it would leak into later tests."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_rerun_skips_finished_stages(quick_run, monkeypatch, capsys, torch_threads_restored):
     from toxdistill.cli import main
 
     run_dir, cmd, env = quick_run
