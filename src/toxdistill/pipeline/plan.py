@@ -35,7 +35,7 @@ from toxdistill.files import (
     TEACHER,
     TIMINGS_FILE,
 )
-from toxdistill.inference.cpu import machine_facts
+from toxdistill.inference.cpu import cpu_name, machine_facts
 from toxdistill.io import atomic_write_json, atomic_write_text, recover_partial_writes, run_lock
 from toxdistill.models.families import is_classifier, lora_targets
 from toxdistill.models.students import resolve_layers
@@ -43,6 +43,7 @@ from toxdistill.models.teacher import check_given_classifier, load_model_config,
 from toxdistill.pipeline import stages
 from toxdistill.pipeline.check import check_run
 from toxdistill.pipeline.context import RunContext, SeedContext, main_only, say, seed_dir
+from toxdistill.pipeline.estimate import Plan, estimate_plan, format_minutes, measure_row_costs, plan_lines
 from toxdistill.pipeline.external import check_eval_set, run_eval_sets
 from toxdistill.pipeline.frontier import frontier_step
 from toxdistill.pipeline.results import collect_results, seed_summary, significance
@@ -227,7 +228,34 @@ def _restart(step: Step, ctx: RunContext) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def _run_steps(ctx: RunContext, steps: list[Step]) -> None:
+def _estimate(ctx: RunContext, steps: list[Step]) -> Plan | None:
+    """Rank 0: the steps still to run with their estimated time on this machine, printed before the first; None
+    when only the checks and the report are left (nothing worth timing steps for)."""
+    todo = [(s.label, s.stage) for s in steps if not s.ctx.done(s.stage)]
+    if not todo or not dist().is_main_process:
+        return None
+    cfg, split = ctx.cfg, ctx.split
+    costs = measure_row_costs(cfg, split.train.texts)
+    teacher_layers = load_model_config(resolve_model_path(cfg.teacher.model)).num_hidden_layers
+    n = (len(split.train), len(split.val), len(split.test))
+    plan = estimate_plan(cfg, costs, n, todo, ctx.quick, teacher_layers)
+    for line in plan_lines(plan, cpu_name()):
+        say(line)
+    return plan
+
+
+def _after_step(plan: Plan | None, label: str, seconds: float) -> None:
+    """The remaining time, rescaled by how far the finished steps' estimates were off."""
+    if plan is None:
+        return
+    plan.refine(label, seconds)
+    left = plan.remaining()
+    if left > 0:
+        finish = time.strftime("%H:%M", time.localtime(time.time() + left))
+        say(f"remaining ~{format_minutes(left)} (done at ~{finish})")
+
+
+def _run_steps(ctx: RunContext, steps: list[Step], plan: Plan | None = None) -> None:
     """Each step not done yet, in order, with its wall time and headline scores."""
     d = dist()
     focus = ctx.cfg.data.focus_class
@@ -252,9 +280,10 @@ def _run_steps(ctx: RunContext, steps: list[Step]) -> None:
             f"F1m {m['f1_macro']:.3f}  hate F1 {hate_f1(m, focus):.3f}  "
             f"({ctx.timings[step.label]:.0f}s)"
         )
+        _after_step(plan, step.label, ctx.timings[step.label])
 
 
-def _checks(ctx: RunContext) -> tuple[dict | None, dict | None]:
+def _checks(ctx: RunContext, plan: Plan | None = None) -> tuple[dict | None, dict | None]:
     """Rank 0, once every model is trained: robustness and fidelity (``check_run``), then the eval sets; each has
     its own wall-time row."""
     cfg = ctx.cfg
@@ -263,6 +292,7 @@ def _checks(ctx: RunContext) -> tuple[dict | None, dict | None]:
         t = time.perf_counter()
         robustness = check_run(ctx.run_dir, cfg.robustness, threads=cfg.threads, say=say)
         ctx.timings["robustness"] = time.perf_counter() - t
+        _after_step(plan, "robustness", ctx.timings["robustness"])
     if cfg.eval_sets:
         t = time.perf_counter()
         evals = run_eval_sets(ctx.run_dir, cfg.eval_sets, cfg.threads, say)
@@ -326,9 +356,11 @@ def run(
             _remove_partial_writes(run_dir)
         _check_stage_fingerprints(cfg, run_dir, forced)
         ctx = _open_run(cfg, run_dir, data_path, quick, forced, fp)
-        _run_steps(ctx, _plan(ctx))
+        steps = _plan(ctx)
+        plan = _estimate(ctx, steps)
+        _run_steps(ctx, steps, plan)
         if main:
-            robustness, evals = _checks(ctx)
+            robustness, evals = _checks(ctx, plan)
             frontier = frontier_step(ctx, say)  # also ships the winner to RUN/best/
             _report(ctx, robustness, evals, frontier)
     return run_dir

@@ -1,0 +1,201 @@
+"""The run's plan with a time estimate per stage on this machine, from a few timed steps before the first stage.
+
+Training time is close to linear in rows × epochs × depth, so two measurements fix it: one training step of the
+teacher's architecture at full depth and one cut to a single layer, on a batch of real training texts. Their
+difference is a layer's cost, the rest is what every model pays (embeddings, head, loss, optimizer). The same
+two models timed without gradients give the cost of scoring, which the checks and the frontier are made of.
+The estimates of the stages still to come are scaled by how far the finished ones were off (``Plan.refine``),
+so the remaining time printed after each stage converges on the truth.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from toxdistill.config import Config, StageConfig
+from toxdistill.data.perturb import KINDS
+from toxdistill.files import BASELINE
+from toxdistill.models.students import build_student, resolve_layers
+from toxdistill.models.teacher import load_classifier, load_model_config, resolve_model_path
+
+# Timed steps per model after one warm-up: the median of 3 steadies a 2-core machine's jitter at ~2 s in all.
+_REPEATS = 3
+# Exports, engine screens and parity passes per candidate of the frontier, in rows scored: fitted to a quick
+# run's frontier on an AMD EPYC with AVX-512 (196 s for 8 models). The refinement corrects it on other runs.
+_FRONTIER_ROWS_PER_MODEL = 14_000
+# Disguised words split into several word pieces, so a perturbed text costs more to score than a clean one: the
+# check's time over its rows' clean scoring cost, on the same quick run.
+_PERTURBED_COST = 1.6
+
+
+@dataclass(frozen=True)
+class RowCosts:
+    """Seconds per row on this machine: ``train_*`` one training step's share (forward, backward, optimizer),
+    ``score_*`` scoring without gradients; ``*_base`` what every model pays, ``*_layer`` each encoder layer."""
+
+    train_base: float
+    train_layer: float
+    score_base: float
+    score_layer: float
+
+    def train(self, layers: int) -> float:
+        return self.train_base + self.train_layer * layers
+
+    def score(self, layers: int) -> float:
+        return self.score_base + self.score_layer * layers
+
+
+def _median_seconds(fn: Callable[[], None]) -> float:
+    fn()  # warm-up: first-call allocations and kernel selection
+    times = []
+    for _ in range(_REPEATS):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def _step_seconds(model: torch.nn.Module, batch: dict) -> tuple[float, float]:
+    """One training step and one scoring pass of ``batch``, in seconds. The optimizer's lr is 0: the model is a
+    throwaway copy, but a zero step keeps it honest should anyone reuse it."""
+    opt = torch.optim.AdamW(model.parameters(), lr=0.0)
+
+    def train_step() -> None:
+        model.train()
+        model(**batch).logits.float().logsumexp(-1).mean().backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    def score() -> None:
+        model.eval()
+        with torch.inference_mode():
+            model(**batch)
+
+    return _median_seconds(train_step), _median_seconds(score)
+
+
+def _typical_batch(texts: list[str], tok, size: int, max_length: int, seed: int) -> list[str]:
+    """``size`` texts around the median length of a random sample: training groups rows of similar length into a
+    batch (``train.group_by_length``), so a typical batch is padded to about its own rows' length."""
+    pool = random.Random(seed).sample(texts, min(8 * size, len(texts)))
+    pool.sort(key=lambda t: len(tok(t, truncation=True, max_length=max_length)["input_ids"]))
+    start = max(0, len(pool) // 2 - size // 2)
+    return pool[start : start + size]
+
+
+def measure_row_costs(cfg: Config, texts: list[str]) -> RowCosts:
+    """Time the teacher's architecture, whole and cut to its top layer, on a batch of ``texts``."""
+    spec = cfg.teacher.pretrained_model() or cfg.teacher.model
+    model, tok = load_classifier(spec, cfg.data.label_names, cfg.seed)
+    bs = (cfg.teacher.train or cfg.train).batch_size
+    sample = _typical_batch(texts, tok, bs, cfg.data.max_length, cfg.seed)
+    batch = dict(tok(sample, padding=True, truncation=True, max_length=cfg.data.max_length, return_tensors="pt"))
+    n = model.config.num_hidden_layers
+    full_train, full_score = _step_seconds(model, batch)
+    if n == 1:
+        return RowCosts(0.0, full_train / len(sample), 0.0, full_score / len(sample))
+    one_train, one_score = _step_seconds(build_student(model, [n]), batch)
+    per = [x / len(sample) for x in (full_train, one_train, full_score, one_score)]
+    train_layer = max(per[0] - per[1], 0.0) / (n - 1)
+    score_layer = max(per[2] - per[3], 0.0) / (n - 1)
+    return RowCosts(per[1] - train_layer, train_layer, per[3] - score_layer, score_layer)
+
+
+def stage_layers(cfg: Config, st: StageConfig, teacher_layers: int) -> int:
+    """Encoder layers of the model stage ``st`` trains (a distill-lora stage: its base stage's)."""
+    if st.kind == "distill-lora":
+        base = next((s for s in cfg.stages if s.name == st.base), None)
+        return stage_layers(cfg, base, teacher_layers) if base is not None else teacher_layers
+    depth = teacher_layers
+    if st.student is not None:
+        depth = load_model_config(resolve_model_path(st.student)).num_hidden_layers
+    return len(resolve_layers(st.layers, depth)) if st.layers is not None else depth
+
+
+@dataclass
+class Plan:
+    """Estimated seconds per step label, in run order, and the finished steps' actual seconds."""
+
+    estimates: dict[str, float]
+    actual: dict[str, float] = field(default_factory=dict)
+
+    def refine(self, label: str, seconds: float) -> None:
+        self.actual[label] = seconds
+
+    def ratio(self) -> float:
+        """Actual over estimated time of the finished steps: how far off this machine's estimates run."""
+        done = [k for k in self.actual if k in self.estimates and self.estimates[k] > 0]
+        est = sum(self.estimates[k] for k in done)
+        return sum(self.actual[k] for k in done) / est if est > 0 else 1.0
+
+    def remaining(self) -> float:
+        return self.ratio() * sum(v for k, v in self.estimates.items() if k not in self.actual)
+
+
+def _train_seconds(costs: RowCosts, n: tuple[int, int, int], epochs: float, layers: int) -> float:
+    """Training: every epoch's rows and its validation pass, then the validation and test rows scored once more."""
+    train, val, test = n
+    return epochs * (train * costs.train(layers) + val * costs.score(layers)) + (val + test) * costs.score(layers)
+
+
+def estimate_plan(
+    cfg: Config,
+    costs: RowCosts,
+    n: tuple[int, int, int],
+    labels: list[tuple[str, str]],
+    quick: bool,
+    teacher_layers: int,
+) -> Plan:
+    """``labels``: (step label, stage name) of the steps still to run, in order. Post-training steps follow."""
+    by_name = {s.name: s for s in cfg.stages}
+    est: dict[str, float] = {}
+    depths: list[int] = [teacher_layers]  # every model the checks and the frontier score
+    cache_paid = False
+    for label, stage in labels:
+        if stage not in by_name:  # the teacher, or the TF-IDF floor (seconds: not worth a model)
+            tc = cfg.teacher.train
+            epochs = 1.0 if quick else (tc.epochs if tc is not None else 0.0)
+            est[label] = _train_seconds(costs, n, epochs, teacher_layers) if stage != BASELINE else 1.0
+            continue
+        st = by_name[stage]
+        layers = stage_layers(cfg, st, teacher_layers)
+        epochs = 1.0 if quick else cfg.stage_train(st).epochs
+        est[label] = _train_seconds(costs, n, epochs, layers)
+        if st.kind == "distill" and not cache_paid:  # the teacher's outputs on the training rows, computed once
+            est[label] += n[0] * costs.score(teacher_layers)
+            cache_paid = True
+        if "@seed" not in label:
+            depths.append(layers)
+    est.update(_after_training(cfg, costs, n[2], depths))
+    return Plan(est)
+
+
+def _after_training(cfg: Config, costs: RowCosts, n_test: int, depths: list[int]) -> dict[str, float]:
+    """The checks and the frontier, as rows scored by each model."""
+    out: dict[str, float] = {}
+    if cfg.robustness.enabled:
+        kinds = len(cfg.robustness.kinds or KINDS)
+        out["robustness"] = _PERTURBED_COST * sum(n_test * (1 + kinds) * costs.score(d) for d in depths)
+    if cfg.frontier.enabled:
+        rows = _FRONTIER_ROWS_PER_MODEL + (cfg.frontier.limit or n_test)  # the winner's full bench
+        out["frontier"] = sum(rows * costs.score(d) for d in depths)
+    return out
+
+
+def format_minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+def plan_lines(plan: Plan, cpu: str) -> list[str]:
+    """The plan as printed: one line per step, then the total."""
+    width = max(len(k) for k in plan.estimates)
+    lines = [f"plan on this machine ({cpu}), estimated from timed steps:"]
+    lines += [f"  {k:<{width}}  ~{format_minutes(v)}" for k, v in plan.estimates.items()]
+    lines.append(f"  {'total':<{width}}  ~{format_minutes(sum(plan.estimates.values()))}")
+    return lines
