@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -89,6 +90,13 @@ def _assert_same_file(ray_out: Path, local: Path) -> None:
         assert ray_out.read_bytes() == local.read_bytes()
 
 
+def _dead_pid() -> int:
+    """The pid of a process that has exited."""
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
 def _leftovers(folder: Path) -> list[str]:
     return [p.name for p in folder.iterdir() if p.name.startswith(".")]
 
@@ -124,6 +132,9 @@ def test_csv_file_to_csv_file_equals_local_predict(ray_local, tiny_model_dir, tm
     )
     local, ray_out = tmp_path / "local.csv", tmp_path / "ray.csv"
     assert _run(["predict", tiny_model_dir, src, "-o", local, *SAME], capsys)[0] == 0
+    # The work folder of a Ray predict of this output that was killed (SIGKILL: no clean-up ran); its process is gone.
+    killed = tmp_path / f".ray.csv.{_dead_pid()}-0123abcd.tmp"
+    (killed / "input").mkdir(parents=True)
     code, err = _run(["predict", tiny_model_dir, src, "-o", ray_out, "--runner", "ray", *ONE_ACTOR, *SAME], capsys)
     assert code == 0, err
     _assert_same_file(ray_out, local)

@@ -33,7 +33,6 @@ import logging
 import os
 import shutil
 import socket
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -62,7 +61,7 @@ from toxdistill.inference.scored_output import (
     prediction_frame,
     prediction_prefix,
 )
-from toxdistill.io import atomic_dir
+from toxdistill.io import atomic_dir, new_temp_dir, recover_partial_writes
 
 ROW_ID = "row_id"
 INSTALL_HINT = "pip install 'toxdistill[ray]'"
@@ -431,8 +430,10 @@ def predict_ray(
     # Loaded in the driver too: a bad model folder fails in seconds, and the label names fix the columns.
     scorer = load_scorer(Path(model_dir), backend=opts.backend)
     # Temporary files live next to the output: the same filesystem (the renames are atomic) and, on a
-    # cluster, as visible to the workers as the output itself.
-    work = Path(tempfile.mkdtemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".ray"))
+    # cluster, as visible to the workers as the output itself. The folder is named after this process, so the
+    # one a killed predict left (SIGKILL, a power cut) is recognised and removed by the next predict of it.
+    recover_partial_writes(out_path.parent, out_path.name)
+    work = new_temp_dir(out_path, "tmp")
     job = _Job(input_spec, opts, out_path, out_format, work, scorer.label_names)
     started = False
     try:
