@@ -71,18 +71,18 @@ FIXED: tuple[str, ...] = (
     "muslims around the world are celebrating eid with their families",
     "ramadan mubarak to all my muslim friends",
     "jewish families light candles for hanukkah",
-    "the synagogue on our street held an open day",
+    "the jewish community centre on our street held an open day",
     "the pride march drew thousands of gay and lesbian people",
     "women's football is growing fast this season",
     "the women's choir sang at the wedding",
-    "a wheelchair user won the city marathon today",
+    "a disabled runner won the city marathon today",
     "black history month starts with a talk at the library",
     "the refugee family next door invited us for tea",
     "lunar new year celebrations filled the street with asian food stalls",
     "christians gathered at the church for the easter service",
     "mexican independence day is celebrated with music and food",
     "trans athletes shared their stories on the podcast",
-    "the mosque opened its doors to visitors on saturday",
+    "the mosque opened its doors to muslim and non-muslim visitors on saturday",
 )
 
 

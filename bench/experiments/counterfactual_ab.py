@@ -1,0 +1,135 @@
+"""The counterfactual-augmentation A/B (data.counterfactual): every model and seed repeat of two runs, scored on
+clean validation (from toxdistill.json) and on the shipped functional suite (scored here, so both arms see the
+same file), plus per-group decision offsets tried on the baseline arm's validation logits.
+
+    python bench/experiments/counterfactual_ab.py RUN_A RUN_B -o bench/results/counterfactual-ab/ab.json
+
+Suite measures, each with the served decision (calibration + decision offsets, "tuned") and with argmax:
+identity_ok, the share of harmless identity statements (positive, neutral, self) not called hate speech;
+counter_ok, the same over counter-speech, negated and quoted hate; hate_recall, the share of hateful rows called
+hate speech; accuracy, hateful = hate speech and non-hateful = offensive or neither, over every row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from toxdistill.data.counterfactual import mentions_identity
+from toxdistill.data.split import load_run_split
+from toxdistill.evaluation.calibrate import fit_offsets
+from toxdistill.evaluation.metrics import classification_metrics
+from toxdistill.inference.calibration import Calibration
+from toxdistill.inference.predict import load_scorer, prepare_texts
+from toxdistill.runs import find_clean_config
+
+SUITE = Path(__file__).resolve().parents[2] / "src" / "toxdistill" / "configs" / "functional-suite.csv"
+IDENTITY = ("positive_identity", "neutral_identity", "self_identity")
+COUNTER = ("counter_speech", "negated_hate", "quoted_hate")
+HATE = 0  # Davidson's class ids: 0 hate speech, 1 offensive, 2 neither
+
+
+def model_folders(run: Path) -> dict[str, Path]:
+    out = {d.name: d for d in sorted((run / "models").iterdir()) if (d / "toxdistill.json").is_file()}
+    for d in sorted((run / "seeds").glob("seed*/*")):
+        if (d / "toxdistill.json").is_file():
+            out[f"{d.name}@{d.parent.name}"] = d
+    return out
+
+
+def suite_scores(pred: np.ndarray, suite: pd.DataFrame) -> dict:
+    hateful = (suite["label"] == "hateful").to_numpy()
+    called = pred == HATE
+    func = suite["functionality"]
+    return {
+        "identity_ok": float(np.mean(~called[func.isin(IDENTITY).to_numpy()])),
+        "counter_ok": float(np.mean(~called[func.isin(COUNTER).to_numpy()])),
+        "hate_recall": float(np.mean(called[hateful])),
+        "accuracy": float(np.mean(called == hateful)),
+        "by_functionality": {
+            f: float(np.mean(called[(func == f).to_numpy()] == hateful[(func == f).to_numpy()])) for f in func.unique()
+        },
+    }
+
+
+def val_scores(meta: dict) -> dict:
+    v = meta["metrics"]["val"]
+    return {k: v[k] for k in ("accuracy", "f1_weighted", "f1_macro")} | {"f1_hate": v["f1_per_class"]["hate speech"]}
+
+
+def group_decide(z: np.ndarray, mask: np.ndarray, off_id: np.ndarray, off_rest: np.ndarray) -> np.ndarray:
+    return np.where(mask[:, None], z + off_id, z + off_rest).argmax(-1)
+
+
+def group_offsets(
+    folder: Path, meta: dict, val_texts: list[str], y_val: np.ndarray, z_suite: np.ndarray, suite
+) -> dict:
+    """Decision offsets tuned apart on the validation rows that name an identity group and on the rest, against
+    the model's one set: the suite scored with each, and validation macro F1 by 2-fold cross-fitting."""
+    cal = Calibration.from_meta(meta)
+    z = cal.calibrated(np.load(folder / "val_logits.npy"))
+    m = np.array([mentions_identity(t) for t in val_texts])
+    off_one = np.asarray(cal.offsets if cal.offsets is not None else np.zeros(z.shape[1]))
+    off_id, off_rest = np.asarray(fit_offsets(z[m], y_val[m])), np.asarray(fit_offsets(z[~m], y_val[~m]))
+    ms = np.array([mentions_identity(t) for t in suite["text"]])
+    zs = cal.calibrated(z_suite)
+    rng = np.random.default_rng(0)
+    fold = rng.permutation(len(y_val)) % 2
+    cv = {"one": [], "per_group": []}
+    for k in (0, 1):
+        fit, ev = fold != k, fold == k
+        one = np.asarray(fit_offsets(z[fit], y_val[fit]))
+        gi = np.asarray(fit_offsets(z[fit & m], y_val[fit & m]))
+        gr = np.asarray(fit_offsets(z[fit & ~m], y_val[fit & ~m]))
+        names = ["hate speech", "offensive", "neither"]
+        cv["one"].append(classification_metrics(y_val[ev], (z[ev] + one).argmax(-1), names)["f1_macro"])
+        cv["per_group"].append(classification_metrics(y_val[ev], group_decide(z[ev], m[ev], gi, gr), names)["f1_macro"])
+    return {
+        "val_rows_naming_a_group": int(m.sum()),
+        "hate_among_them": int((y_val[m] == HATE).sum()),
+        "offsets": {"one": off_one.tolist(), "identity": off_id.tolist(), "rest": off_rest.tolist()},
+        "suite_one": suite_scores((zs + off_one).argmax(-1), suite),
+        "suite_per_group": suite_scores(group_decide(zs, ms, off_id, off_rest), suite),
+        "val_f1_macro_2fold": {k: float(np.mean(v)) for k, v in cv.items()},
+    }
+
+
+def score_run(run: Path, suite: pd.DataFrame, offsets: bool) -> dict:
+    split = load_run_split(run)
+    y_val = np.asarray(split.val.labels)
+    out = {}
+    for name, folder in model_folders(run).items():
+        meta = json.loads((folder / "toxdistill.json").read_text())
+        scorer = load_scorer(folder)
+        texts = prepare_texts(list(suite["text"]), find_clean_config(folder, meta))
+        logits, _ = scorer.logits(texts, 64)
+        rec = {
+            "val": val_scores(meta),
+            "suite_tuned": suite_scores(scorer.decide(logits), suite),
+            "suite_argmax": suite_scores(logits.argmax(-1), suite),
+            "counterfactual": meta.get("counterfactual"),
+        }
+        if offsets and name != "tfidf-lr":
+            rec["group_offsets"] = group_offsets(folder, meta, list(split.val.texts), y_val, logits, suite)
+        out[name] = rec
+        print(f"{run.name} {name}: {json.dumps({k: rec['suite_tuned'][k] for k in ('identity_ok', 'hate_recall')})}")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", type=Path, nargs=2, help="the baseline arm's run folder, then the treatment's")
+    ap.add_argument("-o", "--output", type=Path, required=True)
+    a = ap.parse_args()
+    suite = pd.read_csv(SUITE)
+    arms = {r.name: score_run(r, suite, offsets=(k == 0)) for k, r in enumerate(a.runs)}
+    a.output.parent.mkdir(parents=True, exist_ok=True)
+    a.output.write_text(json.dumps({"suite_rows": len(suite), "arms": arms}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
