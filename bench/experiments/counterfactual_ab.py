@@ -120,6 +120,55 @@ def score_run(run: Path, suite: pd.DataFrame, offsets: bool) -> dict:
     return out
 
 
+STUDENTS = ("odd", "even", "shallow-1", "shallow-1-llrd")  # the distill stages: the ones with a seed repeat
+MEASURES = (
+    ("val", "f1_macro"),
+    ("val", "f1_weighted"),
+    ("val", "f1_hate"),
+    ("suite_tuned", "identity_ok"),
+    ("suite_tuned", "counter_ok"),
+    ("suite_tuned", "hate_recall"),
+    ("suite_tuned", "accuracy"),
+    ("suite_argmax", "identity_ok"),
+    ("suite_argmax", "hate_recall"),
+)
+
+
+def _get(rec: dict, where: str, key: str) -> float:
+    return float(rec[where][key])
+
+
+def seed_means(arm: dict) -> dict:
+    """Per measure: the mean over the distill students of each seed, so the two seeds' gap is the noise yardstick."""
+    out = {}
+    for where, key in MEASURES:
+        by_seed = {
+            seed: float(np.mean([_get(arm[n + suffix], where, key) for n in STUDENTS]))
+            for seed, suffix in (("42", ""), ("43", "@seed43"))
+        }
+        out[f"{where}.{key}"] = by_seed | {"mean": float(np.mean(list(by_seed.values())))}
+    return out
+
+
+def summary_table(arms: dict) -> str:
+    """Markdown: each measure, both arms (students' mean over both seeds, and each seed), and the teacher."""
+    names = list(arms)
+    means = {a: seed_means(arms[a]) for a in names}
+    lines = [
+        "| measure | " + " | ".join(f"{a}: students (s42 / s43) | {a}: teacher" for a in names) + " | Δ students |",
+        "|---|" + "---|---|" * len(names) + "---|",
+    ]
+    for where, key in MEASURES:
+        k = f"{where}.{key}"
+        cells = []
+        for a in names:
+            m = means[a][k]
+            cells += [f"{m['mean']:.3f} ({m['42']:.3f} / {m['43']:.3f})", f"{_get(arms[a]['teacher'], where, key):.3f}"]
+        delta = means[names[1]][k]["mean"] - means[names[0]][k]["mean"]
+        lines.append(f"| {k} | " + " | ".join(cells) + f" | {delta:+.3f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", type=Path, nargs=2, help="the baseline arm's run folder, then the treatment's")
@@ -128,7 +177,9 @@ def main() -> None:
     suite = pd.read_csv(SUITE)
     arms = {r.name: score_run(r, suite, offsets=(k == 0)) for k, r in enumerate(a.runs)}
     a.output.parent.mkdir(parents=True, exist_ok=True)
-    a.output.write_text(json.dumps({"suite_rows": len(suite), "arms": arms}, indent=1))
+    summary = {name: seed_means(arm) for name, arm in arms.items()}
+    a.output.write_text(json.dumps({"suite_rows": len(suite), "summary": summary, "arms": arms}, indent=1))
+    print(summary_table(arms))
 
 
 if __name__ == "__main__":
