@@ -2,7 +2,7 @@
 clean validation (from toxdistill.json) and on the shipped functional suite (scored here, so both arms see the
 same file), plus per-group decision offsets tried on the baseline arm's validation logits.
 
-    python bench/experiments/counterfactual_ab.py RUN_A RUN_B -o bench/results/counterfactual-ab/ab.json
+    python bench/experiments/counterfactual_ab.py RUN_A RUN_B [RUN_C ...] -o bench/results/counterfactual-ab/ab.json
 
 Suite measures, each with the served decision (calibration + decision offsets, "tuned") and with argmax:
 identity_ok, the share of harmless identity statements (positive, neutral, self) not called hate speech;
@@ -54,6 +54,20 @@ def suite_scores(pred: np.ndarray, suite: pd.DataFrame) -> dict:
             f: float(np.mean(called[(func == f).to_numpy()] == hateful[(func == f).to_numpy()])) for f in func.unique()
         },
     }
+
+
+def separation(p_hate: np.ndarray, suite: pd.DataFrame) -> dict:
+    """Threshold-free: how well the calibrated hate probability ranks hateful rows above harmless identity
+    statements (auc_identity) and above counter-speech (auc_counter); 0.5 is chance. Decision offsets move the
+    operating point along this ranking; the augmentation can only be a real gain where the ranking improves."""
+    from sklearn.metrics import roc_auc_score
+
+    func, hateful = suite["functionality"], (suite["label"] == "hateful").to_numpy()
+    out = {}
+    for name, group in (("auc_identity", IDENTITY), ("auc_counter", COUNTER)):
+        rows = hateful | func.isin(group).to_numpy()
+        out[name] = float(roc_auc_score(hateful[rows], p_hate[rows]))
+    return out
 
 
 def val_scores(meta: dict) -> dict:
@@ -111,6 +125,7 @@ def score_run(run: Path, suite: pd.DataFrame, offsets: bool) -> dict:
             "val": val_scores(meta),
             "suite_tuned": suite_scores(scorer.decide(logits), suite),
             "suite_argmax": suite_scores(logits.argmax(-1), suite),
+            "suite_ranking": separation(scorer.probabilities(logits)[:, HATE], suite),
             "counterfactual": meta.get("counterfactual"),
         }
         if offsets and name != "tfidf-lr":
@@ -131,6 +146,8 @@ MEASURES = (
     ("suite_tuned", "accuracy"),
     ("suite_argmax", "identity_ok"),
     ("suite_argmax", "hate_recall"),
+    ("suite_ranking", "auc_identity"),
+    ("suite_ranking", "auc_counter"),
 )
 
 
@@ -155,8 +172,11 @@ def summary_table(arms: dict) -> str:
     names = list(arms)
     means = {a: seed_means(arms[a]) for a in names}
     lines = [
-        "| measure | " + " | ".join(f"{a}: students (s42 / s43) | {a}: teacher" for a in names) + " | Δ students |",
-        "|---|" + "---|---|" * len(names) + "---|",
+        "| measure | "
+        + " | ".join(f"{a}: students (s42 / s43) | {a}: teacher" for a in names)
+        + "".join(f" | Δ students {a}" for a in names[1:])
+        + " |",
+        "|---|" + "---|---|" * len(names) + "---|" * (len(names) - 1),
     ]
     for where, key in MEASURES:
         k = f"{where}.{key}"
@@ -164,14 +184,14 @@ def summary_table(arms: dict) -> str:
         for a in names:
             m = means[a][k]
             cells += [f"{m['mean']:.3f} ({m['42']:.3f} / {m['43']:.3f})", f"{_get(arms[a]['teacher'], where, key):.3f}"]
-        delta = means[names[1]][k]["mean"] - means[names[0]][k]["mean"]
-        lines.append(f"| {k} | " + " | ".join(cells) + f" | {delta:+.3f} |")
+        deltas = [means[a][k]["mean"] - means[names[0]][k]["mean"] for a in names[1:]]
+        lines.append(f"| {k} | " + " | ".join(cells) + "".join(f" | {d:+.3f}" for d in deltas) + " |")
     return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs", type=Path, nargs=2, help="the baseline arm's run folder, then the treatment's")
+    ap.add_argument("runs", type=Path, nargs="+", help="the baseline arm's run folder, then the treatments'")
     ap.add_argument("-o", "--output", type=Path, required=True)
     a = ap.parse_args()
     suite = pd.read_csv(SUITE)
