@@ -115,6 +115,8 @@ def group_offsets(
 def score_run(run: Path, suite: pd.DataFrame, offsets: bool) -> dict:
     split = load_run_split(run)
     y_val = np.asarray(split.val.labels)
+    rob_file = run / "robustness-val.json"
+    rob = json.loads(rob_file.read_text())["models"] if rob_file.is_file() else {}
     out = {}
     for name, folder in model_folders(run).items():
         meta = json.loads((folder / "toxdistill.json").read_text())
@@ -128,6 +130,8 @@ def score_run(run: Path, suite: pd.DataFrame, offsets: bool) -> dict:
             "suite_ranking": separation(scorer.probabilities(logits)[:, HATE], suite),
             "counterfactual": meta.get("counterfactual"),
         }
+        if name in rob:  # toxdistill check RUN --split val --seeds: macro F1 under each perturbation, mean of kinds
+            rec["val_perturbed_f1_macro"] = float(np.mean([r["f1_macro"] for r in rob[name].values()]))
         if offsets and name != "tfidf-lr":
             rec["group_offsets"] = group_offsets(folder, meta, list(split.val.texts), y_val, logits, suite)
         out[name] = rec
