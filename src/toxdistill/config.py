@@ -136,7 +136,9 @@ class DataConfig(_Strict):
     training rows (never to validation or test), round(share × training rows) of them from
     data/counterfactual.py's templates over 14 groups (the 351-sentence pool repeats past its size). The teacher,
     every student and the TF-IDF floor train on them; the teacher's cached outputs cover them. Why: identity names
-    occur mostly in hateful and offensive tweets, so the models learn the name as a sign of hate. 0: off."""
+    occur mostly in hateful and offensive tweets, so the models learn the name as a sign of hate. 0 (off) by
+    default: on quick runs it nearly ended false alarms on identity statements, but cut the functional suite's
+    hate recall too (docs/robustness.md)."""
     counterfactual_class: str = "neither"
     """The class the counterfactual rows are labelled with: the data's harmless class (Davidson's "neither")."""
 
