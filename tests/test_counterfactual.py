@@ -112,3 +112,17 @@ def test_off_by_default_changes_no_fingerprint_and_on_changes_every_one():
 def test_an_unknown_counterfactual_class_is_refused():
     with pytest.raises(ToxdistillError, match="counterfactual_class"):
         load_config(overrides={"data.counterfactual": 0.1, "data.counterfactual_class": "harmless"})
+
+
+def test_each_model_folder_records_the_rows_it_trained_on_only_where_the_switch_is_on():
+    from types import SimpleNamespace
+
+    from toxdistill.pipeline.stages import _counterfactual_record
+
+    ds = tiny_dataset(40)
+    on = SimpleNamespace(
+        cfg=load_config(overrides={"data.counterfactual": 0.25}),
+        split=Split(cf.with_counterfactuals(ds, 0.25, 2, 0), ds, ds),
+    )
+    assert _counterfactual_record(on) == {"counterfactual": {"share": 0.25, "class": "neither", "rows": 10}}
+    assert _counterfactual_record(SimpleNamespace(cfg=Config(), split=Split(ds, ds, ds))) == {}
