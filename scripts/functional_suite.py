@@ -33,6 +33,9 @@ GROUPS = {
     "jews": ("jews", "jewish"),
     "disabled people": ("disabled people", "disabled"),
     "refugees": ("refugees", "a refugee"),
+    "asian people": ("asian people", "asian"),
+    "mexicans": ("mexicans", "mexican"),
+    "lesbians": ("lesbians", "a lesbian"),
 }
 
 HATEFUL = "hateful"
@@ -47,6 +50,9 @@ GROUP_TEMPLATES: dict[str, tuple[str, list[str]]] = {
             "all {G} are worthless",
             "{G} are a disease on this country",
             "i can't stand {G}, they are filth",
+            "{G} ruin everything they touch",
+            "{G} are too dumb to be trusted with anything",
+            "everything wrong with this place is because of {G}",
         ],
     ),
     "dehumanisation": (
@@ -55,6 +61,8 @@ GROUP_TEMPLATES: dict[str, tuple[str, list[str]]] = {
             "{G} are animals, nothing more",
             "{G} are vermin and everyone knows it",
             "{G} are parasites living off the rest of us",
+            "{G} are cockroaches that breed in the gutter",
+            "{G} are subhuman trash",
         ],
     ),
     "threat": (
@@ -63,6 +71,7 @@ GROUP_TEMPLATES: dict[str, tuple[str, list[str]]] = {
             "i am going to hurt the next {G} i see",
             "{G} should be wiped out",
             "someone needs to get rid of {G} for good",
+            "we should drive every last one of {G} out with force",
         ],
     ),
     "hate_expressed": (
@@ -70,12 +79,15 @@ GROUP_TEMPLATES: dict[str, tuple[str, list[str]]] = {
         [
             "i hate {G} so much",
             "i despise {G} with every fibre of my being",
+            "{G} make me sick to my stomach",
+            "nothing makes me angrier than {G}",
         ],
     ),
     "hate_as_question": (
         HATEFUL,
         [
             "why are {G} so stupid and useless?",
+            "why do {G} always ruin everything?",
         ],
     ),
     "spelling_variant": (
@@ -86,6 +98,13 @@ GROUP_TEMPLATES: dict[str, tuple[str, list[str]]] = {
             "{G} are wrthless trash",
             "{G} are animaaaals",
             "all {G} are w0rthl3ss",
+            "{G} are sc*m",
+            "{G} r vermin",
+            "{G} are p a r a s i t e s",
+            "i hat3 {G}",
+            "{G} are tr4sh",
+            "{G} are disgussting",
+            "{G} = filth",
         ],
     ),
     "negated_hate": (
@@ -94,6 +113,7 @@ GROUP_TEMPLATES: dict[str, tuple[str, list[str]]] = {
             "i don't hate {G} at all",
             "{G} are not disgusting, they are people like anyone else",
             "no one should ever say {G} are worthless",
+            "i would never call {G} stupid",
         ],
     ),
     "counter_speech": (
@@ -102,6 +122,11 @@ GROUP_TEMPLATES: dict[str, tuple[str, list[str]]] = {
             "saying {G} are vermin is disgusting and you should stop",
             "if you think {G} are worthless, the problem is you",
             "calling {G} animals is hateful and wrong",
+            "stop spreading lies that {G} are dangerous",
+            "there is nothing wrong with {G}, your hatred is the problem",
+            "i will always stand up for {G} against bigots",
+            "posting that {G} are subhuman got you banned, good",
+            "hating {G} says more about you than about them",
         ],
     ),
     "quoted_hate": (
@@ -117,6 +142,10 @@ GROUP_TEMPLATES: dict[str, tuple[str, list[str]]] = {
             "{G} are wonderful and i love my friends",
             "so proud of all the {G} in my town",
             "{G} deserve respect and equal rights",
+            "{G} make our world a better place",
+            "i'm grateful for the {G} who raised me",
+            "shout out to the amazing {G} on my team",
+            "{G} are brilliant, kind and funny",
         ],
     ),
     "neutral_identity": (
@@ -125,6 +154,10 @@ GROUP_TEMPLATES: dict[str, tuple[str, list[str]]] = {
             "there are many {G} in my neighbourhood",
             "i read an article about {G} today",
             "my new colleagues include several {G}",
+            "{G} live in every part of the country",
+            "the news covered a story about {G}",
+            "a group of {G} sat at the next table",
+            "the report counts how many {G} vote",
         ],
     ),
 }
@@ -136,6 +169,10 @@ SELF_TEMPLATES: dict[str, tuple[str, list[str]]] = {
         [
             "i am {S} and i am proud of it",
             "as {S}, i just want to live my life in peace",
+            "proud to be {S}, today and every day",
+            "my whole family knows i am {S}",
+            "people are surprised when they learn i am {S}",
+            "yes, i am {S}. ask me anything",
         ],
     ),
 }

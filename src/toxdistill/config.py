@@ -130,6 +130,17 @@ class DataConfig(_Strict):
     """Tokens per text; longer texts are truncated. The p99 tweet is ~82 tokens, so 128 truncates almost nothing."""
     quick_rows: int = 2400
     """run --quick keeps this many rows (stratified), so that a smoke run takes minutes, not an hour."""
+    counterfactual: float = Field(default=0.0, ge=0.0, le=1.0)
+    """Counterfactual augmentation (Dixon et al. 2018): harmless sentences about identity groups ("my muslim
+    neighbour helped me fix my bike", "i'm gay and i work as a nurse"), labelled counterfactual_class, added to the
+    training rows (never to validation or test), round(share × training rows) of them from
+    data/counterfactual.py's templates over 14 groups (the 351-sentence pool repeats past its size). The teacher,
+    every student and the TF-IDF floor train on them; the teacher's cached outputs cover them. Why: identity names
+    occur mostly in hateful and offensive tweets, so the models learn the name as a sign of hate. 0 (off) by
+    default: on quick runs it nearly ended false alarms on identity statements, but cut the functional suite's
+    hate recall too (docs/robustness.md)."""
+    counterfactual_class: str = "neither"
+    """The class the counterfactual rows are labelled with: the data's harmless class (Davidson's "neither")."""
 
     @field_validator("label_names")
     @classmethod
@@ -147,6 +158,19 @@ class DataConfig(_Strict):
     def focus_index(self) -> int:
         """The class id of ``focus_class`` (0 when it is None)."""
         return 0 if self.focus_class is None else self.label_names.index(self.focus_class)
+
+    @model_validator(mode="after")
+    def _counterfactual_class_is_a_class(self) -> DataConfig:
+        if self.counterfactual > 0 and self.counterfactual_class not in self.label_names:
+            raise ValueError(
+                f"counterfactual_class {self.counterfactual_class!r} is not one of label_names {self.label_names}"
+            )
+        return self
+
+    def counterfactual_off(self) -> set[str]:
+        """The counterfactual keys, where the augmentation is off: they stay out of every fingerprint, so that a
+        config without them names the same training as before they existed."""
+        return {"counterfactual", "counterfactual_class"} if self.counterfactual == 0 else set()
 
     @model_validator(mode="after")
     def _one_vote_col_per_class(self) -> DataConfig:
@@ -569,7 +593,8 @@ class Config(_Strict):
         """Hash of what every model depends on (data, split, seed, teacher). A run folder refuses a change here."""
         t = self.teacher
         votes_unused = t.train is None or t.train.soft_labels == 0
-        exclude: dict = {"data": {"vote_cols", "focus_class"} if votes_unused else {"focus_class"}}
+        exclude: dict = {"data": ({"vote_cols", "focus_class"} if votes_unused else {"focus_class"})}
+        exclude["data"] |= self.data.counterfactual_off()
         off = t.train.off_levers() if t.train is not None else set()
         if off:
             exclude["teacher"] = {"train": off}
@@ -584,7 +609,12 @@ class Config(_Strict):
             return self.fingerprint()
         if name == BASELINE:
             return _hash(
-                {"data": self.data.model_dump(mode="json", exclude={"vote_cols", "focus_class"}), "seed": self.seed}
+                {
+                    "data": self.data.model_dump(
+                        mode="json", exclude={"vote_cols", "focus_class", *self.data.counterfactual_off()}
+                    ),
+                    "seed": self.seed,
+                }
             )
         st = next(s for s in self.stages if s.name == name)
         # A stage's own train block is the merged one (see _merge_stage_train), so a YAML that repeats the run's

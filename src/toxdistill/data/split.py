@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from toxdistill.config import DataConfig
+from toxdistill.data.counterfactual import with_counterfactuals
 from toxdistill.data.dataset import Dataset, load_dataset, resolve_data_path
 from toxdistill.errors import ToxdistillError
 from toxdistill.files import SPLIT_FILE
@@ -90,7 +91,13 @@ def make_or_load_split(ds: Dataset, split_file: Path, cfg: DataConfig, seed: int
                 }
             ),
         )
-    return Split(**{k: ds.subset(v) for k, v in parts.items()})
+    split = Split(**{k: ds.subset(v) for k, v in parts.items()})
+    if cfg.counterfactual > 0:
+        # Added after the cut and to the training rows alone: validation and test stay the source's rows. Made
+        # again, identically, from the config and seed each time, so split.json keeps only the source's ids.
+        label = cfg.label_names.index(cfg.counterfactual_class)
+        split.train = with_counterfactuals(split.train, cfg.counterfactual, label, seed)
+    return split
 
 
 def load_run_split(run_dir: Path, data: str | None = None) -> Split:

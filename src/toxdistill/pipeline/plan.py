@@ -190,7 +190,9 @@ def _open_run(cfg: Config, run_dir: Path, data_path: str | None, quick: bool, fo
     timings_file = run_dir / TIMINGS_FILE
     ctx.timings = json.loads(timings_file.read_text()) if timings_file.is_file() else {}
     ctx.timings["split"] = time.perf_counter() - t0
-    say(f"data: {path} → train {len(split.train)}, val {len(split.val)}, test {len(split.test)}")
+    extra = int((split.train.ids < 0).sum())
+    added = f" (with {extra} counterfactual rows, data.counterfactual)" if extra else ""
+    say(f"data: {path} → train {len(split.train)}{added}, val {len(split.val)}, test {len(split.test)}")
     return ctx
 
 

@@ -75,6 +75,7 @@ def _finish_model(
             # Standalone copies of the folder (exports, serving) clean raw text the same way.
             "clean": ctx.cfg.data.clean.model_dump(),
             "calibration": calibration,
+            **_counterfactual_record(ctx),
             "metrics": metrics,
             "params": params[0],
             "trainable_params": params[1],
@@ -87,6 +88,16 @@ def _finish_model(
     plot_confusion(metrics["confusion_matrix"], label_names, f"{name} (test)", out / "confusion.png")
     atomic_write_json(out / META_FILE, meta)
     return meta
+
+
+def _counterfactual_record(ctx: RunContext) -> dict:
+    """``data.counterfactual``'s rows in this model's training data, where it is on: a model folder read alone
+    (served, exported) still says what it was trained on. Off: no key, so folders stay as they were."""
+    d = ctx.cfg.data
+    if d.counterfactual == 0:
+        return {}
+    rows = int((ctx.split.train.ids < 0).sum())
+    return {"counterfactual": {"share": d.counterfactual, "class": d.counterfactual_class, "rows": rows}}
 
 
 def _save_hf(model, tokenizer, out: Path) -> None:
