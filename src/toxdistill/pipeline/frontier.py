@@ -55,6 +55,7 @@ from toxdistill.files import FRONTIER_FILE, FRONTIER_PLOT, MODELS_DIR, TEACHER, 
 from toxdistill.inference.cpu import cpu_features, cpu_kind, cpu_name, library_versions
 from toxdistill.inference.predict import Predictor
 from toxdistill.io import atomic_write_json
+from toxdistill.pipeline.behaviour import measure_behaviour
 from toxdistill.pipeline.best import write_best
 from toxdistill.pipeline.context import RunContext
 from toxdistill.runs import find_models, read_meta
@@ -157,6 +158,10 @@ def run_frontier(
         measured = _measure(run_dir, models, teacher_name, cfg, split, sample, opts, say)
     teacher = _teacher_reference(models[teacher_name], split, focus)
     rows = measured["rows"]
+    # Measured afresh each time (from the logits' cache when nothing changed): the select bound may read it.
+    blocks, behaviour = measure_behaviour(run_dir, cfg, models, teacher_name, split, say)
+    for r in rows:
+        r["behaviour"] = blocks.get(r["model"])  # None for the teacher: it is the reference
     front = pareto(rows)
     for r in rows:
         r["pareto"] = any(r["model"] in names for names in front.values())
@@ -167,6 +172,7 @@ def run_frontier(
         "key": key,
         "focus_class": focus or split.val.label_names[0],
         "teacher": teacher,
+        "behaviour": behaviour,
         "pareto": front,
         "pareto_split": "val",
         "selection": select(rows, teacher, cfg.select),
