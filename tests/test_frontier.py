@@ -62,7 +62,13 @@ def test_pareto_keeps_the_rows_nothing_beats_on_both_speed_and_quality():
 def test_tolerance_picks_the_fastest_within_it_and_says_it_does_not_hold_on_test():
     sel = select(ROWS, TEACHER, SelectConfig(max_drop_f1_weighted=0.01, max_drop_f1_macro=0.02))
     assert sel["model"] == "spread2" and sel["rule"] == "tolerance" and not sel["fallback"]
-    assert sel["criteria"] == {"max_drop_f1_weighted": 0.01, "max_drop_f1_macro": 0.02, "min_samples_per_s": None}
+    assert sel["criteria"] == {
+        "max_drop_f1_weighted": 0.01,
+        "max_drop_f1_macro": 0.02,
+        "min_samples_per_s": None,
+        "min_agreement_behaviour": 0.75,
+        "max_tvd_behaviour": None,
+    }
     assert sel["holds_on_test"] is False and "outside the tolerance" in sel["test_note"]
     assert "fastest of 2 candidate(s)" in sel["reason"] and "50.0× the naive teacher" in sel["reason"]
 

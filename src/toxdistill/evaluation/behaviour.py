@@ -89,32 +89,6 @@ def measured(row: dict) -> bool:
     return bool((row.get("behaviour") or {}).get("overall"))
 
 
-def beats_teacher(row: dict, teacher: dict) -> bool:
-    """Whether ``row`` loses nothing against the teacher on clean validation: weighted and macro F1 at least the
-    teacher's. Such a row looks like a free win on accuracy alone."""
-    v, t = row["val"], teacher["val"]
-    return v["f1_weighted"] >= t["f1_weighted"] - EPS and v["f1_macro"] >= t["f1_macro"] - EPS
-
-
-def flags(rows: list[dict], teacher: dict, rule: SelectConfig) -> list[dict]:
-    """The candidates that match or beat the teacher on clean validation yet miss the behaviour bound:
-    ``[{"model", "note"}]``, each note one line for the report."""
-    out = []
-    for r in rows:
-        if r["model"] == teacher["model"] or not beats_teacher(r, teacher):
-            continue
-        miss = misses(r, rule)
-        if miss:
-            out.append(
-                {
-                    "model": r["model"],
-                    "note": f"{r['model']} matches or beats the teacher on clean validation but parts ways with it "
-                    f"on the behaviour set ({', '.join(miss)}; {describe(r['behaviour'])}): not shipped",
-                }
-            )
-    return out
-
-
 def bound_phrase(rule: SelectConfig) -> str:
     """The behaviour bound in words, or "" where the rule sets none."""
     parts = []

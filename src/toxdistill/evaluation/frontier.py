@@ -106,8 +106,34 @@ def select(rows: list[dict], teacher: dict, rule: SelectConfig) -> dict[str, Any
     if behaviour.has_bound(rule) and not_measured:
         out["reason"] += f"; behaviour not measured for {', '.join(not_measured)}: the bound was not checked"
     out["left_out_by_behaviour"] = [r["model"] for r in left_out]
-    out["behaviour_flags"] = behaviour.flags(rows, teacher, rule)
+    out["behaviour_flags"] = behaviour_flags(rows, teacher, rule)
     out["criteria"] = rule.model_dump()
+    return out
+
+
+def looks_good(row: dict, teacher: dict, rule: SelectConfig) -> bool:
+    """Whether ``row`` looks like a safe pick on clean validation alone: at or above the teacher's weighted or
+    macro F1 there, or within the rule's tolerances."""
+    v, t = row["val"], teacher["val"]
+    beats = v["f1_weighted"] >= t["f1_weighted"] - EPS or v["f1_macro"] >= t["f1_macro"] - EPS
+    return beats or within_tolerance(row, teacher, rule, "val")
+
+
+def behaviour_flags(rows: list[dict], teacher: dict, rule: SelectConfig) -> list[dict]:
+    """The candidates that look good on clean validation (``looks_good``) yet miss the behaviour bound: the
+    students that part ways with the teacher where validation does not look. ``[{"model", "note"}]``, each note
+    one line for the report."""
+    out = []
+    for r in rows:
+        if r["model"] == teacher["model"] or not r["parity_passed"] or not looks_good(r, teacher, rule):
+            continue
+        miss = behaviour.misses(r, rule)
+        if miss:
+            note = (
+                f"{r['model']} scores {_loss(r, teacher, 'val')} on clean validation but parts ways with it on the "
+                f"behaviour set ({', '.join(miss)}; {behaviour.describe(r['behaviour'])}): not shipped"
+            )
+            out.append({"model": r["model"], "note": note})
     return out
 
 

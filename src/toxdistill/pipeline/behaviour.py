@@ -37,6 +37,7 @@ from toxdistill.data.split import Split
 from toxdistill.errors import ToxdistillError
 from toxdistill.evaluation.behaviour import behaviour_block
 from toxdistill.export.folder import weights_fingerprint
+from toxdistill.files import VAL_LOGITS
 from toxdistill.inference.predict import load_scorer
 from toxdistill.pipeline.check import baseline_word_weights
 from toxdistill.runs import find_models
@@ -44,7 +45,7 @@ from toxdistill.runs import find_models
 CACHE_DIR = Path("cache") / "behaviour"
 PERTURBED = "perturbed"
 PERTURBED_HELD_OUT = "perturbed-held-out"
-# The teacher's logits on a source's reference texts are cached under the source's name and this suffix.
+# The teacher's logits on a source's reference texts go under the source's name and this suffix.
 REFERENCE = "@reference"
 
 
@@ -191,9 +192,8 @@ def measure_behaviour(
     if not sources:
         return {}, {**record, "seconds": time.perf_counter() - t0}
     cache = run_dir / CACHE_DIR
-    # The teacher is scored on the texts and on the references (the perturbed texts' clean originals).
-    refs = [Source(f"{s.name}{REFERENCE}", s.reference, s.what) for s in sources if s.reference is not None]
-    t_logits = model_logits(teacher, models[teacher], sources + refs, cache, cfg.threads)
+    t_logits = model_logits(teacher, models[teacher], sources, cache, cfg.threads)
+    t_logits.update(reference_logits(teacher, models[teacher], sources, split, cache, cfg.threads))
     blocks = {}
     for name, folder in models.items():
         if name == teacher:
@@ -208,6 +208,23 @@ def measure_behaviour(
     seconds = time.perf_counter() - t0
     say(f"frontier: behaviour set of {sum(len(s.texts) for s in sources)} texts scored in {seconds:.1f}s")
     return blocks, {**record, "seconds": seconds}
+
+
+def reference_logits(
+    teacher: str, folder: Path, sources: list[Source], split: Split, cache: Path, threads: int | None
+) -> dict[str, np.ndarray]:
+    """The teacher's logits on each source's reference texts, under ``<source>@reference``: from its saved
+    validation logits where every reference is a validation text (the perturbed sources' are), else scored."""
+    refs = [s for s in sources if s.reference is not None]
+    saved = folder / VAL_LOGITS
+    if saved.is_file():
+        logits = np.load(saved)
+        if len(logits) == len(split.val.texts):
+            by_text = dict(zip(split.val.texts, logits))
+            if all(t in by_text for s in refs for t in s.reference or []):
+                return {s.name + REFERENCE: np.stack([by_text[t] for t in s.reference or []]) for s in refs}
+    scored = [Source(s.name + REFERENCE, s.reference or [], s.what) for s in refs]
+    return model_logits(f"{teacher}{REFERENCE}", folder, scored, cache, threads) if scored else {}
 
 
 def find_all(run_dir: Path, models: dict[str, Path]) -> dict[str, Path]:
