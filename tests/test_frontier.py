@@ -224,6 +224,14 @@ def test_the_frontier_writes_its_schema_and_its_plot(frontier_run):
     assert sel["model"] in rows and sel["rule"] == "tolerance"
     assert saved["teacher"]["model"] == "teacher" and saved["teacher"]["backend"] == "torch"
     assert any("exporting onnx-int8" in s for s in said)
+    # Behaviour fidelity: the functional suite and perturbed validation texts, every candidate but the teacher.
+    sources = saved["behaviour"]["sources"]
+    assert set(sources) == {"functional", "perturbed", "perturbed-held-out"}
+    assert rows["teacher"]["behaviour"] is None
+    for name in ("odd", "even", "lora-teacher"):
+        b = rows[name]["behaviour"]
+        assert b["overall"]["texts"] == sum(s["texts"] for s in sources.values())
+        assert 0 <= b["overall"]["agreement"] <= 1 and "same_text" in b["sources"]["perturbed"]
     # Where it was measured, and with what: the CPU's features and the engines' versions.
     assert saved["cpu_features"] == cpu_features() and "onnxruntime" in saved["versions"]
     for r in rows.values():

@@ -13,6 +13,11 @@ Both rules choose on validation and then say whether the choice holds on test:
 * **budget** (``min_samples_per_s`` set): the best validation macro F1 among the candidates that passed their
   gates at or above the budget, the teacher's export included (ties: the faster).
 
+Under either rule a candidate outside the behaviour bound (``min_agreement_behaviour``, ``max_tvd_behaviour``:
+its fidelity to the teacher on the behaviour set, ``evaluation/behaviour.py``) is left out first, and named in the
+reason; one that looks good on clean validation alone is flagged (``behaviour_flags``): it parts ways with the
+teacher where validation does not look.
+
 Nothing qualifies: the teacher's own export, ``fallback`` true, with one line saying why. That is an answer,
 not an error.
 """

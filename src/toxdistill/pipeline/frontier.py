@@ -13,6 +13,9 @@ reuses an export in ``RUN/export/`` while the weights are unchanged, then times 
 numbers here and those of ``toxdistill bench`` mean the same. ``toxdistill run`` calls this after the checks and
 before the report; ``toxdistill frontier RUN`` makes it again for a finished run.
 
+Each candidate's fidelity to the teacher beyond clean validation (``pipeline/behaviour.py``: the eval sets' and
+perturbed validation texts, in torch) goes in its row as ``behaviour``, which the select bound reads.
+
 A frontier measured for the same models (weights), target, texts, threads and CPU (its name and features) is not
 measured again: its rows are kept and only the selection is made afresh, so a resumed run spends no time here
 (``remeasure`` benches anyway). On another CPU it measures again, engines and all.
