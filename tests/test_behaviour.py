@@ -248,3 +248,19 @@ def test_bad_behaviour_values_fail_at_config_load(tmp_path, bad):
     key = bad.split("{")[1].split(":")[0]
     with pytest.raises(ToxdistillError, match=key):
         load_config(cfg)
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "needle"),
+    [
+        ("--min-agreement-behaviour", "1.5", "must be from 0 to 1"),
+        ("--max-tvd-behaviour", "-0.1", "must be from 0 to 1"),
+        ("--min-agreement-behaviour", "most", "is not a number"),
+    ],
+)
+def test_the_frontier_command_refuses_a_bad_bound_in_one_line(tmp_path, capsys, flag, value, needle):
+    from toxdistill.cli import main
+
+    assert main(["frontier", str(tmp_path), flag, value]) != 0
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
