@@ -126,7 +126,9 @@ def selection_record(frontier: dict, row: dict) -> dict:
         "cpu_features": frontier.get("cpu_features"),
         "engine": engine,
         "behaviour_set": frontier.get("behaviour"),
-        "candidates": [_candidate(r) for r in sorted(frontier.get("rows") or [], key=lambda r: r["samples_per_s"])],
+        "candidates": [
+            _candidate(r) for r in sorted(frontier.get("rows") or [], key=lambda r: r.get("samples_per_s") or 0)
+        ],
     }
 
 
