@@ -190,18 +190,21 @@ def _summary(f: CardFacts) -> str:
 def _rule(f: CardFacts) -> str:
     s = f.selection
     crit = s.get("criteria") or {}
+    bound = _bound(crit)
+    with_bound = f", with {bound} on the behaviour set." if bound else "."
     if s.get("rule") == "budget":
-        return f"the best candidate on validation at or above {fmt(crit.get('min_samples_per_s'), ',.0f')} samples/s."
+        return (
+            f"the best candidate on validation at or above {fmt(crit.get('min_samples_per_s'), ',.0f')} samples/s"
+            + with_bound
+        )
     names = {"max_drop_f1_weighted": "weighted F1", "max_drop_f1_macro": "macro F1"}
     limits = [
         f"{100 * v:.1f} points of {names.get(k, k.removeprefix('max_drop_'))}"
         for k, v in crit.items()
         if k.startswith("max_drop_") and v is not None
     ]
-    bound = _bound(crit)
-    return f"the fastest candidate within {' and '.join(limits) or 'the tolerance'} of the teacher on validation" + (
-        f", with {bound} on the behaviour set." if bound else "."
-    )
+    within = " and ".join(limits) or "the tolerance"
+    return f"the fastest candidate within {within} of the teacher on validation{with_bound}"
 
 
 def _bound(crit: dict) -> str:
