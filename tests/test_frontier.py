@@ -62,7 +62,13 @@ def test_pareto_keeps_the_rows_nothing_beats_on_both_speed_and_quality():
 def test_tolerance_picks_the_fastest_within_it_and_says_it_does_not_hold_on_test():
     sel = select(ROWS, TEACHER, SelectConfig(max_drop_f1_weighted=0.01, max_drop_f1_macro=0.02))
     assert sel["model"] == "spread2" and sel["rule"] == "tolerance" and not sel["fallback"]
-    assert sel["criteria"] == {"max_drop_f1_weighted": 0.01, "max_drop_f1_macro": 0.02, "min_samples_per_s": None}
+    assert sel["criteria"] == {
+        "max_drop_f1_weighted": 0.01,
+        "max_drop_f1_macro": 0.02,
+        "min_samples_per_s": None,
+        "min_agreement_behaviour": 0.75,
+        "max_tvd_behaviour": None,
+    }
     assert sel["holds_on_test"] is False and "outside the tolerance" in sel["test_note"]
     assert "fastest of 2 candidate(s)" in sel["reason"] and "50.0× the naive teacher" in sel["reason"]
 
@@ -218,6 +224,14 @@ def test_the_frontier_writes_its_schema_and_its_plot(frontier_run):
     assert sel["model"] in rows and sel["rule"] == "tolerance"
     assert saved["teacher"]["model"] == "teacher" and saved["teacher"]["backend"] == "torch"
     assert any("exporting onnx-int8" in s for s in said)
+    # Behaviour fidelity: the functional suite and perturbed validation texts, every candidate but the teacher.
+    sources = saved["behaviour"]["sources"]
+    assert set(sources) == {"functional", "perturbed", "perturbed-held-out"}
+    assert rows["teacher"]["behaviour"] is None
+    for name in ("odd", "even", "lora-teacher"):
+        b = rows[name]["behaviour"]
+        assert b["overall"]["texts"] == sum(s["texts"] for s in sources.values())
+        assert 0 <= b["overall"]["agreement"] <= 1 and "same_text" in b["sources"]["perturbed"]
     # Where it was measured, and with what: the CPU's features and the engines' versions.
     assert saved["cpu_features"] == cpu_features() and "onnxruntime" in saved["versions"]
     for r in rows.values():

@@ -57,6 +57,11 @@ def quick_run(tmp_path_factory, real_data_env):
         "select.max_drop_f1_weighted=null",
         "--set",
         "select.max_drop_f1_macro=null",
+        # Nor a behaviour bound, for the same reason; 10 perturbed validation texts per kind keep its set small.
+        "--set",
+        "select.min_agreement_behaviour=null",
+        "--set",
+        "frontier.behaviour_texts=180",
     ]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1500)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -108,6 +113,8 @@ def test_quick_run_writes_everything(quick_run):
     card = (run_dir / "best" / "README.md").read_text()
     assert card.startswith("---\n") and "## How to load" in card and "## Speed on this machine" in card
     assert json.loads((run_dir / "best" / "selection.json").read_text())["selection"]["model"] == chosen
+    # Each candidate's fidelity to the teacher on the behaviour set, beside its scores.
+    assert all(r["behaviour"]["overall"]["texts"] > 321 for r in frontier["rows"] if r["model"] != "teacher")
 
 
 def test_saved_model_loads_with_plain_transformers_and_agrees(quick_run):

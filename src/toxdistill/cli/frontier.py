@@ -21,7 +21,9 @@ that measures fastest on this CPU while passing its parity gates; --target pins 
 in RUN_DIR/export/, bench them in
 one call on the same test texts on this machine beside the naive teacher (torch fp32), score each export on
 validation and test, and choose the best model on validation: the fastest within the tolerances of the teacher
-(default: the run's select block), or with --min-samples-per-s the best macro F1 at that speed. Says whether
+(default: the run's select block), or with --min-samples-per-s the best macro F1 at that speed; under either
+rule a candidate that parts ways with the teacher on the behaviour set (the eval sets' texts and perturbed
+validation texts, scored in torch) beyond --min-agreement-behaviour or --max-tvd-behaviour is left out. Says whether
 the choice holds on test. Writes RUN_DIR/frontier.json and frontier.png and rewrites the report's "Compression
 frontier" section. Measurements made for the same models, target, texts, CPU and library versions are kept unless
 --remeasure.
@@ -32,6 +34,11 @@ examples: toxdistill frontier runs/davidson-minilm --max-drop-f1-weighted 0.005 
           toxdistill frontier runs/davidson-minilm --min-samples-per-s 5000
 """
 TOLERANCES = ("max_drop_f1_weighted", "max_drop_f1_macro")
+# The behaviour bound: fractions in 0..1, given and read as the tolerances are.
+BOUNDS = {
+    "min_agreement_behaviour": "least top-1 agreement with the teacher on the behaviour set (0.75 = 75%)",
+    "max_tvd_behaviour": "most mean total-variation distance from the teacher on the behaviour set",
+}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -55,6 +62,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             metavar="X",
             help=f"most {what} F1 a candidate may lose against the teacher on validation (0.01 = 1 point; "
             "'none': not checked; default: the run's select block)",
+        )
+    for dest, what in BOUNDS.items():
+        p.add_argument(
+            "--" + dest.replace("_", "-"),
+            default=None,
+            metavar="X",
+            help=f"{what}, from 0 to 1 ('none': not checked; default: the run's select block)",
         )
     p.add_argument(
         "--min-samples-per-s",
@@ -80,8 +94,9 @@ def _tolerance(a: argparse.Namespace, dest: str) -> dict:
         value = float(raw)
     except ValueError:
         raise ToxdistillError(f"{flag} {raw!r} is not a number", "give a fraction such as 0.01, or none") from None
-    if value < 0:
-        raise ToxdistillError(f"{flag} {raw} must be at least 0", f"see 'toxdistill {a.command} --help'")
+    if value < 0 or (dest in BOUNDS and value > 1):
+        limits = "from 0 to 1" if dest in BOUNDS else "at least 0"
+        raise ToxdistillError(f"{flag} {raw} must be {limits}", f"see 'toxdistill {a.command} --help'")
     return {dest: value}
 
 
@@ -89,7 +104,7 @@ def main(a: argparse.Namespace) -> int:
     from toxdistill.files import CONFIG_FILE, MODELS_DIR
 
     options.at_least(a, threads=1, limit=1)
-    given = {k: v for dest in TOLERANCES for k, v in _tolerance(a, dest).items()}
+    given = {k: v for dest in (*TOLERANCES, *BOUNDS) for k, v in _tolerance(a, dest).items()}
     if a.min_samples_per_s is not None:
         if a.min_samples_per_s < 0:
             raise ToxdistillError(

@@ -13,6 +13,11 @@ Both rules choose on validation and then say whether the choice holds on test:
 * **budget** (``min_samples_per_s`` set): the best validation macro F1 among the candidates that passed their
   gates at or above the budget, the teacher's export included (ties: the faster).
 
+Under either rule a candidate outside the behaviour bound (``min_agreement_behaviour``, ``max_tvd_behaviour``:
+its fidelity to the teacher on the behaviour set, ``evaluation/behaviour.py``) is left out first, and named in the
+reason; one that looks good on clean validation alone is flagged (``behaviour_flags``): it parts ways with the
+teacher where validation does not look.
+
 Nothing qualifies: the teacher's own export, ``fallback`` true, with one line saying why. That is an answer,
 not an error.
 """
@@ -22,6 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 from toxdistill.config import SelectConfig
+from toxdistill.evaluation import behaviour
 from toxdistill.evaluation.tables import fmt, text_table
 
 PARETO_METRICS = ("f1_macro", "f1_weighted")
@@ -89,14 +95,56 @@ def _speed(row: dict) -> str:
 
 
 def select(rows: list[dict], teacher: dict, rule: SelectConfig) -> dict[str, Any]:
-    """The frontier's choice: ``{"model", "rule", "criteria", "reason", "fallback", "holds_on_test", "test_note"}``.
+    """The frontier's choice: ``{"model", "rule", "criteria", "reason", "fallback", "holds_on_test", "test_note",
+    "left_out_by_behaviour", "behaviour_flags"}``.
 
-    ``rows``: the measured candidates, the teacher's own export among them (``teacher["model"]``);
-    ``teacher``: the torch teacher's ``val`` and ``test`` scores the tolerances are held against."""
+    ``rows``: the measured candidates, the teacher's own export among them (``teacher["model"]``), each with its
+    ``behaviour`` block where it was measured; ``teacher``: the torch teacher's ``val`` and ``test`` scores the
+    tolerances are held against. A candidate that misses the behaviour bound is left out under either rule."""
     pick = _budget if rule.min_samples_per_s is not None else _tolerance
-    out = pick(rows, teacher, rule)
+    kept = [r for r in rows if r["model"] == teacher["model"] or behaviour.behaves(r, rule)]
+    out = pick(kept, teacher, rule)
+    left_out = [r for r in rows if r not in kept and r["parity_passed"]]
+    if left_out:
+        out["reason"] += "; " + _left_out(left_out, rule)
+    not_measured = [r["model"] for r in rows if r["model"] != teacher["model"] and not behaviour.measured(r)]
+    if behaviour.has_bound(rule) and not_measured:
+        out["reason"] += f"; behaviour not measured for {', '.join(not_measured)}: the bound was not checked"
+    out["left_out_by_behaviour"] = [r["model"] for r in left_out]
+    out["behaviour_flags"] = behaviour_flags(rows, teacher, rule)
     out["criteria"] = rule.model_dump()
     return out
+
+
+def looks_good(row: dict, teacher: dict, rule: SelectConfig) -> bool:
+    """Whether ``row`` looks like a safe pick on clean validation alone: at or above the teacher's weighted or
+    macro F1 there, or within the rule's tolerances."""
+    v, t = row["val"], teacher["val"]
+    beats = v["f1_weighted"] >= t["f1_weighted"] - EPS or v["f1_macro"] >= t["f1_macro"] - EPS
+    return beats or within_tolerance(row, teacher, rule, "val")
+
+
+def behaviour_flags(rows: list[dict], teacher: dict, rule: SelectConfig) -> list[dict]:
+    """The candidates that look good on clean validation (``looks_good``) yet miss the behaviour bound: the
+    students that part ways with the teacher where validation does not look. ``[{"model", "note"}]``, each note
+    one line for the report."""
+    out = []
+    for r in rows:
+        if r["model"] == teacher["model"] or not r["parity_passed"] or not looks_good(r, teacher, rule):
+            continue
+        miss = behaviour.misses(r, rule)
+        if miss:
+            note = (
+                f"{r['model']} scores {_loss(r, teacher, 'val')} on clean validation but parts ways with it on the "
+                f"behaviour set ({', '.join(miss)}; {behaviour.describe(r['behaviour'])}): not shipped"
+            )
+            out.append({"model": r["model"], "note": note})
+    return out
+
+
+def _left_out(rows: list[dict], rule: SelectConfig) -> str:
+    each = "; ".join(f"{r['model']} ({', '.join(behaviour.misses(r, rule))})" for r in rows)
+    return f"left out by the behaviour bound ({behaviour.bound_phrase(rule)}): {each}"
 
 
 def _fallback(teacher: dict, rule_name: str, why: str) -> dict[str, Any]:
@@ -122,7 +170,7 @@ def _tolerance(rows: list[dict], teacher: dict, rule: SelectConfig) -> dict[str,
         )
         return {**out, "holds_on_test": holds, "test_note": note}
     if not others:
-        why = "the run has no student to choose from"
+        why = "no student is left to choose from"
     elif not passed:
         why = f"none of the {len(others)} candidate(s) passed its export's parity gates"
     else:
@@ -187,7 +235,7 @@ def format_frontier(frontier: dict) -> str:
     """The frontier as a plain-text table, slowest first, then the machine and the selection's lines."""
     sel = frontier.get("selection") or {}
     header = ["model", "backend", "samples/s", "× naive T", "p50 ms", "val F1w", "val F1m", "test F1w", "test F1m"]
-    header += ["parity", "Pareto", "chosen"]
+    header += ["agree", "TVD", "parity", "Pareto", "chosen"]
     body = [
         [
             r["model"],
@@ -196,6 +244,7 @@ def format_frontier(frontier: dict) -> str:
             fmt(r.get("x_naive_teacher"), ".2f"),
             f"{r['p50_ms']:.2f}",
             *(fmt(r[split][m]) for split in ("val", "test") for m in ("f1_weighted", "f1_macro")),
+            *_fidelity_cells(r),
             "passed" if r["parity_passed"] else "FAILED",
             "yes" if r.get("pareto") else "",
             "*" if r["model"] == sel.get("model") else "",
@@ -207,7 +256,23 @@ def format_frontier(frontier: dict) -> str:
         f"{frontier['texts']} test texts, {frontier['threads']} thread(s) on {frontier['cpu']}; naive teacher "
         f"{frontier['naive_teacher_samples_per_s']:.1f} samples/s",
     ]
+    if frontier.get("behaviour"):
+        lines.append(f"agree / TVD: fidelity to the torch teacher on the behaviour set ({behaviour_set(frontier)})")
     if sel:
         lines.append(f"chosen ({sel['rule']} rule): {sel['model']}: {sel['reason']}")
         lines.append(f"{'holds' if sel['holds_on_test'] else 'does NOT hold'} on test: {sel['test_note']}")
+        lines += [f"PARTS WAYS WITH THE TEACHER: {f['note']}" for f in sel.get("behaviour_flags") or []]
     return "\n".join(lines)
+
+
+def _fidelity_cells(row: dict) -> list[str]:
+    """The row's overall behaviour agreement (percent) and TVD; "-" where not measured (the teacher)."""
+    o = (row.get("behaviour") or {}).get("overall")
+    return [f"{100 * o['agreement']:.1f}", f"{o['tvd']:.3f}"] if o else ["-", "-"]
+
+
+def behaviour_set(frontier: dict) -> str:
+    """The behaviour set in a phrase: each source and its number of texts."""
+    sources = (frontier.get("behaviour") or {}).get("sources") or {}
+    each = ", ".join(f"{name} {s['texts']}" for name, s in sources.items())
+    return f"{sum(s['texts'] for s in sources.values())} texts: {each}; overall = the mean over the sources"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from toxdistill.config import Config
+from toxdistill.evaluation.frontier import behaviour_set
 from toxdistill.evaluation.metrics import hate_f1
 from toxdistill.evaluation.robustness import format_robustness
 from toxdistill.evaluation.stats import layer_set_pairs
@@ -353,17 +354,19 @@ def frontier_section(frontier: dict | None) -> list[str]:
         f"![compression frontier]({FRONTIER_PLOT})",
         "",
         "| Model | layers | params | backend | samples/s | × naive teacher | p50 ms | F1 weighted val / test | "
-        f"F1 macro val / test | F1 {focus} val / test | parity | Pareto | chosen |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"F1 macro val / test | F1 {focus} val / test | behaviour agreement / TVD | parity | Pareto | chosen |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(frontier["rows"], key=lambda r: r["samples_per_s"]):
         v, t = r["val"], r["test"]
         lines.append(
             f"| {r['model']} | {r['layers']} | {r['params']:,} | {r['backend']} | {r['samples_per_s']:.1f} | "
             f"{fmt(r.get('x_naive_teacher'), '.2f')}× | {r['p50_ms']:.2f} | {_pair(v, t, 'f1_weighted')} | "
-            f"{_pair(v, t, 'f1_macro')} | {_pair(v, t, 'f1_focus')} | {'passed' if r['parity_passed'] else 'FAILED'} | "
+            f"{_pair(v, t, 'f1_macro')} | {_pair(v, t, 'f1_focus')} | {_fidelity(r, sel)} | "
+            f"{'passed' if r['parity_passed'] else 'FAILED'} | "
             f"{'yes' if r.get('pareto') else ''} | {'**chosen**' if r['model'] == sel.get('model') else ''} |"
         )
+    lines += _behaviour_lines(frontier)
     lines += _engine_lines(frontier)
     teacher = frontier.get("teacher") or {}
     if teacher.get("val"):
@@ -381,9 +384,50 @@ def frontier_section(frontier: dict | None) -> list[str]:
             f"- **On test:** {'the choice holds' if sel['holds_on_test'] else 'the choice does NOT hold'}: "
             f"{sel['test_note']}.",
         ]
+        for flag in sel.get("behaviour_flags") or []:
+            lines.append(f"- **⚠ Parts ways with the teacher:** {flag['note']}.")
         if sel.get("best_error"):
             lines.append(f"- **best/ was not written:** {sel['best_error']}")
     return lines
+
+
+def _fidelity(row: dict, sel: dict) -> str:
+    """The row's overall behaviour agreement and TVD; "⚠" where it parts ways (flagged), "left out" where the
+    bound left it out; "—" where not measured (the teacher, its own reference)."""
+    o = (row.get("behaviour") or {}).get("overall")
+    if not o:
+        return "—"
+    cell = f"{100 * o['agreement']:.1f}% / {o['tvd']:.3f}"
+    if any(f.get("model") == row["model"] for f in sel.get("behaviour_flags") or []):
+        return f"⚠ {cell}"
+    return cell + (" (left out)" if row["model"] in (sel.get("left_out_by_behaviour") or []) else "")
+
+
+def _behaviour_lines(frontier: dict) -> list[str]:
+    """Per candidate and source of the behaviour set, agreement with the teacher and TVD."""
+    sources = list((frontier.get("behaviour") or {}).get("sources") or {})
+    rows = [r for r in frontier["rows"] if (r.get("behaviour") or {}).get("overall")]
+    if not sources or not rows:
+        return []
+    lines = [
+        "",
+        f"Behaviour fidelity to the torch teacher, each model in torch, on the behaviour set ({behaviour_set(frontier)})"
+        ": top-1 agreement / mean total-variation distance. Clean validation F1 does not see a student that parts "
+        "ways with its teacher on other text; `select.min_agreement_behaviour` and `select.max_tvd_behaviour` "
+        "bound it.",
+        "",
+        "| Model | overall | " + " | ".join(sources) + " |",
+        "|---|---|" + "---|" * len(sources),
+    ]
+    for r in sorted(rows, key=lambda r: r["samples_per_s"]):
+        b = r["behaviour"]
+        cells = [_agree_tvd(b["overall"])] + [_agree_tvd(b["sources"].get(s)) for s in sources]
+        lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _agree_tvd(f: dict | None) -> str:
+    return f"{100 * f['agreement']:.1f}% / {f['tvd']:.3f}" if f else "—"
 
 
 def _cpu_phrase(frontier: dict) -> str:

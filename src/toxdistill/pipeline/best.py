@@ -3,9 +3,11 @@
 ``write_best`` copies the export of the row that ``frontier.json``'s selection names to ``RUN/best/``, in one
 rename (a later run replaces the folder whole), and adds what a user of the folder needs beside it:
 
-- ``selection.json``: the selection block (rule, criteria, reason, fallback, whether it holds on test), the
-  chosen row, the CPU it was measured on and how its engine was chosen (the winner, the runners-up with their
-  samples/s), so tools (``toxdistill serve``) can tell why the model is there, how fast it ran and where;
+- ``selection.json``: the selection block (rule, criteria, reason, fallback, whether it holds on test, the
+  candidates the behaviour bound left out and those flagged for parting ways with the teacher), the chosen row,
+  the CPU it was measured on, how its engine was chosen (the winner, the runners-up with their samples/s), the
+  behaviour set and every candidate in short (speed, validation scores, behaviour fidelity), so tools
+  (``toxdistill serve``) can tell why the model is there, how fast it ran and where;
 - ``test_logits.npy``: this graph's logits on the run's test split, which the card's intervals come from (the
   frontier's own, saved in the export when it scored it; scored here only where they are missing);
 - ``README.md``: the model card (``pipeline.model_card``).
@@ -123,7 +125,17 @@ def selection_record(frontier: dict, row: dict) -> dict:
         "cpu": frontier.get("cpu"),
         "cpu_features": frontier.get("cpu_features"),
         "engine": engine,
+        "behaviour_set": frontier.get("behaviour"),
+        "candidates": [
+            _candidate(r) for r in sorted(frontier.get("rows") or [], key=lambda r: r.get("samples_per_s") or 0)
+        ],
     }
+
+
+def _candidate(row: dict) -> dict:
+    """A frontier row in short, for selection.json: speed, validation scores and fidelity to the teacher."""
+    keys = ("model", "backend", "samples_per_s", "parity_passed", "val", "behaviour")
+    return {k: row.get(k) for k in keys}
 
 
 def _test_logits(folder: Path, test: Dataset, threads: int | None) -> np.ndarray:

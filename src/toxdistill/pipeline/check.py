@@ -156,7 +156,7 @@ def _changed_rows(
     return changed
 
 
-def _baseline_word_weights(models: dict[str, Path]):
+def baseline_word_weights(models: dict[str, Path]):
     """The TF-IDF floor's words per class, which the perturbations aim at; None without a floor."""
     if BASELINE in models and is_baseline_folder(models[BASELINE]):
         return TfidfLR.load(models[BASELINE]).class_word_weights()
@@ -233,7 +233,7 @@ def check_run(
     labels = np.asarray(test.labels, dtype=np.int64)
     focus = cfg.data.focus_index()
     everything = find_models(run_dir)
-    weights = _baseline_word_weights(everything)
+    weights = baseline_word_weights(everything)
     clean_texts = list(test.texts)
     perturbed = {k: perturb_texts(clean_texts, k, seed, 0, labels.tolist(), weights, n_words) for k in kinds}
     teacher = next((n for n, d in everything.items() if read_meta(d).get("kind") == "teacher"), None)

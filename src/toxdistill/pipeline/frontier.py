@@ -13,6 +13,9 @@ reuses an export in ``RUN/export/`` while the weights are unchanged, then times 
 numbers here and those of ``toxdistill bench`` mean the same. ``toxdistill run`` calls this after the checks and
 before the report; ``toxdistill frontier RUN`` makes it again for a finished run.
 
+Each candidate's fidelity to the teacher beyond clean validation (``pipeline/behaviour.py``: the eval sets' and
+perturbed validation texts, in torch) goes in its row as ``behaviour``, which the select bound reads.
+
 A frontier measured for the same models (weights), target, texts, threads and CPU (its name and features) is not
 measured again: its rows are kept and only the selection is made afresh, so a resumed run spends no time here
 (``remeasure`` benches anyway). On another CPU it measures again, engines and all.
@@ -55,6 +58,7 @@ from toxdistill.files import FRONTIER_FILE, FRONTIER_PLOT, MODELS_DIR, TEACHER, 
 from toxdistill.inference.cpu import cpu_features, cpu_kind, cpu_name, library_versions
 from toxdistill.inference.predict import Predictor
 from toxdistill.io import atomic_write_json
+from toxdistill.pipeline.behaviour import measure_behaviour
 from toxdistill.pipeline.best import write_best
 from toxdistill.pipeline.context import RunContext
 from toxdistill.runs import find_models, read_meta
@@ -157,6 +161,10 @@ def run_frontier(
         measured = _measure(run_dir, models, teacher_name, cfg, split, sample, opts, say)
     teacher = _teacher_reference(models[teacher_name], split, focus)
     rows = measured["rows"]
+    # Measured afresh each time (from the logits' cache when nothing changed): the select bound may read it.
+    blocks, behaviour = measure_behaviour(run_dir, cfg, models, teacher_name, split, say)
+    for r in rows:
+        r["behaviour"] = blocks.get(r["model"])  # None for the teacher: it is the reference
     front = pareto(rows)
     for r in rows:
         r["pareto"] = any(r["model"] in names for names in front.values())
@@ -167,6 +175,7 @@ def run_frontier(
         "key": key,
         "focus_class": focus or split.val.label_names[0],
         "teacher": teacher,
+        "behaviour": behaviour,
         "pareto": front,
         "pareto_split": "val",
         "selection": select(rows, teacher, cfg.select),

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from toxdistill.data.dataset import CLEAN_STEPS
+from toxdistill.evaluation.behaviour import describe
 from toxdistill.evaluation.report import describe_choice
 from toxdistill.evaluation.tables import fmt
 from toxdistill.files import PACKAGED_MINILM, PACKAGED_MPNET
@@ -189,15 +190,53 @@ def _summary(f: CardFacts) -> str:
 def _rule(f: CardFacts) -> str:
     s = f.selection
     crit = s.get("criteria") or {}
+    bound = _bound(crit)
+    with_bound = f", with {bound} on the behaviour set." if bound else "."
     if s.get("rule") == "budget":
-        return f"the best candidate on validation at or above {fmt(crit.get('min_samples_per_s'), ',.0f')} samples/s."
+        return (
+            f"the best candidate on validation at or above {fmt(crit.get('min_samples_per_s'), ',.0f')} samples/s"
+            + with_bound
+        )
     names = {"max_drop_f1_weighted": "weighted F1", "max_drop_f1_macro": "macro F1"}
     limits = [
         f"{100 * v:.1f} points of {names.get(k, k.removeprefix('max_drop_'))}"
         for k, v in crit.items()
         if k.startswith("max_drop_") and v is not None
     ]
-    return f"the fastest candidate within {' and '.join(limits) or 'the tolerance'} of the teacher on validation."
+    within = " and ".join(limits) or "the tolerance"
+    return f"the fastest candidate within {within} of the teacher on validation{with_bound}"
+
+
+def _bound(crit: dict) -> str:
+    """The selection's behaviour bound in words, from its criteria; "" where it had none."""
+    parts = []
+    if crit.get("min_agreement_behaviour") is not None:
+        parts.append(f"at least {100 * crit['min_agreement_behaviour']:.1f}% top-1 agreement with the teacher")
+    if crit.get("max_tvd_behaviour") is not None:
+        parts.append(f"a total-variation distance of at most {crit['max_tvd_behaviour']:.3f}")
+    return " and ".join(parts)
+
+
+def _behaviour(f: CardFacts) -> str | None:
+    """The card's behaviour line: the chosen model's fidelity to the teacher beyond clean validation, and the
+    candidates the bound left out or flagged; None where the frontier did not measure it."""
+    block = f.row.get("behaviour")
+    sources = (f.bench.get("behaviour") or {}).get("sources") or {}
+    left_out = f.selection.get("left_out_by_behaviour") or []
+    if not block and not left_out:
+        return None
+    line = "- **Behaviour beyond clean validation.** "
+    if block:
+        what = ", ".join(f"{name} ({s['texts']} texts)" for name, s in sources.items())
+        line += f"Against the teacher, on {what or 'the behaviour set'}: {describe(block)} (in torch)."
+    elif f.row.get("kind") == "teacher":
+        line += "This is the teacher: the behaviour set's reference."
+    if left_out:
+        line += f" Left out by the behaviour bound: {', '.join(left_out)}."
+    flags = f.selection.get("behaviour_flags") or []
+    if flags:
+        line += " Flagged: " + "; ".join(x["note"] for x in flags) + "."
+    return line
 
 
 def _model(f: CardFacts) -> str:
@@ -207,6 +246,9 @@ def _model(f: CardFacts) -> str:
     lines.append(f"- **What it is.** {_what(f)}{f' {params:,} parameters.' if params else ''}")
     if f.selection.get("reason") and not f.fallback:
         lines.append(f"- **Why this one.** {f.selection['reason']}.".replace("..", "."))
+    fidelity = _behaviour(f)
+    if fidelity:
+        lines.append(fidelity)
     how = _how_trained(meta)
     if how:
         lines.append(f"- **How it was made.** {how}")
