@@ -12,6 +12,7 @@ from toxdistill.evaluation.robustness import format_robustness
 
 NAME = "check"
 HELP = "robustness and fidelity: every model under each perturbation of the test split"
+NEEDS_TRAIN = True
 DESCRIPTION = """\
 Score every model of RUN on its test split, clean and under each label-preserving perturbation (leetspeak,
 swapped or deleted letters, spaces inside words, words run together, repeated letters, homoglyphs, accents,

@@ -12,6 +12,7 @@ from toxdistill.io import atomic_write_json
 
 NAME = "evaluate"
 HELP = "score a run's models on an external labelled set (CSV/JSONL)"
+NEEDS_TRAIN = True
 DESCRIPTION = """\
 Score every model of a run on an external labelled file whose labels map onto sets of model classes: a
 prediction is correct when its class is in the set mapped from the row's label. Prints accuracy (with a 95%

@@ -27,6 +27,7 @@ from toxdistill.config import CleanConfig
 from toxdistill.data.dataset import clean_text
 from toxdistill.data.readers import safe_text
 from toxdistill.errors import ToxdistillError
+from toxdistill.extras import TRAIN_INSTALL
 from toxdistill.inference.calibration import Calibration
 from toxdistill.inference.openvino_backend import OpenVinoBackend, find_openvino_file, import_openvino
 from toxdistill.inference.scoring import score_results
@@ -225,10 +226,10 @@ class Predictor:
         if backend == "auto":
             backend = engine_of(meta) or ("onnx" if onnx_file is not None else "torch")
         if backend == "torch" and not _torch_installed():
-            # A serving install without torch (toxdistill[serve-onnx]) reads exports only: one line, no traceback.
+            # A serving install without torch (toxdistill[serve]) reads exports only: one line, no traceback.
             raise ToxdistillError(
                 f"{model_dir} is a torch model folder, and torch or transformers is not installed",
-                "serve or score its ONNX export ('toxdistill export'), or pip install torch transformers",
+                f"serve or score its ONNX export ('toxdistill export'), or {TRAIN_INSTALL}",
             )
         if threads and backend == "torch":
             import torch
@@ -396,7 +397,7 @@ def _load_tokenizer(model_dir: Path, backend: str):
             raise ToxdistillError(
                 f"{model_dir} has no {TOKENIZER_FILE} with a pad token; reading its tokenizer needs transformers "
                 "and torch, which are not installed",
-                "re-export the model with a fast tokenizer, or pip install torch transformers",
+                f"re-export the model with a fast tokenizer, or {TRAIN_INSTALL}",
             )
     # heavy: imports torch and transformers; reached only for torch folders and slow-only tokenizers
     from toxdistill.models.teacher import load_tokenizer
@@ -418,7 +419,7 @@ class BaselineScorer:
 
     def __init__(self, folder: Path, meta: dict | None = None, max_length: int = 512):
         try:
-            # heavy: scikit-learn, which a serving install for exports (toxdistill[serve-onnx]) leaves out
+            # heavy: scikit-learn, which a serving install for exports (toxdistill[serve]) leaves out
             from toxdistill.models.baseline import TfidfLR
         except ImportError as e:
             missing = e.name or "scikit-learn"
