@@ -180,6 +180,16 @@ def length_batches(lengths: Sequence[int], batch_size: int) -> list[tuple[int, i
     return out[::-1]
 
 
+def chunk_batches(lengths: Sequence[int], batch_size: int, sort: bool) -> list[np.ndarray]:
+    """The batches ``Predictor.logits`` runs for one chunk of texts of these token lengths, as index arrays into
+    the chunk: sorted by length and cut by ``length_batches``, or in input order, ``batch_size`` at a time."""
+    n = len(lengths)
+    if not sort:
+        return [np.arange(a, min(n, a + batch_size)) for a in range(0, n, batch_size)]
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    return [order[a:e] for a, e in length_batches([lengths[i] for i in order], batch_size)]
+
+
 def time_shares(timings: dict[str, float]) -> dict[str, float]:
     """Each phase's share of the total time (0..1), from a ``Predictor.timings``-shaped dict."""
     total = timings.get("total") or 0.0
@@ -339,21 +349,14 @@ class Predictor:
                 if pool is not None and k + 1 < len(chunks):
                     ahead = pool.submit(self._encode_timed, texts, chunks[k + 1])
                 truncated[idx] = cut
-                if sort:
-                    order = np.argsort([len(x) for x in ids], kind="stable")
-                    slices = length_batches([len(ids[i]) for i in order], batch_size)
-                else:
-                    order = np.arange(len(ids))
-                    slices = [(a, a + batch_size) for a in range(0, len(ids), batch_size)]
-                for a, e in slices:
+                for sel in chunk_batches([len(x) for x in ids], batch_size, sort):
                     t1 = clock()
-                    sel = order[a:e]
                     batch = self.batch_inputs([ids[i] for i in sel])
                     t2 = clock()
                     out[idx[sel]] = self.backend(batch)
                     batching, model = batching + t2 - t1, model + clock() - t2
                     if bar is not None:
-                        bar.update(e - a)
+                        bar.update(len(sel))
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
