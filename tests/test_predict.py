@@ -120,6 +120,34 @@ def test_overlapped_tokenizing_gives_the_sequential_results(pred, sort, monkeypa
     assert fake.tokenize_hidden == 0 and fake.timings["total"] == 0
 
 
+def test_a_small_batch_is_cut_where_padding_costs_more_than_a_pass():
+    from toxdistill.inference.predict import PASS_COST_TOKENS, SPLIT_MAX_TEXTS, length_batches
+
+    short, long = [8] * 10, [60] * 6
+    cuts = length_batches(short + long, 64)
+    assert cuts == [(0, 10), (10, 16)]  # 10 short texts padded to 60 would waste 520 tokens, a pass costs less
+    assert length_batches([20] * 12 + [21], 64) == [(0, 13)]  # one more token each costs less than a pass
+    assert length_batches([5, 6, 7, 30], 2) == [(0, 2), (2, 4)]  # more than a batch: fixed slices
+    for lengths in ([3], [4, 9, 9, 17, 25, 25, 26, 40, 58], list(range(1, SPLIT_MAX_TEXTS + 1))):
+        cuts = length_batches(lengths, 64)
+        assert cuts[0][0] == 0 and cuts[-1][1] == len(lengths)
+        assert all(a < e and e == a2 for (a, e), (a2, _) in zip(cuts, cuts[1:]))
+        cost = sum(PASS_COST_TOKENS + (e - a) * lengths[e - 1] for a, e in cuts)
+        assert cost <= PASS_COST_TOKENS + len(lengths) * lengths[-1]  # never worse than one padded batch
+
+
+def test_a_small_request_runs_as_length_batches_with_the_same_results(pred):
+    texts = ["lol"] * 6 + ["you are so great and i love this day " * 5] * 3
+    ids, _ = pred.encode(texts)
+    backend = WidthBackend()
+    fake = Predictor(backend, pred.tokenizer, LABELS, pred.max_length)
+    got, _ = fake.logits(texts, 64)
+    assert sorted(set(backend.widths)) == [len(ids[0]), len(ids[-1])]  # two passes, each at its own width
+    np.testing.assert_array_equal(got[:, 1], [len(x) for x in ids])  # rows in input order
+    one_pass, _ = pred.logits(texts, 64, sort=False)
+    np.testing.assert_allclose(pred.logits(texts, 64)[0], one_pass, atol=1e-5)
+
+
 def test_the_bench_counts_the_padding_of_the_predictors_batches(pred):
     from toxdistill.benchmark.bench import padded_lengths
 
@@ -131,6 +159,10 @@ def test_the_bench_counts_the_padding_of_the_predictors_batches(pred):
         logits, _ = Predictor(backend, pred.tokenizer, LABELS, pred.max_length).logits(texts, 4, sort=sort)
         np.testing.assert_array_equal(logits[:, 2], padded_lengths(lengths, 4, sort, texts))
         assert sorted(backend.widths) == sorted(logits[:, 2].tolist())
+    small = texts[:40]  # one batch's worth at 64: cut by length
+    logits, _ = Predictor(WidthBackend(), pred.tokenizer, LABELS, pred.max_length).logits(small, 64)
+    np.testing.assert_array_equal(logits[:, 2], padded_lengths(lengths[:40], 64, True, small))
+    assert len(set(logits[:, 2].tolist())) > 1
 
 
 def test_classify_uses_calibration(tiny_model_dir, tmp_path):

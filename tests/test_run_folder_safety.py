@@ -169,12 +169,13 @@ def busy_run(tmp_path):
         yield run
 
 
-@pytest.mark.parametrize("command", ["export", "bench", "frontier"])
+@pytest.mark.parametrize("command", ["export", "bench", "frontier", "check", "evaluate"])
 def test_commands_that_write_into_a_run_refuse_it_while_it_is_in_use(busy_run, command, capsys):
     if command == "export":
         pytest.importorskip("onnxruntime")
     target = busy_run / "models" / "odd" if command == "export" else busy_run
-    code = main([command, str(target)])
+    extra = ["--data", str(busy_run / "labelled.csv")] if command == "evaluate" else []
+    code = main([command, str(target), *extra])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
     assert f"run folder {busy_run.resolve()} is in use by process {os.getpid()}" in err[0]

@@ -1,6 +1,7 @@
-"""Serving and scoring an ONNX export without torch: the tokenizer read by ``tokenizers`` alone, and
-``toxdistill serve`` / ``predict`` / the Predictor run in subprocesses where torch (and the rest that the
-``serve-onnx`` extra leaves out) cannot be imported."""
+"""Serving and scoring an ONNX export without torch: ``pip install 'toxdistill[serve]'`` (the base dependencies
+and the serve extra, read from pyproject.toml) pulls in no training package, the tokenizer is read by
+``tokenizers`` alone, ``toxdistill serve`` / ``predict`` / the Predictor run in subprocesses where torch (and the
+rest of the train extra) cannot be imported, and the training commands refuse there in one line."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import numpy as np
 import pytest
 
 from toxdistill.errors import ToxdistillError
+from toxdistill.extras import TRAIN_INSTALL, TRAIN_MODULES
 from toxdistill.inference.tokenizer import JsonTokenizer
 
 from conftest import REPO, SAMPLE_TEXTS
@@ -28,10 +30,12 @@ from conftest import REPO, SAMPLE_TEXTS
 pytest.importorskip("onnxruntime")
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
-# Left out of toxdistill[serve-onnx] (pyarrow is the parquet extra, which pandas imports when it is there).
-# Set to None in sys.modules, they behave as if not installed: `import` raises ImportError and
+# Left out of toxdistill[serve]: the train extra's modules, and pyarrow (the parquet extra, which pandas imports
+# when it is there). Set to None in sys.modules, they behave as if not installed: `import` raises ImportError and
 # importlib.util.find_spec answers None.
-ABSENT = ("torch", "transformers", "sklearn", "scipy", "matplotlib", "peft", "accelerate", "pyarrow")
+ABSENT = (*TRAIN_MODULES, "pyarrow")
+# The distributions that a serving install must not pull in, under their canonical names.
+TRAINING_DISTS = {"torch", "transformers", "peft", "accelerate", "safetensors", "scikit-learn", "scipy", "matplotlib"}
 PRELUDE = f"""
 import atexit, sys
 _at_start = set(sys.modules)  # what site (.pth files) loaded before any code of ours
@@ -129,15 +133,31 @@ def test_an_export_is_scored_through_the_json_tokenizer(export):
 
 
 # ---------------------------------------------------------------- without torch, in subprocesses
+def _extra(name: str) -> list[str]:
+    """The requirements of ``toxdistill[name]`` in pyproject.toml, an extra naming toxdistill's own extras
+    (``toxdistill[a,b]``) replaced by theirs; ``name=""`` is the base dependencies."""
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    reqs = project["optional-dependencies"][name] if name else project["dependencies"]
+    out: list[str] = []
+    for r in reqs:
+        req = Requirement(r)
+        if req.name == "toxdistill":
+            out.extend(x for e in sorted(req.extras) for x in _extra(e))
+        else:
+            out.append(r)
+    return out
+
+
 def _lean_dists(also: tuple[str, ...] = ()) -> set[str]:
-    """toxdistill[serve-onnx] (and the requirements ``also``) with everything they pull in, as installed here
-    (canonical names)."""
+    """``pip install 'toxdistill[serve]'`` (and the requirements ``also``) with everything they pull in, as
+    installed here (canonical names)."""
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
-    extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["serve-onnx"]
     seen: set[str] = set()
-    todo = [Requirement(r) for r in (*extra, *also)]
+    todo = [Requirement(r) for r in (*_extra(""), *_extra("serve"), *also)]
     while todo:
         req = todo.pop()
         name = canonicalize_name(req.name)
@@ -154,16 +174,26 @@ def _lean_dists(also: tuple[str, ...] = ()) -> set[str]:
     return seen
 
 
+# uvicorn imports the packages of its `standard` extra wherever they are installed (watchfiles for its reloader,
+# websockets), used or not; a serving install does without them.
+OPTIONAL_IMPORTS = ("uvicorn[standard]",)
+
+
 def _assert_lean(mods_file: Path, also: tuple[str, ...] = ()) -> None:
-    """Every third-party module the subprocess imported belongs to the serve-onnx set (plus ``also``)."""
+    """Every third-party module the subprocess imported belongs to the toxdistill[serve] set (plus ``also``). A
+    module that several distributions share (a namespace package such as opentelemetry) needs one of them in it."""
     from packaging.utils import canonicalize_name
 
     owners = importlib.metadata.packages_distributions()
     mods = set(mods_file.read_text().split())
     assert not mods & set(ABSENT)
-    dists = {canonicalize_name(d) for m in mods - set(sys.stdlib_module_names) for d in owners.get(m, [])}
-    extra = dists - _lean_dists(also) - {"toxdistill"}
-    assert not extra, f"imported, but not in toxdistill[serve-onnx]: {sorted(extra)}"
+    lean = _lean_dists((*also, *OPTIONAL_IMPORTS)) | {"toxdistill"}
+    extra = {
+        m
+        for m in mods - set(sys.stdlib_module_names)
+        if owners.get(m) and not {canonicalize_name(d) for d in owners[m]} & lean
+    }
+    assert not extra, f"imported, but not in toxdistill[serve]: {sorted(extra)}"
 
 
 PREDICTOR = PRELUDE + (
@@ -307,18 +337,80 @@ def test_serve_an_export_without_torch_with_keys_and_quiet_logs(export, tmp_path
     _assert_lean(tmp_path / "serve.mods")
 
 
-def test_the_documented_lean_install_is_the_extra():
-    extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["serve-onnx"]
-    doc = (REPO / "docs" / "serving.md").read_text()
-    line = next(
-        x for x in doc.splitlines() if x.startswith("pip install") and "--no-deps" not in x and "onnxruntime" in x
+def test_the_serve_install_pulls_in_no_training_package():
+    lean = _lean_dists()
+    assert {"onnxruntime", "tokenizers", "fastapi", "uvicorn", "numpy"} <= lean
+    assert not lean & TRAINING_DISTS, sorted(lean & TRAINING_DISTS)
+    assert _extra("serve-onnx") == _extra("serve")  # the earlier name installs the same
+
+
+def test_the_train_extra_brings_what_the_training_commands_check_for():
+    """extras.TRAIN_MODULES (what `toxdistill run` and the others check before they start) come from the train
+    extra, and the set-up script, CI's, and the `all` extra install it beside the server."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    train = {canonicalize_name(Requirement(r).name) for r in _extra("train")}
+    assert train >= TRAINING_DISTS
+    owners = importlib.metadata.packages_distributions()
+    for module in TRAIN_MODULES:
+        assert {canonicalize_name(d) for d in owners.get(module, [])} & train, module
+    assert set(_extra("all")) >= {*_extra("train"), *_extra("serve"), *_extra("onnx")}
+    setup = re.search(r'-e "\.\[([^\]]+)\]"', (REPO / "scripts" / "setup.sh").read_text())
+    assert setup is not None and {"train", "serve", "onnx"} <= set(setup.group(1).split(","))
+
+
+TRAINING_COMMANDS = (
+    PRELUDE
+    + """
+import contextlib, io, json
+from toxdistill.cli import main
+out = {}
+for argv in json.loads(sys.argv[1]):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(argv)
+    out[argv[0]] = [code, err.getvalue()]
+print(json.dumps(out))
+"""
+)
+
+
+def test_training_commands_refuse_in_one_line_without_torch(tmp_path):
+    """Every command that needs the train extra names it in one line on a serving install, before it reads
+    anything (the paths do not exist)."""
+    from toxdistill.cli import _COMMANDS
+
+    needs = [c.NAME for c in _COMMANDS if getattr(c, "NEEDS_TRAIN", False)]
+    assert {"run", "check", "evaluate", "export", "bench", "frontier"} <= set(needs)
+    assert not {"serve", "predict"} & set(needs)
+    missing = str(tmp_path / "nothing")
+    argv = [["run", "--data", missing]] + [
+        [n, missing] + (["--data", missing] if n == "evaluate" else []) for n in needs if n != "run"
+    ]
+    r = subprocess.run(
+        [sys.executable, "-c", TRAINING_COMMANDS, json.dumps(argv)],
+        env=_env(tmp_path, "commands"),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
-    assert sorted(re.findall(r'"([^"]+)"', line)) == sorted(extra)
-    assert "pip install --no-deps" in doc
+    assert r.returncode == 0, r.stderr
+    for name, (code, err) in json.loads(r.stdout).items():
+        assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, (name, err)
+        assert err.startswith(f"toxdistill: error: toxdistill {name} needs torch") and TRAIN_INSTALL in err, err
+
+
+def test_the_documented_lean_install_is_the_extra():
+    doc = (REPO / "docs" / "serving.md").read_text()
+    section = doc[doc.index("## A lean install") :]
+    section = section[: section.index("\n## ")]
+    assert "pip install 'toxdistill[serve]'" in section and "--no-deps" not in section
+    assert TRAIN_INSTALL in section
 
 
 def test_predictor_scores_an_openvino_export_without_torch(tiny_export, tmp_path):
-    """An OpenVINO int8 export needs the openvino runtime beside serve-onnx; not nncf, which made it."""
+    """An OpenVINO int8 export needs the openvino runtime beside toxdistill[serve]; not nncf, which made it."""
     pytest.importorskip("openvino")
     from toxdistill.inference.predict import Predictor
 

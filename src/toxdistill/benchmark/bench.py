@@ -49,7 +49,7 @@ from toxdistill.export.folder import graph_files
 from toxdistill.files import BENCH_FILE, MODELS_DIR, TEACHER
 from toxdistill.inference.cpu import cpu_name
 from toxdistill.inference.export_record import gate_block
-from toxdistill.inference.predict import Predictor, find_onnx_file, pipeline_chunks, time_shares
+from toxdistill.inference.predict import Predictor, chunk_batches, find_onnx_file, pipeline_chunks, time_shares
 from toxdistill.io import atomic_write_json
 from toxdistill.runs import find_models, read_meta, select_models
 from toxdistill.targets import ONNX_INSTALL, TORCH_ROWS, Target, check_bench_rows, default_targets, parse_target
@@ -90,13 +90,11 @@ class FlopModel:
 
 def padded_lengths(lengths: np.ndarray, batch_size: int, sort: bool, texts: list[str]) -> np.ndarray:
     """Per text, the length it is computed at once its batch is padded to the batch's longest text, with the
-    Predictor's batches: sorted by token length within each chunk of ``texts`` it tokenizes (``pipeline_chunks``)."""
+    Predictor's batches (``chunk_batches`` of each chunk of ``texts`` it tokenizes, ``pipeline_chunks``)."""
     out = np.empty_like(lengths)
     for idx in pipeline_chunks(texts, batch_size, sort):
-        part = lengths[idx]
-        order = np.argsort(part, kind="stable") if sort else np.arange(len(part))
-        for s in range(0, len(order), batch_size):
-            sel = idx[order[s : s + batch_size]]
+        for batch in chunk_batches(lengths[idx].tolist(), batch_size, sort):
+            sel = idx[batch]
             out[sel] = lengths[sel].max()
     return out
 

@@ -9,9 +9,11 @@ import sys
 
 from toxdistill.cli import bench, check, evaluate, export, frontier, predict, run, serve
 from toxdistill.errors import ToxdistillError
+from toxdistill.extras import missing_modules, require_train, train_error
 
 # Each command module holds its NAME, HELP, DESCRIPTION, add_arguments(p) and main(args), and imports its
-# heavy dependencies only when main runs.
+# heavy dependencies only when main runs. NEEDS_TRAIN = True: the command needs the train extra (torch and the
+# rest), checked before it starts, so that a serving install refuses it in one line.
 _COMMANDS = (run, check, evaluate, export, predict, bench, frontier, serve)
 
 
@@ -33,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
             command.NAME, help=command.HELP, description=command.DESCRIPTION, epilog=getattr(command, "EPILOG", None)
         )
         command.add_arguments(cp)
-        cp.set_defaults(func=command.main)
+        cp.set_defaults(func=command.main, needs_train=getattr(command, "NEEDS_TRAIN", False))
     return p
 
 
@@ -53,15 +55,23 @@ def main(argv: list[str] | None = None) -> int:
 
         warnings.filterwarnings("ignore")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    if a.allow_pickle:
+    if a.allow_pickle and not missing_modules(("torch", "transformers")):  # without them nothing reads pickle
         from toxdistill.models.teacher import set_allow_pickle  # heavy: torch; only with --allow-pickle
 
         set_allow_pickle(True)
     try:
+        if a.needs_train:
+            require_train(f"toxdistill {a.command}")
         return a.func(a)
     except ToxdistillError as e:
         print(f"toxdistill: error: {e}", file=sys.stderr)
         return e.exit_code
+    except ModuleNotFoundError as e:  # a train-extra module that a command reached on a serving install
+        err = train_error(e)
+        if err is None:
+            raise
+        print(f"toxdistill: error: {err}", file=sys.stderr)
+        return err.exit_code
     except KeyboardInterrupt:
         print("toxdistill: interrupted; finished stages are kept, rerun to resume", file=sys.stderr)
         return 130

@@ -10,6 +10,7 @@ from toxdistill.targets import TORCH_ROWS, bench_row_names, default_targets
 
 NAME = "bench"
 HELP = "inference benchmark: throughput, latency and GFLOP/s of every model × target in a run"
+NEEDS_TRAIN = True
 DESCRIPTION = """\
 Benchmark every transformer model of RUN_DIR on its test split, in one run on the same texts: torch fp32 naive
 (random order, padded batches), torch fp32 length-sorted, ONNX fp32, ONNX int8, ONNX int8 on a fused graph and

@@ -9,9 +9,11 @@ from toxdistill.config import RobustnessConfig
 from toxdistill.console import stderr_say
 from toxdistill.data.perturb import HELDOUT_KINDS, KIND_GROUPS, KINDS, WORDS_PER_TEXT, check_kinds
 from toxdistill.evaluation.robustness import format_robustness
+from toxdistill.runs import run_folders_locked
 
 NAME = "check"
 HELP = "robustness and fidelity: every model under each perturbation of the test split"
+NEEDS_TRAIN = True
 DESCRIPTION = """\
 Score every model of RUN on its test split, clean and under each label-preserving perturbation (leetspeak,
 swapped or deleted letters, spaces inside words, words run together, repeated letters, homoglyphs, accents,
@@ -57,13 +59,14 @@ def main(a: argparse.Namespace) -> int:
     options.at_least(a, threads=1, batch_size=1, words=1)
     kinds = [k.strip() for k in a.kinds.split(",") if k.strip()] if a.kinds else None
     settings = RobustnessConfig(seed=a.seed, n_words=a.words)
-    result = check_run(
-        a.run,
-        settings,
-        plot=not a.no_plot,
-        say=stderr_say(),
-        kinds=check_kinds(kinds) if kinds else None,
-        **options.forward(a, "models", "data", "threads", "batch_size", "split", "seeds"),
-    )
+    with run_folders_locked(a.run):  # it writes robustness*.json and plots into the run folder
+        result = check_run(
+            a.run,
+            settings,
+            plot=not a.no_plot,
+            say=stderr_say(),
+            kinds=check_kinds(kinds) if kinds else None,
+            **options.forward(a, "models", "data", "threads", "batch_size", "split", "seeds"),
+        )
     print(format_robustness(result))
     return 0

@@ -9,9 +9,11 @@ from toxdistill.cli import options
 from toxdistill.console import stderr_say
 from toxdistill.evaluation.external import format_result
 from toxdistill.io import atomic_write_json
+from toxdistill.runs import run_folders_locked
 
 NAME = "evaluate"
 HELP = "score a run's models on an external labelled set (CSV/JSONL)"
+NEEDS_TRAIN = True
 DESCRIPTION = """\
 Score every model of a run on an external labelled file whose labels map onto sets of model classes: a
 prediction is correct when its class is in the set mapped from the row's label. Prints accuracy (with a 95%
@@ -64,18 +66,19 @@ def main(a: argparse.Namespace) -> int:
     options.at_least(a, threads=1, batch_size=1, n_boot=0)
     data = Path(a.data)
     out = Path(a.output) if a.output else Path(a.run) / f"external-{data.stem}.json"
-    result = evaluate_external(
-        a.run,
-        data,
-        label_map=a.map,
-        clean=not a.no_clean,
-        fmt=a.format,
-        **options.forward(
-            a, "text_col", "label_col", "group_col", "models", "threads", "batch_size", "backend", "n_boot"
-        ),
-        say=stderr_say("[toxdistill] evaluate"),
-    )
-    atomic_write_json(out, result)
+    with run_folders_locked(a.run, out.parent):  # its result goes into the run folder (or another, with -o)
+        result = evaluate_external(
+            a.run,
+            data,
+            label_map=a.map,
+            clean=not a.no_clean,
+            fmt=a.format,
+            **options.forward(
+                a, "text_col", "label_col", "group_col", "models", "threads", "batch_size", "backend", "n_boot"
+            ),
+            say=stderr_say("[toxdistill] evaluate"),
+        )
+        atomic_write_json(out, result)
     print(format_result(result))
     print(f"\nwritten: {out}")
     return 0

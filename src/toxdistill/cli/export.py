@@ -14,6 +14,7 @@ MIN_OPSET, MAX_OPSET, DEFAULT_OPSET = 13, 23, 17
 
 NAME = "export"
 HELP = "export a model folder for an ONNX Runtime or OpenVINO target, with a parity check; --auto picks the fastest"
+NEEDS_TRAIN = True
 DESCRIPTION = """\
 Write MODEL_DIR for one export target (--target ENGINE-PRECISION[-fused]) into a folder that also holds the
 tokenizer, config.json and the model's toxdistill.json (metrics, calibration) plus an export record. fp32 logits

@@ -15,6 +15,7 @@ from toxdistill.targets import frontier_choices
 
 NAME = "frontier"
 HELP = "the compression frontier: every model exported and benched, the Pareto set and the best model"
+NEEDS_TRAIN = True
 DESCRIPTION = """\
 Export every transformer model of RUN_DIR for the run's frontier.target (auto by default: per model, the engine
 that measures fastest on this CPU while passing its parity gates; --target pins one), reusing current exports

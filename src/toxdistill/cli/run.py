@@ -12,6 +12,7 @@ from toxdistill.errors import ToxdistillError
 
 NAME = "run"
 HELP = "split → baseline → teacher → students/LoRA → report"
+NEEDS_TRAIN = True
 DESCRIPTION = """\
 Run every stage of the pipeline that is not finished yet. Finished stages are kept; an interrupted training
 stage resumes from its last epoch checkpoint.

@@ -497,7 +497,7 @@ def _loading(f: CardFacts) -> str:
             plain_snippet(f),
             "```",
             "",
-            "With toxdistill (`pip install toxdistill`, or `toxdistill[serve-onnx]` to serve without torch):",
+            f"With toxdistill (`pip install 'toxdistill[{'serve,openvino' if f.openvino else 'serve'}]'`; no torch):",
             "",
             "```bash",
             f'echo "you are a wonderful person" | toxdistill predict {f.folder} - --format txt -o scored.jsonl',
