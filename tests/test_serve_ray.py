@@ -210,6 +210,19 @@ def test_limits_map_onto_rays_options():
     assert ray_serve.parse_autoscale("2:5") == (2, 5)
 
 
+def test_the_serve_config_builder_needs_keys_and_builds_the_deployment(model_dir, tmp_path):
+    pytest.importorskip("ray.serve", reason="Ray Serve is missing: pip install 'ray[serve]'")
+    with pytest.raises(ValueError, match="needs api_keys"):
+        ray_serve.builder({"run": str(model_dir)})
+    with pytest.raises(ValueError, match="'run' required"):
+        ray_serve.builder({"run": str(model_dir), "replica": 2})
+    keys = tmp_path / "keys"
+    keys.write_text(KEY + "\n")
+    deployment = ray_serve.builder({"run": str(model_dir), "api_keys": str(keys), "replicas": 3})._bound_deployment
+    assert deployment.name == ray_serve.APP and deployment.num_replicas == 3
+    assert deployment.max_ongoing_requests == ServeLimits().max_concurrent_requests
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [

@@ -98,8 +98,7 @@ def deployment_options(
         # Ray places a replica where its threads have cores: two replicas of one thread fill two cores.
         "ray_actor_options": {"num_cpus": spec.threads},
         "max_constructor_retry_count": CONSTRUCTOR_RETRIES,
-        # Ray logs every request of every replica by default: that costs CPU under load, and -v asks for it.
-        "logging_config": {"enable_access_log": verbose, "log_level": "INFO" if verbose else "WARNING"},
+        "logging_config": _logging(verbose),
     }
     if backpressure:
         opts["backpressure_config"] = {"status_code": 429, "retry_after_s": RETRY_AFTER_S}
@@ -115,6 +114,11 @@ def deployment_options(
             "target_ongoing_requests": max(1, cap // 2),
         }
     return opts
+
+
+def _logging(verbose: bool) -> dict[str, Any]:
+    # Ray logs every request in the proxy and in the replica by default: CPU spent under load, and what -v asks.
+    return {"enable_access_log": verbose, "log_level": "INFO" if verbose else "WARNING"}
 
 
 def build_app(spec: ReplicaSpec) -> Any:
@@ -214,7 +218,8 @@ def deploy(
     its own address) and run the app on it; returns once every replica is ready."""
     from ray import serve
 
-    serve.start(http_options={"host": host, "port": port, "keep_alive_timeout_s": limits.keep_alive_timeout})
+    http = {"host": host, "port": port, "keep_alive_timeout_s": limits.keep_alive_timeout}
+    serve.start(http_options=http, logging_config=_logging(verbose))
     try:
         serve.run(application(spec, scaling, limits, verbose), name=APP, route_prefix="/", blocking=False)
     except Exception as e:  # noqa: BLE001 - Ray's deploy failures come as several classes; each is one line here
