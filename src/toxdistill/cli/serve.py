@@ -366,7 +366,8 @@ def _add_ray(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--ray",
         action="store_true",
-        help="serve on Ray Serve: replicas (Ray actors), each with its own models, behind Ray's HTTP proxy",
+        help="serve on Ray Serve: replicas (Ray actors), each with its own models and --threads (default 1 "
+        "here: one core per replica), behind Ray's HTTP proxy",
     )
     g.add_argument(
         "--replicas", type=int, default=None, metavar="N",
