@@ -33,7 +33,7 @@ from toxdistill.serve.limits import RETRY_AFTER_S
 from toxdistill.serve.models import close_models, load_models
 
 APP = "toxdistill"  # the Ray Serve application's name, and its one deployment's
-INSTALL_HINT = "pip install 'ray[serve]'"
+INSTALL_HINT = "pip install 'ray[serve]>=2.60'"
 # A replica that cannot load its models (a path missing on a node, a broken folder) fails the same way again:
 # three tries ride out a passing fault without minutes of Ray's default 20 retries.
 CONSTRUCTOR_RETRIES = 3
