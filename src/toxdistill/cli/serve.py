@@ -75,6 +75,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "core with --threads 1 serves the most: docs/serving.md, 'Load')",
     )
     _add_limits(p)
+    _add_ray(p)
     p.add_argument(
         "--api-keys",
         default=None,
@@ -212,9 +213,12 @@ def main(a: argparse.Namespace) -> int:
     # Check the folder first: a typo should fail in a second, before any heavy import or model load.
     select_models(find_models(a.run, best=True), a.models)
     keys = _api_keys(a)
+    _check_ray(a)
     missing = [pkg for pkg, mods in _NEEDS.items() if not any(importlib.util.find_spec(m) for m in mods)]
     if missing:
         raise ToxdistillError(f"serving needs {', '.join(missing)}, not installed", "pip install 'toxdistill[serve]'")
+    if a.ray:
+        return _serve_ray(a, limits, keys)
     sock = _bind(a.host, a.port, open_to_all=keys is not None or a.insecure_no_auth, reuse_port=a.workers > 1)
     try:
         if a.workers == 1:
@@ -354,3 +358,102 @@ def _announce(a: argparse.Namespace, sock: socket.socket, models: dict, keys: Ap
             "toxdistill: note: there is no authentication; anyone who can reach this address can use it",
             file=sys.stderr,
         )
+
+
+# ---------------------------------------------------------------- --ray: the same app on Ray Serve
+def _add_ray(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("Ray Serve (docs/serving.md, 'Scale out on Ray Serve')")
+    g.add_argument(
+        "--ray",
+        action="store_true",
+        help="serve on Ray Serve: replicas (Ray actors), each with its own models and --threads (default 1 "
+        "here: one core per replica), behind Ray's HTTP proxy",
+    )
+    g.add_argument(
+        "--replicas", type=int, default=None, metavar="N",
+        help="replicas with --ray (default: 1, as one process; each holds its own models and --threads cores)",
+    )  # fmt: skip
+    g.add_argument(
+        "--autoscale", default=None, metavar="MIN:MAX",
+        help="with --ray, let Ray scale the replicas between MIN and MAX on their requests in progress "
+        "(instead of --replicas)",
+    )  # fmt: skip
+    g.add_argument(
+        "--ray-address", default=None, metavar="ADDR",
+        help="with --ray, join this Ray cluster (HOST:PORT, ray://HOST:PORT or auto; default: start a local "
+        "instance, so a cluster is never joined by accident)",
+    )  # fmt: skip
+
+
+# The single-process server's own HTTP limits: under --ray, Ray Serve's proxy reads the requests.
+_NOT_ON_RAY = ("header_timeout", "body_timeout", "max_connections")
+
+
+def _check_ray(a: argparse.Namespace) -> None:
+    """The combinations --ray cannot take, each as one line."""
+    if not a.ray:
+        given = [f for f in ("replicas", "autoscale", "ray_address") if getattr(a, f) is not None]
+        if given:
+            raise ToxdistillError(f"--{given[0].replace('_', '-')} needs --ray", "add --ray, or leave it out")
+        return
+    options.at_least(a, replicas=1)
+    if a.replicas is not None and a.autoscale is not None:
+        raise ToxdistillError("--replicas and --autoscale contradict each other", "give one or the other")
+    if a.workers != 1:
+        raise ToxdistillError("--workers does not apply with --ray", "use --replicas N (each a process of its own)")
+    d = ServeLimits()
+    changed = [f for f in _NOT_ON_RAY if getattr(a, f) != getattr(d, f)]
+    if changed:
+        raise ToxdistillError(
+            f"--{changed[0].replace('_', '-')} does not apply with --ray: Ray Serve's proxy reads the requests",
+            "leave it out (docs/serving.md, 'Scale out on Ray Serve')",
+        )
+    if a.ray_address is not None and a.port == 0:
+        raise ToxdistillError("--port 0 needs a local Ray instance", "give the port the cluster's proxy listens on")
+
+
+def _serve_ray(a: argparse.Namespace, limits: ServeLimits, keys: ApiKeys | None) -> int:
+    """``--ray``: the replicas load the models themselves; this process deploys them and waits for a stop."""
+    from toxdistill.serve import ray_serve
+
+    autoscale = ray_serve.parse_autoscale(a.autoscale) if a.autoscale else None
+    open_to_all = keys is not None or a.insecure_no_auth
+    if a.ray_address is None:  # the proxy will listen here: a busy port is a one-line error now
+        with contextlib.closing(_bind(a.host, a.port, open_to_all)) as probe:
+            host, port = probe.getsockname()[:2]
+    else:  # the proxies listen on the cluster's nodes, reached from elsewhere: keys, unless said otherwise
+        host, port = a.host, a.port
+        if not open_to_all:
+            raise ToxdistillError(
+                "refusing to serve on a Ray cluster without API keys: anyone who can reach a node could use the models",
+                f"give --api-keys FILE (or set ${ENV_VAR}), or --insecure-no-auth on a network you trust",
+            )
+    run = Path(a.run).resolve()
+    spec = ray_serve.ReplicaSpec(
+        run=str(run),
+        run_name=run.parent.name if run.name == MODELS_DIR else run.name,
+        models=a.models,
+        threads=a.threads or 1,  # one per replica: two processes of one thread served the most on 2 cores
+        backend=a.backend,
+        batch_wait_ms=0 if a.no_batching else a.batch_wait_ms,
+        max_batch=1 if a.no_batching else 32,
+        queue_timeout=limits.queue_timeout,
+        max_concurrent_requests=limits.max_concurrent_requests,
+        api_keys=keys,
+        loopback_only=_is_loopback(host),
+    )
+    scaling = ray_serve.Scaling(replicas=a.replicas or 1, autoscale=autoscale)
+    names = select_models(find_models(a.run, best=True), a.models)
+
+    def announce() -> None:
+        shown = "localhost" if host in ("127.0.0.1", "::1") else f"[{host}]" if ":" in host else host
+        print(
+            f"toxdistill: serving {len(names)} model(s) ({', '.join(names)}) on Ray Serve, {scaling.describe()}, "
+            f"at http://{shown}:{port}/ — Ctrl+C to stop",
+            file=sys.stderr,
+        )
+
+    verbose = getattr(a, "verbose", False)
+    code = ray_serve.run(spec, scaling, limits, host, port, a.ray_address, announce, verbose)
+    print("toxdistill: server stopped", file=sys.stderr)
+    return code

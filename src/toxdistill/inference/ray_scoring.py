@@ -328,25 +328,26 @@ def output_format(path: Path, spec: str) -> str:
     return file_format(path)  # as --runner local: any other name is CSV
 
 
-def _check_reachable(address: str | None) -> None:
+def _check_reachable(address: str | None, flag: str) -> None:
     """A HOST:PORT (or ray://HOST:PORT) that nothing answers on fails now: ray.init would retry it for ever."""
     if not address or address in ("auto", "local"):
         return
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
-        raise ToxdistillError(f"--address {address} is not HOST:PORT", "e.g. --address 10.0.0.5:6379, or auto")
+        raise ToxdistillError(f"{flag} {address} is not HOST:PORT", f"e.g. {flag} 10.0.0.5:6379, or auto")
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
     except OSError as e:
         raise ToxdistillError(
             f"cannot reach a Ray cluster at {address} ({e.strerror or e.__class__.__name__})",
-            "start it with 'ray start --head', or check --address",
+            f"start it with 'ray start --head', or check {flag}",
         ) from None
 
 
-def _connect(ray: Any, address: str | None, verbose: bool) -> bool:
-    """Join the cluster (or start a local instance); True when this call started Ray, so it must stop it."""
-    _check_reachable(address)
+def connect(ray: Any, address: str | None, verbose: bool, flag: str = "--address") -> bool:
+    """Join the cluster (or start a local instance); True when this call started Ray, so it must stop it.
+    ``flag``: the option that gave ``address``, named in the one-line errors."""
+    _check_reachable(address, flag)
     if ray.is_initialized():  # the caller's own session (tests, a notebook): use it and leave it running
         return False
     try:
@@ -359,7 +360,7 @@ def _connect(ray: Any, address: str | None, verbose: bool) -> bool:
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise ToxdistillError(
             f"cannot connect to Ray at {address or 'the default address'}: {str(e).splitlines()[0][:160]}",
-            "start it with 'ray start --head', or check --address",
+            f"start it with 'ray start --head', or check {flag}",
         ) from None
     if not verbose:  # Ray Data's plan, progress and error reports: the one-line error says it, -v shows them
         logging.getLogger("ray.data").setLevel(logging.CRITICAL)
@@ -438,7 +439,7 @@ def predict_ray(
     started = False
     try:
         plan = _plan(job, pq_shards)
-        started = _connect(ray, address, verbose)
+        started = connect(ray, address, verbose)
         if actors is None:
             actors = max(1, int(ray.cluster_resources().get("CPU", 1)) // (opts.threads or 1))
         _run(ray, job, plan, model_dir, actors, actor_class, verbose)

@@ -133,6 +133,11 @@ class MicroBatcher:
         """Jobs queued and not yet taken into a batch (approximate, for metrics and admission)."""
         return self._q.qsize()
 
+    @property
+    def alive(self) -> bool:
+        """Whether the model thread still runs: without it every request would wait out its queue timeout."""
+        return self._thread.is_alive()
+
     def close(self) -> None:
         self._q.put(None)
         self._thread.join(timeout=5)
