@@ -252,9 +252,12 @@ def batch_results(self, texts):
     return real_batch(self, texts)
 
 def load_models(*a, **k):
+    import os
     (flags / "loading").touch()
     time.sleep(0.5)
-    return real_load(*a, **k)
+    loaded = real_load(*a, **k)
+    (flags / f"loaded-{os.getpid()}").touch()
+    return loaded
 
 def close_models(ms):
     real_close(ms)
@@ -288,6 +291,8 @@ def test_sigterm_drains_in_flight_work_and_exits_0(tiny_run, tmp_path, workers):
         while not re.search(r"serving 1 model\(s\) .* at http://localhost:\d+/", log):
             log += lines.get(timeout=60)
         assert request(url, "GET", "/readyz")[0] == 200  # answered at once: the models are in
+        # Every worker has its models (each drains and closes them); the announcement is the first one's.
+        wait_until(lambda: len(list(tmp_path.glob("loaded-*"))) == workers, "every worker's models")
         with ThreadPoolExecutor(1) as pool:
             inflight = pool.submit(classify, url, "a slow one")
             wait_until(lambda: (tmp_path / "running").exists(), "the request to reach the model")
@@ -302,6 +307,28 @@ def test_sigterm_drains_in_flight_work_and_exits_0(tiny_run, tmp_path, workers):
     while not lines.empty():
         log += lines.get()
     assert log.count("close_models ran") == workers and "server stopped" in log and "Traceback" not in log
+
+
+def test_sigterm_while_the_workers_load_stops_them_cleanly(tiny_run, tmp_path):
+    """A stop during start-up (a rolling restart that changes its mind) ends every worker with 0: none holds a
+    request yet, and none is killed by the signal's default action."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-c", SCRIPT, str(tmp_path), "serve", str(tiny_run), "--models", "odd"]
+    cmd += ["--port", str(port), "--threads", "1", "--workers", "2"]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: (tmp_path / "loading").exists() or proc.poll() is not None, "the models to load")
+        proc.send_signal(signal.SIGTERM)  # the loads take 0.5 s more: both workers are still in them
+        _, err = proc.communicate(timeout=WAIT * 2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=WAIT)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "error" not in err and not list(tmp_path.glob("loaded-*"))
 
 
 @pytest.mark.parametrize(

@@ -37,7 +37,7 @@ examples: toxdistill frontier runs/davidson-minilm --max-drop-f1-weighted 0.005 
 TOLERANCES = ("max_drop_f1_weighted", "max_drop_f1_macro")
 # The behaviour bound: fractions in 0..1, given and read as the tolerances are.
 BOUNDS = {
-    "min_agreement_behaviour": "least top-1 agreement with the teacher on the behaviour set (0.75 = 75%)",
+    "min_agreement_behaviour": "least top-1 agreement with the teacher on the behaviour set (0.75 = 75%%)",
     "max_tvd_behaviour": "most mean total-variation distance from the teacher on the behaviour set",
 }
 

@@ -327,12 +327,25 @@ def _supervise(a: argparse.Namespace, limits: ServeLimits, keys: ApiKeys | None,
     return next((c for c in codes if c != 0), 0)
 
 
+class _StoppedEarly(BaseException):
+    """SIGTERM reached a worker before its server took over the signal (while its models load). A
+    BaseException, so that no loader's ``except Exception`` turns it into a load error."""
+
+
+def _stop_early(sig: int, frame: object) -> None:
+    raise _StoppedEarly
+
+
 def _worker(a: argparse.Namespace, limits: ServeLimits, keys: ApiKeys | None, sock: socket.socket, n: int) -> int:
     """One forked worker, to its exit status. It leaves the terminal's process group, so Ctrl+C reaches only
-    the supervisor, which passes it on once (two signals would force the stop)."""
+    the supervisor, which passes it on once (two signals would force the stop). A stop that arrives while the
+    worker still loads (another worker may already serve) ends it cleanly: it holds no request yet."""
+    signal.signal(signal.SIGTERM, _stop_early)
     try:
         os.setpgid(0, 0)
         return _serve(a, limits, keys, sock, worker=n)
+    except _StoppedEarly:
+        return 0
     except ToxdistillError as e:
         print(f"toxdistill: error: {e}", file=sys.stderr)
         return e.exit_code
