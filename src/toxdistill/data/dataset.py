@@ -7,6 +7,7 @@ import html
 import logging
 import os
 import re
+import shutil
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,6 +116,13 @@ def _frontend(text: str, cfg) -> str:
             else:
                 text = getattr(frontend, name)(text)
     return text
+
+
+def write_frontend_files(folder: Path, cfg) -> None:
+    """What the model card's plain-Python code needs beside a model folder's weights: the fold table, where the
+    CleanConfig ``cfg`` folds confusables. A copy, so that the folder keeps the table its model was made with."""
+    if cfg is not None and cfg.fold_confusables:
+        shutil.copyfile(Path(__file__).with_name(frontend.CONFUSABLES_FILE), Path(folder) / frontend.CONFUSABLES_FILE)
 
 
 def frontend_on(cfg) -> bool:
