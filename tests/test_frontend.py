@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from toxdistill.cli import main
-from toxdistill.config import DEFAULT_CONFIG, CleanConfig, load_config
+from toxdistill.config import DEFAULT_CONFIG, CleanConfig, Config, load_config
 from toxdistill.data import frontend
 from toxdistill.data.dataset import (
     FRONTEND_STEPS,
@@ -86,10 +86,11 @@ def test_off_by_default_and_out_of_the_fingerprints():
     # A step that is off is not written: saved configs, model records and fingerprints are as before.
     assert not set(CleanConfig().model_dump()) & set(FRONTEND_STEPS)
     assert CleanConfig.model_validate(ALL_ON.model_dump()) == ALL_ON
-    shipped = load_config(DEFAULT_CONFIG)
-    on = load_config(DEFAULT_CONFIG, {"data.clean.join_spelled": True})
-    assert on.fingerprint() != shipped.fingerprint()
-    assert load_config(DEFAULT_CONFIG, {"data.clean.join_spelled": False}).fingerprint() == shipped.fingerprint()
+    # The schema's defaults: the teacher's fingerprint pinned in tests/test_config.py, from before the front-end.
+    assert Config().fingerprint() == "728ee54ead509477"
+    assert Config(data={"clean": {"join_spelled": False}}).fingerprint() == "728ee54ead509477"
+    assert Config(data={"clean": {"join_spelled": True}}).fingerprint() != "728ee54ead509477"
+    assert load_config(DEFAULT_CONFIG).data.clean == ALL_ON  # adopted in the shipped config (docs/robustness.md)
     text = "h a t e  ｙｏｕ"
     assert frontend_text(text, CleanConfig()) == text and frontend_text(text, ALL_ON) == "hate you"
 
