@@ -44,6 +44,10 @@ NORMAL = [
     "covid19 and win10 at 10pm in the 90s",
     "@user пора домой http",
     "call me at 555-1234",
+    # Seen in the Davidson tweets: numbers beside words, a stretched "!" before a word, words of one letter.
+    "#PartyPart3 A1 credit 4ever, a 12pck x3",
+    "so nice!!!!!cant stand it",
+    "#xxx www zzz",
 ]
 
 

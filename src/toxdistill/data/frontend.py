@@ -37,21 +37,27 @@ _SPELLED_SEP = re.compile(r"[\s.\-_*\u00b7]+")
 # three letters after it, keeps it as a word ("a b i t c h" -> "a bitch", "I h a t e" -> "I hate").
 ONE_LETTER_WORDS = ("a", "A", "I")
 
-# A letter written three or more times in a row; two stay ("fuuuuck" -> "fuuck"): English words double letters,
-# never triple them, and the two keep "cool" and "good" apart from "col" and "god".
-REPEATED = re.compile(r"([^\W\d_])\1{2,}", re.IGNORECASE)
+# A letter written three or more times in a row, in a word with other letters too; two stay ("fuuuuck" -> "fuuck"):
+# English words double letters, never triple them, and two keep "good" apart from "god". A word of one letter
+# alone ("xxx", "www", "zzz") is left as it is: it is a word, not a stretched one.
+REPEATED = re.compile(r"([^\W\d_])\1{2,}")
+LETTERS = re.compile(r"[^\W\d_]+")
 
-# Leetspeak: digits and symbols standing for letters, in words that mix them with letters. "8" stands for "ate"
-# at the end of a word ("h8", "gr8"), for "b" at its start ("8itch") and for "a" inside ("h8ter").
-LEET_DIGITS = {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "9": "g"}
-# Symbols count only with a letter or digit after them (trailing "!" is punctuation) and, for those that open or
-# join text ("@" of a mention or an e-mail, "|", "+", "("), with one before them too.
+# Leetspeak: digits and symbols standing for letters, in words that mix them with letters.
+LEET_DIGITS = {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "a", "9": "g"}
+# Digits are read as letters only in a word where a group of them sits between letters ("sh1t", "1d10t", "h3ll0"):
+# a number beside a word ("Part3", "A1", "4ever", "5am", "3rd", "12pck", "covid19") is left as it is. The one
+# exception is "8" for "ate" at the end of a word ("h8", "l8", "gr8").
+INNER_DIGITS = re.compile(r"[^\W\d_]\d+[^\W\d_]")
+# Symbols count only with a letter or digit after them (a trailing "!" is punctuation) and with one before them
+# or at the start of the word ("$tupid", but not the last "!" of "nice!!!!cant"); those that open or join text
+# ("@" of a mention or an e-mail, "|", "+", "(") only between two.
 LEET_SYMBOLS_LEADING = {"$": "s", "!": "i"}
 LEET_SYMBOLS_INNER = {"@": "a", "|": "l", "+": "t", "(": "c"}
 LEET_RUN = re.compile(r"(?:[^\W_]|[@$!|+(])+")
-# Numbers with a unit or an ordinal ("5am", "3rd", "90s", "10pm") and names with a number ("covid19", "win10")
-# are not disguised words: left as they are.
-NUMBER_LIKE = re.compile(r"\d+[^\W\d_]{0,2}|[^\W\d_]+\d{2,}")
+# A letter beside a digit or a symbol (an "@" before a letter is a mention): a text without one has nothing to
+# decode, and most texts are passed at the cost of this one search.
+LEET_HINT = re.compile(r"[^\W\d_][\d@$!|+(]|[\d$!|+(][^\W\d_]")
 
 
 def nfkc(text):
@@ -71,6 +77,8 @@ def load_confusables(path):
 def fold_confusables(text, table):
     """Letters of other scripts that look like Latin ones ("іdіоt" with Cyrillic і and о) become the Latin letter,
     in words that also hold a Latin letter. A word written in one script ("пора") is left alone."""
+    if text.isascii():  # most texts: nothing to fold, and this costs next to nothing
+        return text
 
     def fold(m):
         word = m.group(0)
@@ -95,28 +103,36 @@ def join_spelled(text):
 
 
 def squeeze_repeats(text):
-    return REPEATED.sub(lambda m: m.group(0)[:2], text)
+    if not REPEATED.search(text):
+        return text
+
+    def squeeze(m):
+        word = m.group(0)
+        return word if len(set(word.lower())) == 1 else REPEATED.sub(lambda r: r.group(0)[:2], word)
+
+    return LETTERS.sub(squeeze, text)
 
 
 def decode_leet(text):
     """Digits and symbols inside words that mix them with letters become letters: "sh1t" -> "shit", "b!tch" ->
-    "bitch", "$tupid" -> "stupid", "h8" -> "hate". Numbers ("2017", "$5", "5am") are left alone."""
-    return LEET_RUN.sub(_decode_run, text)
+    "bitch", "$tupid" -> "stupid", "h8" -> "hate". Numbers ("2017", "$5", "5am", "Part3") are left alone."""
+    return LEET_RUN.sub(_decode_run, text) if LEET_HINT.search(text) else text
 
 
 def _decode_run(m):
     run = m.group(0)
-    if not any(c.isalpha() for c in run) or NUMBER_LIKE.fullmatch(run) or run.startswith("@"):
+    if run.isalpha() or run.startswith("@") or not any(c.isalpha() for c in run):
         return run
+    digits = INNER_DIGITS.search(run) is not None
     out = []
     for i, c in enumerate(run):
         before = i > 0 and run[i - 1].isalnum()
         after = i + 1 < len(run) and run[i + 1].isalnum()
-        if c == "8":
-            out.append("ate" if not after and before else "b" if not before else "a")
-        elif c in LEET_DIGITS:
+        if c == "8" and before and not after and run[i - 1].isalpha():
+            out.append("ate")
+        elif c in LEET_DIGITS and digits:
             out.append(LEET_DIGITS[c])
-        elif c in LEET_SYMBOLS_LEADING and after:
+        elif c in LEET_SYMBOLS_LEADING and after and (before or i == 0):
             out.append(LEET_SYMBOLS_LEADING[c])
         elif c in LEET_SYMBOLS_INNER and after and before:
             out.append(LEET_SYMBOLS_INNER[c])

@@ -246,8 +246,9 @@ def perturbed_ids(
     backend = getattr(enc.tokenizer, "backend_tokenizer", None)
     vocab = backend.to_str() if backend is not None else repr(sorted(enc.tokenizer.get_vocab().items()))
     h = hashlib.sha256()
-    front = ds.clean.model_dump(mode="json") if frontend_on(ds.clean) else None  # None: the key it always had
-    for part in (ds.texts, labels, list(kinds), seed, weights, enc.max_length, vocab, *([front] if front else [])):
+    # The front-end the copies go through (``Dataset.prepare_derived``); while it is off, the key it always had.
+    front = [ds.clean.model_dump(mode="json")] if ds.clean is not None and frontend_on(ds.clean) else []
+    for part in (ds.texts, labels, list(kinds), seed, weights, enc.max_length, vocab, *front):
         h.update(json.dumps(part, sort_keys=True).encode("utf-8", "surrogatepass"))
     key = h.hexdigest()
     if key not in _PERTURBED:
