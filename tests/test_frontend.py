@@ -25,6 +25,8 @@ from toxdistill.data.dataset import (
 from toxdistill.inference.predict import Predictor
 from toxdistill.pipeline.model_card import CardFacts, plain_snippet
 
+from conftest import REPO
+
 ALL_ON = CleanConfig(**dict.fromkeys(FRONTEND_STEPS, True))
 # Disguised spellings of every kind the front-end undoes, with the text each becomes.
 DISGUISED = {
@@ -77,6 +79,18 @@ def test_the_confusables_fold_is_unicodes_table_in_mixed_script_words_only():
     assert frontend.fold_confusables(mixed, table) == "idiot hate"
     russian = "\u0441\u043e\u0440 \u043f\u043e\u0440\u0430"  # сор пора: one script, looks Latin or not
     assert frontend.fold_confusables(russian, table) == russian
+
+
+def test_the_shipped_table_is_the_generated_one():
+    """data/confusables.json is what scripts/make_confusables.py writes from Unicode's data (the dev extra)."""
+    pytest.importorskip("confusable_homoglyphs", reason="the dev extra's confusable-homoglyphs regenerates the table")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_confusables", REPO / "scripts" / "make_confusables.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.fold_table() == confusables_table()
 
 
 def test_all_steps_on_undo_the_disguises_and_leave_normal_text_alone():
