@@ -5,8 +5,8 @@ Each step is one function of a text, switched on by its own ``data.clean`` key (
 it runs wherever ``clean_text`` does: training, evaluation, check, predict, serving and the exports.
 
 Standard library only, and no import from toxdistill: the model card's plain-Python snippet prints this
-module's source as it is (``snippet_source``), so that a user with transformers alone cleans exactly as
-toxdistill does. The confusables table is data (``confusables.json`` beside this file, generated from Unicode's
+module's source as it is (``model_card.frontend_source``), so that a user with transformers alone cleans
+exactly as toxdistill does. The confusables table is data (``confusables.json`` beside this file, generated from Unicode's
 confusables by ``scripts/make_confusables.py``); a model folder carries a copy that the snippet reads.
 """
 
