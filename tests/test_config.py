@@ -6,7 +6,7 @@ import yaml
 from pydantic import BaseModel
 
 from toxdistill import config as config_module
-from toxdistill.config import DEFAULT_CONFIG, Config, TrainConfig, load_config
+from toxdistill.config import DEFAULT_CONFIG, CleanConfig, Config, TrainConfig, load_config
 from toxdistill.config_docs import REGENERATE, config_models, render_config_docs
 from toxdistill.errors import ToxdistillError
 from toxdistill.files import BERT_LORA_TARGETS, CONFIG_FILE, META_FILE, MODELS_DIR
@@ -69,10 +69,18 @@ PINNED = {
 }
 
 
-# Consistency training (train.perturb) was adopted in three distill stages after those fingerprints were made;
-# the shipped config without it must still give every one of them.
-def _consistency_off() -> dict:
+# The front-end (data.clean's nfkc ... squeeze_repeats) was adopted in the shipped config after consistency
+# training: the shipped config without it.
+def _frontend_off() -> dict:
     raw = yaml.safe_load((DEFAULT_CONFIG).read_text())
+    assert set(raw["data"].pop("clean")) == set(CleanConfig.FRONTEND)  # the block holds the front-end alone
+    return raw
+
+
+# Consistency training (train.perturb) was adopted in three distill stages after those fingerprints were made;
+# the shipped config without it (nor the front-end, adopted later) must still give every one of them.
+def _consistency_off() -> dict:
+    raw = _frontend_off()
     for st in raw["stages"]:
         if st.get("train", {}).pop("perturb", None) is not None and not st["train"]:
             del st["train"]
@@ -85,7 +93,7 @@ def _fps(**overrides):
 
 
 def test_adopting_consistency_training_changes_exactly_the_stages_that_use_it():
-    shipped = load_config(DEFAULT_CONFIG)
+    shipped = load_config(None, _frontend_off())
     fps = {name: shipped.stage_fingerprint(name) for name in PINNED}
     # distill-lora starts from even, and its fingerprint holds its base's.
     assert {n for n in PINNED if fps[n] != PINNED[n]} == {"odd", "even", "even-llrd", "distill-lora"}
@@ -110,10 +118,17 @@ def test_fingerprints_are_stable_and_votes_count_only_where_they_train():
     assert teacher_soft["tfidf-lr"] == PINNED["tfidf-lr"]
 
 
+def test_adopting_the_frontend_changes_every_fingerprint_and_only_through_data_clean():
+    shipped, before = load_config(DEFAULT_CONFIG), load_config(None, _frontend_off())
+    assert all(getattr(shipped.data.clean, k) for k in CleanConfig.FRONTEND)
+    assert shipped.model_copy(update={"data": before.data}) == before
+    assert all(shipped.stage_fingerprint(n) != before.stage_fingerprint(n) for n in PINNED)
+
+
 def test_leaving_out_lora_targets_keeps_old_fingerprints():
     """A config without lora.target_modules means "the family's defaults"; for BERT that is the list the old
     default (and the shipped configs) spelled out, so run folders made from such configs keep their stages."""
-    raw = yaml.safe_load((DEFAULT_CONFIG).read_text())
+    raw = _frontend_off()
     assert "target_modules" not in raw["lora"] and load_config(None, raw).lora.target_modules is None
     raw["lora"]["target_modules"] = list(BERT_LORA_TARGETS)
     cfg = load_config(None, {**raw, "stages": _consistency_off()["stages"]})
@@ -222,8 +237,11 @@ def test_shipped_configs_give_their_run_folders_fingerprints(run_dir):
     shipped = DEFAULT_CONFIG if made_with.name == "davidson-minilm" else REPO / "configs" / f"{made_with.name}.yaml"
     # Consistency training was adopted in the default config after its first committed run was made.
     adopted = any(made_with.stage_train(st).perturb > 0 for st in made_with.stages)
+    front = any(getattr(made_with.data.clean, k) for k in CleanConfig.FRONTEND)  # adopted later still
     if made_with.name == "davidson-minilm" and not adopted:
         cfg = load_config(None, _consistency_off())
+    elif made_with.name == "davidson-minilm" and not front:
+        cfg = load_config(None, _frontend_off())
     else:
         cfg = load_config(shipped)
     assert {n: cfg.stage_fingerprint(n) for n in recorded} == recorded
@@ -252,6 +270,10 @@ def test_the_default_config_is_the_schema_defaults():
     shipped = load_config(None).model_dump(mode="json")
     assert shipped == load_config(DEFAULT_CONFIG).model_dump(mode="json")
     defaults = Config().model_dump(mode="json")
+    # The one exception: the front-end, on in the shipped config and off in the schema (a model recorded
+    # without its keys was trained without it).
+    front = {k: shipped["data"]["clean"].pop(k) for k in CleanConfig.FRONTEND}
+    assert all(front.values())
     assert shipped == defaults
     assert [es.path for es in Config().eval_sets] == [str(DEFAULT_CONFIG.parent / "functional-suite.csv")]
 

@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from toxdistill.errors import ToxdistillError
 from toxdistill.files import (
@@ -88,6 +97,48 @@ class CleanConfig(_Strict):
     """Drop a leading "RT" (retweet) marker. Off: "RT" is informative about retweets; keep it unless asked."""
     collapse_whitespace: bool = True
     """Turn every run of whitespace into one space and trim both ends."""
+    # The front-end (data/frontend.py): it undoes the spellings people use to slip a word past a filter. Every
+    # step is off by default, and a step that is off is left out of the saved settings and so of every
+    # fingerprint: the runs and models made before these switches keep theirs.
+    nfkc: bool = False
+    """Unicode NFKC: full-width, mathematical and circled letters and ligatures become plain ones ("ｈａｔｅ",
+    "𝐡𝐚𝐭𝐞" -> "hate"), which a tokenizer's vocabulary does not hold. Off by default: see docs/robustness.md."""
+    strip_zero_width: bool = False
+    """Remove the characters that render as nothing (zero-width space, joiner and non-joiner, word joiner, byte-order
+    mark, soft hyphen, bidirectional marks): inside a word they split it for the tokenizer, not for the reader."""
+    fold_confusables: bool = False
+    """Letters of another script that look like Latin ones (Cyrillic "а", Greek "ο") become the Latin letter, in
+    words that also hold Latin letters ("іdіоt" -> "idiot"); words in one script are left alone. The table is
+    Unicode's confusables data (data/confusables.json), copied into each model folder for the model card's code."""
+    decode_leet: bool = False
+    """Digits and symbols inside words that mix them with letters become the letters they stand for ("sh1t",
+    "b!tch", "$tupid", "h8"); numbers ("2017", "$5", "5am", "3rd") are left alone."""
+    join_spelled: bool = False
+    """Three or more single letters separated by spaces or punctuation become one word ("h a t e", "h.a.t.e",
+    "h-a-t-e" -> "hate"); two ("e.g.", "I a") are left alone, and a leading "a" or "I" stays a word ("a b i t c h"
+    -> "a bitch")."""
+    squeeze_repeats: bool = False
+    """A letter written three or more times in a row is written twice ("fuuuuck" -> "fuuck"): English never triples
+    a letter, and two keep "good" apart from "god"."""
+
+    FRONTEND: ClassVar[tuple[str, ...]] = (
+        "nfkc",
+        "strip_zero_width",
+        "fold_confusables",
+        "decode_leet",
+        "join_spelled",
+        "squeeze_repeats",
+    )
+
+    @model_serializer(mode="wrap")
+    def _leave_out_off_frontend(self, handler):
+        # A front-end step at its default (off) is not written: config.yaml, the models' records and the
+        # fingerprints (which hash data.clean) stay as they were before the front-end existed.
+        out = handler(self)
+        for name in self.FRONTEND:
+            if name in out and out[name] is False:
+                del out[name]
+        return out
 
 
 class DataConfig(_Strict):

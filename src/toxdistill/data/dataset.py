@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import html
 import logging
 import os
 import re
+import shutil
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from toxdistill.config import DataConfig
+from toxdistill.config import CleanConfig, DataConfig
+from toxdistill.data import frontend
 from toxdistill.data.readers import read_frame, safe_text
 from toxdistill.errors import ToxdistillError
 from toxdistill.io import sha256_file
@@ -92,6 +95,41 @@ CLEAN_STEPS = (
 _COMPILED = {s.switch: re.compile(s.pattern) for s in CLEAN_STEPS}
 
 
+# The front-end's steps (data/frontend.py), each switched by the data.clean key of its name, in the order clean_text
+# applies them: after the HTML unescaping and before the regex steps, on the characters as the user typed them,
+# so that a mention or a link written in full-width or with a zero-width space inside is still found, and a
+# symbol inside a word ("b@stard") is a letter before "@\w+" could take it for a mention.
+FRONTEND_STEPS = ("nfkc", "strip_zero_width", "fold_confusables", "decode_leet", "join_spelled", "squeeze_repeats")
+
+
+@functools.lru_cache(maxsize=1)
+def confusables_table() -> dict[str, str]:
+    """The fold table that ships with toxdistill (``data/confusables.json``), read once."""
+    return frontend.load_confusables(Path(__file__).with_name(frontend.CONFUSABLES_FILE))
+
+
+def _frontend(text: str, cfg) -> str:
+    for name in FRONTEND_STEPS:
+        if getattr(cfg, name):
+            if name == "fold_confusables":
+                text = frontend.fold_confusables(text, confusables_table())
+            else:
+                text = getattr(frontend, name)(text)
+    return text
+
+
+def write_frontend_files(folder: Path, cfg) -> None:
+    """What the model card's plain-Python code needs beside a model folder's weights: the fold table, where the
+    CleanConfig ``cfg`` folds confusables. A copy, so that the folder keeps the table its model was made with."""
+    if cfg is not None and cfg.fold_confusables:
+        shutil.copyfile(Path(__file__).with_name(frontend.CONFUSABLES_FILE), Path(folder) / frontend.CONFUSABLES_FILE)
+
+
+def frontend_on(cfg) -> bool:
+    """Whether any front-end step of the CleanConfig ``cfg`` is switched on."""
+    return cfg is not None and any(getattr(cfg, name) for name in FRONTEND_STEPS)
+
+
 def clean_text(text: str, cfg) -> str:
     """Apply the switched-on cleaning steps. ``cfg`` is a CleanConfig. Unencodable code points (lone
     surrogates, which only JSON can carry) become U+FFFD first, so any string is safe to tokenize."""
@@ -99,11 +137,24 @@ def clean_text(text: str, cfg) -> str:
     if cfg.unescape_html:
         # Twice: some tweets are double-escaped ("&amp;#8220;").
         text = html.unescape(html.unescape(text))
+    text = _frontend(text, cfg)
     for step in CLEAN_STEPS:
         if getattr(cfg, step.switch):
             text = _COMPILED[step.switch].sub(step.repl, text)
             if step.strip:
                 text = text.strip()
+    return text
+
+
+def frontend_text(text: str, cfg) -> str:
+    """``text`` through the front-end steps alone, then the whitespace collapsed where data.clean says so: a text
+    made from an already cleaned one (a perturbed copy in training or ``toxdistill check``) as the model would
+    get it from a user, raw. Nothing changes while every front-end step is off."""
+    if not frontend_on(cfg):
+        return text
+    text = _frontend(safe_text(text), cfg)
+    if cfg.collapse_whitespace:
+        text = _COMPILED["collapse_whitespace"].sub(" ", text).strip()
     return text
 
 
@@ -118,6 +169,15 @@ class Dataset:
     source_sha256: str
     # Per-row share of annotator votes for each class (rows sum to 1), when data.vote_cols names the counts.
     votes: np.ndarray | None = None
+    # The data.clean the texts went through: texts made from them (perturbed copies) go through its front-end.
+    clean: CleanConfig | None = None
+
+    def prepare_derived(self, texts: list[str]) -> list[str]:
+        """``texts`` made from this set's cleaned rows (perturbed copies) through the front-end its rows went
+        through (``frontend_text``), as a model gets them at prediction time; as they are while it is off."""
+        if not frontend_on(self.clean):
+            return texts
+        return [frontend_text(t, self.clean) for t in texts]
 
     def subset(self, ids: np.ndarray) -> Dataset:
         pos = {int(i): k for k, i in enumerate(self.ids)}
@@ -129,6 +189,7 @@ class Dataset:
             label_names=self.label_names,
             source_sha256=self.source_sha256,
             votes=None if self.votes is None else self.votes[idx],
+            clean=self.clean,
         )
 
     def __len__(self) -> int:
@@ -192,6 +253,7 @@ def load_dataset(path: Path, cfg: DataConfig) -> Dataset:
         label_names=list(cfg.label_names),
         source_sha256=sha256_file(path),
         votes=None if cfg.vote_cols is None else _vote_shares(df.iloc[keep_arr], cfg, path, kept_ids),
+        clean=cfg.clean,
     )
 
 

@@ -9,6 +9,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from toxdistill.data.dataset import write_frontend_files
 from toxdistill.errors import ToxdistillError
 from toxdistill.files import META_FILE
 from toxdistill.inference.cpu import cpu_features, cpu_name
@@ -108,6 +109,7 @@ def write_folder(folder: Path, torch_pred: Predictor, meta: dict, record: dict) 
     """Tokenizer, config and metadata (with the record as it stands) beside the graph."""
     torch_pred.tokenizer.save_pretrained(str(folder))
     torch_pred.backend.model.config.save_pretrained(str(folder))
+    write_frontend_files(folder, torch_pred.clean_config)
     atomic_write_json(
         folder / META_FILE,
         {**meta, "label_names": torch_pred.label_names, "max_length": torch_pred.max_length, "export": record},

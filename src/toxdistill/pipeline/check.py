@@ -10,7 +10,8 @@ stage: ``train.perturb`` or ``distill.augment`` and their kinds) and on the kind
 graded only on the generator it trained with grades its own homework. The held-out family of
 ``data/perturb.py``, which no default stage trains on, is the yardstick common to every model.
 
-Only the rows a perturbation changed are scored again: a row with the clean text, or for a transformer the
+A perturbed text reaches each model through the front-end its ``data.clean`` switches on (``frontend_text``), as
+a user's text would. Only the rows a perturbation changed are scored again: a row with the clean text, or for a transformer the
 clean text after the tokenizer's normalizer, has the clean logits. Each model's perturbed logits are cached in
 ``RUN/robustness/<model>.npz`` under a key of everything they depend on, so adding a stage to a run scores only
 the new model.
@@ -27,6 +28,7 @@ import numpy as np
 
 from toxdistill.config import RobustnessConfig
 from toxdistill.console import Say, quiet
+from toxdistill.data.dataset import frontend_on, frontend_text
 from toxdistill.data.perturb import CHAR_KINDS, HELDOUT_KINDS, KINDS, check_kinds, perturb_texts
 from toxdistill.data.readers import safe_text
 from toxdistill.data.split import load_run_split
@@ -113,7 +115,9 @@ def _model_logits(
     out = {}
     normalize = _normalizer(scorer)  # None for the TF-IDF floor: its texts are compared as they are
     clean_norm = [normalize(t) for t in clean_texts] if normalize is not None else None
-    for kind, texts in perturbed.items():
+    for kind, raw in perturbed.items():
+        # As a user's text would reach the model: through its front-end (data.clean), which may undo the disguise.
+        texts = [frontend_text(t, scorer.clean_config) for t in raw] if frontend_on(scorer.clean_config) else raw
         changed = _changed_rows(clean_texts, texts, normalize, clean_norm)
         logits = clean.copy()
         if changed.any():

@@ -10,12 +10,14 @@ Rendering is pure: ``render_model_card`` turns a ``CardFacts`` (gathered by ``pi
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import dataclass, field
 
 import yaml
 
-from toxdistill.data.dataset import CLEAN_STEPS
+from toxdistill.data import frontend
+from toxdistill.data.dataset import CLEAN_STEPS, FRONTEND_STEPS
 from toxdistill.evaluation.behaviour import describe
 from toxdistill.evaluation.report import describe_choice
 from toxdistill.evaluation.tables import fmt
@@ -183,6 +185,15 @@ def _summary(f: CardFacts) -> str:
         lines += [
             "",
             f"**No candidate met the rule, so this is the teacher's own export:** {f.selection.get('reason')}",
+        ]
+    front = _frontend_steps(f.meta)
+    if front:
+        lines += [
+            "",
+            f"**Texts go through a front-end before the tokenizer** ({', '.join(front)}), which undoes disguised "
+            "spellings. The saved tokenizer does not do it: with `transformers` alone, clean each text with the "
+            '`clean` function of "How to load" below (it reads `confusables.json` from this folder), or the '
+            "answers differ from toxdistill's on disguised text.",
         ]
     return "\n".join(lines)
 
@@ -372,7 +383,23 @@ def _clean_steps(meta: dict) -> list[str]:
         "strip_rt": "a leading `RT` removed",
         "collapse_whitespace": "whitespace collapsed",
     }
-    return [v for k, v in names.items() if c.get(k)]
+    return [v for k, v in names.items() if c.get(k)] + _frontend_steps(meta)
+
+
+# The front-end's steps as the card names them (data.clean, data/frontend.py), in the order they run.
+FRONTEND_NAMES = {
+    "nfkc": "Unicode NFKC",
+    "strip_zero_width": "zero-width characters removed",
+    "fold_confusables": "look-alike letters of other scripts folded to Latin in mixed-script words",
+    "decode_leet": "leetspeak decoded in words mixing letters with digits or symbols",
+    "join_spelled": "spelled-out letters joined (`h a t e` → `hate`)",
+    "squeeze_repeats": "letters repeated 3+ times cut to 2",
+}
+
+
+def _frontend_steps(meta: dict) -> list[str]:
+    c = _clean(meta)
+    return [FRONTEND_NAMES[k] for k in FRONTEND_STEPS if c.get(k)]
 
 
 def _clean(meta: dict) -> dict:
@@ -517,6 +544,7 @@ def plain_snippet(f: CardFacts) -> str:
     temperature = float(cal.get("temperature", 1.0))
     bias, offsets = cal.get("bias"), cal.get("offsets")
     clean = clean_function(_clean(meta))
+    front = frontend_source(_clean(meta))
     if f.openvino:
         imports = ["import openvino as ov"]
         load = [
@@ -537,6 +565,7 @@ def plain_snippet(f: CardFacts) -> str:
         "import html",
         "import json",
         "import re",
+        *(["import unicodedata", "from pathlib import Path"] if front else []),
         "",
         "import numpy as np",
         *imports,
@@ -549,6 +578,7 @@ def plain_snippet(f: CardFacts) -> str:
         *load,
         "",
         "",
+        *front,
         *clean,
         "",
         "",
@@ -576,12 +606,29 @@ def clean_function(switches: dict) -> list[str]:
     lines = ["def clean(text):", "    # The cleaning of the training data (toxdistill's data.clean)."]
     if switches.get("unescape_html"):
         lines.append("    text = html.unescape(html.unescape(text))  # twice: some tweets are double-escaped")
+    for name in FRONTEND_STEPS:  # as clean_text: after the unescaping, before the regex steps
+        if switches.get(name):
+            arg = ", CONFUSABLES" if name == "fold_confusables" else ""
+            lines.append(f"    text = {name}(text{arg})")
     for step in CLEAN_STEPS:
         if switches.get(step.switch):
             strip = ".strip()" if step.strip else ""
             lines.append(f"    text = re.sub({_raw(step.pattern)}, {json.dumps(step.repl)}, text){strip}")
     lines.append("    return text")
     return lines
+
+
+def frontend_source(switches: dict) -> list[str]:
+    """The front-end's code for the snippet, where ``switches`` turn on any of its steps: ``data/frontend.py``
+    itself from its first constant on (its imports are the snippet's), and the fold table read from the folder."""
+    if not any(switches.get(name) for name in FRONTEND_STEPS):
+        return []
+    lines = inspect.getsource(frontend).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("CONFUSABLES_FILE"))
+    body = lines[start:]
+    if switches.get("fold_confusables"):
+        body += ["", "", 'CONFUSABLES = load_confusables(f"{folder}/{CONFUSABLES_FILE}")']
+    return ["# The front-end (toxdistill's data/frontend.py, as it is).", *body, "", ""]
 
 
 def _raw(pattern: str) -> str:

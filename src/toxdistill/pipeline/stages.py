@@ -14,6 +14,7 @@ import numpy as np
 
 from toxdistill import __version__
 from toxdistill.config import DistillConfig, StageConfig, TrainConfig
+from toxdistill.data.dataset import write_frontend_files
 from toxdistill.errors import ToxdistillError
 from toxdistill.evaluation.calibrate import calibrate_model
 from toxdistill.evaluation.metrics import ce_loss, evaluate_predictor, trainer_metrics
@@ -86,6 +87,7 @@ def _finish_model(
     np.save(out / TEST_LOGITS, test_logits.astype(np.float32))
     np.save(out / VAL_LOGITS, val_logits.astype(np.float32))
     plot_confusion(metrics["confusion_matrix"], label_names, f"{name} (test)", out / "confusion.png")
+    write_frontend_files(out, ctx.cfg.data.clean)
     atomic_write_json(out / META_FILE, meta)
     return meta
 

@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from toxdistill.data.dataset import Dataset
+from toxdistill.data.dataset import Dataset, frontend_on
 from toxdistill.data.perturb import perturb_texts
 from toxdistill.models.families import forward_inputs
 from toxdistill.training.ddp import dist
@@ -200,7 +200,9 @@ class TeacherCache:
         """Every rank: ``copies`` perturbed copies of every training text (``augment_texts``), labelled by the
         teacher once and cached beside its outputs; caches of an older teacher go. ``announce`` tells the user
         when the teacher labels them."""
-        texts = augment_texts(train.texts, copies, kinds, seed, [int(y) for y in train.labels], weights)
+        texts = train.prepare_derived(
+            augment_texts(train.texts, copies, kinds, seed, [int(y) for y in train.labels], weights)
+        )
         teacher_key = self.key()
         cache_file = self.folder / augment_cache_name(teacher_key, copies, kinds, seed, texts)
 
@@ -244,10 +246,14 @@ def perturbed_ids(
     backend = getattr(enc.tokenizer, "backend_tokenizer", None)
     vocab = backend.to_str() if backend is not None else repr(sorted(enc.tokenizer.get_vocab().items()))
     h = hashlib.sha256()
-    for part in (ds.texts, labels, list(kinds), seed, weights, enc.max_length, vocab):
+    # The front-end the copies go through (``Dataset.prepare_derived``); while it is off, the key it always had.
+    front = [ds.clean.model_dump(mode="json")] if ds.clean is not None and frontend_on(ds.clean) else []
+    for part in (ds.texts, labels, list(kinds), seed, weights, enc.max_length, vocab, *front):
         h.update(json.dumps(part, sort_keys=True).encode("utf-8", "surrogatepass"))
     key = h.hexdigest()
     if key not in _PERTURBED:
         _PERTURBED.clear()
-        _PERTURBED[key] = [enc.encode(perturb_texts(ds.texts, k, seed, 0, labels, weights)) for k in kinds]
+        _PERTURBED[key] = [
+            enc.encode(ds.prepare_derived(perturb_texts(ds.texts, k, seed, 0, labels, weights))) for k in kinds
+        ]
     return _PERTURBED[key]
