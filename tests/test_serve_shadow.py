@@ -98,7 +98,7 @@ def test_same_model_agrees_on_every_path(served, tiny_run):
     )
     assert served_mix == n
     assert value(m, "toxdistill_shadow_dropped_total", model="odd") == 0
-    assert value(m, "toxdistill_shadow_info", shadow="odd", rate="1") == 1
+    assert value(m, "toxdistill_shadow_info", shadow="odd", rate="1", max_busy="0.25") == 1
     shadow.close()
 
 
@@ -180,6 +180,19 @@ def test_sampling_is_seeded_and_near_the_rate(served, tiny_run):
     assert picks[0] == picks[1] and 60 < picks[0] < 140
 
 
+def test_the_reference_rests_to_stay_within_its_share_of_time(served, tiny_run):
+    rests = []
+    for max_busy in (0.25, 1.0):
+        shadow = Shadow(reference(tiny_run, "odd"), rate=1.0, max_busy=max_busy)
+        shadow._rest = rests.append  # what it would wait, recorded instead of waited
+        shadow.watch(served)
+        shadow.offer(served["odd"], ["lol"], np.zeros((1, 3)))
+        assert shadow.settle()
+        shadow.close()
+        served["odd"].shadow = None
+    assert len(rests) == 1 and rests[0] > 0  # 0.25: three times the pass's time; 1.0: no rest
+
+
 def test_log_rotates_and_stays_private(tmp_path):
     f = tmp_path / "d.jsonl"
     f.write_text("")
@@ -213,6 +226,7 @@ def test_flags_load_the_log_only_when_asked(tiny_run, tmp_path):
         (["--shadow", "nope"], "neither a model of this run nor a model folder"),
         (["--shadow-rate", "0.1"], "needs --shadow MODEL"),
         (["--shadow", "teacher", "--shadow-queue", "0"], "--shadow-queue 0 must be at least 1"),
+        (["--shadow", "teacher", "--shadow-max-busy", "2"], "outside (0, 1]"),
     ],
 )
 def test_bad_shadow_flags_are_one_line(extra, message, tiny_run, capsys):

@@ -164,6 +164,12 @@ def _add_shadow(p: argparse.ArgumentParser) -> None:
         f"for (default: {shadow_mod.DEFAULT_QUEUE}: rides out a burst, and bounds the memory held)",
     )  # fmt: skip
     g.add_argument(
+        "--shadow-max-busy", type=float, default=None, metavar="F",
+        help=f"share of the time the reference may spend scoring, in (0, 1]; it rests in between, and what it "
+        f"cannot take is dropped and counted (default: {shadow_mod.DEFAULT_BUSY:g}: its CPU stays a bounded share "
+        "at any traffic, however slow the reference)",
+    )  # fmt: skip
+    g.add_argument(
         "--shadow-log", default=None, metavar="FILE",
         help="append each disagreement (the text as the served model saw it, both models' probabilities, the "
         "time) to FILE as JSON lines, created readable by its owner only (default: none: the texts are users')",
@@ -177,13 +183,16 @@ def _add_shadow(p: argparse.ArgumentParser) -> None:
 
 def _shadow_folder(a: argparse.Namespace) -> Path | None:
     """The reference's folder, with every --shadow option checked: one line for each bad value."""
-    given = [f for f in ("shadow_rate", "shadow_queue", "shadow_log", "shadow_log_max_mb") if getattr(a, f) is not None]
+    flags = ("shadow_rate", "shadow_queue", "shadow_max_busy", "shadow_log", "shadow_log_max_mb")
+    given = [f for f in flags if getattr(a, f) is not None]
     if a.shadow is None:
         if given:
             raise ToxdistillError(f"--{given[0].replace('_', '-')} needs --shadow MODEL", "name the reference model")
         return None
     if a.shadow_rate is not None and not 0 < a.shadow_rate <= 1:
         raise ToxdistillError(f"--shadow-rate {a.shadow_rate:g} is outside (0, 1]", "e.g. 0.05 for 5% of the texts")
+    if a.shadow_max_busy is not None and not 0 < a.shadow_max_busy <= 1:
+        raise ToxdistillError(f"--shadow-max-busy {a.shadow_max_busy:g} is outside (0, 1]", "e.g. 0.25")
     options.at_least(a, shadow_queue=1)
     if a.shadow_log_max_mb is not None and not a.shadow_log_max_mb > 0:
         raise ToxdistillError(f"--shadow-log-max-mb {a.shadow_log_max_mb:g} must be more than 0", "e.g. 10")
@@ -199,6 +208,7 @@ def _load_shadow(a: argparse.Namespace) -> shadow_mod.Shadow | None:
         a.shadow_queue or shadow_mod.DEFAULT_QUEUE,
         a.shadow_log,
         a.shadow_log_max_mb or shadow_mod.DEFAULT_LOG_MB,
+        a.shadow_max_busy or shadow_mod.DEFAULT_BUSY,
         threads=a.threads,
         backend=a.backend,
     )

@@ -5,7 +5,8 @@ another question, as those texts drift. ``Shadow`` samples a share of the texts 
 (each text drawn with probability ``rate`` from a seeded generator, on every path that scores: the API, its
 fast path, the page, explanations' own text and uploaded files) and scores them again with a reference model
 (usually the run's teacher) on one background thread. The request never waits for it: a sample is put on a
-bounded queue without blocking, and when the queue is full the sample is dropped and counted.
+bounded queue without blocking, and when the queue is full the sample is dropped and counted. The thread
+scores at most ``max_busy`` of the time, so the reference's share of the CPU stays bounded at any traffic.
 
 The reference gets the text the served model was given and cleans it with its own recorded cleaning (within
 a run every model has the same, so it sees the very text the served model saw) and calibrates with its own
@@ -55,8 +56,7 @@ GATHER = 32
 KEEP_WINDOWS = 4
 # Total-variation distance is in [0, 1]: fine buckets near 0, where a faithful student lives.
 TV_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
-# How much less the worker thread is scheduled than the request threads (Linux: per thread; best effort).
-NICE = 10
+DEFAULT_BUSY = 0.25
 
 
 @dataclass(frozen=True, eq=False)
@@ -177,11 +177,15 @@ class Shadow:
         queue_size: int = DEFAULT_QUEUE,
         log_file: DisagreementLog | None = None,
         seed: int = 0,
+        max_busy: float = DEFAULT_BUSY,
     ):
-        if not 0 < rate <= 1:
-            raise ValueError(f"rate must be in (0, 1], got {rate}")
+        if not 0 < rate <= 1 or not 0 < max_busy <= 1:
+            raise ValueError(f"rate and max_busy must be in (0, 1], got {rate} and {max_busy}")
         self.reference = reference
         self.rate = rate
+        self.max_busy = max_busy
+        self._stopping = threading.Event()
+        self._rest = self._stopping.wait  # the pause after a pass; returns at once on close
         self.log_file = log_file
         self.stats = _Stats()
         self._rng = random.Random(seed)
@@ -233,7 +237,8 @@ class Shadow:
             return self._q.all_tasks_done.wait_for(lambda: self._q.unfinished_tasks == 0, timeout)
 
     def close(self) -> None:
-        """Stop the thread without scoring what is still queued, and close the reference and the log."""
+        """Stop the thread without scoring what is still queued, and close the log."""
+        self._stopping.set()
         while True:
             try:
                 self._q.get_nowait()
@@ -255,19 +260,21 @@ class Shadow:
         depth.add_metric([], self.waiting)
         yield depth
         info = GaugeMetricFamily(
-            "toxdistill_shadow_info", "1, with the reference model and the sampled share", labels=["shadow", "rate"]
+            "toxdistill_shadow_info",
+            "1, with the reference model, the sampled share and the share of time it may score",
+            labels=["shadow", "rate", "max_busy"],
         )
-        info.add_metric([self.name, f"{self.rate:g}"], 1)
+        info.add_metric([self.name, f"{self.rate:g}", f"{self.max_busy:g}"], 1)
         yield info
 
     def _loop(self) -> None:
-        with contextlib.suppress(OSError, AttributeError):  # not on every OS
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
         while True:
             batch, stop = self._gather()
             try:
                 if batch:
+                    t0 = time.perf_counter()
                     self._compare(batch)
+                    self._pause(time.perf_counter() - t0)
             except Exception:  # noqa: BLE001 - the shadow must never take the server down
                 log.exception("the shadow model %s failed to score %d texts", self.name, len(batch))
                 self.stats.errors.inc(len(batch))
@@ -276,6 +283,13 @@ class Shadow:
                     self._q.task_done()
             if stop:
                 return
+
+    def _pause(self, busy: float) -> None:
+        """Rest after a pass of ``busy`` seconds, so the reference scores at most ``max_busy`` of the time
+        whatever the traffic: its share of the CPU stays bounded, and what it cannot take is dropped and counted.
+        """
+        if self.max_busy < 1 and not self._stopping.is_set():
+            self._rest(busy * (1 / self.max_busy - 1))
 
     def _gather(self) -> tuple[list[_Sample], bool]:
         """The first waiting sample and whatever else is queued, up to ``GATHER``; True once told to stop."""
@@ -393,6 +407,7 @@ def load_shadow(
     queue_size: int = DEFAULT_QUEUE,
     log_path: str | Path | None = None,
     log_max_mb: float = DEFAULT_LOG_MB,
+    max_busy: float = DEFAULT_BUSY,
     threads: int | None = None,
     backend: str = "auto",
 ) -> Shadow:
@@ -400,4 +415,4 @@ def load_shadow(
     disagreement log opened when asked for."""
     reference = next(iter(load_models(folder, None, threads, backend, batch_wait_ms=None).values()))
     log_file = DisagreementLog(log_path, int(log_max_mb * 1024 * 1024)) if log_path else None
-    return Shadow(reference, rate, queue_size, log_file)
+    return Shadow(reference, rate, queue_size, log_file, max_busy=max_busy)
