@@ -181,16 +181,21 @@ def test_sampling_is_seeded_and_near_the_rate(served, tiny_run):
 
 
 def test_the_reference_rests_to_stay_within_its_share_of_time(served, tiny_run):
-    rests = []
-    for max_busy in (0.25, 1.0):
-        shadow = Shadow(reference(tiny_run, "odd"), rate=1.0, max_busy=max_busy)
-        shadow._rest = rests.append  # what it would wait, recorded instead of waited
-        shadow.watch(served)
-        shadow.offer(served["odd"], ["lol"], np.zeros((1, 3)))
-        assert shadow.settle()
-        shadow.close()
-        served["odd"].shadow = None
-    assert len(rests) == 1 and rests[0] > 0  # 0.25: three times the pass's time; 1.0: no rest
+    ref = reference(tiny_run, "odd")
+    rests, rested = [], threading.Event()
+    shadow = Shadow(ref, rate=1.0, max_busy=0.25)
+    shadow._rest = lambda s: (rests.append(s), rested.set())  # what it would wait, recorded instead of waited
+    shadow.watch(served)
+    shadow.offer(served["odd"], ["lol"], np.zeros((1, 3)))
+    assert rested.wait(10) and rests[0] > 0  # after its pass, the worker rests
+    shadow._pause(0.04)
+    assert rests[-1] == pytest.approx(0.12)  # at a quarter of the time, three times the pass
+    shadow.close()
+    unbounded = Shadow(ref, rate=1.0, max_busy=1.0)
+    unbounded._rest = rests.append
+    unbounded._pause(0.04)
+    assert len(rests) == 2  # no rest
+    unbounded.close()
 
 
 def test_log_rotates_and_stays_private(tmp_path):

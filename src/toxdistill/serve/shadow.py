@@ -270,11 +270,10 @@ class Shadow:
     def _loop(self) -> None:
         while True:
             batch, stop = self._gather()
+            t0 = time.perf_counter()
             try:
                 if batch:
-                    t0 = time.perf_counter()
                     self._compare(batch)
-                    self._pause(time.perf_counter() - t0)
             except Exception:  # noqa: BLE001 - the shadow must never take the server down
                 log.exception("the shadow model %s failed to score %d texts", self.name, len(batch))
                 self.stats.errors.inc(len(batch))
@@ -283,6 +282,7 @@ class Shadow:
                     self._q.task_done()
             if stop:
                 return
+            self._pause(time.perf_counter() - t0)  # after a failed pass too: a broken reference does not spin
 
     def _pause(self, busy: float) -> None:
         """Rest after a pass of ``busy`` seconds, so the reference scores at most ``max_busy`` of the time
