@@ -199,6 +199,26 @@ def _micro_batches(metrics_text: str) -> dict[str, dict]:
     return out
 
 
+SHADOW_FIGURES = frozenset({"sampled", "compared", "agree", "dropped", "errors", "queue", "tv_distance_sum"})
+
+
+def _shadow_counts(metrics_text: str) -> dict[str, float]:
+    """``serve --shadow``'s figures summed over the served models (texts sampled, compared, agreeing, dropped;
+    the mean total-variation distance; the queue at the scrape); {} for a server without a shadow."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[str, float] = {}
+    for fam in text_string_to_metric_families(metrics_text):
+        for s in fam.samples:
+            name = s.name.removeprefix("toxdistill_shadow_").removesuffix("_total")
+            if s.name.startswith("toxdistill_shadow_") and name in SHADOW_FIGURES:
+                out[name] = out.get(name, 0.0) + s.value
+    if out.get("compared"):
+        out["agreement"] = round(out["agree"] / out["compared"], 4)
+        out["mean_tv_distance"] = round(out.pop("tv_distance_sum") / out["compared"], 4)
+    return out
+
+
 def _served_model(a: argparse.Namespace, port: int, key: str | None) -> str:
     if a.model:
         return a.model
@@ -553,6 +573,7 @@ def _suite(a: argparse.Namespace, texts: list[str]) -> dict:
             res["batch32"]["samples_per_s"] = 32 * res["batch32"]["requests_per_s"]
             res["overload"] = _step_overload(a, port, key, server.pid, files, res["single"]["requests_per_s"])
             res["micro_batches"] = _micro_batches(_get(port, "/metrics", key)[1].decode())
+            res["shadow"] = _shadow_counts(_get(port, "/metrics", key)[1].decode())
             res["sigterm"] = _step_sigterm(a, port, key, server, files)
         finally:
             if server.poll() is None:

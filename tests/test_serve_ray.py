@@ -241,3 +241,9 @@ def test_bad_ray_combinations_are_one_line_errors(model_dir, args, fragment, cap
     assert main(["serve", str(model_dir), "--port", "0", *args]) != 0
     err = capsys.readouterr().err.strip()
     assert fragment in err and len(err.splitlines()) == 1
+
+
+def test_shadow_with_ray_is_a_one_line_error(model_dir, capsys):
+    assert main(["serve", str(model_dir), "--port", "0", "--ray", "--shadow", str(model_dir)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "--shadow does not apply with --ray" in err and len(err.splitlines()) == 1

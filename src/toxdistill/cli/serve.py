@@ -18,6 +18,7 @@ from toxdistill.cli import options
 from toxdistill.errors import ToxdistillError
 from toxdistill.files import MODELS_DIR
 from toxdistill.runs import find_models, select_models
+from toxdistill.serve import shadow as shadow_mod
 from toxdistill.serve.auth import ENV_VAR, ApiKeys, keys_from
 from toxdistill.serve.lifecycle import STARTING, Lifecycle, ServeLimits
 from toxdistill.serve.models import close_models, load_models
@@ -75,6 +76,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "core with --threads 1 serves the most: docs/serving.md, 'Load')",
     )
     _add_limits(p)
+    _add_shadow(p)
     _add_ray(p)
     p.add_argument(
         "--api-keys",
@@ -140,6 +142,77 @@ def _add_limits(p: argparse.ArgumentParser) -> None:
         "--graceful-timeout", type=int, default=d.graceful_timeout, metavar="S",
         help=f"seconds in-flight requests get to finish after SIGTERM; then they are cancelled (default: {d.graceful_timeout})",
     )  # fmt: skip
+
+
+def _add_shadow(p: argparse.ArgumentParser) -> None:
+    """Fidelity to a reference model, watched while serving (docs/serving.md, "Watching fidelity in production")."""
+    g = p.add_argument_group("shadow (docs/serving.md, 'Watching fidelity in production')")
+    g.add_argument(
+        "--shadow", default=None, metavar="MODEL",
+        help="also score a share of the texts with MODEL (a model of this run such as teacher, or a model folder) "
+        "on a background thread, and export how often the served models agree with it (default: none: the "
+        "reference costs memory and CPU)",
+    )  # fmt: skip
+    g.add_argument(
+        "--shadow-rate", type=float, default=None, metavar="R",
+        help=f"share of the texts the reference scores, in (0, 1] (default: {shadow_mod.DEFAULT_RATE:g}: at 10 "
+        "texts/s, some 1,800 texts an hour, enough to see agreement move by a few points; the reference adds about "
+        "rate x its cost ratio to the served work, 35%% for a teacher export 7 times the student's cost)",
+    )  # fmt: skip
+    g.add_argument(
+        "--shadow-queue", type=int, default=None, metavar="N",
+        help=f"sampled texts that may wait for the reference; past it they are dropped and counted, never waited "
+        f"for (default: {shadow_mod.DEFAULT_QUEUE}: rides out a burst, and bounds the memory held)",
+    )  # fmt: skip
+    g.add_argument(
+        "--shadow-max-busy", type=float, default=None, metavar="F",
+        help=f"share of the time the reference may spend scoring, in (0, 1]; it rests in between, and what it "
+        f"cannot take is dropped and counted (default: {shadow_mod.DEFAULT_BUSY:g}: its CPU stays a bounded share "
+        "at any traffic, however slow the reference)",
+    )  # fmt: skip
+    g.add_argument(
+        "--shadow-log", default=None, metavar="FILE",
+        help="append each disagreement (the text as the served model saw it, both models' probabilities, the "
+        "time) to FILE as JSON lines, created readable by its owner only (default: none: the texts are users')",
+    )  # fmt: skip
+    g.add_argument(
+        "--shadow-log-max-mb", type=float, default=None, metavar="MB",
+        help=f"past MB, FILE becomes FILE.1 (replacing it) and a new FILE is started (default: "
+        f"{shadow_mod.DEFAULT_LOG_MB:g}: tens of thousands of disagreements; at most twice this on disk)",
+    )  # fmt: skip
+
+
+def _shadow_folder(a: argparse.Namespace) -> Path | None:
+    """The reference's folder, with every --shadow option checked: one line for each bad value."""
+    flags = ("shadow_rate", "shadow_queue", "shadow_max_busy", "shadow_log", "shadow_log_max_mb")
+    given = [f for f in flags if getattr(a, f) is not None]
+    if a.shadow is None:
+        if given:
+            raise ToxdistillError(f"--{given[0].replace('_', '-')} needs --shadow MODEL", "name the reference model")
+        return None
+    if a.shadow_rate is not None and not 0 < a.shadow_rate <= 1:
+        raise ToxdistillError(f"--shadow-rate {a.shadow_rate:g} is outside (0, 1]", "e.g. 0.05 for 5% of the texts")
+    if a.shadow_max_busy is not None and not 0 < a.shadow_max_busy <= 1:
+        raise ToxdistillError(f"--shadow-max-busy {a.shadow_max_busy:g} is outside (0, 1]", "e.g. 0.25")
+    options.at_least(a, shadow_queue=1)
+    if a.shadow_log_max_mb is not None and not a.shadow_log_max_mb > 0:
+        raise ToxdistillError(f"--shadow-log-max-mb {a.shadow_log_max_mb:g} must be more than 0", "e.g. 10")
+    return shadow_mod.resolve_reference(a.run, a.shadow)
+
+
+def _load_shadow(a: argparse.Namespace) -> shadow_mod.Shadow | None:
+    if a.shadow_folder is None:
+        return None
+    return shadow_mod.load_shadow(
+        a.shadow_folder,
+        a.shadow_rate or shadow_mod.DEFAULT_RATE,
+        a.shadow_queue or shadow_mod.DEFAULT_QUEUE,
+        a.shadow_log,
+        a.shadow_log_max_mb or shadow_mod.DEFAULT_LOG_MB,
+        a.shadow_max_busy or shadow_mod.DEFAULT_BUSY,
+        threads=a.threads,
+        backend=a.backend,
+    )
 
 
 def _limits(a: argparse.Namespace) -> ServeLimits:
@@ -217,7 +290,13 @@ def main(a: argparse.Namespace) -> int:
     missing = [pkg for pkg, mods in _NEEDS.items() if not any(importlib.util.find_spec(m) for m in mods)]
     if missing:
         raise ToxdistillError(f"serving needs {', '.join(missing)}, not installed", "pip install 'toxdistill[serve]'")
+    a.shadow_folder = _shadow_folder(a)
     if a.ray:
+        if a.shadow_folder is not None:
+            raise ToxdistillError(
+                "--shadow does not apply with --ray: each replica would need its own reference model",
+                "watch fidelity on a single-process server beside the Ray deployment, or leave --shadow out",
+            )
         return _serve_ray(a, limits, keys)
     sock = _bind(a.host, a.port, open_to_all=keys is not None or a.insecure_no_auth, reuse_port=a.workers > 1)
     try:
@@ -236,7 +315,7 @@ def _serve(
     from toxdistill.serve import server
     from toxdistill.serve.app import create_app
 
-    models = None
+    models = shadow = None
     try:
         models = load_models(
             a.run,
@@ -251,6 +330,7 @@ def _serve(
         run = Path(a.run).resolve()
         run_name = run.parent.name if run.name == MODELS_DIR else run.name
         lifecycle = Lifecycle(STARTING)
+        shadow = _load_shadow(a)
         app = create_app(
             models,
             run_name=run_name,
@@ -258,6 +338,7 @@ def _serve(
             loopback_only=_is_loopback(sock.getsockname()[0]),
             max_concurrent_requests=limits.max_concurrent_requests,
             lifecycle=lifecycle,
+            shadow=shadow,
         )
         # What is loaded now lives as long as the server: kept out of the garbage collector's full passes,
         # which otherwise walk every object of the models and tokenizers (measured: p99 58 -> 38 ms).
@@ -276,6 +357,8 @@ def _serve(
         if a.workers == 1:
             print("toxdistill: server stopped", file=sys.stderr)
     finally:
+        if shadow is not None:
+            shadow.close()
         if models:
             close_models(models)
     return 0

@@ -27,6 +27,7 @@ from toxdistill.serve.registry import ModelRegistry
 from toxdistill.serve.routes import api, cards, pages, service, upload
 from toxdistill.serve.schemas import MAX_TEXTS, ErrorResponse
 from toxdistill.serve.security import SameOriginOnly, SecurityHeaders
+from toxdistill.serve.shadow import Shadow
 
 HERE = Path(__file__).parent
 
@@ -46,6 +47,7 @@ def create_app(
     loopback_only: bool = True,
     max_concurrent_requests: int | None = None,
     lifecycle: Lifecycle | None = None,
+    shadow: Shadow | None = None,
 ) -> FastAPI:
     """An app over already loaded models (load them with ``models.load_models``). With ``api_keys``, the API,
     /metrics and the page's forms need one of them (``serve.auth``). Without keys, cross-site requests that
@@ -54,7 +56,8 @@ def create_app(
 
     ``max_concurrent_requests`` caps the model requests in progress (429 past it; None: no cap), and
     ``lifecycle`` (default: ready) is what /readyz reports and what stops admitting work while draining
-    (``serve.limits.Admission``)."""
+    (``serve.limits.Admission``). ``shadow`` (``serve.shadow``) rescores a share of the texts with a reference
+    model, off the request path, and adds its metrics."""
     registry = ModelRegistry.of(models, run_name)
     app = FastAPI(
         title="toxdistill",
@@ -70,6 +73,9 @@ def create_app(
     app.state.api_keys = api_keys
     app.state.lifecycle = lifecycle = lifecycle or Lifecycle()
     app.state.metrics = metrics.ServeMetrics(models)
+    if shadow is not None:
+        shadow.watch(models)
+        app.state.metrics.registry.register(shadow)
     add_error_handlers(app)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     # The API's routers first: their order is the order of paths in /openapi.json.

@@ -44,6 +44,12 @@ class ModelObserver(Protocol):
     def micro_batch(self, texts: int) -> None: ...
 
 
+class ShadowSink(Protocol):
+    """Where a model offers what it scored, to be scored again off the request path (``serve.shadow.Shadow``)."""
+
+    def offer(self, model: ServedModel, texts: Sequence[str], logits: np.ndarray) -> None: ...
+
+
 class QueueTimeout(Exception):
     """A job waited in the micro-batcher's queue longer than its ``queue_timeout_s`` before its batch started."""
 
@@ -244,6 +250,8 @@ class ServedModel:
     observer: ModelObserver | None = None
     # A shipped RUN/best/ folder's selection.json: why it was chosen, and its row of the run's frontier.
     selection: dict = field(default_factory=dict)
+    # Set by ``serve --shadow`` (serve.shadow): a reference model that rescores a share of the texts.
+    shadow: ShadowSink | None = None
 
     @property
     def label_names(self) -> list[str]:
@@ -305,22 +313,25 @@ class ServedModel:
         """Clean raw user text the way the model's training data was cleaned (mentions, URLs, HTML)."""
         return self.scorer.prepare(texts)
 
-    def score(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    def score(self, texts: Sequence[str], batch_size: int = 64, offer: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Logits for raw texts: one model pass. Every path (API, page, micro-batcher, file upload) comes
-        through here, so every path cleans the same way; cleaning runs outside the lock (it touches no
-        model state)."""
-        texts = self.prepare(texts)
+        through here, so every path cleans the same way, and the shadow (when ``offer``) samples every path;
+        cleaning runs outside the lock (it touches no model state)."""
+        raw = texts
+        texts = self.prepare(raw)
         cut = np.array([len(t) > self.max_chars for t in texts], dtype=bool)
         with self.lock:
             logits, truncated = self.scorer.logits([t[: self.max_chars] for t in texts], batch_size)
         if self.observer is not None:
             self.observer.scored(len(texts))
+        if offer and self.shadow is not None:
+            self.shadow.offer(self, raw, logits)
         return logits, np.asarray(truncated, dtype=bool) | cut
 
-    def logits(self, texts: Sequence[str], batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    def logits(self, texts: Sequence[str], batch_size: int = 64, offer: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """``score``, timed for the latency metric as the caller waits for it."""
         t0 = time.perf_counter()
-        out = self.score(texts, batch_size)
+        out = self.score(texts, batch_size, offer)
         if self.observer is not None:
             self.observer.waited(time.perf_counter() - t0)
         return out
@@ -409,7 +420,9 @@ class ServedModel:
         n = min(len(words), window)
         context = words if self.meta.get("kind") == "baseline" else words[: window + 1]
         variants = [" ".join(context[:i] + context[i + 1 :]) for i in range(n)]
-        logits, truncated = self.logits([text, *variants])
+        logits, truncated = self.logits([text, *variants], offer=False)
+        if self.shadow is not None:  # the user's text only: the occluded variants are not texts anyone sent
+            self.shadow.offer(self, [text], logits[:1])
         probs = self.scorer.probabilities(logits)
         res = self.results(logits[:1], truncated[:1])[0]
         c = res["label_id"]
