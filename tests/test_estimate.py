@@ -42,6 +42,7 @@ def test_estimates_follow_rows_epochs_and_depth(cfg):
     # The first distill stage also pays for the teacher's outputs on the training rows; the second does not.
     assert plan.estimates["odd"] == pytest.approx(plan.estimates["even"] + 1000 * COSTS.score(6))
     assert plan.estimates["shallow-1"] < plan.estimates["even"] < plan.estimates["teacher"]
+    assert "tfidf-lr" not in plan.estimates  # seconds of scikit-learn: nothing to time it by
     quick = estimate_plan(cfg, COSTS, N, _todo(cfg), quick=True, teacher_layers=6)
     assert quick.estimates["teacher"] < plan.estimates["teacher"]  # --quick trains one epoch
 
@@ -61,6 +62,8 @@ def test_remaining_time_is_rescaled_by_the_finished_steps():
     plan.refine("a", 20.0)  # twice the estimate: the rest is expected to run twice as long too
     assert plan.remaining() == pytest.approx(100.0)
     plan.refine("b", 10.0)  # 30 s against 30 estimated so far
+    assert plan.remaining() == pytest.approx(30.0)
+    plan.refine("tfidf-lr", 6.0)  # a step without an estimate does not move the scale
     assert plan.remaining() == pytest.approx(30.0)
 
 

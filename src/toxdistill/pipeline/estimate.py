@@ -126,7 +126,9 @@ class Plan:
     actual: dict[str, float] = field(default_factory=dict)
 
     def refine(self, label: str, seconds: float) -> None:
-        self.actual[label] = seconds
+        """Record a finished step; one the plan has no estimate for (the TF-IDF floor) changes nothing."""
+        if label in self.estimates:
+            self.actual[label] = seconds
 
     def ratio(self) -> float:
         """Actual over estimated time of the finished steps: how far off this machine's estimates run."""
@@ -158,10 +160,12 @@ def estimate_plan(
     depths: list[int] = [teacher_layers]  # every model the checks and the frontier score
     cache_paid = False
     for label, stage in labels:
-        if stage not in by_name:  # the teacher, or the TF-IDF floor (seconds: not worth a model)
+        if stage == BASELINE:  # seconds, and no model to time: left out, so it cannot skew the rescaling
+            continue
+        if stage not in by_name:  # the teacher
             tc = cfg.teacher.train
             epochs = 1.0 if quick else (tc.epochs if tc is not None else 0.0)
-            est[label] = _train_seconds(costs, n, epochs, teacher_layers) if stage != BASELINE else 1.0
+            est[label] = _train_seconds(costs, n, epochs, teacher_layers)
             continue
         st = by_name[stage]
         layers = stage_layers(cfg, st, teacher_layers)
