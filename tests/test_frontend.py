@@ -5,7 +5,6 @@ whichever way a model folder with the front-end on is used: predict, serve, pred
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 
 import numpy as np
@@ -192,20 +191,3 @@ def _card_clean(folder):
     head = ["import html", "import json", "import re", "import unicodedata", "from pathlib import Path"]
     exec("\n".join([*head, f"folder = {str(folder)!r}", *lines[start:end]]), scope)  # noqa: S102 - our snippet
     return scope["clean"]
-
-
-def test_ray_agrees_with_local_predict(front_folder, reference, tmp_path, capsys):
-    ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'toxdistill[ray]'")
-    pytest.importorskip("ray.data", reason="Ray Data is missing: pip install 'toxdistill[ray]'")
-    ray.init(
-        num_cpus=1,
-        object_store_memory=128 * 1024**2,
-        include_dashboard=False,
-        log_to_driver=False,
-        logging_level=logging.ERROR,
-    )
-    try:
-        got = _predict_csv(front_folder, tmp_path, capsys, "--runner", "ray", "--actors", 1, "--chunk-size", 4)
-    finally:
-        ray.shutdown()
-    np.testing.assert_allclose(got, reference, atol=1e-5)

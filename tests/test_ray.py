@@ -347,3 +347,26 @@ def test_without_ray_the_error_names_the_install(tiny_model_dir, tmp_path, capsy
     # The Ray flags mean nothing to the local runner: said, not ignored.
     code, err = _run(["predict", tiny_model_dir, src, "-o", tmp_path / "o.csv", "--actors", "2"], capsys)
     assert code == 2 and "--runner ray" in err
+
+
+def test_the_front_end_applies_on_ray_as_locally(ray_local, tiny_model_dir, tmp_path, capsys):
+    """A model folder whose cleaning has the front-end on: Ray's actors undo disguised spelling as local predict
+    does (tests/test_frontend.py shows local predict equals the model on the front-end's output)."""
+    import shutil
+
+    from test_frontend import ALL_ON, DISGUISED
+
+    from toxdistill.data.dataset import write_frontend_files
+
+    folder = tmp_path / "tiny-front"
+    shutil.copytree(tiny_model_dir, folder)
+    meta = json.loads((folder / "toxdistill.json").read_text())
+    meta["clean"] = ALL_ON.model_dump()
+    (folder / "toxdistill.json").write_text(json.dumps(meta))
+    write_frontend_files(folder, ALL_ON)
+    src, local, ray_out = tmp_path / "in.csv", tmp_path / "local.csv", tmp_path / "ray.csv"
+    pd.DataFrame({"tweet": list(DISGUISED)}).to_csv(src, index=False)
+    assert _run(["predict", folder, src, "-o", local, *SAME], capsys)[0] == 0
+    code, err = _run(["predict", folder, src, "-o", ray_out, "--runner", "ray", *ONE_ACTOR, *SAME], capsys)
+    assert code == 0, err
+    _assert_same_file(ray_out, local)
