@@ -315,7 +315,7 @@ def test_enable_and_disable_switch_stages_by_name(monkeypatch, capsys):
     )
     assert code == 0, err
     enabled = {s.name: s.enabled for s in cfg.stages}
-    assert enabled["even-llrd"] and not enabled["odd"] and not enabled["even"] and not enabled["lora-student"]
+    assert enabled["even-llrd"] and not enabled["odd"] and not enabled["even"] and not enabled["lora-teacher"]
     # Switching a stage is not a change of its training: its fingerprint stays.
     assert cfg.stage_fingerprint("even-llrd") == load_config(None).stage_fingerprint("even-llrd")
     for argv, needle in (

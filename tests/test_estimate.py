@@ -31,6 +31,7 @@ def test_stage_depths_follow_the_layer_rules(cfg):
     assert stage_layers(cfg, by["odd"], 6) == 3
     assert stage_layers(cfg, by["shallow-1"], 6) == 1
     assert stage_layers(cfg, by["lora-teacher"], 6) == 6
+    assert stage_layers(cfg, by["cnn"], 6) == 0  # no encoder layer: what every model pays
     assert stage_layers(cfg, by["distill-lora"], 6) == 3  # its base, the even student
 
 
@@ -41,7 +42,7 @@ def test_estimates_follow_rows_epochs_and_depth(cfg):
     assert plan.estimates["teacher"] == pytest.approx(teacher)
     # The first distill stage also pays for the teacher's outputs on the training rows; the second does not.
     assert plan.estimates["odd"] == pytest.approx(plan.estimates["even"] + 1000 * COSTS.score(6))
-    assert plan.estimates["shallow-1"] < plan.estimates["even"] < plan.estimates["teacher"]
+    assert plan.estimates["shallow-1-llrd"] < plan.estimates["even"] < plan.estimates["teacher"]
     assert "tfidf-lr" not in plan.estimates  # seconds of scikit-learn: nothing to time it by
     quick = estimate_plan(cfg, COSTS, N, _todo(cfg), quick=True, teacher_layers=6)
     assert quick.estimates["teacher"] < plan.estimates["teacher"]  # --quick trains one epoch
@@ -50,7 +51,7 @@ def test_estimates_follow_rows_epochs_and_depth(cfg):
 def test_seed_repeats_and_post_training_steps_are_planned():
     cfg = load_config(overrides={"frontier.limit": 50})
     plan = estimate_plan(cfg, COSTS, N, _todo(cfg, seeds=2), quick=False, teacher_layers=6)
-    assert "odd@seed43" in plan.estimates and "lora-teacher@seed43" not in plan.estimates
+    assert "odd@seed43" in plan.estimates and "lora-student@seed43" not in plan.estimates
     assert {"robustness", "frontier"} <= set(plan.estimates)
     off = load_config(overrides={"frontier.enabled": False, "robustness.enabled": False})
     assert not {"robustness", "frontier"} & set(estimate_plan(off, COSTS, N, _todo(off), False, 6).estimates)

@@ -370,6 +370,11 @@ class StageConfig(_Strict):
     that the student keeps (a two-step student: another family, cut)."""
     student: str | None = None
     """distill: a pretrained model (another family, its own tokenizer) as the student instead of teacher layers."""
+    arch: Literal["encoder", "cnn"] = "encoder"
+    """distill: "encoder", a transformer (teacher layers or student); "cnn", a student without attention: the
+    teacher's token embeddings and tokenizer, 1-D convolutions over 1-3 token windows, max and mean pooling
+    (models/cnn.py). It does about a sixth of a 384-wide encoder layer's work per token, so it is the frontier's
+    fast end on CPUs without VNNI or AMX. Takes neither layers nor student."""
     base: str | None = None
     """lora: "pretrained" (the checkpoint the teacher starts from; the default) or "teacher" (the fine-tuned one).
     distill-lora: the name of a distill stage to start from."""
@@ -391,6 +396,10 @@ class StageConfig(_Strict):
     def _kind_fields(self) -> StageConfig:
         if self.student is not None and self.kind != "distill":
             raise ValueError(f"stage {self.name!r}: 'student' is for distill stages")
+        if self.arch == "cnn":
+            if self.kind != "distill" or self.layers is not None or self.student is not None:
+                raise ValueError(f"stage {self.name!r}: arch cnn is a distill stage with neither layers nor student")
+            return self
         if self.kind == "distill" and self.layers is None and self.student is None:
             raise ValueError(
                 f"stage {self.name!r}: a distill stage needs 'layers' (odd, even or a list) or 'student' (a model)"
@@ -693,7 +702,10 @@ class Config(_Strict):
         tc = self.stage_train(st)
         off = tc.off_levers()
         own_train = {"train": off} if st.train is not None and off else {}
-        unset_stage = {"student": True} if st.student is None else {}
+        # Keys at their defaults stay out, so that folders trained before the key existed keep their fingerprint.
+        unset_stage = ({"student": True} if st.student is None else {}) | (
+            {"arch": True} if st.arch == "encoder" else {}
+        )
         distill = self.stage_distill(st)
         d: dict[str, object] = {
             "global": self.fingerprint(),

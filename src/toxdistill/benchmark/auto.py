@@ -27,6 +27,7 @@ from toxdistill.console import Say, quiet
 from toxdistill.data.split import TextSet
 from toxdistill.errors import ToxdistillError
 from toxdistill.export.folder import check_export_folder, export_is_current
+from toxdistill.export.graph import has_attention
 from toxdistill.export.job import ExportJob, export_model
 from toxdistill.export.naming import default_output, output_named
 from toxdistill.export.parity import parity_texts
@@ -179,6 +180,11 @@ def screen_engines(
     model on every CPU measured (docs/benchmarks.md on an Intel Xeon; bench/results/engine-choice on an AMD EPYC),
     so timing fp32 only ever bought a fallback that was not needed, at about a sixth of the screen's time."""
     sample = timing_sample(texts.texts, timing_texts)
+    if not has_attention(model_dir):
+        fused = [t.name for t in targets if t.fused]
+        targets = [t for t in targets if not t.fused]
+        if fused:
+            say(f"{', '.join(fused)} left out: the model has no attention to fuse")
     below = [t for t in targets if t.reduced]
     fp32 = [t for t in targets if not t.reduced]
     if DEFAULT_TARGET in fp32 and below:  # every other export starts from its graph: made first

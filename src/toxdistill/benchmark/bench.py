@@ -69,17 +69,21 @@ class FlopModel:
 
     @classmethod
     def of(cls, model) -> FlopModel:
+        from toxdistill.models.cnn import MODEL_TYPE as CNN_TYPE  # heavy: torch, loaded with the model anyway
+
         enc = head = total = 0
         for name, p in model.named_parameters():
             total += p.numel()
             if "embeddings" in name:
                 continue
-            if ".encoder." in f".{name}":
+            # Per token: an encoder's layers, or a cnn student's convolutions (models/cnn.py)
+            if ".encoder." in f".{name}" or name.startswith("convs."):
                 enc += p.numel()
             else:
                 head += p.numel()
         cfg = model.config
-        return cls(enc, head, int(cfg.num_hidden_layers), int(cfg.hidden_size), total)
+        attention_layers = 0 if cfg.model_type == CNN_TYPE else int(cfg.num_hidden_layers)
+        return cls(enc, head, attention_layers, int(cfg.hidden_size), total)
 
     def flops(self, lengths: np.ndarray) -> float:
         lengths = np.asarray(lengths, dtype=np.float64)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import warnings
 from pathlib import Path
@@ -147,6 +148,10 @@ def fuse_graph(src: Path, dst: Path, config) -> dict:
     """
     from onnxruntime.transformers.optimizer import optimize_model
 
+    if not hasattr(config, "num_attention_heads"):
+        raise ToxdistillError(
+            f"a {config.model_type} model has no attention to fuse", "export it to a target without -fused"
+        )
     with quiet_tools():
         m = optimize_model(
             str(src),
@@ -158,6 +163,15 @@ def fuse_graph(src: Path, dst: Path, config) -> dict:
         m.save_model_to_file(str(dst))
         stats = m.get_fused_operator_statistics() or {}
     return {"tool": "onnxruntime.transformers.optimizer", "fused_ops": {k: int(v) for k, v in stats.items() if v}}
+
+
+def has_attention(model_dir: Path) -> bool:
+    """Whether the model in ``model_dir`` (its ``config.json``; an adapter folder's base) has attention layers, which
+    is what a ``-fused`` target rewrites; a student without attention (models/cnn.py) has none."""
+    for config in (Path(model_dir) / "config.json", Path(model_dir) / "base" / "config.json"):
+        if config.is_file():
+            return "num_attention_heads" in json.loads(config.read_text())
+    return True
 
 
 def fused_desc(fusion: dict) -> str:

@@ -48,7 +48,7 @@ class TorchBackend:
 
         # heavy: these import torch; the ONNX path and --help stay torch-free
         from toxdistill.models.families import forward_inputs
-        from toxdistill.models.teacher import check_safetensors, pickle_allowed
+        from toxdistill.models.teacher import check_safetensors, pickle_allowed  # registers models/cnn.py too
 
         allow_pickle = pickle_allowed(allow_pickle)
         check_safetensors(str(model_dir), allow_pickle)

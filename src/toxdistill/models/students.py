@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 import re
+from typing import Any
 
 import torch
 from transformers import PreTrainedModel
 
 from toxdistill.errors import ToxdistillError
+from toxdistill.models.cnn import CnnConfig, CnnForSequenceClassification, register
 from toxdistill.models.families import LAYER_KEY, TRAINING_ONLY, unwrap_peft
 
 _RULE = re.compile(r"^(spread|bottom|top):(-?\d+)$")
@@ -106,6 +108,30 @@ def build_student(teacher: PreTrainedModel, layers: list[int]) -> PreTrainedMode
             )
         new_sd[key] = teacher_sd[src].detach().clone()
     student.load_state_dict(new_sd, strict=True)
+    student.eval()
+    return student
+
+
+def build_cnn_student(teacher: PreTrainedModel) -> CnnForSequenceClassification:
+    """A student without attention (``models/cnn.py``) on the teacher's tokenizer, its token embeddings copied from
+    the teacher's: the convolutions start from the teacher's word meanings rather than from noise, and its labels
+    and padding id are the teacher's."""
+    register()  # before the first save: the folder gets the model's code and its auto_map
+    tc: Any = teacher.config
+    emb: torch.Tensor = teacher.get_input_embeddings().weight  # type: ignore[assignment]
+    cfg = CnnConfig(
+        vocab_size=int(emb.shape[0]),
+        embedding_size=int(emb.shape[1]),
+        hidden_size=int(tc.hidden_size),
+        max_position_embeddings=int(getattr(tc, "max_position_embeddings", 512)),
+        pad_token_id=int(getattr(tc, "pad_token_id", None) or 0),
+        num_labels=int(tc.num_labels),
+        id2label=dict(tc.id2label),
+        label2id=dict(tc.label2id),
+    )
+    student = CnnForSequenceClassification(cfg)
+    with torch.no_grad():
+        student.embeddings.weight.copy_(emb.detach())
     student.eval()
     return student
 

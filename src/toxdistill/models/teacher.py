@@ -15,10 +15,14 @@ from transformers import (
 )
 
 from toxdistill.errors import ToxdistillError
+from toxdistill.models import cnn
 from toxdistill.models.families import is_classifier, label_order, relabel
 from toxdistill.models.packaged import resolve_packaged
 
 log = logging.getLogger(__name__)
+
+
+cnn.register()  # the students without attention load like any classifier
 
 
 def resolve_model_path(spec: str) -> str:

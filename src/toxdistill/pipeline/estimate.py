@@ -112,6 +112,8 @@ def stage_layers(cfg: Config, st: StageConfig, teacher_layers: int) -> int:
     if st.kind == "distill-lora":
         base = next((s for s in cfg.stages if s.name == st.base), None)
         return stage_layers(cfg, base, teacher_layers) if base is not None else teacher_layers
+    if st.arch == "cnn":  # no encoder layer: what every model pays (embeddings, head, optimizer) is its cost
+        return 0
     depth = teacher_layers
     if st.student is not None:
         depth = load_model_config(resolve_model_path(st.student)).num_hidden_layers

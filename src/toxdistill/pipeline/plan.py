@@ -37,6 +37,7 @@ from toxdistill.files import (
 )
 from toxdistill.inference.cpu import cpu_name, machine_facts
 from toxdistill.io import atomic_write_json, atomic_write_text, recover_partial_writes, run_lock
+from toxdistill.models.cnn import CnnConfig
 from toxdistill.models.families import is_classifier, lora_targets
 from toxdistill.models.students import resolve_layers
 from toxdistill.models.teacher import check_given_classifier, load_model_config, resolve_model_path
@@ -136,7 +137,9 @@ def _preflight(cfg: Config) -> None:
     student_of: dict[str, tuple[object, str]] = {}
     for st in (s for s in cfg.stages if s.enabled):
         sconf, spath = tconf, path
-        if st.student is not None:
+        if st.arch == "cnn":
+            sconf = CnnConfig(hidden_size=tconf.hidden_size)
+        elif st.student is not None:
             spath = resolve_model_path(st.student)
             sconf = load_model_config(spath)
         if st.layers is not None:

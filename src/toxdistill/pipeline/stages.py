@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from transformers import PreTrainedModel
 
 from toxdistill import __version__
 from toxdistill.config import DistillConfig, StageConfig, TrainConfig
@@ -23,10 +24,12 @@ from toxdistill.files import BASELINE, CHAR_PERTURBATIONS, META_FILE, TEACHER, T
 from toxdistill.inference.predict import Predictor
 from toxdistill.io import atomic_dir, atomic_write_json
 from toxdistill.models.baseline import TfidfLR
+from toxdistill.models.cnn import MODEL_TYPE as CNN_TYPE
 from toxdistill.models.families import count_params, qkv_names
 from toxdistill.models.lora import add_lora, save_lora
 from toxdistill.models.students import (
     attach_hidden_projection,
+    build_cnn_student,
     build_student,
     detach_hidden_projection,
     hidden_pairs,
@@ -123,6 +126,11 @@ def check_levers(name: str, distill: DistillConfig, teacher: tuple, student: tup
     (tconf, tpath), (sconf, spath) = teacher, student
     if distill.w_hidden <= 0 and distill.w_attn <= 0:
         return
+    if sconf.model_type == CNN_TYPE:
+        raise ToxdistillError(
+            f"stage {name!r}: distill.w_hidden and w_attn compare encoder layers, and a cnn student has none",
+            "set w_hidden and w_attn to 0 in this stage's distill block",
+        )
     if spath != tpath and not _same_tokenizer(load_tokenizer(tpath), load_tokenizer(spath)):
         raise ToxdistillError(
             f"stage {name!r}: distill.w_hidden and w_attn compare token by token, but the student's tokenizer "
@@ -353,9 +361,14 @@ def stage_distill(ctx: RunContext, st: StageConfig) -> None:
     teacher, tok = load_classifier(str(ctx.model_dir(TEACHER)), labels, ctx.cfg.seed)
     distill = ctx.cfg.stage_distill(st)
     teacher_hidden = int(teacher.config.hidden_size)
-    extra = {}
+    extra: dict[str, object] = {}
     copied: list[int] | None = None  # the teacher layers the student is made of
-    if st.student is not None:
+    student: PreTrainedModel
+    if st.arch == "cnn":
+        student = build_cnn_student(teacher)
+        layers = None  # none of the teacher's layers: the report shows "—"
+        extra = {"arch": "cnn"}
+    elif st.student is not None:
         # Another model, with its own tokenizer: the cached teacher outputs are keyed by training row.
         student, tok = load_classifier(st.student, labels, ctx.cfg.seed)
         layers = list(range(1, student.config.num_hidden_layers + 1))
