@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from toxdistill.cli import main  # noqa: E402
 from toxdistill.serve import ray_serve  # noqa: E402
 from toxdistill.serve.auth import ApiKeys  # noqa: E402
+from toxdistill.serve.build import AppSpec  # noqa: E402
 from toxdistill.serve.lifecycle import ServeLimits  # noqa: E402
 
 from conftest import SAMPLE_TEXTS  # noqa: E402
@@ -62,7 +63,7 @@ def served(model_dir) -> Iterator[Served]:
     from toxdistill.serve.models import close_models, load_models
 
     keys = ApiKeys([KEY])
-    spec = ray_serve.ReplicaSpec(run=str(model_dir), run_name=model_dir.name, api_keys=keys)
+    spec = AppSpec(run=str(model_dir), run_name=model_dir.name, api_keys=keys)
     ray.init(
         num_cpus=2,
         object_store_memory=128 * 1024**2,
@@ -197,7 +198,7 @@ def test_a_killed_replica_costs_no_retried_request_and_ray_starts_another(served
 
 # ---------------------------------------------------------------- options (no Ray needed)
 def test_limits_map_onto_rays_options():
-    spec = ray_serve.ReplicaSpec(run="r", run_name="r", threads=2)
+    spec = AppSpec(run="r", run_name="r", threads=2)
     limits = ServeLimits(max_concurrent_requests=8, graceful_timeout=7)
     fixed = ray_serve.deployment_options(spec, ray_serve.Scaling(replicas=3), limits)
     assert fixed["num_replicas"] == 3 and "autoscaling_config" not in fixed

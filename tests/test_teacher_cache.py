@@ -85,6 +85,17 @@ def test_the_teacher_outputs_are_computed_once_and_read_by_later_students(run_ca
     assert torch.equal(again[0], logits) and torch.equal(again[1], cls) and len(loads) == 1
 
 
+def test_the_teacher_labels_the_transfer_set_once(run_cache):
+    cache, _, loads = run_cache
+    said: list[str] = []
+    first = cache.transfer(["one text", "two texts"], "k1", ["a", "b", "c"], said.append)
+    again = cache.transfer(["one text", "two texts"], "k1", ["a", "b", "c"], said.append)
+    assert first.logits.shape == (2, 3) and first.texts == ["one text", "two texts"]
+    assert torch.equal(first.logits, again.logits) and len(loads) == 1 and len(said) == 1
+    cache.transfer(["other"], "k2", ["a", "b", "c"], said.append)  # other texts: a new file, the old one goes
+    assert [f.name for f in cache.folder.glob("transfer-*")] == [f"transfer-{cache.key()}-k2.safetensors"]
+
+
 def test_a_new_teacher_builds_its_own_cache_and_the_old_one_goes(run_cache, tokenizer):
     cache, teacher, loads = run_cache
     ds = tiny_dataset(12)

@@ -192,6 +192,16 @@ class DataConfig(_Strict):
     hate recall too (docs/robustness.md)."""
     counterfactual_class: str = "neither"
     """The class the counterfactual rows are labelled with: the data's harmless class (Davidson's "neither")."""
+    unlabelled: list[str] = []
+    """Files of texts without labels, the transfer set (any format predict reads: CSV, TSV, JSONL, text, Parquet;
+    streamed). The teacher scores them once (cached by teacher and texts), and every distill and distill-lora stage
+    trains on them with the distillation terms only, beside the labelled rows, which keep their full loss. They are
+    cleaned as the labelled rows are; a text equal to a validation or test text is left out, so that no student
+    learns the teacher's answer on text it is scored on. [] (the default): the labelled rows alone. The teacher
+    and the TF-IDF floor never see them."""
+    unlabelled_text_col: str | None = None
+    """The text column (CSV, Parquet) or field (JSONL) of the unlabelled files; null: text, tweet or comment, as
+    predict picks it."""
 
     @field_validator("label_names")
     @classmethod
@@ -218,10 +228,12 @@ class DataConfig(_Strict):
             )
         return self
 
-    def counterfactual_off(self) -> set[str]:
-        """The counterfactual keys, where the augmentation is off: they stay out of every fingerprint, so that a
-        config without them names the same training as before they existed."""
-        return {"counterfactual", "counterfactual_class"} if self.counterfactual == 0 else set()
+    def off_keys(self) -> set[str]:
+        """The data keys the teacher's and the baseline's fingerprints leave out: the counterfactual ones while that
+        augmentation is off, so that a config without them names the same training as before they existed, and
+        the unlabelled files, which neither reads (the stages that do add them, ``stage_fingerprint``)."""
+        off = {"unlabelled", "unlabelled_text_col"}
+        return off | ({"counterfactual", "counterfactual_class"} if self.counterfactual == 0 else set())
 
     @model_validator(mode="after")
     def _one_vote_col_per_class(self) -> DataConfig:
@@ -674,7 +686,7 @@ class Config(_Strict):
         t = self.teacher
         votes_unused = t.train is None or t.train.soft_labels == 0
         exclude: dict = {"data": ({"vote_cols", "focus_class"} if votes_unused else {"focus_class"})}
-        exclude["data"] |= self.data.counterfactual_off()
+        exclude["data"] |= self.data.off_keys()
         off = t.train.off_levers() if t.train is not None else set()
         if off:
             exclude["teacher"] = {"train": off}
@@ -691,7 +703,7 @@ class Config(_Strict):
             return _hash(
                 {
                     "data": self.data.model_dump(
-                        mode="json", exclude={"vote_cols", "focus_class", *self.data.counterfactual_off()}
+                        mode="json", exclude={"vote_cols", "focus_class", *self.data.off_keys()}
                     ),
                     "seed": self.seed,
                 }
@@ -718,6 +730,8 @@ class Config(_Strict):
             d["base"] = self.stage_fingerprint(st.base)
         if tc.soft_labels > 0:
             d["vote_cols"] = self.data.vote_cols
+        if self.data.unlabelled and st.kind in ("distill", "distill-lora"):  # the transfer set, by file
+            d["unlabelled"] = [self.data.unlabelled, self.data.unlabelled_text_col]
         return _hash(d)
 
     def to_yaml(self) -> str:

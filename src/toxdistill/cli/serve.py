@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import importlib.util
 import ipaddress
 import os
@@ -20,8 +19,9 @@ from toxdistill.files import MODELS_DIR
 from toxdistill.runs import find_models, select_models
 from toxdistill.serve import shadow as shadow_mod
 from toxdistill.serve.auth import ENV_VAR, ApiKeys, keys_from
+from toxdistill.serve.build import AppSpec, build
 from toxdistill.serve.lifecycle import STARTING, Lifecycle, ServeLimits
-from toxdistill.serve.models import close_models, load_models
+from toxdistill.serve.models import close_models
 
 # pip name -> import names (python-multipart renamed its module; either works for Starlette).
 _NEEDS = {
@@ -313,36 +313,12 @@ def _serve(
     """Load the models, then listen on ``sock`` and serve until a stop signal has drained the server."""
     # heavy optional (the serve extra), imported once main has found it installed
     from toxdistill.serve import server
-    from toxdistill.serve.app import create_app
 
     models = shadow = None
     try:
-        models = load_models(
-            a.run,
-            a.models,
-            threads=a.threads,
-            backend=a.backend,
-            # --no-batching keeps the model thread (and so the queue timeout) with one request per pass
-            batch_wait_ms=0 if a.no_batching else a.batch_wait_ms,
-            max_batch=1 if a.no_batching else 32,
-            queue_timeout_s=limits.queue_timeout,
-        )
-        run = Path(a.run).resolve()
-        run_name = run.parent.name if run.name == MODELS_DIR else run.name
         lifecycle = Lifecycle(STARTING)
         shadow = _load_shadow(a)
-        app = create_app(
-            models,
-            run_name=run_name,
-            api_keys=keys,
-            loopback_only=_is_loopback(sock.getsockname()[0]),
-            max_concurrent_requests=limits.max_concurrent_requests,
-            lifecycle=lifecycle,
-            shadow=shadow,
-        )
-        # What is loaded now lives as long as the server: kept out of the garbage collector's full passes,
-        # which otherwise walk every object of the models and tokenizers (measured: p99 58 -> 38 ms).
-        gc.freeze()
+        models, app = build(_app_spec(a, limits, keys, loopback=_is_loopback(sock.getsockname()[0])), lifecycle, shadow)
         if a.workers > 1:
             sock = _own_socket(sock)
         # The models are loaded: from now on a connection waits in the backlog until uvicorn takes it.
@@ -362,6 +338,27 @@ def _serve(
         if models:
             close_models(models)
     return 0
+
+
+def _app_spec(
+    a: argparse.Namespace, limits: ServeLimits, keys: ApiKeys | None, loopback: bool, threads: int | None = None
+) -> AppSpec:
+    """The app both servers make (``serve.build``), from the command's flags."""
+    run = Path(a.run).resolve()
+    return AppSpec(
+        run=str(run),
+        run_name=run.parent.name if run.name == MODELS_DIR else run.name,
+        models=a.models,
+        threads=threads or a.threads,
+        backend=a.backend,
+        # --no-batching keeps the model thread (and so the queue timeout) with one request per pass
+        batch_wait_ms=0 if a.no_batching else a.batch_wait_ms,
+        max_batch=1 if a.no_batching else 32,
+        queue_timeout=limits.queue_timeout,
+        max_concurrent_requests=limits.max_concurrent_requests,
+        api_keys=keys,
+        loopback_only=loopback,
+    )
 
 
 def _own_socket(shared: socket.socket) -> socket.socket:
@@ -524,20 +521,8 @@ def _serve_ray(a: argparse.Namespace, limits: ServeLimits, keys: ApiKeys | None)
                 "refusing to serve on a Ray cluster without API keys: anyone who can reach a node could use the models",
                 f"give --api-keys FILE (or set ${ENV_VAR}), or --insecure-no-auth on a network you trust",
             )
-    run = Path(a.run).resolve()
-    spec = ray_serve.ReplicaSpec(
-        run=str(run),
-        run_name=run.parent.name if run.name == MODELS_DIR else run.name,
-        models=a.models,
-        threads=a.threads or 1,  # one per replica: two processes of one thread served the most on 2 cores
-        backend=a.backend,
-        batch_wait_ms=0 if a.no_batching else a.batch_wait_ms,
-        max_batch=1 if a.no_batching else 32,
-        queue_timeout=limits.queue_timeout,
-        max_concurrent_requests=limits.max_concurrent_requests,
-        api_keys=keys,
-        loopback_only=_is_loopback(host),
-    )
+    # One thread per replica: two processes of one thread served the most on 2 cores.
+    spec = _app_spec(a, limits, keys, loopback=_is_loopback(host), threads=a.threads or 1)
     scaling = ray_serve.Scaling(replicas=a.replicas or 1, autoscale=autoscale)
     names = select_models(find_models(a.run, best=True), a.models)
 

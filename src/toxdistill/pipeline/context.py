@@ -9,6 +9,7 @@ from pathlib import Path
 
 from toxdistill.config import Config
 from toxdistill.data.split import Split
+from toxdistill.data.unlabelled import TransferTexts
 from toxdistill.files import META_FILE, MODELS_DIR, SEEDS_DIR, TEACHER
 from toxdistill.training.ddp import dist
 
@@ -35,6 +36,8 @@ class RunContext:
     quick: bool = False
     forced: set[str] = field(default_factory=set)
     timings: dict[str, float] = field(default_factory=dict)
+    transfer: TransferTexts | None = None
+    """The transfer set (``data.unlabelled``), read and checked before any stage; None without one."""
 
     def model_dir(self, name: str) -> Path:
         return self.run_dir / MODELS_DIR / name

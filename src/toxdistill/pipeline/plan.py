@@ -21,6 +21,7 @@ import torch
 from toxdistill.config import Config
 from toxdistill.data.dataset import load_dataset, resolve_data_path
 from toxdistill.data.split import make_or_load_split
+from toxdistill.data.unlabelled import TransferTexts, cut_transfer, describe, read_unlabelled
 from toxdistill.errors import ToxdistillError
 from toxdistill.evaluation.metrics import hate_f1
 from toxdistill.evaluation.report import write_report
@@ -190,6 +191,7 @@ def _open_run(cfg: Config, run_dir: Path, data_path: str | None, quick: bool, fo
     d.wait_for_everyone()
     split = make_or_load_split(ds, split_file, cfg.data, cfg.seed, quick)
     ctx = RunContext(cfg, run_dir, split, quick, forced)
+    ctx.transfer = _transfer_set(cfg, split, quick)
     timings_file = run_dir / TIMINGS_FILE
     ctx.timings = json.loads(timings_file.read_text()) if timings_file.is_file() else {}
     ctx.timings["split"] = time.perf_counter() - t0
@@ -197,6 +199,21 @@ def _open_run(cfg: Config, run_dir: Path, data_path: str | None, quick: bool, fo
     added = f" (with {extra} counterfactual rows, data.counterfactual)" if extra else ""
     say(f"data: {path} → train {len(split.train)}{added}, val {len(split.val)}, test {len(split.test)}")
     return ctx
+
+
+# A quick run is a smoke run: its transfer set is cut to this many texts per training row.
+_QUICK_TRANSFER_PER_ROW = 2
+
+
+def _transfer_set(cfg: Config, split, quick: bool) -> TransferTexts | None:
+    """``data.unlabelled`` read and cleaned now, so a missing file or column fails before any training."""
+    if not cfg.data.unlabelled:
+        return None
+    t = read_unlabelled(cfg.data, split.train.texts, [*split.val.texts, *split.test.texts])
+    if quick and len(t.texts) > _QUICK_TRANSFER_PER_ROW * len(split.train):
+        t = cut_transfer(t, _QUICK_TRANSFER_PER_ROW * len(split.train))
+    say(f"transfer set (data.unlabelled): {describe(t)}")
+    return t
 
 
 def _plan(ctx: RunContext) -> list[Step]:
@@ -219,6 +236,7 @@ def _plan(ctx: RunContext) -> list[Step]:
         steps.append(Step(st.name, ctx, st.name, functools.partial(by_method[st.kind], ctx, st)))
     for k in range(1, cfg.seeds):
         sctx = SeedContext(cfg.model_copy(update={"seed": cfg.seed + k}), ctx.run_dir, ctx.split, ctx.quick, ctx.forced)
+        sctx.transfer = ctx.transfer
         for st in (st for st in enabled if st.kind == "distill"):
             label = f"{st.name}@seed{sctx.cfg.seed}"
             steps.append(Step(label, sctx, st.name, functools.partial(stages.stage_distill, sctx, st)))

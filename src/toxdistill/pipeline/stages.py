@@ -195,7 +195,11 @@ def _train_job(ctx: RunContext, name: str, model, tokenizer, train_cfg: TrainCon
     if distill is not None:
         outputs = _teacher_cache(ctx).outputs(ctx.split.train)
         augment = _augmentation(ctx, train_cfg, distill.augment, weights) if distill.augment > 0 else None
-        teacher = TeacherTargets(distill, outputs, live=live_teacher, augment=augment)
+        transfer = None
+        if ctx.transfer is not None:
+            labels = ctx.split.train.label_names
+            transfer = _teacher_cache(ctx).transfer(ctx.transfer.texts, ctx.transfer.key, labels, announce=say)
+        teacher = TeacherTargets(distill, outputs, live=live_teacher, augment=augment, transfer=transfer)
     return TrainJob(
         model=model,
         tokenizer=tokenizer,
@@ -251,6 +255,7 @@ def _train_and_save(
             "train": hist,
             "stage": stage_cfg,
             "throughput_note": "merged LoRA weights" if lora_save else None,
+            **_transfer_record(ctx, distill),
             **(extra_meta or {}),
         }
         del trainer, trained, model
@@ -258,6 +263,15 @@ def _train_and_save(
         _finish_model(ctx, name, out, meta, predictor, params)
     shutil.rmtree(ctx.work_dir(name), ignore_errors=True)
     dist().wait_for_everyone()
+
+
+def _transfer_record(ctx: RunContext, distill) -> dict:
+    """The transfer set a distilled model learnt from, where there was one: a folder read alone still says so."""
+    if distill is None or ctx.transfer is None:
+        return {}
+    t = ctx.transfer
+    files = ctx.cfg.data.unlabelled
+    return {"transfer": {"files": files, "rows": len(t.texts), "key": t.key, "left_out_as_evaluation_text": t.overlap}}
 
 
 def _teacher_cache(ctx: RunContext, teacher_dir: Path | None = None) -> TeacherCache:

@@ -16,7 +16,6 @@ with ``--ray``.
 
 from __future__ import annotations
 
-import gc
 import logging
 import signal
 import threading
@@ -28,33 +27,16 @@ from typing import Any
 from toxdistill.errors import ToxdistillError
 from toxdistill.files import MODELS_DIR
 from toxdistill.serve.auth import ApiKeys
+from toxdistill.serve.build import AppSpec, build
 from toxdistill.serve.lifecycle import ServeLimits
 from toxdistill.serve.limits import RETRY_AFTER_S
-from toxdistill.serve.models import close_models, load_models
+from toxdistill.serve.models import close_models
 
 APP = "toxdistill"  # the Ray Serve application's name, and its one deployment's
 INSTALL_HINT = "pip install 'ray[serve]>=2.60'"
 # A replica that cannot load its models (a path missing on a node, a broken folder) fails the same way again:
 # three tries ride out a passing fault without minutes of Ray's default 20 retries.
 CONSTRUCTOR_RETRIES = 3
-
-
-@dataclass(frozen=True)
-class ReplicaSpec:
-    """What a replica needs to load the models and make the app: plain values, sent to every replica. The run
-    folder is read by each replica, so on a cluster it must be at the same path on every node."""
-
-    run: str
-    run_name: str
-    models: str | None = None
-    threads: int = 1
-    backend: str = "auto"
-    batch_wait_ms: float = 0.0
-    max_batch: int = 32
-    queue_timeout: float = ServeLimits.queue_timeout
-    max_concurrent_requests: int = ServeLimits.max_concurrent_requests
-    api_keys: ApiKeys | None = None
-    loopback_only: bool = True
 
 
 @dataclass(frozen=True)
@@ -82,7 +64,7 @@ def parse_autoscale(text: str) -> tuple[int, int]:
 
 
 def deployment_options(
-    spec: ReplicaSpec, scaling: Scaling, limits: ServeLimits, verbose: bool = False, backpressure: bool = True
+    spec: AppSpec, scaling: Scaling, limits: ServeLimits, verbose: bool = False, backpressure: bool = True
 ) -> dict[str, Any]:
     """The deployment's options for ``serve.deployment``. ``backpressure``: the installed Ray can set the
     status of its refusals (``BackpressureConfig``, Ray 2.60); without it Ray refuses with 503."""
@@ -96,7 +78,7 @@ def deployment_options(
         "max_queued_requests": cap,
         "graceful_shutdown_timeout_s": limits.graceful_timeout,
         # Ray places a replica where its threads have cores: two replicas of one thread fill two cores.
-        "ray_actor_options": {"num_cpus": spec.threads},
+        "ray_actor_options": {"num_cpus": spec.threads or 1},
         "max_constructor_retry_count": CONSTRUCTOR_RETRIES,
         "logging_config": _logging(verbose),
     }
@@ -121,31 +103,12 @@ def _logging(verbose: bool) -> dict[str, Any]:
     return {"enable_access_log": verbose, "log_level": "INFO" if verbose else "WARNING"}
 
 
-def build_app(spec: ReplicaSpec) -> Any:
+def build_app(spec: AppSpec) -> Any:
     """In a replica: the models loaded and the app made over them, as ``toxdistill serve`` makes its own."""
-    from toxdistill.serve.app import create_app  # heavy optional: FastAPI, in the replica only
-
-    models = load_models(
-        spec.run,
-        spec.models,
-        threads=spec.threads,
-        backend=spec.backend,
-        batch_wait_ms=spec.batch_wait_ms,
-        max_batch=spec.max_batch,
-        queue_timeout_s=spec.queue_timeout,
-    )
-    app = create_app(
-        models,
-        run_name=spec.run_name,
-        api_keys=spec.api_keys,
-        loopback_only=spec.loopback_only,
-        max_concurrent_requests=spec.max_concurrent_requests,
-    )
-    gc.freeze()  # as the single-process server: the loaded models stay out of the collector's full passes
-    return app
+    return build(spec)[1]
 
 
-def _replica_class(spec: ReplicaSpec) -> type:
+def _replica_class(spec: AppSpec) -> type:
     """The ingress class: Ray Serve builds the app in each replica (``build``), so the loaded models never
     travel, and asks the replica's health every few seconds."""
     from ray import serve
@@ -173,7 +136,7 @@ def _replica_class(spec: ReplicaSpec) -> type:
     return Replica
 
 
-def application(spec: ReplicaSpec, scaling: Scaling, limits: ServeLimits, verbose: bool = False) -> Any:
+def application(spec: AppSpec, scaling: Scaling, limits: ServeLimits, verbose: bool = False) -> Any:
     """The Ray Serve application (``Deployment.bind()``), ready for ``serve.run``."""
     from ray import serve
     from ray.serve import config
@@ -199,7 +162,7 @@ def builder(args: dict[str, Any]) -> Any:
     if keys is None and not args.get("insecure_no_auth"):
         raise ValueError("toxdistill's builder needs api_keys (a key file), or insecure_no_auth: true")
     run = Path(args["run"])
-    spec = ReplicaSpec(
+    spec = AppSpec(
         run=str(run),
         run_name=run.parent.name if run.name == MODELS_DIR else run.name,
         models=args.get("models"),
@@ -211,9 +174,7 @@ def builder(args: dict[str, Any]) -> Any:
     return application(spec, Scaling(replicas=int(args.get("replicas", 1))), ServeLimits())
 
 
-def deploy(
-    spec: ReplicaSpec, scaling: Scaling, limits: ServeLimits, host: str, port: int, verbose: bool = False
-) -> None:
+def deploy(spec: AppSpec, scaling: Scaling, limits: ServeLimits, host: str, port: int, verbose: bool = False) -> None:
     """Start Serve's proxy on ``host:port`` (when Serve is not running yet on the cluster: a running Serve keeps
     its own address) and run the app on it; returns once every replica is ready."""
     from ray import serve
@@ -247,7 +208,7 @@ def require_serve() -> Any:
 
 
 def run(
-    spec: ReplicaSpec,
+    spec: AppSpec,
     scaling: Scaling,
     limits: ServeLimits,
     host: str,

@@ -35,14 +35,16 @@ def cross_entropy(
 
     ``Σ_i Σ_c w_c q_ic (−log p_ic) / Σ_i Σ_c w_c q_ic`` with ``p = softmax(logits)`` and ``w = 1`` when
     unweighted. For class ids ``q_i`` is one-hot and this is ``Σ_i w_{y_i} · CE_i / Σ_i w_{y_i}``, torch's
-    weighted mean, so soft targets keep the loss on the scale of the hard-label one.
+    weighted mean, so soft targets keep the loss on the scale of the hard-label one. A row whose ``q_i`` is all
+    zeros (a transfer-set row, which has no label) adds nothing to either sum; a batch of such rows alone has a
+    CE of 0.
     """
     if not labels.is_floating_point():
         w = None if class_weights is None else class_weights.to(logits.device, logits.dtype)
         return F.cross_entropy(logits, labels, weight=w)
     # In fp32: under bf16 autocast, rounding the targets would bias the loss.
     wq = labels.float() * (1.0 if class_weights is None else class_weights.to(labels.device).float())
-    return -(wq * F.log_softmax(logits.float(), dim=-1)).sum() / wq.sum()
+    return -(wq * F.log_softmax(logits.float(), dim=-1)).sum() / wq.sum().clamp(min=torch.finfo(torch.float32).tiny)
 
 
 def hidden_mse_loss(

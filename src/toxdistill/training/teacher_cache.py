@@ -223,13 +223,42 @@ class TeacherCache:
         logits, cls = rank0_cache(cache_file, build)
         return Augmentation(texts, logits, cls)
 
+    def transfer(
+        self, texts: list[str], texts_key: str, label_names: list[str], announce: Callable[[str], None]
+    ) -> Augmentation:
+        """Every rank: the teacher's outputs on the transfer set (``data.unlabelled``'s cleaned ``texts``, whose
+        sha256 is ``texts_key``), computed once and cached beside its outputs on the training rows; a transfer
+        cache of another teacher or other texts goes. Its rows have no label: the teacher's outputs are all a
+        student learns from them."""
+        teacher_key = self.key()
+        cache_file = self.folder / f"transfer-{teacher_key}-{texts_key}.safetensors"
+
+        def build() -> TeacherOutputs:
+            for stale in self.folder.glob("transfer-*.safetensors"):
+                if stale != cache_file:
+                    stale.unlink()
+            rows = Dataset(
+                ids=np.arange(len(texts)),
+                texts=texts,
+                labels=np.zeros(len(texts), dtype=np.int64),  # unread: the teacher scores the texts alone
+                label_names=label_names,
+                source_sha256=texts_key,
+            )
+            announce(f"transfer set: the teacher labels {len(texts):,} unlabelled texts, once")
+            return self.outputs_on(rows, cache_file)
+
+        logits, cls = rank0_cache(cache_file, build)
+        return Augmentation(texts, logits, cls)
+
 
 # ---------------------------------------------------------------- perturbed training copies
 # The last training set's perturbed copies, as token ids. Every consistency-trained stage of a run perturbs the
 # same rows with the same seed, aims and tokenizer: making them took 12.6 s on the 2-core Intel Xeon (8 kinds x
-# 19,827 rows), finding them again 1.0 s with the clean rows' encoding (docs/frontier.md). One entry: a process
-# trains on one training set at a time, and seed repeats (``run --seeds``) come after every stage of the first seed.
+# 19,827 rows), finding them again 1.0 s with the clean rows' encoding (docs/frontier.md). Two entries: a process
+# trains on one training set at a time, and its transfer set (``data.unlabelled``) where there is one; seed
+# repeats (``run --seeds``) come after every stage of the first seed.
 _PERTURBED: dict[str, list[list[list[int]]]] = {}
+_PERTURBED_SETS = 2
 
 
 def perturbed_ids(
@@ -252,7 +281,8 @@ def perturbed_ids(
         h.update(json.dumps(part, sort_keys=True).encode("utf-8", "surrogatepass"))
     key = h.hexdigest()
     if key not in _PERTURBED:
-        _PERTURBED.clear()
+        while len(_PERTURBED) >= _PERTURBED_SETS:
+            del _PERTURBED[next(iter(_PERTURBED))]  # the oldest
         _PERTURBED[key] = [
             enc.encode(ds.prepare_derived(perturb_texts(ds.texts, k, seed, 0, labels, weights))) for k in kinds
         ]

@@ -282,6 +282,13 @@ class DistillationTrainer(ToxTrainer):
 
 
 # ---------------------------------------------------------------- teacher-labelled augmentation
+def _row_targets(enc: EncodedDataset, soft: torch.Tensor | None, n_classes: int) -> torch.Tensor:
+    """The rows' CE targets as distributions: ``soft`` where given, else their labels one-hot."""
+    if soft is not None:
+        return soft
+    return torch.eye(n_classes)[torch.as_tensor(np.asarray(enc.labels), dtype=torch.long)]
+
+
 def _with_augmentation(
     enc: EncodedDataset,
     soft: torch.Tensor | None,
@@ -293,14 +300,45 @@ def _with_augmentation(
     path of ``cross_entropy``; the clean rows keep theirs, one-hot or ``soft_labels``), and the cached teacher
     outputs extended by the copies' for the KD and cosine terms."""
     probs = torch.softmax(aug.logits.float(), dim=-1)
-    clean = (
-        soft if soft is not None else torch.eye(n_classes)[torch.as_tensor(np.asarray(enc.labels), dtype=torch.long)]
-    )
+    clean = _row_targets(enc, soft, n_classes)
     logits, cls = teacher_outputs
     return (
         enc.with_rows(aug.texts, probs.argmax(-1).numpy()),
         torch.cat([clean, probs]),
         (torch.cat([logits, aug.logits]), torch.cat([cls, aug.cls])),
+    )
+
+
+def with_transfer(
+    enc: EncodedDataset,
+    soft: torch.Tensor | None,
+    teacher_outputs: TeacherOutputs,
+    transfer: Augmentation,
+    n_classes: int,
+) -> tuple[EncodedDataset, torch.Tensor, TeacherOutputs]:
+    """The training rows followed by the transfer set's, each of those with a CE target of all zeros: in
+    ``cross_entropy``'s soft-target path, ``Σ w q (−log p) / Σ w q``, such a row adds nothing above or below the
+    line, so the labelled rows keep their full, class-weighted loss and the transfer rows learn from the KD and
+    cosine terms alone. The cached teacher outputs are extended by the transfer set's."""
+    clean = _row_targets(enc, soft, n_classes)
+    logits, cls = teacher_outputs
+    return (
+        enc.with_rows(transfer.texts, transfer.logits.argmax(-1).numpy()),
+        torch.cat([clean, torch.zeros((len(transfer.texts), n_classes), dtype=clean.dtype)]),
+        (torch.cat([logits, transfer.logits]), torch.cat([cls, transfer.cls])),
+    )
+
+
+def _transfer_rows(train: Dataset, transfer: Augmentation) -> Dataset:
+    """The transfer set as a Dataset of the training rows' kind (its front-end, its classes), each row's class the
+    teacher's: consistency training aims a row's perturbation at the words weighed towards its class."""
+    return Dataset(
+        ids=np.arange(len(transfer.texts)),
+        texts=transfer.texts,
+        labels=transfer.logits.argmax(-1).numpy(),
+        label_names=train.label_names,
+        source_sha256=train.source_sha256,
+        clean=train.clean,
     )
 
 
@@ -411,6 +449,9 @@ class TeacherTargets:
     augment: Augmentation | None = None
     """Teacher-labelled copies that join the training rows (``distill.augment``); None where that is off (its
     default), so the student trains on the training rows alone."""
+    transfer: Augmentation | None = None
+    """The transfer set (``data.unlabelled``): texts without labels and the teacher's outputs on them. They join
+    the training rows with the distillation terms only (``with_transfer``); None, the default: no such rows."""
 
 
 @dataclass
@@ -455,22 +496,30 @@ class TrainJob:
 def _datasets(job: TrainJob) -> tuple[EncodedDataset, EncodedDataset, torch.Tensor | None, TeacherOutputs | None]:
     """The training rows as the Trainer draws them (perturbed with ``cfg.perturb``, with the teacher-labelled
     copies after them), the validation rows, the soft CE targets if any, and the teacher outputs by training row."""
-    d, cfg = job.data, job.cfg
+    d, cfg, teacher = job.data, job.cfg, job.teacher
     token_types = "token_type_ids" in forward_inputs(job.model)
     train_enc = d.encoded or EncodedDataset(d.train, job.tokenizer, d.max_length, token_types)
+    soft = soft_target_tensor(d.train, cfg.soft_labels)
+    outputs = None if teacher is None else teacher.outputs
+    transfer = None if teacher is None else teacher.transfer
+    n_classes = len(d.train.label_names)
+    variants: list[list[list[int]]] = []
     if cfg.perturb > 0:
         kinds = cfg.perturb_kinds or list(CHAR_PERTURBATIONS)
         variants = perturbed_ids(train_enc, d.train, kinds, job.seed, d.perturb_weights)
+    if transfer is not None and outputs is not None:
+        train_enc, soft, outputs = with_transfer(train_enc, soft, outputs, transfer, n_classes)
+        if variants:  # the transfer rows are perturbed alike, aimed by the teacher's class for each
+            unlabelled = _transfer_rows(d.train, transfer)
+            extra = perturbed_ids(train_enc, unlabelled, kinds, job.seed, d.perturb_weights)
+            variants = [a + b for a, b in zip(variants, extra, strict=True)]
+    if variants:
         train_enc = train_enc.with_perturbations(variants, cfg.perturb, job.seed)
     val_enc = EncodedDataset(d.val, job.tokenizer, d.max_length, token_types).by_length()
-    soft = soft_target_tensor(d.train, cfg.soft_labels)
-    teacher = job.teacher
-    if teacher is None:
-        return train_enc, val_enc, soft, None
-    if teacher.augment is None:
-        return train_enc, val_enc, soft, teacher.outputs
-    n_classes = len(d.train.label_names)
-    train_enc, soft_all, outputs = _with_augmentation(train_enc, soft, teacher.outputs, teacher.augment, n_classes)
+    if teacher is None or teacher.augment is None:
+        return train_enc, val_enc, soft, outputs
+    assert outputs is not None, "a teacher comes with its cached outputs"
+    train_enc, soft_all, outputs = _with_augmentation(train_enc, soft, outputs, teacher.augment, n_classes)
     return train_enc, val_enc, soft_all, outputs
 
 
