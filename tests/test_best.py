@@ -362,11 +362,11 @@ def test_only_serving_finds_best(shipped):
 def test_serve_cli_accepts_models_best(shipped, monkeypatch, capsys):
     """`serve RUN --models best` passes the CLI's folder check and reaches the loader with that name."""
     pytest.importorskip("fastapi")
-    from toxdistill.cli import serve as serve_cli
+    from toxdistill.serve import build
 
     def loader(run, names, **kw):
         raise ToxdistillError(f"would load {names} from {Path(run).name}")
 
-    monkeypatch.setattr(serve_cli, "load_models", loader)
+    monkeypatch.setattr(build, "load_models", loader)
     assert main(["serve", str(shipped), "--models", "best", "--port", "0"]) == 2
     assert "would load best from tiny-run" in capsys.readouterr().err

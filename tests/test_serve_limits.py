@@ -240,10 +240,10 @@ def test_a_trickled_body_cannot_hold_the_drain(odd):
 SCRIPT = r"""
 import pathlib, sys, time
 import toxdistill.cli.serve as cli
-from toxdistill.serve import models
+from toxdistill.serve import build, models
 
 flags = pathlib.Path(sys.argv[1])
-real_batch, real_load, real_close = models.ServedModel.batch_results, cli.load_models, cli.close_models
+real_batch, real_load, real_close = models.ServedModel.batch_results, build.load_models, cli.close_models
 
 def batch_results(self, texts):
     if any("slow" in t for t in texts):
@@ -264,7 +264,7 @@ def close_models(ms):
     print("close_models ran", file=sys.stderr, flush=True)
 
 models.ServedModel.batch_results = batch_results
-cli.load_models, cli.close_models = load_models, close_models
+build.load_models, cli.close_models = load_models, close_models
 from toxdistill.cli import main
 sys.exit(main(sys.argv[2:]))
 """

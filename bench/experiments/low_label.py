@@ -116,10 +116,16 @@ def collect(out: Path, results: Path) -> None:
             f" | {mean(teacher, 'test_f1_hate'):.4f} | 1 |"
         )
         for model in STUDENTS:
-            arms = {arm: _scores(out / f"{name}{suffix}", model) for arm, suffix in (("without", ""), ("with", "-transfer"))}
+            arms = {
+                arm: _scores(out / f"{name}{suffix}", model) for arm, suffix in (("without", ""), ("with", "-transfer"))
+            }
             entry[model] = arms
             for split in ("val", "test"):
-                t, wo, w = mean(teacher, f"{split}_f1_macro"), mean(arms["without"], f"{split}_f1_macro"), mean(arms["with"], f"{split}_f1_macro")
+                t, wo, w = (
+                    mean(teacher, f"{split}_f1_macro"),
+                    mean(arms["without"], f"{split}_f1_macro"),
+                    mean(arms["with"], f"{split}_f1_macro"),
+                )
                 entry[model][f"{split}_gap_closed"] = (w - wo) / (t - wo) if t != wo else None
             for arm, rows in arms.items():
                 lines.append(
