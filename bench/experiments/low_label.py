@@ -31,6 +31,7 @@ import yaml
 from toxdistill.config import DEFAULT_CONFIG, load_config
 from toxdistill.data.dataset import load_dataset
 from toxdistill.data.split import make_or_load_split, stratified_subsample
+from toxdistill.runs import write_run_format
 
 SHARES = (0.10, 0.25)
 STUDENTS = ("shallow-1-llrd", "even")
@@ -66,6 +67,7 @@ def prepare(data: Path, out: Path) -> None:
         split = json.loads((out / "default-split.json").read_text()) | {"train": kept.tolist()}
         (out / name).mkdir(exist_ok=True)
         (out / name / "split.json").write_text(json.dumps(split))
+        write_run_format(out / name)  # a folder holding a split is a run folder: it says its format
         unlabelled = out / f"{name}-unlabelled.csv"
         pd.DataFrame({"tweet": by_id.loc[rest].to_numpy()}).to_csv(unlabelled, index=False)
         (out / f"{name}.yaml").write_text(yaml.safe_dump(_config(None), sort_keys=False))
@@ -73,7 +75,7 @@ def prepare(data: Path, out: Path) -> None:
         lines += [
             f"toxdistill run --config {out}/{name}.yaml --output-dir {out} --name {name}",
             f"mkdir -p {out}/{name}-transfer/models",
-            f"cp -r {out}/{name}/split.json {out}/{name}/cache {out}/{name}-transfer/",
+            f"cp -r {out}/{name}/run.json {out}/{name}/split.json {out}/{name}/cache {out}/{name}-transfer/",
             f"cp -r {out}/{name}/models/teacher {out}/{name}/models/tfidf-lr {out}/{name}-transfer/models/",
             f"toxdistill run --config {out}/{name}-transfer.yaml --output-dir {out} --name {name}-transfer",
         ]
@@ -127,7 +129,8 @@ def collect(out: Path, results: Path) -> None:
                     mean(arms["with"], f"{split}_f1_macro"),
                 )
                 entry[model][f"{split}_gap_closed"] = (w - wo) / (t - wo) if t != wo else None
-            for arm, rows in arms.items():
+            for arm in ("without", "with"):
+                rows = arms[arm]
                 lines.append(
                     f"| {share:.0%} | {model} | {arm} transfer set | {mean(rows, 'val_f1_macro'):.4f} "
                     f"| {mean(rows, 'val_f1_weighted'):.4f} | {mean(rows, 'test_f1_macro'):.4f} "

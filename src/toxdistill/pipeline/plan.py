@@ -191,13 +191,13 @@ def _open_run(cfg: Config, run_dir: Path, data_path: str | None, quick: bool, fo
     d.wait_for_everyone()
     split = make_or_load_split(ds, split_file, cfg.data, cfg.seed, quick)
     ctx = RunContext(cfg, run_dir, split, quick, forced)
-    ctx.transfer = _transfer_set(cfg, split, quick)
     timings_file = run_dir / TIMINGS_FILE
     ctx.timings = json.loads(timings_file.read_text()) if timings_file.is_file() else {}
     ctx.timings["split"] = time.perf_counter() - t0
     extra = int((split.train.ids < 0).sum())
     added = f" (with {extra} counterfactual rows, data.counterfactual)" if extra else ""
     say(f"data: {path} → train {len(split.train)}{added}, val {len(split.val)}, test {len(split.test)}")
+    ctx.transfer = _transfer_set(cfg, split, quick)
     return ctx
 
 
