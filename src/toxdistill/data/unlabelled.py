@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from toxdistill.config import DataConfig
 from toxdistill.data.dataset import clean_text
@@ -36,6 +35,14 @@ class TransferTexts:
     """Texts dropped as equal to a training text or to an earlier unlabelled one; empty ones are not counted."""
 
 
+def _key(texts: list[str]) -> str:
+    """sha256 of the texts, in order: the transfer cache's key for them."""
+    h = hashlib.sha256()
+    for text in texts:
+        h.update(text.encode("utf-8", "surrogatepass") + b"\x00")
+    return h.hexdigest()[:16]
+
+
 def _chunks(path: str, text_col: str | None) -> Iterator[list[str]]:
     shards = parquet_shards(path, WHAT)
     if shards is not None:
@@ -55,7 +62,6 @@ def read_unlabelled(cfg: DataConfig, train: Iterable[str], held_out: Iterable[st
     seen = set(train)
     kept: list[str] = []
     overlap = repeated = 0
-    h = hashlib.sha256()
     for path in cfg.unlabelled:
         for chunk in _chunks(path, cfg.unlabelled_text_col):
             for raw in chunk:
@@ -69,26 +75,22 @@ def read_unlabelled(cfg: DataConfig, train: Iterable[str], held_out: Iterable[st
                 else:
                     seen.add(text)
                     kept.append(text)
-                    h.update(text.encode("utf-8", "surrogatepass") + b"\x00")
     if not kept:
         raise ToxdistillError(
             f"data.unlabelled holds no text that is not already in the labelled data "
             f"({overlap} in validation or test, {repeated} repeated)",
             "give files of other texts, or remove data.unlabelled",
         )
-    return TransferTexts(kept, h.hexdigest()[:16], overlap, repeated)
+    return TransferTexts(kept, _key(kept), overlap, repeated)
 
 
 def cut_transfer(t: TransferTexts, n: int) -> TransferTexts:
     """The first ``n`` texts of ``t``, keyed anew."""
-    h = hashlib.sha256()
-    for text in t.texts[:n]:
-        h.update(text.encode("utf-8", "surrogatepass") + b"\x00")
-    return TransferTexts(t.texts[:n], h.hexdigest()[:16], t.overlap, t.repeated)
+    return TransferTexts(t.texts[:n], _key(t.texts[:n]), t.overlap, t.repeated)
 
 
 def describe(t: TransferTexts) -> str:
-    left: list[Any] = []
+    left: list[str] = []
     if t.overlap:
         left.append(f"{t.overlap:,} equal to a validation or test text")
     if t.repeated:

@@ -289,6 +289,25 @@ def _row_targets(enc: EncodedDataset, soft: torch.Tensor | None, n_classes: int)
     return torch.eye(n_classes)[torch.as_tensor(np.asarray(enc.labels), dtype=torch.long)]
 
 
+def _with_teacher_rows(
+    enc: EncodedDataset,
+    soft: torch.Tensor | None,
+    teacher_outputs: TeacherOutputs,
+    rows: Augmentation,
+    targets: torch.Tensor,
+    n_classes: int,
+) -> tuple[EncodedDataset, torch.Tensor, TeacherOutputs]:
+    """The training rows followed by ``rows`` (texts the teacher scored), with ``targets`` as those rows' CE
+    targets (the clean rows keep theirs, one-hot or ``soft_labels``), and the cached teacher outputs extended by
+    ``rows``' for the KD and cosine terms."""
+    logits, cls = teacher_outputs
+    return (
+        enc.with_rows(rows.texts, rows.logits.argmax(-1).numpy()),
+        torch.cat([_row_targets(enc, soft, n_classes), targets]),
+        (torch.cat([logits, rows.logits]), torch.cat([cls, rows.cls])),
+    )
+
+
 def _with_augmentation(
     enc: EncodedDataset,
     soft: torch.Tensor | None,
@@ -297,16 +316,9 @@ def _with_augmentation(
     n_classes: int,
 ) -> tuple[EncodedDataset, torch.Tensor, TeacherOutputs]:
     """The training rows followed by the copies, each copy's CE target the teacher's softmax on it (the soft-target
-    path of ``cross_entropy``; the clean rows keep theirs, one-hot or ``soft_labels``), and the cached teacher
-    outputs extended by the copies' for the KD and cosine terms."""
+    path of ``cross_entropy``)."""
     probs = torch.softmax(aug.logits.float(), dim=-1)
-    clean = _row_targets(enc, soft, n_classes)
-    logits, cls = teacher_outputs
-    return (
-        enc.with_rows(aug.texts, probs.argmax(-1).numpy()),
-        torch.cat([clean, probs]),
-        (torch.cat([logits, aug.logits]), torch.cat([cls, aug.cls])),
-    )
+    return _with_teacher_rows(enc, soft, teacher_outputs, aug, probs, n_classes)
 
 
 def with_transfer(
@@ -319,14 +331,10 @@ def with_transfer(
     """The training rows followed by the transfer set's, each of those with a CE target of all zeros: in
     ``cross_entropy``'s soft-target path, ``Σ w q (−log p) / Σ w q``, such a row adds nothing above or below the
     line, so the labelled rows keep their full, class-weighted loss and the transfer rows learn from the KD and
-    cosine terms alone. The cached teacher outputs are extended by the transfer set's."""
-    clean = _row_targets(enc, soft, n_classes)
-    logits, cls = teacher_outputs
-    return (
-        enc.with_rows(transfer.texts, transfer.logits.argmax(-1).numpy()),
-        torch.cat([clean, torch.zeros((len(transfer.texts), n_classes), dtype=clean.dtype)]),
-        (torch.cat([logits, transfer.logits]), torch.cat([cls, transfer.cls])),
-    )
+    cosine terms alone."""
+    dtype = soft.dtype if soft is not None else torch.float32
+    zeros = torch.zeros((len(transfer.texts), n_classes), dtype=dtype)
+    return _with_teacher_rows(enc, soft, teacher_outputs, transfer, zeros, n_classes)
 
 
 def _transfer_rows(train: Dataset, transfer: Augmentation) -> Dataset:
