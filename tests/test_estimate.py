@@ -42,7 +42,7 @@ def test_estimates_follow_rows_epochs_and_depth(cfg):
     assert plan.estimates["teacher"] == pytest.approx(teacher)
     # The first distill stage also pays for the teacher's outputs on the training rows; the second does not.
     assert plan.estimates["odd"] == pytest.approx(plan.estimates["even"] + 1000 * COSTS.score(6))
-    assert plan.estimates["shallow-1-llrd"] < plan.estimates["even"] < plan.estimates["teacher"]
+    assert plan.estimates["cnn"] < plan.estimates["even"] < plan.estimates["teacher"]
     assert "tfidf-lr" not in plan.estimates  # seconds of scikit-learn: nothing to time it by
     quick = estimate_plan(cfg, COSTS, N, _todo(cfg), quick=True, teacher_layers=6)
     assert quick.estimates["teacher"] < plan.estimates["teacher"]  # --quick trains one epoch

@@ -115,7 +115,7 @@ def export_model(job: ExportJob, say: Say = quiet) -> Path:
     if t.engine == "openvino" and t.precision == "int8" and calibration is None:
         calibration = calibration_texts(job.model_dir, job.data, say=say)
     record = new_record(job.model_dir, meta, t, job.opset)
-    steps = _Steps(t, torch_pred, meta, texts, record, job.batch_size, job.strict, say)
+    steps = _Steps(t, torch_pred, meta, texts, record, job.batch_size, job.strict, say, job.model_dir)
     reuse = _reusable_fp32(job.model_dir, out, t.fused) if job.derived and _default_graph(job) else None
     with atomic_dir(out) as tmp:
         # A temporary name a restart's clean-up recognises (io.recover_partial_writes), should this process be killed.
@@ -176,6 +176,7 @@ class _Steps:
     batch_size: int
     strict: bool
     say: Say
+    model_dir: Path  # the source folder: torch's reference logits are kept for its weights (export.reference)
 
     def write_folder(self, folder: Path) -> None:
         write_folder(folder, self.torch_pred, self.meta, self.record)
@@ -194,7 +195,7 @@ class _Steps:
             self.say(f"fused: {fused_desc(self.record['fusion'])}")
         self.write_folder(folder)
         fp32_pred, got = fp32_parity(
-            self.torch_pred, folder, self.texts, self.record, self.batch_size, self.strict, self.say
+            self.torch_pred, folder, self.texts, self.record, self.batch_size, self.strict, self.say, self.model_dir
         )
         np.save(folder / FP32_LOGITS, got)
         self.record["parity"]["fp32"]["logits_key"] = _logits_key(self.texts, self.batch_size)

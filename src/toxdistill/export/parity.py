@@ -16,6 +16,7 @@ from toxdistill.console import Say, quiet
 from toxdistill.data.split import TextSet, load_run_split, load_test_texts
 from toxdistill.errors import ToxdistillError
 from toxdistill.evaluation.metrics import classification_metrics
+from toxdistill.export.reference import torch_reference
 from toxdistill.inference.predict import Predictor
 from toxdistill.runs import run_dir_of
 
@@ -121,10 +122,21 @@ def describe(block: dict, what: str) -> str:
 
 
 def fp32_parity(
-    torch_pred, fp32_dir: Path, texts: TextSet, record: dict, batch_size: int, strict: bool, say: Say
+    torch_pred,
+    fp32_dir: Path,
+    texts: TextSet,
+    record: dict,
+    batch_size: int,
+    strict: bool,
+    say: Say,
+    model_dir: Path | None = None,
 ) -> tuple[Predictor, np.ndarray]:
-    """fp32 ONNX against torch, on length-sorted padded batches and on single unpadded texts."""
-    ref, _ = torch_pred.logits(texts.texts, batch_size)
+    """fp32 ONNX against torch, on length-sorted padded batches and on single unpadded texts. With ``model_dir``,
+    torch's batched logits are reused where they are kept for its weights (``export.reference``)."""
+    if model_dir is None:
+        ref, _ = torch_pred.logits(texts.texts, batch_size)
+    else:
+        ref = torch_reference(torch_pred, model_dir, texts.texts, batch_size)
     fp32_pred = Predictor.load(fp32_dir, backend="onnx")
     got, _ = fp32_pred.logits(texts.texts, batch_size)
     single = texts.texts[:16]

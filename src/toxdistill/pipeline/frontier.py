@@ -54,6 +54,7 @@ from toxdistill.evaluation.plots import plot_frontier
 from toxdistill.evaluation.report import describe_choice
 from toxdistill.export.folder import weights_fingerprint
 from toxdistill.export.naming import default_output
+from toxdistill.export.reference import offer as offer_reference
 from toxdistill.files import FRONTIER_FILE, FRONTIER_PLOT, MODELS_DIR, TEACHER, TEST_LOGITS, VAL_LOGITS
 from toxdistill.inference.cpu import cpu_features, cpu_kind, cpu_name, library_versions
 from toxdistill.inference.predict import Predictor
@@ -281,6 +282,9 @@ def _measure_model(b: _Bench, name: str, folder: Path, teacher: bool) -> tuple[d
     def tagged(msg: str) -> None:
         b.say(f"frontier: [{name}] {msg}")
 
+    saved = folder / TEST_LOGITS
+    if saved.is_file():  # torch's test logits from the run's evaluation: the exports' parity reference
+        offer_reference(folder, b.parity.texts, b.opts.batch_size, np.load(saved))
     try:
         target, engine = _choose_engine(folder, b.cfg.frontier.target, b.candidates, b.parity, b.opts, tagged)
         model = load_bench_model(name, folder, b.sample.texts, b.opts.threads)
