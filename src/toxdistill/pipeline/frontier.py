@@ -48,7 +48,7 @@ from toxdistill.config import Config
 from toxdistill.console import Say, quiet
 from toxdistill.data.split import Split, TextSet, load_run_split
 from toxdistill.errors import ToxdistillError
-from toxdistill.evaluation.frontier import pareto, select
+from toxdistill.evaluation.frontier import SCORES_RULE, pareto, select
 from toxdistill.evaluation.metrics import classification_metrics, hate_f1, val_headline
 from toxdistill.evaluation.plots import plot_frontier
 from toxdistill.evaluation.report import describe_choice
@@ -437,7 +437,7 @@ def select_without_teacher(rows: list[dict], teacher: dict) -> dict:
     holds = best_test["model"] == best["model"]
     return {
         "model": best["model"],
-        "rule": "best validation macro F1 (teacher only scores)",
+        "rule": SCORES_RULE,
         "fallback": False,
         "reason": f"{best['model']} ({best['backend']}) has the best validation macro F1 of {len(passed)} candidate(s)",
         "holds_on_test": holds,

@@ -419,6 +419,8 @@ def stage_distill(ctx: RunContext, st: StageConfig) -> None:
         layers = resolve_layers(st.layers, teacher.config.num_hidden_layers)
         student = build_student(teacher, layers)
         copied = layers
+        if ctx.scores is not None:  # no teacher weights: the layers are the pretrained model's
+            extra = {"cut_from": ctx.cfg.teacher.pretrained}
     if distill.w_hidden > 0:
         attach_hidden_projection(student, teacher_hidden, "kd_hidden_projection")
     live = _live_teacher(ctx, distill, int(student.config.num_hidden_layers), copied, teacher)
