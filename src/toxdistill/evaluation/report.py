@@ -96,6 +96,9 @@ def _teacher_lines(teacher: dict, trans: list[dict], sig: dict | None) -> list[s
             continue
         d = (r["f1_weighted"] - teacher["f1_weighted"]) * 100
         dm = (r["f1_macro"] - teacher["f1_macro"]) * 100
+        if teacher.get(TEACHER_SCORES):  # scores: no model, so neither a throughput nor parameters to compare
+            out.append(f"- **{r['name']}** vs the teacher's scores: {d:+.2f} weighted-F1, {dm:+.2f} macro-F1 points.")
+            continue
         sp = r["throughput_sps"] / teacher["throughput_sps"] if teacher["throughput_sps"] else float("nan")
         out.append(
             f"- **{r['name']}** vs {teacher['name']}: {d:+.2f} weighted-F1 points, {dm:+.2f} macro-F1 points"
