@@ -127,6 +127,18 @@ def test_terms_that_need_a_teacher_model_are_refused(tmp_path, extra, stage, mat
         load_config(_scores_config(tmp_path, f, extra, stage))
 
 
+def test_stages_that_need_teacher_weights_are_refused(tmp_path):
+    f = tmp_path / "s.csv"
+    f.write_text("text,p_hate_speech,p_offensive,p_neither\nhello,0.2,0.3,0.5\n")
+    cfg = _scores_config(tmp_path, f)
+    cfg.write_text(cfg.read_text() + "  - {name: lt, kind: lora, base: teacher}\n")
+    with pytest.raises(ToxdistillError, match="lora base teacher needs teacher weights"):
+        load_config(cfg)
+    cfg.write_text(cfg.read_text().replace("teacher: {scores", "teacher: {train: {epochs: 1}, scores"))
+    with pytest.raises(ToxdistillError, match="teacher.scores trains no teacher"):
+        load_config(cfg)
+
+
 # ---------------------------------------------------------------- bad files, through the CLI
 BAD = {
     "columns": ("tweet,p_hate,p_offensive,p_neither\n{t},0.2,0.3,0.5\n", "do not match data.label_names"),
