@@ -158,7 +158,7 @@ def test_bad_scores_files_stop_the_run_before_training(tmp_path, tiny_model_dir,
     cfg.write_text(cfg.read_text().replace("PRETRAINED", str(tiny_model_dir)))
     assert main(["run", "--config", str(cfg), "--output-dir", str(tmp_path / "runs")]) != 0
     err = capsys.readouterr().err.strip()
-    assert match in err and "Traceback" not in err
+    assert match in err and "Traceback" not in err and len(err.splitlines()) == 1
     assert not (tmp_path / "runs" / "s" / "models").exists()
 
 
