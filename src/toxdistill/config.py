@@ -436,7 +436,32 @@ class TeacherConfig(_Strict):
     """The given teacher's label names → data.label_names, where they differ (e.g. {hateful: hate speech})."""
     pretrained: str | None = None
     """The checkpoint a given teacher was fine-tuned from: where LoRA (base: pretrained) and finetune stages start.
-    null: model, when the teacher is trained here."""
+    null: model, when the teacher is trained here. With scores: the model every student is made from (layers cuts
+    it, arch cnn takes its token embeddings), with a new head."""
+    scores: str | None = None
+    """A file of texts with the teacher's per-class scores (CSV, TSV or JSONL, read as the data is): a hosted API's,
+    an LLM's, a crowd's, or another run's ``toxdistill predict`` output. Columns ``p_<class>`` are probabilities,
+    ``logit_<class>`` logits, one per class of data.label_names (spaces as "_"). Its rows are matched to the split's
+    by their text after data.clean; the first row of a text wins. No teacher model is loaded or trained: students
+    come from pretrained, and training rows without scores learn from their labels alone. null (the default): the
+    teacher is model."""
+    scores_text_col: str | None = None
+    """The text column of the scores file. null: data.text_col where the file has it, else text, tweet or comment
+    (as predict picks it), so that a predict output of the data file matches as it is."""
+
+    @model_validator(mode="after")
+    def _scores_train_nothing(self) -> TeacherConfig:
+        # A teacher that is only scores trains nothing: train is null unless the user gave one, which is an error.
+        if self.scores is not None:
+            if "train" in self.model_fields_set and self.train is not None:
+                raise ValueError("teacher.scores trains no teacher: leave teacher.train out (or null)")
+            self.train = None
+            if self.pretrained is None:
+                raise ValueError(
+                    "teacher.scores needs teacher.pretrained, the model the students are made from "
+                    "(e.g. packaged:all-MiniLM-L6-v2)"
+                )
+        return self
 
     def pretrained_model(self) -> str | None:
         return self.pretrained or (self.model if self.train is not None else None)
@@ -659,6 +684,28 @@ class Config(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _scores_teacher_has_no_states(self) -> Config:
+        """A scores teacher has outputs but no states, weights or model to run: the terms and stages that need
+        them are refused, and the cosine term, on by default, is turned off where the user did not set it."""
+        if self.teacher.scores is None:
+            return self
+        if self.data.unlabelled:
+            raise ValueError("data.unlabelled needs a teacher model to score it; a scores teacher has none")
+        blocks = {"distill": self.distill} | {f"stage {s.name!r} distill": s.distill for s in self.stages if s.distill}
+        for where, d in blocks.items():
+            for k in ("w_cos", "w_hidden", "w_attn", "augment"):
+                if getattr(d, k) > 0 and (k != "w_cos" or k in d.model_fields_set):
+                    raise ValueError(f"{where}.{k} needs the teacher model, and teacher.scores has none: set it to 0")
+        self.distill = self.distill.model_copy(update={"w_cos": 0.0})
+        self.stages = [
+            s if s.distill is None else s.model_copy(update={"distill": _no_cos(s.distill)}) for s in self.stages
+        ]
+        for s in self.stages:
+            if s.kind == "lora" and s.base == "teacher":
+                raise ValueError(f"stage {s.name!r}: lora base teacher needs teacher weights; teacher.scores has none")
+        return self
+
+    @model_validator(mode="after")
     def _soft_labels_need_votes(self) -> Config:
         if self.data.vote_cols is None:
             cfgs = {"teacher.train": self.teacher.train, "train": self.train}
@@ -690,10 +737,15 @@ class Config(_Strict):
         off = t.train.off_levers() if t.train is not None else set()
         if off:
             exclude["teacher"] = {"train": off}
-        unset = {k for k in ("label_map", "pretrained") if getattr(t, k) is None}
+        unset = {k for k in ("label_map", "pretrained", "scores", "scores_text_col") if getattr(t, k) is None}
+        if t.scores is not None:  # no teacher model is read: the file's contents name the teacher, not its path
+            unset |= {"model", "scores"}
         if unset:
             exclude.setdefault("teacher", {}).update(dict.fromkeys(unset, True))
-        return _hash(self.model_dump(mode="json", include={"data", "seed", "teacher"}, exclude=exclude))
+        d = self.model_dump(mode="json", include={"data", "seed", "teacher"}, exclude=exclude)
+        if t.scores is not None:
+            d["teacher"]["scores_sha256"] = _file_sha256(t.scores)
+        return _hash(d)
 
     def stage_fingerprint(self, name: str) -> str:
         """Hash of one stage's resolved settings; a finished stage with another hash must be forced to redo."""
@@ -736,6 +788,21 @@ class Config(_Strict):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _no_cos(d: DistillConfig) -> DistillConfig:
+    return d.model_copy(update={"w_cos": 0.0})
+
+
+def _file_sha256(path: str) -> str:
+    """The scores file's hash: a scores teacher is its file's contents, whatever its name."""
+    try:
+        with open(Path(path).expanduser(), "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError as e:
+        raise ToxdistillError(
+            f"teacher.scores file cannot be read: {path} ({e.strerror})", "give an existing file"
+        ) from None
 
 
 def _off_levers(block: TrainConfig | DistillConfig) -> set[str]:

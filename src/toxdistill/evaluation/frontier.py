@@ -94,6 +94,10 @@ def _speed(row: dict) -> str:
     return f"{row['samples_per_s']:.0f} samples/s" + (f", {x:.1f}× the naive teacher" if x else "")
 
 
+# The rule's name where the teacher is only scores (``pipeline.frontier.select_without_teacher``).
+SCORES_RULE = "best validation macro F1 (teacher only scores)"
+
+
 def select(rows: list[dict], teacher: dict, rule: SelectConfig) -> dict[str, Any]:
     """The frontier's choice: ``{"model", "rule", "criteria", "reason", "fallback", "holds_on_test", "test_note",
     "left_out_by_behaviour", "behaviour_flags"}``.

@@ -10,7 +10,7 @@ from toxdistill.evaluation.metrics import hate_f1
 from toxdistill.evaluation.robustness import format_robustness
 from toxdistill.evaluation.stats import layer_set_pairs
 from toxdistill.evaluation.tables import fmt
-from toxdistill.files import FRONTIER_PLOT, MODELS_DIR, REPORT_FILE
+from toxdistill.files import FRONTIER_PLOT, MODELS_DIR, REPORT_FILE, TEACHER_SCORES
 from toxdistill.io import atomic_write_text
 
 FRONTIER_HEADING = "## Compression frontier"
@@ -96,6 +96,9 @@ def _teacher_lines(teacher: dict, trans: list[dict], sig: dict | None) -> list[s
             continue
         d = (r["f1_weighted"] - teacher["f1_weighted"]) * 100
         dm = (r["f1_macro"] - teacher["f1_macro"]) * 100
+        if teacher.get(TEACHER_SCORES):  # scores: no model, so neither a throughput nor parameters to compare
+            out.append(f"- **{r['name']}** vs the teacher's scores: {d:+.2f} weighted-F1, {dm:+.2f} macro-F1 points.")
+            continue
         sp = r["throughput_sps"] / teacher["throughput_sps"] if teacher["throughput_sps"] else float("nan")
         out.append(
             f"- **{r['name']}** vs {teacher['name']}: {d:+.2f} weighted-F1 points, {dm:+.2f} macro-F1 points"
@@ -148,7 +151,7 @@ def _headline(rows: list[dict], run_dir: Path, cfg: Config, quick: bool) -> list
     if quick:
         lines += ["> **Quick smoke run** on a small stratified subset, one epoch per stage: not a result.", ""]
     lines += [
-        f"Teacher `{cfg.teacher.model}`, seed {cfg.seed}. Every row is evaluated by the same code on the same "
+        f"{_teacher_phrase(cfg)}, seed {cfg.seed}. Every row is evaluated by the same code on the same "
         "saved test split. LoRA rows are measured merged.",
         "",
         "| Model | Train Loss | Validation Loss | Test Accuracy | Test F1 |",
@@ -156,8 +159,52 @@ def _headline(rows: list[dict], run_dir: Path, cfg: Config, quick: bool) -> list
     ]
     for r in rows:
         lines.append(
-            f"| {r['name']} | {_f(r['train_loss'], 4)} | {_f(r['val_loss'], 4)} | {_f(r['accuracy'], 4)} | "
+            f"| {_shown_name(r)} | {_f(r['train_loss'], 4)} | {_f(r['val_loss'], 4)} | {_f(r['accuracy'], 4)} | "
             f"{_f(r['f1_weighted'], 4)} |"
+        )
+    return lines
+
+
+def _teacher_phrase(cfg: Config) -> str:
+    t = cfg.teacher
+    if t.scores is None:
+        return f"Teacher `{t.model}`"
+    return (
+        f"Teacher: the scores in `{Path(t.scores).name}` (no teacher model; its row is scored on the rows the file "
+        f"scores), students made from `{t.pretrained}`"
+    )
+
+
+def _shown_name(row: dict) -> str:
+    """A row's name; a scores teacher's says what it is and on how many test rows it is scored."""
+    rec = row.get(TEACHER_SCORES)
+    if not rec:
+        return str(row["name"])
+    return f"{row['name']} (scores, {rec['test']['scored']:,} of {rec['test']['rows']:,} test rows)"
+
+
+def _scores_fidelity(rows: list[dict]) -> list[str]:
+    """Where the teacher is only scores: every model against them on the rows they score."""
+    if not any(r.get("scores_fidelity") for r in rows):
+        return []
+    lines = [
+        "",
+        "## Against the teacher's scores",
+        "",
+        "Each model on the validation and test rows the scores file scores: top-1 agreement with the scores' "
+        "argmax, and the mean total-variation distance from their distribution (0 = the same distribution).",
+        "",
+        "| Model | val rows | val agreement | val TVD | test rows | test agreement | test TVD |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        f = r.get("scores_fidelity")
+        if not f:
+            continue
+        v, t = f.get("val") or {}, f.get("test") or {}
+        lines.append(
+            f"| {r['name']} | {v.get('rows', '—')} | {_f(v.get('agreement'))} | {_f(v.get('tvd'))} | "
+            f"{t.get('rows', '—')} | {_f(t.get('agreement'))} | {_f(t.get('tvd'))} |"
         )
     return lines
 
@@ -181,7 +228,7 @@ def _full_results(rows: list[dict], names: list[str], focus: str | None) -> list
         t = r.get("tuned") or {}
         layers = ",".join(map(str, r["layers"])) if r.get("layers") else "—"
         lines.append(
-            f"| {r['name']} | {r['kind']} | {layers} | {_f(r['accuracy'])} | {_f(r['f1_weighted'])} | "
+            f"| {_shown_name(r)} | {r['kind']} | {layers} | {_f(r['accuracy'])} | {_f(r['f1_weighted'])} | "
             f"{_f(r['f1_macro'])} | "
             + " | ".join(_f(r["f1_per_class"][n]) for n in names)
             + f" | {_f(t.get('f1_macro'))} | {_f(hate_f1(t, focus) if t else None)} | "
@@ -346,8 +393,7 @@ def frontier_section(frontier: dict | None) -> list[str]:
         "",
         f"Every transformer model exported ({_engines_phrase(frontier)}) and benched in one run on "
         f"{_cpu_phrase(frontier)}, {frontier['threads']} thread(s), on the same {frontier['texts']} test texts; "
-        "the naive teacher (torch "
-        f"fp32, unsorted padded batches) reaches {frontier['naive_teacher_samples_per_s']:.1f} samples/s. Scores "
+        f"{_naive_phrase(frontier)} Scores "
         "are the exported models' own, validation / test; the choice is made on validation, the Pareto frontier "
         "drawn on validation (macro or weighted F1).",
         "",
@@ -389,6 +435,13 @@ def frontier_section(frontier: dict | None) -> list[str]:
         if sel.get("best_error"):
             lines.append(f"- **best/ was not written:** {sel['best_error']}")
     return lines
+
+
+def _naive_phrase(frontier: dict) -> str:
+    naive = frontier.get("naive_teacher_samples_per_s")
+    if naive is None:  # a teacher that is only scores: no model to time, so no "× naive teacher" ratio
+        return "the teacher is only scores, so there is no teacher model to time and no speed-up over it."
+    return f"the naive teacher (torch fp32, unsorted padded batches) reaches {naive:.1f} samples/s."
 
 
 def _fidelity(row: dict, sel: dict) -> str:
@@ -546,6 +599,7 @@ def write_report(
         *_headline(rows, run_dir, cfg, quick),
         *_full_results(rows, names, focus),
         *_validation_beside_test(rows, focus),
+        *_scores_fidelity(rows),
         *_uncertainty(rows, significance),
         *_figures(rows, run_dir),
         *_seed_variation(seeds),

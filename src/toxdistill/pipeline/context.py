@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from toxdistill.config import Config
+from toxdistill.data.scores import Scores
 from toxdistill.data.split import Split
 from toxdistill.data.unlabelled import TransferTexts
 from toxdistill.files import META_FILE, MODELS_DIR, SEEDS_DIR, TEACHER
@@ -38,6 +39,8 @@ class RunContext:
     timings: dict[str, float] = field(default_factory=dict)
     transfer: TransferTexts | None = None
     """The transfer set (``data.unlabelled``), read and checked before any stage; None without one."""
+    scores: Scores | None = None
+    """A scores teacher's file (``teacher.scores``), read and checked before any stage; None: a teacher model."""
 
     def model_dir(self, name: str) -> Path:
         return self.run_dir / MODELS_DIR / name

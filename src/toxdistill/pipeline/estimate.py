@@ -159,10 +159,11 @@ def estimate_plan(
     """``labels``: (step label, stage name) of the steps still to run, in order. Post-training steps follow."""
     by_name = {s.name: s for s in cfg.stages}
     est: dict[str, float] = {}
-    depths: list[int] = [teacher_layers]  # every model the checks and the frontier score
-    cache_paid = False
+    scores = cfg.teacher.scores is not None  # a teacher that is only scores: nothing to train, run or score
+    depths: list[int] = [] if scores else [teacher_layers]  # every model the checks and the frontier score
+    cache_paid = scores
     for label, stage in labels:
-        if stage == BASELINE:  # seconds, and no model to time: left out, so it cannot skew the rescaling
+        if stage == BASELINE or (scores and stage not in by_name):  # seconds, no model: left out of the rescaling
             continue
         if stage not in by_name:  # the teacher
             tc = cfg.teacher.train

@@ -48,14 +48,22 @@ from toxdistill.config import Config
 from toxdistill.console import Say, quiet
 from toxdistill.data.split import Split, TextSet, load_run_split
 from toxdistill.errors import ToxdistillError
-from toxdistill.evaluation.frontier import pareto, select
+from toxdistill.evaluation.frontier import SCORES_RULE, pareto, select
 from toxdistill.evaluation.metrics import classification_metrics, hate_f1, val_headline
 from toxdistill.evaluation.plots import plot_frontier
 from toxdistill.evaluation.report import describe_choice
 from toxdistill.export.folder import weights_fingerprint
 from toxdistill.export.naming import default_output
 from toxdistill.export.reference import offer as offer_reference
-from toxdistill.files import FRONTIER_FILE, FRONTIER_PLOT, MODELS_DIR, TEACHER, TEST_LOGITS, VAL_LOGITS
+from toxdistill.files import (
+    FRONTIER_FILE,
+    FRONTIER_PLOT,
+    MODELS_DIR,
+    TEACHER,
+    TEACHER_SCORES,
+    TEST_LOGITS,
+    VAL_LOGITS,
+)
 from toxdistill.inference.cpu import cpu_features, cpu_kind, cpu_name, library_versions
 from toxdistill.inference.predict import Predictor
 from toxdistill.io import atomic_write_json
@@ -145,7 +153,9 @@ def run_frontier(
     if missing:
         raise missing
     teacher_name = next((n for n, d in models.items() if read_meta(d).get("kind") == "teacher"), None)
-    if teacher_name is None:
+    record = run_dir / MODELS_DIR / TEACHER
+    scores_teacher = record if TEACHER_SCORES in read_meta(record) else None
+    if teacher_name is None and scores_teacher is None:
         raise ToxdistillError(f"{run_dir} has no teacher model", "the frontier holds every model against the teacher")
     split = split or load_run_split(run_dir, data)
     focus = cfg.data.focus_class
@@ -160,10 +170,14 @@ def run_frontier(
         measured = {k: previous[k] for k in MEASURED if k in previous}
     else:
         measured = _measure(run_dir, models, teacher_name, cfg, split, sample, opts, say)
-    teacher = _teacher_reference(models[teacher_name], split, focus)
+    teacher = _teacher_reference(scores_teacher or models[str(teacher_name)], split, focus)
     rows = measured["rows"]
     # Measured afresh each time (from the logits' cache when nothing changed): the select bound may read it.
-    blocks, behaviour = measure_behaviour(run_dir, cfg, models, teacher_name, split, say)
+    if teacher_name is None:  # a teacher that is only scores cannot be asked about texts it did not score
+        blocks: dict = {}
+        behaviour: dict = {"skipped": SCORES_NO_BEHAVIOUR}
+    else:
+        blocks, behaviour = measure_behaviour(run_dir, cfg, models, teacher_name, split, say)
     for r in rows:
         r["behaviour"] = blocks.get(r["model"])  # None for the teacher: it is the reference
     front = pareto(rows)
@@ -179,7 +193,7 @@ def run_frontier(
         "behaviour": behaviour,
         "pareto": front,
         "pareto_split": "val",
-        "selection": select(rows, teacher, cfg.select),
+        "selection": select(rows, teacher, cfg.select) if teacher_name else select_without_teacher(rows, teacher),
         "plot": FRONTIER_PLOT,
     }
     atomic_write_json(run_dir / FRONTIER_FILE, frontier)
@@ -231,7 +245,7 @@ class _Bench:
 def _measure(
     run_dir: Path,
     models: dict[str, Path],
-    teacher_name: str,
+    teacher_name: str | None,
     cfg: Config,
     split: Split,
     sample: BenchSample,
@@ -259,9 +273,9 @@ def _measure(
         if row is not None:
             rows.append(row)
         naive = naive_sps if name == teacher_name else naive
-    assert naive is not None  # the teacher is benched first, in torch-naive too
-    for r in rows:
-        r["x_naive_teacher"] = r["samples_per_s"] / naive
+    assert naive is not None or teacher_name is None  # the teacher is benched first, in torch-naive too
+    for r in rows:  # no ratio where the teacher is only scores: there is no teacher model to time
+        r["x_naive_teacher"] = r["samples_per_s"] / naive if naive else None
     return {
         "cpu": cpu_name(),
         "cpu_features": cpu_features(),
@@ -406,6 +420,36 @@ def _export_scores(
         if part == "test":
             np.save(export_dir / TEST_LOGITS, logits.astype(np.float32))
     return out
+
+
+# Why a run whose teacher is only scores has no behaviour set: its texts are perturbed or new, and no score is known
+# for them.
+SCORES_NO_BEHAVIOUR = "the teacher is only scores, known for none of the behaviour set's perturbed or new texts"
+
+
+def select_without_teacher(rows: list[dict], teacher: dict) -> dict:
+    """The choice where the teacher is only scores: no export to fall back on, and no speed to be within
+    tolerance of. The candidate with the best validation macro F1 (then weighted F1, then speed) that passed its
+    parity gates; the scores' own validation figures are reported beside it, not held against it: scores from
+    annotators can match the gold labels by construction (Davidson's gold label is the crowd's majority)."""
+    passed = [r for r in rows if r["parity_passed"]]
+    if not passed:
+        raise ToxdistillError("no candidate passed its export's parity gates", "see the frontier's rows")
+    key = lambda r, s: (r[s]["f1_macro"], r[s]["f1_weighted"])  # noqa: E731
+    best = max(passed, key=lambda r: (*key(r, "val"), r["samples_per_s"]))
+    best_test = max(passed, key=lambda r: key(r, "test"))
+    holds = best_test["model"] == best["model"]
+    return {
+        "model": best["model"],
+        "rule": SCORES_RULE,
+        "fallback": False,
+        "reason": f"{best['model']} ({best['backend']}) has the best validation macro F1 of {len(passed)} candidate(s)",
+        "holds_on_test": holds,
+        "test_note": "it is the best on test too" if holds else f"on test {best_test['model']} is better",
+        "left_out_by_behaviour": [],
+        "behaviour_flags": [],
+        "criteria": {"rule": "max val f1_macro"},
+    }
 
 
 def _teacher_reference(folder: Path, split: Split, focus: str | None) -> dict:

@@ -19,6 +19,7 @@ import yaml
 from toxdistill.data import frontend
 from toxdistill.data.dataset import CLEAN_STEPS, FRONTEND_STEPS
 from toxdistill.evaluation.behaviour import describe
+from toxdistill.evaluation.frontier import SCORES_RULE
 from toxdistill.evaluation.report import describe_choice
 from toxdistill.evaluation.tables import fmt
 from toxdistill.files import PACKAGED_MINILM, PACKAGED_MPNET
@@ -203,6 +204,8 @@ def _rule(f: CardFacts) -> str:
     crit = s.get("criteria") or {}
     bound = _bound(crit)
     with_bound = f", with {bound} on the behaviour set." if bound else "."
+    if s.get("rule") == SCORES_RULE:
+        return "the candidate with the best validation macro F1 (the teacher is only scores: no model to be near)."
     if s.get("rule") == "budget":
         return (
             f"the best candidate on validation at or above {fmt(crit.get('min_samples_per_s'), ',.0f')} samples/s"
@@ -298,6 +301,8 @@ def _what(f: CardFacts) -> str:
                 f"A {len(layers)}-layer student made from `{meta['student_model']}` (its layers {kept} kept), "
                 f"distilled from the teacher `{f.teacher_model}`."
             )
+        if meta.get("cut_from"):  # the teacher is only scores: the layers are the pretrained model's
+            return f"A {len(layers)}-layer student made of the layers {kept} of `{meta['cut_from']}`."
         return f"A {len(layers)}-layer student made of the teacher's layers {kept}{of} (`{f.teacher_model}`)."
     return f"The run's `{kind}` stage `{meta.get('name')}` (teacher `{f.teacher_model}`)."
 

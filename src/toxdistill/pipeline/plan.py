@@ -34,6 +34,7 @@ from toxdistill.files import (
     SIGNIFICANCE_FILE,
     SPLIT_FILE,
     TEACHER,
+    TEACHER_SCORES,
     TIMINGS_FILE,
 )
 from toxdistill.inference.cpu import cpu_name, machine_facts
@@ -49,6 +50,7 @@ from toxdistill.pipeline.estimate import Plan, estimate_plan, format_minutes, me
 from toxdistill.pipeline.external import check_eval_set, run_eval_sets
 from toxdistill.pipeline.frontier import frontier_step
 from toxdistill.pipeline.results import collect_results, seed_summary, significance
+from toxdistill.pipeline.scores import add_scores_fidelity, open_scores
 from toxdistill.runs import check_run_format, read_meta, write_run_format
 from toxdistill.training.ddp import dist
 
@@ -127,9 +129,10 @@ def _preflight(cfg: Config) -> None:
     every LoRA stage's family has target modules, and every eval set can be scored."""
     labels = cfg.data.label_names
     t = cfg.teacher
-    path = resolve_model_path(t.model)
+    # A scores teacher has no model: its students are the pretrained model's, which stands in for it here.
+    path = resolve_model_path(t.model if t.scores is None else str(t.pretrained))
     tconf = load_model_config(path)
-    if t.train is None:
+    if t.train is None and t.scores is None:
         check_given_classifier(path, labels, t.label_map)
     pre = t.pretrained_model()
     pre_conf = load_model_config(resolve_model_path(pre)) if pre and pre != t.model else tconf
@@ -198,6 +201,7 @@ def _open_run(cfg: Config, run_dir: Path, data_path: str | None, quick: bool, fo
     added = f" (with {extra} counterfactual rows, data.counterfactual)" if extra else ""
     say(f"data: {path} → train {len(split.train)}{added}, val {len(split.val)}, test {len(split.test)}")
     ctx.transfer = _transfer_set(cfg, split, quick)
+    ctx.scores = open_scores(cfg, split)
     return ctx
 
 
@@ -236,7 +240,7 @@ def _plan(ctx: RunContext) -> list[Step]:
         steps.append(Step(st.name, ctx, st.name, functools.partial(by_method[st.kind], ctx, st)))
     for k in range(1, cfg.seeds):
         sctx = SeedContext(cfg.model_copy(update={"seed": cfg.seed + k}), ctx.run_dir, ctx.split, ctx.quick, ctx.forced)
-        sctx.transfer = ctx.transfer
+        sctx.transfer, sctx.scores = ctx.transfer, ctx.scores
         for st in (st for st in enabled if st.kind == "distill"):
             label = f"{st.name}@seed{sctx.cfg.seed}"
             steps.append(Step(label, sctx, st.name, functools.partial(stages.stage_distill, sctx, st)))
@@ -259,7 +263,8 @@ def _estimate(ctx: RunContext, steps: list[Step]) -> Plan | None:
         return None
     cfg, split = ctx.cfg, ctx.split
     costs = measure_row_costs(cfg, split.train.texts)
-    teacher_layers = load_model_config(resolve_model_path(cfg.teacher.model)).num_hidden_layers
+    teacher = cfg.teacher.model if cfg.teacher.scores is None else str(cfg.teacher.pretrained)
+    teacher_layers = load_model_config(resolve_model_path(teacher)).num_hidden_layers
     n = (len(split.train), len(split.val), len(split.test))
     plan = estimate_plan(cfg, costs, n, todo, ctx.quick, teacher_layers)
     for line in plan_lines(plan, cpu_name()):
@@ -330,8 +335,12 @@ def _report(
     s0 = time.perf_counter()
     run_dir, cfg, split = ctx.run_dir, ctx.cfg, ctx.split
     results = collect_results(run_dir)
+    if ctx.scores is not None:
+        add_scores_fidelity(run_dir, results, split, ctx.scores)
     atomic_write_json(run_dir / RESULTS_FILE, results)
-    sig = significance(run_dir, results, split.test.labels, cfg.seed, focus=cfg.data.focus_index())
+    # A scores teacher has no logits on the test rows it does not score: it is left out of the paired tests.
+    models = [r for r in results if not r.get(TEACHER_SCORES)]
+    sig = significance(run_dir, models, split.test.labels, cfg.seed, focus=cfg.data.focus_index())
     atomic_write_json(run_dir / SIGNIFICANCE_FILE, sig)
     seeds = seed_summary(run_dir, cfg)
     if seeds:

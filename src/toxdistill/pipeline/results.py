@@ -11,7 +11,7 @@ import numpy as np
 from toxdistill.config import Config
 from toxdistill.evaluation.metrics import hate_f1
 from toxdistill.evaluation.stats import bootstrap_table, compare_models, default_pairs, metric_table
-from toxdistill.files import META_FILE, MODELS_DIR, TEST_LOGITS
+from toxdistill.files import META_FILE, MODELS_DIR, TEACHER_SCORES, TEST_LOGITS
 from toxdistill.runs import read_meta
 
 log = logging.getLogger(__name__)
@@ -55,6 +55,7 @@ def collect_results(run_dir: Path) -> list[dict]:
                 "ece_calibrated": m.get("ece_calibrated"),
                 "temperature": meta.get("calibration", {}).get("temperature"),
                 "calibration_bias": meta.get("calibration", {}).get("bias"),
+                **({TEACHER_SCORES: meta[TEACHER_SCORES]} if TEACHER_SCORES in meta else {}),
             }
         )
     return rows

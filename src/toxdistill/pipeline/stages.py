@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from transformers import PreTrainedModel
 
 from toxdistill import __version__
@@ -37,9 +38,10 @@ from toxdistill.models.students import (
 )
 from toxdistill.models.teacher import load_classifier, load_given_classifier, load_model_config, load_tokenizer
 from toxdistill.pipeline.context import RunContext, main_only, say
+from toxdistill.pipeline.scores import stage_scores_teacher
 from toxdistill.runs import is_baseline_folder, read_meta
 from toxdistill.training.ddp import dist
-from toxdistill.training.teacher_cache import Augmentation, TeacherCache
+from toxdistill.training.teacher_cache import Augmentation, TeacherCache, scores_cache_key, scores_outputs
 from toxdistill.training.trainer import LiveTeacher, TeacherTargets, TrainData, TrainJob, train_model
 
 log = logging.getLogger(__name__)
@@ -193,7 +195,7 @@ def _train_job(ctx: RunContext, name: str, model, tokenizer, train_cfg: TrainCon
     weights = _perturb_weights(ctx) if aims else None
     teacher = None
     if distill is not None:
-        outputs = _teacher_cache(ctx).outputs(ctx.split.train)
+        outputs = _teacher_outputs(ctx)
         augment = _augmentation(ctx, train_cfg, distill.augment, weights) if distill.augment > 0 else None
         transfer = None
         if ctx.transfer is not None:
@@ -285,6 +287,23 @@ def _teacher_cache(ctx: RunContext, teacher_dir: Path | None = None) -> TeacherC
     )
 
 
+def _teacher_outputs(ctx: RunContext):
+    """The teacher's outputs on the training rows: the teacher model's, or a scores teacher's file (NaN where it
+    has no score for a row), each cached once per run."""
+    scores = ctx.scores
+    if scores is None:
+        return _teacher_cache(ctx).outputs(ctx.split.train)
+    key = scores_cache_key(scores.sha256, ctx.split.fingerprint(), ctx.cfg.teacher.scores_text_col)
+    return scores_outputs(ctx.run_dir / "cache", key, lambda: torch.from_numpy(scores.logits_for(ctx.split.train)))
+
+
+def _student_source(ctx: RunContext):
+    """The model students are cut from: the teacher, or with a scores teacher the pretrained model, new head."""
+    spec = str(ctx.model_dir(TEACHER)) if ctx.scores is None else ctx.cfg.teacher.pretrained_model()
+    assert spec is not None, "config validation: a scores teacher has teacher.pretrained"
+    return load_classifier(spec, ctx.split.train.label_names, ctx.cfg.seed)
+
+
 def _augmentation(ctx: RunContext, train_cfg: TrainConfig, copies: int, weights) -> Augmentation:
     """``distill.augment``: ``copies`` perturbed copies of every training text (the stage's perturb_kinds, else every
     character-level kind), labelled by the teacher once and cached beside its outputs (``TeacherCache``)."""
@@ -330,6 +349,9 @@ def stage_given_teacher(ctx: RunContext) -> None:
 
 def stage_teacher(ctx: RunContext, name: str = TEACHER, train_cfg: TrainConfig | None = None) -> None:
     tc = train_cfg or ctx.cfg.teacher.train
+    if ctx.scores is not None and name == TEACHER:
+        main_only(lambda: stage_scores_teacher(ctx))
+        return
     if tc is None:
         main_only(lambda: stage_given_teacher(ctx))
         return
@@ -372,7 +394,7 @@ def stage_distill(ctx: RunContext, st: StageConfig) -> None:
     """A student cut from the teacher (``layers``), another pretrained model (``student``), or that model cut to
     fewer of its own layers (both: the two-step student), trained by distillation."""
     labels = ctx.split.train.label_names
-    teacher, tok = load_classifier(str(ctx.model_dir(TEACHER)), labels, ctx.cfg.seed)
+    teacher, tok = _student_source(ctx)
     distill = ctx.cfg.stage_distill(st)
     teacher_hidden = int(teacher.config.hidden_size)
     extra: dict[str, object] = {}
@@ -397,6 +419,8 @@ def stage_distill(ctx: RunContext, st: StageConfig) -> None:
         layers = resolve_layers(st.layers, teacher.config.num_hidden_layers)
         student = build_student(teacher, layers)
         copied = layers
+        if ctx.scores is not None:  # no teacher weights: the layers are the pretrained model's
+            extra = {"cut_from": ctx.cfg.teacher.pretrained}
     if distill.w_hidden > 0:
         attach_hidden_projection(student, teacher_hidden, "kd_hidden_projection")
     live = _live_teacher(ctx, distill, int(student.config.num_hidden_layers), copied, teacher)
@@ -445,13 +469,12 @@ def stage_lora(ctx: RunContext, st: StageConfig) -> None:
     base_desc = f"base/ ({base_desc})"
     peft_model = add_lora(base_model, lcfg)
     if distill is not None:
-        teacher_hidden = int(load_model_config(str(ctx.model_dir(TEACHER))).hidden_size)
         # After peft froze the model, so the new projection trains. Adapter checkpoints do not hold it: a
         # resumed distill-lora stage on a student of another hidden size restarts its projection.
-        if distill.w_cos > 0:
-            attach_hidden_projection(peft_model.get_base_model(), teacher_hidden)
+        if distill.w_cos > 0:  # never with a scores teacher (config validation): it has no states
+            attach_hidden_projection(peft_model.get_base_model(), _teacher_hidden(ctx))
         if distill.w_hidden > 0:
-            attach_hidden_projection(peft_model.get_base_model(), teacher_hidden, "kd_hidden_projection")
+            attach_hidden_projection(peft_model.get_base_model(), _teacher_hidden(ctx), "kd_hidden_projection")
         base_meta = read_meta(ctx.model_dir(st.base or ""))
         copied = None if base_meta.get("student_model") else layers
         live = _live_teacher(ctx, distill, int(base_model.config.num_hidden_layers), copied)
@@ -460,6 +483,10 @@ def stage_lora(ctx: RunContext, st: StageConfig) -> None:
     meta = {"adapter_base": base_desc, "lora_share": trainable / total}
     recorded = {"lora": lcfg.model_dump()}
     _train_stage(ctx, st, "lora", peft_model, tok, layers, distill, live, recorded, lora_save=True, extra_meta=meta)
+
+
+def _teacher_hidden(ctx: RunContext) -> int:
+    return int(load_model_config(str(ctx.model_dir(TEACHER))).hidden_size)
 
 
 def stage_finetune(ctx: RunContext, st: StageConfig) -> None:

@@ -9,17 +9,24 @@ import torch
 import torch.nn.functional as F
 
 
-def kd_kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+def kd_kl_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float, rows: torch.Tensor | None = None
+) -> torch.Tensor:
     """Soft-target loss of Hinton et al. (2015).
 
     ``T² · KL(softmax(t/T) ‖ softmax(s/T))``, averaged over the batch, where ``t`` and ``s`` are the
     teacher's and the student's logits. The ``T²`` factor keeps the gradient scale of this term
-    independent of ``T`` (the soft gradients shrink as ``1/T²``).
+    independent of ``T`` (the soft gradients shrink as ``1/T²``). ``rows`` (bool, (N,)): the rows that have
+    teacher targets; the others add 0, and the sum is still divided by N, so a scored row weighs what it
+    weighs in a batch where every row is scored.
     """
     t = temperature
     log_p_s = F.log_softmax(student_logits / t, dim=-1)
     log_p_t = F.log_softmax(teacher_logits.to(student_logits.dtype) / t, dim=-1)
-    return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * (t * t)
+    if rows is None:
+        return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * (t * t)
+    kl = F.kl_div(log_p_s, log_p_t, reduction="none", log_target=True).sum(-1)
+    return torch.where(rows, kl, 0.0).sum() / len(kl) * (t * t)
 
 
 def cosine_loss(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor) -> torch.Tensor:
@@ -127,6 +134,7 @@ def distillation_loss(
     qkv_states: tuple[Sequence[torch.Tensor], Sequence[torch.Tensor]] | None = None,
     mask: torch.Tensor | None = None,
     attn_heads: int = 1,
+    kd_rows: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The full student objective.
 
@@ -139,11 +147,12 @@ def distillation_loss(
     ``L_hidden`` is ``hidden_mse_loss`` on ``hidden_states`` = (student's, teacher's) paired layer states and
     ``L_attn`` is ``attention_relation_loss`` on ``qkv_states`` = (student's, teacher's) last-layer Q, K, V with
     ``attn_heads`` relation heads, both over the real tokens of ``mask``. The cosine, hidden and attention terms
-    are computed (and reported) only where their weight is above 0. Returns the loss and its parts (as floats,
+    are computed (and reported) only where their weight is above 0. ``kd_rows`` masks the KL term to the rows
+    that have teacher targets (``kd_kl_loss``); None: every row has them. Returns the loss and its parts (as floats,
     for logs).
     """
     ce = cross_entropy(student_logits, labels, class_weights)
-    kd = kd_kl_loss(student_logits, teacher_logits, temperature)
+    kd = kd_kl_loss(student_logits, teacher_logits, temperature, kd_rows)
     total = w_ce * ce + w_kd * kd
     parts = {"ce": float(ce.detach()), "kd": float(kd.detach())}
     if w_cos > 0:  # off, a student of another width has no projection for it (stages.stage_distill)

@@ -44,6 +44,31 @@ def teacher_cache_key(teacher_dir: Path, split_fingerprint: str, max_length: int
     return h.hexdigest()[:16]
 
 
+def scores_cache_key(scores_sha256: str, split_fingerprint: str, text_col: str | None) -> str:
+    """A scores teacher's key: the file's contents, the split and the column its texts are read from."""
+    return hashlib.sha256(f"scores:{scores_sha256}:{split_fingerprint}:{text_col}".encode()).hexdigest()[:16]
+
+
+def scores_outputs(folder: Path, key: str, build: Callable[[], torch.Tensor]) -> TeacherOutputs:
+    """Every rank: a scores teacher's logits on the training rows (``build``, NaN where the file has no score),
+    kept in ``teacher-<key>.safetensors`` as a model teacher's are, beside states of width 0: it has none."""
+    cache_file = folder / f"teacher-{key}.safetensors"
+
+    def make() -> TeacherOutputs:
+        for stale in folder.glob("teacher-*.safetensors"):
+            if stale != cache_file:
+                stale.unlink()
+        logits = build().float().contiguous()
+        cls = torch.zeros((len(logits), 0), dtype=torch.float32)
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_name(f".{cache_file.name}.tmp")
+        save_file({"logits": logits, "cls": cls}, str(tmp))
+        tmp.replace(cache_file)
+        return logits, cls
+
+    return rank0_cache(cache_file, make)
+
+
 def augment_cache_name(teacher_key: str, copies: int, kinds: Sequence[str], seed: int, texts: Sequence[str]) -> str:
     """The augmentation cache's file name: keyed by the teacher cache's key, the copies, kinds and seed, and the
     copies' texts themselves (so a change to the perturbations is a new cache)."""

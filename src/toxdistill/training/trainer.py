@@ -223,7 +223,11 @@ class DistillationTrainer(ToxTrainer):
         live_teacher: LiveTeacher | None = None,
         **kw,
     ):
-        self.teacher_logits = teacher_logits
+        # A row without teacher targets (a scores teacher's file does not score it) has NaN logits: it learns from
+        # its label alone, its KD term masked (``distillation_loss``'s ``kd_rows``). None: every row has them.
+        scored = torch.isfinite(teacher_logits).all(-1)
+        self.teacher_rows = None if bool(scored.all()) else scored
+        self.teacher_logits = teacher_logits if self.teacher_rows is None else torch.nan_to_num(teacher_logits)
         self.teacher_cls = teacher_cls
         self.distill = distill
         self.live_teacher = live_teacher
@@ -276,6 +280,7 @@ class DistillationTrainer(ToxTrainer):
             w_kd=d.w_kd,
             w_cos=d.w_cos,
             class_weights=self.class_weights,
+            kd_rows=None if self.teacher_rows is None else self.teacher_rows[idx].to(outputs.logits.device),
             **self._token_terms(inputs, outputs, list(student_qkv)),
         )
         return (loss, outputs) if return_outputs else loss
