@@ -540,6 +540,12 @@ def write_report(
     """report.md. ``machine`` (``inference.cpu.machine_facts``: the CPU, its features and the library versions)
     adds the section that says where the numbers were computed."""
     rows = _order(results)
+    if cfg.data.multi_label:
+        from toxdistill.evaluation.report_multilabel import multilabel_lines
+
+        lines = [*multilabel_lines(rows, run_dir, cfg, quick), *_wall_times(timings), *_machine(machine), ""]
+        atomic_write_text(run_dir / REPORT_FILE, "\n".join(lines))
+        return
     focus = cfg.data.focus_class
     names = list(rows[0]["f1_per_class"]) if rows else []
     lines = [

@@ -201,7 +201,7 @@ class TeacherCache:
         teacher once and cached beside its outputs; caches of an older teacher go. ``announce`` tells the user
         when the teacher labels them."""
         texts = train.prepare_derived(
-            augment_texts(train.texts, copies, kinds, seed, [int(y) for y in train.labels], weights)
+            augment_texts(train.texts, copies, kinds, seed, aim_classes(train.labels), weights)
         )
         teacher_key = self.key()
         cache_file = self.folder / augment_cache_name(teacher_key, copies, kinds, seed, texts)
@@ -213,7 +213,7 @@ class TeacherCache:
             rows = Dataset(
                 ids=np.arange(len(texts)),
                 texts=texts,
-                labels=np.tile(np.asarray(train.labels), copies),
+                labels=np.concatenate([np.asarray(train.labels)] * copies),
                 label_names=train.label_names,
                 source_sha256=train.source_sha256,
             )
@@ -261,6 +261,15 @@ _PERTURBED: dict[str, list[list[list[int]]]] = {}
 _PERTURBED_SETS = 2
 
 
+def aim_classes(labels: np.ndarray) -> list[int]:
+    """The class per row whose words a perturbation aims at: the class id, or a multi-label row's first label on
+    (0 where none is: no class words are known for a multi-label run, which trains no TF-IDF floor)."""
+    labels = np.asarray(labels)
+    if labels.ndim == 1:
+        return [int(y) for y in labels]
+    return [int(np.argmax(row)) for row in labels]
+
+
 def perturbed_ids(
     enc: EncodedDataset,
     ds: Dataset,
@@ -271,7 +280,7 @@ def perturbed_ids(
     """Token ids (``enc.encode``) of each kind's perturbed copy of every row of ``ds`` (copy 0 of ``seed``,
     aimed by ``weights``, ``data.perturb``): ``[kind][row]``. Computed once per process for the same inputs;
     the lists are shared, and nothing that draws from them changes them."""
-    labels = [int(y) for y in ds.labels]
+    labels = aim_classes(ds.labels)
     backend = getattr(enc.tokenizer, "backend_tokenizer", None)
     vocab = backend.to_str() if backend is not None else repr(sorted(enc.tokenizer.get_vocab().items()))
     h = hashlib.sha256()
