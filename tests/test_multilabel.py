@@ -114,3 +114,58 @@ def test_run_writes_multilabel_heads_calibration_and_report(multilabel_run):
     assert set(by) == {"teacher", "one", "cnn"} and 0 <= by["one"]["pr_auc_macro"] <= 1
     report = (run_dir / "report.md").read_text()
     assert "## Per label (test): ROC AUC / PR AUC / F1@t" in report and "| one |" in report
+
+
+def test_multilabel_tolerance_reads_macro_pr_auc_not_f1():
+    from toxdistill.config import SelectConfig
+    from toxdistill.evaluation.frontier import within_tolerance
+
+    teacher = {"model": "teacher", "val": {"pr_auc_macro": 0.80, "f1_macro": 0.9, "f1_weighted": 0.9}}
+    close = {"val": {"pr_auc_macro": 0.795, "f1_macro": 0.5, "f1_weighted": 0.5}}  # F1 far off: not read
+    far = {"val": {"pr_auc_macro": 0.78, "f1_macro": 0.9, "f1_weighted": 0.9}}
+    rule = SelectConfig(max_drop_pr_auc_macro=0.01)
+    assert within_tolerance(close, teacher, rule) and not within_tolerance(far, teacher, rule)
+
+
+def _ml_data(**kw):
+    from toxdistill.config import DataConfig
+
+    base = {"source": "file", "sha256": None, "task": "multi_label", "label_names": ["hate", "offensive"]}
+    return DataConfig.model_validate({**base, "label_cols": ["h", "o"], **kw})
+
+
+def test_vote_counts_become_multi_hot_labels_and_the_split_keeps_each_combination(tmp_path):
+    from toxdistill.data.dataset import load_dataset
+    from toxdistill.data.split import make_or_load_split, strata
+
+    combos = [(0, 3), (2, 1), (1, 0), (0, 0)]  # counts: both, hate only... as vote counts
+    rows = [f"text number {i},{combos[i % 4][0]},{combos[i % 4][1]}" for i in range(80)]
+    (tmp_path / "d.csv").write_text("tweet,h,o\n" + "\n".join(rows) + "\n")
+    ds = load_dataset(tmp_path / "d.csv", _ml_data(label_min_votes=2))
+    assert ds.labels.shape == (80, 2) and ds.labels[:4].tolist() == [[0, 1], [1, 0], [0, 0], [0, 0]]
+    assert strata(ds.labels[:2]).tolist() == [2, 1]
+    split = make_or_load_split(ds, tmp_path / "split.json", _ml_data(label_min_votes=2), seed=0)
+    assert split.test.labels.sum(0).tolist() == [2, 2]  # 20 rows of each label, a tenth in test
+
+
+def test_multilabel_config_needs_one_column_per_label_and_keeps_old_fingerprints():
+    from pydantic import ValidationError
+
+    from toxdistill.config import Config, DataConfig
+
+    with pytest.raises(ValidationError, match="one per label_names"):
+        _ml_data(label_cols=["h"])
+    with pytest.raises(ValidationError, match="for task: multi_label"):
+        DataConfig(label_cols=["h", "o", "n"])
+    # The new keys at their defaults name the same training as before they existed.
+    assert Config(data=DataConfig(task="single_label")).fingerprint() == Config().fingerprint()
+    assert Config(data=_ml_data()).fingerprint() != Config().fingerprint()
+
+
+def test_a_given_teacher_must_fit_the_task(tiny_model_dir):
+    from toxdistill.errors import ToxdistillError
+    from toxdistill.models.teacher import check_task
+
+    check_task(str(tiny_model_dir), multi_label=False)
+    with pytest.raises(ToxdistillError, match="single-label classifier"):
+        check_task(str(tiny_model_dir), multi_label=True)

@@ -528,6 +528,11 @@ class SelectConfig(_Strict):
     max_drop_f1_macro: float | None = Field(default=0.02, ge=0)
     """The most macro F1 a candidate may lose against the teacher on validation: macro F1 carries the rare hate class,
     which a weighted-F1 tolerance alone lets slip. null: no limit."""
+    max_drop_pr_auc_macro: float | None = Field(default=0.01, ge=0)
+    """Multi-label runs (data.task multi_label): the most macro PR AUC a candidate may lose against the teacher on
+    validation, in place of the two F1 limits (a multi-label F1 is that of a threshold fitted after training;
+    PR AUC ranks each label's scores, the rare label's included). 0.01 = 1 point, the weighted-F1 limit's size.
+    null: no limit."""
     min_samples_per_s: float | None = Field(default=None, ge=0)
     """A speed budget instead: the best-quality candidate (validation macro F1) at or above this throughput, in the
     run's frontier bench. With it, the two tolerances are not used."""

@@ -63,10 +63,24 @@ def _drops(row: dict, teacher: dict, split: str) -> tuple[float, float]:
 
 def within_tolerance(row: dict, teacher: dict, rule: SelectConfig, split: str = "val") -> bool:
     """Whether ``row`` loses no more than the rule's limits against the teacher on ``split``."""
+    if _multi_label(teacher, split):
+        return within_pr_auc_tolerance(row, teacher, rule, split)
     dw, dm = _drops(row, teacher, split)
     ok_w = rule.max_drop_f1_weighted is None or dw <= rule.max_drop_f1_weighted + EPS
     ok_m = rule.max_drop_f1_macro is None or dm <= rule.max_drop_f1_macro + EPS
     return ok_w and ok_m
+
+
+def _multi_label(teacher: dict, split: str) -> bool:
+    """A multi-label run's blocks carry macro PR AUC (``evaluation/multilabel.py``)."""
+    return teacher[split].get("pr_auc_macro") is not None
+
+
+def within_pr_auc_tolerance(row: dict, teacher: dict, rule: SelectConfig, split: str = "val") -> bool:
+    """A multi-label row's tolerance: it loses at most ``max_drop_pr_auc_macro`` macro PR AUC against the teacher.
+    The F1 limits are not read: a multi-label F1 is one of a threshold, which calibration sets after training."""
+    drop = teacher[split]["pr_auc_macro"] - row[split]["pr_auc_macro"]
+    return rule.max_drop_pr_auc_macro is None or drop <= rule.max_drop_pr_auc_macro + EPS
 
 
 def _points(x: float, sign: bool = False) -> str:
@@ -112,7 +126,8 @@ def select(rows: list[dict], teacher: dict, rule: SelectConfig) -> dict[str, Any
         out["reason"] += f"; behaviour not measured for {', '.join(not_measured)}: the bound was not checked"
     out["left_out_by_behaviour"] = [r["model"] for r in left_out]
     out["behaviour_flags"] = behaviour_flags(rows, teacher, rule)
-    out["criteria"] = rule.model_dump()
+    # The multi-label limit only where it was read, so a single-label selection records what it always did.
+    out["criteria"] = rule.model_dump(exclude=None if _multi_label(teacher, "val") else {"max_drop_pr_auc_macro"})
     return out
 
 
