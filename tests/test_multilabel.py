@@ -169,3 +169,20 @@ def test_a_given_teacher_must_fit_the_task(tiny_model_dir):
     check_task(str(tiny_model_dir), multi_label=False)
     with pytest.raises(ToxdistillError, match="single-label classifier"):
         check_task(str(tiny_model_dir), multi_label=True)
+
+
+def test_multilabel_fidelity_is_per_label_decision_agreement_and_probability_gap():
+    from toxdistill.evaluation.behaviour import fidelity
+
+    s = np.array([[2.0, -1.0], [0.0, 1.0]])
+    t = np.array([[1.0, 1.0], [0.0, 1.0]])  # one of four decisions differs (row 0, label 1)
+    f = fidelity(s, t, multi_label=True)
+    gap = abs(1 / (1 + math.exp(-2)) - 1 / (1 + math.exp(-1))) + abs(1 / (1 + math.exp(1)) - 1 / (1 + math.exp(-1)))
+    assert f["agreement"] == 0.75 and f["tvd"] == pytest.approx(gap / 4)
+
+
+def test_perturbations_aim_at_a_multilabel_rows_first_label():
+    from toxdistill.data.perturb import aim_classes
+
+    assert aim_classes(np.array([[0.0, 1.0], [1.0, 1.0], [0.0, 0.0]])) == [1, 0, 0]
+    assert aim_classes(np.array([2, 0])) == [2, 0]

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from toxdistill.data.dataset import Dataset, frontend_on
-from toxdistill.data.perturb import perturb_texts
+from toxdistill.data.perturb import aim_classes, perturb_texts
 from toxdistill.models.families import forward_inputs
 from toxdistill.training.ddp import dist
 from toxdistill.training.encoded import EncodedDataset, collator
@@ -259,15 +259,6 @@ class TeacherCache:
 # repeats (``run --seeds``) come after every stage of the first seed.
 _PERTURBED: dict[str, list[list[list[int]]]] = {}
 _PERTURBED_SETS = 2
-
-
-def aim_classes(labels: np.ndarray) -> list[int]:
-    """The class per row whose words a perturbation aims at: the class id, or a multi-label row's first label on
-    (0 where none is: no class words are known for a multi-label run, which trains no TF-IDF floor)."""
-    labels = np.asarray(labels)
-    if labels.ndim == 1:
-        return [int(y) for y in labels]
-    return [int(np.argmax(row)) for row in labels]
 
 
 def perturbed_ids(
