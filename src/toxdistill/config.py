@@ -305,7 +305,9 @@ class TrainConfig(_Strict):
     class_weights: Literal["balanced", "sqrt-balanced"] | list[float] | None = "sqrt-balanced"
     """Per-class weights of the hard-label cross-entropy: null, "balanced" (N / (K n_c)), "sqrt-balanced" (its square
     root: a milder push towards rare classes that costs less accuracy), or explicit weights in label_names order. The
-    default: hate is 5.8% of the tweets, and the square root lifts it without wrecking "offensive" (docs/results.md)."""
+    default: hate is 5.8% of the tweets, and the square root lifts it without wrecking "offensive" (docs/results.md).
+    In a multi_label task they are each label's pos_weight in the BCE: "balanced" n_neg / n_pos, which weighs a
+    label's positive and negative rows equally, "sqrt-balanced" its square root, or one weight per label."""
     group_by_length: bool = True
     """Batch training texts of similar length together: tweets average ~30 tokens, and grouping cuts padding about
     3x."""
