@@ -80,6 +80,9 @@ data: {source: file, path: DATA, sha256: null, max_length: 32, task: multi_label
 teacher: {model: TEACHER, train: {epochs: 1, lr: 1.0e-3, batch_size: 16}}
 train: {epochs: 1, lr: 1.0e-3, batch_size: 16, perturb: 0.5}
 threads: 2
+# No behaviour bound: a tiny model learns nothing, and best/ is there to be checked.
+frontier: {target: onnx-int8, limit: 24, behaviour_texts: 24}
+select: {min_agreement_behaviour: null}
 stages:
   - {name: one, kind: distill, layers: [4], distill: {augment: 1}}
   - {name: cnn, kind: distill, arch: cnn}
@@ -114,6 +117,13 @@ def test_run_writes_multilabel_heads_calibration_and_report(multilabel_run):
     assert set(by) == {"teacher", "one", "cnn"} and 0 <= by["one"]["pr_auc_macro"] <= 1
     report = (run_dir / "report.md").read_text()
     assert "## Per label (test): ROC AUC / PR AUC / F1@t" in report and "| one |" in report
+    # The frontier holds the exports to the teacher in macro PR AUC and ships one to best/, calibration and all.
+    frontier = json.loads((run_dir / "frontier.json").read_text())
+    assert all(r["val"]["pr_auc_macro"] is not None for r in frontier["rows"])
+    assert "macro PR AUC" in frontier["selection"]["reason"] and "## Compression frontier" in report
+    best = json.loads((run_dir / "best" / "toxdistill.json").read_text())
+    assert best["task"] == "multi_label" and len(best["calibration"]["thresholds"]) == 2
+    assert "probs = 1 / (1 + np.exp(" in (run_dir / "best" / "README.md").read_text()
 
 
 def test_multilabel_tolerance_reads_macro_pr_auc_not_f1():

@@ -83,13 +83,22 @@ def within_pr_auc_tolerance(row: dict, teacher: dict, rule: SelectConfig, split:
     return rule.max_drop_pr_auc_macro is None or drop <= rule.max_drop_pr_auc_macro + EPS
 
 
+def _closeness(row: dict, teacher: dict) -> tuple:
+    """How near a candidate is to the tolerance on validation: its macro PR AUC (multi-label), else its F1s."""
+    v = row["val"]
+    return (v["pr_auc_macro"],) if _multi_label(teacher, "val") else (v["f1_weighted"], v["f1_macro"])
+
+
 def _points(x: float, sign: bool = False) -> str:
     """``x`` (a fraction) in points; rounded before the sign is read, so no "-0.00"."""
     v = round(100 * x, 2) + 0.0
     return f"{v:+.2f}" if sign else f"{v:.2f}"
 
 
-def _limits(rule: SelectConfig) -> str:
+def _limits(rule: SelectConfig, multi_label: bool = False) -> str:
+    if multi_label:
+        limit = rule.max_drop_pr_auc_macro
+        return "no limit" if limit is None else f"macro PR AUC ≤ {_points(limit)} points"
     parts = [
         f"{what} ≤ {_points(limit)} points"
         for what, limit in (("weighted F1", rule.max_drop_f1_weighted), ("macro F1", rule.max_drop_f1_macro))
@@ -99,6 +108,9 @@ def _limits(rule: SelectConfig) -> str:
 
 
 def _loss(row: dict, teacher: dict, split: str) -> str:
+    if _multi_label(teacher, split):
+        drop = teacher[split]["pr_auc_macro"] - row[split]["pr_auc_macro"]
+        return f"macro PR AUC {_points(-drop, True)} points against the teacher"
     dw, dm = _drops(row, teacher, split)
     return f"weighted F1 {_points(-dw, True)} and macro F1 {_points(-dm, True)} points against the teacher"
 
@@ -177,7 +189,7 @@ def _tolerance(rows: list[dict], teacher: dict, rule: SelectConfig) -> dict[str,
             "rule": "tolerance",
             "fallback": False,
             "reason": f"{best['model']} ({best['backend']}, {_speed(best)}) is the fastest of {len(ok)} candidate(s) "
-            f"within tolerance on validation ({_limits(rule)}): {_loss(best, teacher, 'val')}",
+            f"within tolerance on validation ({_limits(rule, _multi_label(teacher, 'val'))}): {_loss(best, teacher, 'val')}",
         }
         holds = within_tolerance(best, teacher, rule, "test")
         note = f"on test {best['model']} scores {_loss(best, teacher, 'test')}: " + (
@@ -189,9 +201,9 @@ def _tolerance(rows: list[dict], teacher: dict, rule: SelectConfig) -> dict[str,
     elif not passed:
         why = f"none of the {len(others)} candidate(s) passed its export's parity gates"
     else:
-        closest = max(passed, key=lambda r: (r["val"]["f1_weighted"], r["val"]["f1_macro"]))
+        closest = max(passed, key=lambda r: _closeness(r, teacher))
         why = (
-            f"no candidate is within tolerance on validation ({_limits(rule)}); the closest, {closest['model']}, "
+            f"no candidate is within tolerance on validation ({_limits(rule, _multi_label(teacher, 'val'))}); the closest, {closest['model']}, "
             f"scores {_loss(closest, teacher, 'val')}"
         )
     out = _fallback(teacher, "tolerance", f"the teacher's own export: {why}")

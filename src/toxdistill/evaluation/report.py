@@ -541,9 +541,16 @@ def write_report(
     adds the section that says where the numbers were computed."""
     rows = _order(results)
     if cfg.data.multi_label:
-        from toxdistill.evaluation.report_multilabel import multilabel_lines
+        from toxdistill.evaluation.report_multilabel import frontier_ranking_lines, multilabel_lines
 
-        lines = [*multilabel_lines(rows, run_dir, cfg, quick), *_wall_times(timings), *_machine(machine), ""]
+        lines = [
+            *multilabel_lines(rows, run_dir, cfg, quick),
+            *frontier_section(frontier),
+            *frontier_ranking_lines(frontier),
+            *_wall_times(timings),
+            *_machine(machine),
+            "",
+        ]
         atomic_write_text(run_dir / REPORT_FILE, "\n".join(lines))
         return
     focus = cfg.data.focus_class

@@ -87,6 +87,28 @@ def _left_out() -> list[str]:
         "",
         "## Not in a multi-label report",
         "",
-        "- The TF-IDF floor, the robustness check, the eval sets, the significance bootstrap and the compression "
-        "frontier are skipped: each scores one class per text.",
+        "- The TF-IDF floor, the robustness check, the eval sets and the significance bootstrap are skipped: each "
+        "scores one class per text.",
     ]
+
+
+def frontier_ranking_lines(frontier: dict | None) -> list[str]:
+    """Beside the frontier's table (whose F1 columns are decisions at 0.5 here): each export's macro PR AUC and
+    ROC AUC, the scores its tolerance (``select.max_drop_pr_auc_macro``) reads."""
+    if not frontier or not frontier.get("rows"):
+        return []
+    lines = [
+        "",
+        "Multi-label: the F1 columns above are decisions at probability 0.5; the selection's tolerance reads "
+        "macro PR AUC:",
+        "",
+        "| Model | backend | samples/s | PR AUC val / test | ROC AUC val / test |",
+        "|---|---|---|---|---|",
+    ]
+    for r in sorted(frontier["rows"], key=lambda r: r["samples_per_s"]):
+        v, t = r["val"], r["test"]
+        lines.append(
+            f"| {r['model']} | {r['backend']} | {r['samples_per_s']:.1f} | {_f(v.get('pr_auc_macro'))} / "
+            f"{_f(t.get('pr_auc_macro'))} | {_f(v.get('roc_auc_macro'))} / {_f(t.get('roc_auc_macro'))} |"
+        )
+    return lines

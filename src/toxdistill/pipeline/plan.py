@@ -336,15 +336,6 @@ def _checks(ctx: RunContext, plan: Plan | None = None) -> tuple[dict | None, dic
     return robustness, evals
 
 
-def _frontier(ctx: RunContext) -> dict | None:
-    """The frontier step (which also ships the winner to RUN/best/); not yet for multi-label runs, whose selection
-    rule and behaviour checks compare one class per text."""
-    if ctx.cfg.data.multi_label and ctx.cfg.frontier.enabled:
-        say("frontier: skipped, not yet built for data.task multi_label")
-        return None
-    return frontier_step(ctx, say)
-
-
 def _report(
     ctx: RunContext, robustness: dict | None = None, eval_sets: dict | None = None, frontier: dict | None = None
 ) -> None:
@@ -408,6 +399,6 @@ def run(
         _run_steps(ctx, steps, plan)
         if main:
             robustness, evals = _checks(ctx, plan)
-            frontier = _frontier(ctx)
+            frontier = frontier_step(ctx, say)  # also ships the winner to RUN/best/
             _report(ctx, robustness, evals, frontier)
     return run_dir
