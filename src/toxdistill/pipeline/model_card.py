@@ -541,6 +541,8 @@ def plain_snippet(f: CardFacts) -> str:
     in training, and computes toxdistill's calibrated probabilities and decided labels (``Calibration``)."""
     meta, rec = f.meta, f.record
     cal = meta.get("calibration") or {}
+    temperature = float(cal.get("temperature", 1.0))
+    bias, offsets = cal.get("bias"), cal.get("offsets")
     clean = clean_function(_clean(meta))
     front = frontend_source(_clean(meta))
     if f.openvino:
@@ -557,6 +559,8 @@ def plain_snippet(f: CardFacts) -> str:
             "names = {i.name for i in session.get_inputs()}",
         ]
         run = "logits = session.run(None, {k: v.astype(np.int64) for k, v in enc.items() if k in names})[0]"
+    z = f"z = logits / {temperature!r}" + (f" + np.array({_floats(bias)})" if bias is not None else "")
+    decide = "z" + (f" + np.array({_floats(offsets)})" if offsets is not None else "")
     lines = [
         "import html",
         "import json",
@@ -584,38 +588,16 @@ def plain_snippet(f: CardFacts) -> str:
         'return_tensors="np"',
         ")",
         run,
-        *(_multilabel_decision(cal) if meta.get("task") == "multi_label" else _decision(cal)),
-        "for text, label, p in zip(texts, predicted, probs):",
-        "    print(label, {n: round(float(q), 3) for n, q in zip(labels, p)}, text)",
-    ]
-    return "\n".join(lines)
-
-
-def _decision(cal: dict) -> list[str]:
-    """The snippet's softmax calibration and decided class."""
-    temperature = float(cal.get("temperature", 1.0))
-    bias, offsets = cal.get("bias"), cal.get("offsets")
-    z = f"z = logits / {temperature!r}" + (f" + np.array({_floats(bias)})" if bias is not None else "")
-    decide = "z" + (f" + np.array({_floats(offsets)})" if offsets is not None else "")
-    return [
         "# Calibrated as toxdistill serves it: temperature and class bias fitted on validation, then per-class",
         "# decision offsets tuned on validation for macro F1. The test metrics above score argmax(logits).",
         z,
         "probs = np.exp(z - z.max(-1, keepdims=True))",
         "probs /= probs.sum(-1, keepdims=True)",
         f"predicted = [labels[i] for i in ({decide}).argmax(-1)]",
+        "for text, label, p in zip(texts, predicted, probs):",
+        "    print(label, {n: round(float(q), 3) for n, q in zip(labels, p)}, text)",
     ]
-
-
-def _multilabel_decision(cal: dict) -> list[str]:
-    """The snippet's per-label sigmoid calibration and decided labels (``evaluation/multilabel.py``)."""
-    t, b, cut = (_floats(cal[k]) for k in ("temperature", "bias", "thresholds"))
-    return [
-        "# Calibrated as toxdistill serves it: per label a temperature and bias fitted on validation, and a threshold",
-        "# tuned on validation for F1; a text gets every label whose probability reaches its threshold.",
-        f"probs = 1 / (1 + np.exp(-(logits / np.array({t}) + np.array({b}))))",
-        f"predicted = [[n for n, q, c in zip(labels, p, {cut}) if q >= c] for p in probs]",
-    ]
+    return "\n".join(lines)
 
 
 def clean_function(switches: dict) -> list[str]:
