@@ -137,6 +137,16 @@ def test_multilabel_tolerance_reads_macro_pr_auc_not_f1():
     assert within_tolerance(close, teacher, rule) and not within_tolerance(far, teacher, rule)
 
 
+def test_multilabel_pareto_is_drawn_on_macro_pr_auc():
+    from toxdistill.evaluation.frontier import pareto
+
+    rows = [
+        {"model": "slow", "samples_per_s": 10, "val": {"pr_auc_macro": 0.80, "f1_macro": 0.1, "f1_weighted": 0.1}},
+        {"model": "fast", "samples_per_s": 99, "val": {"pr_auc_macro": 0.70, "f1_macro": 0.9, "f1_weighted": 0.9}},
+    ]
+    assert pareto(rows) == {"pr_auc_macro": ["slow", "fast"]}
+
+
 def _ml_data(**kw):
     from toxdistill.config import DataConfig
 

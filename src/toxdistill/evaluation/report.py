@@ -491,7 +491,10 @@ def update_frontier_section(run_dir: Path, frontier: dict) -> bool:
         end -= 1 if end < len(lines) else 0
     else:
         start = end = lines.index(WALL_TIME_HEADING) - 1 if WALL_TIME_HEADING in lines else len(lines)
-    atomic_write_text(path, "\n".join([*lines[:start], *frontier_section(frontier), *lines[end:]]))
+    from toxdistill.evaluation.report_multilabel import frontier_ranking_lines  # [] for a single-label run
+
+    section = [*frontier_section(frontier), *frontier_ranking_lines(frontier)]
+    atomic_write_text(path, "\n".join([*lines[:start], *section, *lines[end:]]))
     return True
 
 

@@ -95,7 +95,8 @@ def _left_out() -> list[str]:
 def frontier_ranking_lines(frontier: dict | None) -> list[str]:
     """Beside the frontier's table (whose F1 columns are decisions at 0.5 here): each export's macro PR AUC and
     ROC AUC, the scores its tolerance (``select.max_drop_pr_auc_macro``) reads."""
-    if not frontier or not frontier.get("rows"):
+    rows = (frontier or {}).get("rows") or []
+    if not rows or any(r["val"].get("pr_auc_macro") is None for r in rows):  # a single-label run's frontier
         return []
     lines = [
         "",
@@ -105,7 +106,7 @@ def frontier_ranking_lines(frontier: dict | None) -> list[str]:
         "| Model | backend | samples/s | PR AUC val / test | ROC AUC val / test |",
         "|---|---|---|---|---|",
     ]
-    for r in sorted(frontier["rows"], key=lambda r: r["samples_per_s"]):
+    for r in sorted(rows, key=lambda r: r["samples_per_s"]):
         v, t = r["val"], r["test"]
         lines.append(
             f"| {r['model']} | {r['backend']} | {r['samples_per_s']:.1f} | {_f(v.get('pr_auc_macro'))} / "
