@@ -167,6 +167,19 @@ class DataConfig(_Strict):
     sha256: str | None = DAVIDSON_SHA256
     """The checksum the Davidson file must have: a cached copy that differs is downloaded again, a download that
     differs is refused. null: no check."""
+    task: Literal["single_label", "multi_label"] = "single_label"
+    """"single_label": each row has one class of label_names (label_col), and the models end in one softmax.
+    "multi_label": each row has any number of labels (label_cols, one 0/1 column each, Detoxify's format), and the
+    models end in one sigmoid per label, trained with binary cross-entropy. Not in any fingerprint at its default,
+    so configs written before multi-label tasks keep theirs."""
+    label_cols: list[str] | None = None
+    """multi_label: the columns holding the labels, one per label in label_names order, each 0/1 (or a vote count,
+    with label_min_votes). Needed by multi_label, refused by single_label (which reads label_col)."""
+    label_min_votes: int | None = Field(default=None, ge=1)
+    """multi_label: label_cols hold annotator vote counts, and a label is on where at least this many annotators
+    gave it (Davidson: hate_speech >= 1 is "at least one annotator said hate speech"). A threshold in the config,
+    rather than a derived column in the file, keeps the shipped data file as it is. null: label_cols already hold
+    0/1."""
     vote_cols: list[str] | None = None
     """Columns holding each row's annotator vote counts, one per class in label_names order (Davidson: hate_speech,
     offensive_language, neither). Needed only by train.soft_labels."""
@@ -233,7 +246,30 @@ class DataConfig(_Strict):
         augmentation is off, so that a config without them names the same training as before they existed, and
         the unlabelled files, which neither reads (the stages that do add them, ``stage_fingerprint``)."""
         off = {"unlabelled", "unlabelled_text_col"}
+        if self.task == "single_label":  # the multi-label keys at their defaults name no new training
+            off |= {"task", "label_cols", "label_min_votes"}
         return off | ({"counterfactual", "counterfactual_class"} if self.counterfactual == 0 else set())
+
+    @property
+    def multi_label(self) -> bool:
+        return self.task == "multi_label"
+
+    @model_validator(mode="after")
+    def _multi_label_fields(self) -> DataConfig:
+        if not self.multi_label:
+            if self.label_cols is not None or self.label_min_votes is not None:
+                raise ValueError("label_cols and label_min_votes are for task: multi_label")
+            return self
+        if self.label_cols is None or len(self.label_cols) != len(self.label_names):
+            n = 0 if self.label_cols is None else len(self.label_cols)
+            raise ValueError(
+                f"task multi_label needs label_cols, one per label_names ({n} for {len(self.label_names)})"
+            )
+        # Not yet for multi-label: each of these assumes one class per row.
+        for key, on in (("counterfactual", self.counterfactual > 0), ("unlabelled", bool(self.unlabelled))):
+            if on:
+                raise ValueError(f"data.{key} is not supported with task multi_label yet")
+        return self
 
     @model_validator(mode="after")
     def _one_vote_col_per_class(self) -> DataConfig:
@@ -269,7 +305,9 @@ class TrainConfig(_Strict):
     class_weights: Literal["balanced", "sqrt-balanced"] | list[float] | None = "sqrt-balanced"
     """Per-class weights of the hard-label cross-entropy: null, "balanced" (N / (K n_c)), "sqrt-balanced" (its square
     root: a milder push towards rare classes that costs less accuracy), or explicit weights in label_names order. The
-    default: hate is 5.8% of the tweets, and the square root lifts it without wrecking "offensive" (docs/results.md)."""
+    default: hate is 5.8% of the tweets, and the square root lifts it without wrecking "offensive" (docs/results.md).
+    In a multi_label task they are each label's pos_weight in the BCE: "balanced" n_neg / n_pos, which weighs a
+    label's positive and negative rows equally, "sqrt-balanced" its square root, or one weight per label."""
     group_by_length: bool = True
     """Batch training texts of similar length together: tweets average ~30 tokens, and grouping cuts padding about
     3x."""
@@ -281,7 +319,9 @@ class TrainConfig(_Strict):
     """bf16 mixed precision. Turn it on for GPUs; CPU bf16 autocast is slower than fp32 here."""
     best_metric: str = "f1_macro"
     """The validation metric that picks the epoch kept: f1_macro, f1_weighted, accuracy or "loss" (lower is better).
-    Accuracy is dominated by "offensive"; macro F1 tracks the hate class."""
+    Accuracy is dominated by "offensive"; macro F1 tracks the hate class. In a multi_label task also pr_auc_macro
+    or roc_auc_macro, and f1_macro (the default) means pr_auc_macro there: F1 at a fixed 0.5 cut moves with the
+    calibration that is fitted after training, the ranking of each label's scores does not."""
     soft_labels: float = Field(default=0.0, ge=0.0, le=1.0)
     """Weight a of the annotators' vote shares in the training target: (1 - a) one-hot(label) + a votes. 0 = majority
     labels only. Needs data.vote_cols. Validation loss and every metric stay on majority labels."""
@@ -515,6 +555,11 @@ class SelectConfig(_Strict):
     max_drop_f1_macro: float | None = Field(default=0.02, ge=0)
     """The most macro F1 a candidate may lose against the teacher on validation: macro F1 carries the rare hate class,
     which a weighted-F1 tolerance alone lets slip. null: no limit."""
+    max_drop_pr_auc_macro: float | None = Field(default=0.01, ge=0)
+    """Multi-label runs (data.task multi_label): the most macro PR AUC a candidate may lose against the teacher on
+    validation, in place of the two F1 limits (a multi-label F1 is that of a threshold fitted after training;
+    PR AUC ranks each label's scores, the rare label's included). 0.01 = 1 point, the weighted-F1 limit's size.
+    null: no limit."""
     min_samples_per_s: float | None = Field(default=None, ge=0)
     """A speed budget instead: the best-quality candidate (validation macro F1) at or above this throughput, in the
     run's frontier bench. With it, the two tolerances are not used."""
@@ -691,6 +736,10 @@ class Config(_Strict):
             return self
         if self.data.unlabelled:
             raise ValueError("data.unlabelled needs a teacher model to score it; a scores teacher has none")
+        if self.data.multi_label:
+            raise ValueError(
+                "teacher.scores is one distribution over exclusive classes: data.task multi_label needs a teacher model"
+            )
         blocks = {"distill": self.distill} | {f"stage {s.name!r} distill": s.distill for s in self.stages if s.distill}
         for where, d in blocks.items():
             for k in ("w_cos", "w_hidden", "w_attn", "augment"):
@@ -703,6 +752,17 @@ class Config(_Strict):
         for s in self.stages:
             if s.kind == "lora" and s.base == "teacher":
                 raise ValueError(f"stage {s.name!r}: lora base teacher needs teacher weights; teacher.scores has none")
+        return self
+
+    @model_validator(mode="after")
+    def _multi_label_train(self) -> Config:
+        if not self.data.multi_label:
+            return self
+        cfgs = {"teacher.train": self.teacher.train, "train": self.train}
+        cfgs.update({f"stage {s.name!r}": s.train for s in self.stages if s.train is not None})
+        for where, tc in cfgs.items():
+            if tc is not None and tc.soft_labels > 0:
+                raise ValueError(f"{where}.soft_labels is not supported with data.task multi_label")
         return self
 
     @model_validator(mode="after")

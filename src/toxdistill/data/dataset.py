@@ -164,7 +164,7 @@ class Dataset:
 
     ids: np.ndarray
     texts: list[str]
-    labels: np.ndarray
+    labels: np.ndarray  # class ids (n,), or for a multi-label task an (n, L) float 0/1 matrix
     label_names: list[str]
     source_sha256: str
     # Per-row share of annotator votes for each class (rows sum to 1), when data.vote_cols names the counts.
@@ -178,6 +178,11 @@ class Dataset:
         if not frontend_on(self.clean):
             return texts
         return [frontend_text(t, self.clean) for t in texts]
+
+    @property
+    def multi_label(self) -> bool:
+        """Whether ``labels`` is an (n, L) 0/1 matrix (``data.task: multi_label``) rather than class ids."""
+        return np.asarray(self.labels).ndim == 2
 
     def subset(self, ids: np.ndarray) -> Dataset:
         pos = {int(i): k for k, i in enumerate(self.ids)}
@@ -198,7 +203,8 @@ class Dataset:
 
 def load_dataset(path: Path, cfg: DataConfig) -> Dataset:
     df = read_frame(path, cfg.format)
-    missing = [c for c in (cfg.text_col, cfg.label_col, *(cfg.vote_cols or [])) if c not in df.columns]
+    label_cols = cfg.label_cols if cfg.multi_label else [cfg.label_col]
+    missing = [c for c in (cfg.text_col, *(label_cols or []), *(cfg.vote_cols or [])) if c not in df.columns]
     if missing:
         raise ToxdistillError(
             f"{path.name} has no column {missing[0]!r} (columns: {', '.join(map(str, df.columns[:8]))})",
@@ -206,6 +212,31 @@ def load_dataset(path: Path, cfg: DataConfig) -> Dataset:
         )
     # The Davidson file's unnamed first column is its row id; other files use their row number.
     ids = df["Unnamed: 0"].to_numpy() if "Unnamed: 0" in df.columns else np.arange(len(df))
+    labels = _multi_hot(df, cfg, path) if cfg.multi_label else _class_ids(df, cfg, path)
+    return _cleaned(df, cfg, path, ids, labels)
+
+
+def _multi_hot(df: pd.DataFrame, cfg: DataConfig, path: Path) -> np.ndarray:
+    """``data.label_cols`` as an (n, L) float 0/1 matrix: the columns as they are, or each count at least
+    ``data.label_min_votes``."""
+    assert cfg.label_cols is not None, "config validation: multi_label has label_cols"
+    raw = df[cfg.label_cols].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(raw).all(1) | (raw < 0).any(1)
+    if cfg.label_min_votes is None:
+        bad |= ~np.isin(raw, (0.0, 1.0)).all(1)
+    if bad.any():
+        what = "non-negative counts" if cfg.label_min_votes else "0 or 1"
+        raise ToxdistillError(
+            f"{path.name}: {int(bad.sum())} rows have label_cols values that are not {what} "
+            f"(first: row {int(np.flatnonzero(bad)[0])})",
+            "fix the labels, or set data.label_min_votes where label_cols hold vote counts",
+        )
+    cut = 1.0 if cfg.label_min_votes is None else float(cfg.label_min_votes)
+    return (raw >= cut).astype(np.float32)
+
+
+def _class_ids(df: pd.DataFrame, cfg: DataConfig, path: Path) -> np.ndarray:
+    """``data.label_col`` as class ids 0..K-1 (through ``data.label_map`` where given)."""
     n_classes = len(cfg.label_names)
     raw_labels = df[cfg.label_col]
     if raw_labels.isna().any():
@@ -229,7 +260,11 @@ def load_dataset(path: Path, cfg: DataConfig) -> Dataset:
                 "fix the labels or set data.label_map / data.label_names",
             )
         labels = numeric.to_numpy(dtype=np.int64)
+    return labels
 
+
+def _cleaned(df: pd.DataFrame, cfg: DataConfig, path: Path, ids: np.ndarray, labels: np.ndarray) -> Dataset:
+    """The rows with a non-empty cleaned text."""
     texts_raw = df[cfg.text_col]
     keep = []
     texts = []

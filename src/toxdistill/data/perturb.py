@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from toxdistill.errors import ToxdistillError
@@ -412,3 +412,9 @@ def perturb_texts(
         w = class_weights[int(labels[i])] if class_weights is not None and labels is not None else None
         out.append(perturb(t, kind, seed, copy, w, n_words))
     return out
+
+
+def aim_classes(labels: Iterable) -> list[int]:
+    """The class per row whose words a perturbation aims at: the class id, or a multi-label row's first label on
+    (0 where none is: no class words are known for a multi-label run, which trains no TF-IDF floor)."""
+    return [next((k for k, v in enumerate(y) if v), 0) if hasattr(y, "__len__") else int(y) for y in labels]

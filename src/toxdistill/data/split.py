@@ -50,6 +50,16 @@ def stratified_subsample(labels: np.ndarray, ids: np.ndarray, n: int, seed: int)
     return np.sort(np.asarray(keep, dtype=np.int64))
 
 
+def strata(labels: np.ndarray) -> np.ndarray:
+    """The key the split stratifies on: the class id, or for a multi-label (n, L) 0/1 matrix its label
+    combination as one integer (sum of 2^l over the labels on), so that every combination, the rare ones
+    included, keeps its share in each part."""
+    labels = np.asarray(labels)
+    if labels.ndim == 1:
+        return labels
+    return (labels.astype(np.int64) << np.arange(labels.shape[1], dtype=np.int64)).sum(1)
+
+
 @dataclass
 class Split:
     train: Dataset
@@ -75,10 +85,10 @@ def make_or_load_split(ds: Dataset, split_file: Path, cfg: DataConfig, seed: int
             )
         parts = {k: np.asarray(saved[k], dtype=np.int64) for k in ("train", "val", "test")}
     else:
-        ids, labels = ds.ids, ds.labels
+        ids, labels = ds.ids, strata(ds.labels)
         if quick:
             ids = stratified_subsample(labels, ids, cfg.quick_rows, seed)
-            labels = ds.subset(ids).labels
+            labels = strata(ds.subset(ids).labels)
         parts = stratified_split(labels, ids, cfg.val_size, cfg.test_size, seed)
         atomic_write_text(
             split_file,

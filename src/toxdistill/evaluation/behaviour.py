@@ -27,10 +27,19 @@ from toxdistill.evaluation.robustness import agreement, total_variation
 EPS = 1e-9
 
 
-def fidelity(logits: np.ndarray, teacher_logits: np.ndarray) -> dict:
-    """``{"texts", "agreement", "tvd"}`` of a model against its teacher on the same texts."""
+def fidelity(logits: np.ndarray, teacher_logits: np.ndarray, multi_label: bool = False) -> dict:
+    """``{"texts", "agreement", "tvd"}`` of a model against its teacher on the same texts. ``multi_label``: each
+    label read as a yes/no classifier, averaged over the labels: ``agreement`` the share of (text, label) decisions
+    at 0.5 the two share, ``tvd`` the mean |σ(s) − σ(t)|, which is the total-variation distance of a yes/no."""
     if logits.shape != teacher_logits.shape:
         raise ValueError(f"logits {logits.shape} and the teacher's {teacher_logits.shape} differ in shape")
+    if multi_label:
+        p, q = (1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64))) for x in (logits, teacher_logits))
+        return {
+            "texts": len(logits),
+            "agreement": float(((p >= 0.5) == (q >= 0.5)).mean()),
+            "tvd": float(np.abs(p - q).mean()),
+        }
     return {
         "texts": len(logits),
         "agreement": agreement(logits, teacher_logits),
@@ -41,17 +50,18 @@ def fidelity(logits: np.ndarray, teacher_logits: np.ndarray) -> dict:
 def behaviour_block(
     per_source: Mapping[str, tuple[np.ndarray, np.ndarray]],
     same_text: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    multi_label: bool = False,
 ) -> dict | None:
     """``{"overall", "sources"}`` from ``{source: (model logits, teacher reference logits)}``; empty sources are
     left out, and None when nothing is left. ``overall`` is the mean over the sources (see the module's
     docstring). ``same_text``: for a source whose reference is the teacher on other texts (a perturbed text's
     clean original), the logits against the teacher on the same texts, kept beside as ``same_text``."""
-    sources = {name: fidelity(s, t) for name, (s, t) in per_source.items() if len(s)}
+    sources = {name: fidelity(s, t, multi_label) for name, (s, t) in per_source.items() if len(s)}
     if not sources:
         return None
     for name, (s, t) in (same_text or {}).items():
         if name in sources:
-            sources[name]["same_text"] = {k: v for k, v in fidelity(s, t).items() if k != "texts"}
+            sources[name]["same_text"] = {k: v for k, v in fidelity(s, t, multi_label).items() if k != "texts"}
     overall = {
         "texts": sum(f["texts"] for f in sources.values()),
         "agreement": float(np.mean([f["agreement"] for f in sources.values()])),

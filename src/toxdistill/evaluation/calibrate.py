@@ -113,6 +113,8 @@ def calibrate_model(
     """Calibration and decision offsets, fitted on validation only and judged on test; updates
     ``metrics`` (tuned scores, ECE) and draws ``out/reliability.png``. Returns the calibration record."""
     label_names = split.test.label_names
+    if split.test.multi_label:
+        return calibrate_multilabel(metrics, val_logits, test_logits, split)
     t, bias = fit_calibration(val_logits, split.val.labels)
     cal_val = calibrated_logits(val_logits, t, np.asarray(bias))
     cal_test = calibrated_logits(test_logits, t, np.asarray(bias))
@@ -127,3 +129,23 @@ def calibrate_model(
         softmax(test_logits), softmax(cal_test), split.test.labels, out / "reliability.png", f"{name} (test)"
     )
     return {"temperature": t, "bias": bias, "offsets": offsets}
+
+
+def calibrate_multilabel(metrics: dict, val_logits: np.ndarray, test_logits: np.ndarray, split: Split) -> dict:
+    """``calibrate_model`` for a multi-label model: per label a Platt temperature and bias and an F1-best threshold
+    on validation (``multilabel.fit_calibration``), judged on test as ``tuned`` (F1 at the thresholds, also
+    ``f1_at_t_*``) and ECE before and after, the labels' mean. No reliability diagram: it draws one softmax."""
+    from toxdistill.evaluation import multilabel as ml
+
+    names, y = split.test.label_names, split.test.labels
+    cal = ml.fit_calibration(val_logits, split.val.labels)
+    tuned = ml.tuned_metrics(test_logits, y, cal, names)
+    metrics["tuned"] = tuned
+    metrics["f1_at_t_per_label"] = tuned["f1_per_class"]
+    metrics["f1_at_t_macro"] = tuned["f1_macro"]
+    if isinstance(metrics.get("val"), dict):  # in-sample on validation, where the thresholds were fitted
+        on_val = ml.tuned_metrics(val_logits, split.val.labels, cal, names)
+        metrics["val"]["f1_at_t_macro"] = on_val["f1_macro"]
+    metrics["ece"] = ml.mean_ece(ml.sigmoid(test_logits), y)
+    metrics["ece_calibrated"] = ml.mean_ece(ml.calibrated_probs(test_logits, cal["temperature"], cal["bias"]), y)
+    return cal

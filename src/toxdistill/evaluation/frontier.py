@@ -49,8 +49,11 @@ def pareto_front(rows: list[dict], metric: str, split: str = "val") -> list[dict
 
 
 def pareto(rows: list[dict], split: str = "val") -> dict[str, list[str]]:
-    """Per metric of ``PARETO_METRICS``, the models on the (samples/s, metric) frontier, slowest first."""
-    return {m: [r["model"] for r in pareto_front(rows, m, split)] for m in PARETO_METRICS}
+    """Per metric of ``PARETO_METRICS``, the models on the (samples/s, metric) frontier, slowest first; for the
+    rows of a multi-label run, whose tolerance reads it, on macro PR AUC alone."""
+    multi = bool(rows) and all(r[split].get("pr_auc_macro") is not None for r in rows)
+    metrics = ("pr_auc_macro",) if multi else PARETO_METRICS
+    return {m: [r["model"] for r in pareto_front(rows, m, split)] for m in metrics}
 
 
 def _drops(row: dict, teacher: dict, split: str) -> tuple[float, float]:
@@ -63,10 +66,30 @@ def _drops(row: dict, teacher: dict, split: str) -> tuple[float, float]:
 
 def within_tolerance(row: dict, teacher: dict, rule: SelectConfig, split: str = "val") -> bool:
     """Whether ``row`` loses no more than the rule's limits against the teacher on ``split``."""
+    if _multi_label(teacher, split):
+        return within_pr_auc_tolerance(row, teacher, rule, split)
     dw, dm = _drops(row, teacher, split)
     ok_w = rule.max_drop_f1_weighted is None or dw <= rule.max_drop_f1_weighted + EPS
     ok_m = rule.max_drop_f1_macro is None or dm <= rule.max_drop_f1_macro + EPS
     return ok_w and ok_m
+
+
+def _multi_label(teacher: dict, split: str) -> bool:
+    """A multi-label run's blocks carry macro PR AUC (``evaluation/multilabel.py``)."""
+    return teacher[split].get("pr_auc_macro") is not None
+
+
+def within_pr_auc_tolerance(row: dict, teacher: dict, rule: SelectConfig, split: str = "val") -> bool:
+    """A multi-label row's tolerance: it loses at most ``max_drop_pr_auc_macro`` macro PR AUC against the teacher.
+    The F1 limits are not read: a multi-label F1 is one of a threshold, which calibration sets after training."""
+    drop = teacher[split]["pr_auc_macro"] - row[split]["pr_auc_macro"]
+    return rule.max_drop_pr_auc_macro is None or drop <= rule.max_drop_pr_auc_macro + EPS
+
+
+def _closeness(row: dict, teacher: dict) -> tuple:
+    """How near a candidate is to the tolerance on validation: its macro PR AUC (multi-label), else its F1s."""
+    v = row["val"]
+    return (v["pr_auc_macro"],) if _multi_label(teacher, "val") else (v["f1_weighted"], v["f1_macro"])
 
 
 def _points(x: float, sign: bool = False) -> str:
@@ -75,7 +98,10 @@ def _points(x: float, sign: bool = False) -> str:
     return f"{v:+.2f}" if sign else f"{v:.2f}"
 
 
-def _limits(rule: SelectConfig) -> str:
+def _limits(rule: SelectConfig, multi_label: bool = False) -> str:
+    if multi_label:
+        limit = rule.max_drop_pr_auc_macro
+        return "no limit" if limit is None else f"macro PR AUC ≤ {_points(limit)} points"
     parts = [
         f"{what} ≤ {_points(limit)} points"
         for what, limit in (("weighted F1", rule.max_drop_f1_weighted), ("macro F1", rule.max_drop_f1_macro))
@@ -85,6 +111,9 @@ def _limits(rule: SelectConfig) -> str:
 
 
 def _loss(row: dict, teacher: dict, split: str) -> str:
+    if _multi_label(teacher, split):
+        drop = teacher[split]["pr_auc_macro"] - row[split]["pr_auc_macro"]
+        return f"macro PR AUC {_points(-drop, True)} points against the teacher"
     dw, dm = _drops(row, teacher, split)
     return f"weighted F1 {_points(-dw, True)} and macro F1 {_points(-dm, True)} points against the teacher"
 
@@ -116,7 +145,8 @@ def select(rows: list[dict], teacher: dict, rule: SelectConfig) -> dict[str, Any
         out["reason"] += f"; behaviour not measured for {', '.join(not_measured)}: the bound was not checked"
     out["left_out_by_behaviour"] = [r["model"] for r in left_out]
     out["behaviour_flags"] = behaviour_flags(rows, teacher, rule)
-    out["criteria"] = rule.model_dump()
+    # The multi-label limit only where it was read, so a single-label selection records what it always did.
+    out["criteria"] = rule.model_dump(exclude=None if _multi_label(teacher, "val") else {"max_drop_pr_auc_macro"})
     return out
 
 
@@ -166,7 +196,7 @@ def _tolerance(rows: list[dict], teacher: dict, rule: SelectConfig) -> dict[str,
             "rule": "tolerance",
             "fallback": False,
             "reason": f"{best['model']} ({best['backend']}, {_speed(best)}) is the fastest of {len(ok)} candidate(s) "
-            f"within tolerance on validation ({_limits(rule)}): {_loss(best, teacher, 'val')}",
+            f"within tolerance on validation ({_limits(rule, _multi_label(teacher, 'val'))}): {_loss(best, teacher, 'val')}",
         }
         holds = within_tolerance(best, teacher, rule, "test")
         note = f"on test {best['model']} scores {_loss(best, teacher, 'test')}: " + (
@@ -178,9 +208,9 @@ def _tolerance(rows: list[dict], teacher: dict, rule: SelectConfig) -> dict[str,
     elif not passed:
         why = f"none of the {len(others)} candidate(s) passed its export's parity gates"
     else:
-        closest = max(passed, key=lambda r: (r["val"]["f1_weighted"], r["val"]["f1_macro"]))
+        closest = max(passed, key=lambda r: _closeness(r, teacher))
         why = (
-            f"no candidate is within tolerance on validation ({_limits(rule)}); the closest, {closest['model']}, "
+            f"no candidate is within tolerance on validation ({_limits(rule, _multi_label(teacher, 'val'))}); the closest, {closest['model']}, "
             f"scores {_loss(closest, teacher, 'val')}"
         )
     out = _fallback(teacher, "tolerance", f"the teacher's own export: {why}")

@@ -116,6 +116,12 @@ def evaluate_predictor(
     t0 = time.perf_counter()
     test_logits, _ = predictor.logits(test.texts, batch_size)
     elapsed = time.perf_counter() - t0
+    if test.multi_label:
+        from toxdistill.evaluation.multilabel import multilabel_report_metrics
+
+        out = multilabel_report_metrics(val_logits, test_logits, val, test, predictor.label_names)
+        out["throughput_sps"] = float(len(test) / elapsed) if elapsed > 0 else float("inf")
+        return out, val_logits, test_logits
     preds = test_logits.argmax(-1)
     out = {
         "val_loss": ce_loss(val_logits, val.labels),

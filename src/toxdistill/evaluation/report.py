@@ -544,7 +544,10 @@ def update_frontier_section(run_dir: Path, frontier: dict) -> bool:
         end -= 1 if end < len(lines) else 0
     else:
         start = end = lines.index(WALL_TIME_HEADING) - 1 if WALL_TIME_HEADING in lines else len(lines)
-    atomic_write_text(path, "\n".join([*lines[:start], *frontier_section(frontier), *lines[end:]]))
+    from toxdistill.evaluation.report_multilabel import frontier_ranking_lines  # [] for a single-label run
+
+    section = [*frontier_section(frontier), *frontier_ranking_lines(frontier)]
+    atomic_write_text(path, "\n".join([*lines[:start], *section, *lines[end:]]))
     return True
 
 
@@ -593,6 +596,19 @@ def write_report(
     """report.md. ``machine`` (``inference.cpu.machine_facts``: the CPU, its features and the library versions)
     adds the section that says where the numbers were computed."""
     rows = _order(results)
+    if cfg.data.multi_label:
+        from toxdistill.evaluation.report_multilabel import frontier_ranking_lines, multilabel_lines
+
+        lines = [
+            *multilabel_lines(rows, run_dir, cfg, quick),
+            *frontier_section(frontier),
+            *frontier_ranking_lines(frontier),
+            *_wall_times(timings),
+            *_machine(machine),
+            "",
+        ]
+        atomic_write_text(run_dir / REPORT_FILE, "\n".join(lines))
+        return
     focus = cfg.data.focus_class
     names = list(rows[0]["f1_per_class"]) if rows else []
     lines = [

@@ -128,6 +128,7 @@ def build_cnn_student(teacher: PreTrainedModel) -> CnnForSequenceClassification:
         num_labels=int(tc.num_labels),
         id2label=dict(tc.id2label),
         label2id=dict(tc.label2id),
+        problem_type=getattr(tc, "problem_type", None),  # a multi-label teacher's students are multi-label
     )
     student = CnnForSequenceClassification(cfg)
     with torch.no_grad():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import (
@@ -23,6 +24,25 @@ log = logging.getLogger(__name__)
 
 
 cnn.register()  # the students without attention load like any classifier
+
+# transformers' name for a head of one sigmoid per label, written in config.json as ``problem_type``.
+MULTI_LABEL = "multi_label_classification"
+
+
+def is_multi_label(config) -> bool:
+    """Whether a model's config declares a multi-label head (``problem_type``), as Detoxify's models do."""
+    return getattr(config, "problem_type", None) == MULTI_LABEL
+
+
+def check_task(path: str, multi_label: bool) -> None:
+    """A given classifier's head must fit the data's task: a softmax over classes for single-label data, one
+    sigmoid per label for multi-label data (its config's ``problem_type``)."""
+    if is_multi_label(load_model_config(path)) != multi_label:
+        have, want = ("multi-label", "single-label") if not multi_label else ("single-label", "multi-label")
+        raise ToxdistillError(
+            f"teacher {path} is a {have} classifier (config.json problem_type), the data is {want}",
+            "set data.task to match the teacher, or give a teacher trained for this task",
+        )
 
 
 def resolve_model_path(spec: str) -> str:
@@ -80,11 +100,12 @@ def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
 
 
 def load_classifier(
-    spec: str, label_names: list[str], seed: int = 0, allow_pickle: bool = False
+    spec: str, label_names: list[str], seed: int = 0, allow_pickle: bool = False, multi_label: bool = False
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """A sequence classifier with ``len(label_names)`` outputs, plus its tokenizer.
 
-    The head is seeded so that two runs with the same seed start from the same weights.
+    The head is seeded so that two runs with the same seed start from the same weights. ``multi_label`` makes it
+    one sigmoid per label (``problem_type`` in its config.json); a folder saved so loads so either way.
     """
     path = resolve_model_path(spec)
     allow_pickle = pickle_allowed(allow_pickle)
@@ -100,6 +121,7 @@ def load_classifier(
             use_safetensors=not allow_pickle or None,
             trust_remote_code=False,
             ignore_mismatched_sizes=True,  # a folder fine-tuned on other classes still loads its encoder
+            **_head_kwargs(multi_label),
         )
     except (OSError, ValueError) as e:
         msg = str(e).splitlines()[0][:200]
@@ -108,6 +130,10 @@ def load_classifier(
             "offline? use the packaged teacher (configs/davidson-minilm.yaml) or a local folder",
         ) from None
     return model, load_tokenizer(path)
+
+
+def _head_kwargs(multi_label: bool) -> dict[str, Any]:
+    return {"problem_type": MULTI_LABEL} if multi_label else {}
 
 
 def load_given_classifier(

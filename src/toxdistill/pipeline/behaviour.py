@@ -31,7 +31,7 @@ import numpy as np
 from toxdistill.config import Config, EvalSetConfig
 from toxdistill.console import Say, quiet
 from toxdistill.data.dataset import clean_text
-from toxdistill.data.perturb import HELDOUT_KINDS, KINDS, perturb
+from toxdistill.data.perturb import HELDOUT_KINDS, KINDS, aim_classes, perturb
 from toxdistill.data.readers import read_frame
 from toxdistill.data.split import Split
 from toxdistill.errors import ToxdistillError
@@ -76,7 +76,7 @@ def behaviour_sources(cfg: Config, split: Split, models: dict[str, Path], say: S
     weights = baseline_word_weights(models)
     sources += perturbed_sources(
         list(split.val.texts),
-        [int(x) for x in split.val.labels],
+        aim_classes(split.val.labels),
         cfg.frontier.behaviour_texts,
         cfg.robustness.seed,
         weights,
@@ -207,6 +207,7 @@ def measure_behaviour(
         block = behaviour_block(
             {s.name: (s_logits[s.name], t_logits[s.name + (REFERENCE if s.reference else "")]) for s in sources},
             {s.name: (s_logits[s.name], t_logits[s.name]) for s in sources if s.reference is not None},
+            multi_label=cfg.data.multi_label,
         )
         if block is not None:
             blocks[name] = block

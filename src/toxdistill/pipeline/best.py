@@ -91,8 +91,13 @@ def write_best(run_dir: Path, frontier: dict, cfg: Config, say: Say = quiet, spl
         logits = _test_logits(tmp, split.test, cfg.threads)
         k = len(split.test.label_names)
         focus = cfg.data.focus_index()
-        ci = bootstrap_ci(
-            split.test.labels, logits.argmax(-1), metric_table(focus), n_boot=N_BOOT, seed=cfg.seed, n_classes=k
+        # The bootstrap resamples one class per text; a multi-label card goes without intervals.
+        ci = (
+            {}
+            if split.test.multi_label
+            else bootstrap_ci(
+                split.test.labels, logits.argmax(-1), metric_table(focus), n_boot=N_BOOT, seed=cfg.seed, n_classes=k
+            )
         )
         facts = _facts(run_dir, final, frontier, row, cfg, split, read_meta(tmp), ci)
         atomic_write_text(tmp / MODEL_CARD, render_model_card(facts))
@@ -174,13 +179,20 @@ def _facts(
         label_names=list(split.test.label_names),
         focus_class=split.test.label_names[cfg.data.focus_index()],
         split_sizes={"train": len(split.train.texts), "val": len(split.val.texts), "test": len(split.test.texts)},
-        test_support=np.bincount(split.test.labels, minlength=len(split.test.label_names)).tolist(),
+        test_support=_support(split.test),
         seed=cfg.seed,
         ci=ci,
         n_boot=N_BOOT,
         robustness=robustness_line(run_dir, str(row.get("model")), str((teacher or {}).get("model") or TEACHER)),
         version=__version__,
     )
+
+
+def _support(test: Dataset) -> list[int]:
+    """Test rows per class, or per label the rows that have it (multi-label)."""
+    if test.multi_label:
+        return [int(x) for x in np.asarray(test.labels).sum(0)]
+    return np.bincount(test.labels, minlength=len(test.label_names)).tolist()
 
 
 def robustness_line(run_dir: Path, model: str, teacher: str) -> str | None:

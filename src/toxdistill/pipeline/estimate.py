@@ -186,7 +186,7 @@ def estimate_plan(
 def _after_training(cfg: Config, costs: RowCosts, n_test: int, depths: list[int]) -> dict[str, float]:
     """The checks and the frontier, as rows scored by each model."""
     out: dict[str, float] = {}
-    if cfg.robustness.enabled:
+    if cfg.robustness.enabled and not cfg.data.multi_label:  # a multi-label run skips it (pipeline/plan.py)
         kinds = len(cfg.robustness.kinds or KINDS)
         out["robustness"] = _PERTURBED_COST * sum(n_test * (1 + kinds) * costs.score(d) for d in depths)
     if cfg.frontier.enabled:

@@ -402,7 +402,8 @@ def _kind(name: str, meta: dict, stage) -> tuple[str, bool]:
 
 def _headline(m: dict, focus: str | None) -> dict:
     """A metrics dict's frontier scores: weighted and macro F1, the focus class's F1 and accuracy."""
-    return {k: m[k] for k in ("f1_weighted", "f1_macro", "accuracy")} | {"f1_focus": hate_f1(m, focus)}
+    ranks = {k: m[k] for k in ("pr_auc_macro", "roc_auc_macro") if k in m}  # a multi-label model's tolerance
+    return {k: m[k] for k in ("f1_weighted", "f1_macro", "accuracy")} | {"f1_focus": hate_f1(m, focus)} | ranks
 
 
 def _export_scores(
@@ -414,9 +415,7 @@ def _export_scores(
     out = {}
     for part, ds in (("val", split.val), ("test", split.test)):
         logits, _ = pred.logits(ds.texts, batch_size)
-        out[part] = _headline(
-            classification_metrics(np.asarray(ds.labels), logits.argmax(-1), list(ds.label_names)), focus
-        )
+        out[part] = _headline(_scores(logits, ds), focus)
         if part == "test":
             np.save(export_dir / TEST_LOGITS, logits.astype(np.float32))
     return out
@@ -450,6 +449,15 @@ def select_without_teacher(rows: list[dict], teacher: dict) -> dict:
         "behaviour_flags": [],
         "criteria": {"rule": "max val f1_macro"},
     }
+
+
+def _scores(logits: np.ndarray, ds) -> dict:
+    """Argmax scores, or a multi-label model's decisions at 0.5 and ranking scores."""
+    if ds.multi_label:
+        from toxdistill.evaluation.multilabel import multilabel_metrics
+
+        return multilabel_metrics(np.asarray(ds.labels), logits, list(ds.label_names))
+    return classification_metrics(np.asarray(ds.labels), logits.argmax(-1), list(ds.label_names))
 
 
 def _teacher_reference(folder: Path, split: Split, focus: str | None) -> dict:

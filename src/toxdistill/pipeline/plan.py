@@ -42,7 +42,7 @@ from toxdistill.io import atomic_write_json, atomic_write_text, recover_partial_
 from toxdistill.models.cnn import CnnConfig
 from toxdistill.models.families import is_classifier, lora_targets
 from toxdistill.models.students import resolve_layers
-from toxdistill.models.teacher import check_given_classifier, load_model_config, resolve_model_path
+from toxdistill.models.teacher import check_given_classifier, check_task, load_model_config, resolve_model_path
 from toxdistill.pipeline import stages
 from toxdistill.pipeline.check import check_run
 from toxdistill.pipeline.context import RunContext, SeedContext, main_only, say, seed_dir
@@ -134,6 +134,7 @@ def _preflight(cfg: Config) -> None:
     tconf = load_model_config(path)
     if t.train is None and t.scores is None:
         check_given_classifier(path, labels, t.label_map)
+        check_task(path, cfg.data.multi_label)
     pre = t.pretrained_model()
     pre_conf = load_model_config(resolve_model_path(pre)) if pre and pre != t.model else tconf
     family = {"teacher": tconf.model_type, "pretrained": pre_conf.model_type}
@@ -170,7 +171,7 @@ def _preflight(cfg: Config) -> None:
                 lora_targets(family.get(st.base or "pretrained", tconf.model_type), cfg.stage_lora(st).target_modules)
             except ToxdistillError as e:
                 raise ToxdistillError(f"stage {st.name!r}: {e.problem}", e.fix) from None
-    for es in cfg.eval_sets:
+    for es in [] if cfg.data.multi_label else cfg.eval_sets:  # a multi-label run skips them (``_checks``)
         check_eval_set(es, labels)
 
 
@@ -232,7 +233,9 @@ def _plan(ctx: RunContext) -> list[Step]:
         "finetune": stages.stage_finetune,
     }
     steps: list[Step] = []
-    if cfg.baseline:
+    if cfg.baseline and cfg.data.multi_label:
+        say(f"{BASELINE}: skipped, the TF-IDF floor is a single-label classifier (data.task multi_label)")
+    elif cfg.baseline:
         steps.append(Step(BASELINE, ctx, BASELINE, lambda: main_only(lambda: stages.stage_baseline(ctx))))
     steps.append(Step(TEACHER, ctx, TEACHER, lambda: stages.stage_teacher(ctx)))
     enabled = [st for st in cfg.stages if st.enabled]
@@ -303,6 +306,13 @@ def _run_steps(ctx: RunContext, steps: list[Step], plan: Plan | None = None) -> 
             continue
         atomic_write_json(ctx.run_dir / TIMINGS_FILE, ctx.timings)
         m = read_meta(step.ctx.model_dir(step.stage))["metrics"]
+        if "pr_auc_macro" in m:  # a multi-label model: its ranking scores and F1 at the tuned thresholds
+            say(
+                f"{head}: ROC AUC {m['roc_auc_macro']:.3f}  PR AUC {m['pr_auc_macro']:.3f}  "
+                f"F1@t {m['f1_at_t_macro']:.3f} (macro)  ({ctx.timings[step.label]:.0f}s)"
+            )
+            _after_step(plan, step.label, ctx.timings[step.label])
+            continue
         say(
             f"{head}: acc {m['accuracy']:.3f}  F1w {m['f1_weighted']:.3f}  "
             f"F1m {m['f1_macro']:.3f}  hate F1 {hate_f1(m, focus):.3f}  "
@@ -316,6 +326,9 @@ def _checks(ctx: RunContext, plan: Plan | None = None) -> tuple[dict | None, dic
     its own wall-time row."""
     cfg = ctx.cfg
     robustness = evals = None
+    if cfg.data.multi_label:
+        say("robustness and eval sets: skipped, both score one class per text (data.task multi_label)")
+        return None, None
     if cfg.robustness.enabled:
         t = time.perf_counter()
         robustness = check_run(ctx.run_dir, cfg.robustness, threads=cfg.threads, say=say)
@@ -338,10 +351,12 @@ def _report(
     if ctx.scores is not None:
         add_scores_fidelity(run_dir, results, split, ctx.scores)
     atomic_write_json(run_dir / RESULTS_FILE, results)
-    # A scores teacher has no logits on the test rows it does not score: it is left out of the paired tests.
-    models = [r for r in results if not r.get(TEACHER_SCORES)]
-    sig = significance(run_dir, models, split.test.labels, cfg.seed, focus=cfg.data.focus_index())
-    atomic_write_json(run_dir / SIGNIFICANCE_FILE, sig)
+    sig = None
+    if not cfg.data.multi_label:  # the bootstrap resamples argmax decisions
+        # A scores teacher has no logits on the test rows it does not score: it is left out of the paired tests.
+        models = [r for r in results if not r.get(TEACHER_SCORES)]
+        sig = significance(run_dir, models, split.test.labels, cfg.seed, focus=cfg.data.focus_index())
+        atomic_write_json(run_dir / SIGNIFICANCE_FILE, sig)
     seeds = seed_summary(run_dir, cfg)
     if seeds:
         atomic_write_json(run_dir / "seeds.json", seeds)

@@ -56,9 +56,26 @@ def collect_results(run_dir: Path) -> list[dict]:
                 "temperature": meta.get("calibration", {}).get("temperature"),
                 "calibration_bias": meta.get("calibration", {}).get("bias"),
                 **({TEACHER_SCORES: meta[TEACHER_SCORES]} if TEACHER_SCORES in meta else {}),
+                **_multilabel_columns(m),
             }
         )
     return rows
+
+
+# A multi-label model's scores beside the ones every model has (see evaluation/multilabel.py).
+MULTILABEL_KEYS = (
+    "task",
+    "roc_auc_macro",
+    "pr_auc_macro",
+    "f1_at_t_macro",
+    "roc_auc_per_label",
+    "pr_auc_per_label",
+    "f1_at_t_per_label",
+)
+
+
+def _multilabel_columns(m: dict) -> dict:
+    return {k: m[k] for k in MULTILABEL_KEYS if k in m}
 
 
 def seed_summary(run_dir: Path, cfg: Config) -> dict:

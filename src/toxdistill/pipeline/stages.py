@@ -74,6 +74,7 @@ def _finish_model(
         {
             "name": name,
             "fingerprint": ctx.cfg.stage_fingerprint(name),
+            **_task_record(ctx),
             "label_names": label_names,
             # The class of interest by name, for serve and the other readers; a folder without it means the first.
             "focus_class": label_names[ctx.cfg.data.focus_index()],
@@ -91,10 +92,35 @@ def _finish_model(
     )
     np.save(out / TEST_LOGITS, test_logits.astype(np.float32))
     np.save(out / VAL_LOGITS, val_logits.astype(np.float32))
-    plot_confusion(metrics["confusion_matrix"], label_names, f"{name} (test)", out / "confusion.png")
+    if not ctx.cfg.data.multi_label:  # a K x K matrix; multi-label has a 2 x 2 one per label, in the metrics
+        plot_confusion(metrics["confusion_matrix"], label_names, f"{name} (test)", out / "confusion.png")
     write_frontend_files(out, ctx.cfg.data.clean)
     atomic_write_json(out / META_FILE, meta)
     return meta
+
+
+def _task_record(ctx: RunContext) -> dict:
+    """``"task": "multi_label"`` for a multi-label model, which its readers (predict, serve) need to apply a sigmoid
+    per label; nothing for single-label ones, so their folders stay as they were."""
+    return {"task": "multi_label"} if ctx.cfg.data.multi_label else {}
+
+
+def _task_train(ctx: RunContext, cfg: TrainConfig) -> TrainConfig:
+    """A multi-label model keeps its best epoch by validation macro PR AUC where ``best_metric`` is left at its
+    default (f1_macro, a score of one cut that calibration moves later)."""
+    if ctx.cfg.data.multi_label and cfg.best_metric == "f1_macro":
+        from toxdistill.evaluation.multilabel import BEST_METRIC
+
+        return cfg.model_copy(update={"best_metric": BEST_METRIC})
+    return cfg
+
+
+def _compute_metrics(ctx: RunContext):
+    if ctx.cfg.data.multi_label:
+        from toxdistill.evaluation.multilabel import trainer_metrics as multilabel_trainer_metrics
+
+        return multilabel_trainer_metrics(ctx.split.train.label_names)
+    return trainer_metrics(ctx.split.train.label_names)
 
 
 def _counterfactual_record(ctx: RunContext) -> dict:
@@ -185,7 +211,7 @@ def _perturb_weights(ctx: RunContext) -> list[dict[str, float]] | None:
 def _load_teacher_pretrained(ctx: RunContext):
     spec = ctx.cfg.teacher.pretrained_model()
     assert spec is not None, "Config validation requires teacher.pretrained where a stage needs it"
-    return load_classifier(spec, ctx.split.train.label_names, ctx.cfg.seed)
+    return load_classifier(spec, ctx.split.train.label_names, ctx.cfg.seed, multi_label=ctx.cfg.data.multi_label)
 
 
 def _train_job(ctx: RunContext, name: str, model, tokenizer, train_cfg: TrainConfig, distill, live_teacher) -> TrainJob:
@@ -206,13 +232,13 @@ def _train_job(ctx: RunContext, name: str, model, tokenizer, train_cfg: TrainCon
         model=model,
         tokenizer=tokenizer,
         data=TrainData(ctx.split.train, ctx.split.val, ctx.cfg.data.max_length, perturb_weights=weights),
-        cfg=_quick_train(train_cfg, ctx.quick),
+        cfg=_task_train(ctx, _quick_train(train_cfg, ctx.quick)),
         work_dir=ctx.work_dir(name),
         seed=ctx.cfg.seed,
         n_layers=model.config.num_hidden_layers,
         teacher=teacher,
         # Built here: training sits below evaluation, so the pipeline hands it the report's metrics.
-        compute_metrics=trainer_metrics(ctx.split.train.label_names),
+        compute_metrics=_compute_metrics(ctx),
     )
 
 
@@ -338,13 +364,21 @@ def stage_given_teacher(ctx: RunContext) -> None:
         meta = {
             "kind": "teacher",  # the model's role (see _train_and_save)
             "layers": list(range(1, n + 1)),
-            "train": {"train_loss": ce_loss(logits.numpy(), ctx.split.train.labels), "train_runtime_s": 0.0},
+            "train": {"train_loss": _train_loss(logits.numpy(), ctx.split.train.labels), "train_runtime_s": 0.0},
             "stage": {"model": tcfg.model, "train": None, "label_map": tcfg.label_map},
             "given": True,
         }
         params = count_params(model)
         del model
         _finish_model(ctx, TEACHER, out, meta, Predictor.load(out, threads=ctx.cfg.threads), (params[0], 0))
+
+
+def _train_loss(logits: np.ndarray, labels: np.ndarray) -> float:
+    if labels.ndim == 2:
+        from toxdistill.evaluation.multilabel import bce
+
+        return bce(logits, labels)
+    return ce_loss(logits, labels)
 
 
 def stage_teacher(ctx: RunContext, name: str = TEACHER, train_cfg: TrainConfig | None = None) -> None:
@@ -406,7 +440,7 @@ def stage_distill(ctx: RunContext, st: StageConfig) -> None:
         extra = {"arch": "cnn"}
     elif st.student is not None:
         # Another model, with its own tokenizer: the cached teacher outputs are keyed by training row.
-        student, tok = load_classifier(st.student, labels, ctx.cfg.seed)
+        student, tok = load_classifier(st.student, labels, ctx.cfg.seed, multi_label=ctx.cfg.data.multi_label)
         layers = list(range(1, student.config.num_hidden_layers + 1))
         if st.layers is not None:  # its own layers, which the plan checked against its depth
             layers = resolve_layers(st.layers, len(layers), f"student {st.student}")

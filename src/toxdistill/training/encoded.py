@@ -74,7 +74,8 @@ class EncodedDataset(TorchDataset):
         if self.variants and i < len(self.variants[0]) and self.rng.random() < self.share:
             ids = self.variants[int(self.rng.integers(len(self.variants)))][i]
             types = None if types is None else [0] * len(ids)  # one segment, as every training text
-        item = {"input_ids": ids, "labels": int(self.labels[i]), "idx": i}
+        y = self.labels[i]  # a class id, or a multi-label row's 0/1 vector
+        item = {"input_ids": ids, "labels": [float(v) for v in y] if np.ndim(y) else int(y), "idx": i}
         if types is not None:
             item["token_type_ids"] = types
         return item

@@ -54,6 +54,28 @@ def cross_entropy(
     return -(wq * F.log_softmax(logits.float(), dim=-1)).sum() / wq.sum().clamp(min=torch.finfo(torch.float32).tiny)
 
 
+def bce_loss(logits: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Multi-label hard-label loss: binary cross-entropy of one sigmoid per label, against 0/1 (or soft) targets.
+
+    ``mean_{i,l} −(w_l y_il log σ(z_il) + (1 − y_il) log(1 − σ(z_il)))`` with ``w`` the per-label ``pos_weight``
+    (1 when None): it scales each label's positive rows, torch's ``pos_weight``, the multi-label counterpart of
+    ``cross_entropy``'s class weights. Computed in fp32, as under bf16 autocast the targets would round.
+    """
+    w = None if pos_weight is None else pos_weight.to(logits.device).float()
+    return F.binary_cross_entropy_with_logits(logits.float(), targets.float(), pos_weight=w)
+
+
+def kd_bce_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Multi-label soft-target loss: the teacher's tempered sigmoid per label as the target of the student's.
+
+    ``T² · mean_{i,l} BCE(σ(s_il / T), σ(t_il / T))``. As in ``kd_kl_loss`` the ``T²`` keeps its gradient on
+    the scale of the hard-label term; its minimum is the teacher's binary entropy, not 0, as for any soft target.
+    """
+    t = temperature
+    target = torch.sigmoid(teacher_logits.float() / t)
+    return F.binary_cross_entropy_with_logits(student_logits.float() / t, target) * (t * t)
+
+
 def hidden_mse_loss(
     student_states: Sequence[torch.Tensor], teacher_states: Sequence[torch.Tensor], mask: torch.Tensor
 ) -> torch.Tensor:
@@ -135,6 +157,7 @@ def distillation_loss(
     mask: torch.Tensor | None = None,
     attn_heads: int = 1,
     kd_rows: torch.Tensor | None = None,
+    multi_label: bool = False,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The full student objective.
 
@@ -149,10 +172,17 @@ def distillation_loss(
     ``attn_heads`` relation heads, both over the real tokens of ``mask``. The cosine, hidden and attention terms
     are computed (and reported) only where their weight is above 0. ``kd_rows`` masks the KL term to the rows
     that have teacher targets (``kd_kl_loss``); None: every row has them. Returns the loss and its parts (as floats,
-    for logs).
+    for logs). With ``multi_label`` the first two terms are their sigmoid counterparts, ``bce_loss`` (with
+    ``class_weights`` as each label's ``pos_weight``) and ``kd_bce_loss``, and ``y`` is an (N, L) 0/1 matrix.
     """
-    ce = cross_entropy(student_logits, labels, class_weights)
-    kd = kd_kl_loss(student_logits, teacher_logits, temperature, kd_rows)
+    if multi_label:
+        # A multi-label run's teacher is a model (config validation): every row has its targets.
+        assert kd_rows is None, "a multi-label teacher scores every row"
+        ce = bce_loss(student_logits, labels, class_weights)
+        kd = kd_bce_loss(student_logits, teacher_logits, temperature)
+    else:
+        ce = cross_entropy(student_logits, labels, class_weights)
+        kd = kd_kl_loss(student_logits, teacher_logits, temperature, kd_rows)
     total = w_ce * ce + w_kd * kd
     parts = {"ce": float(ce.detach()), "kd": float(kd.detach())}
     if w_cos > 0:  # off, a student of another width has no projection for it (stages.stage_distill)

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from toxdistill.data.dataset import Dataset, frontend_on
-from toxdistill.data.perturb import perturb_texts
+from toxdistill.data.perturb import aim_classes, perturb_texts
 from toxdistill.models.families import forward_inputs
 from toxdistill.training.ddp import dist
 from toxdistill.training.encoded import EncodedDataset, collator
@@ -226,7 +226,7 @@ class TeacherCache:
         teacher once and cached beside its outputs; caches of an older teacher go. ``announce`` tells the user
         when the teacher labels them."""
         texts = train.prepare_derived(
-            augment_texts(train.texts, copies, kinds, seed, [int(y) for y in train.labels], weights)
+            augment_texts(train.texts, copies, kinds, seed, aim_classes(train.labels), weights)
         )
         teacher_key = self.key()
         cache_file = self.folder / augment_cache_name(teacher_key, copies, kinds, seed, texts)
@@ -238,7 +238,7 @@ class TeacherCache:
             rows = Dataset(
                 ids=np.arange(len(texts)),
                 texts=texts,
-                labels=np.tile(np.asarray(train.labels), copies),
+                labels=np.concatenate([np.asarray(train.labels)] * copies),
                 label_names=train.label_names,
                 source_sha256=train.source_sha256,
             )
@@ -296,7 +296,7 @@ def perturbed_ids(
     """Token ids (``enc.encode``) of each kind's perturbed copy of every row of ``ds`` (copy 0 of ``seed``,
     aimed by ``weights``, ``data.perturb``): ``[kind][row]``. Computed once per process for the same inputs;
     the lists are shared, and nothing that draws from them changes them."""
-    labels = [int(y) for y in ds.labels]
+    labels = aim_classes(ds.labels)
     backend = getattr(enc.tokenizer, "backend_tokenizer", None)
     vocab = backend.to_str() if backend is not None else repr(sorted(enc.tokenizer.get_vocab().items()))
     h = hashlib.sha256()

@@ -33,9 +33,10 @@ from toxdistill.data.dataset import Dataset
 from toxdistill.errors import ToxdistillError
 from toxdistill.files import CHAR_PERTURBATIONS
 from toxdistill.models.families import LAYER_KEY, TRAINING_ONLY, forward_inputs, last_layer_qkv, unwrap_peft
+from toxdistill.models.teacher import is_multi_label
 from toxdistill.training.dropout import use_cheap_dropout
 from toxdistill.training.encoded import EncodedDataset, collator
-from toxdistill.training.losses import cross_entropy, distillation_loss
+from toxdistill.training.losses import bce_loss, cross_entropy, distillation_loss
 from toxdistill.training.teacher_cache import Augmentation, TeacherOutputs, perturbed_ids
 
 log = logging.getLogger(__name__)
@@ -44,9 +45,12 @@ log = logging.getLogger(__name__)
 # ---------------------------------------------------------------- targets
 def class_weight_tensor(spec, labels: np.ndarray, n_classes: int) -> torch.Tensor | None:
     """``balanced`` gives w_c = N / (K · n_c), sklearn's rule; ``sqrt-balanced`` gives its square root;
-    a list is used as given."""
+    a list is used as given. Multi-label ``labels`` ((n, L) 0/1) give each label's ``pos_weight`` instead
+    (``pos_weight_tensor``)."""
     if spec is None:
         return None
+    if np.asarray(labels).ndim == 2:
+        return pos_weight_tensor(spec, labels)
     if spec in ("balanced", "sqrt-balanced"):
         counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
         counts[counts == 0] = 1.0
@@ -54,6 +58,22 @@ def class_weight_tensor(spec, labels: np.ndarray, n_classes: int) -> torch.Tenso
         return torch.tensor(np.sqrt(w) if spec == "sqrt-balanced" else w, dtype=torch.float32)
     if len(spec) != n_classes:
         raise ToxdistillError(f"class_weights has {len(spec)} values for {n_classes} classes", "give one per class")
+    return torch.tensor(spec, dtype=torch.float32)
+
+
+def pos_weight_tensor(spec, labels: np.ndarray) -> torch.Tensor:
+    """Per-label ``pos_weight`` of ``bce_loss`` from the (n, L) 0/1 ``labels``: ``balanced`` gives
+    w_l = n_neg,l / n_pos,l, which gives a label's positive and negative rows equal total weight, the binary case
+    of sklearn's rule; ``sqrt-balanced`` its square root, the milder push for the same reason as with classes;
+    a list is used as given, one weight per label."""
+    labels = np.asarray(labels, dtype=np.float64)
+    n_labels = labels.shape[1]
+    if isinstance(spec, str):
+        pos = np.maximum(labels.sum(0), 1.0)
+        w = (len(labels) - labels.sum(0)) / pos
+        return torch.tensor(np.sqrt(w) if spec == "sqrt-balanced" else w, dtype=torch.float32)
+    if len(spec) != n_labels:
+        raise ToxdistillError(f"class_weights has {len(spec)} values for {n_labels} labels", "give one per label")
     return torch.tensor(spec, dtype=torch.float32)
 
 
@@ -133,6 +153,8 @@ class ToxTrainer(Trainer):
         self.soft_targets = soft_targets  # (n_train, K) training targets, looked up by "idx"
         self.train_cfg = train_cfg
         self.n_layers = n_layers
+        # The model's head says the task: one sigmoid per label (BCE) or one softmax (CE).
+        self.multi_label = is_multi_label(kw["model"].config)
         super().__init__(*args, **kw)
 
     def create_optimizer(self, model=None):
@@ -161,7 +183,10 @@ class ToxTrainer(Trainer):
         idx = inputs.pop("idx", None)
         labels = self.training_targets(model, inputs.pop("labels"), idx)
         outputs = model(**inputs)
-        loss = cross_entropy(outputs.logits, labels, self.class_weights)
+        if self.multi_label:
+            loss = bce_loss(outputs.logits, labels, self.class_weights)
+        else:
+            loss = cross_entropy(outputs.logits, labels, self.class_weights)
         return (loss, outputs) if return_outputs else loss
 
 
@@ -281,6 +306,7 @@ class DistillationTrainer(ToxTrainer):
             w_cos=d.w_cos,
             class_weights=self.class_weights,
             kd_rows=None if self.teacher_rows is None else self.teacher_rows[idx].to(outputs.logits.device),
+            multi_label=self.multi_label,
             **self._token_terms(inputs, outputs, list(student_qkv)),
         )
         return (loss, outputs) if return_outputs else loss
@@ -288,9 +314,12 @@ class DistillationTrainer(ToxTrainer):
 
 # ---------------------------------------------------------------- teacher-labelled augmentation
 def _row_targets(enc: EncodedDataset, soft: torch.Tensor | None, n_classes: int) -> torch.Tensor:
-    """The rows' CE targets as distributions: ``soft`` where given, else their labels one-hot."""
+    """The rows' CE targets as distributions: ``soft`` where given, else their labels one-hot (multi-label: the
+    0/1 matrix itself)."""
     if soft is not None:
         return soft
+    if np.asarray(enc.labels).ndim == 2:
+        return torch.as_tensor(np.asarray(enc.labels), dtype=torch.float32)
     return torch.eye(n_classes)[torch.as_tensor(np.asarray(enc.labels), dtype=torch.long)]
 
 
@@ -306,8 +335,10 @@ def _with_teacher_rows(
     targets (the clean rows keep theirs, one-hot or ``soft_labels``), and the cached teacher outputs extended by
     ``rows``' for the KD and cosine terms."""
     logits, cls = teacher_outputs
+    multi = np.asarray(enc.labels).ndim == 2  # a row's label: the teacher's decisions, or its top class
+    decided = (rows.logits > 0).float().numpy() if multi else rows.logits.argmax(-1).numpy()
     return (
-        enc.with_rows(rows.texts, rows.logits.argmax(-1).numpy()),
+        enc.with_rows(rows.texts, decided),
         torch.cat([_row_targets(enc, soft, n_classes), targets]),
         (torch.cat([logits, rows.logits]), torch.cat([cls, rows.cls])),
     )
@@ -321,8 +352,9 @@ def _with_augmentation(
     n_classes: int,
 ) -> tuple[EncodedDataset, torch.Tensor, TeacherOutputs]:
     """The training rows followed by the copies, each copy's CE target the teacher's softmax on it (the soft-target
-    path of ``cross_entropy``)."""
-    probs = torch.softmax(aug.logits.float(), dim=-1)
+    path of ``cross_entropy``; multi-label: its sigmoid per label, ``bce_loss``'s soft targets)."""
+    multi = np.asarray(enc.labels).ndim == 2
+    probs = torch.sigmoid(aug.logits.float()) if multi else torch.softmax(aug.logits.float(), dim=-1)
     return _with_teacher_rows(enc, soft, teacher_outputs, aug, probs, n_classes)
 
 
