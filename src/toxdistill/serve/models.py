@@ -425,7 +425,7 @@ class ServedModel:
             self.shadow.offer(self, [text], logits[:1])
         probs = self.scorer.probabilities(logits)
         res = self.results(logits[:1], truncated[:1])[0]
-        c = res["label_id"]
+        c = explained_class(res, self.label_names)
         drops = probs[0, c] - probs[1:, c]
         scores = [{"word": w, "score": float(drops[i]) if i < n else 0.0} for i, w in enumerate(words)]
         return res, scores
@@ -449,6 +449,15 @@ class ServedModel:
                 "f1_per_class": {k: float(v) for k, v in (m.get("f1_per_class") or {}).items()},
             },
         }
+
+
+def explained_class(res: dict, names: list[str]) -> int:
+    """The class an explanation's word scores are about: the decided class; for a multi-label result, its most
+    probable decided label, or its most probable label when none is decided."""
+    if "label_id" in res:
+        return int(res["label_id"])
+    pool = res["labels"] or names
+    return names.index(max(pool, key=res["probabilities"].__getitem__))
 
 
 def _num(x: Any) -> float | None:
