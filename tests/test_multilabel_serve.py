@@ -216,6 +216,8 @@ def test_api_returns_the_labels_of_each_text(ml_client):
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["model"] == "ml-student"
+    (info,) = ml_client.get("/api/models").json()["models"]
+    assert info["task"] == "multi_label" and info["label_names"] == ML_LABELS
     for res in body["results"]:
         assert res["labels"] == DECIDED and "label" not in res
         assert set(res["probabilities"]) == set(ML_LABELS)
@@ -273,3 +275,21 @@ def test_shadow_compares_label_sets(ml_dir, tmp_path):
     assert {(r["label"], r["shadow_label"]) for r in lines} == {("toxic|insult", "toxic|obscene|insult")}
     # the per-label probabilities are the same weights' under the same temperature and bias
     assert all(r["tv_distance"] < 1e-5 for r in lines)
+
+
+def test_model_card_snippet_decides_as_the_predictor(ml_exports, capsys):
+    from toxdistill.pipeline.model_card import CardFacts, plain_snippet
+
+    folder = ml_exports["onnx-fp32"]
+    facts = CardFacts(
+        run_name="r", folder=str(folder), run_folder="runs/r", meta=read_meta(folder), row={}, selection={},
+        bench={}, teacher_row=None, teacher_model="t", data_source="file", data_name=None, label_names=ML_LABELS,
+        focus_class="toxic", split_sizes={}, test_support=[], seed=0, ci={}, n_boot=0,
+    )  # fmt: skip
+    snippet = plain_snippet(facts)
+    scope: dict = {}
+    exec(snippet, scope)  # noqa: S102 - our own snippet
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == len(scope["texts"]) and all(line.startswith(str(DECIDED)) for line in printed)
+    probs = Predictor.load(folder).probabilities(scope["logits"])
+    np.testing.assert_allclose(scope["probs"], probs, rtol=1e-5)

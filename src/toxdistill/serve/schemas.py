@@ -81,6 +81,10 @@ class ModelInfo(BaseModel):
     kind: str | None = None
     layers: list[int] | None = None
     label_names: list[str]
+    task: str = Field(
+        default="single_label",
+        description="single_label: one label per text (label, label_id); multi_label: any number (labels).",
+    )
     max_length: int | None = None
     params: int | None = None
     trainable_params: int | None = None
