@@ -238,7 +238,8 @@ def test_page_shows_the_label_list_with_probabilities(ml_client):
     assert r.status_code == 200
     # the class of interest defaults to the first label: toxic is red
     assert 'pill-hate">toxic</span>' in r.text and ">insult</span>" in r.text and ">obscene</span>" not in r.text
-    assert ml_client.get("/models/ml-student").status_code == 200
+    card = ml_client.get("/models/ml-student")
+    assert card.status_code == 200 and "thresholds 0.6, 0.4, 0.55, 0.5" in card.text
 
 
 def test_upload_download_has_a_labels_column(ml_client):
