@@ -46,6 +46,7 @@ from toxdistill.errors import ToxdistillError
 from toxdistill.evaluation.metrics import classification_metrics
 from toxdistill.evaluation.plots import plot_bench
 from toxdistill.export.folder import graph_files
+from toxdistill.export.parity import multi_label_f1
 from toxdistill.files import BENCH_FILE, MODELS_DIR, TEACHER
 from toxdistill.inference.cpu import cpu_name
 from toxdistill.inference.export_record import gate_block
@@ -303,7 +304,7 @@ def bench_model(model: BenchedModel, sample: BenchSample, parity: TextSet, opts:
         if name == "torch-sorted" or (name == "torch-naive" and ref_logits is None):
             ref_logits = logits
         if ref_logits is not None and name not in TORCH_ROWS:
-            row["agreement_with_torch"] = float((ref_logits.argmax(-1) == logits.argmax(-1)).mean())
+            row["agreement_with_torch"] = decision_agreement(model.torch_pred, ref_logits, logits)
         if opts.profile_ops and name not in TORCH_ROWS and parse_target(name).engine == "onnx":
             onnx_file = find_onnx_file(folder, read_meta(folder))
             if onnx_file is not None:
@@ -415,10 +416,21 @@ def measure_row(
         row["sequential"] = sequential
     if hasattr(pred.backend, "precision"):  # an engine that may run another precision than asked (OpenVINO bf16)
         row["precision_run"] = pred.backend.precision
-    if sample.labels is not None:
+    if sample.labels is not None and model.torch_pred.calibration.multi_label:
+        m = multi_label_f1(np.asarray(sample.labels), model.torch_pred.decide(logits))
+        row["f1_macro_bench"], row["f1_weighted_bench"] = m["f1_macro"], m["f1_weighted"]
+    elif sample.labels is not None:
         m = classification_metrics(sample.labels, logits.argmax(-1), model.torch_pred.label_names)
         row["f1_macro_bench"], row["f1_weighted_bench"] = m["f1_macro"], m["f1_weighted"]
     return row, logits
+
+
+def decision_agreement(pred: Predictor, ref: np.ndarray, got: np.ndarray) -> float:
+    """Share of texts two engines' logits decide alike: the same top class, or for a multi-label model the same
+    set of labels (the calibrated decisions)."""
+    if pred.calibration.multi_label:
+        return float((pred.decide(ref) == pred.decide(got)).all(-1).mean())
+    return float((ref.argmax(-1) == got.argmax(-1)).mean())
 
 
 def _without_overlap(pred: Predictor, texts: list[str], sort: bool, opts: BenchOptions) -> dict[str, Any]:

@@ -24,7 +24,8 @@ NAME = "predict"
 HELP = "score a CSV / JSONL / text / Parquet input (or stdin) with a model; streams, so any size works"
 DESCRIPTION = """\
 Score every text in INPUT with MODEL_DIR (a model folder or an ONNX export) and write the rows in input order
-with label, label_id, p_<class> and truncated columns. INPUT is a CSV (text column: --text-col, else a column
+with label, label_id, p_<class> and truncated columns (a multi-label model: labels, the decided labels joined
+by | in CSV and Parquet, a list in JSONL, then p_<label> and truncated). INPUT is a CSV (text column: --text-col, else a column
 named text, tweet or comment), JSONL (one object per line; field --text-col or text), Parquet (a .parquet
 file, a folder of them or a quoted glob like 'shards/*.parquet'), plain text (one text per line; blank lines
 skipped) or - for stdin. The output is CSV, JSONL when -o ends with .jsonl, or Parquet when it ends with

@@ -3,7 +3,8 @@
 fp32 must match its reference (torch, or ONNX Runtime's fp32 graph for OpenVINO fp32) within ``FP32_TOLERANCE``;
 a graph that runs below fp32 (int8, bf16) must agree with fp32 on at least ``MIN_INT8_AGREEMENT`` of the texts and
 lose at most ``MAX_INT8_F1_DROP`` points of weighted and of macro F1. Parity is checked on the run's test split
-for a model inside a run, else on a built-in sample (agreement only).
+for a model inside a run, else on a built-in sample (agreement only). A multi-label model is held to the same
+gates on what it decides: the same set of labels per text, and F1 over its labels (``multi_label_block``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from toxdistill.inference.predict import Predictor
 from toxdistill.runs import run_dir_of
 
 FP32_TOLERANCE = 1e-4  # max |logit difference| between ONNX fp32 and torch
-MIN_INT8_AGREEMENT = 0.99  # share of texts where int8 and fp32 predict the same class
+# share of texts where int8 and fp32 predict the same class (multi-label: the same set of labels)
+MIN_INT8_AGREEMENT = 0.99
 MAX_INT8_F1_DROP = 0.5  # weighted and macro F1 points int8 (or bf16) may lose against fp32
 CALIBRATION_TEXTS = 300  # training texts NNCF calibrates OpenVINO int8 on (its own default subset size)
 
@@ -84,6 +86,8 @@ def calibration_texts(
 
 
 def agreement_block(ref: np.ndarray, got: np.ndarray, ref_pred: Predictor, texts: TextSet, label_names) -> dict:
+    if ref_pred.calibration.multi_label:
+        return multi_label_block(ref, got, ref_pred, texts, label_names)
     a, b = ref.argmax(-1), got.argmax(-1)
     out = {
         "texts": texts.source,
@@ -106,6 +110,47 @@ def agreement_block(ref: np.ndarray, got: np.ndarray, ref_pred: Predictor, texts
             f1_macro_drop_points=100 * (m_ref["f1_macro"] - m_got["f1_macro"]),
         )
     return out
+
+
+def multi_label_block(ref: np.ndarray, got: np.ndarray, ref_pred: Predictor, texts: TextSet, label_names) -> dict:
+    """``agreement_block`` for a multi-label model, whose labels are decided one by one: ``agreement`` is the
+    share of texts given the very same set of labels (the calibrated decisions users see), with the share per
+    label beside it, and the largest difference of a calibrated probability."""
+    a, b = ref_pred.decide(ref), ref_pred.decide(got)
+    same = a == b
+    out = {
+        "texts": texts.source,
+        "n": len(a),
+        "agreement": float(same.all(-1).mean()),
+        "agreement_decided": float(same.all(-1).mean()),
+        "agreement_per_label": {n: float(v) for n, v in zip(label_names, same.mean(0))},
+        "max_abs_diff": float(np.abs(ref - got).max()),
+        "max_abs_prob_diff": float(np.abs(ref_pred.probabilities(ref) - ref_pred.probabilities(got)).max()),
+    }
+    gold = None if texts.labels is None else np.asarray(texts.labels)
+    if gold is not None and gold.shape == a.shape:  # one 0/1 column per label
+        m_ref, m_got = multi_label_f1(gold, a), multi_label_f1(gold, b)
+        out.update(
+            f1_weighted_ref=m_ref["f1_weighted"],
+            f1_weighted=m_got["f1_weighted"],
+            f1_macro_ref=m_ref["f1_macro"],
+            f1_macro=m_got["f1_macro"],
+            f1_weighted_drop_points=100 * (m_ref["f1_weighted"] - m_got["f1_weighted"]),
+            f1_macro_drop_points=100 * (m_ref["f1_macro"] - m_got["f1_macro"]),
+        )
+    return out
+
+
+def multi_label_f1(gold: np.ndarray, decided: np.ndarray) -> dict[str, float]:
+    """Each label's F1 of its yes/no decisions; their mean (macro) and their mean weighted by each label's
+    positives (weighted). A label without positives nor predictions scores 1: nothing was missed or invented."""
+    gold, decided = gold.astype(bool), decided.astype(bool)
+    tp = (gold & decided).sum(0)
+    errors = (gold ^ decided).sum(0)
+    f1 = np.where(2 * tp + errors > 0, 2 * tp / np.maximum(2 * tp + errors, 1), 1.0)
+    support = gold.sum(0)
+    weighted = float((f1 * support).sum() / support.sum()) if support.sum() else float(f1.mean())
+    return {"f1_macro": float(f1.mean()), "f1_weighted": weighted}
 
 
 def describe(block: dict, what: str) -> str:

@@ -3,6 +3,11 @@
 Fitted on validation by ``evaluation.calibrate`` and saved in each model's ``toxdistill.json``; the
 Predictor, ``evaluate`` and ``serve`` read it back through ``Calibration.from_meta``. Numpy only (``evaluation.logits``), so
 serving needs no scipy or sklearn.
+
+Two tasks. Single-label (the default): one softmax over the classes, ``argmax`` decides. Multi-label (``"task":
+"multi_label"`` in ``toxdistill.json``, or a ``config.json`` whose ``problem_type`` is
+``multi_label_classification``): each label is its own yes/no, ``sigmoid(logit_l / T_l + b_l)``, decided when
+that probability reaches the label's threshold.
 """
 
 from __future__ import annotations
@@ -13,32 +18,69 @@ import numpy as np
 
 from toxdistill.evaluation.logits import calibrated_logits, softmax
 
+MULTI_LABEL = "multi_label"  # toxdistill.json's "task" of a multi-label model
+MULTI_LABEL_PROBLEM = "multi_label_classification"  # transformers' config.json problem_type for the same
+# Without fitted thresholds a label is decided when it is more likely than not.
+DEFAULT_THRESHOLD = 0.5
+
+
+def is_multi_label(meta: dict | None, problem_type: str | None = None) -> bool:
+    """A folder's task: its ``toxdistill.json`` says, else its ``config.json``'s ``problem_type`` (a
+    multi-label model saved by transformers alone)."""
+    task = (meta or {}).get("task")
+    return task == MULTI_LABEL if task is not None else problem_type == MULTI_LABEL_PROBLEM
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    # exp(-log(1 + exp(-x))): no overflow warning for large negative logits, unlike 1 / (1 + exp(-x))
+    return np.exp(-np.logaddexp(0, -x))
+
+
+def _array(x) -> np.ndarray | None:
+    return None if x is None else np.asarray(x, dtype=np.float32)
+
 
 @dataclass(frozen=True)
 class Calibration:
-    temperature: float = 1.0
+    # Single-label: one temperature. Multi-label: one per label (a scalar applies to every label).
+    temperature: float | np.ndarray = 1.0
     bias: np.ndarray | None = None  # per-class, mean 0; absent in folders calibrated by temperature alone
     offsets: np.ndarray | None = None  # per-class decision offsets, tuned on validation for macro F1
+    multi_label: bool = False
+    thresholds: np.ndarray | None = None  # multi-label only: per-label probability thresholds; None: 0.5 each
 
     @classmethod
-    def from_meta(cls, meta: dict | None) -> Calibration:
+    def from_meta(cls, meta: dict | None, problem_type: str | None = None) -> Calibration:
         cal = (meta or {}).get("calibration") or {}
-        bias, offsets = cal.get("bias"), cal.get("offsets")
-        return cls(
-            float(cal.get("temperature", 1.0)),
-            None if bias is None else np.asarray(bias, dtype=np.float32),
-            None if offsets is None else np.asarray(offsets, dtype=np.float32),
-        )
+        if is_multi_label(meta, problem_type):
+            temperature = cal.get("temperature", 1.0)
+            return cls(
+                float(temperature)
+                if isinstance(temperature, int | float)
+                else np.asarray(temperature, dtype=np.float32),
+                _array(cal.get("bias")),
+                multi_label=True,
+                thresholds=_array(cal.get("thresholds")),
+            )
+        return cls(float(cal.get("temperature", 1.0)), _array(cal.get("bias")), _array(cal.get("offsets")))
 
     def calibrated(self, logits: np.ndarray) -> np.ndarray:
-        """``logits / T + b``: its softmax is the calibrated probability."""
-        return calibrated_logits(logits, self.temperature, self.bias)
+        """``logits / T + b``: its softmax (single-label) or sigmoid (multi-label) is the calibrated probability."""
+        if self.multi_label:
+            z = logits / np.asarray(self.temperature, dtype=logits.dtype)
+            return z if self.bias is None else z + self.bias.astype(z.dtype)
+        return calibrated_logits(logits, float(self.temperature), self.bias)
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
-        """``softmax(logits / T + b)``."""
-        return softmax(self.calibrated(logits))
+        """``softmax(logits / T + b)``; multi-label: ``sigmoid`` of each label's."""
+        z = self.calibrated(logits)
+        return sigmoid(z) if self.multi_label else softmax(z)
 
     def decide(self, logits: np.ndarray) -> np.ndarray:
-        """Class ids: ``argmax(logits / T + b + offsets)``."""
+        """Class ids: ``argmax(logits / T + b + offsets)``. Multi-label: an (n, L) bool array, True where a
+        label's calibrated probability reaches its threshold."""
+        if self.multi_label:
+            t = DEFAULT_THRESHOLD if self.thresholds is None else self.thresholds
+            return self.probabilities(logits) >= t
         z = self.calibrated(logits)
         return (z if self.offsets is None else z + self.offsets).argmax(-1)

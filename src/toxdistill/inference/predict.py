@@ -28,7 +28,7 @@ from toxdistill.data.dataset import clean_text
 from toxdistill.data.readers import safe_text
 from toxdistill.errors import ToxdistillError
 from toxdistill.extras import TRAIN_INSTALL
-from toxdistill.inference.calibration import Calibration
+from toxdistill.inference.calibration import MULTI_LABEL, Calibration, is_multi_label
 from toxdistill.inference.openvino_backend import OpenVinoBackend, find_openvino_file, import_openvino
 from toxdistill.inference.scoring import score_results
 from toxdistill.inference.tokenizer import TOKENIZER_FILE, JsonTokenizer
@@ -283,11 +283,15 @@ class Predictor:
             be = torch_be = TorchBackend(model_dir, allow_pickle)
             id2label = torch_be.config.id2label
             max_pos = torch_be.config.max_position_embeddings
+            problem_type = torch_be.config.problem_type
         else:
             be = _export_backend(model_dir, meta, backend, onnx_file, threads, precision)
             cfg = json.loads((model_dir / "config.json").read_text()) if (model_dir / "config.json").is_file() else {}
             id2label = cfg.get("id2label") or {}
             max_pos = cfg.get("max_position_embeddings", 512)
+            problem_type = cfg.get("problem_type")
+        if "task" not in meta and is_multi_label(meta, problem_type):
+            meta = {**meta, "task": MULTI_LABEL}  # a multi-label folder saved by transformers alone
         label_names = meta.get("label_names") or [id2label[k] for k in sorted(id2label, key=int)]
         max_length = min(int(meta.get("max_length") or 512), int(max_pos or 512))
         if isinstance(be, TorchBackend) and tokenizer.vocab_size and tokenizer.vocab_size > be.config.vocab_size:
@@ -390,7 +394,7 @@ class Predictor:
         return self.calibration.probabilities(logits)
 
     def decide(self, logits: np.ndarray) -> np.ndarray:
-        """Class ids with the tuned decision offsets (``Calibration.decide``)."""
+        """Class ids with the tuned decision offsets; multi-label: (n, L) bools (``Calibration.decide``)."""
         return self.calibration.decide(logits)
 
     def classify(self, texts: Sequence[str], batch_size: int = 64) -> list[dict]:

@@ -61,6 +61,7 @@ from toxdistill.inference.scored_output import (
     prediction_frame,
     prediction_prefix,
 )
+from toxdistill.inference.scoring import is_multi_label_scorer
 from toxdistill.io import atomic_dir, new_temp_dir, recover_partial_writes
 
 ROW_ID = "row_id"
@@ -394,6 +395,7 @@ class _Job:
     out_format: str
     work: Path  # temporary, next to the output
     label_names: list[str]
+    multi_label: bool = False  # the model's: its prediction columns
     stdin_copy: Path | None = None
     rows: int = 0
 
@@ -435,7 +437,7 @@ def predict_ray(
     # one a killed predict left (SIGKILL, a power cut) is recognised and removed by the next predict of it.
     recover_partial_writes(out_path.parent, out_path.name)
     work = new_temp_dir(out_path, "tmp")
-    job = _Job(input_spec, opts, out_path, out_format, work, scorer.label_names)
+    job = _Job(input_spec, opts, out_path, out_format, work, scorer.label_names, is_multi_label_scorer(scorer))
     started = False
     try:
         plan = _plan(job, pq_shards)
@@ -488,7 +490,7 @@ def _run(
         "batch_size": opts.batch_size,
         "clean": opts.clean,
         # An output file: the writer adds the prefix, from the input's columns, as for --runner local.
-        "prefix": "" if job.to_file else prediction_prefix(plan.columns, job.label_names),
+        "prefix": "" if job.to_file else prediction_prefix(plan.columns, job.label_names, job.multi_label),
         "keep_input": not job.to_file,
     }
     # A dataset copies Ray Data's settings when it is made: made and run inside the block.
@@ -557,7 +559,7 @@ def _publish(ds: Any, job: _Job, actors: int) -> None:
     scores = scores_in_order(files, check_row_ids(files, job.rows))
     with (
         input_chunks(job.input_spec, job.opts, job.stdin_copy) as (in_fmt, chunks),
-        ScoredWriter(job.out_path, job.out_format, job.label_names) as out,
+        ScoredWriter(job.out_path, job.out_format, job.label_names, job.multi_label) as out,
     ):
         merge(scores, in_fmt, chunks, out)
         out.publish()

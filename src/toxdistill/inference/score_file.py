@@ -31,7 +31,7 @@ from toxdistill.data.readers import (
 from toxdistill.errors import ToxdistillError
 from toxdistill.inference.predict import load_scorer
 from toxdistill.inference.scored_output import ScoredWriter, check_output, file_format, prediction_frame
-from toxdistill.inference.scoring import Scorer
+from toxdistill.inference.scoring import Scorer, is_multi_label_scorer
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ def _write_scored(
             from tqdm.auto import tqdm
 
             bar = tqdm(desc="predict", unit=" rows", unit_scale=True, file=sys.stderr)
-        with ScoredWriter(out_path, out_fmt, scorer.label_names) as out:
+        with ScoredWriter(out_path, out_fmt, scorer.label_names, is_multi_label_scorer(scorer)) as out:
             for texts, rows in chunks:
                 preds, t = prediction_frame(scorer, texts, opts.batch_size, clean)
                 out.write(in_fmt, rows, preds)

@@ -24,7 +24,7 @@ import numpy as np
 
 from toxdistill.data.readers import parquet_writer, rows_frame
 from toxdistill.errors import ToxdistillError
-from toxdistill.inference.scoring import Scorer
+from toxdistill.inference.scoring import LABELS_SEP, Scorer, is_multi_label_scorer
 from toxdistill.io import json_default, new_temp_file, recover_partial_writes
 
 # Output file formats by suffix; any other name is written as CSV.
@@ -33,26 +33,37 @@ FOLDER = "folder"  # the Ray runner's other output: a folder of Parquet shards
 
 
 # ------------------------------------------------------------------ the scored columns
-def output_columns(label_names: list[str]) -> list[str]:
-    return ["label", "label_id", *[f"p_{n.replace(' ', '_')}" for n in label_names], "truncated"]
+LABELS_COLUMN = "labels"  # a multi-label row's decided labels: names joined by LABELS_SEP (JSONL: a list)
 
 
-def prediction_prefix(input_columns: Iterable[str], label_names: list[str]) -> str:
+def output_columns(label_names: list[str], multi_label: bool = False) -> list[str]:
+    """The prediction columns: ``label``, ``label_id`` (a multi-label model: ``labels``), ``p_<class>``, ``truncated``."""
+    decided = [LABELS_COLUMN] if multi_label else ["label", "label_id"]
+    return [*decided, *[f"p_{n.replace(' ', '_')}" for n in label_names], "truncated"]
+
+
+def prediction_prefix(input_columns: Iterable[str], label_names: list[str], multi_label: bool = False) -> str:
     """Input columns named like ours (a gold 'label', say) are kept; ours then get the prefix ``pred_``."""
-    return "pred_" if set(map(str, input_columns)) & set(output_columns(label_names)) else ""
+    return "pred_" if set(map(str, input_columns)) & set(output_columns(label_names, multi_label)) else ""
 
 
 def prediction_frame(scorer: Scorer, texts: list[str], batch_size: int, clean: bool):
     """The prediction columns for ``texts`` (input order) and how many were truncated: what ``predict``
-    writes beside the input columns, with either runner."""
+    writes beside the input columns, with either runner. A multi-label model's ``labels`` column holds the
+    decided names joined by ``LABELS_SEP`` (the writer makes a list of them in JSONL)."""
     import pandas as pd
 
     logits, truncated = scorer.logits(scorer.prepare(texts) if clean else texts, batch_size)
     probs = scorer.probabilities(logits)
     ids = scorer.decide(logits)
-    cols = output_columns(scorer.label_names)
-    out = {cols[0]: np.asarray(scorer.label_names, dtype=object)[ids], cols[1]: ids.astype(np.int64)}
-    for k, c in enumerate(cols[2:-1]):
+    multi = is_multi_label_scorer(scorer)
+    cols = output_columns(scorer.label_names, multi)
+    names = np.asarray(scorer.label_names, dtype=object)
+    if multi:
+        out = {cols[0]: np.array([LABELS_SEP.join(names[row]) for row in ids], dtype=object)}
+    else:
+        out = {cols[0]: names[ids], cols[1]: ids.astype(np.int64)}
+    for k, c in enumerate(cols[len(out) : -1]):
         out[c] = np.round(probs[:, k].astype(np.float64), 6)
     out[cols[-1]] = truncated
     return pd.DataFrame(out), int(truncated.sum())
@@ -113,8 +124,8 @@ class ScoredWriter:
     it was.
     """
 
-    def __init__(self, path: Path, fmt: str, label_names: list[str]):
-        self.path, self.fmt, self.label_names = Path(path), fmt, label_names
+    def __init__(self, path: Path, fmt: str, label_names: list[str], multi_label: bool = False):
+        self.path, self.fmt, self.label_names, self.multi_label = Path(path), fmt, label_names, multi_label
         try:
             # A .part of this output left by a predict that was killed (SIGKILL, a power cut) goes now; one that a
             # live predict is still writing stays (io.recover_partial_writes).
@@ -152,12 +163,16 @@ class ScoredWriter:
         left = rows if in_fmt == "jsonl" else rows_frame(in_fmt, rows)
         if self.prefix is None:
             names = set().union(*map(set, rows)) if in_fmt == "jsonl" else left.columns
-            self.prefix = prediction_prefix(names, self.label_names)
+            self.prefix = prediction_prefix(names, self.label_names, self.multi_label)
         preds = preds.set_axis([self.prefix + str(c) for c in preds.columns], axis=1)
         self.rows += len(preds)
         if self.fmt == "jsonl":
             lefts = left if isinstance(left, list) else left.to_dict("records")
-            for row, p in zip(lefts, preds.to_dict("records")):
+            records = preds.to_dict("records")
+            if self.multi_label:
+                key = self.prefix + LABELS_COLUMN
+                records = [{**p, key: p[key].split(LABELS_SEP) if p[key] else []} for p in records]
+            for row, p in zip(lefts, records):
                 self.f.write(json.dumps({**row, **p}, ensure_ascii=False, default=json_default) + "\n")
             return
         self._write_frame(rows_frame("jsonl", left) if isinstance(left, list) else left, preds)

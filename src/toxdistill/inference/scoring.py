@@ -12,6 +12,10 @@ from typing import Protocol
 
 import numpy as np
 
+# A multi-label row's decided labels as one text (a CSV cell, a metric's label): names joined by this, which
+# no label name of a toxicity data set contains and spreadsheets split on readily.
+LABELS_SEP = "|"
+
 
 class Scorer(Protocol):
     label_names: list[str]
@@ -26,12 +30,30 @@ class Scorer(Protocol):
     def decide(self, logits: np.ndarray) -> np.ndarray: ...
 
 
+def is_multi_label_scorer(scorer: Scorer) -> bool:
+    """Whether the scorer's model is multi-label (its ``Calibration`` says: independent labels, one sigmoid each)."""
+    return bool(getattr(getattr(scorer, "calibration", None), "multi_label", False))
+
+
 def score_results(scorer: Scorer, logits: np.ndarray, truncated: np.ndarray) -> list[dict]:
     """One dict per row: the decided label (calibration and offsets applied), its id, the calibrated
-    probability of every class and whether the text was cut to the model's window."""
+    probability of every class and whether the text was cut to the model's window.
+
+    A multi-label model has no single label: each row gets ``labels``, the names whose calibrated probability
+    reaches their threshold (in the model's label order, possibly none), in place of ``label`` and ``label_id``.
+    """
     probs = scorer.probabilities(logits)
     ids = scorer.decide(logits)
     names = scorer.label_names
+    if is_multi_label_scorer(scorer):
+        return [
+            {
+                "labels": [n for n, d in zip(names, row_ids) if d],
+                "probabilities": {n: float(p) for n, p in zip(names, row)},
+                "truncated": bool(t),
+            }
+            for row_ids, row, t in zip(ids, probs, truncated)
+        ]
     return [
         {
             "label": names[int(c)],

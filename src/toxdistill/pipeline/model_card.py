@@ -545,9 +545,6 @@ def plain_snippet(f: CardFacts) -> str:
     """Python that loads the folder with ONNX Runtime (or OpenVINO) and ``transformers``' tokenizer, cleans as
     in training, and computes toxdistill's calibrated probabilities and decided labels (``Calibration``)."""
     meta, rec = f.meta, f.record
-    cal = meta.get("calibration") or {}
-    temperature = float(cal.get("temperature", 1.0))
-    bias, offsets = cal.get("bias"), cal.get("offsets")
     clean = clean_function(_clean(meta))
     front = frontend_source(_clean(meta))
     if f.openvino:
@@ -564,8 +561,6 @@ def plain_snippet(f: CardFacts) -> str:
             "names = {i.name for i in session.get_inputs()}",
         ]
         run = "logits = session.run(None, {k: v.astype(np.int64) for k, v in enc.items() if k in names})[0]"
-    z = f"z = logits / {temperature!r}" + (f" + np.array({_floats(bias)})" if bias is not None else "")
-    decide = "z" + (f" + np.array({_floats(offsets)})" if offsets is not None else "")
     lines = [
         "import html",
         "import json",
@@ -593,6 +588,31 @@ def plain_snippet(f: CardFacts) -> str:
         'return_tensors="np"',
         ")",
         run,
+        *decision_lines(meta),
+    ]
+    return "\n".join(lines)
+
+
+def decision_lines(meta: dict) -> list[str]:
+    """The snippet's last lines: ``logits`` to calibrated probabilities and decided labels, printed per text."""
+    cal = meta.get("calibration") or {}
+    if meta.get("task") == "multi_label":
+        # Per label; absent keys are the identity calibration and the even threshold.
+        t, b, cut = (cal.get(k, d) for k, d in (("temperature", 1.0), ("bias", 0.0), ("thresholds", 0.5)))
+        return [
+            "# Calibrated as toxdistill serves it: per label, a temperature and a bias fitted on validation, and a",
+            "# threshold tuned on validation; a label is decided when its probability reaches its threshold.",
+            f"probs = 1 / (1 + np.exp(-(logits / {_per_label(t)} + {_per_label(b)})))",
+            f"decided = probs >= {_per_label(cut)}",
+            "for text, row, p in zip(texts, decided, probs):",
+            "    print([n for n, d in zip(labels, row) if d], {n: round(float(q), 3) for n, q in zip(labels, p)}, text)",
+        ]
+    bias, offsets = cal.get("bias"), cal.get("offsets")
+    z = f"z = logits / {float(cal.get('temperature', 1.0))!r}" + (
+        f" + np.array({_floats(bias)})" if bias is not None else ""
+    )
+    decide = "z" + (f" + np.array({_floats(offsets)})" if offsets is not None else "")
+    return [
         "# Calibrated as toxdistill serves it: temperature and class bias fitted on validation, then per-class",
         "# decision offsets tuned on validation for macro F1. The test metrics above score argmax(logits).",
         z,
@@ -602,7 +622,6 @@ def plain_snippet(f: CardFacts) -> str:
         "for text, label, p in zip(texts, predicted, probs):",
         "    print(label, {n: round(float(q), 3) for n, q in zip(labels, p)}, text)",
     ]
-    return "\n".join(lines)
 
 
 def clean_function(switches: dict) -> list[str]:
@@ -641,6 +660,11 @@ def _raw(pattern: str) -> str:
     if '"' in pattern or pattern.endswith("\\") or "\n" in pattern:
         return repr(pattern)
     return f'r"{pattern}"'
+
+
+def _per_label(x) -> str:
+    """A per-label list as the snippet's numpy array, a scalar (one value for every label) as itself."""
+    return f"np.array({_floats(x)})" if isinstance(x, list) else repr(float(x))
 
 
 def _floats(values) -> str:

@@ -10,6 +10,7 @@ import pandas as pd
 
 from toxdistill.data.readers import detect_format, open_bytes, pick_column, read_chunks
 from toxdistill.errors import ToxdistillError
+from toxdistill.inference.scoring import LABELS_SEP
 
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024
 MAX_ROWS = 5000
@@ -76,9 +77,11 @@ def write_csv(texts: list[str], results: list[dict], label_names: list[str]) -> 
     ``toxdistill predict`` (a data pipeline, not a spreadsheet export) writes texts unchanged."""
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["text", "label", *[f"p_{_slug(n)}" for n in label_names]])
+    multi = bool(results) and "labels" in results[0]  # a multi-label model: its decided labels in one cell
+    w.writerow(["text", "labels" if multi else "label", *[f"p_{_slug(n)}" for n in label_names]])
     for t, r in zip(texts, results):
-        w.writerow([_spreadsheet_safe(t), r["label"], *[f"{r['probabilities'][n]:.6f}" for n in label_names]])
+        decided = LABELS_SEP.join(r["labels"]) if multi else r["label"]
+        w.writerow([_spreadsheet_safe(t), decided, *[f"{r['probabilities'][n]:.6f}" for n in label_names]])
     return buf.getvalue()
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from toxdistill.errors import ToxdistillError
 from toxdistill.inference.export_record import engine_cpu_note
 from toxdistill.inference.predict import load_scorer
-from toxdistill.inference.scoring import Scorer, score_results
+from toxdistill.inference.scoring import Scorer, is_multi_label_scorer, score_results
 from toxdistill.runs import find_models, read_meta, read_selection, select_models
 
 log = logging.getLogger(__name__)
@@ -425,7 +425,7 @@ class ServedModel:
             self.shadow.offer(self, [text], logits[:1])
         probs = self.scorer.probabilities(logits)
         res = self.results(logits[:1], truncated[:1])[0]
-        c = res["label_id"]
+        c = explained_class(res, self.label_names)
         drops = probs[0, c] - probs[1:, c]
         scores = [{"word": w, "score": float(drops[i]) if i < n else 0.0} for i, w in enumerate(words)]
         return res, scores
@@ -437,6 +437,7 @@ class ServedModel:
             "kind": self.meta.get("kind"),
             "layers": self.meta.get("layers"),
             "label_names": self.label_names,
+            "task": "multi_label" if is_multi_label_scorer(self.scorer) else "single_label",
             "max_length": self.scorer.max_length if self.meta.get("kind") != "baseline" else None,
             "params": self.meta.get("params"),
             "trainable_params": self.meta.get("trainable_params"),
@@ -449,6 +450,15 @@ class ServedModel:
                 "f1_per_class": {k: float(v) for k, v in (m.get("f1_per_class") or {}).items()},
             },
         }
+
+
+def explained_class(res: dict, names: list[str]) -> int:
+    """The class an explanation's word scores are about: the decided class; for a multi-label result, its most
+    probable decided label, or its most probable label when none is decided."""
+    if "label_id" in res:
+        return int(res["label_id"])
+    pool = res["labels"] or names
+    return names.index(max(pool, key=res["probabilities"].__getitem__))
 
 
 def _num(x: Any) -> float | None:

@@ -43,13 +43,23 @@ class ClassifyRequest(BaseModel):
 
 class WordScore(BaseModel):
     word: str
-    score: float = Field(description="Drop in the predicted class's probability when this word is removed.")
+    score: float = Field(
+        description="Drop in the predicted class's probability when this word is removed (multi-label: of the "
+        "most probable decided label, or the most probable label when none is decided)."
+    )
 
 
 class ClassifyResult(BaseModel):
-    label: str
-    label_id: int
-    probabilities: dict[str, float] = Field(description="Calibrated probability of each class.")
+    label: str | None = Field(default=None, description="The decided class (single-label models).")
+    label_id: int | None = None
+    labels: list[str] | None = Field(
+        default=None,
+        description="Multi-label models, in place of label and label_id: every label whose calibrated probability "
+        "reaches its threshold, in the model's label order; empty when none does.",
+    )
+    probabilities: dict[str, float] = Field(
+        description="Calibrated probability of each class (multi-label: of each label, independently)."
+    )
     truncated: bool = Field(description="The text was longer than the model's window; only its start was read.")
     word_scores: list[WordScore] | None = Field(default=None, description="Only when explain is true.")
 
@@ -71,6 +81,10 @@ class ModelInfo(BaseModel):
     kind: str | None = None
     layers: list[int] | None = None
     label_names: list[str]
+    task: str = Field(
+        default="single_label",
+        description="single_label: one label per text (label, label_id); multi_label: any number (labels).",
+    )
     max_length: int | None = None
     params: int | None = None
     trainable_params: int | None = None

@@ -12,7 +12,9 @@ The reference gets the text the served model was given and cleans it with its ow
 a run every model has the same, so it sees the very text the served model saw) and calibrates with its own
 calibration, through the models' one scoring path (``ServedModel.score``). What is compared, per served model:
 the label each model answers (top-1 agreement), the total-variation distance between the two calibrated
-distributions, and each model's class mix. Disagreements go to a JSONL file only when the operator asks
+distributions, and each model's class mix. For multi-label models the "label" is the set of labels decided
+(joined by ``|``, empty when none), agreement means the same set, and the distance is the mean absolute
+difference of the per-label probabilities. Disagreements go to a JSONL file only when the operator asks
 (``DisagreementLog``): the texts are users' texts.
 
 Nothing here imports a web framework: ``create_app`` registers a ``Shadow`` with the app's metrics.
@@ -37,6 +39,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from toxdistill.errors import ToxdistillError
+from toxdistill.inference.scoring import LABELS_SEP, is_multi_label_scorer
 from toxdistill.runs import find_models
 from toxdistill.serve.models import ServedModel, load_models
 
@@ -208,6 +211,11 @@ class Shadow:
                     f"shadow model {self.name} has classes {', '.join(ref)}; {m.name} has {', '.join(m.label_names)}",
                     "compare models of the same task",
                 )
+            if is_multi_label_scorer(m.scorer) != is_multi_label_scorer(self.reference.scorer):
+                raise ToxdistillError(
+                    f"one of shadow model {self.name} and {m.name} is multi-label and the other is not",
+                    "compare models of the same task",
+                )
             self._order[m.name] = [ref.index(n) for n in m.label_names]
             for metric in (self.stats.compared, self.stats.agree, self.stats.sampled, self.stats.dropped):
                 metric.labels(m.name)  # a series from the start: a rate() over it needs a zero to begin with
@@ -327,9 +335,18 @@ class Shadow:
         ids = m.scorer.decide(logits)
         ref_probs = ref_probs[:, self._order[m.name]]  # into the served model's class order
         names, ref_names = m.label_names, self.reference.label_names
-        labels = [names[int(c)] for c in ids]
-        ref_labels = [ref_names[int(c)] for c in ref_ids]
-        tv = 0.5 * np.abs(probs - ref_probs).sum(axis=1)
+        if is_multi_label_scorer(m.scorer):
+            # The set of labels decided, in the served model's label order (both sides), as one string.
+            labels = [LABELS_SEP.join(n for n, d in zip(names, row) if d) for row in ids]
+            ref_labels = [
+                LABELS_SEP.join(n for n, d in zip(names, row) if d) for row in ref_ids[:, self._order[m.name]]
+            ]
+            # Independent labels have no distribution to take a total variation of: the mean per-label gap.
+            tv = np.abs(probs - ref_probs).mean(axis=1)
+        else:
+            labels = [names[int(c)] for c in ids]
+            ref_labels = [ref_names[int(c)] for c in ref_ids]
+            tv = 0.5 * np.abs(probs - ref_probs).sum(axis=1)
         s = self.stats
         agree = sum(a == b for a, b in zip(labels, ref_labels))
         s.compared.labels(m.name).inc(len(samples))

@@ -12,7 +12,7 @@ from fastapi.templating import Jinja2Templates
 from toxdistill.evaluation.tables import fmt
 from toxdistill.serve.auth import bearer, challenge, page_key_ok
 from toxdistill.serve.batch import MAX_ROWS, MAX_UPLOAD_BYTES
-from toxdistill.serve.models import ServedModel
+from toxdistill.serve.models import ServedModel, explained_class
 from toxdistill.serve.registry import ModelRegistry
 
 HERE = Path(__file__).parent
@@ -94,17 +94,33 @@ def form_model(
 def result_view(m: ServedModel, text: str) -> dict:
     """One model's answer for the page: the result, a bar per class, and each word shaded by its score."""
     res, scores = m.explain(text)
+    explained = m.label_names[explained_class(res, m.label_names)]
     # The floor keeps near-zero scores pale: when no word moves the probability by five points,
     # no word should look decisive just because it is the largest of the small ones.
     peak = max(max((abs(s["score"]) for s in scores), default=0.0), 0.05)
-    colour = label_colour(res["label"], m.focus_class)
+    colour = label_colour(explained, m.focus_class)
     words = []
     for s in scores:
         rgb = colour if s["score"] >= 0 else NEGATIVE
         alpha = min(1.0, abs(s["score"]) / peak) * 0.85
         words.append({**s, "style": f"background-color: rgba({rgb[0]}, {rgb[1]}, {rgb[2]}, {alpha:.2f})"})
     probs = [{"name": n, "p": p, "css": label_css(n, m.focus_class)} for n, p in res["probabilities"].items()]
-    return {**res, "model": m.name, "css": label_css(res["label"], m.focus_class), "probs": probs, "words": words}
+    return {
+        **res,
+        "model": m.name,
+        "css": label_css(explained, m.focus_class),
+        "explained": explained,
+        "pills": decided_pills(res, m),
+        "probs": probs,
+        "words": words,
+    }
+
+
+def decided_pills(res: dict, m: ServedModel) -> list[dict]:
+    """What a result decided, as the page shows it: each decided label (one for a single-label model; any number,
+    possibly none, for a multi-label one) with its probability and colour."""
+    names = res["labels"] if "labels" in res else [res["label"]]
+    return [{"name": n, "p": res["probabilities"][n], "css": label_css(n, m.focus_class)} for n in names]
 
 
 def compare_rows(registry: ModelRegistry, text: str) -> list[dict]:
@@ -116,7 +132,8 @@ def compare_rows(registry: ModelRegistry, text: str) -> list[dict]:
             {
                 **r,
                 "model": m.name,
-                "css": label_css(r["label"], m.focus_class),
+                "css": label_css(m.label_names[explained_class(r, m.label_names)], m.focus_class),
+                "pills": decided_pills(r, m),
                 "f1_macro": m.f1_macro,
                 "speed": m.throughput,
             }
