@@ -207,3 +207,12 @@ def test_a_file_of_the_teachers_logits_gives_the_same_student(tmp_path, tiny_mod
     assert meta["teacher_scores"]["test"] == {"scored": n_test, "rows": n_test}
     want = json.loads((teacher / "toxdistill.json").read_text())["metrics"]
     assert meta["metrics"]["f1_macro"] == want["f1_macro"]  # the teacher row from its scores is the model's
+
+
+def test_a_multi_label_task_needs_a_teacher_model(tmp_path):
+    f = tmp_path / "s.csv"
+    f.write_text("text,p_hate_speech,p_offensive,p_neither\nhello,0.2,0.3,0.5\n")
+    cfg = _scores_config(tmp_path, f)
+    overrides = {"data.task": "multi_label", "data.label_names": ["a", "b"], "data.label_cols": ["a", "b"]}
+    with pytest.raises(ToxdistillError, match="multi_label needs a teacher model"):
+        load_config(cfg, overrides)

@@ -15,6 +15,12 @@ def softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Each label's probability of a multi-label model's logits: exp(-log(1 + exp(-x))), which does not overflow
+    for large negative logits as 1 / (1 + exp(-x)) does."""
+    return np.exp(-np.logaddexp(0, -np.asarray(x)))
+
+
 def log_softmax(x: np.ndarray) -> np.ndarray:
     z = x - x.max(axis=-1, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))

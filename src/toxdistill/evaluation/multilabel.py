@@ -12,15 +12,13 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import average_precision_score, multilabel_confusion_matrix, roc_auc_score
 
+from toxdistill.evaluation.logits import sigmoid
+
 # The Trainer's scores on validation each epoch; ``train.best_metric`` names one (f1_macro means pr_auc_macro).
 TRAINER_METRICS = ("accuracy", "f1_macro", "f1_weighted", "pr_auc_macro", "roc_auc_macro")
 # The epoch a multi-label model keeps: PR AUC is the ranking metric of a rare label, and unlike F1 at a fixed cut
 # it does not move with the calibration fitted after training.
 BEST_METRIC = "pr_auc_macro"
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
 
 
 def bce(logits: np.ndarray, labels: np.ndarray) -> float:

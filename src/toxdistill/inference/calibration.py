@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from toxdistill.evaluation.logits import calibrated_logits, softmax
+from toxdistill.evaluation.logits import calibrated_logits, sigmoid, softmax
 
 MULTI_LABEL = "multi_label"  # toxdistill.json's "task" of a multi-label model
 MULTI_LABEL_PROBLEM = "multi_label_classification"  # transformers' config.json problem_type for the same
@@ -29,11 +29,6 @@ def is_multi_label(meta: dict | None, problem_type: str | None = None) -> bool:
     multi-label model saved by transformers alone)."""
     task = (meta or {}).get("task")
     return task == MULTI_LABEL if task is not None else problem_type == MULTI_LABEL_PROBLEM
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    # exp(-log(1 + exp(-x))): no overflow warning for large negative logits, unlike 1 / (1 + exp(-x))
-    return np.exp(-np.logaddexp(0, -x))
 
 
 def _array(x) -> np.ndarray | None:
