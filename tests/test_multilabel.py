@@ -206,3 +206,13 @@ def test_perturbations_aim_at_a_multilabel_rows_first_label():
 
     assert aim_classes(np.array([[0.0, 1.0], [1.0, 1.0], [0.0, 0.0]])) == [1, 0, 0]
     assert aim_classes(np.array([2, 0])) == [2, 0]
+
+
+def test_check_and_evaluate_refuse_a_multilabel_run_in_one_line(multilabel_run, tmp_path, capsys):
+    ext = tmp_path / "ext.csv"
+    ext.write_text("text,label\nyou are great,neither\n")
+    for argv in (["check", str(multilabel_run)], ["evaluate", str(multilabel_run), "--data", str(ext)]):
+        capsys.readouterr()
+        assert main(argv) != 0
+        err = capsys.readouterr().err.strip().splitlines()
+        assert any("multi-label" in line for line in err) and "Traceback" not in "\n".join(err)

@@ -230,6 +230,11 @@ def check_run(
     if not (run_dir / CONFIG_FILE).is_file():
         raise ToxdistillError(f"{run_dir} is not a run folder (no {CONFIG_FILE})", "give runs/<name>")
     cfg = load_run_config(run_dir)
+    if cfg.data.multi_label:
+        raise ToxdistillError(
+            f"{run_dir} is a multi-label run: toxdistill check measures single-label models (one class per text)",
+            "its models' per-label scores are in report.md; a multi-label run skips the check",
+        )
     chosen = select_models(find_models(run_dir), models)
     if split not in _SAVED_LOGITS:
         raise ToxdistillError(f"unknown split {split!r}", "use test or val")

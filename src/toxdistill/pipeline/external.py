@@ -28,6 +28,7 @@ from toxdistill.evaluation.external import (
     score_predictions,
     shared_label_names,
 )
+from toxdistill.inference.calibration import is_multi_label
 from toxdistill.inference.predict import load_scorer
 from toxdistill.io import atomic_write_json, sha256_file
 from toxdistill.runs import find_clean_config, find_models, read_meta, select_models
@@ -96,6 +97,12 @@ def evaluate_external(
     """
     data_path = Path(data_path)
     chosen = select_models(find_models(run_dir), models)
+    multi = [n for n, folder in chosen.items() if is_multi_label(read_meta(folder))]
+    if multi:
+        raise ToxdistillError(
+            f"{', '.join(multi)}: multi-label model(s); toxdistill evaluate scores one class per text",
+            "score the set with toxdistill predict, whose p_<label> and labels columns hold each label's answer",
+        )
     label_names = shared_label_names(chosen)
     parsed = _parsed_map(label_map, label_names)
     df, dropped = _read_rows(data_path, fmt, text_col, label_col, group_col)
