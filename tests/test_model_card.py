@@ -61,3 +61,36 @@ def test_the_default_cleaning_changes_the_awkward_texts():
     assert clean(AWKWARD[0]) == "RT @user: so & so 😂 http end"
     assert clean(AWKWARD[1]) == "RT @user: look http"
     assert sum(clean(t) != t for t in AWKWARD) >= 7
+
+
+def test_a_cnn_student_is_described_as_one():
+    from toxdistill.pipeline.model_card import _what
+
+    f = _facts(CleanConfig().model_dump())
+    f.meta.update(kind="student", arch="cnn", layers=None)
+    f.teacher_row = {"layers": 6}
+    text = _what(f)
+    assert "without attention" in text and "0-layer" not in text and "`t`" in text
+
+
+def test_a_multi_label_card_lists_each_labels_scores_and_its_own_tolerance():
+    from toxdistill.pipeline.model_card import _metrics, _rule
+
+    f = _facts(CleanConfig().model_dump())
+    f.meta.update(
+        task="multi_label",
+        metrics={
+            "roc_auc_per_label": {"a": 0.81, "b": 0.97},
+            "pr_auc_per_label": {"a": 0.55, "b": 0.99},
+            "tuned": {"f1_per_class": {"a": 0.6, "b": 0.96}},
+        },
+    )
+    f.row = {"val": {"pr_auc_macro": 0.771}, "test": {"pr_auc_macro": 0.79}}
+    f.teacher_row = {"val": {"pr_auc_macro": 0.783}, "test": {"pr_auc_macro": 0.801}}
+    f.split_sizes = {"test": 10}
+    table = _metrics(f)
+    assert "| a | 0.810 | 0.550 | 0.600 |" in table and "| b | 0.970 | 0.990 | 0.960 |" in table
+    assert "| test | 0.790 | 0.801 |" in table
+    f.selection = {"criteria": {"max_drop_f1_weighted": 0.01, "max_drop_pr_auc_macro": 0.01}}
+    rule = _rule(f)
+    assert "1.0 points of macro PR AUC" in rule and "weighted F1" not in rule

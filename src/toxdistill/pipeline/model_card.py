@@ -202,7 +202,7 @@ def _summary(f: CardFacts) -> str:
 def _rule(f: CardFacts) -> str:
     s = f.selection
     crit = s.get("criteria") or {}
-    bound = _bound(crit)
+    bound = _bound(crit, _multi_label(f))
     with_bound = f", with {bound} on the behaviour set." if bound else "."
     if s.get("rule") == SCORES_RULE:
         return "the candidate with the best validation macro F1 (the teacher is only scores: no model to be near)."
@@ -212,20 +212,23 @@ def _rule(f: CardFacts) -> str:
             + with_bound
         )
     names = {"max_drop_f1_weighted": "weighted F1", "max_drop_f1_macro": "macro F1"}
-    limits = [
-        f"{100 * v:.1f} points of {names.get(k, k.removeprefix('max_drop_'))}"
-        for k, v in crit.items()
-        if k.startswith("max_drop_") and v is not None
-    ]
+    if _multi_label(f):  # held to macro PR AUC alone (select.max_drop_pr_auc_macro)
+        names = {"max_drop_pr_auc_macro": "macro PR AUC"}
+    limits = [f"{100 * v:.1f} points of {names[k]}" for k, v in crit.items() if k in names and v is not None]
     within = " and ".join(limits) or "the tolerance"
     return f"the fastest candidate within {within} of the teacher on validation{with_bound}"
 
 
-def _bound(crit: dict) -> str:
+def _multi_label(f: CardFacts) -> bool:
+    return f.meta.get("task") == "multi_label"
+
+
+def _bound(crit: dict, multi_label: bool = False) -> str:
     """The selection's behaviour bound in words, from its criteria; "" where it had none."""
     parts = []
+    agreement = "per-label decision agreement" if multi_label else "top-1 agreement"
     if crit.get("min_agreement_behaviour") is not None:
-        parts.append(f"at least {100 * crit['min_agreement_behaviour']:.1f}% top-1 agreement with the teacher")
+        parts.append(f"at least {100 * crit['min_agreement_behaviour']:.1f}% {agreement} with the teacher")
     if crit.get("max_tvd_behaviour") is not None:
         parts.append(f"a total-variation distance of at most {crit['max_tvd_behaviour']:.3f}")
     return " and ".join(parts)
@@ -293,6 +296,12 @@ def _what(f: CardFacts) -> str:
     if kind == "teacher":
         trained = "fine-tuned on the training split" if meta.get("train") else "used as given"
         return f"The run's teacher: `{f.teacher_model}`, {trained}, {len(layers) or t_layers or '?'} layers."
+    if kind == "student" and meta.get("arch") == "cnn":
+        source = meta.get("cut_from") or f.teacher_model
+        return (
+            f"A student without attention: the token embeddings of `{source}` under convolutions over 1, 2 and 3 "
+            "tokens, max and mean pooled (`cnn.py` in the folder)."
+        )
     if kind == "student":
         kept = ", ".join(str(x) for x in layers)
         of = f" of {t_layers}" if t_layers else ""
@@ -412,6 +421,8 @@ def _clean(meta: dict) -> dict:
 
 
 def _metrics(f: CardFacts) -> str:
+    if _multi_label(f):
+        return _multi_label_metrics(f)
     n = f.split_sizes.get("test", 0)
     teacher = (f.teacher_row or {}).get("test") or {}
     val, t_val = f.row.get("val") or {}, (f.teacher_row or {}).get("val") or {}
@@ -435,6 +446,33 @@ def _metrics(f: CardFacts) -> str:
         f"({f.n_boot:,} resamples, seed {f.seed}). The teacher's scores are those of its row in the run's frontier "
         f"(its {(f.teacher_row or {}).get('backend', '?')} export). Served labels add the decision offsets tuned on "
         "validation (see *How to load*).",
+    ]
+    return "\n".join(lines)
+
+
+def _multi_label_metrics(f: CardFacts) -> str:
+    """A multi-label model's scores: each label's ranking scores and F1 at its tuned threshold (the source model's
+    own, from its toxdistill.json), and macro PR AUC of this graph and of the teacher (the frontier's rows)."""
+    m = f.meta.get("metrics") or {}
+    roc, pr = m.get("roc_auc_per_label") or {}, m.get("pr_auc_per_label") or {}
+    tuned = (m.get("tuned") or {}).get("f1_per_class") or {}
+    lines = [
+        f"## Metrics (test, {f.split_sizes.get('test', 0):,} rows)",
+        "",
+        "| label | ROC AUC | PR AUC | F1 at its threshold |",
+        "|---|---|---|---|",
+        *(f"| {n} | {fmt(roc.get(n))} | {fmt(pr.get(n))} | {fmt(tuned.get(n))} |" for n in f.label_names),
+        "",
+        "| macro PR AUC | this graph | teacher |",
+        "|---|---|---|",
+    ]
+    for part in ("val", "test"):
+        mine, teacher = (f.row.get(part) or {}), ((f.teacher_row or {}).get(part) or {})
+        lines.append(f"| {part} | {fmt(mine.get('pr_auc_macro'))} | {fmt(teacher.get('pr_auc_macro'))} |")
+    lines += [
+        "",
+        "The per-label table is the source model's (torch), each label decided at its threshold tuned on validation, "
+        "as served; the macro PR AUC rows are this very graph's and the teacher's export's, from the run's frontier.",
     ]
     return "\n".join(lines)
 
