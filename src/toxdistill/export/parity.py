@@ -100,16 +100,20 @@ def agreement_block(ref: np.ndarray, got: np.ndarray, ref_pred: Predictor, texts
     if texts.labels is not None:
         m_ref = classification_metrics(texts.labels, a, label_names)
         m_got = classification_metrics(texts.labels, b, label_names)
-        out.update(
-            f1_weighted_ref=m_ref["f1_weighted"],
-            f1_weighted=m_got["f1_weighted"],
-            f1_macro_ref=m_ref["f1_macro"],
-            f1_macro=m_got["f1_macro"],
-            accuracy=m_got["accuracy"],
-            f1_weighted_drop_points=100 * (m_ref["f1_weighted"] - m_got["f1_weighted"]),
-            f1_macro_drop_points=100 * (m_ref["f1_macro"] - m_got["f1_macro"]),
-        )
+        out.update(_f1_drops(m_ref, m_got), accuracy=m_got["accuracy"])
     return out
+
+
+def _f1_drops(m_ref: dict, m_got: dict) -> dict[str, float]:
+    """Weighted and macro F1 of the reference and of the graph, and the points each lost."""
+    return {
+        "f1_weighted_ref": m_ref["f1_weighted"],
+        "f1_weighted": m_got["f1_weighted"],
+        "f1_macro_ref": m_ref["f1_macro"],
+        "f1_macro": m_got["f1_macro"],
+        "f1_weighted_drop_points": 100 * (m_ref["f1_weighted"] - m_got["f1_weighted"]),
+        "f1_macro_drop_points": 100 * (m_ref["f1_macro"] - m_got["f1_macro"]),
+    }
 
 
 def multi_label_block(ref: np.ndarray, got: np.ndarray, ref_pred: Predictor, texts: TextSet, label_names) -> dict:
@@ -129,15 +133,7 @@ def multi_label_block(ref: np.ndarray, got: np.ndarray, ref_pred: Predictor, tex
     }
     gold = None if texts.labels is None else np.asarray(texts.labels)
     if gold is not None and gold.shape == a.shape:  # one 0/1 column per label
-        m_ref, m_got = multi_label_f1(gold, a), multi_label_f1(gold, b)
-        out.update(
-            f1_weighted_ref=m_ref["f1_weighted"],
-            f1_weighted=m_got["f1_weighted"],
-            f1_macro_ref=m_ref["f1_macro"],
-            f1_macro=m_got["f1_macro"],
-            f1_weighted_drop_points=100 * (m_ref["f1_weighted"] - m_got["f1_weighted"]),
-            f1_macro_drop_points=100 * (m_ref["f1_macro"] - m_got["f1_macro"]),
-        )
+        out.update(_f1_drops(multi_label_f1(gold, a), multi_label_f1(gold, b)))
     return out
 
 
