@@ -16,7 +16,7 @@ from toxdistill.evaluation import study
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
-FRONTIER = RESULTS / "davidson-minilm-cnn-avx512-epyc"  # the newest run of the default config
+FRONTIER = RESULTS / "davidson-minilm-default-avx512-epyc"  # the newest run of the default config
 ENGINES = RESULTS / "engines-xeon"  # every engine per model of the default config, one bench
 STUDY = RESULTS / "davidson-mpnet-base"  # the 12 → 6 study
 MINILM = RESULTS / "davidson-minilm"  # the default config's earlier run, the study's same-split partner
