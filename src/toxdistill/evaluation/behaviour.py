@@ -21,6 +21,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from toxdistill.config import SelectConfig
+from toxdistill.evaluation.logits import sigmoid
 from toxdistill.evaluation.robustness import agreement, total_variation
 
 # Float noise must not turn a figure of exactly the bound into a miss.
@@ -34,7 +35,7 @@ def fidelity(logits: np.ndarray, teacher_logits: np.ndarray, multi_label: bool =
     if logits.shape != teacher_logits.shape:
         raise ValueError(f"logits {logits.shape} and the teacher's {teacher_logits.shape} differ in shape")
     if multi_label:
-        p, q = (1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64))) for x in (logits, teacher_logits))
+        p, q = (sigmoid(np.asarray(x, dtype=np.float64)) for x in (logits, teacher_logits))
         return {
             "texts": len(logits),
             "agreement": float(((p >= 0.5) == (q >= 0.5)).mean()),

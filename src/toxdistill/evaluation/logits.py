@@ -26,7 +26,8 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
-def calibrated_logits(logits: np.ndarray, temperature: float, bias: np.ndarray | None) -> np.ndarray:
-    """``logits / T + b``, in the logits' dtype: its softmax is the calibrated probability."""
-    z = logits / temperature
+def calibrated_logits(logits: np.ndarray, temperature: float | np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    """``logits / T + b``, in the logits' dtype: its softmax is the calibrated probability (multi-label: ``T`` and
+    ``b`` one per label, and its sigmoid)."""
+    z = logits / np.asarray(temperature, dtype=logits.dtype)
     return z if bias is None else z + np.asarray(bias, dtype=z.dtype)

@@ -10,6 +10,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 from toxdistill.data.dataset import Dataset
+from toxdistill.evaluation.bins import bins_ece, confidence_bins
 from toxdistill.evaluation.logits import log_softmax
 
 # The scores the Trainer reports on validation each epoch; ``train.best_metric`` names one of them.
@@ -80,29 +81,13 @@ def reliability_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) ->
     accuracy.
     """
     probs = np.asarray(probs)
-    conf = probs.max(-1)
-    correct = probs.argmax(-1) == np.asarray(labels)
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    count = np.zeros(n_bins)
-    mean_conf = np.full(n_bins, np.nan)
-    acc = np.full(n_bins, np.nan)
-    for b, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
-        m = (conf > lo) & (conf <= hi)
-        if m.any():
-            count[b], mean_conf[b], acc[b] = m.sum(), conf[m].mean(), correct[m].mean()
-    return {"edges": edges, "count": count, "confidence": mean_conf, "accuracy": acc}
+    return confidence_bins(probs.max(-1), probs.argmax(-1) == np.asarray(labels), n_bins)
 
 
 def ece(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
     """Expected calibration error of the top-class confidence over ``reliability_bins``:
     ``sum_b count_b / n * |accuracy_b - confidence_b|``."""
-    bins = reliability_bins(probs, labels, n_bins)
-    n = len(np.asarray(probs))
-    total = 0.0
-    for count, acc, conf in zip(bins["count"], bins["accuracy"], bins["confidence"]):
-        if count:
-            total += count / n * abs(acc - conf)
-    return float(total)
+    return bins_ece(reliability_bins(probs, labels, n_bins), len(np.asarray(probs)))
 
 
 def evaluate_predictor(

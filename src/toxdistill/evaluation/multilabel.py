@@ -12,7 +12,9 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import average_precision_score, multilabel_confusion_matrix, roc_auc_score
 
-from toxdistill.evaluation.logits import sigmoid
+from toxdistill.evaluation.bins import bins_ece, confidence_bins
+from toxdistill.evaluation.logits import calibrated_logits, sigmoid
+from toxdistill.files import MULTI_LABEL_TASK
 
 # The Trainer's scores on validation each epoch; ``train.best_metric`` names one (f1_macro means pr_auc_macro).
 TRAINER_METRICS = ("accuracy", "f1_macro", "f1_weighted", "pr_auc_macro", "roc_auc_macro")
@@ -91,7 +93,7 @@ def multilabel_report_metrics(
     scores (``multilabel_metrics``)."""
     v = multilabel_metrics(val.labels, val_logits, label_names)
     return {
-        "task": "multi_label",
+        "task": MULTI_LABEL_TASK,
         "val_loss": bce(val_logits, val.labels),
         "val": {
             k: v[k] for k in ("accuracy", "f1_weighted", "f1_macro", "f1_per_class", "pr_auc_macro", "roc_auc_macro")
@@ -148,7 +150,7 @@ def fit_threshold(probs: np.ndarray, labels: np.ndarray) -> float:
 
 def calibrated_probs(logits: np.ndarray, temperature, bias) -> np.ndarray:
     """``sigmoid(logit_l / T_l + b_l)`` per label."""
-    return sigmoid(np.asarray(logits) / np.asarray(temperature) + np.asarray(bias))
+    return sigmoid(calibrated_logits(np.asarray(logits, dtype=np.float64), np.asarray(temperature), np.asarray(bias)))
 
 
 def fit_calibration(val_logits: np.ndarray, val_labels: np.ndarray) -> dict:
@@ -167,15 +169,8 @@ def fit_calibration(val_logits: np.ndarray, val_labels: np.ndarray) -> dict:
 def binary_ece(p: np.ndarray, y: np.ndarray, n_bins: int = 15) -> float:
     """``metrics.ece`` of one label read as a two-class classifier: confidence max(p, 1 − p), correct where the
     0.5 decision is the label, over equal-width confidence bins."""
-    conf = np.maximum(p, 1 - p)
     correct = (p >= 0.5) == np.asarray(y).astype(bool)
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    total = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        m = (conf > lo) & (conf <= hi)
-        if m.any():
-            total += m.sum() / len(p) * abs(correct[m].mean() - conf[m].mean())
-    return float(total)
+    return bins_ece(confidence_bins(np.maximum(p, 1 - p), correct, n_bins), len(p))
 
 
 def mean_ece(probs: np.ndarray, labels: np.ndarray) -> float:

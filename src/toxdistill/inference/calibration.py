@@ -17,9 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from toxdistill.evaluation.logits import calibrated_logits, sigmoid, softmax
+from toxdistill.files import MULTI_LABEL_PROBLEM, MULTI_LABEL_TASK
 
-MULTI_LABEL = "multi_label"  # toxdistill.json's "task" of a multi-label model
-MULTI_LABEL_PROBLEM = "multi_label_classification"  # transformers' config.json problem_type for the same
 # Without fitted thresholds a label is decided when it is more likely than not.
 DEFAULT_THRESHOLD = 0.5
 
@@ -28,7 +27,7 @@ def is_multi_label(meta: dict | None, problem_type: str | None = None) -> bool:
     """A folder's task: its ``toxdistill.json`` says, else its ``config.json``'s ``problem_type`` (a
     multi-label model saved by transformers alone)."""
     task = (meta or {}).get("task")
-    return task == MULTI_LABEL if task is not None else problem_type == MULTI_LABEL_PROBLEM
+    return task == MULTI_LABEL_TASK if task is not None else problem_type == MULTI_LABEL_PROBLEM
 
 
 def _array(x) -> np.ndarray | None:
@@ -61,10 +60,7 @@ class Calibration:
 
     def calibrated(self, logits: np.ndarray) -> np.ndarray:
         """``logits / T + b``: its softmax (single-label) or sigmoid (multi-label) is the calibrated probability."""
-        if self.multi_label:
-            z = logits / np.asarray(self.temperature, dtype=logits.dtype)
-            return z if self.bias is None else z + self.bias.astype(z.dtype)
-        return calibrated_logits(logits, float(self.temperature), self.bias)
+        return calibrated_logits(logits, self.temperature, self.bias)
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         """``softmax(logits / T + b)``; multi-label: ``sigmoid`` of each label's."""

@@ -28,7 +28,8 @@ from toxdistill.data.dataset import clean_text
 from toxdistill.data.readers import safe_text
 from toxdistill.errors import ToxdistillError
 from toxdistill.extras import TRAIN_INSTALL
-from toxdistill.inference.calibration import MULTI_LABEL, Calibration, is_multi_label
+from toxdistill.files import MULTI_LABEL_TASK
+from toxdistill.inference.calibration import Calibration, is_multi_label
 from toxdistill.inference.openvino_backend import OpenVinoBackend, find_openvino_file, import_openvino
 from toxdistill.inference.scoring import score_results
 from toxdistill.inference.tokenizer import TOKENIZER_FILE, JsonTokenizer
@@ -291,7 +292,7 @@ class Predictor:
             max_pos = cfg.get("max_position_embeddings", 512)
             problem_type = cfg.get("problem_type")
         if "task" not in meta and is_multi_label(meta, problem_type):
-            meta = {**meta, "task": MULTI_LABEL}  # a multi-label folder saved by transformers alone
+            meta = {**meta, "task": MULTI_LABEL_TASK}  # a multi-label folder saved by transformers alone
         label_names = meta.get("label_names") or [id2label[k] for k in sorted(id2label, key=int)]
         max_length = min(int(meta.get("max_length") or 512), int(max_pos or 512))
         if isinstance(be, TorchBackend) and tokenizer.vocab_size and tokenizer.vocab_size > be.config.vocab_size:

@@ -16,6 +16,7 @@ from transformers import (
 )
 
 from toxdistill.errors import ToxdistillError
+from toxdistill.files import MULTI_LABEL_PROBLEM
 from toxdistill.models import cnn
 from toxdistill.models.families import is_classifier, label_order, relabel
 from toxdistill.models.packaged import resolve_packaged
@@ -25,19 +26,16 @@ log = logging.getLogger(__name__)
 
 cnn.register()  # the students without attention load like any classifier
 
-# transformers' name for a head of one sigmoid per label, written in config.json as ``problem_type``.
-MULTI_LABEL = "multi_label_classification"
 
-
-def is_multi_label(config) -> bool:
+def has_multi_label_head(config) -> bool:
     """Whether a model's config declares a multi-label head (``problem_type``), as Detoxify's models do."""
-    return getattr(config, "problem_type", None) == MULTI_LABEL
+    return getattr(config, "problem_type", None) == MULTI_LABEL_PROBLEM
 
 
 def check_task(path: str, multi_label: bool) -> None:
     """A given classifier's head must fit the data's task: a softmax over classes for single-label data, one
     sigmoid per label for multi-label data (its config's ``problem_type``)."""
-    if is_multi_label(load_model_config(path)) != multi_label:
+    if has_multi_label_head(load_model_config(path)) != multi_label:
         have, want = ("multi-label", "single-label") if not multi_label else ("single-label", "multi-label")
         raise ToxdistillError(
             f"teacher {path} is a {have} classifier (config.json problem_type), the data is {want}",
@@ -133,7 +131,7 @@ def load_classifier(
 
 
 def _head_kwargs(multi_label: bool) -> dict[str, Any]:
-    return {"problem_type": MULTI_LABEL} if multi_label else {}
+    return {"problem_type": MULTI_LABEL_PROBLEM} if multi_label else {}
 
 
 def load_given_classifier(

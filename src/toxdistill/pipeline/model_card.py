@@ -23,6 +23,7 @@ from toxdistill.evaluation.frontier import SCORES_RULE
 from toxdistill.evaluation.report import describe_choice
 from toxdistill.evaluation.tables import fmt
 from toxdistill.files import PACKAGED_MINILM, PACKAGED_MPNET
+from toxdistill.inference.calibration import is_multi_label
 from toxdistill.inference.export_record import gate_block
 
 # Teacher checkpoints whose licence and Hub id are known: (licence, base_model).
@@ -220,7 +221,7 @@ def _rule(f: CardFacts) -> str:
 
 
 def _multi_label(f: CardFacts) -> bool:
-    return f.meta.get("task") == "multi_label"
+    return is_multi_label(f.meta)
 
 
 def _bound(crit: dict, multi_label: bool = False) -> str:
@@ -634,7 +635,7 @@ def plain_snippet(f: CardFacts) -> str:
 def decision_lines(meta: dict) -> list[str]:
     """The snippet's last lines: ``logits`` to calibrated probabilities and decided labels, printed per text."""
     cal = meta.get("calibration") or {}
-    if meta.get("task") == "multi_label":
+    if is_multi_label(meta):
         # Per label; absent keys are the identity calibration and the even threshold.
         t, b, cut = (cal.get(k, d) for k, d in (("temperature", 1.0), ("bias", 0.0), ("thresholds", 0.5)))
         return [

@@ -21,7 +21,15 @@ from toxdistill.errors import ToxdistillError
 from toxdistill.evaluation.calibrate import calibrate_model
 from toxdistill.evaluation.metrics import ce_loss, evaluate_predictor, trainer_metrics
 from toxdistill.evaluation.plots import plot_confusion
-from toxdistill.files import BASELINE, CHAR_PERTURBATIONS, META_FILE, TEACHER, TEST_LOGITS, VAL_LOGITS
+from toxdistill.files import (
+    BASELINE,
+    CHAR_PERTURBATIONS,
+    META_FILE,
+    MULTI_LABEL_TASK,
+    TEACHER,
+    TEST_LOGITS,
+    VAL_LOGITS,
+)
 from toxdistill.inference.predict import Predictor
 from toxdistill.io import atomic_dir, atomic_write_json
 from toxdistill.models.baseline import TfidfLR
@@ -102,7 +110,7 @@ def _finish_model(
 def _task_record(ctx: RunContext) -> dict:
     """``"task": "multi_label"`` for a multi-label model, which its readers (predict, serve) need to apply a sigmoid
     per label; nothing for single-label ones, so their folders stay as they were."""
-    return {"task": "multi_label"} if ctx.cfg.data.multi_label else {}
+    return {"task": MULTI_LABEL_TASK} if ctx.cfg.data.multi_label else {}
 
 
 def _task_train(ctx: RunContext, cfg: TrainConfig) -> TrainConfig:

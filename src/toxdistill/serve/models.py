@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from toxdistill.errors import ToxdistillError
+from toxdistill.files import MULTI_LABEL_TASK
 from toxdistill.inference.export_record import engine_cpu_note
 from toxdistill.inference.predict import load_scorer
 from toxdistill.inference.scoring import Scorer, is_multi_label_scorer, score_results
@@ -437,7 +438,7 @@ class ServedModel:
             "kind": self.meta.get("kind"),
             "layers": self.meta.get("layers"),
             "label_names": self.label_names,
-            "task": "multi_label" if is_multi_label_scorer(self.scorer) else "single_label",
+            "task": MULTI_LABEL_TASK if is_multi_label_scorer(self.scorer) else "single_label",
             "max_length": self.scorer.max_length if self.meta.get("kind") != "baseline" else None,
             "params": self.meta.get("params"),
             "trainable_params": self.meta.get("trainable_params"),

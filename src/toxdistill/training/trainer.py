@@ -33,7 +33,7 @@ from toxdistill.data.dataset import Dataset
 from toxdistill.errors import ToxdistillError
 from toxdistill.files import CHAR_PERTURBATIONS
 from toxdistill.models.families import LAYER_KEY, TRAINING_ONLY, forward_inputs, last_layer_qkv, unwrap_peft
-from toxdistill.models.teacher import is_multi_label
+from toxdistill.models.teacher import has_multi_label_head
 from toxdistill.training.dropout import use_cheap_dropout
 from toxdistill.training.encoded import EncodedDataset, collator
 from toxdistill.training.losses import bce_loss, cross_entropy, distillation_loss
@@ -154,7 +154,7 @@ class ToxTrainer(Trainer):
         self.train_cfg = train_cfg
         self.n_layers = n_layers
         # The model's head says the task: one sigmoid per label (BCE) or one softmax (CE).
-        self.multi_label = is_multi_label(kw["model"].config)
+        self.multi_label = has_multi_label_head(kw["model"].config)
         super().__init__(*args, **kw)
 
     def create_optimizer(self, model=None):
