@@ -33,6 +33,7 @@ from toxdistill.files import (
     PERTURBATIONS,
     TEACHER,
 )
+from toxdistill.io import sha256_file
 from toxdistill.targets import check_frontier_target
 
 DAVIDSON_SHA256 = "fcb8bc7c68120ae4af04a5b9acd58585513ede11e1548ebf36a5c2040b6f6281"
@@ -503,6 +504,11 @@ class TeacherConfig(_Strict):
                 )
         return self
 
+    def source_model(self) -> str:
+        """The model a run reads for the teacher's architecture: the teacher itself, or with scores the pretrained
+        model its students are made from."""
+        return self.model if self.scores is None else str(self.pretrained)
+
     def pretrained_model(self) -> str | None:
         return self.pretrained or (self.model if self.train is not None else None)
 
@@ -745,7 +751,7 @@ class Config(_Strict):
             for k in ("w_cos", "w_hidden", "w_attn", "augment"):
                 if getattr(d, k) > 0 and (k != "w_cos" or k in d.model_fields_set):
                     raise ValueError(f"{where}.{k} needs the teacher model, and teacher.scores has none: set it to 0")
-        self.distill = self.distill.model_copy(update={"w_cos": 0.0})
+        self.distill = _no_cos(self.distill)
         self.stages = [
             s if s.distill is None else s.model_copy(update={"distill": _no_cos(s.distill)}) for s in self.stages
         ]
@@ -758,22 +764,24 @@ class Config(_Strict):
     def _multi_label_train(self) -> Config:
         if not self.data.multi_label:
             return self
-        cfgs = {"teacher.train": self.teacher.train, "train": self.train}
-        cfgs.update({f"stage {s.name!r}": s.train for s in self.stages if s.train is not None})
-        for where, tc in cfgs.items():
-            if tc is not None and tc.soft_labels > 0:
+        for where, tc in self._train_blocks().items():
+            if tc.soft_labels > 0:
                 raise ValueError(f"{where}.soft_labels is not supported with data.task multi_label")
         return self
 
     @model_validator(mode="after")
     def _soft_labels_need_votes(self) -> Config:
         if self.data.vote_cols is None:
-            cfgs = {"teacher.train": self.teacher.train, "train": self.train}
-            cfgs.update({f"stage {s.name!r}": s.train for s in self.stages if s.train is not None})
-            for where, tc in cfgs.items():
-                if tc is not None and tc.soft_labels > 0:
+            for where, tc in self._train_blocks().items():
+                if tc.soft_labels > 0:
                     raise ValueError(f"{where}.soft_labels needs data.vote_cols (the annotator count columns)")
         return self
+
+    def _train_blocks(self) -> dict[str, TrainConfig]:
+        """Every train block the config holds, by where it is written."""
+        blocks = {"teacher.train": self.teacher.train, "train": self.train}
+        blocks.update({f"stage {s.name!r}": s.train for s in self.stages})
+        return {where: tc for where, tc in blocks.items() if tc is not None}
 
     # --- resolved views -------------------------------------------------
     def stage_train(self, stage: StageConfig) -> TrainConfig:
@@ -855,14 +863,21 @@ def _no_cos(d: DistillConfig) -> DistillConfig:
 
 
 def _file_sha256(path: str) -> str:
-    """The scores file's hash: a scores teacher is its file's contents, whatever its name."""
+    """The scores file's hash: a scores teacher is its file's contents, whatever its name. Kept per path, size and
+    time, as every stage's fingerprint holds it and a scores file can be large."""
     try:
-        with open(Path(path).expanduser(), "rb") as f:
-            return hashlib.file_digest(f, "sha256").hexdigest()
+        f = Path(path).expanduser()
+        st = f.stat()
+        return _cached_sha256(str(f.resolve()), st.st_size, st.st_mtime_ns)
     except OSError as e:
         raise ToxdistillError(
             f"teacher.scores file cannot be read: {path} ({e.strerror})", "give an existing file"
         ) from None
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_sha256(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_file(Path(path))
 
 
 def _off_levers(block: TrainConfig | DistillConfig) -> set[str]:

@@ -9,7 +9,6 @@ distillation temperature T then softens them as it softens a model's logits (``p
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from toxdistill.config import CleanConfig
 from toxdistill.data.dataset import Dataset, clean_text
 from toxdistill.data.readers import pick_column, read_frame
 from toxdistill.errors import ToxdistillError
+from toxdistill.io import sha256_file
 
 # The largest distance of a row's probabilities from a sum of 1 that is taken as rounding: predict writes them
 # to 6 decimals, and a crowd's vote shares written to 3 decimals are off by up to 1.5e-3.
@@ -100,9 +100,7 @@ def read_scores(path: str | Path, text_col: str | None, data_text_col: str, labe
             t = clean_text(raw, clean)
             if t and t not in by_text:  # the first row of a text wins
                 by_text[t] = v
-    with open(p, "rb") as f:
-        sha = hashlib.file_digest(f, "sha256").hexdigest()
-    return Scores(p, kind, by_text, sha)
+    return Scores(p, kind, by_text, sha256_file(p))
 
 
 def check_covers(scores: Scores, train: Dataset) -> int:

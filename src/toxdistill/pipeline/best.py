@@ -173,7 +173,7 @@ def _facts(
         bench=bench,
         teacher_row=teacher,
         # A teacher that is only scores has no model: the card names the checkpoint its students are made from.
-        teacher_model=cfg.teacher.model if cfg.teacher.scores is None else str(cfg.teacher.pretrained),
+        teacher_model=cfg.teacher.source_model(),
         data_source=cfg.data.source,
         data_name=Path(cfg.data.path).name if cfg.data.path else None,
         label_names=list(split.test.label_names),

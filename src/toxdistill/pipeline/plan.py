@@ -130,7 +130,7 @@ def _preflight(cfg: Config) -> None:
     labels = cfg.data.label_names
     t = cfg.teacher
     # A scores teacher has no model: its students are the pretrained model's, which stands in for it here.
-    path = resolve_model_path(t.model if t.scores is None else str(t.pretrained))
+    path = resolve_model_path(t.source_model())
     tconf = load_model_config(path)
     if t.train is None and t.scores is None:
         check_given_classifier(path, labels, t.label_map)
@@ -266,8 +266,7 @@ def _estimate(ctx: RunContext, steps: list[Step]) -> Plan | None:
         return None
     cfg, split = ctx.cfg, ctx.split
     costs = measure_row_costs(cfg, split.train.texts)
-    teacher = cfg.teacher.model if cfg.teacher.scores is None else str(cfg.teacher.pretrained)
-    teacher_layers = load_model_config(resolve_model_path(teacher)).num_hidden_layers
+    teacher_layers = load_model_config(resolve_model_path(cfg.teacher.source_model())).num_hidden_layers
     n = (len(split.train), len(split.val), len(split.test))
     plan = estimate_plan(cfg, costs, n, todo, ctx.quick, teacher_layers)
     for line in plan_lines(plan, cpu_name()):

@@ -33,26 +33,20 @@ def open_scores(cfg: Config, split: Split) -> Scores | None:
         return None
     d = cfg.data
     scores = read_scores(t.scores, t.scores_text_col, d.text_col, d.label_names, d.clean)
-    n_train = check_covers(scores, split.train)
-    for part, ds in (("validation", split.val), ("test", split.test)):
-        if not _covered(scores, ds):
+    check_covers(scores, split.train)
+    parts = {"train": split.train, "val": split.val, "test": split.test}
+    covered = {part: len(scored_rows(scores, ds)) for part, ds in parts.items()}
+    for part, name in (("val", "validation"), ("test", "test")):
+        if not covered[part]:
             raise ToxdistillError(
-                f"scores file {scores.path.name} scores none of the {len(ds):,} {part} rows: the report's teacher row "
-                "is the scores' own on them",
+                f"scores file {scores.path.name} scores none of the {len(parts[part]):,} {name} rows: the report's "
+                "teacher row is the scores' own on them",
                 "score the whole data file, not its training rows alone",
             )
-    cover = ", ".join(f"{part} {_covered(scores, ds):,} of {len(ds):,}" for part, ds in _parts(split, n_train))
+    cover = ", ".join(f"{part} {covered[part]:,} of {len(ds):,}" for part, ds in parts.items())
     say(f"teacher: the scores in {scores.path} ({scores.kind}_ columns) cover {cover}; no teacher model is loaded")
     say("teacher: no teacher states with scores, so distill.w_cos is 0 (w_hidden and w_attn must be 0)")
     return scores
-
-
-def _parts(split: Split, n_train: int):
-    return (("train", split.train), ("val", split.val), ("test", split.test))
-
-
-def _covered(scores: Scores, ds: Dataset) -> int:
-    return sum(t in scores.by_text for t in ds.texts)
 
 
 def scored_rows(scores: Scores, ds: Dataset) -> np.ndarray:

@@ -513,10 +513,12 @@ def stage_lora(ctx: RunContext, st: StageConfig) -> None:
     if distill is not None:
         # After peft froze the model, so the new projection trains. Adapter checkpoints do not hold it: a
         # resumed distill-lora stage on a student of another hidden size restarts its projection.
-        if distill.w_cos > 0:  # never with a scores teacher (config validation): it has no states
-            attach_hidden_projection(peft_model.get_base_model(), _teacher_hidden(ctx))
-        if distill.w_hidden > 0:
-            attach_hidden_projection(peft_model.get_base_model(), _teacher_hidden(ctx), "kd_hidden_projection")
+        if distill.w_cos > 0 or distill.w_hidden > 0:  # never with a scores teacher (config validation): no states
+            teacher_hidden = int(load_model_config(str(ctx.model_dir(TEACHER))).hidden_size)
+            if distill.w_cos > 0:
+                attach_hidden_projection(peft_model.get_base_model(), teacher_hidden)
+            if distill.w_hidden > 0:
+                attach_hidden_projection(peft_model.get_base_model(), teacher_hidden, "kd_hidden_projection")
         base_meta = read_meta(ctx.model_dir(st.base or ""))
         copied = None if base_meta.get("student_model") else layers
         live = _live_teacher(ctx, distill, int(base_model.config.num_hidden_layers), copied)
@@ -525,10 +527,6 @@ def stage_lora(ctx: RunContext, st: StageConfig) -> None:
     meta = {"adapter_base": base_desc, "lora_share": trainable / total}
     recorded = {"lora": lcfg.model_dump()}
     _train_stage(ctx, st, "lora", peft_model, tok, layers, distill, live, recorded, lora_save=True, extra_meta=meta)
-
-
-def _teacher_hidden(ctx: RunContext) -> int:
-    return int(load_model_config(str(ctx.model_dir(TEACHER))).hidden_size)
 
 
 def stage_finetune(ctx: RunContext, st: StageConfig) -> None:

@@ -55,15 +55,10 @@ def scores_outputs(folder: Path, key: str, build: Callable[[], torch.Tensor]) ->
     cache_file = folder / f"teacher-{key}.safetensors"
 
     def make() -> TeacherOutputs:
-        for stale in folder.glob("teacher-*.safetensors"):
-            if stale != cache_file:
-                stale.unlink()
-        logits = build().float().contiguous()
+        drop_other_teachers(cache_file)
+        logits = build().float()
         cls = torch.zeros((len(logits), 0), dtype=torch.float32)
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_name(f".{cache_file.name}.tmp")
-        save_file({"logits": logits, "cls": cls}, str(tmp))
-        tmp.replace(cache_file)
+        save_outputs(cache_file, logits, cls)
         return logits, cls
 
     return rank0_cache(cache_file, make)
@@ -111,11 +106,23 @@ def load_or_build_teacher_cache(
         if t["logits"].shape[0] == len(enc):
             return t["logits"], t["cls"]
     logits, cls = compute_teacher_outputs(teacher, enc, batch_size)
+    save_outputs(cache_file, logits, cls)
+    return logits, cls
+
+
+def save_outputs(cache_file: Path, logits: torch.Tensor, cls: torch.Tensor) -> None:
+    """Written under a temporary name and renamed: a killed run leaves no half-written cache."""
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache_file.with_name(f".{cache_file.name}.tmp")
     save_file({"logits": logits.contiguous(), "cls": cls.contiguous()}, str(tmp))
     tmp.replace(cache_file)
-    return logits, cls
+
+
+def drop_other_teachers(cache_file: Path) -> None:
+    """Removes the outputs of every other teacher kept beside ``cache_file``: one teacher's cache per run."""
+    for stale in cache_file.parent.glob("teacher-*.safetensors"):
+        if stale != cache_file:
+            stale.unlink()
 
 
 def rank0_cache(cache_file: Path, build: Callable[[], TeacherOutputs]) -> TeacherOutputs:
@@ -204,9 +211,7 @@ class TeacherCache:
     ) -> TeacherOutputs:
         """Rank 0 only: the teacher's outputs on the training rows, computed once; caches of older teachers go."""
         cache_file = self.teacher_file()
-        for stale in self.folder.glob("teacher-*.safetensors"):
-            if stale != cache_file:
-                stale.unlink()
+        drop_other_teachers(cache_file)
         return self.outputs_on(train, cache_file, teacher, tokenizer)
 
     def outputs(self, train: Dataset) -> TeacherOutputs:
