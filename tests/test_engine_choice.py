@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from toxdistill import cpu
 from toxdistill.export.parity import sample_texts
 from toxdistill.export.quantize import wants_reduce_range
-from toxdistill.inference import cpu
 from toxdistill.inference.export_record import engine_cpu_note, same_cpu
 from toxdistill.targets import parse_target
 

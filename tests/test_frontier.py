@@ -14,11 +14,11 @@ import yaml
 
 from toxdistill.cli import main
 from toxdistill.config import SelectConfig, load_config
+from toxdistill.cpu import cpu_features
 from toxdistill.data.split import load_run_split
 from toxdistill.errors import ToxdistillError
 from toxdistill.evaluation.frontier import format_frontier, pareto, select, within_tolerance
 from toxdistill.evaluation.report import FRONTIER_HEADING, frontier_section, update_frontier_section
-from toxdistill.inference.cpu import cpu_features
 from toxdistill.targets import parse_target
 
 from conftest import make_tiny_run, tiny_bert

@@ -121,8 +121,8 @@ def test_significance_scores_the_focus_class_under_f1_hate(tmp_path):
 
 
 def test_the_report_names_the_machine_and_says_when_its_digits_reproduce(tmp_path):
+    from toxdistill import cpu
     from toxdistill.evaluation.report import MACHINE_HEADING, write_report
-    from toxdistill.inference import cpu
 
     machine = {"cpu": "AMD EPYC", "cpu_features": ["avx2"], "versions": {"torch": "9.9", "onnxruntime": "1.0"}}
     write_report(tmp_path, [], Config(), {"teacher": 1.0}, machine=machine)

@@ -16,10 +16,10 @@ import numpy as np
 
 import toxdistill.export.quantize as quantize
 from toxdistill.config import load_config
+from toxdistill.cpu import cpu_features, cpu_name
 from toxdistill.data.dataset import load_dataset
 from toxdistill.data.split import TextSet, make_or_load_split
 from toxdistill.export.job import ExportJob, export_model
-from toxdistill.inference.cpu import cpu_features, cpu_name
 from toxdistill.inference.predict import Predictor
 
 N_TEXTS = 2000  # 99% agreement on 2,000 texts allows 20 flips: enough to tell the two apart

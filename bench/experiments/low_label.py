@@ -102,7 +102,7 @@ def _scores(run: Path, model: str) -> list[dict]:
 
 
 def collect(out: Path, results: Path) -> None:
-    from toxdistill.inference.cpu import cpu_name
+    from toxdistill.cpu import cpu_name
 
     table: dict = {"cpu": cpu_name(), "shares": {}}
     lines = ["| labelled | model | arm | val F1 m | val F1 w | test F1 m | test F1 w | test hate F1 | seeds |"]

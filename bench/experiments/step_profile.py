@@ -4,7 +4,8 @@ Trains a student built from the given teacher layers (``[6]``, ``[2,4,6]``, ``[1
 batch 32 on the first Davidson training rows, through ``train_model`` as the pipeline does, and prints ms per
 step. VARIANT: ``fused`` (the pipeline's AdamW), ``unfused`` (torch's default AdamW), ``lora`` / ``lora-nodrop``
 (LoRA r=8 with dropout 0.1 / 0.0), and any of them with ``-torchdrop`` for torch's own dropout instead of
-``training.dropout``'s, or with ``-profile`` for torch.profiler's table.
+``training.dropout``'s, ``-bf16`` for bf16 autocast (``train.bf16``), or with ``-profile`` for torch.profiler's
+table.
 Figures of 2026-12-02 (2-core Intel Xeon, AMX, AVX-512 VNNI): bench/results/train_step_profile.json.
 """
 
@@ -35,7 +36,8 @@ def main() -> None:
     p.add_argument("layers", type=json.loads, help="teacher layers to keep, e.g. [6]")
     p.add_argument(
         "variant",
-        help="fused, unfused, lora, lora-nodrop; add -torchdrop for torch's dropout, -profile for the op table",
+        help="fused, unfused, lora, lora-nodrop; add -torchdrop for torch's dropout, -bf16 for bf16 autocast, "
+        "-profile for the op table",
     )
     p.add_argument("--teacher", default=os.path.expanduser("~/toxdistill-runs/davidson-minilm/models/teacher"))
     p.add_argument("--data", default=os.environ.get("TOXDISTILL_DATA", "../shared/data/davidson/labeled_data.csv"))
@@ -56,7 +58,7 @@ def main() -> None:
     model = build_student(teacher, a.layers)
     if lora:
         model = add_lora(model, LoraConfig(r=8, alpha=16, dropout=0.0 if "nodrop" in a.variant else 0.1))
-    cfg = TrainConfig(epochs=1, lr=1e-4, batch_size=BATCH, class_weights="sqrt-balanced")
+    cfg = TrainConfig(epochs=1, lr=1e-4, batch_size=BATCH, class_weights="sqrt-balanced", bf16="bf16" in a.variant)
     prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) if "profile" in a.variant else None
     with tempfile.TemporaryDirectory() as work:
         if prof:
@@ -79,7 +81,7 @@ def main() -> None:
             prof.__exit__(None, None, None)
             print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=22))
     ms = 1000 * r["train_runtime_s"] / STEPS
-    print(f"layers={a.layers} variant={a.variant} steps={STEPS} {ms:.1f} ms/step loss {r['train_loss']:.4f}")
+    print(f"layers={a.layers} variant={a.variant} steps={STEPS} {ms:.1f} ms/step loss {r['train_loss']:.7f}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,9 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializationInfo,
     ValidationError,
+    field_serializer,
     field_validator,
     model_serializer,
     model_validator,
@@ -316,8 +318,12 @@ class TrainConfig(_Strict):
     """Gradient accumulation steps: one optimizer step per grad_accum batches."""
     max_grad_norm: float = 1.0
     """Gradients are clipped to this global norm."""
-    bf16: bool = False
-    """bf16 mixed precision. Turn it on for GPUs; CPU bf16 autocast is slower than fp32 here."""
+    bf16: bool | Literal["auto"] = "auto"
+    """bf16 autocast in training (the losses stay in fp32). "auto": on where training runs on a CPU with native bf16
+    (AVX512-BF16 or AMX; ``cpu.native_bf16``), off elsewhere, where torch emulates bf16 slower than fp32. On a 2-core
+    AMD EPYC with AVX-512 a training step took 1.4-1.6x less time (bench/experiments/step_profile.py) at the same
+    validation scores (docs/method.md). true for GPUs with bf16. Each model's folder records the precision it trained
+    in; "auto" hashes as false, so that one config names the same run on every CPU kind."""
     best_metric: str = "f1_macro"
     """The validation metric that picks the epoch kept: f1_macro, f1_weighted, accuracy or "loss" (lower is better).
     Accuracy is dominated by "offensive"; macro F1 tracks the hate class. In a multi_label task also pr_auc_macro
@@ -339,6 +345,12 @@ class TrainConfig(_Strict):
 
     def off_levers(self) -> set[str]:
         return _off_levers(self)
+
+    @field_serializer("bf16")
+    def _bf16_hashed(self, v: bool | str, info: SerializationInfo) -> bool | str:
+        # In a fingerprint "auto" is the value before it existed (false): the precision is the machine's choice, as
+        # an engine is, and every run folder made before keeps its fingerprint.
+        return False if v == "auto" and (info.context or {}).get(FINGERPRINT) else v
 
     @field_validator("layer_lr_decay")
     @classmethod
@@ -810,7 +822,7 @@ class Config(_Strict):
             unset |= {"model", "scores"}
         if unset:
             exclude.setdefault("teacher", {}).update(dict.fromkeys(unset, True))
-        d = self.model_dump(mode="json", include={"data", "seed", "teacher"}, exclude=exclude)
+        d = self.model_dump(mode="json", include={"data", "seed", "teacher"}, exclude=exclude, context=_HASHING)
         if t.scores is not None:
             d["teacher"]["scores_sha256"] = _file_sha256(t.scores)
         return _hash(d)
@@ -841,8 +853,10 @@ class Config(_Strict):
         distill = self.stage_distill(st)
         d: dict[str, object] = {
             "global": self.fingerprint(),
-            "stage": st.model_dump(mode="json", exclude={"enabled": True, **own_train, **unset_stage}),
-            "train": tc.model_dump(mode="json", exclude=off),
+            "stage": st.model_dump(
+                mode="json", exclude={"enabled": True, **own_train, **unset_stage}, context=_HASHING
+            ),
+            "train": tc.model_dump(mode="json", exclude=off, context=_HASHING),
             "distill": distill.model_dump(mode="json", exclude=distill.off_levers()),
             "lora": _lora_dump(self.stage_lora(st)),
         }
@@ -878,6 +892,10 @@ def _file_sha256(path: str) -> str:
 @functools.lru_cache(maxsize=8)
 def _cached_sha256(path: str, size: int, mtime_ns: int) -> str:
     return sha256_file(Path(path))
+
+
+FINGERPRINT = "fingerprint"
+_HASHING = {FINGERPRINT: True}  # model_dump's context inside a fingerprint
 
 
 def _off_levers(block: TrainConfig | DistillConfig) -> set[str]:

@@ -24,6 +24,7 @@ import numpy as np
 
 from toxdistill.benchmark.timing import throughput
 from toxdistill.console import Say, quiet
+from toxdistill.cpu import cpu_features, cpu_name
 from toxdistill.data.split import TextSet
 from toxdistill.errors import ToxdistillError
 from toxdistill.export.folder import check_export_folder, export_is_current
@@ -33,7 +34,6 @@ from toxdistill.export.naming import default_output, output_named
 from toxdistill.export.parity import parity_texts
 from toxdistill.export.quantize import wants_reduce_range
 from toxdistill.files import META_FILE
-from toxdistill.inference.cpu import cpu_features, cpu_name
 from toxdistill.inference.export_record import engine_cpu_note, gate_block, same_cpu
 from toxdistill.inference.openvino_backend import cpu_has_bf16
 from toxdistill.inference.predict import Predictor

@@ -41,6 +41,7 @@ from toxdistill.benchmark.options import MAX_F1W_DROP, OVERLAP_MODES, P50_GOAL_M
 from toxdistill.benchmark.peaks import QUICK_SHAPES, SHAPES, machine_peaks, peak_engine, peak_for
 from toxdistill.benchmark.timing import throughput
 from toxdistill.console import Say, quiet
+from toxdistill.cpu import cpu_name
 from toxdistill.data.split import TextSet, load_test_texts
 from toxdistill.errors import ToxdistillError
 from toxdistill.evaluation.metrics import classification_metrics
@@ -48,7 +49,6 @@ from toxdistill.evaluation.plots import plot_bench
 from toxdistill.export.folder import graph_files
 from toxdistill.export.parity import multi_label_f1
 from toxdistill.files import BENCH_FILE, MODELS_DIR, TEACHER
-from toxdistill.inference.cpu import cpu_name
 from toxdistill.inference.export_record import gate_block
 from toxdistill.inference.predict import Predictor, chunk_batches, find_onnx_file, pipeline_chunks, time_shares
 from toxdistill.io import atomic_write_json

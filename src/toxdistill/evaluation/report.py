@@ -593,7 +593,7 @@ def write_report(
     frontier: dict | None = None,
     machine: dict | None = None,
 ) -> None:
-    """report.md. ``machine`` (``inference.cpu.machine_facts``: the CPU, its features and the library versions)
+    """report.md. ``machine`` (``cpu.machine_facts``: the CPU, its features and the library versions)
     adds the section that says where the numbers were computed."""
     rows = _order(results)
     if cfg.data.multi_label:

@@ -9,10 +9,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from toxdistill.cpu import cpu_features, cpu_name
 from toxdistill.data.dataset import write_frontend_files
 from toxdistill.errors import ToxdistillError
 from toxdistill.files import META_FILE
-from toxdistill.inference.cpu import cpu_features, cpu_name
 from toxdistill.inference.openvino_backend import import_openvino
 from toxdistill.inference.predict import Predictor
 from toxdistill.io import atomic_write_json

@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from toxdistill.cpu import cpu_features, int8_dot
 from toxdistill.data.split import TextSet
 from toxdistill.errors import ToxdistillError
 from toxdistill.export.graph import quiet_tools
-from toxdistill.inference.cpu import cpu_features, int8_dot
 from toxdistill.inference.openvino_backend import INSTALL
 from toxdistill.inference.predict import Predictor
 

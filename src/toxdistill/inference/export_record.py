@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from toxdistill.cpu import cpu_features, cpu_name
 from toxdistill.files import BEST_DIR, MODELS_DIR
-from toxdistill.inference.cpu import cpu_features, cpu_name
 from toxdistill.runs import read_meta, read_selection
 from toxdistill.targets import target_of_record
 

@@ -23,6 +23,7 @@ from toxdistill.data.perturb import KINDS
 from toxdistill.files import BASELINE
 from toxdistill.models.students import build_student, resolve_layers
 from toxdistill.models.teacher import load_classifier, load_model_config, resolve_model_path
+from toxdistill.training.trainer import uses_bf16
 
 # Timed steps per model after one warm-up: the median of 3 steadies a 2-core machine's jitter at ~2 s in all.
 _REPEATS = 3
@@ -61,14 +62,17 @@ def _median_seconds(fn: Callable[[], None]) -> float:
     return statistics.median(times)
 
 
-def _step_seconds(model: torch.nn.Module, batch: dict) -> tuple[float, float]:
-    """One training step and one scoring pass of ``batch``, in seconds. The optimizer's lr is 0: the model is a
-    throwaway copy, but a zero step keeps it honest should anyone reuse it."""
+def _step_seconds(model: torch.nn.Module, batch: dict, bf16: bool = False) -> tuple[float, float]:
+    """One training step (under bf16 autocast where training will use it) and one scoring pass of ``batch``, in
+    seconds. The optimizer's lr is 0: the model is a throwaway copy, but a zero step keeps it honest should anyone
+    reuse it."""
     opt = torch.optim.AdamW(model.parameters(), lr=0.0)
 
     def train_step() -> None:
         model.train()
-        model(**batch).logits.float().logsumexp(-1).mean().backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(**batch).logits
+        logits.float().logsumexp(-1).mean().backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
 
@@ -97,10 +101,11 @@ def measure_row_costs(cfg: Config, texts: list[str]) -> RowCosts:
     sample = _typical_batch(texts, tok, bs, cfg.data.max_length, cfg.seed)
     batch = dict(tok(sample, padding=True, truncation=True, max_length=cfg.data.max_length, return_tensors="pt"))
     n = model.config.num_hidden_layers
-    full_train, full_score = _step_seconds(model, batch)
+    bf16 = uses_bf16(cfg.train)  # the students' and LoRA stages' precision, which the teacher's follows by default
+    full_train, full_score = _step_seconds(model, batch, bf16)
     if n == 1:
         return RowCosts(0.0, full_train / len(sample), 0.0, full_score / len(sample))
-    one_train, one_score = _step_seconds(build_student(model, [n]), batch)
+    one_train, one_score = _step_seconds(build_student(model, [n]), batch, bf16)
     per = [x / len(sample) for x in (full_train, one_train, full_score, one_score)]
     train_layer = max(per[0] - per[1], 0.0) / (n - 1)
     score_layer = max(per[2] - per[3], 0.0) / (n - 1)

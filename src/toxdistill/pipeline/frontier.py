@@ -46,6 +46,7 @@ from toxdistill.benchmark.bench import BenchSample, bench_model, bench_sample, l
 from toxdistill.benchmark.options import BenchOptions
 from toxdistill.config import Config
 from toxdistill.console import Say, quiet
+from toxdistill.cpu import cpu_features, cpu_kind, cpu_name, library_versions
 from toxdistill.data.split import Split, TextSet, load_run_split
 from toxdistill.errors import ToxdistillError
 from toxdistill.evaluation.frontier import SCORES_RULE, pareto, select
@@ -64,7 +65,6 @@ from toxdistill.files import (
     TEST_LOGITS,
     VAL_LOGITS,
 )
-from toxdistill.inference.cpu import cpu_features, cpu_kind, cpu_name, library_versions
 from toxdistill.inference.predict import Predictor
 from toxdistill.io import atomic_write_json
 from toxdistill.pipeline.behaviour import measure_behaviour

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from toxdistill.config import Config
+from toxdistill.cpu import cpu_name, machine_facts
 from toxdistill.data.dataset import load_dataset, resolve_data_path
 from toxdistill.data.split import make_or_load_split
 from toxdistill.data.unlabelled import TransferTexts, cut_transfer, describe, read_unlabelled
@@ -37,7 +38,6 @@ from toxdistill.files import (
     TEACHER_SCORES,
     TIMINGS_FILE,
 )
-from toxdistill.inference.cpu import cpu_name, machine_facts
 from toxdistill.io import atomic_write_json, atomic_write_text, recover_partial_writes, run_lock
 from toxdistill.models.cnn import CnnConfig
 from toxdistill.models.families import is_classifier, lora_targets

@@ -21,8 +21,9 @@ def kd_kl_loss(
     weighs in a batch where every row is scored.
     """
     t = temperature
-    log_p_s = F.log_softmax(student_logits / t, dim=-1)
-    log_p_t = F.log_softmax(teacher_logits.to(student_logits.dtype) / t, dim=-1)
+    # In fp32: under bf16 autocast the student's logits are bf16, and the teacher's targets must not round to them.
+    log_p_s = F.log_softmax(student_logits.float() / t, dim=-1)
+    log_p_t = F.log_softmax(teacher_logits.float() / t, dim=-1)
     if rows is None:
         return F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True) * (t * t)
     kl = F.kl_div(log_p_s, log_p_t, reduction="none", log_target=True).sum(-1)
@@ -31,7 +32,7 @@ def kd_kl_loss(
 
 def cosine_loss(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor) -> torch.Tensor:
     """``mean_i (1 − cos(h_s,i, h_t,i))`` over the batch; both states have the same hidden size."""
-    cos = F.cosine_similarity(student_hidden, teacher_hidden.to(student_hidden.dtype), dim=-1)
+    cos = F.cosine_similarity(student_hidden.float(), teacher_hidden.float(), dim=-1)  # fp32, as kd_kl_loss
     return (1.0 - cos).mean()
 
 
@@ -89,10 +90,10 @@ def hidden_mse_loss(
     """
     if len(student_states) != len(teacher_states) or not student_states:
         raise ValueError("hidden_mse_loss needs one teacher state per student state, and at least one pair")
-    m = mask.to(student_states[0].dtype)
+    m = mask.float()  # fp32 throughout, as kd_kl_loss
     n_tokens = m.sum().clamp(min=1.0)
     terms = [
-        (((s - t.to(s.dtype)) ** 2).mean(-1) * m).sum() / n_tokens
+        (((s.float() - t.float()) ** 2).mean(-1) * m).sum() / n_tokens
         for s, t in zip(student_states, teacher_states, strict=True)
     ]
     return torch.stack(terms).mean()

@@ -29,6 +29,7 @@ from transformers import (
 )
 
 from toxdistill.config import DistillConfig, TrainConfig
+from toxdistill.cpu import native_bf16
 from toxdistill.data.dataset import Dataset
 from toxdistill.errors import ToxdistillError
 from toxdistill.files import CHAR_PERTURBATIONS
@@ -449,7 +450,7 @@ def _training_arguments(
         save_only_model=False,  # optimizer state is kept so a killed run resumes exactly
         seed=seed,
         data_seed=seed,
-        bf16=cfg.bf16,
+        bf16=uses_bf16(cfg),
         report_to="none",
         disable_tqdm=not progress,
         remove_unused_columns=False,  # keep "idx" for the teacher cache lookup
@@ -598,6 +599,14 @@ def _make_trainer(job: TrainJob) -> ToxTrainer:
     )
 
 
+def uses_bf16(cfg: TrainConfig) -> bool:
+    """Whether training runs under bf16 autocast: ``cfg.bf16``, with "auto" on for a CPU with native bf16 only (a
+    GPU takes an explicit true)."""
+    if cfg.bf16 != "auto":
+        return bool(cfg.bf16)
+    return not torch.cuda.is_available() and native_bf16()
+
+
 def train_model(job: TrainJob) -> dict:
     """Train ``job.model`` in place (resuming from ``job.work_dir`` checkpoints) and return the loss history.
 
@@ -625,5 +634,6 @@ def train_model(job: TrainJob) -> dict:
         "train_samples_per_second": float(result.metrics.get("train_samples_per_second", 0.0)),
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "world_size": int(trainer.args.world_size),  # > 1 under torchrun / accelerate launch (DDP)
+        "precision": "bf16" if trainer.args.bf16 else "fp32",  # "auto" resolved on this machine
         "trainer": trainer,
     }

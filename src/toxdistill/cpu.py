@@ -28,6 +28,10 @@ FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf
 INT8_DOT = ("avx512_vnni", "avx_vnni", "amx_int8")
 
 
+# Native bf16 arithmetic. Elsewhere torch emulates bf16 with fp32 work plus conversions, slower than fp32 itself.
+NATIVE_BF16 = ("avx512_bf16", "amx_bf16")
+
+
 def cpu_flags() -> list[str]:
     """Every flag the CPU lists (Linux ``/proc/cpuinfo``; empty elsewhere)."""
     try:
@@ -47,6 +51,12 @@ def int8_dot(features: list[str] | None = None) -> list[str]:
     """The int8 dot-product instructions (``INT8_DOT``) among ``features`` (default: this CPU's)."""
     have = set(cpu_features() if features is None else features)
     return [f for f in INT8_DOT if f in have]
+
+
+def native_bf16(features: list[str] | None = None) -> bool:
+    """Whether ``features`` (default: this CPU's) include a native bf16 instruction set (``NATIVE_BF16``)."""
+    have = set(cpu_features() if features is None else features)
+    return any(f in have for f in NATIVE_BF16)
 
 
 def cpu_kind(features: list[str] | None = None) -> str:
