@@ -3,6 +3,7 @@ fp32 losses under autocast, and the precision recorded with each trained model."
 
 import pytest
 import torch
+from test_train import fit, val_metrics
 
 from toxdistill import cpu
 from toxdistill.config import TrainConfig, load_config
@@ -11,7 +12,6 @@ from toxdistill.training import trainer
 from toxdistill.training.losses import cosine_loss, hidden_mse_loss, kd_kl_loss
 
 from conftest import tiny_bert, tiny_dataset
-from test_train import fit, val_metrics
 
 AVX2 = ["avx2"]
 AVX512_BF16 = ["avx2", "avx512f", "avx512_vnni", "avx512_bf16"]

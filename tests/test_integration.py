@@ -93,6 +93,14 @@ def test_quick_run_writes_everything(quick_run):
     assert by["lora-student"]["trainable_params"] / by["lora-student"]["params"] <= 0.02
     report = (run_dir / "report.md").read_text()
     assert "| Model | Train Loss | Validation Loss | Test Accuracy | Test F1 |" in report
+    # Each trained model records the precision train.bf16 "auto" chose on this CPU, and the report names it.
+    from toxdistill.cpu import native_bf16
+    from toxdistill.runs import read_meta
+
+    precision = "bf16" if native_bf16() else "fp32"
+    trained = names - {"tfidf-lr"}
+    assert {read_meta(run_dir / "models" / n)["train"]["precision"] for n in trained} == {precision}
+    assert f"{'bf16 autocast' if precision == 'bf16' else 'fp32'}: " in report
     split = json.loads((run_dir / "split.json").read_text())
     assert split["source_sha256"].startswith("fcb8bc7c")
     assert (run_dir / "config.yaml").is_file()

@@ -131,6 +131,11 @@ def test_the_report_names_the_machine_and_says_when_its_digits_reproduce(tmp_pat
     assert "**CPU:** AMD EPYC (avx2)" in section and "**Libraries:** torch 9.9, onnxruntime 1.0" in section
     assert "Reproducible to the last digit only on the same CPU kind" in section
     assert text.index("## Wall time per stage") < text.index(MACHINE_HEADING) < text.index("## Analysis")
+    assert "Training precision" not in section  # no model recorded one
+    precision = {"teacher": "bf16", "odd": "fp32", "even": "bf16"}
+    write_report(tmp_path, [], Config(), {"teacher": 1.0}, machine=machine | {"precision": precision})
+    section = (tmp_path / "report.md").read_text().split(MACHINE_HEADING)[1].split("\n## ")[0]
+    assert "bf16 autocast: teacher, even; fp32: odd." in section
     # What the run passes: this machine's own facts, the libraries installed.
     facts = cpu.machine_facts()
     assert facts["cpu"] == cpu.cpu_name() and facts["cpu_features"] == cpu.cpu_features()

@@ -560,6 +560,15 @@ def _wall_times(timings: dict) -> list[str]:
     return lines
 
 
+def _precision_line(precision: dict[str, str]) -> list[str]:
+    """Which models trained in bf16 autocast and which in fp32 (``train.bf16: auto`` decides by the CPU)."""
+    if not precision:
+        return []
+    groups = {p: [m for m, q in precision.items() if q == p] for p in sorted(set(precision.values()))}
+    parts = [f"{'bf16 autocast' if p == 'bf16' else p}: {', '.join(ms)}" for p, ms in groups.items()]
+    return [f"- **Training precision** (`train.bf16`; auto is bf16 on a CPU with native bf16): {'; '.join(parts)}."]
+
+
 def _machine(machine: dict | None) -> list[str]:
     """Where the numbers were computed (``machine``: cpu, cpu_features, versions), and what that means for
     reproducing them."""
@@ -573,6 +582,7 @@ def _machine(machine: dict | None) -> list[str]:
         "",
         f"- **CPU:** {machine.get('cpu')} ({features}).",
         f"- **Libraries:** {versions or 'unknown'}.",
+        *_precision_line(machine.get("precision") or {}),
         "- **Reproducible to the last digit only on the same CPU kind** (and these versions): the same seed and data "
         "give the same split everywhere, but float sums run in other orders on other vector units (AVX2, AVX-512, "
         "AMX), so trained weights and scores can differ in their last digits, and on a close call a model's "
