@@ -152,7 +152,6 @@ def test_export_auto_says_the_note_before_choosing_again(fake_cpu, tiny_model_di
     record = {"engine": "onnxruntime", "precision": "fp32", "source": str(model)}
     record["auto"] = {"chosen": "onnx-fp32", "cpu": "Some Other CPU", "cpu_features": ["avx2"]}
     (out / "toxdistill.json").write_text(json.dumps({"export": record}))
-    monkeypatch.setattr(auto, "throughput", lambda pred, texts, bs, sort, repeats=1: (10.0, None, 1.0, [10.0]))
     said: list[str] = []
     auto.auto_export(model, out, candidates=["onnx-fp32"], say=said.append)
     assert said[0].startswith(f"note: the engine of {out} (onnx-fp32) was chosen on Some Other CPU (avx2)")
@@ -182,3 +181,42 @@ def test_a_target_made_from_the_fp32_export_takes_its_saved_parity_logits(tiny_m
 
     assert int8_block()["max_abs_diff"] > 0.5  # held against the saved logits
     assert int8_block(batch_size=8, out=tmp_path / "other")["max_abs_diff"] < 0.5  # other batches: computed again
+
+
+def test_the_screen_times_candidates_in_turns_and_keeps_each_ones_fastest_pass(tmp_path, monkeypatch):
+    from toxdistill.benchmark import auto
+
+    calls: list[str] = []
+    # Candidate "a" is the faster engine, but the machine slows down for a spell: timed in blocks, every pass of
+    # "a" would fall in it; in turns, the spell costs each candidate one pass.
+    clock = {"t": 0.0}
+    slow_spell = range(2, 7)
+
+    class Fake:
+        def __init__(self, name: str, cost: float):
+            self.name, self.cost = name, cost
+
+        def logits(self, texts, batch_size, sort=True):
+            calls.append(self.name)
+            clock["t"] += self.cost * (5 if len(calls) in slow_spell else 1)
+
+    fakes = {"a": Fake("a", 0.1), "b": Fake("b", 0.15)}
+    monkeypatch.setattr(auto.Predictor, "load", lambda folder, backend, threads: fakes[Path(folder).name])
+    monkeypatch.setattr(auto.time, "perf_counter", lambda: clock["t"])
+    folders = []
+    for name, target in (("a", "openvino-int8"), ("b", "onnx-int8")):
+        (tmp_path / name).mkdir()
+        t = parse_target(target)
+        rec = {"engine": t.spec.record_engine, "precision": "int8", "parity": {t.parity_block: {"ok": True}}}
+        (tmp_path / name / "toxdistill.json").write_text(json.dumps({"export": rec}))
+        folders.append((t, tmp_path / name))
+    out = auto._time_side_by_side(folders, ["x"] * 10, 64, 1, passes=3)
+    assert calls[:2] == ["a", "b"]  # the warm-ups
+    timed = calls[2:]
+    assert timed[0::2] == ["a"] * (len(timed) // 2) and timed[1::2] == ["b"] * (len(timed) // 2)
+    a, b = out
+    assert len(a["samples_per_s_passes"]) == len(b["samples_per_s_passes"]) >= 3
+    assert a["samples_per_s"] == max(a["samples_per_s_passes"]) == pytest.approx(10 / 0.1)
+    assert b["samples_per_s"] == pytest.approx(10 / 0.15) and auto.choose_fastest(out)["backend"] == "openvino-int8"
+    # Each candidate ran at least AUTO_MIN_SECONDS: at 0.1 s a pass, 5 rounds and more.
+    assert sum(10 / r for r in a["samples_per_s_passes"]) >= auto.AUTO_MIN_SECONDS

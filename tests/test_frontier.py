@@ -289,9 +289,8 @@ def _fake_screen(monkeypatch, step) -> list[tuple[str, tuple]]:
     """auto's screen on fixed rates and gates, and a spy on the bench: (model, targets) per bench_model call."""
     from toxdistill.benchmark import auto
 
-    def throughput(pred, texts, batch_size, sort, repeats=1):
-        backend = "onnx-int8" if pred.model_dir.name.endswith("-int8") else "onnx-fp32"
-        return AUTO_RATES[backend], None, 1.0, [AUTO_RATES[backend]] * repeats
+    def pass_rate(pred, texts, batch_size):
+        return AUTO_RATES["onnx-int8" if pred.model_dir.name.endswith("-int8") else "onnx-fp32"]
 
     real_gate, real_bench = auto.gate_block, step.bench_model
 
@@ -304,7 +303,7 @@ def _fake_screen(monkeypatch, step) -> list[tuple[str, tuple]]:
         benched.append((model.name, opts.targets))
         return real_bench(model, sample, parity, opts, say)
 
-    monkeypatch.setattr(auto, "throughput", throughput)
+    monkeypatch.setattr(auto, "_pass_rate", pass_rate)
     monkeypatch.setattr(auto, "gate_block", gate_block)
     monkeypatch.setattr(step, "bench_model", bench_model)
     monkeypatch.setattr(step, "available_candidates", lambda say=None: [parse_target(t) for t in AUTO_RATES])

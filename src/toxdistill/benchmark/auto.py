@@ -15,14 +15,13 @@ was checked on.
 from __future__ import annotations
 
 import importlib.util
-import math
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from toxdistill.benchmark.timing import throughput
 from toxdistill.console import Say, quiet
 from toxdistill.cpu import cpu_features, cpu_name
 from toxdistill.data.split import TextSet
@@ -189,13 +188,13 @@ def screen_engines(
     fp32 = [t for t in targets if not t.reduced]
     if DEFAULT_TARGET in fp32 and below:  # every other export starts from its graph: made first
         ensure_export(model_dir, DEFAULT_TARGET, texts, _tagged(say, DEFAULT_TARGET), data, batch_size)
-    measured = [_screen_one(model_dir, t, texts, sample, threads, batch_size, passes, data, say) for t in below]
+    measured = _screen_group(model_dir, below, texts, sample, threads, batch_size, passes, data, say)
     not_timed = []
     if fp32 and choose_fastest(measured) is not None:
         not_timed = [t.name for t in fp32]
         say(f"{', '.join(not_timed)} not timed: a target below fp32 passed its gates, and fp32 is slower")
     else:
-        measured += [_screen_one(model_dir, t, texts, sample, threads, batch_size, passes, data, say) for t in fp32]
+        measured += _screen_group(model_dir, fp32, texts, sample, threads, batch_size, passes, data, say)
     best = choose_fastest(measured)
     timing = {"texts": len(sample), "passes": passes, "min_seconds": AUTO_MIN_SECONDS, "batch_size": batch_size}
     return {
@@ -211,9 +210,9 @@ def screen_engines(
     }
 
 
-def _screen_one(
+def _screen_group(
     model_dir: Path,
-    target: Target,
+    targets: list[Target],
     texts: TextSet,
     sample: list[str],
     threads: int | None,
@@ -221,12 +220,13 @@ def _screen_one(
     passes: int,
     data: str | None,
     say: Say,
-) -> dict[str, Any]:
-    """One candidate: its export made or reused, then timed."""
-    folder = ensure_export(model_dir, target, texts, _tagged(say, target), data, batch_size)
-    c = _time_candidate(folder, target, sample, batch_size, threads, passes)
-    say(f"[{target}] {c['samples_per_s']:.1f} samples/s; parity {'passed' if c['ok'] else 'FAILED'}")
-    return c
+) -> list[dict[str, Any]]:
+    """The candidates' exports made or reused, then timed side by side (``_time_side_by_side``)."""
+    folders = [(t, ensure_export(model_dir, t, texts, _tagged(say, t), data, batch_size)) for t in targets]
+    measured = _time_side_by_side(folders, sample, batch_size, threads, passes)
+    for t, c in zip(targets, measured, strict=True):
+        say(f"[{t}] {c['samples_per_s']:.1f} samples/s; parity {'passed' if c['ok'] else 'FAILED'}")
+    return measured
 
 
 def timing_sample(texts: list[str], n: int) -> list[str]:
@@ -240,17 +240,36 @@ def _tagged(say: Say, target: Target) -> Say:
     return lambda msg: say(f"[{target}] {msg}")
 
 
-def _time_candidate(
-    folder: Path, target: Target, texts: list[str], batch_size: int, threads: int | None, passes: int
-) -> dict[str, Any]:
+def _time_side_by_side(
+    folders: list[tuple[Target, Path]], texts: list[str], batch_size: int, threads: int | None, passes: int
+) -> list[dict[str, Any]]:
+    """Each candidate's fastest pass over ``texts``, the passes taken in turns (one of each candidate per round):
+    a slow spell of a shared machine then slows one pass of every candidate, not every pass of one. Timed one
+    block after another, a 2-core machine's slow spell once made the faster of two engines look 1.3x slower. At
+    least ``passes`` rounds, more (up to ``AUTO_MAX_PASSES``) until each candidate has run ``AUTO_MIN_SECONDS``."""
+    preds = [Predictor.load(folder, backend=t.engine, threads=threads) for t, folder in folders]
+    for pred in preds:
+        pred.logits(texts[:batch_size], batch_size, sort=True)  # warm-up
+    rates: list[list[float]] = [[] for _ in preds]
+    for n in range(1, AUTO_MAX_PASSES + 1):
+        for pred, r in zip(preds, rates, strict=True):
+            r.append(_pass_rate(pred, texts, batch_size))
+        spent = min(sum(len(texts) / x for x in r) for r in rates) if rates else 0.0
+        if n >= passes and spent >= AUTO_MIN_SECONDS:
+            break
+    return [_candidate(folder, t, r) for (t, folder), r in zip(folders, rates, strict=True)]
+
+
+def _pass_rate(pred: Predictor, texts: list[str], batch_size: int) -> float:
+    """Samples per second of one pass over ``texts``, in length-sorted batches."""
+    t = time.perf_counter()
+    pred.logits(texts, batch_size, sort=True)
+    return len(texts) / (time.perf_counter() - t)
+
+
+def _candidate(folder: Path, target: Target, rates: list[float]) -> dict[str, Any]:
     rec = read_meta(folder).get("export") or {}
     block = gate_block(rec)
-    pred = Predictor.load(folder, backend=target.engine, threads=threads)
-    _, _, _, rates = throughput(pred, texts, batch_size, sort=True, repeats=passes)
-    spent = sum(len(texts) / r for r in rates)
-    if spent < AUTO_MIN_SECONDS:  # a fast model: more passes, so that one hiccup does not decide
-        more = min(AUTO_MAX_PASSES - len(rates), math.ceil((AUTO_MIN_SECONDS - spent) * len(rates) / spent))
-        rates += throughput(pred, texts, batch_size, sort=True, repeats=max(1, more))[3]
     return {
         "backend": target.name,  # the key the records of export --auto have always used
         "engine": rec.get("engine", target.spec.record_engine),
