@@ -245,7 +245,8 @@ def test_auto_keeps_the_fastest_candidate_that_passes(fake_timing, tiny_model_di
     assert choice["not_timed"] == ["onnx-fp32", "openvino-fp32"] and "onnx-fp32, openvino-fp32 not timed" in out
     assert {c["backend"]: c["ok"] for c in choice["candidates"]}["openvino-int8"] is False
     assert choice["cpu"] == rec["cpu"] and choice["timing"]["texts"] == 300 and choice["timing"]["passes"] == 3
-    # Timed in turns, one pass of each candidate per round, 3 rounds at least, on 300 texts.
+    # Timed in turns, one pass of each candidate per round, 3 rounds at least, on 300 texts; the record says so.
+    assert choice["timing"]["in_turns"] is True
     rounds, rest = divmod(len(fake_timing), len(below))
     assert rest == 0 and rounds >= 3 and all(n == 300 for _, n in fake_timing)
     assert [c[0] for c in fake_timing] == list(below) * rounds

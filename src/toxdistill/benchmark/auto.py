@@ -4,7 +4,7 @@ targets this machine can run.
 ``screen_engines`` makes (or reuses) the export of every candidate this machine can run (``runnable``: the default
 targets, less those whose engine is not installed and bf16 where the CPU has none). Each export is checked for
 parity as ``export`` always does. It then times each one on a few hundred of the parity texts (the fastest of a
-few passes) and keeps the fastest one that passes its gates (``choose_fastest``, the same rule the bench reports
+few passes, taken in turns: ``_time_side_by_side``) and keeps the fastest one that passes its gates (``choose_fastest``, the same rule the bench reports
 per model). ``auto_export`` copies the winner to ``<m>-auto``; its record names the target, the CPU and every
 candidate's samples/s. The frontier keeps the same choice in its rows instead, and benches only the winner in full.
 
@@ -196,7 +196,13 @@ def screen_engines(
     else:
         measured += _screen_group(model_dir, fp32, texts, sample, threads, batch_size, passes, data, say)
     best = choose_fastest(measured)
-    timing = {"texts": len(sample), "passes": passes, "min_seconds": AUTO_MIN_SECONDS, "batch_size": batch_size}
+    timing = {
+        "texts": len(sample),
+        "passes": passes,
+        "min_seconds": AUTO_MIN_SECONDS,
+        "batch_size": batch_size,
+        "in_turns": True,  # one pass of each candidate per round (_time_side_by_side)
+    }
     return {
         "chosen": best["backend"] if best else None,
         "rule": AUTO_RULE,

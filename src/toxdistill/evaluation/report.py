@@ -523,6 +523,7 @@ def describe_choice(engine: dict) -> str:
     timing = engine.get("timing") or {}
     least = (
         f"at least {timing.get('passes')} passes and {timing['min_seconds']:g} s"
+        + (", taken in turns" if timing.get("in_turns") else "")
         if timing.get("min_seconds")
         else f"{timing.get('passes')} passes"
     )
