@@ -100,6 +100,7 @@ def test_quick_run_writes_everything(quick_run):
     precision = "bf16" if native_bf16() else "fp32"
     trained = names - {"tfidf-lr"}
     assert {read_meta(run_dir / "models" / n)["train"]["precision"] for n in trained} == {precision}
+    assert {by[n]["train_precision"] for n in trained} == {precision} and by["tfidf-lr"]["train_precision"] is None
     assert f"{'bf16 autocast' if precision == 'bf16' else 'fp32'}: " in report
     split = json.loads((run_dir / "split.json").read_text())
     assert split["source_sha256"].startswith("fcb8bc7c")

@@ -122,7 +122,7 @@ def test_significance_scores_the_focus_class_under_f1_hate(tmp_path):
 
 def test_the_report_names_the_machine_and_says_when_its_digits_reproduce(tmp_path):
     from toxdistill import cpu
-    from toxdistill.evaluation.report import MACHINE_HEADING, write_report
+    from toxdistill.evaluation.report import MACHINE_HEADING, _machine, write_report
 
     machine = {"cpu": "AMD EPYC", "cpu_features": ["avx2"], "versions": {"torch": "9.9", "onnxruntime": "1.0"}}
     write_report(tmp_path, [], Config(), {"teacher": 1.0}, machine=machine)
@@ -132,10 +132,11 @@ def test_the_report_names_the_machine_and_says_when_its_digits_reproduce(tmp_pat
     assert "Reproducible to the last digit only on the same CPU kind" in section
     assert text.index("## Wall time per stage") < text.index(MACHINE_HEADING) < text.index("## Analysis")
     assert "Training precision" not in section  # no model recorded one
-    precision = {"teacher": "bf16", "odd": "fp32", "even": "bf16"}
-    write_report(tmp_path, [], Config(), {"teacher": 1.0}, machine=machine | {"precision": precision})
-    section = (tmp_path / "report.md").read_text().split(MACHINE_HEADING)[1].split("\n## ")[0]
-    assert "bf16 autocast: teacher, even; fp32: odd." in section
+    # Each result row's recorded training precision; the floor has none.
+    rows = [{"name": "tfidf-lr", "train_precision": None}]
+    rows += [{"name": n, "train_precision": p} for n, p in (("teacher", "bf16"), ("odd", "fp32"), ("even", "bf16"))]
+    section = "\n".join(_machine(machine, rows))
+    assert "bf16 autocast: teacher, even; fp32: odd." in section and "tfidf-lr" not in section
     # What the run passes: this machine's own facts, the libraries installed.
     facts = cpu.machine_facts()
     assert facts["cpu"] == cpu.cpu_name() and facts["cpu_features"] == cpu.cpu_features()

@@ -4,9 +4,10 @@ targets this machine can run.
 ``screen_engines`` makes (or reuses) the export of every candidate this machine can run (``runnable``: the default
 targets, less those whose engine is not installed and bf16 where the CPU has none). Each export is checked for
 parity as ``export`` always does. It then times each one on a few hundred of the parity texts (the fastest of a
-few passes, taken in turns: ``_time_side_by_side``) and keeps the fastest one that passes its gates (``choose_fastest``, the same rule the bench reports
-per model). ``auto_export`` copies the winner to ``<m>-auto``; its record names the target, the CPU and every
-candidate's samples/s. The frontier keeps the same choice in its rows instead, and benches only the winner in full.
+few passes, taken in turns: ``_time_side_by_side``) and keeps the fastest one that passes its gates
+(``choose_fastest``, the same rule the bench reports per model). ``auto_export`` copies the winner to
+``<m>-auto``; its record names the target, the CPU and every candidate's samples/s. The frontier keeps the
+same choice in its rows instead, and benches only the winner in full.
 
 An export below fp32 made on another CPU is made again here (``stale_here``): its parity holds for the CPU it
 was checked on.
@@ -253,6 +254,8 @@ def _time_side_by_side(
     a slow spell of a shared machine then slows one pass of every candidate, not every pass of one. Timed one
     block after another, a 2-core machine's slow spell once made the faster of two engines look 1.3x slower. At
     least ``passes`` rounds, more (up to ``AUTO_MAX_PASSES``) until each candidate has run ``AUTO_MIN_SECONDS``."""
+    if not folders:
+        return []
     preds = [Predictor.load(folder, backend=t.engine, threads=threads) for t, folder in folders]
     for pred in preds:
         pred.logits(texts[:batch_size], batch_size, sort=True)  # warm-up
@@ -260,7 +263,7 @@ def _time_side_by_side(
     for n in range(1, AUTO_MAX_PASSES + 1):
         for pred, r in zip(preds, rates, strict=True):
             r.append(_pass_rate(pred, texts, batch_size))
-        spent = min(sum(len(texts) / x for x in r) for r in rates) if rates else 0.0
+        spent = min(sum(len(texts) / x for x in r) for r in rates)
         if n >= passes and spent >= AUTO_MIN_SECONDS:
             break
     return [_candidate(folder, t, r) for (t, folder), r in zip(folders, rates, strict=True)]

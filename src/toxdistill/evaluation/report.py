@@ -561,8 +561,9 @@ def _wall_times(timings: dict) -> list[str]:
     return lines
 
 
-def _precision_line(precision: dict[str, str]) -> list[str]:
+def _precision_line(rows: list[dict]) -> list[str]:
     """Which models trained in bf16 autocast and which in fp32 (``train.bf16: auto`` decides by the CPU)."""
+    precision = {r["name"]: r["train_precision"] for r in rows if r.get("train_precision")}
     if not precision:
         return []
     groups = {p: [m for m, q in precision.items() if q == p] for p in sorted(set(precision.values()))}
@@ -570,9 +571,9 @@ def _precision_line(precision: dict[str, str]) -> list[str]:
     return [f"- **Training precision** (`train.bf16`; auto is bf16 on a CPU with native bf16): {'; '.join(parts)}."]
 
 
-def _machine(machine: dict | None) -> list[str]:
-    """Where the numbers were computed (``machine``: cpu, cpu_features, versions), and what that means for
-    reproducing them."""
+def _machine(machine: dict | None, rows: list[dict]) -> list[str]:
+    """Where the numbers were computed (``machine``: cpu, cpu_features, versions; the ``rows``' training
+    precision), and what that means for reproducing them."""
     if not machine:
         return []
     features = ", ".join(machine.get("cpu_features") or []) or "no AVX2 or newer listed"
@@ -583,7 +584,7 @@ def _machine(machine: dict | None) -> list[str]:
         "",
         f"- **CPU:** {machine.get('cpu')} ({features}).",
         f"- **Libraries:** {versions or 'unknown'}.",
-        *_precision_line(machine.get("precision") or {}),
+        *_precision_line(rows),
         "- **Reproducible to the last digit only on the same CPU kind** (and these versions): the same seed and data "
         "give the same split everywhere, but float sums run in other orders on other vector units (AVX2, AVX-512, "
         "AMX), so trained weights and scores can differ in their last digits, and on a close call a model's "
@@ -615,7 +616,7 @@ def write_report(
             *frontier_section(frontier),
             *frontier_ranking_lines(frontier),
             *_wall_times(timings),
-            *_machine(machine),
+            *_machine(machine, rows),
             "",
         ]
         atomic_write_text(run_dir / REPORT_FILE, "\n".join(lines))
@@ -634,7 +635,7 @@ def write_report(
         *_eval_sets(eval_sets),
         *frontier_section(frontier),
         *_wall_times(timings),
-        *_machine(machine),
+        *_machine(machine, rows),
         *["", "## Analysis", "", *analysis(results, significance, focus), ""],
     ]
     atomic_write_text(run_dir / REPORT_FILE, "\n".join(lines))

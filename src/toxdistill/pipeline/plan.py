@@ -51,7 +51,7 @@ from toxdistill.pipeline.external import check_eval_set, run_eval_sets
 from toxdistill.pipeline.frontier import frontier_step
 from toxdistill.pipeline.results import collect_results, seed_summary, significance
 from toxdistill.pipeline.scores import add_scores_fidelity, open_scores
-from toxdistill.runs import check_run_format, find_models, read_meta, write_run_format
+from toxdistill.runs import check_run_format, read_meta, write_run_format
 from toxdistill.training.ddp import dist
 
 log = logging.getLogger(__name__)
@@ -340,16 +340,6 @@ def _checks(ctx: RunContext, plan: Plan | None = None) -> tuple[dict | None, dic
     return robustness, evals
 
 
-def _training_precision(run_dir: Path) -> dict[str, str]:
-    """Each trained model's training precision as its folder records it (``train.bf16``, "auto" resolved)."""
-    out = {}
-    for name, folder in find_models(run_dir).items():
-        precision = (read_meta(folder).get("train") or {}).get("precision")
-        if precision:
-            out[name] = precision
-    return out
-
-
 def _report(
     ctx: RunContext, robustness: dict | None = None, eval_sets: dict | None = None, frontier: dict | None = None
 ) -> None:
@@ -380,7 +370,7 @@ def _report(
         robustness=robustness,
         eval_sets=eval_sets,
         frontier=frontier,
-        machine=machine_facts() | {"precision": _training_precision(run_dir)},
+        machine=machine_facts(),
     )
     ctx.timings["report"] = time.perf_counter() - s0
     atomic_write_json(run_dir / TIMINGS_FILE, ctx.timings)

@@ -49,6 +49,7 @@ def collect_results(run_dir: Path) -> list[dict]:
                 "size_mb": meta["size_mb"],
                 "throughput_sps": m["throughput_sps"],
                 "train_runtime_s": meta["train"].get("train_runtime_s"),
+                "train_precision": meta["train"].get("precision"),  # bf16 or fp32 (train.bf16); none for the floor
                 "tuned": m.get("tuned"),
                 "val": m.get("val"),
                 "ece": m.get("ece"),
