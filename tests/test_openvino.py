@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -90,6 +91,30 @@ def test_an_openvino_export_describes_itself(exports):
     assert block["against"] == "onnxruntime fp32" and block["ok"] and block["max_abs_diff"] <= 1e-4
     # The weights are saved as they are: save_model's default would have halved them to fp16.
     assert 'element_type="f16"' not in (folder / "model.xml").read_text()
+
+
+def _thread_cpus() -> list[set[int]]:
+    """The CPUs each thread of this process may run on (Linux)."""
+    out = []
+    for status in Path("/proc/self/task").glob("*/status"):
+        line = next(x for x in status.read_text().splitlines() if x.startswith("Cpus_allowed_list:"))
+        cpus: set[int] = set()
+        for part in line.split(":", 1)[1].strip().split(","):
+            a, _, b = part.partition("-")
+            cpus |= set(range(int(a), int(b or a) + 1))
+        out.append(cpus)
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir() or len(os.sched_getaffinity(0)) < 2, reason="Linux, 2+ CPUs")
+def test_openvino_pins_no_thread_to_a_core(exports):
+    # Pinned, every process's inference thread went to the same first core, and two one-thread server
+    # workers shared one core while the other idled.
+    allowed = os.sched_getaffinity(0)
+    pred = Predictor.load(exports["int8"], threads=1)
+    pred.logits(list(SAMPLE_TEXTS))
+    assert pred.backend.compiled.get_property("ENABLE_CPU_PINNING") is False
+    assert all(cpus == allowed for cpus in _thread_cpus())
 
 
 def test_int8_is_static_and_passes_its_gate_on_the_sample(exports):
