@@ -117,6 +117,31 @@ def test_openvino_pins_no_thread_to_a_core(exports):
     assert all(cpus == allowed for cpus in _thread_cpus())
 
 
+def test_openvino_batches_come_in_few_widths_with_the_same_answers(exports):
+    # Every new input shape costs OpenVINO memory it keeps: widths in steps of 8 tokens bound them.
+    pred = Predictor.load(exports["int8"], threads=1)
+    seen: list[int] = []
+    run = pred.backend.__call__
+    pred.backend = _Recording(run, seen, pred.backend.pad_multiple)
+    texts = list(SAMPLE_TEXTS) + [" ".join(["word"] * k) for k in range(1, 30)]
+    widened, _ = pred.logits(texts, batch_size=4)
+    assert pred.pad_multiple == 8 and seen and all(w % 8 == 0 or w == pred.max_length for w in seen)
+    pred.backend.pad_multiple = 1
+    seen.clear()
+    exact, _ = pred.logits(texts, batch_size=4)
+    assert any(w % 8 for w in seen)
+    np.testing.assert_allclose(widened, exact, atol=1e-4)
+
+
+class _Recording:
+    def __init__(self, run, seen: list[int], pad_multiple: int):
+        self.run, self.seen, self.pad_multiple, self.name = run, seen, pad_multiple, "openvino"
+
+    def __call__(self, batch):
+        self.seen.append(batch["input_ids"].shape[1])
+        return self.run(batch)
+
+
 def test_int8_is_static_and_passes_its_gate_on_the_sample(exports):
     rec = _record(exports["int8"])
     q = rec["quantization"]

@@ -148,6 +148,33 @@ def test_a_small_request_runs_as_length_batches_with_the_same_results(pred):
     np.testing.assert_allclose(pred.logits(texts, 64)[0], one_pass, atol=1e-5)
 
 
+def test_an_engine_that_wants_wider_batches_gets_them_masked_and_capped(pred):
+    texts = _texts()
+    ids, _ = pred.encode(texts)
+    plain = Predictor(WidthBackend(), pred.tokenizer, LABELS, pred.max_length).logits(texts, 8)[0]
+    wide_backend = WidthBackend()
+    wide_backend.pad_multiple = 24  # 64 (max_length) is no multiple: the last step stops there
+    wide = Predictor(wide_backend, pred.tokenizer, LABELS, pred.max_length)
+    got, _ = wide.logits(texts, 8)
+    np.testing.assert_array_equal(got[:, :2], plain[:, :2])  # the same tokens, the extra ones masked
+    assert set(wide_backend.widths) <= {24, 48, pred.max_length} and max(len(x) for x in ids) > 48
+    assert (got[:, 2] >= plain[:, 2]).all() and (got[:, 2] > plain[:, 2]).any()
+    left = Predictor(WidthBackend(), pred.tokenizer, LABELS, pred.max_length)
+    left.backend.pad_multiple = 8
+    batch = left.batch_inputs([[5, 6, 7]])
+    assert batch["input_ids"].shape == (1, 8) and batch["attention_mask"][0].tolist() == [1, 1, 1] + [0] * 5
+    pred.tokenizer.padding_side, side = "left", pred.tokenizer.padding_side
+    try:
+        batch = left.batch_inputs([[5, 6, 7]])
+    finally:
+        pred.tokenizer.padding_side = side
+    assert batch["attention_mask"][0].tolist() == [0] * 5 + [1, 1, 1] and batch["input_ids"][0, -3:].tolist() == [
+        5,
+        6,
+        7,
+    ]
+
+
 def test_the_bench_counts_the_padding_of_the_predictors_batches(pred):
     from toxdistill.benchmark.bench import padded_lengths
 

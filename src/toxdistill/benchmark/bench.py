@@ -50,7 +50,14 @@ from toxdistill.export.folder import graph_files
 from toxdistill.export.parity import multi_label_f1
 from toxdistill.files import BENCH_FILE, MODELS_DIR, TEACHER
 from toxdistill.inference.export_record import gate_block
-from toxdistill.inference.predict import Predictor, chunk_batches, find_onnx_file, pipeline_chunks, time_shares
+from toxdistill.inference.predict import (
+    Predictor,
+    chunk_batches,
+    find_onnx_file,
+    padded_width,
+    pipeline_chunks,
+    time_shares,
+)
 from toxdistill.io import atomic_write_json
 from toxdistill.runs import find_models, read_meta, select_models
 from toxdistill.targets import ONNX_INSTALL, TORCH_ROWS, Target, check_bench_rows, default_targets, parse_target
@@ -93,14 +100,17 @@ class FlopModel:
         return per_token + attention + 2.0 * self.head_params * len(lengths)
 
 
-def padded_lengths(lengths: np.ndarray, batch_size: int, sort: bool, texts: list[str]) -> np.ndarray:
-    """Per text, the length it is computed at once its batch is padded to the batch's longest text, with the
-    Predictor's batches (``chunk_batches`` of each chunk of ``texts`` it tokenizes, ``pipeline_chunks``)."""
+def padded_lengths(
+    lengths: np.ndarray, batch_size: int, sort: bool, texts: list[str], step: int = 1, max_length: int = 0
+) -> np.ndarray:
+    """Per text, the length it is computed at once its batch is padded to the batch's longest text (rounded up
+    to the engine's ``step``, ``padded_width``), with the Predictor's batches (``chunk_batches`` of each chunk of
+    ``texts`` it tokenizes, ``pipeline_chunks``)."""
     out = np.empty_like(lengths)
     for idx in pipeline_chunks(texts, batch_size, sort):
         for batch in chunk_batches(lengths[idx].tolist(), batch_size, sort):
             sel = idx[batch]
-            out[sel] = lengths[sel].max()
+            out[sel] = padded_width(int(lengths[sel].max()), step, max_length)
     return out
 
 
@@ -384,7 +394,9 @@ def measure_row(
     p50, p95 = latency_ms(pred, sample.latency_texts)
     fm = model.flops
     useful = fm.flops(model.lengths)
-    computed = fm.flops(padded_lengths(model.lengths, opts.batch_size, sort, sample.texts))
+    computed = fm.flops(
+        padded_lengths(model.lengths, opts.batch_size, sort, sample.texts, pred.pad_multiple, pred.max_length)
+    )
     engine = _peak_backend(backend, pred)
     peak = peak_for(engine, sample.peaks)
     row: dict[str, Any] = {

@@ -181,6 +181,11 @@ def length_batches(lengths: Sequence[int], batch_size: int) -> list[tuple[int, i
     return out[::-1]
 
 
+def padded_width(width: int, step: int, max_length: int) -> int:
+    """``width`` tokens rounded up to a multiple of ``step``, never past ``max_length`` (nor below ``width``)."""
+    return min(-(-width // step) * step, max(width, max_length))
+
+
 def chunk_batches(lengths: Sequence[int], batch_size: int, sort: bool) -> list[np.ndarray]:
     """The batches ``Predictor.logits`` runs for one chunk of texts of these token lengths, as index arrays into
     the chunk: sorted by length and cut by ``length_batches``, or in input order, ``batch_size`` at a time."""
@@ -230,6 +235,11 @@ class Predictor:
     @property
     def backend_name(self) -> str:
         return getattr(self.backend, "name", "none")
+
+    @property
+    def pad_multiple(self) -> int:
+        """The engine's batch widths are multiples of this many tokens (``padded_width``)."""
+        return int(getattr(self.backend, "pad_multiple", 1))
 
     def prepare(self, texts: Sequence[str]) -> list[str]:
         """Raw texts cleaned the way the training data was (``data.clean`` of the run), if that is known.
@@ -385,10 +395,21 @@ class Predictor:
     def batch_inputs(self, rows: list[list[int]]) -> dict[str, np.ndarray]:
         """One padded batch with the inputs the model takes."""
         padded = self.tokenizer.pad({"input_ids": rows}, return_tensors="np")
-        input_ids = padded["input_ids"].astype(np.int64)
-        mask = padded["attention_mask"].astype(np.int64)
+        input_ids, mask = self._widen(padded["input_ids"].astype(np.int64), padded["attention_mask"].astype(np.int64))
         batch = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
         return {k: v for k, v in batch.items() if k in self._input_names}
+
+    def _widen(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The batch padded on to a multiple of the engine's ``pad_multiple`` tokens (never past ``max_length``),
+        on the tokenizer's padding side; the mask hides the extra tokens, so the answers do not change."""
+        width = ids.shape[1]
+        extra = padded_width(width, self.pad_multiple, self.max_length) - width
+        if extra <= 0:
+            return ids, mask
+        at = (
+            ((0, 0), (extra, 0)) if getattr(self.tokenizer, "padding_side", "right") == "left" else ((0, 0), (0, extra))
+        )
+        return np.pad(ids, at, constant_values=self.tokenizer.pad_token_id), np.pad(mask, at)
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         """Calibrated probabilities (``Calibration.probabilities``)."""
