@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from toxdistill import cpu
@@ -184,7 +185,7 @@ def test_a_target_made_from_the_fp32_export_takes_its_saved_parity_logits(tiny_m
 
 
 def test_the_screen_times_candidates_in_turns_and_keeps_each_ones_fastest_pass(tmp_path, monkeypatch):
-    from toxdistill.benchmark import auto
+    from toxdistill.benchmark import auto, timing
 
     calls: list[str] = []
     # Candidate "a" is the faster engine, but the machine slows down for a spell: timed in blocks, every pass of
@@ -199,10 +200,11 @@ def test_the_screen_times_candidates_in_turns_and_keeps_each_ones_fastest_pass(t
         def logits(self, texts, batch_size, sort=True):
             calls.append(self.name)
             clock["t"] += self.cost * (5 if len(calls) in slow_spell else 1)
+            return np.zeros((len(texts), 3), dtype=np.float32), np.zeros(len(texts), dtype=bool)
 
     fakes = {"a": Fake("a", 0.1), "b": Fake("b", 0.15)}
     monkeypatch.setattr(auto.Predictor, "load", lambda folder, backend, threads: fakes[Path(folder).name])
-    monkeypatch.setattr(auto.time, "perf_counter", lambda: clock["t"])
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock["t"])
     folders = []
     for name, target in (("a", "openvino-int8"), ("b", "onnx-int8")):
         (tmp_path / name).mkdir()

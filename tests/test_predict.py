@@ -168,11 +168,8 @@ def test_an_engine_that_wants_wider_batches_gets_them_masked_and_capped(pred):
         batch = left.batch_inputs([[5, 6, 7]])
     finally:
         pred.tokenizer.padding_side = side
-    assert batch["attention_mask"][0].tolist() == [0] * 5 + [1, 1, 1] and batch["input_ids"][0, -3:].tolist() == [
-        5,
-        6,
-        7,
-    ]
+    assert batch["attention_mask"][0].tolist() == [0] * 5 + [1, 1, 1]
+    assert batch["input_ids"][0, -3:].tolist() == [5, 6, 7]
 
 
 def test_the_bench_counts_the_padding_of_the_predictors_batches(pred):

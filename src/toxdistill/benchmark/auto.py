@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from toxdistill.benchmark.timing import timed_pass
 from toxdistill.console import Say, quiet
 from toxdistill.cpu import cpu_features, cpu_name
 from toxdistill.data.split import TextSet
@@ -271,9 +271,7 @@ def _time_side_by_side(
 
 def _pass_rate(pred: Predictor, texts: list[str], batch_size: int) -> float:
     """Samples per second of one pass over ``texts``, in length-sorted batches."""
-    t = time.perf_counter()
-    pred.logits(texts, batch_size, sort=True)
-    return len(texts) / (time.perf_counter() - t)
+    return len(texts) / timed_pass(pred, texts, batch_size, sort=True)[0]
 
 
 def _candidate(folder: Path, target: Target, rates: list[float]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Timing a Predictor: shared by ``toxdistill bench`` and ``export --auto``."""
+"""Timing a Predictor: shared by ``toxdistill bench`` and the engine screen of ``export --auto`` and the frontier."""
 
 from __future__ import annotations
 
@@ -24,12 +24,17 @@ def throughput(
     timings, hidden = dict(pred.timings), pred.tokenize_hidden
     for _ in range(max(1, repeats)):
         pred.reset_timings()
-        t = time.perf_counter()
-        out, _ = pred.logits(texts, batch_size, sort=sort)
-        elapsed = time.perf_counter() - t
+        elapsed, out = timed_pass(pred, texts, batch_size, sort)
         rates.append(len(texts) / elapsed)
         if elapsed < best:
             best, logits, timings, hidden = elapsed, out, dict(pred.timings), pred.tokenize_hidden
     pred.timings, pred.tokenize_hidden = timings, hidden
     assert logits is not None
     return len(texts) / best, logits, best, rates
+
+
+def timed_pass(pred: Predictor, texts: list[str], batch_size: int, sort: bool) -> tuple[float, np.ndarray]:
+    """Seconds of one pass over ``texts``, and its logits."""
+    t = time.perf_counter()
+    out, _ = pred.logits(texts, batch_size, sort=sort)
+    return time.perf_counter() - t, out

@@ -84,7 +84,8 @@ def compile_config(precision: str, threads: int | None) -> dict[str, Any]:
     OpenVINO pins its inference threads to cores by default, and every process picks the same first cores: two
     server workers (or Ray replicas) of one thread each both ran on core 0 while core 1 idled. Unpinned, two
     processes of one thread scored 8,420-9,516 texts/s against 5,849-7,065 pinned, and one process of two
-    threads the same either way (the shipped 1-layer CNN in int8, AVX-512 EPYC; docs/serving.md, "Load")."""
+    threads the same either way (the shipped 1-layer CNN in int8, AVX-512 EPYC; docs/benchmarks.md, "Serving under
+    load")."""
     config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False}
     if precision in _HINTS:
         config["INFERENCE_PRECISION_HINT"] = _HINTS[precision]
