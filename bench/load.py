@@ -8,7 +8,9 @@ connections for 20 s (every answer counted by status; the latency of admitted re
 clients; /healthz timed every 100 ms; the server's RSS sampled), then how fast throughput comes back once
 the overload stops; and SIGTERM under load (exit status, time to exit, whether any in-flight request was
 cancelled). With the server stopped, it then times the same model offline on the same texts and threads
-(the Predictor, length-sorted batches of 64) and states each goal as met or not, with the CPU's name.
+(the Predictor, length-sorted batches of 64), and the model alone on batches of random texts of the sizes the
+server's passes had in each steady step (what no server could beat with those passes), and states each goal
+as met or not, with the CPU's name.
 
 Without ``--suite``, one step is measured by N Python clients (``--clients``), each on one keep-alive
 connection posting one text at a time, bounded by ``--duration`` and ``--max-requests``: a quick check that
@@ -25,6 +27,7 @@ import http.client
 import json
 import math
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -261,47 +264,132 @@ def _serve_workers(serve_args: str) -> int:
     return 1
 
 
+def _model_folder(a: argparse.Namespace, model: str) -> str:
+    from toxdistill.runs import find_models, select_models
+
+    return str(select_models(find_models(a.target), model)[model])
+
+
+def _laid_out_as_served(a: argparse.Namespace, target, *args) -> list[dict]:
+    """``target(*args, barrier, out)`` in as many processes as the server's ``--workers``, timed at once (2
+    processes of 1 thread outrun 1 process of 2 threads on 2 cores, so a one-process ceiling would flatter a
+    2-worker server); each process's result."""
+    import multiprocessing
+
+    procs = a.offline_workers or _serve_workers(a.serve_args)
+    if procs == 1:
+        return [target(*args)]
+    ctx = multiprocessing.get_context("spawn")
+    barrier, out = ctx.Barrier(procs, timeout=300), ctx.Queue()
+    workers = [ctx.Process(target=target, args=(*args, barrier, out)) for _ in range(procs)]
+    for w in workers:
+        w.start()
+    parts = [out.get(timeout=600) for _ in workers]
+    for w in workers:
+        w.join(timeout=60)
+    return parts
+
+
 def _offline(a: argparse.Namespace, model: str, texts: list[str]) -> dict:
     """The same model on the same texts, with nothing else running: the ceiling for serving. Raw texts are
     cleaned and scored, as ``toxdistill predict`` (and the server) does, with the Predictor's length-sorted
     batches of 32 and of 64; the faster is the reference. The speed on texts cleaned beforehand is kept too.
-
-    Laid out as the server is: as many processes as its ``--workers``, each with its threads, timed at once and
-    summed (2 processes of 1 thread outrun 1 process of 2 threads on 2 cores, so a one-process ceiling would
-    flatter a 2-worker server)."""
-    import multiprocessing
-
-    from toxdistill.runs import find_models, select_models
-
-    folder = str(select_models(find_models(a.target), model)[model])
+    Laid out as the server is (``_laid_out_as_served``)."""
+    folder = _model_folder(a, model)
     threads = a.offline_threads or a.threads
-    procs = a.offline_workers or _serve_workers(a.serve_args)
-    if procs == 1:
-        parts = [_offline_rates(folder, threads, texts, a.offline_seconds)]
-    else:
-        ctx = multiprocessing.get_context("spawn")
-        barrier, out = ctx.Barrier(procs, timeout=300), ctx.Queue()
-        workers = [
-            ctx.Process(target=_offline_rates, args=(folder, threads, texts, a.offline_seconds, barrier, out))
-            for _ in range(procs)
-        ]
-        for w in workers:
-            w.start()
-        parts = [out.get(timeout=600) for _ in workers]
-        for w in workers:
-            w.join(timeout=60)
+    parts = _laid_out_as_served(a, _offline_rates, folder, threads, texts, a.offline_seconds)
     by_batch = {b: sum(p["sps_by_batch"][b] for p in parts) for b in (32, 64)}
     best = max(by_batch, key=by_batch.__getitem__)
     return {
         "model": model,
         "folder": folder,
         "threads": threads,
-        "processes": procs,
+        "processes": len(parts),
         "offline_sps": by_batch[best],
         "batch_size": best,
         "sps_by_batch": by_batch,
         "precleaned_sps": sum(p["precleaned_sps"] for p in parts),
     }
+
+
+def _batch_counts(metrics_text: str, model: str) -> tuple[list[tuple[float, int]], float]:
+    """The model's micro-batch size histogram from /metrics, (bucket bound, passes of at most that size), and the
+    texts of all its passes."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    buckets, texts = [], 0.0
+    for fam in text_string_to_metric_families(metrics_text):
+        for s in fam.samples if fam.name == "toxdistill_microbatch_size" else ():
+            if s.labels["model"] == model and s.name.endswith("_bucket"):
+                buckets.append((float(s.labels["le"]), int(s.value)))
+            elif s.labels["model"] == model and s.name.endswith("_sum"):
+                texts = s.value
+    return sorted(buckets), texts
+
+
+def _step_sizes(before: str, after: str, model: str, n: int = 600) -> list[int]:
+    """``n`` micro-batch sizes in the mix the server formed between two /metrics scrapes: each histogram bucket
+    (lo, hi] gets its share of them, each at the same point of its bucket, the one that gives the step's mean
+    (its texts over its passes: 32-text requests make passes of exactly 32, 64, 96...)."""
+    (was, texts0), (now, texts1) = _batch_counts(before, model), _batch_counts(after, model)
+    was_at = dict(was)
+    cum = [(le, v - was_at.get(le, 0)) for le, v in now]
+    total = cum[-1][1] if cum else 0
+    if not total:
+        return []
+    spans, lo, prev = [], 0, 0
+    for le, v in cum:
+        hi = int(le) if math.isfinite(le) else 2 * lo
+        if v > prev:
+            spans.append((lo + 1, max(lo + 1, hi), round(n * (v - prev) / total)))
+        lo, prev = hi, v
+    low = sum(k * a for a, _, k in spans) / max(1, sum(k for *_, k in spans))
+    width = sum(k * (b - a) for a, b, k in spans) / max(1, sum(k for *_, k in spans))
+    at = min(1.0, max(0.0, ((texts1 - texts0) / total - low) / width)) if width else 0.0
+    sizes = [round(a + at * (b - a)) for a, b, k in spans for _ in range(k)]
+    random.Random(0).shuffle(sizes)
+    return sizes
+
+
+def _served_batch_rates(
+    folder: str, threads: int, texts: list[str], seconds: float, sizes_by_step: dict, barrier=None, out=None
+) -> dict:
+    """Samples/s of the model alone (``_offline_rates``' calls, no server) on batches of random texts of the
+    sizes the server's micro-batches had in each step, its pass cost measured as the server measures it."""
+    from toxdistill.inference.predict import load_scorer
+
+    scorer = load_scorer(Path(folder), threads=threads)
+    measure = getattr(scorer, "measure_pass_cost", None)  # a Predictor's; the TF-IDF baseline makes no passes
+    if measure is not None:
+        measure()
+    rnd = random.Random(os.getpid())
+    res = {}
+    for step, sizes in sizes_by_step.items():
+        batches = [rnd.sample(texts, min(k, len(texts))) for k in sizes] or [texts[:1]]
+        for b in batches:  # warm-up: the engine compiles each new input shape once, as a warm server has
+            scorer.logits(scorer.prepare(b), 64)
+        if barrier is not None:
+            barrier.wait()
+        n, i, t0 = 0, 0, time.perf_counter()
+        while n == 0 or time.perf_counter() - t0 < seconds:
+            b = batches[i % len(batches)]
+            scorer.logits(scorer.prepare(b), 64)
+            n, i = n + len(b), i + 1
+        res[step] = n / (time.perf_counter() - t0)
+    if out is not None:
+        out.put(res)
+    return res
+
+
+def _served_batches(a: argparse.Namespace, model: str, texts: list[str], sizes_by_step: dict) -> dict:
+    """Per step, the model's samples/s on batches made as the server made them: what a server of no cost at
+    all would reach with the same micro-batches, so the served share splits into what the batches cost (this
+    against ``offline_sps``) and what the server costs (the served rate against this)."""
+    seconds = max(1.0, a.offline_seconds / 2)
+    parts = _laid_out_as_served(
+        a, _served_batch_rates, _model_folder(a, model), a.offline_threads or a.threads, texts, seconds, sizes_by_step
+    )
+    return {step: sum(p[step] for p in parts) for step in sizes_by_step}
 
 
 # ---------------------------------------------------------------- the wrk suite
@@ -568,8 +656,11 @@ def _suite(a: argparse.Namespace, texts: list[str]) -> dict:
             model = _served_model(a, port, key)
             before = _offline(a, model, texts)  # the server idle; once more at the end, stopped
             _wrk(port, files["single"], files["lua"], key, a.connections, 3)  # warm-up, not recorded
+            scrapes = [_get(port, "/metrics", key)[1].decode()]
             res["single"] = _wrk(port, files["single"], files["lua"], key, a.connections, a.step_seconds)
+            scrapes.append(_get(port, "/metrics", key)[1].decode())
             res["batch32"] = _wrk(port, files["batch"], files["lua"], key, a.batch_connections, a.step_seconds)
+            scrapes.append(_get(port, "/metrics", key)[1].decode())
             res["batch32"]["samples_per_s"] = 32 * res["batch32"]["requests_per_s"]
             res["overload"] = _step_overload(a, port, key, server.pid, files, res["single"]["requests_per_s"])
             res["micro_batches"] = _micro_batches(_get(port, "/metrics", key)[1].decode())
@@ -586,6 +677,13 @@ def _suite(a: argparse.Namespace, texts: list[str]) -> dict:
     offline["timings_sps"] = [before["offline_sps"], after["offline_sps"]]
     res["single"]["vs_offline"] = res["single"]["requests_per_s"] / offline["offline_sps"]
     res["batch32"]["vs_offline"] = res["batch32"]["samples_per_s"] / offline["offline_sps"]
+    sizes = {step: _step_sizes(scrapes[k], scrapes[k + 1], model) for k, step in enumerate(("single", "batch32"))}
+    ceiling = _served_batches(a, model, texts, sizes)
+    for step, rate in ceiling.items():
+        served = res[step]["requests_per_s"] if step == "single" else res[step]["samples_per_s"]
+        res[step]["model_at_served_batches_sps"] = rate
+        res[step]["vs_served_batches"] = served / rate
+        res[step]["served_batches_vs_offline"] = rate / offline["offline_sps"]
     head = {"target": a.target, "model": model, "auth": key is not None, "server_threads": a.threads}
     head |= {"serve_args": a.serve_args, "cpu": _cpu_name(), "offline": offline, "goals": SUITE_GOALS}
     res = {**head, **res}
@@ -650,7 +748,8 @@ def main() -> None:
             _wait_ready(port, server, log)
             model = _served_model(a, port, key)
             res = _load(a, port, key, texts)
-            res["micro_batches"] = _micro_batches(_get(port, "/metrics", key)[1].decode())
+            scrape = _get(port, "/metrics", key)[1].decode()
+            res["micro_batches"] = _micro_batches(scrape)
         finally:
             server.terminate()
             try:
@@ -661,6 +760,10 @@ def main() -> None:
     if a.offline_seconds > 0:
         res["offline"] = _offline(a, model, texts)
         res["served_vs_offline"] = res["requests_per_s"] / res["offline"]["offline_sps"]
+        res["model_at_served_batches_sps"] = _served_batches(a, model, texts, {"all": _step_sizes("", scrape, model)})[
+            "all"
+        ]
+        res["vs_served_batches"] = res["requests_per_s"] / res["model_at_served_batches_sps"]
         got = {"served_vs_offline": res["served_vs_offline"], "p99_ms": res["p99_ms"], "errors": res["errors"]}
         res["goals_met"] = {
             "served_vs_offline": got["served_vs_offline"] >= GOALS["served_vs_offline"],

@@ -133,6 +133,21 @@ def test_openvino_batches_come_in_few_widths_with_the_same_answers(exports):
     np.testing.assert_allclose(widened, exact, atol=1e-4)
 
 
+def test_openvino_runs_batches_in_few_row_counts_with_the_same_answers(exports):
+    from toxdistill.inference.openvino_backend import padded_rows
+
+    assert [padded_rows(n) for n in range(1, 14)] == [1, 2, 3, 4, 8, 8, 8, 8, 12, 12, 12, 12, 16]
+    assert len({padded_rows(n) for n in range(1, 65)}) == 19
+    pred = Predictor.load(exports["int8"], threads=1)
+    texts = list(SAMPLE_TEXTS)[:5]
+    batch = pred.batch_inputs(pred.encode(texts)[0])
+    got = pred.backend(batch)
+    assert got.shape == (5, len(pred.label_names))
+    assert pred.backend._request.get_input_tensor(0).get_shape()[0] == 8  # 5 rows ran as 8
+    one_by_one = np.concatenate([pred.backend({k: v[i : i + 1] for k, v in batch.items()}) for i in range(5)])
+    np.testing.assert_allclose(got, one_by_one, atol=1e-4)
+
+
 class _Recording:
     def __init__(self, run, seen: list[int], pad_multiple: int):
         self.run, self.seen, self.pad_multiple, self.name = run, seen, pad_multiple, "openvino"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -146,6 +147,38 @@ def test_a_small_request_runs_as_length_batches_with_the_same_results(pred):
     np.testing.assert_array_equal(got[:, 1], [len(x) for x in ids])  # rows in input order
     one_pass, _ = pred.logits(texts, 64, sort=False)
     np.testing.assert_allclose(pred.logits(texts, 64)[0], one_pass, atol=1e-5)
+
+
+class SleepBackend(WidthBackend):
+    """A pass takes ``fixed`` seconds plus ``per_token`` for each padded token: its pass cost is their ratio."""
+
+    def __init__(self, fixed: float, per_token: float):
+        super().__init__()
+        self.fixed, self.per_token = fixed, per_token
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        time.sleep(self.fixed + self.per_token * batch["input_ids"].size)
+        return super().__call__(batch)
+
+
+def test_a_measured_pass_cost_decides_where_a_small_batch_is_cut(pred):
+    texts = ["lol"] * 6 + ["you are so great and i love this day " * 5] * 3
+    ids, _ = pred.encode(texts)
+    waste = 6 * (len(ids[-1]) - len(ids[0]))  # padding the short texts to the long ones' width
+    costly = SleepBackend(fixed=0.005, per_token=0.00001)  # a pass costs as much as 500 tokens
+    p = Predictor(costly, pred.tokenizer, LABELS, pred.max_length)
+    assert p.pass_cost_tokens < waste  # the default cuts this request in two
+    assert 350 < p.measure_pass_cost() < 650 and p.pass_cost_tokens > waste
+    costly.widths.clear()
+    got, _ = p.logits(texts, 64)
+    assert set(costly.widths) == {len(ids[-1])}  # one pass: padding costs less than another pass here
+    np.testing.assert_array_equal(got[:, 1], [len(x) for x in ids])
+    cheap = SleepBackend(fixed=0.0, per_token=0.00002)
+    q = Predictor(cheap, pred.tokenizer, LABELS, pred.max_length)
+    assert q.measure_pass_cost() < 60
+    cheap.widths.clear()
+    q.logits(texts, 64)
+    assert sorted(set(cheap.widths)) == [len(ids[0]), len(ids[-1])]
 
 
 def test_an_engine_that_wants_wider_batches_gets_them_masked_and_capped(pred):

@@ -103,6 +103,22 @@ def test_models_restricts_and_unknown_name_is_an_error(served_run):
         load_models(served_run, "odd,nope")
 
 
+def test_each_served_model_weighs_its_passes_at_the_cost_measured_here(served_run, monkeypatch):
+    from toxdistill.inference.predict import Predictor
+
+    measured = []
+
+    def measure(self, *a, **k):
+        measured.append(self)
+        self.pass_cost_tokens = 123.0
+        return 123.0
+
+    monkeypatch.setattr(Predictor, "measure_pass_cost", measure)
+    ms = load_models(served_run, "odd, tfidf-lr", batch_wait_ms=None)
+    assert measured == [ms["odd"].scorer]  # the TF-IDF baseline makes no padded passes
+    assert ms["odd"].scorer.pass_cost_tokens == 123.0
+
+
 # ---------------------------------------------------------------- JSON API
 def test_healthz_does_no_model_work(client, models, monkeypatch):
     def boom(*a, **k):

@@ -151,20 +151,23 @@ def pipeline_chunks(texts: Sequence[str], batch_size: int, sort: bool) -> list[n
     return [order[a : a + step] for a in range(0, n, step)]
 
 
-# A model pass's fixed cost, in padded tokens: the engine call, the padding and the Python around it took
-# 100-150 us on the 1-layer int8 student with ONNX Runtime (a token of it ~15 us); 16 leans toward fewer, fuller
-# passes, which bigger models and more threads use better.
+# A model pass's fixed cost, in padded tokens, when nothing better is known: the engine call, the padding and the
+# Python around it took 100-150 us on the 1-layer int8 student with ONNX Runtime (a token of it ~15 us); 16 leans
+# toward fewer, fuller passes, which bigger models and more threads use better. A server measures its own
+# (``Predictor.measure_pass_cost``): it differs more than tenfold between engines and models.
 PASS_COST_TOKENS = 16
 # The most texts ``length_batches`` splits by cost (quadratic in them: ~2,000 steps at 64, well under a pass).
 SPLIT_MAX_TEXTS = 64
 
 
-def length_batches(lengths: Sequence[int], batch_size: int) -> list[tuple[int, int]]:
+def length_batches(
+    lengths: Sequence[int], batch_size: int, pass_cost: float = PASS_COST_TOKENS
+) -> list[tuple[int, int]]:
     """``[start, end)`` slices of texts sorted by token length (``lengths`` ascending), each a batch.
 
     More texts than one batch holds (or than ``SPLIT_MAX_TEXTS``): fixed ``batch_size`` slices, each already of
     about one length. One batch's worth or fewer (a served micro-batch, a small request): cut where padding the short texts to the long ones'
-    length would cost more than another pass (``PASS_COST_TOKENS``), the split of least padded tokens plus
+    length would cost more than another pass (``pass_cost`` padded tokens), the split of least padded tokens plus
     passes. A random handful of tweets padded as one batch is 1.6x its real tokens, cut this way about 1.06x.
     """
     n = len(lengths)
@@ -173,7 +176,7 @@ def length_batches(lengths: Sequence[int], batch_size: int) -> list[tuple[int, i
     best = [0.0] * (n + 1)  # best[j]: the cheapest cost of the first j texts
     cut = [0] * (n + 1)
     for j in range(1, n + 1):
-        best[j], cut[j] = min((best[i] + PASS_COST_TOKENS + (j - i) * lengths[j - 1], i) for i in range(j))
+        best[j], cut[j] = min((best[i] + pass_cost + (j - i) * lengths[j - 1], i) for i in range(j))
     out, j = [], n
     while j > 0:
         out.append((cut[j], j))
@@ -186,14 +189,16 @@ def padded_width(width: int, step: int, max_length: int) -> int:
     return min(-(-width // step) * step, max(width, max_length))
 
 
-def chunk_batches(lengths: Sequence[int], batch_size: int, sort: bool) -> list[np.ndarray]:
+def chunk_batches(
+    lengths: Sequence[int], batch_size: int, sort: bool, pass_cost: float = PASS_COST_TOKENS
+) -> list[np.ndarray]:
     """The batches ``Predictor.logits`` runs for one chunk of texts of these token lengths, as index arrays into
     the chunk: sorted by length and cut by ``length_batches``, or in input order, ``batch_size`` at a time."""
     n = len(lengths)
     if not sort:
         return [np.arange(a, min(n, a + batch_size)) for a in range(0, n, batch_size)]
     order = np.argsort(np.asarray(lengths), kind="stable")
-    return [order[a:e] for a, e in length_batches([lengths[i] for i in order], batch_size)]
+    return [order[a:e] for a, e in length_batches([lengths[i] for i in order], batch_size, pass_cost)]
 
 
 def time_shares(timings: dict[str, float]) -> dict[str, float]:
@@ -227,6 +232,7 @@ class Predictor:
         self.timings: dict[str, float] = dict.fromkeys(PHASES, 0.0)
         self.tokenize_hidden = 0.0
         self.overlap = True
+        self.pass_cost_tokens: float = PASS_COST_TOKENS  # what ``length_batches`` weighs a pass at
 
     def reset_timings(self) -> None:
         self.timings = dict.fromkeys(PHASES, 0.0)
@@ -364,7 +370,7 @@ class Predictor:
                 if pool is not None and k + 1 < len(chunks):
                     ahead = pool.submit(self._encode_timed, texts, chunks[k + 1])
                 truncated[idx] = cut
-                for sel in chunk_batches([len(x) for x in ids], batch_size, sort):
+                for sel in chunk_batches([len(x) for x in ids], batch_size, sort, self.pass_cost_tokens):
                     t1 = clock()
                     batch = self.batch_inputs([ids[i] for i in sel])
                     t2 = clock()
@@ -398,6 +404,34 @@ class Predictor:
         input_ids, mask = self._widen(padded["input_ids"].astype(np.int64), padded["attention_mask"].astype(np.int64))
         batch = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
         return {k: v for k, v in batch.items() if k in self._input_names}
+
+    def measure_pass_cost(self, batch: int = 16, width: int = 32, reps: int = 5) -> float:
+        """Time this model's fixed cost of a pass on this machine, in padded tokens, and use it from now on
+        (``pass_cost_tokens``: what ``length_batches`` weighs against padding when it cuts a small batch).
+
+        Timed the way a server's micro-batches meet the engine: a pass of one 8-token text alternates with one of
+        ``batch`` texts of ``width`` tokens, so each pays for a change of input shape. From the medians, a token
+        costs the difference over the difference in tokens, and a pass's fixed cost is what is left of the small
+        pass. One thread on an AVX-512 EPYC: 184-221 tokens for the 1-layer CNN in OpenVINO int8, which pays
+        ~0.3 ms for every new input shape; 37-40 for it in ONNX Runtime int8; 41-54 and 17-19 for a 3-layer
+        transformer in the two. On random batches of 16 tweets, the CNN in OpenVINO scored 24-29% more weighed at
+        256 than at 16, and the transformer in ONNX Runtime 25% less.
+        """
+        ids = self.encode(["you are all so kind to me today"])[0][0]
+        width = max(9, min(width, self.max_length))
+        small = self.batch_inputs([(ids * 8)[:8]])
+        big = self.batch_inputs([(ids * (width // len(ids) + 1))[:width]] * batch)
+        times: dict[int, list[float]] = {8: [], batch * width: []}
+        for k in range(reps + 1):
+            for tokens, inputs in ((8, small), (batch * width, big)):
+                t0 = time.perf_counter()
+                self.backend(inputs)
+                if k:  # the first round compiles and warms up
+                    times[tokens].append(time.perf_counter() - t0)
+        t_small, t_big = (float(np.median(v)) for v in times.values())
+        per_token = max(t_big - t_small, 1e-9) / (batch * width - 8)
+        self.pass_cost_tokens = float(np.clip(t_small / per_token - 8, 1, 1024))
+        return self.pass_cost_tokens
 
     def _widen(self, ids: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The batch padded on to a multiple of the engine's ``pad_multiple`` tokens (never past ``max_length``),

@@ -9,7 +9,7 @@ from typing import Any
 
 from toxdistill.serve.auth import ApiKeys
 from toxdistill.serve.lifecycle import Lifecycle, ServeLimits
-from toxdistill.serve.models import ServedModel, close_models, load_models
+from toxdistill.serve.models import DEFAULT_MAX_BATCH, ServedModel, close_models, load_models
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class AppSpec:
     """The engine's threads per model; None: the engine's default."""
     backend: str = "auto"
     batch_wait_ms: float = 0.0
-    max_batch: int = 32
+    max_batch: int = DEFAULT_MAX_BATCH
     queue_timeout: float = ServeLimits.queue_timeout
     max_concurrent_requests: int = ServeLimits.max_concurrent_requests
     api_keys: ApiKeys | None = None

@@ -22,8 +22,10 @@ from toxdistill.serve.models import ServedModel
 
 # Seconds: a tiny model answers in a millisecond, a big batch or an explanation in seconds.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-# Texts per micro-batch: MicroBatcher's max_batch is 32 by default; a single request may bring up to 256.
-BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+# Texts per micro-batch: MicroBatcher's max_batch is 128 by default; a single request may bring up to 256. Steps
+# of 4 up to 32, where most passes fall under load: a pass's cost per text depends on its size (bench/load.py
+# replays the sizes to time the model alone on them).
+BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 20, 24, 28, 32, 48, 64, 96, 128, 192, 256)
 UNMATCHED = "unmatched"  # one label for every unknown path, so a scan of random URLs cannot grow the series
 # HTTP's standard methods; any other word a client sends counts as OTHER, so invented methods cannot grow the
 # series either.

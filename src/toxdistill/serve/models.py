@@ -24,7 +24,7 @@ import numpy as np
 from toxdistill.errors import ToxdistillError
 from toxdistill.files import MULTI_LABEL_TASK
 from toxdistill.inference.export_record import engine_cpu_note
-from toxdistill.inference.predict import load_scorer
+from toxdistill.inference.predict import Predictor, load_scorer
 from toxdistill.inference.scoring import Scorer, is_multi_label_scorer, score_results
 from toxdistill.runs import find_models, read_meta, read_selection, select_models
 
@@ -85,6 +85,13 @@ def _rows(out: Any, start: int, end: int) -> Any:
     if isinstance(out, tuple):
         return tuple(x[start:end] for x in out)
     return out[start:end]
+
+
+# The most texts one pass gathers from waiting requests: four 32-text requests, which the pass sorts by length and
+# cuts (``Predictor.logits``). With 32, a 32-text request ran alone, padded to its longest tweet; 128 scored 17-20%
+# more texts/s in 32-text requests at 8 connections and the same in single-text ones (the shipped CNN in OpenVINO
+# int8, --workers 2, AVX-512 EPYC; docs/serving.md, "Load"). Single texts at 32 connections never fill it.
+DEFAULT_MAX_BATCH = 128
 
 
 class MicroBatcher:
@@ -475,7 +482,7 @@ def load_models(
     threads: int | None = None,
     backend: str = "auto",
     batch_wait_ms: float | None = 5.0,
-    max_batch: int = 32,
+    max_batch: int = DEFAULT_MAX_BATCH,
     queue_timeout_s: float | None = None,
 ) -> dict[str, ServedModel]:
     """Load every (or every named) model once. ``batch_wait_ms=None`` runs each request on the caller's thread,
@@ -499,6 +506,8 @@ def load_models(
             log.warning("skipping model %s: %s", name, e)
             continue
         model = ServedModel(name=name, folder=folder, scorer=scorer, meta=meta, selection=read_selection(folder))
+        if isinstance(scorer, Predictor):  # a server's small random batches: cut them at this engine's pass cost
+            log.info("%s: a model pass costs as much as %.0f padded tokens here", name, scorer.measure_pass_cost())
         if batch_wait_ms is not None:
             model.batcher = MicroBatcher(model.batch_results, batch_wait_ms, max_batch, name, queue_timeout_s)
         out[name] = model
