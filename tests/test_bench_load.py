@@ -70,3 +70,21 @@ def test_the_replayed_batch_sizes_follow_the_servers_histogram_between_two_scrap
     mixed = scrape({"1.0": 15, "28.0": 15, "32.0": 45, "+Inf": 45}, 5 + 10 + 30 * 30)  # 30 on average
     assert set(_step_sizes(before, mixed, "m", n=400)) == {1, 30}
     assert _step_sizes(after, after, "m") == []  # no passes between the scrapes
+
+
+def test_load_script_refuses_an_unbounded_run(tmp_path):
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "load.py"),
+            str(tmp_path),
+            "--texts-from",
+            str(tmp_path),
+            "--duration",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode != 0 and "--duration must be in (0, 600]" in r.stderr
