@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.client
+import itertools
 import json
 import math
 import os
@@ -172,8 +173,9 @@ def _load(a: argparse.Namespace, port: int, key: str | None, texts: list[str]) -
     }
 
 
-def _micro_batches(metrics_text: str) -> dict[str, dict]:
-    """Per model: passes, texts, mean size, the smallest bucket every pass fits in, and the share per bucket."""
+def _batch_histograms(metrics_text: str) -> dict[str, dict]:
+    """Per model, the micro-batch size histogram of /metrics: ``buckets`` (bucket bound, passes of at most that
+    size, ascending), ``batches`` (passes) and ``texts`` (texts of all passes)."""
     from prometheus_client.parser import text_string_to_metric_families
 
     out: dict[str, dict] = {}
@@ -181,20 +183,27 @@ def _micro_batches(metrics_text: str) -> dict[str, dict]:
         if fam.name != "toxdistill_microbatch_size":
             continue
         for s in fam.samples:
-            m = out.setdefault(s.labels["model"], {"buckets": {}})
+            m = out.setdefault(s.labels["model"], {"buckets": [], "batches": 0, "texts": 0})
             if s.name.endswith("_count"):
                 m["batches"] = int(s.value)
             elif s.name.endswith("_sum"):
                 m["texts"] = int(s.value)
             elif s.name.endswith("_bucket"):
-                m["buckets"][s.labels["le"]] = int(s.value)
+                m["buckets"].append((float(s.labels["le"]), int(s.value)))
     for m in out.values():
-        n = m.get("batches", 0)
-        m["mean_size"] = m.get("texts", 0) / n if n else None
-        le = [(float(k), v) for k, v in m.pop("buckets").items()]
-        m["max_size_at_most"] = next((b for b, v in sorted(le) if v == n), None) if n else None
+        m["buckets"].sort()
+    return out
+
+
+def _micro_batches(metrics_text: str) -> dict[str, dict]:
+    """Per model: passes, texts, mean size, the smallest bucket every pass fits in, and the share per bucket."""
+    out = _batch_histograms(metrics_text)
+    for m in out.values():
+        n, le = m["batches"], m.pop("buckets")
+        m["mean_size"] = m["texts"] / n if n else None
+        m["max_size_at_most"] = next((b for b, v in le if v == n), None) if n else None
         prev, shares = 0, {}
-        for b, v in sorted(le):
+        for b, v in le:
             if v > prev:
                 shares[f"<={b:g}"] = round((v - prev) / n, 4)
             prev = v
@@ -228,6 +237,17 @@ def _served_model(a: argparse.Namespace, port: int, key: str | None) -> str:
     return json.loads(_get(port, "/api/models", key)[1])["default"]
 
 
+def _rate(work, seconds: float, barrier=None) -> float:
+    """Texts/s of ``work()`` (which returns the texts it scored) called until ``seconds`` have passed; with a
+    ``barrier`` (one of several processes), started with the others."""
+    if barrier is not None:
+        barrier.wait()
+    n, t0 = 0, time.perf_counter()
+    while n == 0 or time.perf_counter() - t0 < seconds:
+        n += work()
+    return n / (time.perf_counter() - t0)
+
+
 def _offline_rates(folder: str, threads: int, texts: list[str], seconds: float, barrier=None, out=None) -> dict:
     """Samples/s of the model in ``folder`` with ``threads`` on ``texts``: raw texts cleaned and scored, in batches
     of 32 and of 64, and texts cleaned beforehand at 64. With a ``barrier`` (one of several processes), each
@@ -239,13 +259,11 @@ def _offline_rates(folder: str, threads: int, texts: list[str], seconds: float, 
     scorer.logits(clean[:64])  # warm-up
 
     def rate(batch: int, raw: bool) -> float:
-        if barrier is not None:
-            barrier.wait()
-        n, t0 = 0, time.perf_counter()
-        while n == 0 or time.perf_counter() - t0 < seconds / 3:
+        def work() -> int:
             scorer.logits(scorer.prepare(texts) if raw else clean, batch)
-            n += len(texts)
-        return n / (time.perf_counter() - t0)
+            return len(texts)
+
+        return _rate(work, seconds / 3, barrier)
 
     res = {"sps_by_batch": {batch: rate(batch, raw=True) for batch in (32, 64)}, "precleaned_sps": rate(64, False)}
     if out is not None:
@@ -312,28 +330,14 @@ def _offline(a: argparse.Namespace, model: str, texts: list[str]) -> dict:
     }
 
 
-def _batch_counts(metrics_text: str, model: str) -> tuple[list[tuple[float, int]], float]:
-    """The model's micro-batch size histogram from /metrics, (bucket bound, passes of at most that size), and the
-    texts of all its passes."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    buckets, texts = [], 0.0
-    for fam in text_string_to_metric_families(metrics_text):
-        for s in fam.samples if fam.name == "toxdistill_microbatch_size" else ():
-            if s.labels["model"] == model and s.name.endswith("_bucket"):
-                buckets.append((float(s.labels["le"]), int(s.value)))
-            elif s.labels["model"] == model and s.name.endswith("_sum"):
-                texts = s.value
-    return sorted(buckets), texts
-
-
 def _step_sizes(before: str, after: str, model: str, n: int = 600) -> list[int]:
     """``n`` micro-batch sizes in the mix the server formed between two /metrics scrapes: each histogram bucket
     (lo, hi] gets its share of them, each at the same point of its bucket, the one that gives the step's mean
     (its texts over its passes: 32-text requests make passes of exactly 32, 64, 96...)."""
-    (was, texts0), (now, texts1) = _batch_counts(before, model), _batch_counts(after, model)
-    was_at = dict(was)
-    cum = [(le, v - was_at.get(le, 0)) for le, v in now]
+    empty: dict = {"buckets": [], "texts": 0}
+    was, now = _batch_histograms(before).get(model, empty), _batch_histograms(after).get(model, empty)
+    was_at = dict(was["buckets"])
+    cum = [(le, v - was_at.get(le, 0)) for le, v in now["buckets"]]
     total = cum[-1][1] if cum else 0
     if not total:
         return []
@@ -343,9 +347,10 @@ def _step_sizes(before: str, after: str, model: str, n: int = 600) -> list[int]:
         if v > prev:
             spans.append((lo + 1, max(lo + 1, hi), round(n * (v - prev) / total)))
         lo, prev = hi, v
-    low = sum(k * a for a, _, k in spans) / max(1, sum(k for *_, k in spans))
-    width = sum(k * (b - a) for a, b, k in spans) / max(1, sum(k for *_, k in spans))
-    at = min(1.0, max(0.0, ((texts1 - texts0) / total - low) / width)) if width else 0.0
+    drawn = max(1, sum(k for *_, k in spans))
+    low = sum(k * a for a, _, k in spans) / drawn
+    width = sum(k * (b - a) for a, b, k in spans) / drawn
+    at = min(1.0, max(0.0, ((now["texts"] - was["texts"]) / total - low) / width)) if width else 0.0
     sizes = [round(a + at * (b - a)) for a, b, k in spans for _ in range(k)]
     random.Random(0).shuffle(sizes)
     return sizes
@@ -356,26 +361,24 @@ def _served_batch_rates(
 ) -> dict:
     """Samples/s of the model alone (``_offline_rates``' calls, no server) on batches of random texts of the
     sizes the server's micro-batches had in each step, its pass cost measured as the server measures it."""
-    from toxdistill.inference.predict import load_scorer
+    from toxdistill.inference.predict import Predictor, load_scorer
 
     scorer = load_scorer(Path(folder), threads=threads)
-    measure = getattr(scorer, "measure_pass_cost", None)  # a Predictor's; the TF-IDF baseline makes no passes
-    if measure is not None:
-        measure()
+    if isinstance(scorer, Predictor):  # as the server does (serve.models.load_models)
+        scorer.measure_pass_cost()
     rnd = random.Random(os.getpid())
+
+    def score(batch: list[str]) -> int:
+        scorer.logits(scorer.prepare(batch), 64)
+        return len(batch)
+
     res = {}
     for step, sizes in sizes_by_step.items():
         batches = [rnd.sample(texts, min(k, len(texts))) for k in sizes] or [texts[:1]]
         for b in batches:  # warm-up: the engine compiles each new input shape once, as a warm server has
-            scorer.logits(scorer.prepare(b), 64)
-        if barrier is not None:
-            barrier.wait()
-        n, i, t0 = 0, 0, time.perf_counter()
-        while n == 0 or time.perf_counter() - t0 < seconds:
-            b = batches[i % len(batches)]
-            scorer.logits(scorer.prepare(b), 64)
-            n, i = n + len(b), i + 1
-        res[step] = n / (time.perf_counter() - t0)
+            score(b)
+        turn = itertools.cycle(batches)
+        res[step] = _rate(lambda turn=turn: score(next(turn)), seconds, barrier)
     if out is not None:
         out.put(res)
     return res
