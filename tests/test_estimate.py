@@ -48,6 +48,17 @@ def test_estimates_follow_rows_epochs_and_depth(cfg):
     assert quick.estimates["teacher"] < plan.estimates["teacher"]  # --quick trains one epoch
 
 
+def test_a_given_teacher_pays_for_the_cache_at_its_own_step():
+    """A given teacher is never trained (not even by --quick) and builds the teacher cache when it is saved, so
+    its step carries the cache's cost and no student's does: a plan that put it on the first student rescaled
+    every later estimate by the given teacher's step, several times over."""
+    given = load_config(overrides={"teacher.train": None, "robustness.enabled": False, "frontier.enabled": False})
+    for quick in (False, True):
+        plan = estimate_plan(given, COSTS, N, _todo(given), quick=quick, teacher_layers=6)
+        assert plan.estimates["teacher"] == pytest.approx((300 + 1000) * COSTS.score(6))
+        assert plan.estimates["odd"] == pytest.approx(plan.estimates["even"])
+
+
 def test_seed_repeats_and_post_training_steps_are_planned():
     cfg = load_config(overrides={"frontier.limit": 50})
     plan = estimate_plan(cfg, COSTS, N, _todo(cfg, seeds=2), quick=False, teacher_layers=6)

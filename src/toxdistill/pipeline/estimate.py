@@ -174,8 +174,11 @@ def estimate_plan(
             continue
         if stage not in by_name:  # the teacher
             tc = cfg.teacher.train
-            epochs = 1.0 if quick else (tc.epochs if tc is not None else 0.0)
-            est[label] = _train_seconds(costs, n, epochs, teacher_layers)
+            if tc is None:  # given as it is: scored, never trained, and it builds the teacher cache itself
+                est[label] = _train_seconds(costs, n, 0.0, teacher_layers) + n[0] * costs.score(teacher_layers)
+                cache_paid = True
+            else:
+                est[label] = _train_seconds(costs, n, 1.0 if quick else tc.epochs, teacher_layers)
             continue
         st = by_name[stage]
         layers = stage_layers(cfg, st, teacher_layers)
