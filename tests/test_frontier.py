@@ -253,6 +253,41 @@ def test_the_exported_scores_are_the_exports_own(frontier_run):
     assert row["val"]["accuracy"] == pytest.approx(float(np.mean(logits.argmax(-1) == np.asarray(val.labels))))
 
 
+def test_the_test_scores_come_from_the_benchs_pass_over_the_whole_test_split(tmp_path, tokenizer, monkeypatch):
+    """Benched on the whole test split (no frontier.limit), each export's test scores and saved test logits are
+    the bench's timed pass: the export scores validation alone, and the figures are the export's own."""
+    pytest.importorskip("onnxruntime")
+    from types import SimpleNamespace
+
+    from toxdistill.inference.predict import Predictor
+    from toxdistill.pipeline import frontier as step
+
+    run = _labelled_tiny_run(tmp_path, tokenizer, limit=None)
+    split = load_run_split(run)
+    scored: list[list[str]] = []
+
+    def load(*args, **kwargs):
+        pred = Predictor.load(*args, **kwargs)
+        real = pred.logits
+
+        def logits(texts, *a, **k):
+            scored.append(list(texts))
+            return real(texts, *a, **k)
+
+        pred.logits = logits  # type: ignore[method-assign]
+        return pred
+
+    monkeypatch.setattr(step, "Predictor", SimpleNamespace(load=load))
+    result = step.run_frontier(run, load_config(run / "config.yaml"))
+    assert scored and all(texts == list(split.val.texts) for texts in scored)
+    labels = np.asarray(split.test.labels)
+    for r in result["rows"]:
+        own, _ = Predictor.load(run / r["export_dir"], backend="onnx").logits(split.test.texts)
+        saved = np.load(run / r["export_dir"] / "test_logits.npy")
+        np.testing.assert_allclose(saved, own, atol=1e-5)
+        assert r["test"]["accuracy"] == pytest.approx(float(np.mean(own.argmax(-1) == labels)))
+
+
 def test_a_second_frontier_keeps_the_measurements_and_a_remeasure_reuses_the_exports(frontier_run, monkeypatch):
     from toxdistill.pipeline import frontier as step
 
@@ -299,9 +334,9 @@ def _fake_screen(monkeypatch, step) -> list[tuple[str, tuple]]:
 
     benched: list[tuple[str, tuple]] = []
 
-    def bench_model(model, sample, parity, opts, say):
+    def bench_model(model, sample, parity, opts, say, **kwargs):
         benched.append((model.name, opts.targets))
-        return real_bench(model, sample, parity, opts, say)
+        return real_bench(model, sample, parity, opts, say, **kwargs)
 
     monkeypatch.setattr(auto, "_pass_rate", pass_rate)
     monkeypatch.setattr(auto, "gate_block", gate_block)

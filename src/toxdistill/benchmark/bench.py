@@ -169,6 +169,8 @@ class BenchSample:
     latency_texts: list[str]
     threads: int
     peaks: dict
+    order: np.ndarray | None = None
+    """Where each text came from: ``texts[i]`` is the source's text ``order[i]`` (a seeded shuffle)."""
 
 
 @dataclass
@@ -194,7 +196,7 @@ def bench_sample(texts: list[str], labels: np.ndarray | None, opts: BenchOptions
     order = np.random.default_rng(opts.seed).permutation(len(texts))[: opts.limit or None]
     picked = [texts[i] for i in order]
     chosen_labels = None if labels is None else np.asarray(labels)[order]
-    return BenchSample(picked, chosen_labels, picked[: opts.latency_n], threads, peaks={})
+    return BenchSample(picked, chosen_labels, picked[: opts.latency_n], threads, peaks={}, order=order)
 
 
 def run_bench(run_dir: str | Path, opts: BenchOptions | None = None, say: Say = quiet) -> dict:
@@ -300,9 +302,17 @@ def load_bench_model(name: str, folder: Path, texts: list[str], threads: int | N
 
 
 # ------------------------------------------------------------------ one model, one row per target
-def bench_model(model: BenchedModel, sample: BenchSample, parity: TextSet, opts: BenchOptions, say: Say) -> list[dict]:
+def bench_model(
+    model: BenchedModel,
+    sample: BenchSample,
+    parity: TextSet,
+    opts: BenchOptions,
+    say: Say,
+    logits_out: dict[str, np.ndarray] | None = None,
+) -> list[dict]:
     """One row per torch row and target of ``opts`` for one model; a target exports first (``ensure_export``).
-    The export row ``export --auto`` would choose from these is marked ``auto_choice``."""
+    The export row ``export --auto`` would choose from these is marked ``auto_choice``. ``logits_out`` receives
+    each row's logits on ``sample.texts`` (from its fastest timed pass), for a caller that would score them again."""
 
     def tagged(msg: str) -> None:  # every line about this model names it
         say(f"[{model.name}] {msg}")
@@ -311,6 +321,8 @@ def bench_model(model: BenchedModel, sample: BenchSample, parity: TextSet, opts:
     ref_logits = None
     for name in opts.targets or ():
         row, logits, pred, folder = _bench_one(model, name, sample, parity, opts, tagged)
+        if logits_out is not None:
+            logits_out[name] = logits
         if name == "torch-sorted" or (name == "torch-naive" and ref_logits is None):
             ref_logits = logits
         if ref_logits is not None and name not in TORCH_ROWS:

@@ -305,7 +305,8 @@ def _measure_model(b: _Bench, name: str, folder: Path, teacher: bool) -> tuple[d
         wanted = ("torch-naive", target.name) if teacher else (target.name,)
         tagged(f"benching {', '.join(wanted)}")
         opts = dataclasses.replace(b.opts, targets=wanted)
-        bench_rows = bench_model(model, b.sample, b.parity, opts, _prefixed(b.say))
+        timed: dict[str, np.ndarray] = {}
+        bench_rows = bench_model(model, b.sample, b.parity, opts, _prefixed(b.say), logits_out=timed)
     except ToxdistillError as e:
         if teacher:
             raise
@@ -313,7 +314,11 @@ def _measure_model(b: _Bench, name: str, folder: Path, teacher: bool) -> tuple[d
         return None, None
     by_backend = {r["backend"]: r for r in bench_rows}
     export_dir = default_output(folder, target)
-    scores = _export_scores(export_dir, target, b.split, b.sample.threads, b.opts.batch_size, b.cfg.data.focus_class)
+    # The bench ran the export over the test split: where it ran the whole split, those are its test logits.
+    on_test = _in_split_order(timed.get(target.name), b.sample.order, len(b.split.test))
+    scores = _export_scores(
+        export_dir, target, b.split, b.sample.threads, b.opts.batch_size, b.cfg.data.focus_class, on_test
+    )
     kind, reference = _kind(name, model.meta, {st.name: st for st in b.cfg.stages}.get(name))
     row = _frontier_row(name, kind, reference, by_backend[target.name], os.path.relpath(export_dir, b.run_dir), scores)
     del model
@@ -406,15 +411,35 @@ def _headline(m: dict, focus: str | None) -> dict:
     return {k: m[k] for k in ("f1_weighted", "f1_macro", "accuracy")} | {"f1_focus": hate_f1(m, focus)} | ranks
 
 
+def _in_split_order(logits: np.ndarray | None, order: np.ndarray | None, n: int) -> np.ndarray | None:
+    """The bench's logits on the whole test split (frontier.limit unset: ``order`` shuffles all ``n`` texts)
+    put back in the split's order; None where the bench saw only part of it."""
+    if logits is None or order is None or len(order) != n or len(logits) != n:
+        return None
+    out = np.empty_like(logits)
+    out[order] = logits
+    return out
+
+
 def _export_scores(
-    export_dir: Path, target: Target, split: Split, threads: int, batch_size: int, focus: str | None
+    export_dir: Path,
+    target: Target,
+    split: Split,
+    threads: int,
+    batch_size: int,
+    focus: str | None,
+    test_logits: np.ndarray | None = None,
 ) -> dict[str, dict]:
-    """The exported model's own argmax scores on validation and on the whole test split. Its test logits are
-    saved in the export (``test_logits.npy``), where ``RUN/best/`` takes them from instead of scoring again."""
+    """The exported model's own argmax scores on validation and on the whole test split (``test_logits`` where
+    the bench already ran the export over it). Its test logits are saved in the export
+    (``test_logits.npy``), where ``RUN/best/`` takes them from instead of scoring again."""
     pred = Predictor.load(export_dir, backend=target.engine, threads=threads)
     out = {}
     for part, ds in (("val", split.val), ("test", split.test)):
-        logits, _ = pred.logits(ds.texts, batch_size)
+        if part == "test" and test_logits is not None and len(test_logits) == len(ds):
+            logits = test_logits
+        else:
+            logits, _ = pred.logits(ds.texts, batch_size)
         out[part] = _headline(_scores(logits, ds), focus)
         if part == "test":
             np.save(export_dir / TEST_LOGITS, logits.astype(np.float32))
