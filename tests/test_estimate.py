@@ -37,8 +37,9 @@ def test_stage_depths_follow_the_layer_rules(cfg):
 
 def test_estimates_follow_rows_epochs_and_depth(cfg):
     plan = estimate_plan(cfg, COSTS, N, _todo(cfg), quick=False, teacher_layers=6)
-    epochs = cfg.teacher.train.epochs
-    teacher = epochs * (1000 * COSTS.train(6) + 100 * COSTS.score(6)) + 300 * COSTS.score(6)
+    epochs, steps = cfg.teacher.train.epochs, -(-1000 // cfg.teacher.train.batch_size)
+    overhead = steps * estimate._STEP_OVERHEAD_S  # the Trainer's own cost per step, whatever the model's size
+    teacher = epochs * (1000 * COSTS.train(6) + overhead + 100 * COSTS.score(6)) + 300 * COSTS.score(6)
     assert plan.estimates["teacher"] == pytest.approx(teacher)
     # The first distill stage also pays for the teacher's outputs on the training rows; the second does not.
     assert plan.estimates["odd"] == pytest.approx(plan.estimates["even"] + 1000 * COSTS.score(6))
@@ -94,3 +95,27 @@ def test_row_costs_are_measured_on_the_teachers_architecture(monkeypatch, cfg, t
     assert costs.train_layer >= 0 and costs.score_layer >= 0
     assert costs.train(4) > 0 and costs.score(4) > 0
     assert model.config.num_hidden_layers == 4  # the cut is a copy: the measured model keeps its layers
+
+
+def test_the_timed_step_is_the_trainers(monkeypatch):
+    """The step is timed as the trainer takes it: the trainer's dropout and fused AdamW (torch's own of both made
+    the default run's plan say 11-18 minutes for a 9-minute teacher)."""
+    import torch
+
+    from toxdistill.training.dropout import CheapDropout
+
+    made: list[dict] = []
+    real = torch.optim.AdamW
+
+    def adamw(params, **kwargs):
+        made.append(kwargs)
+        return real(params, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "AdamW", adamw)
+    model = tiny_bert()
+    batch = {"input_ids": torch.randint(5, 90, (4, 12)), "attention_mask": torch.ones(4, 12, dtype=torch.long)}
+    train_s, score_s = estimate._step_seconds(model, batch)
+    assert train_s > 0 and score_s > 0
+    assert made and all(kw.get("fused") for kw in made)
+    dropouts = [m for m in model.modules() if isinstance(m, torch.nn.Dropout) and m.p > 0]
+    assert dropouts and all(isinstance(m, CheapDropout) for m in dropouts)

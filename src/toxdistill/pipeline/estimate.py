@@ -10,6 +10,7 @@ so the remaining time printed after each stage converges on the truth.
 
 from __future__ import annotations
 
+import math
 import random
 import statistics
 import time
@@ -23,14 +24,20 @@ from toxdistill.data.perturb import KINDS
 from toxdistill.files import BASELINE
 from toxdistill.models.students import build_student, resolve_layers
 from toxdistill.models.teacher import load_classifier, load_model_config, resolve_model_path
-from toxdistill.training.trainer import uses_bf16
+from toxdistill.training.dropout import use_cheap_dropout
+from toxdistill.training.trainer import fused_adamw_ok, uses_bf16
 
-# Timed steps per model after one warm-up: the median of 3 steadies a 2-core machine's jitter at ~2 s in all.
-_REPEATS = 3
+# Timed steps per model after one warm-up: the median of 5, ~4 s in all. With 3, fresh processes on one 2-core
+# machine put the same fp32 run at 49 to 69 minutes.
+_REPEATS = 5
 # Exports, engine screens and parity passes per candidate of the frontier, in rows scored: fitted to the full
 # default run's frontier on a 2-core AMD EPYC with AVX-512 (351 s for 6 models, where the plan said ~154 s with
 # the 14,000 rows fitted to a quick run). The refinement corrects it on other runs.
 _FRONTIER_ROWS_PER_MODEL = 35_000
+# Seconds a training step costs beyond its timed forward, backward and optimizer step: the Trainer's batching and
+# bookkeeping, the distillation losses, the perturbed rows' draws. 30-56 ms a step in every stage of the full default
+# run on a 2-core AMD EPYC with AVX-512 (87 ms in its first student), whatever the model's size.
+_STEP_OVERHEAD_S = 0.04
 # The check's time over (1 + kinds) clean passes of the test split per model, on the same machine's full default
 # run (371 s where 1.6 said ~12 min). Below 1: rows a perturbation leaves unchanged, and the clean pass, reuse the
 # saved logits; disguised words split into more word pieces, which costs more per scored row.
@@ -65,10 +72,13 @@ def _median_seconds(fn: Callable[[], None]) -> float:
 
 
 def _step_seconds(model: torch.nn.Module, batch: dict, bf16: bool = False) -> tuple[float, float]:
-    """One training step (under bf16 autocast where training will use it) and one scoring pass of ``batch``, in
-    seconds. The optimizer's lr is 0: the model is a throwaway copy, but a zero step keeps it honest should anyone
-    reuse it."""
-    opt = torch.optim.AdamW(model.parameters(), lr=0.0)
+    """One training step and one scoring pass of ``batch``, in seconds, the step as the trainer takes it: under
+    bf16 autocast where training will use it, its dropout, and fused AdamW where that can step the weights (with
+    torch's own of both, the default run's teacher was estimated at 11-18 minutes and trained in 9). The
+    optimizer's lr is 0: the model is a throwaway copy, but a zero step keeps it honest should anyone reuse it."""
+    use_cheap_dropout(model)
+    groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    opt = torch.optim.AdamW(groups, lr=0.0, fused=fused_adamw_ok(groups))
 
     def train_step() -> None:
         model.train()
@@ -149,10 +159,12 @@ class Plan:
         return self.ratio() * sum(v for k, v in self.estimates.items() if k not in self.actual)
 
 
-def _train_seconds(costs: RowCosts, n: tuple[int, int, int], epochs: float, layers: int) -> float:
-    """Training: every epoch's rows and its validation pass, then the validation and test rows scored once more."""
+def _train_seconds(costs: RowCosts, n: tuple[int, int, int], epochs: float, layers: int, batch_size: int) -> float:
+    """Training: every epoch's rows, steps and validation pass, then the validation and test rows scored once more."""
     train, val, test = n
-    return epochs * (train * costs.train(layers) + val * costs.score(layers)) + (val + test) * costs.score(layers)
+    steps = math.ceil(train / batch_size)
+    per_epoch = train * costs.train(layers) + steps * _STEP_OVERHEAD_S + val * costs.score(layers)
+    return epochs * per_epoch + (val + test) * costs.score(layers)
 
 
 def estimate_plan(
@@ -175,15 +187,16 @@ def estimate_plan(
         if stage not in by_name:  # the teacher
             tc = cfg.teacher.train
             if tc is None:  # given as it is: scored, never trained, and it builds the teacher cache itself
-                est[label] = _train_seconds(costs, n, 0.0, teacher_layers) + n[0] * costs.score(teacher_layers)
+                est[label] = _train_seconds(costs, n, 0.0, teacher_layers, 1) + n[0] * costs.score(teacher_layers)
                 cache_paid = True
             else:
-                est[label] = _train_seconds(costs, n, 1.0 if quick else tc.epochs, teacher_layers)
+                epochs = 1.0 if quick else tc.epochs
+                est[label] = _train_seconds(costs, n, epochs, teacher_layers, tc.batch_size)
             continue
         st = by_name[stage]
         layers = stage_layers(cfg, st, teacher_layers)
-        epochs = 1.0 if quick else cfg.stage_train(st).epochs
-        est[label] = _train_seconds(costs, n, epochs, layers)
+        train_cfg = cfg.stage_train(st)
+        est[label] = _train_seconds(costs, n, 1.0 if quick else train_cfg.epochs, layers, train_cfg.batch_size)
         if st.kind == "distill" and not cache_paid:  # the teacher's outputs on the training rows, computed once
             est[label] += n[0] * costs.score(teacher_layers)
             cache_paid = True
