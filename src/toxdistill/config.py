@@ -486,8 +486,8 @@ class TeacherConfig(_Strict):
     """How the teacher is fine-tuned from model: its own block, not merged with the run's train (keys it leaves out
     take the defaults listed under train). The default's 3 epochs were chosen on validation over 2 (+0.9 macro, +1.1
     weighted F1); 2 epochs at lr 1.5e-4 tied 3 on validation but scored lower on test with both seeds (-0.4
-    weighted, -0.7 macro; bench/results/epochs-ab-avx512-epyc). null: model is already a fine-tuned classifier of these classes; it is used as it is, not
-    trained."""
+    weighted, -0.7 macro; bench/results/epochs-ab-avx512-epyc). null: model is already a fine-tuned classifier of
+    these classes; it is used as it is, not trained."""
     label_map: dict[str, str] | None = None
     """The given teacher's label names → data.label_names, where they differ (e.g. {hateful: hate speech})."""
     pretrained: str | None = None

@@ -186,8 +186,10 @@ def estimate_plan(
             continue
         if stage not in by_name:  # the teacher
             tc = cfg.teacher.train
-            if tc is None:  # given as it is: scored, never trained, and it builds the teacher cache itself
-                est[label] = _train_seconds(costs, n, 0.0, teacher_layers, 1) + n[0] * costs.score(teacher_layers)
+            if tc is None:
+                # Given as it is: never trained. It scores the training rows once (the teacher cache, built at this
+                # step), then validation and test.
+                est[label] = sum(n) * costs.score(teacher_layers)
                 cache_paid = True
             else:
                 epochs = 1.0 if quick else tc.epochs

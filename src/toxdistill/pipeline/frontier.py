@@ -436,7 +436,7 @@ def _export_scores(
     pred = Predictor.load(export_dir, backend=target.engine, threads=threads)
     out = {}
     for part, ds in (("val", split.val), ("test", split.test)):
-        if part == "test" and test_logits is not None and len(test_logits) == len(ds):
+        if part == "test" and test_logits is not None:
             logits = test_logits
         else:
             logits, _ = pred.logits(ds.texts, batch_size)
