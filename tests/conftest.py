@@ -61,6 +61,18 @@ def tiny_bert(n_layers: int = 4, hidden: int = 32, seed: int = 0):
     return model
 
 
+# In-process commands set torch's thread count for the whole process (predict --threads 1, a run's `threads`), and
+# it stayed at that for every later test: the suite ran parts of itself on one of the two cores.
+_TORCH_THREADS = torch.get_num_threads()
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_restored() -> Iterator[None]:
+    yield
+    if torch.get_num_threads() != _TORCH_THREADS:
+        torch.set_num_threads(_TORCH_THREADS)
+
+
 @pytest.fixture(scope="session")
 def tokenizer():
     from transformers import AutoTokenizer

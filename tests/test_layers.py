@@ -8,6 +8,7 @@ run-folder format). Imports inside functions count too: a deferred import still 
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,7 @@ def layer(module: str) -> str:
     return parts[1] if len(parts) > 2 or (len(parts) == 2 and parts[1] in LAYERS) else "base"
 
 
+@functools.cache  # parsing the package once, not once per parametrized module, saves about 100 s a suite
 def graph() -> dict[str, set[str]]:
     mods = modules()
     return {m: own_imports(p, set(mods)) - {m} for m, p in mods.items()}
